@@ -1,0 +1,1 @@
+"""Continuity trio client SDK."""
