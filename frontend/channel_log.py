@@ -1,0 +1,172 @@
+"""ChannelLog: one channel's sequencer and bounded retention ring.
+
+Theory of operation
+-------------------
+The log is the single source of a channel's serials. ``append`` stamps each
+message ``"<epoch>:<seq>"`` with ``seq`` one more than the last, never skipping
+and never reusing a number: every message ever appended under an epoch has a
+distinct seq, and seqs are contiguous. One published ProtocolMessage becomes
+one *entry* covering ``first_seq..last_seq``; its channelSerial is the serial
+of its last message.
+
+Entries are retained for at least ``retention_ms`` (the connection TTL plus one
+idle interval) unless the count limit pushes them out first. A client holding
+serial ``e:s`` can be served exactly the entries after ``s`` iff ``e`` is our
+epoch, ``s`` is an entry boundary we issued, and nothing after ``s`` has been
+dropped: that is ``replay_after``. Otherwise the answer is "continuity lost"
+(the caller sends 90003); there is no third outcome.
+
+Idempotent publish: the log remembers, for its retention window, the serials it
+gave each ``(connectionId, msgSerial)``; a re-sent publish gets the original
+serials back and is not appended twice.
+
+Pure: ``now_ms`` comes in; no I/O.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from frontend.protocol import Encoded
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    first_seq: int
+    last_seq: int
+    timestamp_ms: int
+    frame: Encoded  # the MESSAGE ProtocolMessage as delivered to subscribers
+    publisher: str | None  # connectionId, for echo suppression on replay
+
+
+def parse_serial(serial: str) -> tuple[str, int] | None:
+    """Split ``"<epoch>:<seq>"``; None if it is not one of ours."""
+    epoch, sep, seq = serial.rpartition(":")
+    if not sep or not epoch or not seq.isdigit() or len(seq) > 18:
+        return None
+    return epoch, int(seq)
+
+
+class ChannelLog:
+    def __init__(
+        self, name: str, epoch: str, *, max_messages: int, retention_ms: int, start_seq: int = 0
+    ) -> None:
+        self.name = name
+        self.epoch = epoch
+        self.max_messages = max_messages
+        self.retention_ms = retention_ms
+        self.last_seq = start_seq
+        self._entries: list[Entry] = []
+        self._head = 0  # index of the oldest live entry in _entries
+        self._retained_messages = 0
+        # Lowest seq s such that every entry after s is still held.
+        self._floor = start_seq
+        self._published: dict[tuple[str, int], tuple[int, list[str]]] = {}
+        self._published_order: deque[tuple[int, tuple[str, int]]] = deque()
+        self.last_activity_ms = 0
+
+    # -- serials ---------------------------------------------------------
+    def serial(self, seq: int) -> str:
+        return f"{self.epoch}:{seq}"
+
+    @property
+    def last_serial(self) -> str:
+        return self.serial(self.last_seq)
+
+    def __len__(self) -> int:
+        return len(self._entries) - self._head
+
+    @property
+    def retained_messages(self) -> int:
+        return self._retained_messages
+
+    # -- publishing ------------------------------------------------------
+    def lookup(self, connection_id: str, msg_serial: int) -> list[str] | None:
+        """The serials an earlier identical publish was given, if remembered."""
+        hit = self._published.get((connection_id, msg_serial))
+        return hit[1] if hit else None
+
+    def append(
+        self,
+        now_ms: int,
+        messages: list[dict[str, Any]],
+        envelope: dict[str, Any],
+        *,
+        publisher: str | None = None,
+        msg_serial: int | None = None,
+    ) -> tuple[list[str], Entry]:
+        """Stamp ``messages`` with the next serials and retain them.
+
+        ``envelope`` holds the ProtocolMessage fields (action, channel, id,
+        connectionId, timestamp); this adds ``channelSerial`` and ``messages``.
+        Returns the serials given and the stored entry.
+        """
+        first = self.last_seq + 1
+        serials = []
+        for i, m in enumerate(messages):
+            s = self.serial(first + i)
+            m["serial"] = s
+            serials.append(s)
+        last = first + len(messages) - 1
+        wire = dict(envelope)
+        wire["channelSerial"] = serials[-1]
+        wire["messages"] = messages
+        entry = Entry(first, last, now_ms, Encoded(wire), publisher)
+        self.last_seq = last
+        self._entries.append(entry)
+        self._retained_messages += len(messages)
+        if publisher is not None and msg_serial is not None:
+            key = (publisher, msg_serial)
+            self._published[key] = (now_ms, serials)
+            self._published_order.append((now_ms, key))
+        self.last_activity_ms = now_ms
+        self._trim(now_ms)
+        return serials, entry
+
+    # -- replay ----------------------------------------------------------
+    def replay_after(self, serial: str) -> list[Entry] | None:
+        """Entries after ``serial``, or None when continuity from it is lost."""
+        parsed = parse_serial(serial)
+        if parsed is None or parsed[0] != self.epoch:
+            return None
+        seq = parsed[1]
+        if seq > self.last_seq or seq < self._floor:
+            return None
+        idx = bisect.bisect_right(self._entries, seq, lo=self._head, key=lambda e: e.last_seq)
+        if idx < len(self._entries) and self._entries[idx].first_seq != seq + 1:
+            return None  # not an entry boundary we ever issued
+        return self._entries[idx:]
+
+    # -- retention -------------------------------------------------------
+    def expire(self, now_ms: int) -> None:
+        self._trim(now_ms)
+
+    def next_deadline(self) -> int | None:
+        """When the oldest retained entry or dedupe record ages out (ms)."""
+        times = []
+        if self._head < len(self._entries):
+            times.append(self._entries[self._head].timestamp_ms + self.retention_ms)
+        if self._published_order:
+            times.append(self._published_order[0][0] + self.retention_ms)
+        return min(times) if times else None
+
+    def _trim(self, now_ms: int) -> None:
+        cutoff = now_ms - self.retention_ms
+        entries = self._entries
+        while self._head < len(entries):
+            e = entries[self._head]
+            if e.timestamp_ms > cutoff and self._retained_messages <= self.max_messages:
+                break
+            self._retained_messages -= e.last_seq - e.first_seq + 1
+            self._floor = e.last_seq
+            self._head += 1
+        if self._head > 64 and self._head * 2 > len(entries):
+            del entries[: self._head]
+            self._head = 0
+        order = self._published_order
+        while order and (order[0][0] <= cutoff or len(order) > self.max_messages):
+            _, key = order.popleft()
+            self._published.pop(key, None)

@@ -1,0 +1,163 @@
+"""FrontendConfig: one frozen dataclass, loaded from a documented TOML file.
+
+Every field below is a top-level TOML key of the same name, except API keys,
+which live in ``[keys."<appId>.<keyId>"]`` tables::
+
+    node_id = "fe-a1"
+    zone = "a"
+    port = 8080
+    cluster_secret = "change-me"
+    connection_state_ttl_ms = 120000
+
+    [keys."app.main"]
+    secret = "long-random-secret"
+    capability = { "chat:*" = ["publish", "subscribe"], "*" = ["subscribe"] }
+
+Environment variables ``CONTINUITY_<FIELD>`` (upper case) override the file
+for scalar fields, and command-line flags override both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from frontend.auth import ApiKey, parse_capability
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the field and its allowed range."""
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range [{low}, {high}]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrontendConfig:
+    # Identity of this node in the cluster; goes into every connection key. [A-Za-z0-9_-]{1,32}
+    node_id: str = "fe1"
+    # Availability zone; replicas are placed in another zone. [A-Za-z0-9_-]{1,32}
+    zone: str = "a"
+    # Address the one HTTP/WebSocket port listens on.
+    host: str = "127.0.0.1"
+    # TCP port; 0 picks a free one (the bound port is logged and written to port_file).
+    port: int = 8080
+    # If set, the bound port is written to this file once listening (for tests and scripts).
+    port_file: str | None = None
+    # HMAC secret shared by the cluster; signs connection keys. At least 16 bytes outside dev mode.
+    cluster_secret: str = "dev-cluster-secret-not-for-production"
+    # Development mode: any key or token is accepted with full capability. Never in production.
+    dev: bool = False
+    # How long a disconnected connection's state is kept, in milliseconds (Ably: 120000).
+    connection_state_ttl_ms: int = 120_000
+    # Outbound silence after which a HEARTBEAT is sent, in milliseconds (Ably: 15000).
+    max_idle_interval_ms: int = 15_000
+    # Largest accepted message payload (sum of a ProtocolMessage's messages), in bytes.
+    max_message_size: int = 65_536
+    # Largest accepted inbound frame, in bytes; larger frames get ERROR 40000 and the transport closes.
+    max_frame_size: int = 524_288
+    # Channels one connection may have attached at once; more gets ERROR 40030 on the channel.
+    max_channels_per_connection: int = 200
+    # Frames queued for one transport before it is cut as a slow consumer (state kept, resumable).
+    outbox_limit: int = 4_096
+    # Messages each channel log keeps at most; older ones fall out before the time window if exceeded.
+    channel_log_max_messages: int = 20_000
+    # Seconds a client may take to send its HTTP request headers.
+    header_timeout_s: float = 10.0
+    # Seconds a WebSocket close handshake may take before the socket is dropped.
+    close_timeout_s: float = 2.0
+    # API keys by name ("appId.keyId").
+    keys: dict[str, ApiKey] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("node_id", "zone"):
+            value = getattr(self, name)
+            if not value or len(value) > 32 or not all(c.isalnum() or c in "_-" for c in value):
+                raise ConfigError(f"{name}={value!r} must match [A-Za-z0-9_-]{{1,32}}")
+        _check_range("port", self.port, 0, 65535)
+        _check_range("connection_state_ttl_ms", self.connection_state_ttl_ms, 100, 86_400_000)
+        _check_range("max_idle_interval_ms", self.max_idle_interval_ms, 100, 600_000)
+        _check_range("max_message_size", self.max_message_size, 256, 16 * 1024 * 1024)
+        _check_range("max_frame_size", self.max_frame_size, self.max_message_size, 64 * 1024 * 1024)
+        _check_range("max_channels_per_connection", self.max_channels_per_connection, 1, 100_000)
+        _check_range("outbox_limit", self.outbox_limit, 16, 10_000_000)
+        _check_range("channel_log_max_messages", self.channel_log_max_messages, 16, 100_000_000)
+        if not 0.1 <= self.header_timeout_s <= 600:
+            raise ConfigError(f"header_timeout_s={self.header_timeout_s} is out of range [0.1, 600]")
+        if not 0.1 <= self.close_timeout_s <= 60:
+            raise ConfigError(f"close_timeout_s={self.close_timeout_s} is out of range [0.1, 60]")
+        if not self.dev and len(self.cluster_secret.encode()) < 16:
+            raise ConfigError("cluster_secret must be at least 16 bytes outside dev mode")
+
+    @property
+    def retention_ms(self) -> int:
+        """How long channel logs keep messages: the TTL plus one idle interval (DESIGN 2)."""
+        return self.connection_state_ttl_ms + self.max_idle_interval_ms
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, Any]) -> FrontendConfig:
+        raw = dict(raw)
+        keys_raw = raw.pop("keys", {}) or {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - names
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        keys: dict[str, ApiKey] = {}
+        if not isinstance(keys_raw, dict):
+            raise ConfigError("[keys] must be a table of API keys")
+        for name, spec in keys_raw.items():
+            if not isinstance(spec, dict) or not isinstance(spec.get("secret"), str):
+                raise ConfigError(f"keys.{name} needs a string 'secret'")
+            try:
+                cap = parse_capability(spec.get("capability", {"*": ["*"]}))
+            except ValueError as exc:
+                raise ConfigError(f"keys.{name}.capability: {exc}") from None
+            if "." not in name:
+                raise ConfigError(f"key name {name!r} must look like appId.keyId")
+            keys[name] = ApiKey(name=name, secret=spec["secret"], capability=cap)
+        try:
+            return cls(keys=keys, **raw)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @classmethod
+    def load(
+        cls, path: str | Path | None, env: dict[str, str] | None = None, **overrides: Any
+    ) -> FrontendConfig:
+        """Load ``path`` (if any), apply ``CONTINUITY_*`` env overrides, then ``overrides``."""
+        raw: dict[str, Any] = {}
+        if path is not None:
+            with open(path, "rb") as fh:
+                try:
+                    raw = tomllib.load(fh)
+                except tomllib.TOMLDecodeError as exc:
+                    raise ConfigError(f"{path}: {exc}") from None
+        environ: Mapping[str, str] = os.environ if env is None else env
+        for f in dataclasses.fields(cls):
+            value = environ.get(f"CONTINUITY_{f.name.upper()}")
+            if value is None or f.name == "keys":
+                continue
+            raw[f.name] = _coerce(f.name, value, f.type)
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(raw)
+
+
+def _coerce(name: str, value: str, kind: Any) -> Any:
+    kind = str(kind)
+    try:
+        if kind.startswith("bool"):
+            return value.lower() in ("1", "true", "yes", "on")
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+    except ValueError:
+        raise ConfigError(f"CONTINUITY_{name.upper()}={value!r} is not a valid {kind}") from None
+    return value

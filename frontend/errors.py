@@ -1,0 +1,117 @@
+"""Client-visible error codes (Ably's table) and the protocol error types.
+
+Every code the server sends lives here once, with the HTTP status Ably pairs it
+with. Nothing else in the code base spells a numeric error code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ErrorCode(enum.IntEnum):
+    """Ably error codes we emit. The numbers are the protocol; append only."""
+
+    BAD_REQUEST = 40000
+    MAX_MESSAGE_SIZE_EXCEEDED = 40009
+    INVALID_CLIENT_ID = 40012
+    RATE_LIMITED = 40030  # too many channels on one connection
+    UNAUTHORIZED = 40100
+    INVALID_CREDENTIALS = 40101
+    KEY_NOT_FOUND = 40400
+    TOKEN_ERROR = 40140
+    TOKEN_EXPIRED = 40142
+    TOKEN_UNRECOGNISED = 40144
+    CAPABILITY_DENIED = 40160
+    INTERNAL = 50000
+    INTERNAL_CHANNEL = 50001
+    CONNECTION_SUSPENDED = 80002
+    DISCONNECTED = 80003
+    CONNECTION_EXPIRED = 80008  # resume/recover of an unknown or expired connection
+    CONNECTION_LIMIT = 80013
+    CONNECTION_CLOSED = 80017
+    INVALID_CONNECTION_KEY = 80018  # malformed or forged key
+    SLOW_CONSUMER = 80020
+    CHANNEL_OPERATION_FAILED = 90000
+    CONTINUITY_LOST = 90003
+    PRESENCE_UNSUPPORTED = 91000
+
+
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED: 400,
+    ErrorCode.INVALID_CLIENT_ID: 400,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.INVALID_CREDENTIALS: 401,
+    ErrorCode.KEY_NOT_FOUND: 404,
+    ErrorCode.TOKEN_ERROR: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.TOKEN_UNRECOGNISED: 401,
+    ErrorCode.CAPABILITY_DENIED: 401,
+    ErrorCode.INTERNAL: 500,
+    ErrorCode.INTERNAL_CHANNEL: 500,
+    ErrorCode.CONNECTION_SUSPENDED: 503,
+    ErrorCode.DISCONNECTED: 408,
+    ErrorCode.CONNECTION_EXPIRED: 400,
+    ErrorCode.CONNECTION_LIMIT: 429,
+    ErrorCode.CONNECTION_CLOSED: 400,
+    ErrorCode.INVALID_CONNECTION_KEY: 400,
+    ErrorCode.SLOW_CONSUMER: 429,
+    ErrorCode.CHANNEL_OPERATION_FAILED: 400,
+    ErrorCode.CONTINUITY_LOST: 400,
+    ErrorCode.PRESENCE_UNSUPPORTED: 400,
+}
+
+
+def status_for(code: ErrorCode) -> int:
+    """Return the HTTP status Ably pairs with ``code``."""
+    return _STATUS[code]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An Ably ErrorInfo as it travels on the wire."""
+
+    code: int
+    status_code: int
+    message: str
+
+    @classmethod
+    def of(cls, code: ErrorCode, message: str) -> ErrorInfo:
+        return cls(code=int(code), status_code=status_for(code), message=message)
+
+    def to_wire(self) -> dict[str, object]:
+        return {"code": self.code, "statusCode": self.status_code, "message": self.message}
+
+    @classmethod
+    def from_wire(cls, raw: object) -> ErrorInfo | None:
+        if not isinstance(raw, dict):
+            return None
+        code = raw.get("code")
+        status = raw.get("statusCode")
+        return cls(
+            code=code if isinstance(code, int) else 0,
+            status_code=status if isinstance(status, int) else 0,
+            message=str(raw.get("message") or ""),
+        )
+
+
+class ProtocolError(Exception):
+    """Base for protocol errors; carries the Ably code to answer with."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def info(self) -> ErrorInfo:
+        return ErrorInfo.of(self.code, str(self))
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something we cannot accept. Answer in-band with ``code``."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to do something the protocol forbids: our own bug."""

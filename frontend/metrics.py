@@ -1,0 +1,65 @@
+"""Prometheus metrics for one frontend, on a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.connections_live = Gauge(
+            "continuity_connections_live", "Connections with a live transport", registry=r
+        )
+        self.connections_detached = Gauge(
+            "continuity_connections_detached",
+            "Connections kept without a transport, awaiting resume",
+            registry=r,
+        )
+        self.resumes = Counter("continuity_resumes", "Resume and recover attempts", ["result"], registry=r)
+        self.expired = Counter(
+            "continuity_connections_expired", "Detached connections expired by TTL", registry=r
+        )
+        self.messages_in = Counter("continuity_messages_in", "Messages received from publishers", registry=r)
+        self.messages_out = Counter(
+            "continuity_messages_out", "Messages delivered to subscribers", registry=r
+        )
+        self.frames_in = Counter("continuity_frames_in", "ProtocolMessages received", registry=r)
+        self.replays = Counter("continuity_replays", "Attaches resumed with a replay", registry=r)
+        self.replayed_messages = Counter(
+            "continuity_replayed_messages", "Messages sent by replay", registry=r
+        )
+        self.discontinuities = Counter(
+            "continuity_discontinuities", "Attaches answered with 90003 (continuity lost)", registry=r
+        )
+        self.duplicates = Counter(
+            "continuity_duplicate_publishes", "Re-sent publishes answered from the log", registry=r
+        )
+        self.nacks = Counter("continuity_nacks", "NACKs sent, by error code", ["code"], registry=r)
+        self.errors_sent = Counter("continuity_errors", "ERROR messages sent, by code", ["code"], registry=r)
+        self.auth_failures = Counter(
+            "continuity_auth_failures", "Refused credentials, by code", ["code"], registry=r
+        )
+        self.protocol_errors = Counter(
+            "continuity_protocol_errors",
+            "Malformed frames or requests, by transport",
+            ["transport"],
+            registry=r,
+        )
+        self.slow_consumers = Counter(
+            "continuity_slow_consumers", "Transports cut for a full outbox", registry=r
+        )
+        self.retained_messages = Gauge(
+            "continuity_retained_messages", "Messages held in channel logs", registry=r
+        )
+        self.detached_state_bytes = Gauge(
+            "continuity_detached_state_bytes",
+            "Approximate bytes held by detached connections' state",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

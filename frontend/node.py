@@ -1,0 +1,671 @@
+"""FrontendNode: the frontend's protocol core, shared by every transport.
+
+Theory of operation
+-------------------
+The node owns the sessions (connection state) and the channel logs, and turns
+each inbound ProtocolMessage into state changes plus frames queued on
+*outlets*. An outlet is the transport's bounded outbox (WebSocket or Comet);
+queuing a frame is not I/O, so the node stays free of trio and of the clock:
+every entry point takes ``now_ms``. The driver calls ``tick`` by
+``next_deadline``.
+
+The invariants it keeps (DESIGN section 7):
+
+- A channel's frames reach a transport only after that channel's ATTACHED was
+  queued on it; an ATTACH that resumes queues ATTACHED(RESUMED), the replay
+  and then registers for live traffic in one synchronous step, so nothing can
+  interleave: no gap, no duplicate.
+- A publish is appended to the channel log (which numbers it), fanned out as
+  one shared ``Encoded`` (encoded at most once per wire format), then ACKed in
+  msgSerial order. A re-sent publish is answered from the log's memory.
+- A lost transport keeps the session (cursors only) for the TTL. CLOSE
+  disposes it. A slow consumer's transport is cut with a resumable
+  DISCONNECTED; nothing is lost because replay comes from the log.
+
+Cluster note: placement of sessions and logs on several frontends is layered
+on top (issue "cluster"); this core never assumes it is the only node: keys
+name their owner, and ``owns`` decides.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import structlog
+
+from frontend import protocol as P
+from frontend.auth import Authenticator, AuthError, Identity, allows
+from frontend.channel_log import ChannelLog
+from frontend.config import FrontendConfig
+from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from frontend.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
+from frontend.metrics import Metrics
+from frontend.protocol import Action, Encoded, Flag, ProtocolMessage
+from frontend.session import ChannelCursor, Session, SessionState
+
+log = structlog.get_logger("continuity.frontend")
+
+MAX_CHANNEL_NAME = 1024
+LOG_SWEEP_MS = 1000
+_EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+class Outlet(Protocol):
+    """A transport's outbox, as the node sees it."""
+
+    fmt: P.Format
+
+    def send(self, frame: Encoded) -> bool:
+        """Queue a frame; False when the outbox is full (the node then cuts it)."""
+        ...
+
+    def close(self, final: Encoded | None) -> None:
+        """Drop queued frames, send ``final`` if given, and close the transport."""
+        ...
+
+
+def _pm(action: Action, **fields: Any) -> Encoded:
+    return Encoded.of(ProtocolMessage(action=action, **fields))
+
+
+def _payload_size(m: Mapping[str, Any]) -> int:
+    """Message size as Ably counts it: data, name, clientId and extras (TO3l8)."""
+    size = 0
+    for key in ("data", "name", "clientId"):
+        v = m.get(key)
+        if isinstance(v, str):
+            size += len(v.encode("utf-8", "surrogatepass"))
+        elif isinstance(v, (bytes, bytearray)):
+            size += len(v)
+        elif v is not None:
+            size += len(json.dumps(v, default=str))
+    extras = m.get("extras")
+    if extras is not None:
+        size += len(json.dumps(extras, default=str))
+    return size
+
+
+class FrontendNode:
+    def __init__(
+        self,
+        config: FrontendConfig,
+        *,
+        rng: random.Random,
+        metrics: Metrics | None = None,
+        signer: KeySigner | None = None,
+        authenticator: Authenticator | None = None,
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self._rng = rng
+        self.metrics = metrics or Metrics()
+        self.signer = signer or KeySigner([config.cluster_secret])
+        self.auth = authenticator or Authenticator(config.keys, dev=config.dev)
+        self.sessions: dict[str, Session] = {}
+        self.outlets: dict[str, Outlet] = {}
+        self.logs: dict[str, ChannelLog] = {}
+        self.subscribers: dict[str, dict[str, Session]] = {}
+        self._expiry: list[tuple[int, str]] = []
+        self._next_sweep = 0
+        self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {
+            Action.HEARTBEAT: self.handle_heartbeat,
+            Action.ATTACH: self.handle_attach,
+            Action.DETACH: self.handle_detach,
+            Action.MESSAGE: self.handle_message,
+            Action.PRESENCE: self.handle_unsupported_publish,
+            Action.ANNOTATION: self.handle_unsupported_publish,
+            Action.OBJECT: self.handle_unsupported_publish,
+            Action.CLOSE: self.handle_close,
+            Action.DISCONNECT: self.handle_disconnect,
+            Action.AUTH: self.handle_auth,
+        }
+
+    # ------------------------------------------------------------------
+    # Connection establishment
+
+    def connection_details(self, s: Session) -> dict[str, Any]:
+        c = self.config
+        return {
+            "clientId": s.client_id,
+            "connectionKey": s.key,
+            "connectionStateTtl": c.connection_state_ttl_ms,
+            "maxIdleInterval": c.max_idle_interval_ms,
+            "maxMessageSize": c.max_message_size,
+            "maxFrameSize": c.max_frame_size,
+            "maxInboundRate": 10_000,
+            "serverId": f"continuity.{self.node_id}",
+            "siteCode": c.zone,
+        }
+
+    def _connected(self, s: Session, error: ErrorInfo | None = None) -> Encoded:
+        return _pm(
+            Action.CONNECTED,
+            connection_id=s.connection_id,
+            connection_details=self.connection_details(s),
+            error=error,
+        )
+
+    def connect(self, now_ms: int, params: Mapping[str, str], outlet: Outlet) -> Session | None:
+        """A transport opened with ``params`` (the §1.1 query). Queues CONNECTED or ERROR.
+
+        Returns the bound session, or None when the connection was refused
+        in-band (the outlet is then closed).
+        """
+        version = params.get("v")
+        if version is not None and (not version.isdigit() or int(version) < P.MIN_PROTOCOL_VERSION):
+            self._refuse(
+                outlet, ErrorInfo.of(ErrorCode.BAD_REQUEST, f"unsupported protocol version v={version}")
+            )
+            return None
+        token = params.get("access_token") or params.get("accessToken")
+        try:
+            ident = self.auth.authenticate(
+                now_ms, key=params.get("key"), token=token, client_id=params.get("clientId") or None
+            )
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(code=str(int(exc.code))).inc()
+            log.info("connection.refused", code=int(exc.code), reason=str(exc))
+            self._refuse(outlet, exc.info())
+            return None
+
+        echo = params.get("echo") != "false"
+        requested = params.get("resume") or params.get("recover")
+        kind = "resume" if params.get("resume") else "recover"
+        error: ErrorInfo | None = None
+        if requested:
+            session, error = self._find_for_resume(requested, ident)
+            if session is not None:
+                self._bind(now_ms, session, outlet, echo)
+                self.metrics.resumes.labels(result="ok").inc()
+                log.info("connection.resumed", connection_id=session.connection_id, kind=kind)
+                outlet.send(self._connected(session))
+                return session
+            self.metrics.resumes.labels(result="failed").inc()
+            assert error is not None
+            log.info("connection.resume_failed", kind=kind, code=error.code, reason=error.message)
+
+        conn_id = new_connection_id(self._rng)
+        key = self.signer.sign(
+            ConnectionKey(owner=self.node_id, secondary=None, connection_id=conn_id, epoch=1)
+        )
+        session = Session(
+            connection_id=conn_id,
+            key=key,
+            epoch=1,
+            identity=ident,
+            client_id=ident.client_id,
+            echo=echo,
+            created_ms=now_ms,
+        )
+        self.sessions[conn_id] = session
+        self._bind(now_ms, session, outlet, echo)
+        log.info("connection.opened", connection_id=conn_id, client_id=ident.client_id, format=outlet.fmt)
+        outlet.send(self._connected(session, error))
+        return session
+
+    def _refuse(self, outlet: Outlet, error: ErrorInfo) -> None:
+        self.metrics.errors_sent.labels(code=str(error.code)).inc()
+        outlet.close(_pm(Action.ERROR, error=error))
+
+    def owns(self, key: ConnectionKey) -> bool:
+        return key.owner == self.node_id
+
+    def _find_for_resume(self, text: str, ident: Identity) -> tuple[Session | None, ErrorInfo | None]:
+        """RTN15c: the session a resume/recover key names, or the error to report."""
+        try:
+            key = self.signer.verify(text)
+        except InvalidKey as exc:
+            return None, ErrorInfo.of(ErrorCode.INVALID_CONNECTION_KEY, f"invalid connection key: {exc}")
+        session = self.sessions.get(key.connection_id) if self.owns(key) else None
+        if session is None or session.terminal or session.epoch != key.epoch or session.key != text:
+            return None, ErrorInfo.of(
+                ErrorCode.CONNECTION_EXPIRED, "unable to resume: connection unknown or expired"
+            )
+        if not self.config.dev and session.identity.key_name != ident.key_name:
+            return None, ErrorInfo.of(
+                ErrorCode.INVALID_CONNECTION_KEY, "connection key belongs to another key"
+            )
+        return session, None
+
+    def _bind(self, now_ms: int, s: Session, outlet: Outlet, echo: bool) -> None:
+        old = self.outlets.pop(s.connection_id, None)
+        if old is not None:
+            # A second transport resumed while the first looked alive: the newest wins.
+            self._unsubscribe_all(s)
+            old.close(None)
+        s.bind(now_ms)
+        s.echo = echo
+        self.outlets[s.connection_id] = outlet
+        self.metrics.connections_live.set(len(self.outlets))
+        self.metrics.connections_detached.set(len(self.sessions) - len(self.outlets))
+
+    # ------------------------------------------------------------------
+    # Transport lifecycle
+
+    def transport_lost(self, now_ms: int, s: Session, outlet: Outlet) -> None:
+        """The transport behind ``outlet`` is gone; keep the session for the TTL."""
+        if self.outlets.get(s.connection_id) is not outlet:
+            return  # already replaced by a newer transport, or closed
+        del self.outlets[s.connection_id]
+        self._unsubscribe_all(s)
+        if s.terminal:
+            return
+        s.unbind(now_ms)
+        deadline = s.expires_at(self.config.connection_state_ttl_ms)
+        assert deadline is not None
+        heapq.heappush(self._expiry, (deadline, s.connection_id))
+        self.metrics.connections_live.set(len(self.outlets))
+        self.metrics.connections_detached.set(len(self.sessions) - len(self.outlets))
+        log.info("connection.detached", connection_id=s.connection_id)
+
+    def cut(self, now_ms: int, s: Session, error: ErrorInfo) -> None:
+        """Close the transport with a resumable DISCONNECTED; keep the state."""
+        outlet = self.outlets.get(s.connection_id)
+        if outlet is None:
+            return
+        outlet.close(_pm(Action.DISCONNECTED, error=error))
+        self.transport_lost(now_ms, s, outlet)
+
+    def _unsubscribe_all(self, s: Session) -> None:
+        for name in s.channels:
+            subs = self.subscribers.get(name)
+            if subs is not None:
+                subs.pop(s.connection_id, None)
+
+    def _dispose(self, s: Session) -> None:
+        self._unsubscribe_all(s)
+        self.sessions.pop(s.connection_id, None)
+        self.outlets.pop(s.connection_id, None)
+        self.metrics.connections_live.set(len(self.outlets))
+        self.metrics.connections_detached.set(len(self.sessions) - len(self.outlets))
+
+    # ------------------------------------------------------------------
+    # Inbound dispatch
+
+    def handle(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        """Apply one inbound ProtocolMessage. Raises RemoteProtocolError for a bad one."""
+        if s.terminal or self.outlets.get(s.connection_id) is None:
+            return  # late input from a transport that no longer holds the session
+        self.metrics.frames_in.inc()
+        handler = self._handlers.get(pm.action)
+        if handler is None:
+            log.debug("frame.ignored", action=int(pm.action), connection_id=s.connection_id)
+            return
+        handler(now_ms, s, pm)
+
+    def _send(self, now_ms: int, s: Session, frame: Encoded) -> bool:
+        outlet = self.outlets.get(s.connection_id)
+        if outlet is None:
+            return False
+        if outlet.send(frame):
+            return True
+        self.metrics.slow_consumers.inc()
+        log.info("connection.slow_consumer", connection_id=s.connection_id)
+        self.cut(
+            now_ms,
+            s,
+            ErrorInfo.of(ErrorCode.SLOW_CONSUMER, "client too slow: outbox full; resume to continue"),
+        )
+        return False
+
+    def handle_heartbeat(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        # RTN13e: echo the ping id.
+        if pm.id is not None:
+            self._send(now_ms, s, _pm(Action.HEARTBEAT, id=pm.id))
+
+    def handle_close(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        outlet = self.outlets.get(s.connection_id)
+        self._dispose(s)
+        s.close()
+        log.info("connection.closed", connection_id=s.connection_id)
+        if outlet is not None:
+            outlet.send(_pm(Action.CLOSED, connection_id=s.connection_id))
+            outlet.close(None)
+
+    def handle_disconnect(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        outlet = self.outlets.get(s.connection_id)
+        if outlet is not None:
+            outlet.close(None)
+            self.transport_lost(now_ms, s, outlet)
+
+    def handle_auth(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        """RTN22/RTN24: reauthenticate in place; CONNECTED (same id) or ERROR."""
+        token = (pm.auth or {}).get("accessToken")
+        try:
+            if not isinstance(token, str):
+                raise AuthError(ErrorCode.TOKEN_UNRECOGNISED, "AUTH needs auth.accessToken")
+            ident = self.auth.authenticate(now_ms, key=None, token=token, client_id=None)
+            if s.client_id not in (None, "*") and ident.client_id not in (None, "*", s.client_id):
+                raise AuthError(ErrorCode.INVALID_CLIENT_ID, "reauth may not change the clientId")
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(code=str(int(exc.code))).inc()
+            outlet = self.outlets.get(s.connection_id)
+            if outlet is not None:
+                outlet.close(_pm(Action.ERROR, error=exc.info()))
+                self.transport_lost(now_ms, s, outlet)
+            return
+        s.identity = ident
+        if s.client_id is None:
+            s.client_id = ident.client_id
+        self._send(now_ms, s, self._connected(s))
+
+    # -- channels -------------------------------------------------------
+
+    def _channel_error(
+        self, now_ms: int, s: Session, action: Action, name: str, code: ErrorCode, msg: str
+    ) -> None:
+        self.metrics.errors_sent.labels(code=str(int(code))).inc()
+        self._send(now_ms, s, _pm(action, channel=name, error=ErrorInfo.of(code, msg)))
+
+    def channel_log(self, now_ms: int, name: str) -> ChannelLog:
+        lg = self.logs.get(name)
+        if lg is None:
+            epoch = "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8))
+            lg = ChannelLog(
+                name,
+                epoch,
+                max_messages=self.config.channel_log_max_messages,
+                retention_ms=self.config.retention_ms,
+            )
+            lg.last_activity_ms = now_ms
+            self.logs[name] = lg
+            log.info("channel.created", channel=name, epoch=epoch)
+        return lg
+
+    @staticmethod
+    def _valid_channel(name: str | None) -> bool:
+        return bool(name) and len(name or "") <= MAX_CHANNEL_NAME
+
+    def _granted_modes(self, s: Session, name: str, requested: int) -> int:
+        cap = s.identity.capability
+        granted = requested
+        if not allows(cap, name, "publish"):
+            granted &= ~Flag.PUBLISH
+        if not allows(cap, name, "subscribe"):
+            granted &= ~Flag.SUBSCRIBE
+        if not allows(cap, name, "presence"):
+            granted &= ~(Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE)
+        return granted
+
+    def handle_attach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        """RTL4: answer ATTACHED; resume from the client's channelSerial when covered (RTL15b)."""
+        name = pm.channel
+        if name is None or not self._valid_channel(name):
+            raise RemoteProtocolError("ATTACH needs a channel name of 1..1024 characters")
+        cap = s.identity.capability
+        if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
+            self._channel_error(
+                now_ms,
+                s,
+                Action.ERROR,
+                name,
+                ErrorCode.CAPABILITY_DENIED,
+                f"channel denied access based on capability: {name}",
+            )
+            return
+        cur = s.channels.get(name)
+        if cur is None and len(s.channels) >= self.config.max_channels_per_connection:
+            self._channel_error(
+                now_ms,
+                s,
+                Action.ERROR,
+                name,
+                ErrorCode.RATE_LIMITED,
+                f"at most {self.config.max_channels_per_connection} channels per connection",
+            )
+            return
+        requested = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
+        granted = self._granted_modes(s, name, requested)
+        lg = self.channel_log(now_ms, name)
+
+        if cur is not None and cur.attached_gen == s.generation:
+            # Already attached on this transport: everything up to the cursor is queued.
+            self._send(
+                now_ms,
+                s,
+                _pm(Action.ATTACHED, channel=name, channel_serial=cur.serial, flags=granted | Flag.RESUMED),
+            )
+            return
+
+        from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
+        replay = lg.replay_after(from_serial) if from_serial else None
+        error = None
+        if from_serial and replay is None:
+            error = ErrorInfo.of(
+                ErrorCode.CONTINUITY_LOST,
+                f"unable to recover channel {name} from serial {from_serial}: continuity lost",
+            )
+            self.metrics.discontinuities.inc()
+        resumed = replay is not None
+        flags = granted | (Flag.RESUMED if resumed else 0)
+        serial = from_serial if resumed else lg.last_serial
+        if not self._send(
+            now_ms, s, _pm(Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error)
+        ):
+            return
+        subscribing = bool(granted & Flag.SUBSCRIBE)
+        if replay and subscribing:
+            self.metrics.replays.inc()
+            sent = 0
+            for entry in replay:
+                if not s.echo and entry.publisher == s.connection_id:
+                    continue
+                if not self._send(now_ms, s, entry.frame):
+                    return
+                sent += entry.last_seq - entry.first_seq + 1
+            self.metrics.replayed_messages.inc(sent)
+        s.channels[name] = ChannelCursor(granted, lg.last_serial, s.generation)
+        if subscribing:
+            self.subscribers.setdefault(name, {})[s.connection_id] = s
+        log.info(
+            "channel.attached",
+            connection_id=s.connection_id,
+            channel=name,
+            resumed=resumed,
+            serial=serial,
+            lost=error is not None,
+        )
+
+    def handle_detach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        name = pm.channel
+        if name is None:
+            raise RemoteProtocolError("DETACH needs a channel")
+        s.channels.pop(name, None)
+        subs = self.subscribers.get(name)
+        if subs is not None:
+            subs.pop(s.connection_id, None)
+        self._send(now_ms, s, _pm(Action.DETACHED, channel=name))
+        log.info("channel.detached", connection_id=s.connection_id, channel=name)
+
+    # -- publish ----------------------------------------------------------
+
+    def handle_unsupported_publish(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        if pm.msg_serial is None:
+            raise RemoteProtocolError(f"{pm.action.name} needs a msgSerial")
+        item = s.acks.add(pm.msg_serial)
+        s.acks.complete(
+            item,
+            error=ErrorInfo.of(
+                ErrorCode.BAD_REQUEST, f"{pm.action.name.lower()} is not supported by this server"
+            ),
+        )
+        self._flush_acks(now_ms, s)
+
+    def _publish_error(self, s: Session, pm: ProtocolMessage) -> ErrorInfo | None:
+        name = pm.channel
+        if name is None or not self._valid_channel(name):
+            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs a channel name of 1..1024 characters")
+        if not pm.messages:
+            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs at least one message")
+        cur = s.channels.get(name)
+        if not allows(s.identity.capability, name, "publish") or (
+            cur is not None and not cur.modes & Flag.PUBLISH
+        ):
+            return ErrorInfo.of(ErrorCode.CAPABILITY_DENIED, f"permission denied to publish on {name}")
+        size = sum(_payload_size(m) for m in pm.messages)
+        if size > self.config.max_message_size:
+            return ErrorInfo.of(
+                ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED,
+                f"message size {size} exceeds the maximum of {self.config.max_message_size}",
+            )
+        for m in pm.messages:
+            if not s.may_publish_as(m.get("clientId")):
+                return ErrorInfo.of(
+                    ErrorCode.INVALID_CLIENT_ID,
+                    f"message clientId {m.get('clientId')!r} does not match the connection's",
+                )
+        return None
+
+    def handle_message(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        """RTL6/RTN7: stamp, append, fan out, then ACK in order with ``res``."""
+        if pm.msg_serial is None:
+            raise RemoteProtocolError("MESSAGE needs a msgSerial")
+        self.metrics.messages_in.inc(len(pm.messages or ()))
+        item = s.acks.add(pm.msg_serial)
+        error = self._publish_error(s, pm)
+        if error is not None:
+            s.acks.complete(item, error=error)
+        else:
+            assert pm.channel is not None and pm.messages is not None
+            s.acks.complete(item, serials=self.publish(now_ms, s, pm.channel, pm.msg_serial, pm.messages))
+        self._flush_acks(now_ms, s)
+
+    def publish(
+        self, now_ms: int, s: Session, channel: str, msg_serial: int, messages: list[P.Message]
+    ) -> list[str]:
+        """Append to the channel log and fan out; returns the serials (original ones for a re-send)."""
+        lg = self.channel_log(now_ms, channel)
+        prior = lg.lookup(s.connection_id, msg_serial)
+        if prior is not None:
+            self.metrics.duplicates.inc()
+            log.info("publish.duplicate", connection_id=s.connection_id, msg_serial=msg_serial)
+            return prior
+        conn = s.connection_id
+        stamped = []
+        for i, m in enumerate(messages):
+            out = {k: v for k, v in m.items() if v is not None and k != "connectionKey"}
+            out.setdefault("id", f"{conn}:{msg_serial}:{i}")
+            out["connectionId"] = conn
+            if "clientId" not in out and s.client_id not in (None, "*"):
+                out["clientId"] = s.client_id
+            out.setdefault("timestamp", now_ms)
+            stamped.append(out)
+        envelope = {
+            "action": int(Action.MESSAGE),
+            "channel": channel,
+            "id": f"{conn}:{msg_serial}",
+            "connectionId": conn,
+            "timestamp": now_ms,
+        }
+        serials, entry = lg.append(now_ms, stamped, envelope, publisher=conn, msg_serial=msg_serial)
+        self.fan_out(
+            now_ms, channel, entry.frame, lg.serial(entry.last_seq), publisher=conn, count=len(stamped)
+        )
+        return serials
+
+    def fan_out(
+        self, now_ms: int, channel: str, frame: Encoded, serial: str, *, publisher: str | None, count: int
+    ) -> None:
+        """Queue one shared frame on every subscribing transport of ``channel``."""
+        subs = self.subscribers.get(channel)
+        if not subs:
+            return
+        slow: list[Session] = []
+        delivered = 0
+        for sub in subs.values():
+            cur = sub.channels[channel]
+            cur.serial = serial
+            if publisher == sub.connection_id and not sub.echo:
+                continue
+            outlet = self.outlets.get(sub.connection_id)
+            if outlet is None:
+                continue
+            if outlet.send(frame):
+                delivered += 1
+            else:
+                slow.append(sub)
+        self.metrics.messages_out.inc(delivered * count)
+        for sub in slow:
+            self.metrics.slow_consumers.inc()
+            log.info("connection.slow_consumer", connection_id=sub.connection_id, channel=channel)
+            self.cut(
+                now_ms,
+                sub,
+                ErrorInfo.of(ErrorCode.SLOW_CONSUMER, "client too slow: outbox full; resume to continue"),
+            )
+
+    def _flush_acks(self, now_ms: int, s: Session) -> None:
+        for msg_serial, count, res, error in s.acks.release():
+            if error is not None:
+                self.metrics.nacks.labels(code=str(error.code)).inc()
+                self._send(now_ms, s, _pm(Action.NACK, msg_serial=msg_serial, count=count, error=error))
+            else:
+                self._send(now_ms, s, _pm(Action.ACK, msg_serial=msg_serial, count=count, res=res))
+
+    # ------------------------------------------------------------------
+    # Time
+
+    def tick(self, now_ms: int) -> None:
+        """Expire detached sessions past their TTL and age channel logs."""
+        ttl = self.config.connection_state_ttl_ms
+        while self._expiry and self._expiry[0][0] <= now_ms:
+            deadline, conn_id = heapq.heappop(self._expiry)
+            s = self.sessions.get(conn_id)
+            if s is None or s.state is not SessionState.DETACHED or s.expires_at(ttl) != deadline:
+                continue
+            self._dispose(s)
+            s.expire()
+            self.metrics.expired.inc()
+            log.info("connection.expired", connection_id=conn_id)
+        if now_ms >= self._next_sweep:
+            self._next_sweep = now_ms + LOG_SWEEP_MS
+            idle_cutoff = now_ms - 2 * self.config.retention_ms
+            for name in list(self.logs):
+                lg = self.logs[name]
+                lg.expire(now_ms)
+                if not len(lg) and not self.subscribers.get(name) and lg.last_activity_ms < idle_cutoff:
+                    # Nothing retained and nobody listening for two windows: the history is
+                    # gone, so a later ATTACH starts a new epoch (and old serials get 90003).
+                    del self.logs[name]
+                    self.subscribers.pop(name, None)
+                    log.info("channel.retired", channel=name, epoch=lg.epoch, last_seq=lg.last_seq)
+            self.metrics.retained_messages.set(sum(lg.retained_messages for lg in self.logs.values()))
+
+    def next_deadline(self) -> int:
+        nxt = self._next_sweep
+        if self._expiry:
+            nxt = min(nxt, self._expiry[0][0])
+        return nxt
+
+    def refresh_gauges(self) -> None:
+        """Recompute gauges that are too costly to keep current on every event."""
+        self.metrics.connections_live.set(len(self.outlets))
+        self.metrics.connections_detached.set(len(self.sessions) - len(self.outlets))
+        self.metrics.detached_state_bytes.set(
+            sum(s.state_size() for s in self.sessions.values() if s.state is SessionState.DETACHED)
+        )
+        self.metrics.retained_messages.set(sum(lg.retained_messages for lg in self.logs.values()))
+
+    def snapshot(self) -> dict[str, Any]:
+        """This node, as JSON for ``GET /cluster``."""
+        return {
+            "node_id": self.node_id,
+            "zone": self.config.zone,
+            "role": "frontend",
+            "state": "active",
+            "connections": {"live": len(self.outlets), "detached": len(self.sessions) - len(self.outlets)},
+            "channels": len(self.logs),
+            "members": [
+                {
+                    "node_id": self.node_id,
+                    "zone": self.config.zone,
+                    "role": "frontend",
+                    "state": "alive",
+                    "active": True,
+                }
+            ],
+        }

@@ -1,0 +1,340 @@
+"""The Ably realtime ProtocolMessage: actions, flags, and a JSON/msgpack codec.
+
+Pure: no I/O, no clock. ``decode`` raises only :class:`RemoteProtocolError`
+(answer ERROR 40000 and close the transport). ``encode`` never fails on a
+message built by this code base.
+
+The field names and numbers are the protocol (PROTOCOL.md section 2); the
+enums are append-only.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgpack
+
+from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+
+Format = Literal["json", "msgpack"]
+FORMATS: tuple[Format, ...] = ("json", "msgpack")
+
+# Protocol versions we serve (PROTOCOL.md section 0). We always emit v6 shapes,
+# which every 2.x client and ably-python 3.x read.
+MIN_PROTOCOL_VERSION = 2
+MAX_PROTOCOL_VERSION = 6
+
+
+class Action(enum.IntEnum):
+    """ProtocolMessage actions (TR2). The numbers are the protocol: append only."""
+
+    HEARTBEAT = 0
+    ACK = 1
+    NACK = 2
+    CONNECT = 3
+    CONNECTED = 4
+    DISCONNECT = 5
+    DISCONNECTED = 6
+    CLOSE = 7
+    CLOSED = 8
+    ERROR = 9
+    ATTACH = 10
+    ATTACHED = 11
+    DETACH = 12
+    DETACHED = 13
+    PRESENCE = 14
+    MESSAGE = 15
+    SYNC = 16
+    AUTH = 17
+    ACTIVATE = 18
+    OBJECT = 19
+    OBJECT_SYNC = 20
+    ANNOTATION = 21
+
+
+class Flag(enum.IntFlag):
+    """ProtocolMessage flags (TR3). Bit positions are the protocol."""
+
+    HAS_PRESENCE = 1 << 0
+    HAS_BACKLOG = 1 << 1
+    RESUMED = 1 << 2
+    TRANSIENT = 1 << 4
+    ATTACH_RESUME = 1 << 5
+    HAS_OBJECTS = 1 << 7
+    PRESENCE = 1 << 16
+    PUBLISH = 1 << 17
+    SUBSCRIBE = 1 << 18
+    PRESENCE_SUBSCRIBE = 1 << 19
+    ANNOTATION_PUBLISH = 1 << 21
+    ANNOTATION_SUBSCRIBE = 1 << 22
+    OBJECT_SUBSCRIBE = 1 << 24
+    OBJECT_PUBLISH = 1 << 25
+
+
+MODE_FLAGS = (
+    Flag.PRESENCE
+    | Flag.PUBLISH
+    | Flag.SUBSCRIBE
+    | Flag.PRESENCE_SUBSCRIBE
+    | Flag.ANNOTATION_PUBLISH
+    | Flag.ANNOTATION_SUBSCRIBE
+    | Flag.OBJECT_SUBSCRIBE
+    | Flag.OBJECT_PUBLISH
+)
+DEFAULT_MODES = Flag.PUBLISH | Flag.SUBSCRIBE | Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE
+
+# Actions the client expects an ACK or NACK for (RTN7a).
+ACKED_ACTIONS = frozenset({Action.MESSAGE, Action.PRESENCE, Action.ANNOTATION, Action.OBJECT})
+
+# A Message (TM2) travels as a plain mapping: its data and encoding are opaque
+# to the server, and unknown fields must survive a round trip.
+Message = dict[str, Any]
+
+_MESSAGE_STR_FIELDS = ("id", "name", "encoding", "clientId", "connectionId", "connectionKey", "serial")
+
+
+@dataclass(slots=True, kw_only=True)
+class ProtocolMessage:
+    """One ProtocolMessage (TR4). Absent and null are the same (PROTOCOL.md 2.2)."""
+
+    action: Action
+    flags: int = 0
+    id: str | None = None
+    timestamp: int | None = None
+    count: int | None = None
+    error: ErrorInfo | None = None
+    connection_id: str | None = None
+    channel: str | None = None
+    channel_serial: str | None = None
+    msg_serial: int | None = None
+    messages: list[Message] | None = None
+    presence: list[Message] | None = None
+    connection_details: dict[str, Any] | None = None
+    params: dict[str, str] | None = None
+    res: list[dict[str, Any]] | None = None
+    auth: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def has(self, flag: Flag) -> bool:
+        return bool(self.flags & flag)
+
+    def to_wire(self) -> dict[str, Any]:
+        """Return the wire mapping, omitting absent fields."""
+        out: dict[str, Any] = {"action": int(self.action)}
+        if self.flags:
+            out["flags"] = int(self.flags)
+        for attr, key in _OPTIONAL_FIELDS:
+            value = getattr(self, attr)
+            if value is not None:
+                out[key] = value
+        if self.error is not None:
+            out["error"] = self.error.to_wire()
+        return out
+
+
+_OPTIONAL_FIELDS = (
+    ("id", "id"),
+    ("timestamp", "timestamp"),
+    ("count", "count"),
+    ("connection_id", "connectionId"),
+    ("channel", "channel"),
+    ("channel_serial", "channelSerial"),
+    ("msg_serial", "msgSerial"),
+    ("messages", "messages"),
+    ("presence", "presence"),
+    ("connection_details", "connectionDetails"),
+    ("params", "params"),
+    ("res", "res"),
+    ("auth", "auth"),
+)
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+def _bad(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, ErrorCode.BAD_REQUEST)
+
+
+def _opt(raw: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        if kind is not bool:
+            raise _bad(f"field {key!r} has the wrong type")
+    return value
+
+
+def _messages(raw: dict[str, Any], key: str) -> list[Message] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _bad(f"field {key!r} must be an array")
+    for item in value:
+        if not isinstance(item, dict):
+            raise _bad(f"every entry of {key!r} must be an object")
+        for name in _MESSAGE_STR_FIELDS:
+            v = item.get(name)
+            if v is not None and not isinstance(v, str):
+                raise _bad(f"message field {name!r} must be a string")
+        extras = item.get("extras")
+        if extras is not None and not isinstance(extras, dict):
+            raise _bad("message field 'extras' must be an object")
+    return value
+
+
+def from_wire(raw: object) -> ProtocolMessage:
+    """Build a ProtocolMessage from a decoded mapping.
+
+    Raises RemoteProtocolError when the shape is not a ProtocolMessage.
+    """
+    if not isinstance(raw, dict):
+        raise _bad("a ProtocolMessage must be an object")
+    action = raw.get("action")
+    if isinstance(action, bool) or not isinstance(action, int):
+        raise _bad("ProtocolMessage.action must be an integer")
+    try:
+        act = Action(action)
+    except ValueError:
+        raise _bad(f"unknown action {action}") from None
+    params = _opt(raw, "params", dict)
+    if params is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+        raise _bad("params must map strings to strings")
+    error = raw.get("error")
+    return ProtocolMessage(
+        action=act,
+        flags=_opt(raw, "flags", int) or 0,
+        id=_opt(raw, "id", str),
+        timestamp=_opt(raw, "timestamp", int),
+        count=_opt(raw, "count", int),
+        error=ErrorInfo.from_wire(error) if error is not None else None,
+        connection_id=_opt(raw, "connectionId", str),
+        channel=_opt(raw, "channel", str),
+        channel_serial=_opt(raw, "channelSerial", str),
+        msg_serial=_opt(raw, "msgSerial", int),
+        messages=_messages(raw, "messages"),
+        presence=_messages(raw, "presence"),
+        connection_details=_opt(raw, "connectionDetails", dict),
+        params=params,
+        res=_opt(raw, "res", list),
+        auth=_opt(raw, "auth", dict),
+    )
+
+
+def decode(data: bytes | str, fmt: Format, *, max_size: int) -> ProtocolMessage:
+    """Decode one frame. Raises RemoteProtocolError on anything malformed."""
+    if len(data) > max_size:
+        raise RemoteProtocolError(f"frame of {len(data)} bytes exceeds {max_size}", ErrorCode.BAD_REQUEST)
+    try:
+        if fmt == "json":
+            raw = json.loads(data)
+        else:
+            if isinstance(data, str):
+                raise _bad("msgpack frames must be binary")
+            raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except RemoteProtocolError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise _bad(f"malformed {fmt} frame: {type(exc).__name__}") from None
+    return from_wire(raw)
+
+
+def decode_json_array(data: bytes, *, max_size: int) -> list[ProtocolMessage]:
+    """Decode a Comet body: a JSON array of ProtocolMessages."""
+    if len(data) > max_size:
+        raise RemoteProtocolError(f"body of {len(data)} bytes exceeds {max_size}")
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise _bad(f"malformed JSON body: {type(exc).__name__}") from None
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise _bad("body must be an array of ProtocolMessages")
+    return [from_wire(item) for item in raw]
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+_json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def _json_safe_messages(messages: list[Message]) -> list[Message]:
+    """Base64 binary data for JSON readers, appending ``/base64`` to encoding (RSL4d)."""
+    out: list[Message] = []
+    for m in messages:
+        data = m.get("data")
+        if isinstance(data, (bytes, bytearray)):
+            m = dict(m)
+            m["data"] = base64.b64encode(data).decode("ascii")
+            enc = m.get("encoding")
+            m["encoding"] = f"{enc}/base64" if enc else "base64"
+        out.append(m)
+    return out
+
+
+def to_json_wire(wire: dict[str, Any]) -> dict[str, Any]:
+    for key in ("messages", "presence"):
+        if key in wire:
+            wire = dict(wire)
+            wire[key] = _json_safe_messages(wire[key])
+    return wire
+
+
+def encode_wire(wire: dict[str, Any], fmt: Format) -> bytes:
+    """Encode a wire mapping. JSON returns UTF-8 bytes for a text frame."""
+    if fmt == "json":
+        return _json_encoder.encode(to_json_wire(wire)).encode("utf-8")
+    return msgpack.packb(wire, use_bin_type=True)
+
+
+def encode(msg: ProtocolMessage, fmt: Format) -> bytes:
+    return encode_wire(msg.to_wire(), fmt)
+
+
+def encode_json_array(msgs: list[ProtocolMessage]) -> bytes:
+    """A Comet body: a JSON array of ProtocolMessages followed by a newline."""
+    items = [to_json_wire(m.to_wire()) for m in msgs]
+    return _json_encoder.encode(items).encode("utf-8") + b"\n"
+
+
+class Encoded:
+    """A server->client message encoded at most once per wire format.
+
+    Fan-out hands the same ``Encoded`` to every subscriber; each transport asks
+    for its format and gets bytes shared with every other subscriber of that
+    format.
+    """
+
+    __slots__ = ("_cache", "wire")
+
+    def __init__(self, wire: dict[str, Any]) -> None:
+        self.wire = wire
+        self._cache: dict[str, bytes] = {}
+
+    @classmethod
+    def of(cls, msg: ProtocolMessage) -> Encoded:
+        return cls(msg.to_wire())
+
+    def payload(self, fmt: Format) -> bytes:
+        data = self._cache.get(fmt)
+        if data is None:
+            data = encode_wire(self.wire, fmt)
+            self._cache[fmt] = data
+        return data
+
+    def memo(self, key: str, build: Any) -> bytes:
+        """Cache a derived byte string (e.g. a transport's frame) under ``key``."""
+        data = self._cache.get(key)
+        if data is None:
+            data = build()
+            self._cache[key] = data
+        return data

@@ -1,0 +1,187 @@
+"""Session: one client connection's state, which outlives its transports.
+
+Theory of operation
+-------------------
+A Session is what a connection *is* between transports: its id and key, who it
+is (Identity), its flags, and per attached channel a *cursor* (the last serial
+sent to it) plus its granted modes. It never holds messages: a detached
+session's size is O(attached channels), whatever traffic flows meanwhile
+(DESIGN invariant 6). Messages live once, in the channel logs.
+
+Lifecycle::
+
+    ACTIVE --transport lost / DISCONNECT--> DETACHED --resume--> ACTIVE
+    ACTIVE|DETACHED --CLOSE--> CLOSED           (terminal, state disposed)
+    DETACHED --ttl elapsed--> EXPIRED           (terminal)
+
+A session in a terminal state refuses further input (poisoned, never half
+updated).
+
+Each bind of a transport starts a new *transport generation*. Channel traffic
+is delivered on a transport only after that channel's ATTACHED was sent on it
+(PROTOCOL 9.1 item 6): ``ChannelCursor.attached_gen`` records which generation
+that was.
+
+Publishes are ACKed in msgSerial arrival order (RTN7, ``messagequeue.ts``
+removes from the head), even when their channels complete out of order:
+``PendingAcks`` releases only a contiguous completed prefix.
+
+Pure: times come in as arguments.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from frontend.auth import Identity
+from frontend.errors import ErrorInfo
+
+
+class SessionState(enum.Enum):
+    ACTIVE = "active"
+    DETACHED = "detached"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+
+
+class SessionPoisoned(Exception):
+    """Input arrived for a session in a terminal state."""
+
+
+@dataclass(slots=True)
+class ChannelCursor:
+    modes: int
+    serial: str | None  # the last channelSerial sent (or acknowledged by ATTACHED) on this channel
+    attached_gen: int = -1  # transport generation on which ATTACHED was last sent
+
+
+@dataclass(slots=True)
+class _Pending:
+    msg_serial: int
+    count: int = 1
+    serials: list[str] | None = None
+    error: ErrorInfo | None = None
+    done: bool = False
+
+
+class PendingAcks:
+    """Publishes awaiting completion, released as in-order ACK/NACK runs."""
+
+    def __init__(self) -> None:
+        self._queue: deque[_Pending] = deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, msg_serial: int) -> _Pending:
+        item = _Pending(msg_serial)
+        self._queue.append(item)
+        return item
+
+    @staticmethod
+    def complete(item: _Pending, serials: list[str] | None = None, error: ErrorInfo | None = None) -> None:
+        item.serials = serials
+        item.error = error
+        item.done = True
+
+    def release(self) -> list[tuple[int, int, list[dict[str, Any]] | None, ErrorInfo | None]]:
+        """Pop the completed head as runs: ``(msgSerial, count, res | None, error | None)``.
+
+        Consecutive ACKs merge into one run (one ``res`` entry per message);
+        each NACK is its own run.
+        """
+        runs: list[tuple[int, int, list[dict[str, Any]] | None, ErrorInfo | None]] = []
+        q = self._queue
+        while q and q[0].done:
+            item = q.popleft()
+            if item.error is not None:
+                runs.append((item.msg_serial, 1, None, item.error))
+                continue
+            res = {"serials": item.serials or []}
+            if runs and runs[-1][3] is None and runs[-1][0] + runs[-1][1] == item.msg_serial:
+                start, count, prev, _ = runs[-1]
+                assert prev is not None
+                prev.append(res)
+                runs[-1] = (start, count + 1, prev, None)
+            else:
+                runs.append((item.msg_serial, 1, [res], None))
+        return runs
+
+
+@dataclass(slots=True, kw_only=True)
+class Session:
+    connection_id: str
+    key: str
+    epoch: int
+    identity: Identity
+    client_id: str | None
+    echo: bool = True
+    created_ms: int
+    state: SessionState = SessionState.ACTIVE
+    detached_ms: int | None = None
+    generation: int = 0
+    channels: dict[str, ChannelCursor] = field(default_factory=dict)
+    acks: PendingAcks = field(default_factory=PendingAcks)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in (SessionState.CLOSED, SessionState.EXPIRED)
+
+    def _check(self) -> None:
+        if self.terminal:
+            raise SessionPoisoned(f"session {self.connection_id} is {self.state.value}")
+
+    def bind(self, now_ms: int) -> int:
+        """A transport took this session; returns its new generation."""
+        self._check()
+        self.state = SessionState.ACTIVE
+        self.detached_ms = None
+        self.generation += 1
+        # A new transport must re-ATTACH before channel traffic flows on it.
+        self.acks = PendingAcks()
+        return self.generation
+
+    def unbind(self, now_ms: int) -> None:
+        """The transport went away; state is kept for the TTL."""
+        if self.terminal or self.state is SessionState.DETACHED:
+            return
+        self.state = SessionState.DETACHED
+        self.detached_ms = now_ms
+
+    def close(self) -> None:
+        self.state = SessionState.CLOSED
+        self.channels.clear()
+
+    def expires_at(self, ttl_ms: int) -> int | None:
+        if self.state is SessionState.DETACHED and self.detached_ms is not None:
+            return self.detached_ms + ttl_ms
+        return None
+
+    def expire(self) -> None:
+        self.state = SessionState.EXPIRED
+        self.channels.clear()
+
+    def delivering(self, channel: str) -> ChannelCursor | None:
+        """The cursor if channel traffic may flow on the current transport."""
+        cur = self.channels.get(channel)
+        if cur is not None and cur.attached_gen == self.generation and self.state is SessionState.ACTIVE:
+            return cur
+        return None
+
+    def state_size(self) -> int:
+        """Bytes held by this session's own state (object graph, not shared logs)."""
+        size = sys.getsizeof(self) + sys.getsizeof(self.channels) + len(self.connection_id) + len(self.key)
+        for name, cur in self.channels.items():
+            size += sys.getsizeof(name) + sys.getsizeof(cur) + sys.getsizeof(cur.serial or "")
+        return size + sum(sys.getsizeof(p) for p in self.acks._queue)
+
+    def may_publish_as(self, client_id: str | None) -> bool:
+        """RSL1m: a message's clientId must match the connection's, unless wildcard."""
+        if client_id is None or client_id == self.client_id or self.client_id == "*":
+            return True
+        # An unidentified connection on basic (key) auth may name any clientId.
+        return self.client_id is None and self.identity.expires_ms is None

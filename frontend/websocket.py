@@ -1,0 +1,201 @@
+"""The WebSocket transport: a wsproto connection on a trio stream, as a node Outlet.
+
+Two tasks per transport. The reader feeds wsproto and hands whole
+ProtocolMessages to the node. The writer drains the bounded outbox, joining
+everything queued into one ``send_all`` (one syscall and one checkpoint per
+batch, not per message), and sends a HEARTBEAT after ``maxIdleInterval`` of
+outbound silence (RTN23).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+
+import structlog
+import trio
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+
+from frontend import protocol as P
+from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from frontend.node import FrontendNode
+from frontend.protocol import Action, Encoded, ProtocolMessage
+from frontend.session import Session
+from frontend.wsframe import frame_for
+
+log = structlog.get_logger("continuity.frontend")
+
+_HEARTBEAT = Encoded.of(ProtocolMessage(action=Action.HEARTBEAT))
+READ_CHUNK = 65536
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class WebSocketTransport:
+    """Outlet for one WebSocket; see FrontendNode.Outlet."""
+
+    def __init__(self, stream: trio.abc.Stream, ws: Connection, fmt: P.Format, limit: int) -> None:
+        self.stream = stream
+        self.ws = ws
+        self.fmt: P.Format = fmt
+        self._limit = limit
+        self._queue: deque[bytes] = deque()
+        self._wake = trio.Event()
+        self._closing = False
+        self._closed = trio.Event()
+
+    # -- Outlet -------------------------------------------------------------
+    def send(self, frame: Encoded) -> bool:
+        if self._closing:
+            return True  # swallowed: the transport is going away and replay covers it
+        if len(self._queue) >= self._limit:
+            return False
+        self._queue.append(frame_for(frame, self.fmt))
+        self._wake.set()
+        return True
+
+    def close(self, final: Encoded | None) -> None:
+        if self._closing:
+            return
+        if final is not None:
+            # Whatever is still queued is superseded: replay from the log covers it.
+            self._queue.clear()
+            self._queue.append(frame_for(final, self.fmt))
+        self._closing = True
+        self._wake.set()
+
+    def send_raw(self, data: bytes) -> None:
+        """Queue control-frame bytes (pong, close) outside the message limit."""
+        if not self._closing:
+            self._queue.append(data)
+            self._wake.set()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # -- tasks --------------------------------------------------------------
+    async def write_loop(self, idle_s: float, close_timeout_s: float) -> None:
+        queue = self._queue
+        try:
+            while True:
+                if not queue and not self._closing:
+                    self._wake = trio.Event()
+                    with trio.move_on_after(idle_s):
+                        await self._wake.wait()
+                    if not queue and not self._closing:
+                        queue.append(frame_for(_HEARTBEAT, self.fmt))
+                if queue:
+                    batch = b"".join(queue)
+                    queue.clear()
+                    await self.stream.send_all(batch)
+                if self._closing and not queue:
+                    with trio.move_on_after(close_timeout_s):
+                        if self.ws.state is ConnectionState.OPEN:
+                            await self.stream.send_all(self.ws.send(CloseConnection(code=1000)))
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            self._closing = True
+            self._closed.set()
+            await trio.aclose_forcefully(self.stream)
+
+
+async def run_websocket(
+    stream: trio.abc.Stream,
+    node: FrontendNode,
+    params: Mapping[str, str],
+    trailing: bytes,
+) -> None:
+    """Serve one upgraded WebSocket until it closes; the session outlives it."""
+    cfg = node.config
+    fmt: P.Format = "msgpack" if params.get("format") == "msgpack" else "json"
+    ws = Connection(ConnectionType.SERVER)
+    transport = WebSocketTransport(stream, ws, fmt, cfg.outbox_limit)
+    session = node.connect(wall_ms(), params, transport)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.write_loop, cfg.max_idle_interval_ms / 1000, cfg.close_timeout_s)
+        if session is not None:
+            try:
+                await _read_loop(stream, ws, transport, node, session, trailing)
+            finally:
+                node.transport_lost(wall_ms(), session, transport)
+                transport.close(None)
+        # The writer exits once its final frames are flushed (or the peer is gone).
+
+
+def _protocol_error(
+    node: FrontendNode, transport: WebSocketTransport, session: Session, exc: Exception
+) -> None:
+    info = (
+        exc.info() if isinstance(exc, RemoteProtocolError) else ErrorInfo.of(ErrorCode.BAD_REQUEST, str(exc))
+    )
+    node.metrics.protocol_errors.labels(transport="websocket").inc()
+    node.metrics.errors_sent.labels(code=str(info.code)).inc()
+    log.warning("frame.rejected", connection_id=session.connection_id, code=info.code, reason=info.message)
+    transport.close(Encoded.of(ProtocolMessage(action=Action.ERROR, error=info)))
+
+
+async def _read_loop(
+    stream: trio.abc.Stream,
+    ws: Connection,
+    transport: WebSocketTransport,
+    node: FrontendNode,
+    session: Session,
+    trailing: bytes,
+) -> None:
+    max_size = node.config.max_frame_size
+    parts: list[bytes | str] = []
+    size = 0
+    data = trailing
+    while not transport.closing:
+        if data:
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    parts.append(bytes(event.data) if isinstance(event.data, bytearray) else event.data)
+                    size += len(event.data)
+                    if size > max_size:
+                        _protocol_error(
+                            node,
+                            transport,
+                            session,
+                            RemoteProtocolError(f"frame exceeds the maximum of {max_size} bytes"),
+                        )
+                        return
+                    if not event.message_finished:
+                        continue
+                    text = isinstance(event, TextMessage)
+                    payload: bytes | str = "".join(parts) if text else b"".join(parts)  # type: ignore[arg-type]
+                    parts, size = [], 0
+                    fmt: P.Format = "json" if text else transport.fmt
+                    try:
+                        pm = P.decode(payload, fmt, max_size=max_size)
+                        node.handle(wall_ms(), session, pm)
+                    except RemoteProtocolError as exc:
+                        _protocol_error(node, transport, session, exc)
+                        return
+                elif isinstance(event, Ping):
+                    transport.send_raw(ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    if event.code in (1002, 1007, 1009):
+                        _protocol_error(
+                            node,
+                            transport,
+                            session,
+                            RemoteProtocolError(f"websocket protocol violation: {event.reason}"),
+                        )
+                    elif ws.state is ConnectionState.REMOTE_CLOSING:
+                        transport.send_raw(ws.send(event.response()))
+                    return
+        try:
+            data = bytes(await stream.receive_some(READ_CHUNK))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if not data:
+            return
