@@ -1,0 +1,1 @@
+"""Test support: the tunnel (a TCP fault proxy) and real daemon processes."""
