@@ -161,13 +161,17 @@ def _bad(message: str) -> RemoteProtocolError:
     return RemoteProtocolError(message, ErrorCode.BAD_REQUEST)
 
 
-def _opt(raw: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+_MAX_PROTOCOL_INT = (1 << 53) - 1  # what a JavaScript client can represent exactly
+
+
+def _opt(raw: dict[str, Any], key: str, kind: type) -> Any:
     value = raw.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, kind):
-        if kind is not bool:
-            raise _bad(f"field {key!r} has the wrong type")
+        raise _bad(f"field {key!r} has the wrong type")
+    if kind is int and not 0 <= value <= _MAX_PROTOCOL_INT:
+        raise _bad(f"field {key!r} is out of range")
     return value
 
 
@@ -228,13 +232,33 @@ def from_wire(raw: object) -> ProtocolMessage:
     )
 
 
+# Integers outside 64 bits cannot travel as msgpack, and NaN/Infinity are not
+# JSON: refuse them at the door rather than fail later while fanning out.
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise ValueError("integer out of 64-bit range")
+    return value
+
+
+def _parse_constant(text: str) -> float:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _json_loads(data: bytes | str) -> Any:
+    return json.loads(data, parse_int=_parse_int, parse_constant=_parse_constant)
+
+
 def decode(data: bytes | str, fmt: Format, *, max_size: int) -> ProtocolMessage:
     """Decode one frame. Raises RemoteProtocolError on anything malformed."""
     if len(data) > max_size:
         raise RemoteProtocolError(f"frame of {len(data)} bytes exceeds {max_size}", ErrorCode.BAD_REQUEST)
     try:
         if fmt == "json":
-            raw = json.loads(data)
+            raw = _json_loads(data)
         else:
             if isinstance(data, str):
                 raise _bad("msgpack frames must be binary")
@@ -251,7 +275,7 @@ def decode_json_array(data: bytes, *, max_size: int) -> list[ProtocolMessage]:
     if len(data) > max_size:
         raise RemoteProtocolError(f"body of {len(data)} bytes exceeds {max_size}")
     try:
-        raw = json.loads(data)
+        raw = _json_loads(data)
     except (ValueError, RecursionError) as exc:
         raise _bad(f"malformed JSON body: {type(exc).__name__}") from None
     if isinstance(raw, dict):

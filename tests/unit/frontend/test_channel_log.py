@@ -1,0 +1,116 @@
+"""ChannelLog: gapless stamping, replay coverage, retention edges, dedupe."""
+
+from frontend.channel_log import ChannelLog, parse_serial
+
+ENV = {"action": 15, "channel": "c"}
+
+
+def make(max_messages: int = 100, retention_ms: int = 1000) -> ChannelLog:
+    return ChannelLog("c", "ep", max_messages=max_messages, retention_ms=retention_ms)
+
+
+def append(lg: ChannelLog, now: int, n: int = 1, *, conn: str = "C", msg_serial: int | None = None):
+    return lg.append(now, [{"data": i} for i in range(n)], dict(ENV), publisher=conn, msg_serial=msg_serial)
+
+
+def test_serials_are_gapless_and_multi_message_entries_take_one_seq_each():
+    lg = make()
+    s1, e1 = append(lg, 0, 1)
+    s2, e2 = append(lg, 0, 3)
+    assert s1 == ["ep:1"]
+    assert s2 == ["ep:2", "ep:3", "ep:4"]
+    assert e2.frame.wire["channelSerial"] == "ep:4"
+    assert [m["serial"] for m in e2.frame.wire["messages"]] == s2
+    assert lg.last_serial == "ep:4"
+
+
+def test_replay_after_covered_serial_returns_exactly_the_missed_entries():
+    lg = make()
+    for t in range(5):
+        append(lg, t)
+    replay = lg.replay_after("ep:2")
+    assert replay is not None
+    assert [e.first_seq for e in replay] == [3, 4, 5]
+
+
+def test_replay_after_last_serial_is_empty_but_covered():
+    lg = make()
+    append(lg, 0)
+    assert lg.replay_after("ep:1") == []
+
+
+def test_replay_from_empty_log_origin():
+    lg = make()
+    assert lg.replay_after("ep:0") == []
+    append(lg, 0, 2)
+    assert [e.first_seq for e in lg.replay_after("ep:0") or []] == [1]
+
+
+def test_other_epoch_future_serial_and_garbage_are_not_covered():
+    lg = make()
+    append(lg, 0)
+    assert lg.replay_after("other:1") is None
+    assert lg.replay_after("ep:2") is None
+    assert lg.replay_after("garbage") is None
+    assert lg.replay_after("ep:-1") is None
+
+
+def test_serial_inside_a_multi_message_entry_is_not_a_boundary():
+    lg = make()
+    append(lg, 0, 3)  # seqs 1..3
+    assert lg.replay_after("ep:2") is None
+
+
+def test_time_retention_drops_old_entries_then_their_serials_lose_continuity():
+    lg = make(retention_ms=1000)
+    append(lg, 0)  # seq 1 at t=0
+    append(lg, 500)  # seq 2 at t=500
+    lg.expire(1000)  # seq 1 is exactly retention old: dropped
+    assert lg.replay_after("ep:0") is None
+    assert [e.first_seq for e in lg.replay_after("ep:1") or []] == [2]
+    lg.expire(1499)
+    assert lg.replay_after("ep:1") is not None
+    lg.expire(1500)
+    assert lg.replay_after("ep:1") is None
+    assert lg.replay_after("ep:2") == []  # caught up: nothing missed, still continuous
+
+
+def test_count_limit_bounds_the_ring():
+    lg = make(max_messages=10, retention_ms=10**9)
+    for t in range(25):
+        append(lg, t)
+    assert lg.retained_messages == 10
+    assert lg.replay_after("ep:14") is None
+    assert len(lg.replay_after("ep:15") or []) == 10
+
+
+def test_republish_with_same_connection_and_msg_serial_is_remembered():
+    lg = make()
+    serials, _ = append(lg, 0, 2, conn="A", msg_serial=7)
+    assert lg.lookup("A", 7) == serials
+    assert lg.lookup("A", 8) is None
+    assert lg.lookup("B", 7) is None
+
+
+def test_dedupe_memory_expires_with_retention():
+    lg = make(retention_ms=100)
+    append(lg, 0, conn="A", msg_serial=0)
+    lg.expire(99)
+    assert lg.lookup("A", 0) is not None
+    lg.expire(100)
+    assert lg.lookup("A", 0) is None
+
+
+def test_next_deadline_tracks_oldest_entry():
+    lg = make(retention_ms=100)
+    assert lg.next_deadline() is None
+    append(lg, 10)
+    assert lg.next_deadline() == 110
+
+
+def test_parse_serial():
+    assert parse_serial("ab:12") == ("ab", 12)
+    assert parse_serial("a:b:3") == ("a:b", 3)
+    assert parse_serial(":3") is None
+    assert parse_serial("ab:") is None
+    assert parse_serial("ab:x") is None

@@ -1,0 +1,367 @@
+"""FrontendNode: session lifecycle, attach/resume rules, publish, ACK order, limits.
+
+Pure: every call takes ``now`` in milliseconds; a 120 s TTL takes no time.
+"""
+
+import random
+
+import pytest
+
+from frontend.config import FrontendConfig
+from frontend.errors import ErrorCode, RemoteProtocolError
+from frontend.node import FrontendNode
+from frontend.protocol import Action, Flag, ProtocolMessage
+from frontend.session import SessionState
+from frontend.testing import MemoryOutlet
+
+TTL = 10_000
+
+
+def make_node(**over) -> FrontendNode:
+    cfg = FrontendConfig(dev=True, connection_state_ttl_ms=TTL, max_idle_interval_ms=1000, **over)
+    return FrontendNode(cfg, rng=random.Random(7))
+
+
+class Client:
+    """One connection as seen from the wire: an outlet plus helpers."""
+
+    def __init__(self, node: FrontendNode, now: int = 0, fmt="json", limit=1_000_000, **params):
+        self.node = node
+        self.outlet = MemoryOutlet(fmt, limit)
+        self.session = node.connect(now, {"v": "6", **params}, self.outlet)
+        self.msg_serial = 0
+
+    def recv(self):
+        return self.outlet.drain()
+
+    def send(self, now, **fields):
+        self.node.handle(now, self.session, ProtocolMessage(**fields))
+
+    def attach(self, now, channel, serial=None, flags=0):
+        self.send(now, action=Action.ATTACH, channel=channel, channel_serial=serial, flags=flags)
+
+    def publish(self, now, channel, *datas, msg_serial=None):
+        ms = self.msg_serial if msg_serial is None else msg_serial
+        if msg_serial is None:
+            self.msg_serial += 1
+        self.send(
+            now,
+            action=Action.MESSAGE,
+            channel=channel,
+            msg_serial=ms,
+            messages=[{"name": "n", "data": d} for d in datas],
+        )
+
+    def drop(self, now):
+        self.node.transport_lost(now, self.session, self.outlet)
+
+    def resume(self, now, **params):
+        c = Client(self.node, now, resume=self.session.key, **params)
+        return c
+
+
+def test_connected_carries_full_connection_details():
+    node = make_node()
+    c = Client(node)
+    [connected] = c.recv()
+    assert connected.action is Action.CONNECTED
+    d = connected.connection_details
+    assert connected.connection_id == c.session.connection_id
+    for field in ("connectionKey", "connectionStateTtl", "maxIdleInterval", "maxMessageSize", "serverId"):
+        assert d[field] is not None
+    assert d["connectionStateTtl"] == TTL
+    assert connected.error is None
+
+
+def test_attach_grants_default_modes_and_channel_serial():
+    node = make_node()
+    c = Client(node)
+    c.recv()
+    c.attach(1, "ch")
+    [att] = c.recv()
+    assert att.action is Action.ATTACHED
+    assert att.has(Flag.SUBSCRIBE) and att.has(Flag.PUBLISH)
+    assert not att.has(Flag.RESUMED) and not att.has(Flag.HAS_PRESENCE)
+    assert att.channel_serial == node.logs["ch"].last_serial
+    assert att.error is None
+
+
+def test_publish_is_stamped_fanned_out_and_acked_with_res():
+    node = make_node()
+    pub, sub = Client(node), Client(node)
+    sub.attach(1, "ch")
+    pub.recv(), sub.recv()
+    pub.publish(2, "ch", "a", "b")
+    [ack] = pub.recv()
+    assert ack.action is Action.ACK and ack.msg_serial == 0 and ack.count == 1
+    serials = ack.res[0]["serials"]
+    [msg] = sub.recv()
+    assert msg.action is Action.MESSAGE and msg.channel_serial == serials[-1]
+    cid = pub.session.connection_id
+    assert [m["id"] for m in msg.messages] == [f"{cid}:0:0", f"{cid}:0:1"]
+    assert [m["serial"] for m in msg.messages] == serials
+    assert all(m["connectionId"] == cid and m["timestamp"] == 2 for m in msg.messages)
+
+
+def test_publisher_gets_its_own_message_unless_echo_false():
+    node = make_node()
+    echo, quiet = Client(node), Client(node, echo="false")
+    for c in (echo, quiet):
+        c.attach(1, "ch")
+        c.recv()
+        c.publish(2, "ch", "x")
+    assert [m.action for m in echo.recv()] == [Action.MESSAGE, Action.ACK, Action.MESSAGE]
+    assert [m.action for m in quiet.recv()] == [Action.ACK]  # its own message is not echoed
+
+
+def test_no_channel_traffic_before_attached_on_a_new_transport():
+    node = make_node()
+    sub, pub = Client(node), Client(node)
+    sub.attach(1, "ch")
+    serial = sub.recv()[-1].channel_serial
+    sub.drop(2)
+    resumed = sub.resume(3)
+    pub.publish(4, "ch", "m1")
+    assert [m.action for m in resumed.recv()] == [Action.CONNECTED]  # m1 held back
+    resumed.attach(5, "ch", serial)
+    att, m1 = resumed.recv()
+    assert att.action is Action.ATTACHED and att.has(Flag.RESUMED) and att.channel_serial == serial
+    assert m1.messages[0]["data"] == "m1"
+
+
+def test_resume_keeps_id_and_replays_exactly_the_missed_messages():
+    node = make_node()
+    sub, pub = Client(node), Client(node)
+    sub.attach(1, "ch")
+    pub.publish(2, "ch", 1)
+    serial = sub.recv()[-1].channel_serial
+    sub.drop(3)
+    for i in range(2, 6):
+        pub.publish(3 + i, "ch", i)
+    assert sub.session.state is SessionState.DETACHED
+    r = sub.resume(20)
+    [connected] = r.recv()
+    assert connected.connection_id == sub.session.connection_id and connected.error is None
+    r.attach(21, "ch", serial)
+    att, *msgs = r.recv()
+    assert att.has(Flag.RESUMED)
+    assert [m.messages[0]["data"] for m in msgs] == [2, 3, 4, 5]
+    pub.publish(30, "ch", 6)
+    assert [m.messages[0]["data"] for m in r.recv()] == [6]
+
+
+def test_attach_with_uncovered_serial_gets_90003_without_resumed():
+    node = make_node(channel_log_max_messages=16)
+    sub, pub = Client(node), Client(node)
+    sub.attach(1, "ch")
+    serial = sub.recv()[-1].channel_serial
+    sub.drop(2)
+    for i in range(40):
+        pub.publish(3, "ch", i)
+    r = sub.resume(4)
+    r.recv()
+    r.attach(5, "ch", serial)
+    [att] = r.recv()
+    assert not att.has(Flag.RESUMED)
+    assert att.error.code == ErrorCode.CONTINUITY_LOST
+    assert att.channel_serial == node.logs["ch"].last_serial
+
+
+def test_attach_from_another_epoch_gets_90003():
+    node = make_node()
+    c = Client(node)
+    c.attach(1, "ch", "otherepoch:3")
+    [att] = c.recv()[-1:]
+    assert att.error.code == ErrorCode.CONTINUITY_LOST and not att.has(Flag.RESUMED)
+
+
+def test_detached_session_expires_after_ttl_and_resume_then_fails_with_80008():
+    node = make_node()
+    c = Client(node)
+    c.attach(1, "ch")
+    c.drop(100)
+    node.tick(100 + TTL - 1)
+    assert c.session.state is SessionState.DETACHED
+    node.tick(100 + TTL)
+    assert c.session.state is SessionState.EXPIRED
+    r = c.resume(100 + TTL + 1)
+    [connected] = r.recv()
+    assert connected.error.code == ErrorCode.CONNECTION_EXPIRED
+    assert connected.connection_id != c.session.connection_id
+
+
+def test_forged_resume_key_gets_80018_and_a_new_connection():
+    node = make_node()
+    victim = Client(node)
+    victim.attach(1, "secret")
+    victim.drop(2)
+    key = victim.session.key
+    forged = key[:-2] + ("AA" if not key.endswith("AA") else "BB")
+    c = Client(node, 3, resume=forged)
+    [connected] = c.recv()
+    assert connected.error.code == ErrorCode.INVALID_CONNECTION_KEY
+    assert connected.connection_id != victim.session.connection_id
+    assert victim.session.state is SessionState.DETACHED  # untouched
+
+
+def test_close_disposes_state_and_answers_closed():
+    node = make_node()
+    c = Client(node)
+    c.recv()
+    c.send(1, action=Action.CLOSE)
+    assert [m.action for m in c.recv()] == [Action.CLOSED]
+    assert c.outlet.closed and c.session.state is SessionState.CLOSED
+    assert c.session.connection_id not in node.sessions
+    r = c.resume(2)
+    assert r.recv()[0].error.code == ErrorCode.CONNECTION_EXPIRED
+
+
+def test_disconnect_keeps_state():
+    node = make_node()
+    c = Client(node)
+    c.send(1, action=Action.DISCONNECT)
+    assert c.outlet.closed and c.session.state is SessionState.DETACHED
+
+
+def test_resent_publish_is_acked_with_original_serials_and_not_published_twice():
+    node = make_node()
+    pub, sub = Client(node), Client(node)
+    sub.attach(1, "ch")
+    pub.recv(), sub.recv()
+    pub.publish(2, "ch", "once", msg_serial=0)
+    first = pub.recv()[-1].res
+    pub.drop(3)
+    r = pub.resume(4)
+    r.recv()
+    r.publish(5, "ch", "once", msg_serial=0)
+    [ack] = r.recv()
+    assert ack.action is Action.ACK and ack.res == first
+    assert len(sub.recv()) == 1
+    assert node.logs["ch"].last_seq == 1
+
+
+def test_acks_are_in_order_and_nacks_carry_codes():
+    node = make_node(max_message_size=300)
+    c = Client(node)
+    c.recv()
+    c.publish(1, "ch", "ok")
+    c.publish(2, "ch", "x" * 400)
+    c.send(
+        3, action=Action.MESSAGE, channel="ch", msg_serial=2, messages=[{"data": 1, "clientId": "someone"}]
+    )
+    c.send(4, action=Action.PRESENCE, channel="ch", msg_serial=3, presence=[{"action": 2}])
+    msgs = [m for m in c.recv() if m.action in (Action.ACK, Action.NACK)]
+    assert [(m.action, m.msg_serial) for m in msgs] == [
+        (Action.ACK, 0),
+        (Action.NACK, 1),
+        (Action.ACK, 2),
+        (Action.NACK, 3),
+    ]
+    assert msgs[1].error.code == ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED
+
+
+def test_client_id_mismatch_is_nacked_40012_for_identified_connections():
+    node = make_node()
+    c = Client(node, clientId="amy")
+    c.recv()
+    c.send(1, action=Action.MESSAGE, channel="ch", msg_serial=0, messages=[{"data": 1, "clientId": "bob"}])
+    [nack] = c.recv()
+    assert nack.action is Action.NACK and nack.error.code == ErrorCode.INVALID_CLIENT_ID
+
+
+def test_capability_denies_publish_with_40160_and_subscribe_with_channel_error():
+    from frontend.auth import Identity, parse_capability
+
+    node = make_node()
+    c = Client(node)
+    c.session.identity = Identity("k", None, parse_capability({"ro": ["subscribe"]}))
+    c.recv()
+    c.publish(1, "ro", "x")
+    [nack] = c.recv()
+    assert nack.error.code == ErrorCode.CAPABILITY_DENIED
+    c.attach(2, "ro")
+    [att] = c.recv()
+    assert att.has(Flag.SUBSCRIBE) and not att.has(Flag.PUBLISH)
+    c.attach(3, "forbidden")
+    [err] = c.recv()
+    assert err.action is Action.ERROR and err.channel == "forbidden"
+    assert err.error.code == ErrorCode.CAPABILITY_DENIED
+
+
+def test_slow_consumer_is_cut_resumably_and_catches_up_by_replay():
+    node = make_node()
+    pub = Client(node)
+    slow = Client(node, limit=5)
+    slow.attach(1, "ch")
+    serial = slow.recv()[-1].channel_serial
+    for i in range(10):
+        pub.publish(2, "ch", i)
+    assert slow.outlet.closed
+    assert slow.outlet.final.wire["action"] == Action.DISCONNECTED
+    assert slow.outlet.final.wire["error"]["code"] == ErrorCode.SLOW_CONSUMER
+    delivered = [m.messages[0]["data"] for m in slow.recv()]
+    assert slow.session.state is SessionState.DETACHED
+    r = slow.resume(3)
+    r.recv()
+    last = node.logs["ch"].serial(len(delivered))  # serial of the last delivered message
+    r.attach(4, "ch", last if delivered else serial)
+    att, *rest = r.recv()
+    assert att.has(Flag.RESUMED)
+    assert delivered + [m.messages[0]["data"] for m in rest] == list(range(10))
+
+
+def test_heartbeat_ping_id_is_echoed():
+    node = make_node()
+    c = Client(node)
+    c.recv()
+    c.send(1, action=Action.HEARTBEAT, id="ping-1")
+    [hb] = c.recv()
+    assert hb.action is Action.HEARTBEAT and hb.id == "ping-1"
+
+
+def test_channel_limit():
+    node = make_node(max_channels_per_connection=2)
+    c = Client(node)
+    c.recv()
+    for name in ("a", "b", "c"):
+        c.attach(1, name)
+    *_, err = c.recv()
+    assert err.action is Action.ERROR and err.error.code == ErrorCode.RATE_LIMITED
+
+
+def test_malformed_input_raises_remote_protocol_error():
+    node = make_node()
+    c = Client(node)
+    with pytest.raises(RemoteProtocolError):
+        c.send(1, action=Action.MESSAGE, channel="ch", messages=[{}])  # no msgSerial
+    with pytest.raises(RemoteProtocolError):
+        c.send(1, action=Action.ATTACH)
+
+
+def test_detached_session_memory_does_not_grow_with_traffic():
+    node = make_node()
+    pub, sub = Client(node), Client(node)
+    for ch in range(10):
+        sub.attach(1, f"ch{ch}")
+    sub.drop(2)
+    before = sub.session.state_size()
+    for i in range(2000):
+        pub.publish(3, f"ch{i % 10}", i)
+    assert sub.session.state_size() <= before + 16 * 10  # serial strings may grow a digit
+
+
+def test_recover_with_same_key_works_like_resume():
+    node = make_node()
+    c = Client(node)
+    c.drop(1)
+    r = Client(node, 2, recover=c.session.key)
+    [connected] = r.recv()
+    assert connected.connection_id == c.session.connection_id and connected.error is None
+
+
+def test_second_transport_resuming_replaces_the_first():
+    node = make_node()
+    c = Client(node)
+    r = c.resume(1)
+    assert c.outlet.closed
+    assert node.outlets[c.session.connection_id] is r.outlet
