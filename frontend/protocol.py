@@ -170,7 +170,7 @@ def _opt(raw: dict[str, Any], key: str, kind: type) -> Any:
         return None
     if isinstance(value, bool) or not isinstance(value, kind):
         raise _bad(f"field {key!r} has the wrong type")
-    if kind is int and not 0 <= value <= _MAX_PROTOCOL_INT:
+    if isinstance(value, int) and not 0 <= value <= _MAX_PROTOCOL_INT:
         raise _bad(f"field {key!r} is out of range")
     return value
 

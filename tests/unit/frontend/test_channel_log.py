@@ -15,7 +15,7 @@ def append(lg: ChannelLog, now: int, n: int = 1, *, conn: str = "C", msg_serial:
 
 def test_serials_are_gapless_and_multi_message_entries_take_one_seq_each():
     lg = make()
-    s1, e1 = append(lg, 0, 1)
+    s1, _ = append(lg, 0, 1)
     s2, e2 = append(lg, 0, 3)
     assert s1 == ["ep:1"]
     assert s2 == ["ep:2", "ep:3", "ep:4"]
