@@ -47,6 +47,10 @@ class WebSocketTransport:
         self._wake = trio.Event()
         self._closing = False
         self._closed = trio.Event()
+        self._close_timeout_s = 2.0
+        # Scope around the socket write; closing bounds it so a client that stopped
+        # reading cannot hold the transport (and its task) forever.
+        self._send_scope: trio.CancelScope | None = None
 
     # -- Outlet -------------------------------------------------------------
     def send(self, frame: Encoded) -> bool:
@@ -67,6 +71,9 @@ class WebSocketTransport:
             self._queue.append(frame_for(final, self.fmt))
         self._closing = True
         self._wake.set()
+        if self._send_scope is not None:
+            deadline = trio.current_time() + self._close_timeout_s
+            self._send_scope.deadline = min(self._send_scope.deadline, deadline)
 
     def send_raw(self, data: bytes) -> None:
         """Queue control-frame bytes (pong, close) outside the message limit."""
@@ -81,6 +88,7 @@ class WebSocketTransport:
     # -- tasks --------------------------------------------------------------
     async def write_loop(self, idle_s: float, close_timeout_s: float) -> None:
         queue = self._queue
+        self._close_timeout_s = close_timeout_s
         try:
             while True:
                 if not queue and not self._closing:
@@ -92,7 +100,14 @@ class WebSocketTransport:
                 if queue:
                     batch = b"".join(queue)
                     queue.clear()
-                    await self.stream.send_all(batch)
+                    with trio.CancelScope() as scope:
+                        self._send_scope = scope
+                        if self._closing:
+                            scope.deadline = trio.current_time() + close_timeout_s
+                        await self.stream.send_all(batch)
+                    self._send_scope = None
+                    if scope.cancelled_caught:
+                        return  # the peer stopped reading while we were closing
                 if self._closing and not queue:
                     with trio.move_on_after(close_timeout_s):
                         if self.ws.state is ConnectionState.OPEN:
