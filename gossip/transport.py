@@ -162,5 +162,3 @@ async def open_udp_tcp_transport(
         udp.close()
         for listener in listeners:
             await trio.aclose_forcefully(listener)
-
-

@@ -340,10 +340,10 @@ def _decode_one(v: object) -> Message:
 
 def decode_body(body: bytes, *, max_bytes: int = MAX_DATAGRAM_BYTES) -> list[Message]:
     """Return the messages of a body; raise `RemoteProtocolError` if it is not a valid body."""
+    if len(body) > max_bytes:
+        raise RemoteProtocolError(f"{len(body)} bytes exceeds {max_bytes}", reason="oversized")
     try:
-        value = msgpack.unpackb(
-            body, raw=False, use_list=True, strict_map_key=True, max_buffer_size=max_bytes
-        )
+        value = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
     except Exception as exc:  # msgpack raises many types on garbage; all mean the same to us
         raise _bad("msgpack") from exc
     if type(value) is not list:
