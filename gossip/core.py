@@ -28,7 +28,9 @@ without the nacks we expected, or when we must refute, and falls on each success
 interval and timeout are scaled by score+1, so a slow member slows down instead of accusing others.
 (2) A suspicion starts at `suspicion_max` and shrinks toward `suspicion_min` with independent
 confirmations (`members.Suspicion`). (3) Indirect probers send a nack when the target does not answer,
-which tells us our own network is fine. Pings to a suspect also carry the suspicion, so it can refute.
+which tells us our own network is fine. (4) Buddy system: a ping to a suspect member carries the
+suspicion, so the member learns of it (and refutes) at its first probe, even after the suspicion's
+rumours have run out of retransmissions.
 """
 
 from __future__ import annotations
@@ -511,7 +513,7 @@ class SwimCore:
         self._probe = _Probe(target=target, seq=seq, timeout_at=now + self._scaled(self.config.probe_timeout))
         self.counters.probes += 1
         messages = [encode_message(Ping(seq=seq, target=target))]
-        if rec.state == MemberState.SUSPECT:  # tell it, so that it can refute at once
+        if rec.state == MemberState.SUSPECT and self.config.lifeguard:  # buddy system: tell it at once
             messages.append(encode_message(Suspect(name=target, incarnation=rec.incarnation, by=self.name)))
         self._send(rec.address, messages)
 

@@ -1,0 +1,111 @@
+"""Deterministic simulations of whole clusters on the MemoryNetwork, in virtual time (no trio, no sleep).
+
+Every run is seeded, so the figures below are reproducible; bench/gossip_sim.py reports them for more
+sizes and seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+
+import pytest
+import trio
+
+from gossip.config import GossipConfig
+from gossip.members import EventKind
+from gossip.sim import Simulation
+
+
+def settled(n: int, config: GossipConfig, *, seed: int, loss: float = 0.0) -> Simulation:
+    sim = Simulation(n, config, seed=seed, loss=loss)
+    assert sim.run_until(60.0, stop=sim.converged, check_every=0.25), "cluster never converged"
+    sim.run_until(sim.now + 3.0)
+    return sim
+
+
+def detect(n: int, seed: int) -> tuple[list[float], float]:
+    """Kill one member; return each survivor's detection time and the suspicion's dissemination rounds
+    (gossip intervals from the first survivor suspecting it to the last one hearing of it)."""
+    config = GossipConfig.lan()
+    sim = settled(n, config, seed=seed)
+    killed_at = sim.now
+    sim.kill("m3")
+    survivors = len(sim.live())
+    bound = config.detection_bound(n)
+    assert sim.run_until(
+        killed_at + bound,
+        stop=lambda: len(sim.first_seen("m3", EventKind.DEAD, after=killed_at)) == survivors,
+    ), f"not every survivor marked m3 dead within the bound {bound:.1f} s"
+    seen = sorted(t - killed_at for t in sim.first_seen("m3", EventKind.DEAD, after=killed_at).values())
+    assert not sim.false_deaths()
+    suspected = sorted(sim.first_seen("m3", EventKind.SUSPECT, after=killed_at).values())
+    return seen, (suspected[-1] - suspected[0]) / config.gossip_interval
+
+
+async def test_killed_member_is_detected_by_all_and_detection_grows_logarithmically() -> None:
+    with trio.fail_after(30):
+        figures = {n: detect(n, seed=n) for n in (10, 40)}
+    p50 = {n: statistics.median(times) for n, (times, _) in figures.items()}
+    rounds = {n: r for n, (_, r) in figures.items()}
+    print("detection p50 s:", p50, "dissemination rounds:", rounds)
+    # Suspicion scales with max(1, log10 N): 4x the members costs at most (1 + log10 4) = 1.6x the time,
+    # far from the 4x a linear protocol would need; dissemination stays within a few log(N) rounds.
+    assert p50[40] <= p50[10] * (1 + math.log10(4)) + GossipConfig.lan().probe_interval
+    for n, r in rounds.items():
+        assert r <= 4 * math.ceil(math.log2(n))
+
+
+async def test_five_percent_loss_causes_no_false_death() -> None:
+    with trio.fail_after(30):
+        sim = settled(20, GossipConfig.lan(), seed=7, loss=0.05)
+        start = sim.now
+        sim.run_until(start + 60.0)
+    assert sim.network.stats.lost > 0.04 * sim.network.stats.sent_packets
+    assert sim.false_deaths() == []
+    assert sim.converged()
+
+
+def stall_run(lifeguard: bool, seed: int) -> int:
+    config = dataclasses.replace(GossipConfig.lan(), lifeguard=lifeguard)
+    sim = settled(10, config, seed=seed)
+    start = sim.now
+    sim.stall("m5", 2.0)
+    sim.run_until(start + 20.0)
+    assert sim.converged(), "the stalled member must be back in everybody's view"
+    return len({o.observer for o in sim.false_deaths(after=start)})
+
+
+async def test_two_second_stall_is_not_declared_dead_with_lifeguard() -> None:
+    with trio.fail_after(30):
+        with_lifeguard = [stall_run(True, seed) for seed in range(5)]
+        without = [stall_run(False, seed) for seed in range(5)]
+    print(
+        "members declaring the stalled one dead, per seed; lifeguard:", with_lifeguard, "plain SWIM:", without
+    )
+    assert with_lifeguard == [0] * 5
+    # Contrast (reported, and pinned for these seeds): without the buddy system the stalled member only
+    # learns it is suspect once the rumour has run out of retransmissions, so it is declared dead.
+    assert sum(without) > 0
+
+
+@pytest.mark.parametrize("n", [20, 40])
+async def test_partition_of_thirty_seconds_heals_within_two_reconnect_intervals(n: int) -> None:
+    config = GossipConfig.lan()
+    with trio.fail_after(30):
+        sim = settled(n, config, seed=11)
+        addresses = list(sim.cores)
+        start = sim.now
+        sim.network.partition([addresses[: n // 2], addresses[n // 2 :]])
+        sim.run_until(start + 30.0)
+        view = sim.cores[addresses[0]].members()
+        assert sum(m.state.name == "DEAD" for m in view) == n // 2, "each side sees the other dead"
+        sim.network.heal()
+        healed_at = sim.now
+        # Bound: within one reconnect interval every member push-pulls with a member it thinks dead (all
+        # of them across the cut), and the alive rumours that follow spread within a second interval.
+        bound = 2 * config.reconnect_interval
+        assert sim.run_until(healed_at + bound, stop=sim.converged, check_every=0.1)
+    print(f"n={n}: re-converged {sim.now - healed_at:.1f} s after the heal (bound {bound:.0f} s)")
+    assert sim.false_deaths(after=healed_at) == []
