@@ -126,6 +126,7 @@ class Tunnel:
         self.accepted = 0
         self._links: set[trio.CancelScope] = set()
         self._down_until = 0.0
+        self._blackhole = False
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -136,9 +137,14 @@ class Tunnel:
     def down(self) -> bool:
         return trio.current_time() < self._down_until
 
+    def blackhole(self) -> None:
+        """Silently drop server-to-client bytes on live links (a half-dead link) until the next cut."""
+        self._blackhole = True
+
     async def cut(self, duration: float) -> None:
         """Drop every live connection now and refuse new ones for ``duration`` seconds."""
         self._down_until = trio.current_time() + duration
+        self._blackhole = False
         for scope in list(self._links):
             scope.cancel()
         await trio.sleep(duration)  # the cut itself
@@ -153,21 +159,25 @@ class Tunnel:
         except OSError:
             await trio.aclose_forcefully(client)
             return
-        with trio.CancelScope() as scope:
-            self._links.add(scope)
-            try:
+        try:
+            with trio.CancelScope() as scope:
+                self._links.add(scope)
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope)
-                    nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
-            finally:
-                self._links.discard(scope)
-        await trio.aclose_forcefully(client)
-        await trio.aclose_forcefully(upstream)
+                    nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope, False)
+                    nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope, True)
+        finally:
+            self._links.discard(scope)
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(client)
+                await trio.aclose_forcefully(upstream)
 
-    @staticmethod
-    async def _pump(src: trio.SocketStream, dst: trio.SocketStream, done: trio.CancelScope) -> None:
+    async def _pump(
+        self, src: trio.SocketStream, dst: trio.SocketStream, done: trio.CancelScope, downstream: bool
+    ) -> None:
         try:
             while data := await src.receive_some(65536):
+                if downstream and self._blackhole:
+                    continue
                 await dst.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
@@ -282,6 +292,23 @@ def node_script(tmp: Path, script: str, config: dict[str, Any]) -> Any:
 
 def python_script(tmp: Path, script: str, config: dict[str, Any]) -> Any:
     return run_script(tmp, [sys.executable, str(HERE / "py" / script)], config)
+
+
+async def scrape_metrics(port: int) -> dict[str, float]:
+    """``GET /metrics`` from a frontend, as ``{"name{labels}": value}``."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        body = b""
+        while chunk := await stream.receive_some(65536):
+            body += chunk
+    text = body.partition(b"\r\n\r\n")[2].decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
 
 
 def make_jwt(*, client_id: str | None, capability: dict[str, list[str]], ttl_s: int = 3600) -> str:
