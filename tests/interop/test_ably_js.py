@@ -154,3 +154,81 @@ async def test_resume_with_the_publisher_cut_too(tmp_path, frontend, binary):
     assert metrics['continuity_resumes_total{result="ok"}'] >= 2
     assert metrics.get('continuity_resumes_total{result="failed"}', 0) == 0
     assert metrics["continuity_duplicate_publishes_total"] > 0  # the re-sends were deduped
+
+
+async def run_recover(
+    tmp_path: Path, frontend: Frontend, *, binary: bool, forge: str | None = None, then_genuine: bool = False
+):
+    """Old instance: receive 1..3 and print its recovery key; killed. Then 4..8 are published;
+    a new instance recovers, attaches and gets the sentinel 9 and its own message 10.
+
+    With ``forge`` the new instance uses a forged key; with ``then_genuine`` a third
+    instance then recovers with the genuine key (its result is ``result["genuine"]``)."""
+    base = {"port": frontend.port, "binary": binary, "key": API_KEY, "channel": "interop:recover"}
+    base |= {"before": 3, "away": 5}
+    with trio.fail_after(25):
+        async with node_script(tmp_path, "recover.mjs", {**base, "role": "old"}) as old:
+            key = await old.expect("recoveryKey")
+            old.kill()  # a crash: the server sees the socket drop, never a CLOSE
+            await old.proc.wait()
+        assert key["nums"] == [1, 2, 3]
+        config = {**base, "role": "new", "recoveryKey": key["key"], "forge": forge}
+        async with node_script(tmp_path, "recover.mjs", config) as new:
+            result = await new.expect("result")
+        if then_genuine:
+            async with node_script(tmp_path, "recover.mjs", {**config, "forge": None}) as genuine:
+                result["genuine"] = await genuine.expect("result")
+    return key, result
+
+
+@pytest.mark.parametrize("binary", FORMATS)
+async def test_recover_in_a_new_instance(tmp_path, frontend, binary):
+    key, result = await run_recover(tmp_path, frontend, binary=binary)
+    # RTN16d: the same connectionId and no error.
+    assert result["connectionId"] == key["connectionId"]
+    assert result["errorReason"] is None
+    assert result["attached"] == {"resumed": True, "reason": None}
+    # Published while away: delivered exactly once, in order; nothing from before the key.
+    assert [m["data"]["n"] for m in result["received"]] == list(range(4, 11))
+    own = result["received"][-1]
+    assert own["connectionId"] == key["connectionId"]
+    assert own["serial"] == result["own"]["serials"][0]
+    assert not [e for e in result["logErrors"] if "90009" in e]
+
+
+
+def check_forged(key: dict, result: dict) -> None:
+    # RTN15c7/RTN16l: a new connectionId, with 80018 as the error.
+    assert result["errorReason"]["code"] == 80018
+    assert result["connectionId"] != key["connectionId"]
+    # The failed recover reset msgSerial: our own publish is the new connection's 0.
+    own = result["received"][-1]
+    assert own["id"] == f"{result['connectionId']}:0:0"
+    # The victim's state was not touched: the genuine key still recovers it.
+    genuine = result["genuine"]
+    assert genuine["connectionId"] == key["connectionId"]
+    assert genuine["errorReason"] is None
+    assert genuine["attached"] == {"resumed": True, "reason": None}
+
+
+@pytest.mark.parametrize("binary", FORMATS)
+async def test_forged_recovery_key(tmp_path, frontend, binary):
+    """A forged key (connectionKey MAC altered, channel serials from an unknown epoch):
+    80018, a new connectionId, and ATTACHED without RESUMED carrying 90003."""
+    key, result = await run_recover(tmp_path, frontend, binary=binary, forge="all", then_genuine=True)
+    check_forged(key, result)
+    attached = result["attached"]
+    assert attached["resumed"] is False and attached["reason"]["code"] == 90003
+    # No continuity: delivery starts from now (the sentinel and our own message).
+    assert [m["data"]["n"] for m in result["received"]] == [9, 10]
+
+
+@pytest.mark.parametrize("binary", FORMATS)
+async def test_forged_connection_key_with_genuine_channel_serials(tmp_path, frontend, binary):
+    """Only the connectionKey forged: the connection fails (80018, new id), but channel
+    continuity is per channel (PROTOCOL 3.5): the genuine channelSerial still resumes the
+    channel, exactly once. Serials are not secrets; the capability gates the channel."""
+    key, result = await run_recover(tmp_path, frontend, binary=binary, forge="key", then_genuine=True)
+    check_forged(key, result)
+    assert result["attached"] == {"resumed": True, "reason": None}
+    assert [m["data"]["n"] for m in result["received"]] == list(range(4, 11))
