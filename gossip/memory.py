@@ -118,10 +118,11 @@ class MemoryNetwork:
     async def open_transport(self, address: Address) -> AsyncIterator[MemoryTransport]:
         """Attach a trio transport at `address` (port 0 picks a free one) for the duration of the block."""
         host, port = address
-        if port == 0:
+        if port == 0:  # never reuse a port, as a kernel would not right away
             while (host, self._next_port) in self._endpoints:
                 self._next_port += 1
             port = self._next_port
+            self._next_port += 1
         addr = (host, port)
         if addr in self._endpoints:
             raise OSError(f"address {addr} already in use")

@@ -13,7 +13,7 @@ KEYRING = Keyring.from_secret("unit test secret")
 
 
 def address(i: int) -> Address:
-    return ("10.0.0.%d" % i, 7946)
+    return (f"10.0.0.{i}", 7946)
 
 
 def make_core(i: int = 0, *, config: GossipConfig | None = None, now: float = 0.0) -> SwimCore:

@@ -47,25 +47,25 @@ def dead(inc: int, by: str = "y") -> Dead:
     return Dead(name="x", incarnation=inc, by=by)
 
 
-I, P, C, R = Verdict.IGNORE, Verdict.APPLY, Verdict.CONFIRM, Verdict.REFUTE
+IG, P, C, R = Verdict.IGNORE, Verdict.APPLY, Verdict.CONFIRM, Verdict.REFUTE
 
 
 @pytest.mark.parametrize(
     ("state", "rumour", "expected"),
     [
         # alive against stale, equal and newer incarnations (record at incarnation 5)
-        (A, alive(4), I), (A, alive(5), I), (A, alive(6), P),
-        (S, alive(4), I), (S, alive(5), I), (S, alive(6), P),
-        (D, alive(4), I), (D, alive(5), I), (D, alive(6), P),
-        (L, alive(5), I), (L, alive(6), P),
+        (A, alive(4), IG), (A, alive(5), IG), (A, alive(6), P),
+        (S, alive(4), IG), (S, alive(5), IG), (S, alive(6), P),
+        (D, alive(4), IG), (D, alive(5), IG), (D, alive(6), P),
+        (L, alive(5), IG), (L, alive(6), P),
         # suspect
-        (A, suspect(4), I), (A, suspect(5), P), (A, suspect(6), P),
-        (S, suspect(4), I), (S, suspect(5), C), (S, suspect(6), C),
-        (D, suspect(5), I), (L, suspect(6), I),
+        (A, suspect(4), IG), (A, suspect(5), P), (A, suspect(6), P),
+        (S, suspect(4), IG), (S, suspect(5), C), (S, suspect(6), C),
+        (D, suspect(5), IG), (L, suspect(6), IG),
         # dead
-        (A, dead(4), I), (A, dead(5), P), (A, dead(6), P),
-        (S, dead(4), I), (S, dead(5), P),
-        (D, dead(5), I), (D, dead(5, by="x"), P), (L, dead(6), I),
+        (A, dead(4), IG), (A, dead(5), P), (A, dead(6), P),
+        (S, dead(4), IG), (S, dead(5), P),
+        (D, dead(5), IG), (D, dead(5, by="x"), P), (L, dead(6), IG),
     ],
 )  # fmt: skip
 def test_precedence_against_stale_equal_and_newer_incarnations(
@@ -76,13 +76,13 @@ def test_precedence_against_stale_equal_and_newer_incarnations(
 
 @pytest.mark.parametrize("rumour", [suspect(1), dead(1)])
 def test_precedence_ignores_suspect_and_dead_about_unknown_members(rumour: Suspect | Dead) -> None:
-    assert precedence(None, rumour, local_name="me") == I
+    assert precedence(None, rumour, local_name="me") == IG
     assert precedence(None, alive(0), local_name="me") == P
 
 
 @pytest.mark.parametrize(
     ("rumour", "expected"),
-    [(suspect(2), I), (suspect(3), R), (suspect(7), R), (dead(3), R), (alive(3), I), (alive(4), R)],
+    [(suspect(2), IG), (suspect(3), R), (suspect(7), R), (dead(3), R), (alive(3), IG), (alive(4), R)],
 )
 def test_precedence_about_the_local_member_refutes(rumour: Alive | Suspect | Dead, expected: Verdict) -> None:
     assert precedence(record(A, 3), rumour, local_name="x") == expected

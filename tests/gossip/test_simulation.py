@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -18,25 +19,38 @@ from gossip.members import EventKind
 from gossip.sim import Simulation
 
 
-def settled(n: int, config: GossipConfig, *, seed: int, loss: float = 0.0) -> Simulation:
+async def run(
+    sim: Simulation, end: float, stop: Callable[[], bool] | None = None, check: float = 0.25
+) -> bool:
+    """Advance `sim` to virtual time `end` (or until `stop()`), one virtual second at a time with a trio
+    checkpoint in between, so that the caller's `trio.fail_after` bounds the real time it takes."""
+    while sim.now < end:
+        if sim.run_until(min(end, sim.now + 1.0), stop=stop, check_every=check):
+            return True
+        await trio.lowlevel.checkpoint()
+    return False
+
+
+async def settled(n: int, config: GossipConfig, *, seed: int, loss: float = 0.0) -> Simulation:
     sim = Simulation(n, config, seed=seed, loss=loss)
-    assert sim.run_until(60.0, stop=sim.converged, check_every=0.25), "cluster never converged"
-    sim.run_until(sim.now + 3.0)
+    assert await run(sim, 60.0, sim.converged), "cluster never converged"
+    await run(sim, sim.now + 3.0)
     return sim
 
 
-def detect(n: int, seed: int) -> tuple[list[float], float]:
+async def detect(n: int, seed: int) -> tuple[list[float], float]:
     """Kill one member; return each survivor's detection time and the suspicion's dissemination rounds
     (gossip intervals from the first survivor suspecting it to the last one hearing of it)."""
     config = GossipConfig.lan()
-    sim = settled(n, config, seed=seed)
+    sim = await settled(n, config, seed=seed)
     killed_at = sim.now
     sim.kill("m3")
     survivors = len(sim.live())
     bound = config.detection_bound(n)
-    assert sim.run_until(
+    assert await run(
+        sim,
         killed_at + bound,
-        stop=lambda: len(sim.first_seen("m3", EventKind.DEAD, after=killed_at)) == survivors,
+        lambda: len(sim.first_seen("m3", EventKind.DEAD, after=killed_at)) == survivors,
     ), f"not every survivor marked m3 dead within the bound {bound:.1f} s"
     seen = sorted(t - killed_at for t in sim.first_seen("m3", EventKind.DEAD, after=killed_at).values())
     assert not sim.false_deaths()
@@ -46,7 +60,7 @@ def detect(n: int, seed: int) -> tuple[list[float], float]:
 
 async def test_killed_member_is_detected_by_all_and_detection_grows_logarithmically() -> None:
     with trio.fail_after(30):
-        figures = {n: detect(n, seed=n) for n in (10, 40)}
+        figures = {n: await detect(n, seed=n) for n in (10, 40)}
     p50 = {n: statistics.median(times) for n, (times, _) in figures.items()}
     rounds = {n: r for n, (_, r) in figures.items()}
     print("detection p50 s:", p50, "dissemination rounds:", rounds)
@@ -59,28 +73,28 @@ async def test_killed_member_is_detected_by_all_and_detection_grows_logarithmica
 
 async def test_five_percent_loss_causes_no_false_death() -> None:
     with trio.fail_after(30):
-        sim = settled(20, GossipConfig.lan(), seed=7, loss=0.05)
+        sim = await settled(20, GossipConfig.lan(), seed=7, loss=0.05)
         start = sim.now
-        sim.run_until(start + 60.0)
+        await run(sim, start + 60.0)
     assert sim.network.stats.lost > 0.04 * sim.network.stats.sent_packets
     assert sim.false_deaths() == []
     assert sim.converged()
 
 
-def stall_run(lifeguard: bool, seed: int) -> int:
+async def stall_run(lifeguard: bool, seed: int) -> int:
     config = dataclasses.replace(GossipConfig.lan(), lifeguard=lifeguard)
-    sim = settled(10, config, seed=seed)
+    sim = await settled(10, config, seed=seed)
     start = sim.now
     sim.stall("m5", 2.0)
-    sim.run_until(start + 20.0)
+    await run(sim, start + 20.0)
     assert sim.converged(), "the stalled member must be back in everybody's view"
     return len({o.observer for o in sim.false_deaths(after=start)})
 
 
 async def test_two_second_stall_is_not_declared_dead_with_lifeguard() -> None:
     with trio.fail_after(30):
-        with_lifeguard = [stall_run(True, seed) for seed in range(5)]
-        without = [stall_run(False, seed) for seed in range(5)]
+        with_lifeguard = [await stall_run(True, seed) for seed in range(5)]
+        without = [await stall_run(False, seed) for seed in range(5)]
     print(
         "members declaring the stalled one dead, per seed; lifeguard:", with_lifeguard, "plain SWIM:", without
     )
@@ -94,11 +108,11 @@ async def test_two_second_stall_is_not_declared_dead_with_lifeguard() -> None:
 async def test_partition_of_thirty_seconds_heals_within_two_reconnect_intervals(n: int) -> None:
     config = GossipConfig.lan()
     with trio.fail_after(30):
-        sim = settled(n, config, seed=11)
+        sim = await settled(n, config, seed=11)
         addresses = list(sim.cores)
         start = sim.now
         sim.network.partition([addresses[: n // 2], addresses[n // 2 :]])
-        sim.run_until(start + 30.0)
+        await run(sim, start + 30.0)
         view = sim.cores[addresses[0]].members()
         assert sum(m.state.name == "DEAD" for m in view) == n // 2, "each side sees the other dead"
         sim.network.heal()
@@ -106,6 +120,6 @@ async def test_partition_of_thirty_seconds_heals_within_two_reconnect_intervals(
         # Bound: within one reconnect interval every member push-pulls with a member it thinks dead (all
         # of them across the cut), and the alive rumours that follow spread within a second interval.
         bound = 2 * config.reconnect_interval
-        assert sim.run_until(healed_at + bound, stop=sim.converged, check_every=0.1)
+        assert await run(sim, healed_at + bound, sim.converged, check=0.1)
     print(f"n={n}: re-converged {sim.now - healed_at:.1f} s after the heal (bound {bound:.0f} s)")
     assert sim.false_deaths(after=healed_at) == []
