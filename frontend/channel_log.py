@@ -40,6 +40,27 @@ class Entry:
     timestamp_ms: int
     frame: Encoded  # the MESSAGE ProtocolMessage as delivered to subscribers
     publisher: str | None  # connectionId, for echo suppression on replay
+    msg_serial: int | None = None  # the publisher's msgSerial, for idempotent re-sends
+
+    @property
+    def count(self) -> int:
+        return self.last_seq - self.first_seq + 1
+
+    def to_wire(self) -> list[Any]:
+        """A compact form for peer links (replication, replay to other frontends)."""
+        return [
+            self.first_seq,
+            self.last_seq,
+            self.timestamp_ms,
+            self.frame.wire,
+            self.publisher,
+            self.msg_serial,
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> Entry:
+        first, last, ts, wire, publisher, msg_serial = raw
+        return cls(int(first), int(last), int(ts), Encoded(wire), publisher, msg_serial)
 
 
 def parse_serial(serial: str) -> tuple[str, int] | None:
@@ -114,17 +135,61 @@ class ChannelLog:
         wire = dict(envelope)
         wire["channelSerial"] = serials[-1]
         wire["messages"] = messages
-        entry = Entry(first, last, now_ms, Encoded(wire), publisher)
-        self.last_seq = last
+        entry = Entry(first, last, now_ms, Encoded(wire), publisher, msg_serial)
+        self._store(now_ms, entry, serials)
+        return serials, entry
+
+    def install(self, now_ms: int, entry: Entry) -> bool:
+        """Add an entry numbered elsewhere (a replica's copy). False if it does not follow on."""
+        if entry.last_seq <= self.last_seq:
+            return True  # already held
+        if entry.first_seq != self.last_seq + 1:
+            return False
+        serials = [m["serial"] for m in entry.frame.wire["messages"]]
+        self._store(now_ms, entry, serials)
+        return True
+
+    def _store(self, now_ms: int, entry: Entry, serials: list[str]) -> None:
+        self.last_seq = entry.last_seq
         self._entries.append(entry)
-        self._retained_messages += len(messages)
-        if publisher is not None and msg_serial is not None:
-            key = (publisher, msg_serial)
-            self._published[key] = (now_ms, serials)
-            self._published_order.append((now_ms, key))
+        self._retained_messages += entry.count
+        if entry.publisher is not None and entry.msg_serial is not None:
+            key = (entry.publisher, entry.msg_serial)
+            self._published[key] = (entry.timestamp_ms, serials)
+            self._published_order.append((entry.timestamp_ms, key))
         self.last_activity_ms = now_ms
         self._trim(now_ms)
-        return serials, entry
+
+    def entries(self) -> list[Entry]:
+        return self._entries[self._head :]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole log for a transfer: epoch, floor, last seq and retained entries."""
+        return {
+            "epoch": self.epoch,
+            "floor": self._floor,
+            "last_seq": self.last_seq,
+            "entries": [e.to_wire() for e in self.entries()],
+        }
+
+    @classmethod
+    def from_snapshot(
+        cls, name: str, snap: dict[str, Any], *, now_ms: int, max_messages: int, retention_ms: int
+    ) -> ChannelLog:
+        lg = cls(
+            name,
+            str(snap["epoch"]),
+            max_messages=max_messages,
+            retention_ms=retention_ms,
+            start_seq=int(snap["floor"]),
+        )
+        for raw in snap["entries"]:
+            lg.install(now_ms, Entry.from_wire(raw))
+        lg.last_seq = max(lg.last_seq, int(snap["last_seq"]))
+        if not len(lg):
+            lg._floor = lg.last_seq
+        lg.last_activity_ms = now_ms
+        return lg
 
     # -- replay ----------------------------------------------------------
     def replay_after(self, serial: str) -> list[Entry] | None:

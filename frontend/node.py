@@ -39,7 +39,8 @@ import structlog
 
 from frontend import protocol as P
 from frontend.auth import Authenticator, AuthError, Identity, allows
-from frontend.channel_log import ChannelLog
+from frontend.channel_log import Entry
+from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
 from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from frontend.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
@@ -51,7 +52,6 @@ log = structlog.get_logger("continuity.frontend")
 
 MAX_CHANNEL_NAME = 1024
 LOG_SWEEP_MS = 1000
-_EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 class Outlet(Protocol):
@@ -107,7 +107,15 @@ class FrontendNode:
         self.auth = authenticator or Authenticator(config.keys, dev=config.dev)
         self.sessions: dict[str, Session] = {}
         self.outlets: dict[str, Outlet] = {}
-        self.logs: dict[str, ChannelLog] = {}
+        self.channels = ChannelService(
+            config.node_id,
+            config,
+            rng=rng,
+            metrics=self.metrics,
+            fan_out=self.fan_out,
+            lost=self.notify_lost,
+            local_interest=lambda name: bool(self.subscribers.get(name)),
+        )
         self.subscribers: dict[str, dict[str, Session]] = {}
         self._expiry: list[tuple[int, str]] = []
         self._next_sweep = 0
@@ -272,9 +280,13 @@ class FrontendNode:
 
     def _unsubscribe_all(self, s: Session) -> None:
         for name in s.channels:
-            subs = self.subscribers.get(name)
-            if subs is not None:
-                subs.pop(s.connection_id, None)
+            self._unsubscribe(s, name)
+
+    def _unsubscribe(self, s: Session, name: str) -> None:
+        subs = self.subscribers.get(name)
+        if subs is not None and subs.pop(s.connection_id, None) is not None and not subs:
+            del self.subscribers[name]
+            self.channels.release(name)
 
     def _dispose(self, s: Session) -> None:
         self._unsubscribe_all(s)
@@ -361,21 +373,6 @@ class FrontendNode:
         self.metrics.errors_sent.labels(code=str(int(code))).inc()
         self._send(now_ms, s, _pm(action, channel=name, error=ErrorInfo.of(code, msg)))
 
-    def channel_log(self, now_ms: int, name: str) -> ChannelLog:
-        lg = self.logs.get(name)
-        if lg is None:
-            epoch = "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8))
-            lg = ChannelLog(
-                name,
-                epoch,
-                max_messages=self.config.channel_log_max_messages,
-                retention_ms=self.config.retention_ms,
-            )
-            lg.last_activity_ms = now_ms
-            self.logs[name] = lg
-            log.info("channel.created", channel=name, epoch=epoch)
-        return lg
-
     @staticmethod
     def _valid_channel(name: str | None) -> bool:
         return bool(name) and len(name or "") <= MAX_CHANNEL_NAME
@@ -420,8 +417,6 @@ class FrontendNode:
             return
         requested = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
         granted = self._granted_modes(s, name, requested)
-        lg = self.channel_log(now_ms, name)
-
         if cur is not None and cur.attached_gen == s.generation:
             # Already attached on this transport: everything up to the cursor is queued.
             self._send(
@@ -430,9 +425,24 @@ class FrontendNode:
                 _pm(Action.ATTACHED, channel=name, channel_serial=cur.serial, flags=granted | Flag.RESUMED),
             )
             return
-
         from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
-        replay = lg.replay_after(from_serial) if from_serial else None
+        generation = s.generation
+
+        def done(res: AttachResult) -> None:
+            if s.generation != generation or self.outlets.get(s.connection_id) is None:
+                return  # the transport that asked is gone; its successor will ATTACH again
+            self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res)
+
+        self.channels.attach(now_ms, name, from_serial, done)
+
+    def _complete_attach(
+        self, now_ms: int, s: Session, name: str, granted: int, from_serial: str | None, res: AttachResult
+    ) -> None:
+        """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b)."""
+        if res.error is not None:
+            self._send(now_ms, s, _pm(Action.DETACHED, channel=name, error=res.error))
+            return
+        replay = res.replay
         error = None
         if from_serial and replay is None:
             error = ErrorInfo.of(
@@ -442,23 +452,25 @@ class FrontendNode:
             self.metrics.discontinuities.inc()
         resumed = replay is not None
         flags = granted | (Flag.RESUMED if resumed else 0)
-        serial = from_serial if resumed else lg.last_serial
+        serial = from_serial if resumed else res.last_serial
         if not self._send(
             now_ms, s, _pm(Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error)
         ):
             return
         subscribing = bool(granted & Flag.SUBSCRIBE)
+        last = res.last_serial
         if replay and subscribing:
             self.metrics.replays.inc()
             sent = 0
             for entry in replay:
+                last = str(entry.frame.wire.get("channelSerial", last))
                 if not s.echo and entry.publisher == s.connection_id:
                     continue
                 if not self._send(now_ms, s, entry.frame):
                     return
-                sent += entry.last_seq - entry.first_seq + 1
+                sent += entry.count
             self.metrics.replayed_messages.inc(sent)
-        s.channels[name] = ChannelCursor(granted, lg.last_serial, s.generation)
+        s.channels[name] = ChannelCursor(granted, last, s.generation)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
         log.info(
@@ -470,14 +482,29 @@ class FrontendNode:
             lost=error is not None,
         )
 
+    def notify_lost(self, now_ms: int, channel: str, last_serial: str) -> None:
+        """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003)."""
+        error = ErrorInfo.of(
+            ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
+        )
+        for sub in list(self.subscribers.get(channel, {}).values()):
+            cur = sub.channels[channel]
+            cur.serial = last_serial
+            self.metrics.discontinuities.inc()
+            self._send(
+                now_ms,
+                sub,
+                _pm(
+                    Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=cur.modes, error=error
+                ),
+            )
+
     def handle_detach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         name = pm.channel
         if name is None:
             raise RemoteProtocolError("DETACH needs a channel")
         s.channels.pop(name, None)
-        subs = self.subscribers.get(name)
-        if subs is not None:
-            subs.pop(s.connection_id, None)
+        self._unsubscribe(s, name)
         self._send(now_ms, s, _pm(Action.DETACHED, channel=name))
         log.info("channel.detached", connection_id=s.connection_id, channel=name)
 
@@ -521,7 +548,7 @@ class FrontendNode:
         return None
 
     def handle_message(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
-        """RTL6/RTN7: stamp, append, fan out, then ACK in order with ``res``."""
+        """RTL6/RTN7: stamp, have the home append and replicate, fan out, then ACK in order with ``res``."""
         if pm.msg_serial is None:
             raise RemoteProtocolError("MESSAGE needs a msgSerial")
         self.metrics.messages_in.inc(len(pm.messages or ()))
@@ -529,21 +556,28 @@ class FrontendNode:
         error = self._publish_error(s, pm)
         if error is not None:
             s.acks.complete(item, error=error)
-        else:
-            assert pm.channel is not None and pm.messages is not None
-            s.acks.complete(item, serials=self.publish(now_ms, s, pm.channel, pm.msg_serial, pm.messages))
-        self._flush_acks(now_ms, s)
+            self._flush_acks(now_ms, s)
+            return
+        assert pm.channel is not None and pm.messages is not None
+        acks = s.acks
+
+        def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
+            acks.complete(item, serials=serials, error=err)
+            if s.acks is acks:  # else the transport changed: the client re-sends, dedupe answers
+                self._flush_acks(self.channels.now_ms, s)
+
+        self.publish(now_ms, s, pm.channel, pm.msg_serial, pm.messages, done)
 
     def publish(
-        self, now_ms: int, s: Session, channel: str, msg_serial: int, messages: list[P.Message]
-    ) -> list[str]:
-        """Append to the channel log and fan out; returns the serials (original ones for a re-send)."""
-        lg = self.channel_log(now_ms, channel)
-        prior = lg.lookup(s.connection_id, msg_serial)
-        if prior is not None:
-            self.metrics.duplicates.inc()
-            log.info("publish.duplicate", connection_id=s.connection_id, msg_serial=msg_serial)
-            return prior
+        self,
+        now_ms: int,
+        s: Session,
+        channel: str,
+        msg_serial: int,
+        messages: list[P.Message],
+        done: Callable[[list[str] | None, ErrorInfo | None], None],
+    ) -> None:
+        """Stamp ``messages`` (TM2) and hand them to the channel's home; ``done(serials, error)``."""
         conn = s.connection_id
         stamped = []
         for i, m in enumerate(messages):
@@ -561,19 +595,15 @@ class FrontendNode:
             "connectionId": conn,
             "timestamp": now_ms,
         }
-        serials, entry = lg.append(now_ms, stamped, envelope, publisher=conn, msg_serial=msg_serial)
-        self.fan_out(
-            now_ms, channel, entry.frame, lg.serial(entry.last_seq), publisher=conn, count=len(stamped)
-        )
-        return serials
+        self.channels.publish(now_ms, channel, conn, msg_serial, stamped, envelope, done)
 
-    def fan_out(
-        self, now_ms: int, channel: str, frame: Encoded, serial: str, *, publisher: str | None, count: int
-    ) -> None:
+    def fan_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
         """Queue one shared frame on every subscribing transport of ``channel``."""
         subs = self.subscribers.get(channel)
         if not subs:
             return
+        frame = entry.frame
+        serial = frame.wire["channelSerial"]
         slow: list[Session] = []
         delivered = 0
         for sub in subs.values():
@@ -588,7 +618,7 @@ class FrontendNode:
                 delivered += 1
             else:
                 slow.append(sub)
-        self.metrics.messages_out.inc(delivered * count)
+        self.metrics.messages_out.inc(delivered * entry.count)
         for sub in slow:
             self.metrics.slow_consumers.inc()
             log.info("connection.slow_consumer", connection_id=sub.connection_id, channel=channel)
@@ -621,25 +651,17 @@ class FrontendNode:
             s.expire()
             self.metrics.expired.inc()
             log.info("connection.expired", connection_id=conn_id)
+        self.channels.tick(now_ms)
         if now_ms >= self._next_sweep:
             self._next_sweep = now_ms + LOG_SWEEP_MS
-            idle_cutoff = now_ms - 2 * self.config.retention_ms
-            for name in list(self.logs):
-                lg = self.logs[name]
-                lg.expire(now_ms)
-                if not len(lg) and not self.subscribers.get(name) and lg.last_activity_ms < idle_cutoff:
-                    # Nothing retained and nobody listening for two windows: the history is
-                    # gone, so a later ATTACH starts a new epoch (and old serials get 90003).
-                    del self.logs[name]
-                    self.subscribers.pop(name, None)
-                    log.info("channel.retired", channel=name, epoch=lg.epoch, last_seq=lg.last_seq)
-            self.metrics.retained_messages.set(sum(lg.retained_messages for lg in self.logs.values()))
+            self.channels.retire_idle(now_ms)
 
     def next_deadline(self) -> int:
         nxt = self._next_sweep
         if self._expiry:
             nxt = min(nxt, self._expiry[0][0])
-        return nxt
+        retry = self.channels.next_deadline()
+        return nxt if retry is None else min(nxt, retry)
 
     def refresh_gauges(self) -> None:
         """Recompute gauges that are too costly to keep current on every event."""
@@ -648,7 +670,7 @@ class FrontendNode:
         self.metrics.detached_state_bytes.set(
             sum(s.state_size() for s in self.sessions.values() if s.state is SessionState.DETACHED)
         )
-        self.metrics.retained_messages.set(sum(lg.retained_messages for lg in self.logs.values()))
+        self.metrics.retained_messages.set(sum(h.log.retained_messages for h in self.channels.homes.values()))
 
     def snapshot(self) -> dict[str, Any]:
         """This node, as JSON for ``GET /cluster``."""
@@ -658,7 +680,7 @@ class FrontendNode:
             "role": "frontend",
             "state": "active",
             "connections": {"live": len(self.outlets), "detached": len(self.sessions) - len(self.outlets)},
-            "channels": len(self.logs),
+            "channels": {"home": sorted(self.channels.homes), "replica": sorted(self.channels.replicas)},
             "members": [
                 {
                     "node_id": self.node_id,

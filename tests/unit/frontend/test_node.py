@@ -82,7 +82,7 @@ def test_attach_grants_default_modes_and_channel_serial():
     assert att.action is Action.ATTACHED
     assert att.has(Flag.SUBSCRIBE) and att.has(Flag.PUBLISH)
     assert not att.has(Flag.RESUMED) and not att.has(Flag.HAS_PRESENCE)
-    assert att.channel_serial == node.logs["ch"].last_serial
+    assert att.channel_serial == node.channels.local_log("ch").last_serial
     assert att.error is None
 
 
@@ -164,7 +164,7 @@ def test_attach_with_uncovered_serial_gets_90003_without_resumed():
     [att] = r.recv()
     assert not att.has(Flag.RESUMED)
     assert att.error.code == ErrorCode.CONTINUITY_LOST
-    assert att.channel_serial == node.logs["ch"].last_serial
+    assert att.channel_serial == node.channels.local_log("ch").last_serial
 
 
 def test_attach_from_another_epoch_gets_90003():
@@ -237,7 +237,7 @@ def test_resent_publish_is_acked_with_original_serials_and_not_published_twice()
     [ack] = r.recv()
     assert ack.action is Action.ACK and ack.res == first
     assert len(sub.recv()) == 1
-    assert node.logs["ch"].last_seq == 1
+    assert node.channels.local_log("ch").last_seq == 1
 
 
 def test_acks_are_in_order_and_nacks_carry_codes():
@@ -303,7 +303,7 @@ def test_slow_consumer_is_cut_resumably_and_catches_up_by_replay():
     assert slow.session.state is SessionState.DETACHED
     r = slow.resume(3)
     r.recv()
-    last = node.logs["ch"].serial(len(delivered))  # serial of the last delivered message
+    last = node.channels.local_log("ch").serial(len(delivered))  # serial of the last delivered message
     r.attach(4, "ch", last if delivered else serial)
     att, *rest = r.recv()
     assert att.has(Flag.RESUMED)

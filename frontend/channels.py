@@ -1,0 +1,747 @@
+"""ChannelService: channel homes, replicas and per-frontend streams across the cluster.
+
+Theory of operation
+-------------------
+Every channel has one *home* (placement's first active frontend for it), which
+holds the channel's ChannelLog and alone numbers its messages, and one
+*replica* in another zone that holds a copy. A publish is appended at the
+home, replicated to the replica **and acknowledged by it**, and only then
+fanned out and ACKed (DESIGN invariant 1): whatever a subscriber has seen, and
+whatever was ACKed, survives the loss of one frontend.
+
+A frontend whose clients subscribe to a channel homed elsewhere keeps a
+*stream* for it: it is registered at the home, receives each entry once
+(``deliver`` pushes) and fans it out locally. The stream's cursor (the last
+seq applied) makes delivery exactly-once and in order even across home
+changes: an entry at or below the cursor is dropped, one that skips ahead
+triggers a re-attach from the cursor, and a re-attach after a home change
+replays exactly the missing entries from the new home.
+
+Home changes are pulled, never pushed: a frontend that placement names home
+for a channel it does not hold *acquires* it by asking every live frontend for
+its copy (``log_fetch``). The old home hands over only to a node that its own
+map also names home (so two homes never coexist once maps agree), after its
+in-flight appends are replicated. The copy with the most history wins; the
+epoch continues. Only when no copy survives does a new epoch start, and
+subscribers are told (90003).
+
+Standalone (no peers) every channel is homed here and nothing is replicated.
+All callbacks run synchronously; with no peers they run before the call returns.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from frontend.channel_log import ChannelLog, Entry, parse_serial
+from frontend.config import FrontendConfig
+from frontend.errors import ErrorCode, ErrorInfo
+from frontend.metrics import Metrics
+from frontend.placement import ClusterView, Peer, Placement
+from frontend.protocol import Message
+
+log = structlog.get_logger("continuity.frontend")
+
+_EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+RETRY_MS = 100  # how soon a failed remote operation is retried
+OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed / an attach fails
+RPC_TIMEOUT_S = 3.0
+
+
+class Bus(Protocol):
+    """What the service needs from the peer links (PeerBus implements it)."""
+
+    def request(
+        self,
+        peer: str,
+        op: str,
+        args: dict[str, Any],
+        on_reply: Callable[[bool, Any], None],
+        timeout_s: float = ...,
+    ) -> None: ...
+
+    def push(self, peer: str, op: str, args: dict[str, Any]) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttachResult:
+    last_serial: str  # the channel's serial when the attach took effect
+    replay: list[Entry] | None  # entries after the requested serial; None if continuity is lost
+    error: ErrorInfo | None = None  # set when the attach could not be served at all
+
+
+PublishDone = Callable[[list[str] | None, ErrorInfo | None], None]
+AttachDone = Callable[[AttachResult], None]
+FanOut = Callable[[int, str, Entry, str | None], None]
+Lost = Callable[[int, str, str], None]
+
+
+@dataclass(slots=True)
+class _Append:
+    entry: Entry
+    serials: list[str]
+    waiters: list[PublishDone]
+    replicated: bool = False
+
+
+@dataclass(slots=True)
+class Home:
+    log: ChannelLog
+    remote_subs: set[str] = field(default_factory=set)
+    pending: deque[_Append] = field(default_factory=deque)  # appended, awaiting the replica
+    replica: str | None = None
+    replica_synced: bool = True
+    relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
+
+
+@dataclass(slots=True)
+class Stream:
+    """This frontend's subscription to a channel homed elsewhere."""
+
+    home: str
+    epoch: str | None = None
+    cursor: int = 0
+    resyncing: bool = False
+
+
+class ChannelService:
+    def __init__(
+        self,
+        node_id: str,
+        config: FrontendConfig,
+        *,
+        rng: random.Random,
+        metrics: Metrics,
+        fan_out: FanOut,
+        lost: Lost,
+        local_interest: Callable[[str], bool],
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self._rng = rng
+        self.metrics = metrics
+        self._fan_out = fan_out
+        self._lost = lost
+        self._local_interest = local_interest
+        self.bus: Bus | None = None
+        self.view = ClusterView({node_id: Peer(node_id=node_id, role="frontend", zone=config.zone)})
+        self.placement = Placement(self.view)
+        self.homes: dict[str, Home] = {}
+        self.replicas: dict[str, ChannelLog] = {}
+        self.streams: dict[str, Stream] = {}
+        self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
+        self._retries: list[tuple[int, Callable[[int], None]]] = []
+        self.now_ms = 0
+
+    # ------------------------------------------------------------------
+    # Cluster map
+
+    def home_of(self, channel: str) -> str:
+        return self.placement.channel_home(channel) or self.node_id
+
+    def set_view(self, now_ms: int, view: ClusterView) -> None:
+        """Adopt a new cluster map: re-point streams, re-sync replicas."""
+        self.now_ms = now_ms
+        self.view = view
+        self.placement = Placement(view)
+        for name, stream in list(self.streams.items()):
+            home = self.home_of(name)
+            if home != stream.home:
+                log.info("channel.home_moved", channel=name, old=stream.home, new=home)
+                stream.home = home
+                if home == self.node_id:
+                    # Our own clients' stream is now served by the log we will hold.
+                    self._resubscribe_local(now_ms, name, stream)
+                else:
+                    self._resync(now_ms, name, stream)
+        for name, held in self.homes.items():
+            replica = self.placement.channel_replica(name)
+            if replica != held.replica:
+                held.replica = replica
+                held.replica_synced = False
+                self._sync_replica(now_ms, name, held)
+
+    def _resubscribe_local(self, now_ms: int, name: str, stream: Stream) -> None:
+        del self.streams[name]
+        cursor = f"{stream.epoch}:{stream.cursor}" if stream.epoch else None
+
+        def done(res: AttachResult) -> None:
+            if res.replay is None:
+                if cursor is not None:
+                    self._lost(now_ms, name, res.last_serial)
+                return
+            for e in res.replay:
+                self._fan_out(now_ms, name, e, None)
+
+        self.attach(now_ms, name, cursor, done, subscribe=False)
+
+    # ------------------------------------------------------------------
+    # Operations from this node's clients
+
+    def attach(
+        self,
+        now_ms: int,
+        channel: str,
+        from_serial: str | None,
+        done: AttachDone,
+        *,
+        subscribe: bool = True,
+        deadline_ms: int | None = None,
+    ) -> None:
+        """Resolve an ATTACH: the channel's serial and the replay after ``from_serial``."""
+        self.now_ms = now_ms
+        deadline = deadline_ms if deadline_ms is not None else now_ms + OPERATION_DEADLINE_MS
+        home = self.home_of(channel)
+        if home == self.node_id:
+
+            def local(ok: bool) -> None:
+                if not ok:
+                    self._retry(
+                        now_ms,
+                        deadline,
+                        lambda t: self.attach(
+                            t, channel, from_serial, done, subscribe=subscribe, deadline_ms=deadline
+                        ),
+                        lambda: done(AttachResult("", None, _unavailable(channel))),
+                    )
+                    return
+                lg = self.homes[channel].log
+                done(AttachResult(lg.last_serial, lg.replay_after(from_serial) if from_serial else None))
+
+            self._with_home(now_ms, channel, local)
+            return
+        assert self.bus is not None
+
+        def on_reply(ok: bool, result: Any) -> None:
+            t = self.now_ms
+            if not ok or not isinstance(result, dict):
+                self._retry(
+                    t,
+                    deadline,
+                    lambda t2: self.attach(
+                        t2, channel, from_serial, done, subscribe=subscribe, deadline_ms=deadline
+                    ),
+                    lambda: done(AttachResult("", None, _unavailable(channel))),
+                )
+                return
+            last = str(result["last_serial"])
+            if subscribe:
+                stream = self.streams.get(channel)
+                if stream is None or stream.home != home:
+                    stream = self.streams[channel] = Stream(home=home)
+                parsed = parse_serial(last)
+                if parsed is not None and (stream.epoch != parsed[0] or stream.cursor < parsed[1]):
+                    stream.epoch, stream.cursor = parsed
+            replay = result.get("entries")
+            done(AttachResult(last, None if replay is None else [Entry.from_wire(e) for e in replay]))
+
+        self.bus.request(
+            home,
+            "attach",
+            {"channel": channel, "from": from_serial, "subscribe": subscribe},
+            on_reply,
+            RPC_TIMEOUT_S,
+        )
+
+    def release(self, channel: str) -> None:
+        """No local client listens to ``channel`` any more: stop its stream."""
+        stream = self.streams.pop(channel, None)
+        if stream is not None and self.bus is not None:
+            self.bus.push(stream.home, "unsubscribe", {"channel": channel})
+
+    def publish(
+        self,
+        now_ms: int,
+        channel: str,
+        connection_id: str,
+        msg_serial: int,
+        messages: list[Message],
+        envelope: dict[str, Any],
+        done: PublishDone,
+        *,
+        deadline_ms: int | None = None,
+    ) -> None:
+        """Have the channel's home number, replicate and fan out ``messages``; ``done(serials, error)``."""
+        self.now_ms = now_ms
+        deadline = deadline_ms if deadline_ms is not None else now_ms + OPERATION_DEADLINE_MS
+
+        def again(t: int) -> None:
+            self.publish(
+                t, channel, connection_id, msg_serial, messages, envelope, done, deadline_ms=deadline
+            )
+
+        def give_up() -> None:
+            done(None, _unavailable(channel))
+
+        home = self.home_of(channel)
+        if home == self.node_id:
+
+            def local(ok: bool) -> None:
+                if not ok:
+                    self._retry(self.now_ms, deadline, again, give_up)
+                    return
+                self._append(self.now_ms, channel, connection_id, msg_serial, messages, envelope, done)
+
+            self._with_home(now_ms, channel, local)
+            return
+        assert self.bus is not None
+
+        def on_reply(ok: bool, result: Any) -> None:
+            if ok and isinstance(result, list):
+                done([str(s) for s in result], None)
+            else:
+                self._retry(self.now_ms, deadline, again, give_up)
+
+        args = {
+            "channel": channel,
+            "conn": connection_id,
+            "msg_serial": msg_serial,
+            "messages": messages,
+            "envelope": envelope,
+        }
+        self.bus.request(home, "publish", args, on_reply, RPC_TIMEOUT_S)
+
+    # ------------------------------------------------------------------
+    # Home side
+
+    def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
+        if channel in self.homes:
+            then(True)
+        elif channel in self._acquiring:
+            self._acquiring[channel].append(then)
+        else:
+            self._acquiring[channel] = [then]
+            self._acquire(now_ms, channel)
+
+    def _new_log(self, channel: str, now_ms: int) -> ChannelLog:
+        epoch = "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8))
+        lg = ChannelLog(
+            channel,
+            epoch,
+            max_messages=self.config.channel_log_max_messages,
+            retention_ms=self.config.retention_ms,
+        )
+        lg.last_activity_ms = now_ms
+        return lg
+
+    def _acquire(self, now_ms: int, channel: str) -> None:
+        """Become the channel's home: gather the best surviving copy, or start a new epoch."""
+        peers = [p.node_id for p in self.view.frontends() if p.alive and p.node_id != self.node_id]
+        if self.bus is None or not peers:
+            own = self.replicas.pop(channel, None)
+            self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
+            return
+        replies: dict[str, Any] = {}
+        refused = []
+
+        def on_reply(peer: str, ok: bool, result: Any) -> None:
+            replies[peer] = result if ok else None
+            if ok and isinstance(result, dict) and result.get("home"):
+                refused.append(result["home"])
+            if len(replies) < len(peers):
+                return
+            if refused or self.home_of(channel) != self.node_id:
+                log.info("channel.acquire_deferred", channel=channel, claimed_by=refused)
+                for cb in self._acquiring.pop(channel, []):
+                    cb(False)
+                return
+            best: ChannelLog | None = self.replicas.pop(channel, None)
+            subs: set[str] = set()
+            source = "replica" if best is not None else "fresh"
+            for peer_id, r in replies.items():
+                if not isinstance(r, dict) or r.get("log") is None:
+                    continue
+                subs |= set(r.get("subs") or ())
+                lg = ChannelLog.from_snapshot(
+                    channel,
+                    r["log"],
+                    now_ms=self.now_ms,
+                    max_messages=self.config.channel_log_max_messages,
+                    retention_ms=self.config.retention_ms,
+                )
+                if (
+                    best is None
+                    or r.get("relinquished")
+                    or (lg.last_seq > best.last_seq and source != "handover")
+                ):
+                    best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
+            self._become_home(self.now_ms, channel, best, subs, source)
+
+        def replier(peer: str) -> Callable[[bool, Any], None]:
+            return lambda ok, res: on_reply(peer, ok, res)
+
+        for peer in peers:
+            self.bus.request(peer, "log_fetch", {"channel": channel}, replier(peer), RPC_TIMEOUT_S)
+
+    def _become_home(
+        self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str
+    ) -> None:
+        if lg is None:
+            lg = self._new_log(channel, now_ms)
+            if source != "fresh":
+                source = "lost"
+        home = self.homes[channel] = Home(
+            log=lg,
+            remote_subs=subs - {self.node_id},
+            replica=self.placement.channel_replica(channel),
+            replica_synced=False,
+        )
+        log.info(
+            "channel.home_acquired", channel=channel, epoch=lg.epoch, last_seq=lg.last_seq, source=source
+        )
+        self._sync_replica(now_ms, channel, home)
+        for cb in self._acquiring.pop(channel, []):
+            cb(True)
+
+    def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None:
+        replica = home.replica
+        if replica is None or self.bus is None:
+            home.replica_synced = True
+            self._complete_replicated(now_ms, channel, home, upto=home.log.last_seq)
+            return
+
+        def on_reply(ok: bool, result: Any) -> None:
+            if self.homes.get(channel) is not home or home.replica != replica:
+                return
+            if ok:
+                home.replica_synced = True
+                self._complete_replicated(self.now_ms, channel, home, upto=int(result))
+            else:
+                self._retry(self.now_ms, None, lambda t: self._sync_replica(t, channel, home), lambda: None)
+
+        self.bus.request(
+            replica, "replica_sync", {"channel": channel, "log": home.log.snapshot()}, on_reply, RPC_TIMEOUT_S
+        )
+
+    def _append(
+        self,
+        now_ms: int,
+        channel: str,
+        connection_id: str,
+        msg_serial: int,
+        messages: list[Message],
+        envelope: dict[str, Any],
+        done: PublishDone,
+    ) -> None:
+        home = self.homes[channel]
+        lg = home.log
+        prior = lg.lookup(connection_id, msg_serial)
+        if prior is not None:
+            self.metrics.duplicates.inc()
+            for pending in home.pending:
+                if pending.entry.publisher == connection_id and pending.entry.msg_serial == msg_serial:
+                    pending.waiters.append(done)  # still replicating: answer when it is
+                    return
+            done(prior, None)
+            return
+        serials, entry = lg.append(
+            now_ms, [dict(m) for m in messages], envelope, publisher=connection_id, msg_serial=msg_serial
+        )
+        home.pending.append(_Append(entry, serials, [done]))
+        if home.replica is None or self.bus is None:
+            self._complete_replicated(now_ms, channel, home, upto=entry.last_seq)
+            return
+        if not home.replica_synced:
+            return  # the full sync in flight (or retried) will cover this entry
+        replica = home.replica
+
+        def on_reply(ok: bool, result: Any) -> None:
+            if self.homes.get(channel) is not home or home.replica != replica:
+                return
+            if ok:
+                self._complete_replicated(self.now_ms, channel, home, upto=entry.last_seq)
+            elif home.replica_synced:
+                home.replica_synced = False
+                self._sync_replica(self.now_ms, channel, home)
+
+        self.bus.request(
+            replica, "replicate", {"channel": channel, "entry": entry.to_wire()}, on_reply, RPC_TIMEOUT_S
+        )
+
+    def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
+        """Fan out and ACK, in order, every pending append the replica now holds."""
+        while home.pending and home.pending[0].entry.last_seq <= upto:
+            item = home.pending.popleft()
+            entry = item.entry
+            self._fan_out(now_ms, channel, entry, entry.publisher)
+            if self.bus is not None:
+                for sub in home.remote_subs:
+                    self.bus.push(sub, "deliver", {"channel": channel, "entry": entry.to_wire()})
+            for waiter in item.waiters:
+                waiter(item.serials, None)
+        if not home.pending:
+            waiting, home.relinquish = home.relinquish, []
+            for cb in waiting:
+                cb()
+
+    # ------------------------------------------------------------------
+    # Requests and pushes from peers
+
+    def handle_request(
+        self, now_ms: int, src: str, op: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        self.now_ms = now_ms
+        channel = args.get("channel")
+        if not isinstance(channel, str):
+            reply(False, "bad request: no channel")
+            return
+        handler = {
+            "attach": self._serve_attach,
+            "publish": self._serve_publish,
+            "log_fetch": self._serve_log_fetch,
+            "replicate": self._serve_replicate,
+            "replica_sync": self._serve_replica_sync,
+        }.get(op)
+        if handler is None:
+            reply(False, f"unknown op {op}")
+            return
+        handler(now_ms, src, channel, args, reply)
+
+    def _serve_attach(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        if self.home_of(channel) != self.node_id:
+            reply(False, f"not home for {channel}")
+            return
+
+        def then(ok: bool) -> None:
+            if not ok:
+                reply(False, f"{channel} is being acquired elsewhere")
+                return
+            home = self.homes[channel]
+            if args.get("subscribe", True):
+                home.remote_subs.add(src)
+            frm = args.get("from")
+            replay = home.log.replay_after(frm) if isinstance(frm, str) and frm else None
+            reply(
+                True,
+                {
+                    "last_serial": home.log.last_serial,
+                    "entries": None if replay is None else [e.to_wire() for e in replay],
+                },
+            )
+
+        self._with_home(now_ms, channel, then)
+
+    def _serve_publish(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        if self.home_of(channel) != self.node_id:
+            reply(False, f"not home for {channel}")
+            return
+
+        def done(serials: list[str] | None, error: ErrorInfo | None) -> None:
+            reply(serials is not None, serials if serials is not None else (error.message if error else ""))
+
+        def then(ok: bool) -> None:
+            if not ok:
+                reply(False, f"{channel} is being acquired elsewhere")
+                return
+            self._append(
+                self.now_ms,
+                channel,
+                str(args["conn"]),
+                int(args["msg_serial"]),
+                list(args["messages"]),
+                dict(args["envelope"]),
+                done,
+            )
+
+        self._with_home(now_ms, channel, then)
+
+    def _serve_log_fetch(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        home = self.homes.get(channel)
+        if home is None:
+            copy = self.replicas.get(channel)
+            reply(True, {"log": copy.snapshot() if copy is not None else None})
+            return
+        if self.home_of(channel) != src:
+            reply(True, {"home": self.node_id})  # my map still says I am home: the asker must wait
+            return
+
+        def hand_over() -> None:
+            if self.homes.get(channel) is not home:
+                reply(True, {"log": None})
+                return
+            del self.homes[channel]
+            lg = home.log
+            if self.placement.channel_replica(channel) == self.node_id:
+                self.replicas[channel] = lg
+            subs = set(home.remote_subs)
+            if self._local_interest(channel):
+                # Our own subscribers now follow the new home like any other frontend's.
+                self.streams[channel] = Stream(home=src, epoch=lg.epoch, cursor=lg.last_seq)
+                subs.add(self.node_id)
+            log.info("channel.handed_over", channel=channel, to=src, last_seq=lg.last_seq)
+            reply(True, {"log": lg.snapshot(), "relinquished": True, "subs": sorted(subs)})
+
+        if home.pending:
+            home.relinquish.append(hand_over)
+        else:
+            hand_over()
+
+    def _serve_replicate(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        copy = self.replicas.get(channel)
+        entry = Entry.from_wire(args["entry"])
+        if copy is None or not copy.install(now_ms, entry):
+            reply(False, "resync")
+            return
+        reply(True, entry.last_seq)
+
+    def _serve_replica_sync(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        lg = ChannelLog.from_snapshot(
+            channel,
+            args["log"],
+            now_ms=now_ms,
+            max_messages=self.config.channel_log_max_messages,
+            retention_ms=self.config.retention_ms,
+        )
+        self.replicas[channel] = lg
+        reply(True, lg.last_seq)
+
+    def handle_push(self, now_ms: int, src: str, op: str, args: dict[str, Any]) -> None:
+        self.now_ms = now_ms
+        channel = args.get("channel")
+        if not isinstance(channel, str):
+            return
+        if op == "deliver":
+            self._on_deliver(now_ms, src, channel, Entry.from_wire(args["entry"]))
+        elif op == "take":
+            self.handle_take(now_ms, channel)
+        elif op == "unsubscribe":
+            home = self.homes.get(channel)
+            if home is not None:
+                home.remote_subs.discard(src)
+
+    def _on_deliver(self, now_ms: int, src: str, channel: str, entry: Entry) -> None:
+        stream = self.streams.get(channel)
+        if stream is None or stream.home != src:
+            return
+        parsed = parse_serial(str(entry.frame.wire.get("channelSerial", "")))
+        epoch = parsed[0] if parsed else None
+        if stream.resyncing or epoch != stream.epoch or entry.last_seq <= stream.cursor:
+            return
+        if entry.first_seq != stream.cursor + 1:
+            self._resync(now_ms, channel, stream)
+            return
+        stream.cursor = entry.last_seq
+        self._fan_out(now_ms, channel, entry, entry.publisher)
+
+    def _resync(self, now_ms: int, channel: str, stream: Stream) -> None:
+        """Re-attach the stream at its (new) home from the cursor; replay what was missed."""
+        stream.resyncing = True
+        cursor = f"{stream.epoch}:{stream.cursor}" if stream.epoch else None
+        home = stream.home
+
+        def done(res: AttachResult) -> None:
+            current = self.streams.get(channel)
+            if current is not stream or stream.home != home:
+                return
+            stream.resyncing = False
+            if res.error is not None:
+                self._retry(self.now_ms, None, lambda t: self._resync(t, channel, stream), lambda: None)
+                return
+            if res.replay is None:
+                parsed = parse_serial(res.last_serial)
+                if parsed:
+                    stream.epoch, stream.cursor = parsed
+                self._lost(self.now_ms, channel, res.last_serial)
+                return
+            for e in res.replay:
+                if e.last_seq > stream.cursor:
+                    stream.cursor = e.last_seq
+                    self._fan_out(self.now_ms, channel, e, e.publisher)
+
+        assert self.bus is not None
+
+        def on_reply(ok: bool, result: Any) -> None:
+            if not ok or not isinstance(result, dict):
+                done(AttachResult("", None, _unavailable(channel)))
+                return
+            replay = result.get("entries")
+            done(
+                AttachResult(
+                    str(result["last_serial"]),
+                    None if replay is None else [Entry.from_wire(e) for e in replay],
+                )
+            )
+
+        self.bus.request(
+            home, "attach", {"channel": channel, "from": cursor, "subscribe": True}, on_reply, RPC_TIMEOUT_S
+        )
+
+    # ------------------------------------------------------------------
+    # Time
+
+    def _retry(
+        self, now_ms: int, deadline_ms: int | None, again: Callable[[int], None], give_up: Callable[[], None]
+    ) -> None:
+        at = now_ms + RETRY_MS
+        if deadline_ms is not None and at > deadline_ms:
+            give_up()
+            return
+        self._retries.append((at, again))
+
+    def tick(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+        due = [r for r in self._retries if r[0] <= now_ms]
+        if due:
+            self._retries = [r for r in self._retries if r[0] > now_ms]
+            for _, again in due:
+                again(now_ms)
+        for home in self.homes.values():
+            home.log.expire(now_ms)
+        for name in list(self.replicas):
+            copy = self.replicas[name]
+            copy.expire(now_ms)
+            if not len(copy) and copy.last_activity_ms < now_ms - 2 * self.config.retention_ms:
+                del self.replicas[name]
+
+    def retire_idle(self, now_ms: int) -> None:
+        """Forget homes with nothing retained, nobody listening, idle for two retention windows.
+
+        Their history is gone, so a later ATTACH starts a new epoch (and old serials get 90003).
+        """
+        cutoff = now_ms - 2 * self.config.retention_ms
+        for name in list(self.homes):
+            home = self.homes[name]
+            lg = home.log
+            if (
+                not len(lg)
+                and not home.remote_subs
+                and not home.pending
+                and not self._local_interest(name)
+                and lg.last_activity_ms < cutoff
+            ):
+                del self.homes[name]
+                log.info("channel.retired", channel=name, epoch=lg.epoch, last_seq=lg.last_seq)
+
+    def handle_take(self, now_ms: int, channel: str) -> None:
+        """A draining home asks us to acquire ``channel`` now rather than on first use."""
+        if self.home_of(channel) == self.node_id:
+            self._with_home(now_ms, channel, lambda ok: None)
+
+    def next_deadline(self) -> int | None:
+        return min((r[0] for r in self._retries), default=None)
+
+    def local_log(self, channel: str) -> ChannelLog | None:
+        home = self.homes.get(channel)
+        return home.log if home is not None else None
+
+
+def _unavailable(channel: str) -> ErrorInfo:
+    return ErrorInfo.of(
+        ErrorCode.INTERNAL_CHANNEL, f"channel {channel} is unavailable: its home cannot be reached"
+    )

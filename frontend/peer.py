@@ -1,0 +1,253 @@
+"""PeerBus: authenticated, reconnecting TCP links between frontends, on trio.
+
+Each node dials every peer it needs to talk to and *sends* only on its own
+dialed link, so whatever A sends B (requests, replies, pushes) arrives in
+order. Inbound links are only read. Requests carry ids and a deadline; a lost
+link or an elapsed deadline fails the request at once (``on_reply(False,
+reason)``), so callers retry rather than hang.
+
+Handlers run synchronously in the inbound reader task: the node core stays
+free of ``await``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+import trio
+
+from frontend import peerwire as W
+
+log = structlog.get_logger("continuity.peer")
+
+ReplyCallback = Callable[[bool, Any], None]
+RequestHandler = Callable[[str, W.Request, Callable[[bool, Any], None]], None]
+PushHandler = Callable[[str, str, dict[str, Any]], None]
+
+RECONNECT_MIN_S = 0.05
+RECONNECT_MAX_S = 1.0
+CONNECT_TIMEOUT_S = 2.0
+SWEEP_S = 0.05
+
+
+class PeerError(Exception):
+    """A request to a peer failed: link lost, refused, timed out, or the peer said no."""
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Link:
+    """The outbound link to one peer: a queue and a task that keeps a socket for it."""
+
+    def __init__(self, peer: str, addr: tuple[str, int]) -> None:
+        self.peer = peer
+        self.addr = addr
+        self.queue: deque[bytes] = deque()
+        self.wake = trio.Event()
+        self.connected = False
+        self.closed = False
+        self.cancel = trio.CancelScope()
+
+    def send(self, data: bytes) -> None:
+        self.queue.append(data)
+        self.wake.set()
+
+
+class PeerBus:
+    def __init__(
+        self,
+        node_id: str,
+        secrets: Sequence[str],
+        *,
+        on_request: RequestHandler,
+        on_push: PushHandler,
+        on_rejected: Callable[[str], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self._secrets = list(secrets)
+        self._on_request = on_request
+        self._on_push = on_push
+        self._on_rejected = on_rejected or (lambda reason: None)
+        self._addresses: dict[str, tuple[str, int]] = {}
+        self._links: dict[str, _Link] = {}
+        self._pending: dict[int, tuple[str, float, ReplyCallback]] = {}
+        self._next_id = 1
+        self._nursery: trio.Nursery | None = None
+        self.rejected_links = 0
+        self.port = 0
+
+    # -- addresses ------------------------------------------------------------
+    def set_addresses(self, addresses: dict[str, tuple[str, int]]) -> None:
+        """Peers we may talk to, by node id. Links to vanished peers are closed."""
+        self._addresses = {k: v for k, v in addresses.items() if k != self.node_id}
+        for peer, link in list(self._links.items()):
+            if self._addresses.get(peer) != link.addr:
+                self._close_link(link, "peer left the map or moved")
+
+    def _close_link(self, link: _Link, reason: str) -> None:
+        link.closed = True
+        link.cancel.cancel()
+        self._links.pop(link.peer, None)
+        self._fail_pending(link.peer, reason)
+
+    def _fail_pending(self, peer: str, reason: str) -> None:
+        for req_id, (p, _, cb) in list(self._pending.items()):
+            if p == peer:
+                del self._pending[req_id]
+                cb(False, reason)
+
+    def _link(self, peer: str) -> _Link | None:
+        link = self._links.get(peer)
+        if link is not None:
+            return link
+        addr = self._addresses.get(peer)
+        if addr is None or self._nursery is None:
+            return None
+        link = self._links[peer] = _Link(peer, addr)
+        self._nursery.start_soon(self._run_link, link)
+        return link
+
+    # -- sending --------------------------------------------------------------
+    def request(
+        self, peer: str, op: str, args: dict[str, Any], on_reply: ReplyCallback, timeout_s: float = 5.0
+    ) -> None:
+        """Send a request; ``on_reply(ok, result)`` is called exactly once."""
+        link = self._link(peer)
+        if link is None:
+            on_reply(False, f"no link to {peer}")
+            return
+        req_id = self._next_id
+        self._next_id += 1
+        self._pending[req_id] = (peer, trio.current_time() + timeout_s, on_reply)
+        link.send(W.encode(W.Request(req_id=req_id, op=op, args=args)))
+
+    async def call(self, peer: str, op: str, args: dict[str, Any], timeout_s: float = 5.0) -> Any:
+        """Send a request and wait for its result; raise PeerError on failure."""
+        done = trio.Event()
+        box: list[Any] = []
+
+        def on_reply(ok: bool, result: Any) -> None:
+            box.append((ok, result))
+            done.set()
+
+        self.request(peer, op, args, on_reply, timeout_s)
+        await done.wait()
+        ok, result = box[0]
+        if not ok:
+            raise PeerError(str(result))
+        return result
+
+    def push(self, peer: str, op: str, args: dict[str, Any]) -> bool:
+        """Send a one-way message; False if there is no way to reach ``peer``."""
+        link = self._link(peer)
+        if link is None:
+            return False
+        link.send(W.encode(W.Push(op=op, args=args)))
+        return True
+
+    def _reply(self, peer: str, req_id: int, ok: bool, result: Any) -> None:
+        link = self._link(peer)
+        if link is not None:
+            link.send(W.encode(W.Reply(req_id=req_id, ok=ok, result=result)))
+
+    # -- tasks ----------------------------------------------------------------
+    async def serve(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept inbound links and run outbound ones until cancelled; reports the bound port."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._sweep)
+            await nursery.start(trio.serve_listeners, self._accept, listeners)
+            task_status.started(self.port)
+
+    async def _sweep(self) -> None:
+        while True:
+            await trio.sleep(SWEEP_S)
+            now = trio.current_time()
+            for req_id, (peer, deadline, cb) in list(self._pending.items()):
+                if deadline <= now:
+                    del self._pending[req_id]
+                    cb(False, f"request to {peer} timed out")
+
+    async def _run_link(self, link: _Link) -> None:
+        delay = RECONNECT_MIN_S
+        with link.cancel:
+            while not link.closed:
+                try:
+                    with trio.fail_after(CONNECT_TIMEOUT_S):
+                        stream = await trio.open_tcp_stream(*link.addr)
+                except (OSError, trio.TooSlowError) as exc:
+                    log.debug("peer.connect_failed", peer=link.peer, reason=str(exc))
+                    self._fail_pending(link.peer, f"cannot connect to {link.peer}")
+                    link.queue.clear()
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RECONNECT_MAX_S)
+                    continue
+                delay = RECONNECT_MIN_S
+                link.connected = True
+                try:
+                    await stream.send_all(
+                        W.encode_hello(self._secrets[0], self.node_id, _wall_ms(), os.urandom(12))
+                    )
+                    while True:
+                        if not link.queue:
+                            link.wake = trio.Event()
+                            await link.wake.wait()
+                        batch = b"".join(link.queue)
+                        link.queue.clear()
+                        await stream.send_all(batch)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    log.info("peer.link_lost", peer=link.peer)
+                finally:
+                    link.connected = False
+                    await trio.aclose_forcefully(stream)
+                # Whatever was in flight may be lost: fail it so callers retry.
+                self._fail_pending(link.peer, f"link to {link.peer} lost")
+                link.queue.clear()
+        self._links.pop(link.peer, None) if self._links.get(link.peer) is link else None
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        reader = W.FrameReader()
+        peer: str | None = None
+        try:
+            while True:
+                data = await stream.receive_some(262_144)
+                if not data:
+                    return
+                reader.feed(data)
+                for body in reader.frames():
+                    if peer is None:
+                        peer = W.verify_hello(self._secrets, body, _wall_ms()).node_id
+                        log.info("peer.link_accepted", peer=peer)
+                        continue
+                    self._dispatch(peer, W.parse(body))
+        except W.PeerProtocolError as exc:
+            self.rejected_links += 1
+            self._on_rejected(str(exc))
+            log.warning("peer.link_rejected", peer=peer, reason=str(exc))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    def _dispatch(self, peer: str, frame: W.Request | W.Reply | W.Push) -> None:
+        if isinstance(frame, W.Reply):
+            pending = self._pending.get(frame.req_id)
+            if pending is not None and pending[0] == peer:
+                del self._pending[frame.req_id]
+                pending[2](frame.ok, frame.result)
+        elif isinstance(frame, W.Request):
+            req_id = frame.req_id
+            self._on_request(peer, frame, lambda ok, result: self._reply(peer, req_id, ok, result))
+        else:
+            self._on_push(peer, frame.op, frame.args)
