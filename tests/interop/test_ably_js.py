@@ -196,7 +196,6 @@ async def test_recover_in_a_new_instance(tmp_path, frontend, binary):
     assert not [e for e in result["logErrors"] if "90009" in e]
 
 
-
 def check_forged(key: dict, result: dict) -> None:
     # RTN15c7/RTN16l: a new connectionId, with 80018 as the error.
     assert result["errorReason"]["code"] == 80018
