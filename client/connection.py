@@ -13,7 +13,7 @@ import math
 import random
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import trio
 import trio_websocket
+from wsproto import ConnectionType, WSConnection
 
 from client.backoff import Backoff
 from client.errors import (
@@ -55,8 +56,6 @@ PROTOCOL_VERSION = "6"
 MAX_INBOUND_FRAME = 64 * 1024 * 1024
 # Default buffer of one subscription before it overflows, in messages.
 DEFAULT_SUBSCRIPTION_BUFFER = 100_000
-# Bound on the WebSocket close handshake, in seconds.
-DISCONNECT_TIMEOUT = 1.0
 
 T = TypeVar("T")
 
@@ -425,30 +424,52 @@ class Connection:
         return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
 
     async def _run_transport(self) -> ErrorInfo | None:
-        """Open one transport and pump it until it ends; return why it ended."""
-        url = self._url()
-        reason: ErrorInfo | None = None
+        """Open one transport and pump it until it ends; return why it ended.
+
+        The TCP stream is ours (not trio-websocket's), so that it is closed on every path.
+        """
+        url = urlsplit(self._url())
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        resource = f"{url.path or '/'}?{url.query}"
+        ended: list[ErrorInfo] = []
+        stream: trio.SocketStream | None = None
         with trio.CancelScope() as scope:
             self._transport_scope = scope
             try:
-                async with trio_websocket.open_websocket_url(
-                    url, connect_timeout=self._session.config.request_timeout,
-                    disconnect_timeout=DISCONNECT_TIMEOUT, max_message_size=MAX_INBOUND_FRAME,
-                    message_queue_size=64,
-                ) as ws:
+                with trio.fail_after(self._session.config.request_timeout):
+                    stream = await trio.open_tcp_stream(host, port)
+                async with trio.open_nursery() as nursery:
+                    with trio.fail_after(self._session.config.request_timeout):
+                        ws = await _open_handshake(nursery, stream, f"{host}:{port}", resource)
                     self.transports_opened += 1
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._writer, ws)
-                        await self._reader(ws)
-                        nursery.cancel_scope.cancel()
-            except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
-                    trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                reason = ErrorInfo(code=int(ErrorCode.DISCONNECTED), status_code=0,
-                                   message=f"transport lost: {type(exc).__name__}")
-            except RemoteProtocolError as exc:
-                reason = exc.info()
+                    nursery.start_soon(self._pump, self._writer, ws, ended, nursery.cancel_scope)
+                    await self._pump(self._reader, ws, ended, nursery.cancel_scope)
+            except (*_TRANSPORT_ERRORS, trio.TooSlowError) as exc:
+                ended.append(_transport_error(exc))
+            except BaseExceptionGroup as group:
+                matched, rest = group.split((*_TRANSPORT_ERRORS, trio.TooSlowError))
+                if rest is not None:
+                    raise rest from None
+                if matched is not None:
+                    ended.append(_transport_error(matched.exceptions[0]))
+            finally:
+                if stream is not None:
+                    stream.socket.close()
         self._transport_scope = None
-        return reason
+        return ended[0] if ended else None
+
+    async def _pump(self, loop: Callable[[trio_websocket.WebSocketConnection], Awaitable[None]],
+                    ws: trio_websocket.WebSocketConnection, ended: list[ErrorInfo],
+                    done: trio.CancelScope) -> None:
+        """Run ``loop`` until the transport fails; record why and end the transport."""
+        try:
+            await loop(ws)
+        except _TRANSPORT_ERRORS as exc:
+            ended.append(_transport_error(exc))
+        except RemoteProtocolError as exc:
+            ended.append(exc.info())
+        finally:
+            done.cancel()
 
     async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
         while True:
@@ -467,6 +488,43 @@ class Connection:
             for pm in frames:
                 data = encode(pm, self.format)
                 await ws.send_message(data.decode("utf-8") if self.format == "json" else data)
+
+
+async def _open_handshake(nursery: trio.Nursery, stream: trio.SocketStream, host: str,
+                          resource: str) -> trio_websocket.WebSocketConnection:
+    """``trio_websocket.wrap_client_stream``, minus its hang.
+
+    trio-websocket 0.12.2 waits for the opening handshake on an event that its reader task never
+    sets if the peer resets the socket first, so a connect during a network cut would hang until
+    the connect timeout. Here the reader's end also ends the wait (private attributes, pinned to
+    the 0.12 internals; the caller closes the stream on every path).
+    """
+    ws = trio_websocket.WebSocketConnection(
+        stream, WSConnection(ConnectionType.CLIENT), host=host, path=resource,
+        message_queue_size=64, max_message_size=MAX_INBOUND_FRAME,
+    )
+    handshake: trio.Event = ws._open_handshake
+
+    async def read() -> None:
+        try:
+            await ws._reader_task()
+        finally:
+            handshake.set()
+
+    nursery.start_soon(read)
+    await handshake.wait()
+    if ws.closed is not None:
+        raise trio_websocket.ConnectionClosed(ws.closed)
+    return ws
+
+
+_TRANSPORT_ERRORS = (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
+                     trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def _transport_error(exc: BaseException) -> ErrorInfo:
+    return ErrorInfo(code=int(ErrorCode.DISCONNECTED), status_code=0,
+                     message=f"transport lost: {type(exc).__name__}: {exc}")
 
 
 def _connection_error(state: ConnectionState, reason: ErrorInfo | None) -> ClientError:
