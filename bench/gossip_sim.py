@@ -1,0 +1,152 @@
+"""Gossip benchmark: deterministic simulations of the SWIM + Lifeguard library in virtual time.
+
+Prints JSON: detection p50/p99 and dissemination rounds for N in {10, 50, 100, 200}; false positives
+with and without Lifeguard under loss and under a stall; bytes sent per member per second; partition
+heal time. All with memberlist's LAN profile (GossipConfig.lan()). Run: python bench/gossip_sim.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gossip.config import GossipConfig
+from gossip.members import EventKind
+from gossip.sim import Simulation
+
+LAN = GossipConfig.lan()
+TRIALS = {10: 8, 50: 4, 100: 2, 200: 2}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def settled(n: int, config: GossipConfig, seed: int, loss: float = 0.0) -> Simulation:
+    sim = Simulation(n, config, seed=seed, loss=loss)
+    if not sim.run_until(120.0, stop=sim.converged, check_every=0.5):
+        raise RuntimeError(f"n={n} seed={seed}: no convergence")
+    sim.run_until(sim.now + 5.0)
+    return sim
+
+
+def detection(n: int) -> dict[str, object]:
+    times: list[float] = []
+    first: list[float] = []
+    rounds: list[float] = []
+    bytes_rate: list[float] = []
+    for trial in range(TRIALS[n]):
+        sim = settled(n, LAN, seed=1000 * n + trial)
+        before, t0 = sim.network.stats.sent_bytes, sim.now
+        sim.run_until(t0 + 20.0)  # steady state, for the traffic figure
+        bytes_rate.append((sim.network.stats.sent_bytes - before) / (n * 20.0))
+        victim = f"m{n // 2}"
+        killed_at = sim.now
+        sim.kill(victim)
+        survivors = n - 1
+        sim.run_until(
+            killed_at + 120.0,
+            stop=lambda: len(sim.first_seen(victim, EventKind.DEAD, after=killed_at)) == survivors,  # noqa: B023
+            check_every=0.1,
+        )
+        dead = sim.first_seen(victim, EventKind.DEAD, after=killed_at)
+        assert len(dead) == survivors, "some survivor never detected the crash"
+        suspected = sorted(sim.first_seen(victim, EventKind.SUSPECT, after=killed_at).values())
+        times += [t - killed_at for t in dead.values()]
+        first.append(min(dead.values()) - killed_at)
+        rounds.append((suspected[-1] - suspected[0]) / LAN.gossip_interval)
+    return {
+        "n": n,
+        "trials": TRIALS[n],
+        "detection_p50_s": round(statistics.median(times), 2),
+        "detection_p99_s": round(percentile(times, 0.99), 2),
+        "first_detection_mean_s": round(statistics.mean(first), 2),
+        "dissemination_rounds_mean": round(statistics.mean(rounds), 2),
+        "dissemination_rounds_max": round(max(rounds), 2),
+        "suspicion_min_s": round(LAN.suspicion_min(n), 2),
+        "suspicion_max_s": round(LAN.suspicion_max(n), 2),
+        "bytes_per_member_per_s": round(statistics.mean(bytes_rate)),
+    }
+
+
+def false_positives_under_loss(
+    lifeguard: bool, loss: float, n: int = 30, seconds: float = 120.0
+) -> dict[str, object]:
+    config = dataclasses.replace(LAN, lifeguard=lifeguard)
+    deaths = suspicions = 0
+    members: set[str] = set()
+    for seed in range(3):
+        sim = settled(n, config, seed=seed, loss=loss)
+        start = sim.now
+        sim.run_until(start + seconds)
+        fd = sim.false_deaths(after=start)
+        deaths += len(fd)
+        members |= {f"{seed}:{o.subject}" for o in fd}
+        suspicions += sum(1 for o in sim.observations if o.kind == EventKind.SUSPECT and o.at >= start)
+    return {
+        "lifeguard": lifeguard, "loss": loss, "n": n, "seconds": seconds * 3,
+        "false_dead_events": deaths, "members_falsely_dead": len(members), "suspect_events": suspicions,
+    }  # fmt: skip
+
+
+def false_positives_under_stall(lifeguard: bool, n: int = 10, seeds: int = 20) -> dict[str, object]:
+    config = dataclasses.replace(LAN, lifeguard=lifeguard)
+    runs_with_death = events = 0
+    for seed in range(seeds):
+        sim = settled(n, config, seed=seed)
+        start = sim.now
+        sim.stall("m5", 2.0)
+        sim.run_until(start + 30.0)
+        fd = sim.false_deaths(after=start)
+        events += len(fd)
+        runs_with_death += bool(fd)
+    return {
+        "lifeguard": lifeguard, "n": n, "stall_s": 2.0, "runs": seeds,
+        "runs_where_stalled_member_declared_dead": runs_with_death, "false_dead_events": events,
+    }  # fmt: skip
+
+
+def partition_heal(n: int = 50, seeds: int = 3) -> dict[str, object]:
+    heal: list[float] = []
+    for seed in range(seeds):
+        sim = settled(n, LAN, seed=seed)
+        addresses = list(sim.cores)
+        start = sim.now
+        sim.network.partition([addresses[: n // 2], addresses[n // 2 :]])
+        sim.run_until(start + 30.0)
+        sim.network.heal()
+        healed = sim.now
+        if not sim.run_until(healed + 120.0, stop=sim.converged, check_every=0.1):
+            raise RuntimeError("no re-convergence after heal")
+        heal.append(sim.now - healed)
+    return {
+        "n": n, "partition_s": 30.0, "heal_to_full_membership_s": [round(h, 1) for h in heal],
+        "stated_bound_s": 2 * LAN.reconnect_interval,
+    }  # fmt: skip
+
+
+def main() -> None:
+    started = time.perf_counter()
+    result = {
+        "profile": "lan",
+        "detection": [detection(n) for n in (10, 50, 100, 200)],
+        "false_positives_loss": [
+            false_positives_under_loss(lg, loss) for loss in (0.05, 0.10) for lg in (True, False)
+        ],
+        "false_positives_stall": [false_positives_under_stall(lg) for lg in (True, False)],
+        "partition_heal": partition_heal(),
+    }
+    result["wall_clock_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
