@@ -324,6 +324,12 @@ class Connection:
         if self._transport_scope is not None:
             self._transport_scope.cancel()
 
+    def abandon(self) -> None:
+        """Stop at once without CLOSE, as a crashed process would: the server keeps the connection
+        state for connectionStateTtl, so ``recovery_key()`` taken before this can recover it."""
+        self._session.abandon()
+        self._dispatch()
+
     async def close(self) -> None:
         """CLOSE and wait (at most ``close_timeout``) for CLOSED (RTN12); the server disposes of the state."""
         self._session.close()

@@ -344,6 +344,13 @@ class ClientSession:
             self._drop(None)
             self._terminate(ConnectionState.CLOSED, None)
 
+    def abandon(self) -> None:
+        """Drop the transport and end locally without CLOSE: the server keeps the state (for recover)."""
+        if self.state in TERMINAL:
+            return
+        self._drop(None)
+        self._terminate(ConnectionState.CLOSED, None)
+
     def channel(self, name: str) -> ChannelRecord:
         ch = self.channels.get(name)
         if ch is None:

@@ -349,3 +349,11 @@ def test_attach_timeout_suspends_the_channel() -> None:
     s.handle(9, ProtocolMessage(action=Action.HEARTBEAT))
     s.tick(10)
     assert s.channel("a").state is ChannelState.SUSPENDED
+
+
+def test_abandon_ends_without_close() -> None:
+    s = up()
+    s.abandon()
+    assert s.state is ConnectionState.CLOSED
+    assert s.outgoing() == []
+    assert any(isinstance(e, TransportDropped) for e in s.events())
