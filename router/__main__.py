@@ -1,0 +1,102 @@
+"""``python -m router``: run one Continuity router (console script ``continuity-router``)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import structlog
+import trio
+
+import gossip
+from frontend.logs import configure
+from frontend.membership import ROLE_ROUTER
+from router.cluster import ClusterMap
+from router.config import ConfigError, RouterConfig
+from router.metrics import RouterMetrics
+from router.server import Router, serve
+
+log = structlog.get_logger("continuity.router")
+
+_PROFILES = {
+    "local": gossip.GossipConfig.local,
+    "lan": gossip.GossipConfig.lan,
+    "wan": gossip.GossipConfig.wan,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="continuity-router",
+        description="Continuity router: routes WebSocket and Comet clients to the frontend that owns "
+        "their connection, reading the cluster map from gossip.",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML config file (see router/config.py for every key)")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port; 0 picks a free one (default 8080)")
+    p.add_argument("--node-id", help="this router's id in the cluster")
+    p.add_argument("--zone", help="this router's availability zone")
+    p.add_argument("--gossip-bind", metavar="HOST:PORT", help="gossip bind address (port 0 allowed)")
+    p.add_argument("--seed", dest="seeds", action="append", metavar="HOST:PORT",
+                   help="gossip seed; repeat for several (replaces the config's seeds)")
+    p.add_argument("--gossip-profile", choices=["local", "lan", "wan"], help="gossip timing profile")
+    p.add_argument("--dev", action="store_true", default=None,
+                   help="development mode: allow a short cluster secret")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
+
+
+def keyring(config: RouterConfig) -> gossip.Keyring:
+    """The gossip keyring: every cluster secret (as ``Keyring.from_secret`` derives it), primary first."""
+    ring = gossip.Keyring.from_secret(config.cluster_secret)
+    for old in config.old_cluster_secrets:
+        primary = gossip.Keyring.from_secret(old).primary
+        if primary is not None:
+            ring.install(primary)
+    return ring
+
+
+async def run(config: RouterConfig) -> None:
+    """Serve, join gossip, and on SIGTERM/SIGINT leave gossip, stop accepting and return."""
+    metrics = RouterMetrics()
+    cluster = ClusterMap(metrics=metrics)
+    router = Router(config, cluster, metrics=metrics)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve, router)
+            metadata = gossip.Metadata(
+                role=ROLE_ROUTER, zone=config.zone, addresses={"client": f"{config.host}:{port}"},
+                state=gossip.ServingState.ACTIVE,
+            )
+            async with gossip.open_member(
+                _PROFILES[config.gossip_profile](), bind=config.gossip_address, seeds=config.seed_addresses,
+                name=config.node_id, metadata=metadata, keyring=keyring(config),
+            ) as member:
+                nursery.start_soon(cluster.follow, member)
+                log.info("router.joined", node_id=config.node_id, gossip=member.address, seeds=config.seeds)
+                async for signum in signals:
+                    log.info("router.stopping", signal=signal.Signals(signum).name)
+                    break
+                await member.leave()
+            nursery.cancel_scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure(args.log_level)
+    try:
+        config = RouterConfig.load(
+            args.config, host=args.host, port=args.port, node_id=args.node_id, zone=args.zone,
+            gossip_bind=args.gossip_bind, seeds=args.seeds, gossip_profile=args.gossip_profile, dev=args.dev,
+        )
+    except (ConfigError, OSError) as exc:
+        print(f"continuity-router: {exc}", file=sys.stderr)
+        return 2
+    trio.run(run, config)
+    log.info("router.stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

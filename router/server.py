@@ -1,0 +1,301 @@
+"""The router's one-port front door: h11 for HTTP, WebSocket upgrades piped to a frontend.
+
+Per client socket: read a request head within ``header_timeout_s`` (no slowloris, at most
+``MAX_HEAD_BYTES``), then
+
+- ``/health``, ``/metrics``, ``/cluster``: answered here, keep-alive;
+- a WebSocket upgrade: routed (``router.decide``) and turned into a byte pipe to the target; the
+  socket belongs to the pipe from then on;
+- anything else (Comet, REST-ish paths, unknown paths): routed and forwarded on a pooled keep-alive
+  connection, the response streamed back; the client connection stays keep-alive.
+
+A target that refuses the TCP connect is added to the request's ``refused`` set (and remembered
+for ``refused_memory_s``) and the decision is made again, up to ``connect_attempts`` targets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from typing import Any
+
+import h11
+import structlog
+import trio
+
+from frontend.keys import KeySigner
+from frontend.membership import view_to_json
+from router import proxy
+from router.cluster import ClusterMap
+from router.config import RouterConfig
+from router.decide import (
+    UNAVAILABLE,
+    Decision,
+    NoRoute,
+    Reason,
+    RefusalMemory,
+    RequestKind,
+    Route,
+    RouteRequest,
+    decide,
+)
+from router.metrics import CONTENT_TYPE, RouterMetrics
+from router.pool import Pools, TargetRefused, open_upstream
+
+log = structlog.get_logger("continuity.router")
+
+MAX_HEAD_BYTES = 16 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+LOCAL_PATHS = frozenset({"/health", "/metrics", "/cluster"})
+SWEEP_INTERVAL_S = 1.0
+_QUIET_REASONS = frozenset({Reason.NEW, Reason.OWNER})
+
+
+def _is_websocket(req: h11.Request) -> bool:
+    upgrade = (proxy.header(req.headers, b"upgrade") or b"").lower()
+    connection = (proxy.header(req.headers, b"connection") or b"").lower()
+    return req.method == b"GET" and upgrade == b"websocket" and b"upgrade" in connection
+
+
+def _peer_of(stream: trio.SocketStream) -> str:
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return "unknown"
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+class Router:
+    """Shared state of one router: config, map, signer, refusal memory, pools and metrics."""
+
+    def __init__(self, config: RouterConfig, cluster: ClusterMap, *, metrics: RouterMetrics | None = None
+                 ) -> None:
+        self.config = config
+        self.cluster = cluster
+        self.metrics = metrics if metrics is not None else RouterMetrics()
+        self.signer = KeySigner(config.secrets)
+        self.refusals = RefusalMemory(config.refused_memory_s)
+        self.pools = Pools(max_idle=config.pool_max_idle, idle_timeout_s=config.pool_idle_timeout_s,
+                           connect_timeout_s=config.connect_timeout_s, metrics=self.metrics)
+        self.port: int | None = None
+
+    def choose(self, request: RouteRequest, refused: set[str], peer: str) -> Decision:
+        """Decide for ``request`` with this request's and the remembered refusals; count and log it."""
+        skip = refused | self.refusals.current(trio.current_time())
+        decision = decide(request, self.cluster.view, self.signer, skip)
+        if isinstance(decision, NoRoute):
+            self.metrics.decisions.labels(reason=UNAVAILABLE).inc()
+            log.warning("route.unavailable", kind=str(request.kind), wanted=str(decision.wanted),
+                        refused=sorted(skip), peer=peer)
+            return decision
+        self.metrics.decisions.labels(reason=str(decision.reason)).inc()
+        emit = log.debug if decision.reason in _QUIET_REASONS else log.info
+        emit("route.decided", kind=str(request.kind), reason=str(decision.reason), target=decision.target,
+             connection_id=decision.connection_id, peer=peer)
+        return decision
+
+    def target_refused(self, route: Route, refused: set[str], error: str) -> None:
+        refused.add(route.target)
+        self.refusals.note(route.target, trio.current_time())
+        self.metrics.target_refused.labels(target=route.target).inc()
+        log.warning("route.target_refused", target=route.target, address=route.address, error=error)
+
+    def health(self) -> dict[str, Any]:
+        view = self.cluster.view
+        return {
+            "status": "ok",
+            "role": "router",
+            "node_id": self.config.node_id,
+            "zone": self.config.zone,
+            "frontends_active": len(view.active_frontends()),
+            "time": int(time.time() * 1000),
+        }
+
+    async def sweep_loop(self) -> None:
+        """Close expired idle pooled connections and pools of frontends gone from the map."""
+        while True:
+            await trio.sleep(SWEEP_INTERVAL_S)
+            view = self.cluster.view
+            live = {(p.node_id, p.client_addr) for p in view.frontends() if p.alive}
+            await self.pools.sweep(trio.current_time(), live)
+
+
+class FrontDoor:
+    """Serves one client socket at a time (one instance per router; ``handle`` is reentrant)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        router = self.router
+        metrics = router.metrics
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        peer = _peer_of(stream)
+        try:
+            while True:
+                with trio.move_on_after(router.config.header_timeout_s) as timeout:
+                    event = await self._next_event(conn, stream)
+                if timeout.cancelled_caught:
+                    metrics.header_timeouts.inc()
+                    log.debug("http.header_timeout", peer=peer)
+                    return
+                if not isinstance(event, h11.Request):
+                    return
+                target = event.target.decode("latin-1")
+                request = RouteRequest.from_target(target, upgrade=_is_websocket(event))
+                if request.path in LOCAL_PATHS and not request.upgrade:
+                    metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
+                    await self._drain_body(conn, stream)
+                    await self._serve_local(conn, stream, request.path)
+                elif request.upgrade:
+                    metrics.requests.labels(kind=str(RequestKind.WEBSOCKET)).inc()
+                    await self._websocket(conn, stream, event, request, peer)
+                    return
+                else:
+                    metrics.requests.labels(kind=str(request.kind)).inc()
+                    if conn.client_is_waiting_for_100_continue:
+                        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+                    body = await self._drain_body(conn, stream)
+                    if not await self._forward(conn, stream, event, body, request, peer):
+                        return
+                if conn.our_state is h11.MUST_CLOSE:
+                    return
+                conn.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            metrics.protocol_errors.labels(side="client").inc()
+            log.info("http.rejected", reason=str(exc), peer=peer)
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                try:
+                    await proxy.respond(stream, conn, exc.error_status_hint, b"text/plain", b"bad request\n")
+                except (h11.LocalProtocolError, *proxy.STREAM_ERRORS):
+                    pass
+        except proxy.STREAM_ERRORS:
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _next_event(self, conn: h11.Connection, stream: trio.SocketStream) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+                continue
+            if event is h11.PAUSED:
+                return None
+            return event
+
+    async def _drain_body(self, conn: h11.Connection, stream: trio.SocketStream) -> bytes:
+        body = bytearray()
+        while True:
+            event = await self._next_event(conn, stream)
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY_BYTES:
+                    raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
+            elif isinstance(event, h11.EndOfMessage) or event is None:
+                return bytes(body)
+            else:
+                raise h11.RemoteProtocolError("unexpected event in body")
+
+    async def _serve_local(self, conn: h11.Connection, stream: trio.SocketStream, path: str) -> None:
+        router = self.router
+        if path == "/health":
+            body = json.dumps(router.health()).encode()
+            await proxy.respond(stream, conn, 200, b"application/json", body)
+        elif path == "/metrics":
+            await proxy.respond(stream, conn, 200, CONTENT_TYPE.encode(), router.metrics.render())
+        else:
+            body = json.dumps(view_to_json(router.cluster.view)).encode()
+            await proxy.respond(stream, conn, 200, b"application/json", body)
+
+    async def _websocket(self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request,
+                         request: RouteRequest, peer: str) -> None:
+        router = self.router
+        refused: set[str] = set()
+        decision: Decision | None = None
+        upstream: trio.SocketStream | None = None
+        for _ in range(router.config.connect_attempts):
+            decision = router.choose(request, refused, peer)
+            if isinstance(decision, NoRoute):
+                break
+            try:
+                upstream = await open_upstream(decision.address, router.config.connect_timeout_s)
+                break
+            except TargetRefused as exc:
+                router.target_refused(decision, refused, str(exc))
+        if upstream is None or not isinstance(decision, Route):
+            message = decision.message if isinstance(decision, NoRoute) else "every frontend tried refused"
+            fmt = request.params.get("format", "json")
+            await proxy.refuse_websocket(stream, conn, req, fmt, proxy.unavailable_error(message))
+            return
+        trailing, _ = conn.trailing_data
+        router.metrics.websockets_total.inc()
+        router.metrics.websockets_live.inc()
+        log.debug("route.pipe_opened", target=decision.target, peer=peer)
+        try:
+            async with upstream:
+                await proxy.pipe(stream, upstream, proxy.request_head(req, peer) + trailing)
+        finally:
+            router.metrics.websockets_live.dec()
+            log.debug("route.pipe_closed", target=decision.target, peer=peer)
+
+    async def _forward(self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, body: bytes,
+                       request: RouteRequest, peer: str) -> bool:
+        """Forward one request; return whether the client connection may carry another."""
+        router = self.router
+        refused: set[str] = set()
+        upstream_req = proxy.upstream_request(req, body, peer)
+        message = "every frontend tried refused"
+        for _ in range(router.config.connect_attempts):
+            decision = router.choose(request, refused, peer)
+            if isinstance(decision, NoRoute):
+                message = decision.message
+                break
+            pool = router.pools.get(decision.target, decision.address)
+            fresh = False
+            while True:
+                try:
+                    up = await pool.acquire(fresh=fresh)
+                except TargetRefused as exc:
+                    router.target_refused(decision, refused, str(exc))
+                    break
+                try:
+                    status = await proxy.exchange(pool, up, upstream_req, body, stream, conn,
+                                                  router.config.upstream_timeout_s)
+                except proxy.StaleConnection:
+                    router.metrics.pool_stale.inc()
+                    fresh = True
+                    continue
+                except proxy.UpstreamFailed as exc:
+                    router.metrics.protocol_errors.labels(side="frontend").inc()
+                    log.warning("route.forward_failed", target=decision.target, error=str(exc), peer=peer)
+                    if conn.our_state is h11.SEND_RESPONSE:
+                        await proxy.respond_error(stream, conn, proxy.unavailable_error(
+                            f"frontend {decision.target} failed the request"))
+                        return True
+                    return False
+                router.metrics.forwarded.labels(status=f"{status // 100}xx").inc()
+                return True
+        await proxy.respond_error(stream, conn, proxy.unavailable_error(message))
+        return True
+
+
+async def serve(router: Router, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Listen on the configured host/port and serve until cancelled. Reports the bound port."""
+    cfg = router.config
+    listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+    port = listeners[0].socket.getsockname()[1]
+    router.port = port
+    door = FrontDoor(router)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(router.sweep_loop)
+            await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
+            if cfg.port_file:
+                await trio.Path(cfg.port_file).write_text(f"{port}\n")
+            log.info("router.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone)
+            task_status.started(port)
+    finally:
+        with trio.CancelScope(shield=True):
+            await router.pools.close()
