@@ -6,10 +6,12 @@ import argparse
 import random
 import signal
 import sys
+from collections.abc import AsyncIterator
 
 import structlog
 import trio
 
+from frontend.cluster import Cluster
 from frontend.config import ConfigError, FrontendConfig
 from frontend.http import serve
 from frontend.logs import configure
@@ -40,13 +42,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run(config: FrontendConfig) -> None:
     node = FrontendNode(config, rng=random.SystemRandom())
+    cluster = Cluster(node) if config.clustered else None
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            await nursery.start(serve, node)
+            await nursery.start(serve, node, cluster)
             async for signum in signals:
                 log.info("frontend.stopping", signal=signal.Signals(signum).name)
+                if cluster is not None:
+                    # Drain: a second signal while draining stops at once.
+                    async with trio.open_nursery() as drain:
+                        drain.start_soon(_stop_on_signal, signals, drain.cancel_scope)
+                        await cluster.drain()
+                        drain.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
                 break
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        log.warning("frontend.drain_interrupted")
+        scope.cancel()
+        return
 
 
 def main(argv: list[str] | None = None) -> int:

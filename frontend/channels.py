@@ -129,6 +129,7 @@ class ChannelService:
         self._fan_out = fan_out
         self._lost = lost
         self._local_interest = local_interest
+        self.on_change: Callable[[], None] = lambda: None
         self.bus: Bus | None = None
         self.view = ClusterView({node_id: Peer(node_id=node_id, role="frontend", zone=config.zone)})
         self.placement = Placement(self.view)
@@ -572,6 +573,7 @@ class ChannelService:
                 reply(True, {"log": None})
                 return
             del self.homes[channel]
+            self.on_change()
             lg = home.log
             if self.placement.channel_replica(channel) == self.node_id:
                 self.replicas[channel] = lg

@@ -73,6 +73,21 @@ class FrontendConfig:
     header_timeout_s: float = 10.0
     # Seconds a WebSocket close handshake may take before the socket is dropped.
     close_timeout_s: float = 2.0
+    # Older cluster secrets still accepted while rotating (keys and peer links verify with any).
+    old_cluster_secrets: tuple[str, ...] = ()
+    # Gossip bind address "host:port" (port 0 picks one). Unset: standalone, no cluster.
+    gossip_bind: str | None = None
+    # Gossip seeds, "host:port" each; re-contacted until known alive, so start order does not matter.
+    seeds: tuple[str, ...] = ()
+    # Gossip timing profile: "local" (fast, tests and one host), "lan" (memberlist's LAN values) or "wan".
+    gossip_profile: str = "local"
+    # Peer-link listen address (frontend to frontend); port 0 picks one. Used only in a cluster.
+    peer_host: str = "127.0.0.1"
+    peer_port: int = 0
+    # Host advertised to routers and peers for this node's client port (default: host).
+    advertise_host: str | None = None
+    # Seconds a SIGTERM drain may take before the process exits anyway.
+    drain_timeout_s: float = 10.0
     # API keys by name ("appId.keyId").
     keys: dict[str, ApiKey] = field(default_factory=dict)
 
@@ -93,8 +108,25 @@ class FrontendConfig:
             raise ConfigError(f"header_timeout_s={self.header_timeout_s} is out of range [0.1, 600]")
         if not 0.1 <= self.close_timeout_s <= 60:
             raise ConfigError(f"close_timeout_s={self.close_timeout_s} is out of range [0.1, 60]")
+        if self.gossip_profile not in ("local", "lan", "wan"):
+            raise ConfigError(f"gossip_profile={self.gossip_profile!r} must be one of local, lan, wan")
+        _check_range("peer_port", self.peer_port, 0, 65535)
+        for addr in (*self.seeds, *([self.gossip_bind] if self.gossip_bind else [])):
+            host, sep, port = addr.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise ConfigError(f"address {addr!r} must be host:port")
+        if not 0.5 <= self.drain_timeout_s <= 600:
+            raise ConfigError(f"drain_timeout_s={self.drain_timeout_s} is out of range [0.5, 600]")
         if not self.dev and len(self.cluster_secret.encode()) < 16:
             raise ConfigError("cluster_secret must be at least 16 bytes outside dev mode")
+
+    @property
+    def clustered(self) -> bool:
+        return self.gossip_bind is not None
+
+    @property
+    def secrets(self) -> list[str]:
+        return [self.cluster_secret, *self.old_cluster_secrets]
 
     @property
     def retention_ms(self) -> int:
@@ -122,6 +154,13 @@ class FrontendConfig:
             if "." not in name:
                 raise ConfigError(f"key name {name!r} must look like appId.keyId")
             keys[name] = ApiKey(name=name, secret=spec["secret"], capability=cap)
+        for name in ("seeds", "old_cluster_secrets"):
+            if name in raw:
+                if isinstance(raw[name], str):
+                    raw[name] = tuple(x.strip() for x in raw[name].split(",") if x.strip())
+                elif not isinstance(raw[name], (list, tuple)):
+                    raise ConfigError(f"{name} must be a list of strings")
+                raw[name] = tuple(str(x) for x in raw[name])
         try:
             return cls(keys=keys, **raw)
         except TypeError as exc:

@@ -21,6 +21,8 @@ import h11
 import structlog
 import trio
 
+from frontend.cluster import Cluster
+from frontend.membership import view_to_json
 from frontend.metrics import CONTENT_TYPE
 from frontend.node import FrontendNode
 from frontend.websocket import run_websocket, wall_ms
@@ -59,8 +61,9 @@ def accept_token(key: bytes) -> bytes:
 
 
 class FrontDoor:
-    def __init__(self, node: FrontendNode) -> None:
+    def __init__(self, node: FrontendNode, cluster: Cluster | None = None) -> None:
         self.node = node
+        self.cluster = cluster
 
     async def route(self, req: h11.Request) -> tuple[int, bytes, bytes]:
         path = urlsplit(req.target.decode("latin-1")).path
@@ -73,7 +76,12 @@ class FrontDoor:
             self.node.refresh_gauges()
             return 200, CONTENT_TYPE.encode(), self.node.metrics.render()
         if path == "/cluster":
-            return 200, b"application/json", json.dumps(self.node.snapshot()).encode()
+            body = {
+                **self.node.snapshot(),
+                "members": view_to_json(self.node.channels.view),
+                "draining": bool(self.cluster and self.cluster.draining),
+            }
+            return 200, b"application/json", json.dumps(body).encode()
         if path == "/time":
             return 200, b"application/json", json.dumps([wall_ms()]).encode()
         return (
@@ -169,7 +177,8 @@ class FrontDoor:
         trailing, _ = conn.trailing_data
         query = urlsplit(req.target.decode("latin-1")).query
         params = dict(parse_qsl(query, keep_blank_values=True))
-        await run_websocket(stream, self.node, params, trailing)
+        prepare = self.cluster.prepare if self.cluster is not None and self.cluster.bus is not None else None
+        await run_websocket(stream, self.node, params, trailing, prepare)
 
 
 async def _tick_loop(node: FrontendNode) -> None:
@@ -179,14 +188,24 @@ async def _tick_loop(node: FrontendNode) -> None:
         await trio.sleep(max(node.next_deadline() - wall_ms(), 10) / 1000)
 
 
-async def serve(node: FrontendNode, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """Listen on the configured host/port and serve until cancelled. Reports the bound port."""
+async def serve(
+    node: FrontendNode,
+    cluster: Cluster | None = None,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on the configured host/port and serve until cancelled. Reports the bound port.
+
+    With a ``cluster``, the node joins it (gossip and peer links) before the port is reported.
+    """
     cfg = node.config
     listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
     port = listeners[0].socket.getsockname()[1]
-    door = FrontDoor(node)
+    door = FrontDoor(node, cluster)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_tick_loop, node)
+        if cluster is not None:
+            await nursery.start(cluster.run, port)
         await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
         if cfg.port_file:
             await trio.Path(cfg.port_file).write_text(f"{port}\n")

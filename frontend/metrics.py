@@ -49,6 +49,19 @@ class Metrics:
             ["transport"],
             registry=r,
         )
+        self.takeovers = Counter(
+            "continuity_takeovers", "Connections taken over from another owner", registry=r
+        )
+        self.takeover_failures = Counter(
+            "continuity_takeover_failures",
+            "Resumes for another owner's connection that found no state",
+            registry=r,
+        )
+        self.peer_links_rejected = Counter(
+            "continuity_peer_links_rejected",
+            "Peer links dropped for a bad or unauthenticated hello",
+            registry=r,
+        )
         self.slow_consumers = Counter(
             "continuity_slow_consumers", "Transports cut for a full outbox", registry=r
         )

@@ -45,6 +45,7 @@ from frontend.config import FrontendConfig
 from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from frontend.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
 from frontend.metrics import Metrics
+from frontend.ownership import SESSION_OPS, Ownership
 from frontend.protocol import Action, Encoded, Flag, ProtocolMessage
 from frontend.session import ChannelCursor, Session, SessionState
 
@@ -119,6 +120,9 @@ class FrontendNode:
         self.subscribers: dict[str, dict[str, Session]] = {}
         self._expiry: list[tuple[int, str]] = []
         self._next_sweep = 0
+        self.ownership = Ownership(self)
+        # Called when sessions or channel homes go away (the drain waits on it).
+        self.on_change: Callable[[], None] = lambda: None
         self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {
             Action.HEARTBEAT: self.handle_heartbeat,
             Action.ATTACH: self.handle_attach,
@@ -197,8 +201,9 @@ class FrontendNode:
             log.info("connection.resume_failed", kind=kind, code=error.code, reason=error.message)
 
         conn_id = new_connection_id(self._rng)
+        secondary = self.channels.placement.connection_secondary(conn_id, self.node_id)
         key = self.signer.sign(
-            ConnectionKey(owner=self.node_id, secondary=None, connection_id=conn_id, epoch=1)
+            ConnectionKey(owner=self.node_id, secondary=secondary, connection_id=conn_id, epoch=1)
         )
         session = Session(
             connection_id=conn_id,
@@ -208,9 +213,11 @@ class FrontendNode:
             client_id=ident.client_id,
             echo=echo,
             created_ms=now_ms,
+            secondary=secondary,
         )
         self.sessions[conn_id] = session
         self._bind(now_ms, session, outlet, echo)
+        self.ownership.replicate(session)
         log.info("connection.opened", connection_id=conn_id, client_id=ident.client_id, format=outlet.fmt)
         outlet.send(self._connected(session, error))
         return session
@@ -266,6 +273,7 @@ class FrontendNode:
         deadline = s.expires_at(self.config.connection_state_ttl_ms)
         assert deadline is not None
         heapq.heappush(self._expiry, (deadline, s.connection_id))
+        self.ownership.replicate(s)
         self.metrics.connections_live.set(len(self.outlets))
         self.metrics.connections_detached.set(len(self.sessions) - len(self.outlets))
         log.info("connection.detached", connection_id=s.connection_id)
@@ -288,7 +296,16 @@ class FrontendNode:
             del self.subscribers[name]
             self.channels.release(name)
 
+    def drop_session(self, s: Session) -> None:
+        """Forget a session now owned elsewhere (handed over or fenced): close its transport."""
+        outlet = self.outlets.get(s.connection_id)
+        self._dispose(s)
+        s.close()
+        if outlet is not None:
+            outlet.close(None)
+
     def _dispose(self, s: Session) -> None:
+        self.on_change()
         self._unsubscribe_all(s)
         self.sessions.pop(s.connection_id, None)
         self.outlets.pop(s.connection_id, None)
@@ -361,8 +378,9 @@ class FrontendNode:
                 self.transport_lost(now_ms, s, outlet)
             return
         s.identity = ident
-        if s.client_id is None:
+        if s.client_id is None and ident.client_id is not None:
             s.client_id = ident.client_id
+            self.ownership.replicate(s)
         self._send(now_ms, s, self._connected(s))
 
     # -- channels -------------------------------------------------------
@@ -473,6 +491,7 @@ class FrontendNode:
         s.channels[name] = ChannelCursor(granted, last, s.generation)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
+        self.ownership.replicate(s)
         log.info(
             "channel.attached",
             connection_id=s.connection_id,
@@ -505,6 +524,7 @@ class FrontendNode:
             raise RemoteProtocolError("DETACH needs a channel")
         s.channels.pop(name, None)
         self._unsubscribe(s, name)
+        self.ownership.replicate(s)
         self._send(now_ms, s, _pm(Action.DETACHED, channel=name))
         log.info("channel.detached", connection_id=s.connection_id, channel=name)
 
@@ -609,6 +629,7 @@ class FrontendNode:
         for sub in subs.values():
             cur = sub.channels[channel]
             cur.serial = serial
+            sub.dirty = True
             if publisher == sub.connection_id and not sub.echo:
                 continue
             outlet = self.outlets.get(sub.connection_id)
@@ -655,6 +676,8 @@ class FrontendNode:
         if now_ms >= self._next_sweep:
             self._next_sweep = now_ms + LOG_SWEEP_MS
             self.channels.retire_idle(now_ms)
+            self.ownership.flush_dirty()
+            self.ownership.expire(now_ms)
 
     def next_deadline(self) -> int:
         nxt = self._next_sweep
@@ -662,6 +685,24 @@ class FrontendNode:
             nxt = min(nxt, self._expiry[0][0])
         retry = self.channels.next_deadline()
         return nxt if retry is None else min(nxt, retry)
+
+    # ------------------------------------------------------------------
+    # Peers
+
+    def handle_peer_request(
+        self, now_ms: int, src: str, op: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        """A request from another frontend; ``reply(ok, result)`` exactly once."""
+        if op in SESSION_OPS:
+            self.ownership.handle_request(now_ms, src, op, args, reply)
+        else:
+            self.channels.handle_request(now_ms, src, op, args, reply)
+
+    def handle_peer_push(self, now_ms: int, src: str, op: str, args: dict[str, Any]) -> None:
+        if op in SESSION_OPS:
+            self.ownership.handle_push(now_ms, src, op, args)
+        else:
+            self.channels.handle_push(now_ms, src, op, args)
 
     def refresh_gauges(self) -> None:
         """Recompute gauges that are too costly to keep current on every event."""

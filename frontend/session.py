@@ -121,6 +121,8 @@ class Session:
     client_id: str | None
     echo: bool = True
     created_ms: int
+    secondary: str | None = None  # the frontend holding this state's copy (another zone)
+    dirty: bool = False  # cursors moved since the copy was last written
     state: SessionState = SessionState.ACTIVE
     detached_ms: int | None = None
     generation: int = 0
@@ -178,6 +180,49 @@ class Session:
         for name, cur in self.channels.items():
             size += sys.getsizeof(name) + sys.getsizeof(cur) + sys.getsizeof(cur.serial or "")
         return size + sum(sys.getsizeof(p) for p in self.acks._queue)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The state a secondary keeps and a new owner restores (cursors, not messages)."""
+        ident = self.identity
+        return {
+            "id": self.connection_id,
+            "epoch": self.epoch,
+            "key_name": ident.key_name,
+            "client_id": self.client_id,
+            "ident_client_id": ident.client_id,
+            "capability": {k: sorted(v) for k, v in ident.capability.items()},
+            "expires": ident.expires_ms,
+            "echo": self.echo,
+            "created": self.created_ms,
+            "channels": {name: [cur.modes, cur.serial] for name, cur in self.channels.items()},
+        }
+
+    @classmethod
+    def from_wire(
+        cls, raw: dict[str, Any], *, key: str, epoch: int, secondary: str | None, now_ms: int
+    ) -> Session:
+        """Rebuild a detached session from a copy, under a new key and ownership epoch."""
+        ident = Identity(
+            str(raw["key_name"]),
+            raw.get("ident_client_id"),
+            {k: frozenset(v) for k, v in dict(raw["capability"]).items()},
+            raw.get("expires"),
+        )
+        s = cls(
+            connection_id=str(raw["id"]),
+            key=key,
+            epoch=epoch,
+            identity=ident,
+            client_id=raw.get("client_id"),
+            echo=bool(raw.get("echo", True)),
+            created_ms=int(raw.get("created", now_ms)),
+            secondary=secondary,
+            state=SessionState.DETACHED,
+            detached_ms=now_ms,
+        )
+        for name, (modes, serial) in dict(raw.get("channels") or {}).items():
+            s.channels[name] = ChannelCursor(int(modes), serial)
+        return s
 
     def may_publish_as(self, client_id: str | None) -> bool:
         """RSL1m: a message's clientId must match the connection's, unless wildcard."""

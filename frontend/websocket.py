@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 import trio
@@ -121,14 +121,23 @@ class WebSocketTransport:
             await trio.aclose_forcefully(self.stream)
 
 
+Prepare = Callable[[Mapping[str, str]], Awaitable[Mapping[str, str]]]
+
+
 async def run_websocket(
     stream: trio.abc.Stream,
     node: FrontendNode,
     params: Mapping[str, str],
     trailing: bytes,
+    prepare: Prepare | None = None,
 ) -> None:
-    """Serve one upgraded WebSocket until it closes; the session outlives it."""
+    """Serve one upgraded WebSocket until it closes; the session outlives it.
+
+    ``prepare`` runs before the node answers (a cluster takes a resumed connection over there).
+    """
     cfg = node.config
+    if prepare is not None:
+        params = await prepare(params)
     fmt: P.Format = "msgpack" if params.get("format") == "msgpack" else "json"
     ws = Connection(ConnectionType.SERVER)
     transport = WebSocketTransport(stream, ws, fmt, cfg.outbox_limit)

@@ -1,0 +1,295 @@
+"""Cluster: runs a frontend as a cluster member (gossip, peer links, takeover, drain), on trio.
+
+The node core stays synchronous; this driver feeds it the cluster map whenever
+gossip reports a change, wires the PeerBus to its peer handlers, performs the
+one operation that must wait for peers before a client is answered (taking a
+connection over on resume), and drains the node on SIGTERM (DESIGN section 5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+import trio
+
+import gossip
+from frontend.errors import ErrorCode, ErrorInfo
+from frontend.keys import InvalidKey
+from frontend.membership import ROLE_FRONTEND, view_from_members
+from frontend.node import FrontendNode
+from frontend.peer import PeerBus, PeerError
+from frontend.peerwire import Request
+from frontend.placement import ClusterView, Peer
+
+log = structlog.get_logger("continuity.cluster")
+
+TAKEOVER_RPC_TIMEOUT_S = 2.0
+LOAD_REPORT_S = 1.0
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def split_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def gossip_profile(name: str) -> gossip.GossipConfig:
+    return {
+        "local": gossip.GossipConfig.local,
+        "lan": gossip.GossipConfig.lan,
+        "wan": gossip.GossipConfig.wan,
+    }[name]()
+
+
+class Cluster:
+    def __init__(self, node: FrontendNode) -> None:
+        self.node = node
+        self.config = node.config
+        self.bus: PeerBus | None = None
+        self.member: gossip.Member | None = None
+        self.draining = False
+        self._taking: dict[str, trio.Event] = {}
+        self._load = -1.0
+
+    # -- running -------------------------------------------------------------
+    async def run(
+        self, client_port: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Join the cluster and keep the node's map current until cancelled."""
+        cfg = self.config
+        assert cfg.gossip_bind is not None
+        bus = self.bus = PeerBus(
+            cfg.node_id,
+            cfg.secrets,
+            on_request=self._on_request,
+            on_push=self._on_push,
+            on_rejected=lambda reason: self.node.metrics.peer_links_rejected.inc(),
+        )
+        self.node.channels.bus = bus
+        advertise = cfg.advertise_host or cfg.host
+        async with trio.open_nursery() as nursery:
+            peer_port = await nursery.start(bus.serve, cfg.peer_host, cfg.peer_port)
+            meta = gossip.Metadata(
+                role=ROLE_FRONTEND,
+                zone=cfg.zone,
+                addresses={"client": f"{advertise}:{client_port}", "peer": f"{advertise}:{peer_port}"},
+                load=0.0,
+                state=gossip.ServingState.ACTIVE,
+            )
+            async with gossip.open_member(
+                gossip_profile(cfg.gossip_profile),
+                bind=split_address(cfg.gossip_bind),
+                seeds=[split_address(s) for s in cfg.seeds],
+                name=cfg.node_id,
+                metadata=meta,
+                secret=cfg.cluster_secret,
+            ) as member:
+                self.member = member
+                self.apply_view()
+                nursery.start_soon(self._watch, member)
+                nursery.start_soon(self._report_load, member)
+                log.info("cluster.joined", node_id=cfg.node_id, gossip=member.address, peer_port=peer_port)
+                task_status.started()
+                await trio.sleep_forever()
+
+    def view(self) -> ClusterView:
+        assert self.member is not None
+        view = view_from_members(self.member.members())
+        me = view.peers.get(self.config.node_id)
+        if me is not None and self.draining:
+            view = view.with_peer(Peer(**{**_peer_fields(me), "active": False}))
+        return view
+
+    def apply_view(self) -> None:
+        view = self.view()
+        assert self.bus is not None
+        self.bus.set_addresses(
+            {p.node_id: split_address(p.peer_addr) for p in view.frontends() if p.alive and p.peer_addr}
+        )
+        self.node.channels.set_view(wall_ms(), view)
+        self.node.ownership.resend_discards(view.alive)
+
+    async def _watch(self, member: gossip.Member) -> None:
+        async for event in member.events():
+            log.info("cluster.member_changed", kind=str(event.kind), member=event.member.name)
+            self.apply_view()
+
+    async def _report_load(self, member: gossip.Member) -> None:
+        while True:
+            await trio.sleep(LOAD_REPORT_S)
+            load = float(len(self.node.outlets))
+            if load != self._load:
+                self._load = load
+                await member.update_metadata(load=load)
+
+    # -- peer handlers (bad input from a peer is answered, logged and counted, never fatal) ---
+    def _on_request(self, src: str, req: Request, reply: Any) -> None:
+        try:
+            self.node.handle_peer_request(wall_ms(), src, req.op, req.args, reply)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.node.metrics.protocol_errors.labels(transport="peer").inc()
+            log.warning("peer.bad_request", peer=src, op=req.op, reason=repr(exc))
+            reply(False, f"bad request: {type(exc).__name__}")
+
+    def _on_push(self, src: str, op: str, args: dict[str, Any]) -> None:
+        try:
+            self.node.handle_peer_push(wall_ms(), src, op, args)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.node.metrics.protocol_errors.labels(transport="peer").inc()
+            log.warning("peer.bad_push", peer=src, op=op, reason=repr(exc))
+
+    # -- takeover ---------------------------------------------------------------
+    async def prepare(self, params: Mapping[str, str]) -> Mapping[str, str]:
+        """Before a resume/recover is answered: take the connection over if another node owns it.
+
+        Returns the params to connect with (the resume key replaced by our new key after a
+        takeover). When no state can be found, returns them unchanged and the node answers
+        in-band (80008), with a new connection.
+        """
+        param = "resume" if params.get("resume") else "recover" if params.get("recover") else None
+        if param is None or self.bus is None:
+            return params
+        text = params[param]
+        try:
+            key = self.node.signer.verify(text)
+        except InvalidKey:
+            return params
+        conn_id = key.connection_id
+        while conn_id in self._taking:
+            await self._taking[conn_id].wait()
+        current = self.node.sessions.get(conn_id)
+        if current is not None and current.key == text:
+            return params  # ours already
+        if current is not None and current.epoch > key.epoch and current.secondary is not None:
+            # A takeover just happened for this connection (concurrent retry): hand out the new key
+            # only to a request carrying the key it replaced.
+            return params
+        done = self._taking[conn_id] = trio.Event()
+        try:
+            new_key = await self._take_over(key.owner, key.secondary, conn_id, key.epoch)
+        finally:
+            del self._taking[conn_id]
+            done.set()
+        if new_key is None:
+            return params
+        out = dict(params)
+        out[param] = new_key
+        return out
+
+    async def _take_over(self, owner: str, secondary: str | None, conn_id: str, key_epoch: int) -> str | None:
+        node = self.node
+        assert self.bus is not None
+        view = node.channels.view
+        now = wall_ms()
+        if node.ownership.tombstones.get(now, conn_id) is not None:
+            return None  # handed over from here already: an old key never takes it back
+        state: dict[str, Any] | None = None
+        source = None
+        if owner != node.node_id and view.alive(owner):
+            try:
+                res = await self.bus.call(
+                    owner, "handover", {"id": conn_id, "epoch": key_epoch}, TAKEOVER_RPC_TIMEOUT_S
+                )
+                if res.get("stale") or (res.get("owner") and res.get("state") is None):
+                    return None
+                state, source = res.get("state"), owner
+            except PeerError as exc:
+                log.info("connection.handover_failed", connection_id=conn_id, owner=owner, reason=str(exc))
+        if state is None:
+            state, source = node.ownership.copies.get(now, conn_id), node.node_id
+        if state is None:
+            candidates = [secondary, node.channels.placement.connection_secondary(conn_id, owner)]
+            for cand in dict.fromkeys(c for c in candidates if c and c != node.node_id and view.alive(c)):
+                try:
+                    res = await self.bus.call(cand, "session_fetch", {"id": conn_id}, TAKEOVER_RPC_TIMEOUT_S)
+                except PeerError:
+                    continue
+                if res.get("state") is not None:
+                    state, source = res["state"], cand
+                    break
+        if state is None or int(state["epoch"]) > key_epoch:
+            node.metrics.takeover_failures.inc()
+            log.info("connection.takeover_failed", connection_id=conn_id, owner=owner)
+            return None
+        s = node.ownership.adopt(wall_ms(), state, key_epoch)
+        log.info("connection.takeover", connection_id=conn_id, old_owner=owner, source=source, epoch=s.epoch)
+        node.ownership.remember_discard(owner, conn_id, s.epoch)
+        if secondary != s.secondary:
+            node.ownership.remember_discard(secondary, conn_id, s.epoch)
+        return s.key
+
+    # -- drain --------------------------------------------------------------------
+    async def drain(self) -> None:
+        """SIGTERM: stop taking work, copy state, hand off homes, move clients, then leave."""
+        node = self.node
+        member, bus = self.member, self.bus
+        if member is None or bus is None:
+            return
+        deadline = trio.current_time() + self.config.drain_timeout_s
+        self.draining = True
+        log.info("frontend.draining", connections=len(node.sessions), homes=len(node.channels.homes))
+        await member.update_metadata(state=gossip.ServingState.DRAINING)
+        self.apply_view()
+        placement = node.channels.placement
+        # 1. Every connection's latest state goes to a live secondary, acknowledged.
+        async with trio.open_nursery() as nursery:
+            for s in list(node.sessions.values()):
+                if s.secondary is None or not node.channels.view.alive(s.secondary):
+                    s.secondary = placement.connection_secondary(s.connection_id, node.node_id)
+                if s.secondary is not None:
+                    nursery.start_soon(self._put_copy, s.secondary, s.to_wire())
+        # 2. Channel homes go to their next homes, which pull the logs from us.
+        for name in list(node.channels.homes):
+            target = placement.channel_home(name)
+            if target is not None and target != node.node_id:
+                bus.push(target, "take", {"channel": name})
+        await self._wait_until(lambda: not node.channels.homes, deadline)
+        # 3. Clients reconnect (resumably) and are taken over elsewhere; detached ones already
+        #    have their copy at the secondary.
+        now = wall_ms()
+        live = set(node.outlets)
+        for conn_id in live:
+            node.cut(
+                now,
+                node.sessions[conn_id],
+                ErrorInfo.of(ErrorCode.DISCONNECTED, "server is draining; resume to continue"),
+            )
+        await self._wait_until(lambda: not live & set(node.sessions), deadline)
+        log.info(
+            "frontend.drained",
+            remaining_connections=len(node.sessions),
+            remaining_homes=len(node.channels.homes),
+        )
+        await member.leave()
+
+    async def _wait_until(self, done: Callable[[], bool], deadline: float) -> None:
+        """Wait, up to ``deadline``, until ``done()`` holds; re-checked whenever the node reports a change."""
+        with trio.move_on_at(deadline):
+            while not done():
+                changed = trio.Event()
+                self.node.on_change = self.node.channels.on_change = changed.set
+                await changed.wait()
+        self.node.on_change = self.node.channels.on_change = _nothing
+
+    async def _put_copy(self, peer: str, state: dict[str, Any]) -> None:
+        assert self.bus is not None
+        try:
+            await self.bus.call(
+                peer, "session_put", {"id": state["id"], "state": state}, TAKEOVER_RPC_TIMEOUT_S
+            )
+        except PeerError as exc:
+            log.warning("connection.copy_failed", connection_id=state["id"], peer=peer, reason=str(exc))
+
+
+def _nothing() -> None:
+    return None
+
+
+def _peer_fields(p: Peer) -> dict[str, Any]:
+    return {f: getattr(p, f) for f in Peer.__dataclass_fields__}

@@ -1,0 +1,142 @@
+"""Ownership: replicate connection state to its secondary, hand it over, adopt it, discard stale copies.
+
+See ``replication.py`` for the theory of operation. This is the node-facing half:
+it reads and changes the node's sessions, and talks to peers only through the
+bus's non-blocking ``push``/``request``. Pure apart from that: times come in.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from frontend.keys import ConnectionKey
+from frontend.replication import SessionCopies, Tombstones
+from frontend.session import Session, SessionState
+
+if TYPE_CHECKING:
+    from frontend.node import FrontendNode
+
+log = structlog.get_logger("continuity.frontend")
+
+SESSION_OPS = frozenset({"session_put", "session_fetch", "handover", "discard"})
+
+
+class Ownership:
+    def __init__(self, node: FrontendNode) -> None:
+        self.node = node
+        ttl = node.config.connection_state_ttl_ms + node.config.max_idle_interval_ms
+        self.copies = SessionCopies(ttl)
+        self.tombstones = Tombstones(ttl)
+        # Discards not yet known delivered, re-sent whenever the peer is (again) in the map.
+        self.discards: dict[str, dict[str, int]] = {}
+
+    # -- owner side ---------------------------------------------------------
+    def replicate(self, s: Session) -> None:
+        """Write ``s``'s state to its secondary (create, attach, detach, clientId change, cursor batch)."""
+        s.dirty = False
+        bus = self.node.channels.bus
+        if bus is None or s.secondary is None or s.terminal:
+            return
+        bus.push(s.secondary, "session_put", {"state": s.to_wire()})
+
+    def flush_dirty(self) -> None:
+        for s in self.node.sessions.values():
+            if s.dirty:
+                self.replicate(s)
+
+    def adopt(self, now_ms: int, state: dict[str, Any], min_epoch: int) -> Session:
+        """Install a taken-over session under a new key and a higher epoch; write its new copy."""
+        node = self.node
+        conn_id = str(state["id"])
+        epoch = max(int(state["epoch"]), min_epoch) + 1
+        secondary = node.channels.placement.connection_secondary(conn_id, node.node_id)
+        key = node.signer.sign(
+            ConnectionKey(owner=node.node_id, secondary=secondary, connection_id=conn_id, epoch=epoch)
+        )
+        s = Session.from_wire(state, key=key, epoch=epoch, secondary=secondary, now_ms=now_ms)
+        old = node.sessions.get(conn_id)
+        if old is not None:
+            node.drop_session(old)
+        node.sessions[conn_id] = s
+        expiry = s.expires_at(node.config.connection_state_ttl_ms)
+        assert expiry is not None
+        heapq.heappush(node._expiry, (expiry, conn_id))
+        self.copies.drop(conn_id)
+        self.replicate(s)
+        node.metrics.takeovers.inc()
+        log.info("connection.taken_over", connection_id=conn_id, epoch=epoch, secondary=secondary)
+        return s
+
+    def remember_discard(self, peer: str | None, conn_id: str, epoch: int) -> None:
+        if peer is None or peer == self.node.node_id:
+            return
+        self.discards.setdefault(peer, {})[conn_id] = epoch
+        bus = self.node.channels.bus
+        if bus is not None:
+            bus.push(peer, "discard", {"id": conn_id, "epoch": epoch})
+
+    def resend_discards(self, alive: Callable[[str], bool]) -> None:
+        """Tell peers back in the map to drop what they still hold (fencing by epoch)."""
+        bus = self.node.channels.bus
+        if bus is None:
+            return
+        for peer, pending in self.discards.items():
+            if alive(peer):
+                for conn_id, epoch in pending.items():
+                    bus.push(peer, "discard", {"id": conn_id, "epoch": epoch})
+
+    # -- requests and pushes from peers ---------------------------------------
+    def handle_request(
+        self, now_ms: int, src: str, op: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        conn_id = args.get("id")
+        if not isinstance(conn_id, str):
+            reply(False, "bad request: no connection id")
+            return
+        if op == "session_fetch":
+            reply(True, {"state": self.copies.get(now_ms, conn_id)})
+        elif op == "handover":
+            reply(True, self._hand_over(now_ms, src, conn_id, int(args.get("epoch", 0))))
+        elif op == "session_put":
+            reply(self.copies.put(now_ms, dict(args["state"])), None)
+        else:
+            reply(False, f"unknown op {op}")
+
+    def handle_push(self, now_ms: int, src: str, op: str, args: dict[str, Any]) -> None:
+        conn_id = args.get("id")
+        if op == "session_put" and isinstance(args.get("state"), dict):
+            self.copies.put(now_ms, args["state"])
+        elif op == "discard" and isinstance(conn_id, str):
+            self._discard(now_ms, conn_id, int(args.get("epoch", 0)))
+
+    def _hand_over(self, now_ms: int, src: str, conn_id: str, key_epoch: int) -> dict[str, Any]:
+        node = self.node
+        stone = self.tombstones.get(now_ms, conn_id)
+        if stone is not None:
+            # Handed over already: the same new owner may ask again; nobody else may take it back.
+            return {"state": stone.state if stone.new_owner == src else None, "owner": stone.new_owner}
+        s = node.sessions.get(conn_id)
+        if s is None or s.terminal:
+            return {"state": None}
+        if key_epoch < s.epoch:
+            return {"state": None, "stale": True}
+        state = s.to_wire()
+        node.drop_session(s)
+        self.tombstones.add(now_ms, conn_id, src, s.epoch + 1, state)
+        log.info("connection.handed_over", connection_id=conn_id, to=src)
+        return {"state": state}
+
+    def _discard(self, now_ms: int, conn_id: str, epoch: int) -> None:
+        self.copies.discard(conn_id, epoch)
+        s = self.node.sessions.get(conn_id)
+        if s is not None and s.epoch < epoch and s.state is not SessionState.CLOSED:
+            log.info("connection.discarded", connection_id=conn_id, epoch=s.epoch, newer=epoch)
+            self.node.drop_session(s)
+
+    def expire(self, now_ms: int) -> None:
+        self.copies.expire(now_ms)
+        self.tombstones.expire(now_ms)
