@@ -113,11 +113,13 @@ class RouterConfig:
         _check_range("upstream_timeout_s", self.upstream_timeout_s, 1, 3600)
         _check_range("pool_max_idle", self.pool_max_idle, 0, 10_000)
         _check_range("pool_idle_timeout_s", self.pool_idle_timeout_s, 0.1, 3600)
-        for secret in (self.cluster_secret, *self.old_cluster_secrets):
+        named = [("cluster_secret", self.cluster_secret)]
+        named += [("old_cluster_secrets", s) for s in self.old_cluster_secrets]
+        for name, secret in named:
             if not secret:
-                raise ConfigError("cluster secrets must not be empty")
+                raise ConfigError(f"{name} must not be empty")
             if not self.dev and len(secret.encode()) < 16:
-                raise ConfigError("cluster secrets must be at least 16 bytes outside dev mode")
+                raise ConfigError(f"{name} must be at least 16 bytes outside dev mode")
 
     @property
     def secrets(self) -> list[str]:

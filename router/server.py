@@ -155,7 +155,8 @@ class FrontDoor:
                 else:
                     metrics.requests.labels(kind=str(request.kind)).inc()
                     if conn.client_is_waiting_for_100_continue:
-                        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+                        go_on = h11.InformationalResponse(status_code=100, headers=[])
+                        await stream.send_all(conn.send(go_on) or b"")
                     body = await self._drain_body(conn, stream)
                     if not await self._forward(conn, stream, event, body, request, peer):
                         return
