@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+import trio
 import trio_websocket
 
 from frontend.protocol import Action, Format, ProtocolMessage, decode, encode
@@ -48,8 +49,22 @@ class RawClient:
 
 @asynccontextmanager
 async def raw_connect(base_url: str, *, fmt: Format = "json", **params: str) -> AsyncIterator[RawClient]:
-    """Open ``base_url/?format=fmt&v=6&...``; yields before reading CONNECTED."""
-    query = urlencode({"format": fmt, "v": "6", **params})
-    async with trio_websocket.open_websocket_url(f"{base_url}/?{query}", max_message_size=MAX_FRAME,
-                                                 connect_timeout=5, disconnect_timeout=1) as ws:
-        yield RawClient(ws, fmt)
+    """Open ``base_url/?format=fmt&v=6&...``; yields before reading CONNECTED.
+
+    The TCP stream is ours and closed on every path (trio-websocket 0.12 can leak it when the
+    server closes abnormally).
+    """
+    url = urlsplit(base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    resource = "/?" + urlencode({"format": fmt, "v": "6", **params})
+    stream = await trio.open_tcp_stream(host, port)
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await trio_websocket.wrap_client_stream(nursery, stream, f"{host}:{port}", resource,
+                                                         max_message_size=MAX_FRAME)
+            try:
+                yield RawClient(ws, fmt)
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        stream.socket.close()
