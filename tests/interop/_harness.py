@@ -1,15 +1,13 @@
-"""Processes and a fault proxy for the interop tests.
+"""Harness for the interop tests: real SDKs in subprocesses against a real frontend.
 
-- ``run_frontend``: a real ``python -m frontend`` subprocess on port 0 with a
-  TOML config; yields once it has written its bound port.
-- ``Tunnel``: a TCP proxy in front of it whose ``cut(duration)`` drops every
-  live socket and, for ``duration`` seconds, closes new ones at once (the
-  client sees a fast failure, never a hang; ably-js would otherwise run its
-  internet connectivity check after 4 s and fail offline).
+- ``run_frontend``: ``tests.support.procs.run_frontend`` with this suite's API key
+  (its secret is long enough for PyJWT's HS256 key-length check).
+- ``start_tunnel`` / ``cut``: ``tests.support.tunnel.Tunnel`` in front of it. A cut
+  resets live sockets and new ones for a while, so the SDK sees a fast failure,
+  never a hang (ably-js would run its internet connectivity check after 4 s and
+  fail offline).
 - ``Script``: a Node or Python SDK script as a subprocess speaking JSON lines:
-  it prints events on stdout and reads commands on stdin.
-
-TODO: switch to ``tests/support`` (tunnel.py, procs.py) once it lands.
+  it prints events on stdout and may read commands on stdin.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -28,6 +25,10 @@ from typing import Any, BinaryIO
 
 import trio
 
+from tests.support import procs
+from tests.support.procs import FrontendProcess
+from tests.support.tunnel import Tunnel
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 KEY_NAME = "app.key"
@@ -36,156 +37,34 @@ API_KEY = f"{KEY_NAME}:{KEY_SECRET}"
 NODE = "node"
 
 
-# ---------------------------------------------------------------------------
-# Frontend process
-
-
-@dataclass
-class Frontend:
-    port: int
-    log_path: Path
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def _open_log(path: Path) -> BinaryIO:
-    return open(path, "wb")  # handed to a subprocess; closed once it has its own copy
-
-
-_serial = itertools.count()
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value))
-
-
 @asynccontextmanager
-async def run_frontend(tmp: Path, **settings: Any) -> AsyncIterator[Frontend]:
-    """Run ``python -m frontend`` with one API key (full capability) on a free port."""
-    port_file = tmp / "frontend.port"
-    log_path = tmp / "frontend.log"
-    conf = {
-        "node_id": "interop1",
-        "host": "127.0.0.1",
-        "port_file": str(port_file),
-        "cluster_secret": "interop-cluster-secret-0123456789",
-        **settings,
-    }
-    lines = [f"{k} = {_toml_value(v)}" for k, v in conf.items()]
-    lines += [f'[keys."{KEY_NAME}"]', f"secret = {_toml_value(KEY_SECRET)}", 'capability = { "*" = ["*"] }']
-    config_path = tmp / "frontend.toml"
-    config_path.write_text("\n".join(lines) + "\n")
-    with _open_log(log_path) as log_file:
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "frontend", "--config", str(config_path), "--port", "0"],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-        )
-        try:
-            with trio.fail_after(15):
-                while not port_file.exists() or not port_file.read_text().strip():
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"frontend exited early:\n{log_path.read_text()}")
-                    await trio.sleep(0.02)  # polled with a deadline
-            yield Frontend(port=int(port_file.read_text()), log_path=log_path)
-        finally:
-            await _stop(proc, signal.SIGTERM)
+async def run_frontend(tmp: Path, **config: Any) -> AsyncIterator[FrontendProcess]:
+    """A real ``python -m frontend`` (tests.support.procs) with one full-capability API key."""
+    keys = {KEY_NAME: {"secret": KEY_SECRET, "capability": {"*": ["*"]}}}
+    async with procs.run_frontend(tmp / "frontend", keys=keys, **config) as fe:
+        yield fe
 
 
-async def _stop(proc: trio.Process, sig: int) -> None:
-    if proc.returncode is None:
-        proc.send_signal(sig)
-        with trio.move_on_after(5):
-            await proc.wait()
-    if proc.returncode is None:
-        proc.kill()
-        with trio.CancelScope(shield=True):
-            await proc.wait()
+async def start_tunnel(nursery: trio.Nursery, port: int) -> Tunnel:
+    tunnel = Tunnel("127.0.0.1", port)
+    await nursery.start(tunnel.serve)
+    return tunnel
 
 
-# ---------------------------------------------------------------------------
-# Fault proxy
-
-
-class Tunnel:
-    """A TCP proxy to ``target_port`` whose ``cut`` drops and refuses connections."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self.accepted = 0
-        self._links: set[trio.CancelScope] = set()
-        self._down_until = 0.0
-        self._blackhole = False
-
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        await trio.serve_listeners(self._handle, listeners, task_status=task_status)
-
-    @property
-    def down(self) -> bool:
-        return trio.current_time() < self._down_until
-
-    def blackhole(self) -> None:
-        """Silently drop server-to-client bytes on live links (a half-dead link) until the next cut."""
-        self._blackhole = True
-
-    async def cut(self, duration: float) -> None:
-        """Drop every live connection now and refuse new ones for ``duration`` seconds."""
-        self._down_until = trio.current_time() + duration
-        self._blackhole = False
-        for scope in list(self._links):
-            scope.cancel()
-        await trio.sleep(duration)  # the cut itself
-
-    async def _handle(self, client: trio.SocketStream) -> None:
-        self.accepted += 1
-        if self.down:
-            await trio.aclose_forcefully(client)
-            return
-        try:
-            upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
-        except OSError:
-            await trio.aclose_forcefully(client)
-            return
-        try:
-            with trio.CancelScope() as scope:
-                self._links.add(scope)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope, False)
-                    nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope, True)
-        finally:
-            self._links.discard(scope)
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(client)
-                await trio.aclose_forcefully(upstream)
-
-    async def _pump(
-        self, src: trio.SocketStream, dst: trio.SocketStream, done: trio.CancelScope, downstream: bool
-    ) -> None:
-        try:
-            while data := await src.receive_some(65536):
-                if downstream and self._blackhole:
-                    continue
-                await dst.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        done.cancel()
+async def cut(tunnel: Tunnel, duration: float) -> None:
+    """Drop every connection through ``tunnel`` and refuse new ones for ``duration`` seconds."""
+    tunnel.cut(duration)
+    await trio.sleep(duration)  # the cut itself
 
 
 # ---------------------------------------------------------------------------
 # SDK scripts
+
+_serial = itertools.count()
+
+
+def _open_log(path: Path) -> BinaryIO:
+    return open(path, "wb")  # handed to the subprocess; closed once it has its own copy
 
 
 @dataclass
@@ -292,23 +171,6 @@ def node_script(tmp: Path, script: str, config: dict[str, Any]) -> Any:
 
 def python_script(tmp: Path, script: str, config: dict[str, Any]) -> Any:
     return run_script(tmp, [sys.executable, str(HERE / "py" / script)], config)
-
-
-async def scrape_metrics(port: int) -> dict[str, float]:
-    """``GET /metrics`` from a frontend, as ``{"name{labels}": value}``."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        body = b""
-        while chunk := await stream.receive_some(65536):
-            body += chunk
-    text = body.partition(b"\r\n\r\n")[2].decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 def make_jwt(*, client_id: str | None, capability: dict[str, list[str]], ttl_s: int = 3600) -> str:

@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.interop._harness import (
-    API_KEY,
-    Frontend,
-    Tunnel,
-    make_jwt,
-    node_script,
-    run_frontend,
-    scrape_metrics,
-)
+from tests.interop._harness import API_KEY, cut, make_jwt, node_script, run_frontend, start_tunnel
+from tests.support.procs import FrontendProcess
 
 pytestmark = pytest.mark.interop
 
@@ -29,7 +22,9 @@ async def frontend(tmp_path: Path):
         yield fe
 
 
-async def run_pubsub(tmp_path: Path, frontend: Frontend, *, sub_binary: bool, pub_binary: bool, **auth):
+async def run_pubsub(
+    tmp_path: Path, frontend: FrontendProcess, *, sub_binary: bool, pub_binary: bool, **auth
+):
     config = {
         "port": frontend.port,
         "binary": sub_binary,
@@ -86,11 +81,10 @@ async def test_pubsub_with_jwt_from_auth_callback(tmp_path, frontend, binary):
 
 
 async def run_resume(
-    tmp_path: Path, frontend: Frontend, *, binary: bool, pub_via_tunnel: bool = False, blackhole: float = 0
+    tmp_path: Path, frontend: FrontendProcess, *, binary: bool, pub_via_tunnel: bool = False, hold: float = 0
 ):
     async with trio.open_nursery() as nursery:
-        tunnel = Tunnel(frontend.port)
-        await nursery.start(tunnel.serve)
+        tunnel = await start_tunnel(nursery, frontend.port)
         config = {
             "port": frontend.port,
             "tunnelPort": tunnel.port,
@@ -104,11 +98,16 @@ async def run_resume(
         with trio.fail_after(30):
             async with node_script(tmp_path, "resume.mjs", config) as script:
                 await script.expect("ready")
-                if blackhole:
-                    # Server-to-client bytes vanish first: publishes land, their ACKs are lost.
-                    tunnel.blackhole()
-                    await trio.sleep(blackhole)
-                await tunnel.cut(1.5)
+                if hold:
+                    # Server-to-client bytes stall first, then the cut drops them:
+                    # publishes land, their ACKs are lost.
+                    tunnel.hold()
+                    await trio.sleep(hold)
+                    tunnel.cut(1.5)
+                    tunnel.release()  # for the connections after the cut
+                    await trio.sleep(1.5)
+                else:
+                    await cut(tunnel, 1.5)
                 result = await script.expect("result")
         nursery.cancel_scope.cancel()
     return result
@@ -147,17 +146,22 @@ async def test_resume_across_a_cut(tmp_path, frontend, binary):
 @pytest.mark.parametrize("binary", FORMATS)
 async def test_resume_with_the_publisher_cut_too(tmp_path, frontend, binary):
     """RTN19a: publishes whose ACKs were lost are re-sent on resume, re-ACKed and published once."""
-    result = await run_resume(tmp_path, frontend, binary=binary, pub_via_tunnel=True, blackhole=0.3)
+    result = await run_resume(tmp_path, frontend, binary=binary, pub_via_tunnel=True, hold=0.3)
     assert result["pubIdAfter"] == result["pubIdBefore"]
     check_resume(result)
-    metrics = await scrape_metrics(frontend.port)
+    metrics = await frontend.metrics()
     assert metrics['continuity_resumes_total{result="ok"}'] >= 2
     assert metrics.get('continuity_resumes_total{result="failed"}', 0) == 0
     assert metrics["continuity_duplicate_publishes_total"] > 0  # the re-sends were deduped
 
 
 async def run_recover(
-    tmp_path: Path, frontend: Frontend, *, binary: bool, forge: str | None = None, then_genuine: bool = False
+    tmp_path: Path,
+    frontend: FrontendProcess,
+    *,
+    binary: bool,
+    forge: str | None = None,
+    then_genuine: bool = False,
 ):
     """Old instance: receive 1..3 and print its recovery key; killed. Then 4..8 are published;
     a new instance recovers, attaches and gets the sentinel 9 and its own message 10.

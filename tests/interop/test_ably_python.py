@@ -7,7 +7,7 @@ import re
 import pytest
 import trio
 
-from tests.interop._harness import API_KEY, Tunnel, python_script, run_frontend
+from tests.interop._harness import API_KEY, cut, python_script, run_frontend, start_tunnel
 
 pytestmark = pytest.mark.interop
 
@@ -15,8 +15,7 @@ pytestmark = pytest.mark.interop
 @pytest.mark.parametrize("binary", [pytest.param(True, id="msgpack"), pytest.param(False, id="json")])
 async def test_ably_python_pubsub_and_resume(tmp_path, binary):
     async with run_frontend(tmp_path) as frontend, trio.open_nursery() as nursery:
-        tunnel = Tunnel(frontend.port)
-        await nursery.start(tunnel.serve)
+        tunnel = await start_tunnel(nursery, frontend.port)
         config = {
             "port": frontend.port,
             "tunnelPort": tunnel.port,
@@ -29,7 +28,7 @@ async def test_ably_python_pubsub_and_resume(tmp_path, binary):
         with trio.fail_after(40):
             async with python_script(tmp_path, "ably_realtime.py", config) as script:
                 await script.expect("ready")
-                await tunnel.cut(1.5)
+                await cut(tunnel, 1.5)
                 result = await script.expect("result")
         nursery.cancel_scope.cancel()
 

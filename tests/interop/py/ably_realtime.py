@@ -33,6 +33,10 @@ def client(port: int) -> AblyRealtime:
         tls=False,
         use_binary_protocol=config["binary"],
         disconnected_retry_timeout=300,
+        # A connection reset during the WebSocket handshake (the tunnel refusing
+        # during a cut) is not surfaced by ably-python 3.1.4: the attempt only
+        # ends when this timer fires (default 10 s), so keep it short.
+        realtime_request_timeout=2000,
     )
 
 
@@ -78,6 +82,7 @@ async def run() -> None:
                 "reason": error(change.reason),
                 "id": sub.connection.connection_manager.connection_id,
                 "sent": state["sent"],
+                "t": round(asyncio.get_running_loop().time(), 2),
             }
         )
         changes.poke()
@@ -88,6 +93,7 @@ async def run() -> None:
                 "kind": "channel",
                 "current": change.current.value,
                 "resumed": bool(change.resumed),
+                "t": round(asyncio.get_running_loop().time(), 2),
                 "reason": error(change.reason),
             }
         )
@@ -141,7 +147,7 @@ async def run() -> None:
 
     task = asyncio.ensure_future(publishing())
     await changes.wait(lambda: len(nums()) >= 10, "the stream to flow")
-    emit("ready", connectionId=sub_id)
+    emit("ready", connectionId=sub_id, t=round(asyncio.get_running_loop().time(), 2))
 
     def up() -> bool:
         return channel.state.value == "attached" and sub.connection.state.value == "connected"
