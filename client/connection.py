@@ -588,22 +588,28 @@ async def connect(
     session = ClientSession(config, rng=rng, recover=recovery)
     conn = Connection(url, params=params, fmt=format, session=session,
                       operation_timeout=operation_timeout, event_buffer=event_buffer)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(conn._run)
-        try:
-            if wait_connected:
-                with trio.move_on_after(connect_timeout):
-                    while conn.state is not ConnectionState.CONNECTED:
-                        conn._raise_if_dead()
-                        await conn._changed()
-                if conn.state is not ConnectionState.CONNECTED:
-                    raise ConnectionFailedError(f"not connected after {connect_timeout} s ({conn.state})",
-                                                conn.error_reason)
-            yield conn
-        finally:
-            with trio.CancelScope(shield=True):
-                await conn.close()
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn._run)
+            try:
+                if wait_connected:
+                    with trio.move_on_after(connect_timeout):
+                        while conn.state is not ConnectionState.CONNECTED:
+                            conn._raise_if_dead()
+                            await conn._changed()
+                    if conn.state is not ConnectionState.CONNECTED:
+                        raise ConnectionFailedError(f"not connected after {connect_timeout} s ({conn.state})",
+                                                    conn.error_reason)
+                yield conn
+            finally:
+                with trio.CancelScope(shield=True):
+                    await conn.close()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The nursery wraps everything; hand the application the one exception it raised or caused.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 def messages(items: Iterable[tuple[str | None, Data]]) -> list[OutboundMessage]:

@@ -30,3 +30,20 @@ async def test_publish_subscribe_ack_serials(frontend: FrontendProcess, tunnel: 
                 assert msg.data == b"\x00\xff" and msg.serial == binary[0]
             rtt = await conn.ping()
             assert rtt >= 0
+
+
+async def test_bad_key_fails_the_connection_in_band(frontend: FrontendProcess) -> None:
+    with trio.fail_after(15), pytest.raises(client.ConnectionFailedError) as info:
+        async with client.connect(frontend.url, key="app.key:wrong-secret"):
+            pass
+    assert info.value.code is not None and 40100 <= info.value.code < 40200
+
+
+async def test_nack_raises_publish_error_with_the_ably_code(frontend: FrontendProcess) -> None:
+    with trio.fail_after(15):
+        async with client.connect(frontend.url, key=API_KEY) as conn:
+            ch = conn.channel("big")
+            with pytest.raises(client.PublishError) as info:
+                await ch.publish("huge", "x" * 70_000)
+            assert info.value.code == 40009
+            assert (await ch.publish("small", "ok"))[0] is not None  # the connection carries on
