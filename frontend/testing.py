@@ -16,10 +16,10 @@ class MemoryOutlet:
         self.closed = False
         self.final: Encoded | None = None
 
-    def send(self, frame: Encoded) -> bool:
+    def send(self, frame: Encoded, *, force: bool = False) -> bool:
         if self.closed:
             return True
-        if len(self.frames) >= self.limit:
+        if len(self.frames) >= self.limit and not force:
             return False
         self.frames.append(frame)
         return True

@@ -53,10 +53,10 @@ class WebSocketTransport:
         self._send_scope: trio.CancelScope | None = None
 
     # -- Outlet -------------------------------------------------------------
-    def send(self, frame: Encoded) -> bool:
+    def send(self, frame: Encoded, *, force: bool = False) -> bool:
         if self._closing:
             return True  # swallowed: the transport is going away and replay covers it
-        if len(self._queue) >= self._limit:
+        if len(self._queue) >= self._limit and not force:
             return False
         self._queue.append(frame_for(frame, self.fmt))
         self._wake.set()

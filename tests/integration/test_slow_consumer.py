@@ -21,12 +21,6 @@ MAX_BATCHES = 3_000
 LIVELOCK_CUTS = 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="frontend bug: a resume whose replay exceeds outbox_limit frames is cut at once and "
-    "WebSocketTransport.close() discards the queued replay, so it never makes progress",
-)
-
 async def test_slow_consumer_is_cut_and_resumes_without_loss(tmp_path: Path, nursery: trio.Nursery) -> None:
     with trio.fail_after(45):
         async with run_frontend(tmp_path / "fe", outbox_limit=16, max_idle_interval_ms=2_000) as fe:

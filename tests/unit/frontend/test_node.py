@@ -145,7 +145,9 @@ def test_resume_keeps_id_and_replays_exactly_the_missed_messages():
     r.attach(21, "ch", serial)
     att, *msgs = r.recv()
     assert att.has(Flag.RESUMED)
-    assert [m.messages[0]["data"] for m in msgs] == [2, 3, 4, 5]
+    assert [x["data"] for m in msgs for x in m.messages] == [2, 3, 4, 5]
+    assert len(msgs) == 1  # the replay is coalesced into one frame
+    assert msgs[-1].channel_serial == node.channels.local_log("ch").last_serial
     pub.publish(30, "ch", 6)
     assert [m.messages[0]["data"] for m in r.recv()] == [6]
 
@@ -307,7 +309,46 @@ def test_slow_consumer_is_cut_resumably_and_catches_up_by_replay():
     r.attach(4, "ch", last if delivered else serial)
     att, *rest = r.recv()
     assert att.has(Flag.RESUMED)
-    assert delivered + [m.messages[0]["data"] for m in rest] == list(range(10))
+    assert delivered + [x["data"] for m in rest for x in m.messages] == list(range(10))
+
+
+def test_replay_larger_than_the_outbox_is_not_cut_and_keeps_order():
+    node = make_node()
+    pub = Client(node)
+    sub = Client(node, limit=16)
+    sub.attach(1, "ch")
+    serial = sub.recv()[-1].channel_serial
+    sub.drop(2)
+    for i in range(1000):
+        pub.publish(3, "ch", i)
+    r = sub.resume(4)
+    r.outlet.limit = 16
+    r.recv()
+    r.attach(5, "ch", serial)
+    att, *frames = r.recv()
+    assert att.has(Flag.RESUMED) and not r.outlet.closed
+    assert [x["data"] for f in frames for x in f.messages] == list(range(1000))
+    assert len(frames) <= 1000 // 256 + 1
+    assert [x["serial"] for f in frames for x in f.messages] == [node.channels.local_log("ch").serial(i)
+                                                                  for i in range(1, 1001)]
+
+
+def test_replay_skips_own_messages_when_echo_is_off():
+    node = make_node()
+    me = Client(node, echo="false")
+    other = Client(node)
+    me.attach(1, "ch")
+    serial = me.recv()[-1].channel_serial
+    me.publish(2, "ch", "mine")
+    assert [m.action for m in me.recv()] == [Action.ACK]
+    me.drop(3)
+    other.publish(3, "ch", "theirs")
+    assert node.channels.local_log("ch").last_seq == 2
+    r = me.resume(4, echo="false")
+    r.recv()
+    r.attach(5, "ch", serial)
+    _, *frames = r.recv()
+    assert [x["data"] for f in frames for x in f.messages] == ["theirs"]
 
 
 def test_heartbeat_ping_id_is_echoed():
