@@ -7,7 +7,7 @@
   never a hang (ably-js would run its internet connectivity check after 4 s and
   fail offline).
 - ``Script``: a Node or Python SDK script as a subprocess speaking JSON lines:
-  it prints events on stdout and may read commands on stdin.
+  it prints events on stdout, one per line.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _open_log(path: Path) -> BinaryIO:
 
 @dataclass
 class Script:
-    """A subprocess that prints JSON events, one per line, and reads JSON commands."""
+    """A subprocess that prints JSON events, one per line, on stdout."""
 
     name: str
     proc: trio.Process
@@ -97,10 +97,6 @@ class Script:
             ev = await self.next_event()
             if ev.get("event") == event:
                 return ev
-
-    async def send(self, **command: Any) -> None:
-        assert self.proc.stdin is not None
-        await self.proc.stdin.send_all((json.dumps(command) + "\n").encode())
 
     def kill(self) -> None:
         if self.proc.returncode is None:
@@ -140,7 +136,7 @@ async def run_script(tmp: Path, argv: list[str], config: dict[str, Any]) -> Asyn
         proc = await trio.lowlevel.open_process(
             [*argv, json.dumps(config)],
             cwd=ROOT,
-            stdin=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=err,
             env=env,
@@ -159,8 +155,6 @@ async def run_script(tmp: Path, argv: list[str], config: dict[str, Any]) -> Asyn
             proc.kill()
         with trio.CancelScope(shield=True):
             await proc.wait()
-            if proc.stdin is not None:
-                await trio.aclose_forcefully(proc.stdin)
             if proc.stdout is not None:
                 await trio.aclose_forcefully(proc.stdout)
 

@@ -1,29 +1,12 @@
 // Shared helpers for the interop scripts: the test (pytest, trio) starts a
 // script with its config as JSON in the last argv item, reads JSON events from
-// stdout (one per line) and may send JSON commands on stdin.
+// stdout (one per line).
 import * as Ably from 'ably';
-import readline from 'node:readline';
 
 export const config = JSON.parse(process.argv[process.argv.length - 1]);
 
 export function emit(event, fields = {}) {
   process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
-}
-
-// Commands from the test, in arrival order.
-const commands = [];
-const commandWaiters = [];
-readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  if (!line.trim()) return;
-  const cmd = JSON.parse(line);
-  const waiter = commandWaiters.shift();
-  if (waiter) waiter(cmd);
-  else commands.push(cmd);
-});
-
-export function nextCommand() {
-  if (commands.length) return Promise.resolve(commands.shift());
-  return new Promise((resolve) => commandWaiters.push(resolve));
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
