@@ -60,7 +60,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_CONNECTION_KEY: 400,
     ErrorCode.SLOW_CONSUMER: 429,
     ErrorCode.CHANNEL_OPERATION_FAILED: 400,
-    ErrorCode.CONTINUITY_LOST: 400,
+    ErrorCode.CONTINUITY_LOST: 404,  # PROTOCOL 3.5: "Unable to recover channel (messages expired)"
     ErrorCode.PRESENCE_UNSUPPORTED: 400,
 }
 
