@@ -629,7 +629,10 @@ def prepare(state: StateDir, offset: int, routers: bool) -> list[NodeSpec]:
 def cmd_up(args: argparse.Namespace) -> int:
     state = StateDir(args.state_dir)
     specs = prepare(state, args.port_offset, not args.no_routers)
-    started = {s.name: start_background(state, s) for s in specs if state.pid(s.name) is None}
+    missing = [s for s in specs if state.pid(s.name) is None]
+    for spec in missing:  # all ports first, so a conflict starts nothing
+        check_ports_free(spec)
+    started = {s.name: start_background(state, s) for s in missing}
     print(f"started {', '.join(started)}" if started else "every node was already running")
     wait_until_up(state, specs, args.timeout, exited_of(started))
     print_status(state, specs)
