@@ -192,18 +192,20 @@ class ChannelLog:
         return lg
 
     # -- replay ----------------------------------------------------------
-    def replay_after(self, serial: str) -> list[Entry] | None:
-        """Entries after ``serial``, or None when continuity from it is lost."""
+    def replay_after(self, serial: str, upto: int | None = None) -> list[Entry] | None:
+        """Entries after ``serial`` (up to seq ``upto``), or None when continuity from it is lost."""
         parsed = parse_serial(serial)
         if parsed is None or parsed[0] != self.epoch:
             return None
         seq = parsed[1]
-        if seq > self.last_seq or seq < self._floor:
+        limit = self.last_seq if upto is None else upto
+        if seq > limit or seq < self._floor:
             return None
         idx = bisect.bisect_right(self._entries, seq, lo=self._head, key=lambda e: e.last_seq)
         if idx < len(self._entries) and self._entries[idx].first_seq != seq + 1:
             return None  # not an entry boundary we ever issued
-        return self._entries[idx:]
+        end = bisect.bisect_right(self._entries, limit, lo=idx, key=lambda e: e.last_seq)
+        return self._entries[idx:end]
 
     # -- retention -------------------------------------------------------
     def expire(self, now_ms: int) -> None:

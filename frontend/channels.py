@@ -97,6 +97,9 @@ class Home:
     pending: deque[_Append] = field(default_factory=deque)  # appended, awaiting the replica
     replica: str | None = None
     replica_synced: bool = True
+    # The last seq fanned out: readers (attach, replay) see nothing beyond it, so an entry still
+    # waiting for the replica reaches every subscriber exactly once, by the fan-out.
+    committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
 
 
@@ -212,8 +215,10 @@ class ChannelService:
                         lambda: done(AttachResult("", None, _unavailable(channel))),
                     )
                     return
-                lg = self.homes[channel].log
-                done(AttachResult(lg.last_serial, lg.replay_after(from_serial) if from_serial else None))
+                held = self.homes[channel]
+                lg = held.log
+                replay = lg.replay_after(from_serial, held.committed) if from_serial else None
+                done(AttachResult(lg.serial(held.committed), replay))
 
             self._with_home(now_ms, channel, local)
             return
@@ -392,6 +397,7 @@ class ChannelService:
             remote_subs=subs - {self.node_id},
             replica=self.placement.channel_replica(channel),
             replica_synced=False,
+            committed=lg.last_seq,
         )
         log.info(
             "channel.home_acquired", channel=channel, epoch=lg.epoch, last_seq=lg.last_seq, source=source
@@ -412,7 +418,12 @@ class ChannelService:
                 return
             if ok:
                 home.replica_synced = True
-                self._complete_replicated(self.now_ms, channel, home, upto=int(result))
+                synced = int(result)
+                self._complete_replicated(self.now_ms, channel, home, upto=synced)
+                # Appends made while the snapshot travelled follow it, in order.
+                for item in list(home.pending):
+                    if item.entry.last_seq > synced:
+                        self._replicate(channel, home, item.entry)
             else:
                 self._retry(self.now_ms, None, lambda t: self._sync_replica(t, channel, home), lambda: None)
 
@@ -448,9 +459,13 @@ class ChannelService:
         if home.replica is None or self.bus is None:
             self._complete_replicated(now_ms, channel, home, upto=entry.last_seq)
             return
-        if not home.replica_synced:
-            return  # the full sync in flight (or retried) will cover this entry
+        if home.replica_synced:
+            self._replicate(channel, home, entry)
+        # else: the sync in flight (or retried) is followed by this entry once it lands
+
+    def _replicate(self, channel: str, home: Home, entry: Entry) -> None:
         replica = home.replica
+        assert replica is not None and self.bus is not None
 
         def on_reply(ok: bool, result: Any) -> None:
             if self.homes.get(channel) is not home or home.replica != replica:
@@ -470,6 +485,7 @@ class ChannelService:
         while home.pending and home.pending[0].entry.last_seq <= upto:
             item = home.pending.popleft()
             entry = item.entry
+            home.committed = entry.last_seq
             self._fan_out(now_ms, channel, entry, entry.publisher)
             if self.bus is not None:
                 for sub in home.remote_subs:
@@ -519,11 +535,11 @@ class ChannelService:
             if args.get("subscribe", True):
                 home.remote_subs.add(src)
             frm = args.get("from")
-            replay = home.log.replay_after(frm) if isinstance(frm, str) and frm else None
+            replay = home.log.replay_after(frm, home.committed) if isinstance(frm, str) and frm else None
             reply(
                 True,
                 {
-                    "last_serial": home.log.last_serial,
+                    "last_serial": home.log.serial(home.committed),
                     "entries": None if replay is None else [e.to_wire() for e in replay],
                 },
             )

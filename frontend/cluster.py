@@ -114,6 +114,7 @@ class Cluster:
         )
         self.node.channels.set_view(wall_ms(), view)
         self.node.ownership.resend_discards(view.alive)
+        self.node.ownership.reassign_secondaries()
 
     async def _watch(self, member: gossip.Member) -> None:
         async for event in member.events():

@@ -82,6 +82,8 @@ class FrontDoor:
                 "draining": bool(self.cluster and self.cluster.draining),
             }
             return 200, b"application/json", json.dumps(body).encode()
+        if path.startswith("/debug/connections/"):
+            return 200, b"application/json", json.dumps(self.node.describe(path.rsplit("/", 1)[1])).encode()
         if path == "/time":
             return 200, b"application/json", json.dumps([wall_ms()]).encode()
         return (

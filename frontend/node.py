@@ -759,6 +759,23 @@ class FrontendNode:
         )
         self.metrics.retained_messages.set(sum(h.log.retained_messages for h in self.channels.homes.values()))
 
+    def describe(self, connection_id: str) -> dict[str, Any]:
+        """What this node holds for a connection (``GET /debug/connections/<id>``); never the key."""
+        s = self.sessions.get(connection_id)
+        if s is not None:
+            return {
+                "state": s.state.value,
+                "epoch": s.epoch,
+                "secondary": s.secondary,
+                "channels": sorted(s.channels),
+            }
+        if self.ownership.copies.get(self.channels.now_ms, connection_id) is not None:
+            return {"state": "copy"}
+        stone = self.ownership.tombstones.get(self.channels.now_ms, connection_id)
+        if stone is not None:
+            return {"state": "handed_over", "to": stone.new_owner, "epoch": stone.epoch}
+        return {"state": "unknown"}
+
     def snapshot(self) -> dict[str, Any]:
         """This node, as JSON for ``GET /cluster``."""
         return {

@@ -43,6 +43,18 @@ class Ownership:
             return
         bus.push(s.secondary, "session_put", {"state": s.to_wire()})
 
+    def reassign_secondaries(self) -> None:
+        """After a map change: sessions whose secondary is gone get a live one, and a fresh copy."""
+        node = self.node
+        view = node.channels.view
+        for s in node.sessions.values():
+            if s.terminal or (s.secondary is not None and view.alive(s.secondary)):
+                continue
+            secondary = node.channels.placement.connection_secondary(s.connection_id, node.node_id)
+            if secondary is not None and secondary != s.secondary:
+                s.secondary = secondary
+                self.replicate(s)
+
     def flush_dirty(self) -> None:
         for s in self.node.sessions.values():
             if s.dirty:
