@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import trio
 
@@ -84,6 +84,10 @@ class Node:
             return ""
 
 
+def _open_log(path: Path) -> BinaryIO:
+    return open(path, "ab")  # handed to the child process; the caller closes it
+
+
 class LocalCluster:
     def __init__(self, workdir: Path, nodes: list[Node]) -> None:
         self.workdir = workdir
@@ -109,7 +113,8 @@ class LocalCluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTINUITY_")}
         env["PYTHONUNBUFFERED"] = "1"
         module = "frontend" if node.role == "frontend" else "router"
-        with open(node.log_path, "ab") as log:
+        log = _open_log(node.log_path)
+        try:
             node.process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", module, "--config", str(node.config_path)],
                 stdout=log,
@@ -117,6 +122,8 @@ class LocalCluster:
                 cwd=str(REPO),
                 env=env,
             )
+        finally:
+            log.close()
         with trio.fail_after(START_TIMEOUT):
             while True:
                 if node.process.poll() is not None:
@@ -153,11 +160,11 @@ class LocalCluster:
         members = body["members"] if isinstance(body, dict) else body
         return {m["node_id"]: m for m in members}
 
-    async def wait_converged(self, *, dead: Iterable[str] = (), timeout: float = CONVERGE_TIMEOUT) -> None:
+    async def wait_converged(self, *, dead: Iterable[str] = (), within: float = CONVERGE_TIMEOUT) -> None:
         """Until every running node sees every running node alive and each of ``dead`` not alive."""
         dead = set(dead)
         running = {n.name for n in self.nodes.values() if n.running}
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while True:
                 ok = True
                 for name in running:
@@ -211,7 +218,7 @@ async def run_cluster(
     **overrides: Any,
 ) -> AsyncIterator[LocalCluster]:
     """Start the cluster (``spare`` frontends are configured but not started) and yield it converged."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    await trio.Path(workdir).mkdir(parents=True, exist_ok=True)
     nodes: list[Node] = []
     for name, zone in [*frontends, *spare]:
         nodes.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import trio
@@ -85,7 +86,7 @@ def check_exactly_once(pub: Publisher, subs: list[Subscriber]) -> None:
         dupes = sorted({x for x in serials if serials.count(x) > 1})
         assert not dupes, f"duplicates at {sub.first_id}: {dupes[:5]} in {serials}"
         parsed = [parse_serial(s) for s in serials]
-        for (e0, s0), (e1, s1) in zip(parsed, parsed[1:], strict=False):
+        for (e0, s0), (e1, s1) in itertools.pairwise(parsed):
             assert e0 == e1 and s1 == s0 + 1, f"gap or reorder at {sub.first_id}: {e0}:{s0} -> {e1}:{s1}"
         start = parse_serial(sub.attached_serial) if sub.attached_serial else None
         expected = [s for s in acked if start is None or parse_serial(s) > start]
