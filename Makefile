@@ -1,4 +1,5 @@
-# Continuity: `make run` serves a dev frontend on 127.0.0.1:8080, `make test` runs everything.
+# Continuity: `make run` starts a local two-zone cluster (routers on 127.0.0.1:8080 and :8090),
+# `make test` installs everything and runs the whole suite.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint run clean unit
+.PHONY: install test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down
 
 install: $(STAMP_PY) $(STAMP_NPM)
 
@@ -27,11 +28,34 @@ unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check frontend client tests $(wildcard gossip) $(wildcard router) $(wildcard bench)
-	$(BIN)/mypy frontend client $(wildcard gossip) $(wildcard router)
+	$(BIN)/ruff check frontend client gossip router tests bench deploy
+	$(BIN)/mypy frontend client gossip router
+
+CLUSTER := $(BIN)/python deploy/localcluster.py
+SIG ?= TERM
 
 run: install
+	$(CLUSTER) run
+
+run-standalone: install
 	$(BIN)/python -m frontend --dev --host 127.0.0.1 --port 8080
+
+cluster-up: install
+	$(CLUSTER) up
+
+cluster-status:
+	@$(CLUSTER) status
+
+cluster-kill:
+	@test -n "$(NODE)" || { echo "usage: make cluster-kill NODE=fe-a1 [SIG=KILL|TERM]" >&2; exit 2; }
+	$(CLUSTER) kill $(NODE) --signal $(SIG)
+
+cluster-start: install
+	@test -n "$(NODE)" || { echo "usage: make cluster-start NODE=fe-a1" >&2; exit 2; }
+	$(CLUSTER) start $(NODE)
+
+cluster-down:
+	$(CLUSTER) down
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
