@@ -65,10 +65,9 @@ async def run(config: RouterConfig) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve, router)
-            metadata = gossip.Metadata(
-                role=ROLE_ROUTER, zone=config.zone, addresses={"client": f"{config.host}:{port}"},
-                state=gossip.ServingState.ACTIVE,
-            )
+            client_addr = f"{config.advertise_host or config.host}:{port}"
+            metadata = gossip.Metadata(role=ROLE_ROUTER, zone=config.zone, addresses={"client": client_addr},
+                                       state=gossip.ServingState.ACTIVE)
             async with gossip.open_member(
                 _PROFILES[config.gossip_profile](), bind=config.gossip_address, seeds=config.seed_addresses,
                 name=config.node_id, metadata=metadata, keyring=keyring(config),

@@ -65,6 +65,9 @@ class RouterConfig:
     port: int = 8080
     # If set, the bound port is written to this file once listening (for tests and scripts).
     port_file: str | None = None
+    # Host other members and operators use to reach this router's port (gossip "client" address);
+    # None means ``host``. Set it when ``host`` is a wildcard such as 0.0.0.0.
+    advertise_host: str | None = None
     # HMAC secret shared by the cluster: verifies connection keys and authenticates gossip.
     # At least 16 bytes outside dev mode.
     cluster_secret: str = "dev-cluster-secret-not-for-production"

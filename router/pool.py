@@ -67,6 +67,7 @@ class FrontendPool:
         self._connect_timeout = connect_timeout_s
         self._metrics = metrics
         self._idle: list[Upstream] = []
+        self._closed = False  # dropped from Pools: connections released later are closed, not kept
 
     @property
     def idle_count(self) -> int:
@@ -91,7 +92,7 @@ class FrontendPool:
 
     async def release(self, up: Upstream) -> None:
         """Return ``up`` after a finished exchange; close it instead if it cannot be reused."""
-        if (up.conn.our_state is h11.DONE and up.conn.their_state is h11.DONE
+        if (not self._closed and up.conn.our_state is h11.DONE and up.conn.their_state is h11.DONE
                 and len(self._idle) < self._max_idle):
             up.conn.start_next_cycle()
             up.idle_since = trio.current_time()
@@ -112,6 +113,7 @@ class FrontendPool:
         self._idle = keep
 
     async def close(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, []
         for up in idle:
             self._metrics.pool_idle.dec()
