@@ -134,6 +134,9 @@ class ChannelService:
         self._local_interest = local_interest
         self.on_change: Callable[[], None] = lambda: None
         self.bus: Bus | None = None
+        # False until the cluster map is complete enough to trust (a node that just joined may not
+        # know of a channel's current home yet, and must not become home beside it).
+        self.ready = True
         self.view = ClusterView({node_id: Peer(node_id=node_id, role="frontend", zone=config.zone)})
         self.placement = Placement(self.view)
         self.homes: dict[str, Home] = {}
@@ -165,7 +168,7 @@ class ChannelService:
                 else:
                     self._resync(now_ms, name, stream)
         for name, held in self.homes.items():
-            replica = self.placement.channel_replica(name)
+            replica = self.placement.replica_for(name, self.node_id)
             if replica != held.replica:
                 held.replica = replica
                 held.replica_synced = False
@@ -339,6 +342,11 @@ class ChannelService:
     def _acquire(self, now_ms: int, channel: str) -> None:
         """Become the channel's home: gather the best surviving copy, or start a new epoch."""
         peers = [p.node_id for p in self.view.frontends() if p.alive and p.node_id != self.node_id]
+        if not self.ready:
+            log.info("channel.acquire_deferred", channel=channel, reason="cluster map not yet settled")
+            for cb in self._acquiring.pop(channel, []):
+                cb(False)
+            return
         if self.bus is None or not peers:
             own = self.replicas.pop(channel, None)
             self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
@@ -352,8 +360,10 @@ class ChannelService:
                 refused.append(result["home"])
             if len(replies) < len(peers):
                 return
-            if refused or self.home_of(channel) != self.node_id:
-                log.info("channel.acquire_deferred", channel=channel, claimed_by=refused)
+            silent = [p for p, r in replies.items() if r is None and self.view.alive(p)]
+            if refused or silent or self.home_of(channel) != self.node_id:
+                # A live peer that did not answer may still be home: never guess (no split brain).
+                log.info("channel.acquire_deferred", channel=channel, claimed_by=refused, silent=silent)
                 for cb in self._acquiring.pop(channel, []):
                     cb(False)
                 return
@@ -395,7 +405,7 @@ class ChannelService:
         home = self.homes[channel] = Home(
             log=lg,
             remote_subs=subs - {self.node_id},
-            replica=self.placement.channel_replica(channel),
+            replica=self.placement.replica_for(channel, self.node_id),
             replica_synced=False,
             committed=lg.last_seq,
         )
@@ -419,12 +429,20 @@ class ChannelService:
             if ok:
                 home.replica_synced = True
                 synced = int(result)
+                log.info(
+                    "channel.replica_synced",
+                    channel=channel,
+                    replica=replica,
+                    last_seq=synced,
+                    pending=len(home.pending),
+                )
                 self._complete_replicated(self.now_ms, channel, home, upto=synced)
                 # Appends made while the snapshot travelled follow it, in order.
                 for item in list(home.pending):
                     if item.entry.last_seq > synced:
                         self._replicate(channel, home, item.entry)
             else:
+                log.info("channel.replica_sync_failed", channel=channel, replica=replica, reason=str(result))
                 self._retry(self.now_ms, None, lambda t: self._sync_replica(t, channel, home), lambda: None)
 
         self.bus.request(
@@ -507,6 +525,9 @@ class ChannelService:
         channel = args.get("channel")
         if not isinstance(channel, str):
             reply(False, "bad request: no channel")
+            return
+        if op in ("attach", "publish", "log_fetch") and src not in self.view.peers:
+            reply(False, f"{src} is not in this node's map yet")  # our map lags: let the caller retry
             return
         handler = {
             "attach": self._serve_attach,

@@ -28,6 +28,7 @@ log = structlog.get_logger("continuity.cluster")
 
 TAKEOVER_RPC_TIMEOUT_S = 2.0
 LOAD_REPORT_S = 1.0
+SETTLE_ALONE_S = 3.0
 
 
 def wall_ms() -> int:
@@ -56,6 +57,7 @@ class Cluster:
         self.draining = False
         self._taking: dict[str, trio.Event] = {}
         self._load = -1.0
+        self._settle_deadline = 0.0
 
     # -- running -------------------------------------------------------------
     async def run(
@@ -72,6 +74,9 @@ class Cluster:
             on_rejected=lambda reason: self.node.metrics.peer_links_rejected.inc(),
         )
         self.node.channels.bus = bus
+        self.node.channels.ready = False
+        # A lone frontend (no peer ever answers) starts serving channels after this long.
+        self._settle_deadline = trio.current_time() + SETTLE_ALONE_S
         advertise = cfg.advertise_host or cfg.host
         async with trio.open_nursery() as nursery:
             peer_port = await nursery.start(bus.serve, cfg.peer_host, cfg.peer_port)
@@ -93,6 +98,7 @@ class Cluster:
                 self.member = member
                 self.apply_view()
                 nursery.start_soon(self._watch, member)
+                nursery.start_soon(self._settle_alone)
                 nursery.start_soon(self._report_load, member)
                 log.info("cluster.joined", node_id=cfg.node_id, gossip=member.address, peer_port=peer_port)
                 task_status.started()
@@ -108,6 +114,13 @@ class Cluster:
 
     def apply_view(self) -> None:
         view = self.view()
+        channels = self.node.channels
+        if not channels.ready and (
+            any(p.alive and p.node_id != self.config.node_id for p in view.frontends())
+            or trio.current_time() >= self._settle_deadline
+        ):
+            channels.ready = True
+            log.info("cluster.map_settled", frontends=len(view.frontends()))
         assert self.bus is not None
         self.bus.set_addresses(
             {p.node_id: split_address(p.peer_addr) for p in view.frontends() if p.alive and p.peer_addr}
@@ -115,6 +128,10 @@ class Cluster:
         self.node.channels.set_view(wall_ms(), view)
         self.node.ownership.resend_discards(view.alive)
         self.node.ownership.reassign_secondaries()
+
+    async def _settle_alone(self) -> None:
+        await trio.sleep_until(self._settle_deadline)
+        self.apply_view()
 
     async def _watch(self, member: gossip.Member) -> None:
         async for event in member.events():

@@ -197,7 +197,7 @@ class PeerBus:
                 link.connected = True
                 try:
                     await stream.send_all(
-                        W.encode_hello(self._secrets[0], self.node_id, _wall_ms(), os.urandom(12))
+                        W.encode_hello(self._secrets[0], self.node_id, _wall_ms(), os.urandom(12), self.port)
                     )
                     while True:
                         if not link.queue:
@@ -227,7 +227,12 @@ class PeerBus:
                 reader.feed(data)
                 for body in reader.frames():
                     if peer is None:
-                        peer = W.verify_hello(self._secrets, body, _wall_ms()).node_id
+                        hello = W.verify_hello(self._secrets, body, _wall_ms())
+                        peer = hello.node_id
+                        if peer not in self._addresses:
+                            # Not in our map yet (it just joined): answer it where it listens.
+                            host = stream.socket.getpeername()[0]
+                            self._addresses[peer] = (host, hello.listen_port)
                         log.info("peer.link_accepted", peer=peer)
                         continue
                     self._dispatch(peer, W.parse(body))

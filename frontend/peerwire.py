@@ -6,8 +6,10 @@ replies, pushes) travels on one ordered stream.
 
 Frame: a 4-byte big-endian length, then a msgpack array ``[kind, ...]``. The
 first frame on a link is HELLO ``[kind, version, node_id, timestamp_ms, nonce,
-mac]``, whose mac is HMAC-SHA256 over ``version|node_id|timestamp|nonce`` with
-the cluster secret; a listener drops and counts a link whose hello does not
+listen_port, mac]``, whose mac is HMAC-SHA256 over
+``version|node_id|timestamp|listen_port|nonce`` with the cluster secret. The
+listen port lets the listener answer a dialer it has not yet heard of by
+gossip. A listener drops and counts a link whose hello does not
 verify or is older than ``HELLO_MAX_SKEW_MS``. Pure: no I/O, no clock.
 """
 
@@ -47,6 +49,7 @@ class Hello:
     node_id: str
     timestamp_ms: int
     nonce: bytes
+    listen_port: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,39 +75,46 @@ class Push:
 Frame = Hello | Request | Reply | Push
 
 
-def _mac(secret: bytes, node_id: str, ts: int, nonce: bytes) -> bytes:
-    msg = f"{PEER_PROTOCOL_VERSION}|{node_id}|{ts}|".encode() + nonce
+def _mac(secret: bytes, node_id: str, ts: int, port: int, nonce: bytes) -> bytes:
+    msg = f"{PEER_PROTOCOL_VERSION}|{node_id}|{ts}|{port}|".encode() + nonce
     return hmac.new(secret, msg, hashlib.sha256).digest()
 
 
-def encode_hello(secret: str, node_id: str, timestamp_ms: int, nonce: bytes) -> bytes:
+def encode_hello(secret: str, node_id: str, timestamp_ms: int, nonce: bytes, listen_port: int) -> bytes:
     body = [
         int(Kind.HELLO),
         PEER_PROTOCOL_VERSION,
         node_id,
         timestamp_ms,
         nonce,
-        _mac(secret.encode(), node_id, timestamp_ms, nonce),
+        listen_port,
+        _mac(secret.encode(), node_id, timestamp_ms, listen_port, nonce),
     ]
     return _frame(body)
 
 
 def verify_hello(secrets: Sequence[str], frame: list[Any], now_ms: int) -> Hello:
     """Check a HELLO frame's version, freshness and MAC; raise PeerProtocolError."""
-    if len(frame) != 6 or frame[0] != Kind.HELLO:
+    if len(frame) != 7 or frame[0] != Kind.HELLO:
         raise PeerProtocolError("first frame must be HELLO")
-    _, version, node_id, ts, nonce, mac = frame
+    _, version, node_id, ts, nonce, port, mac = frame
     if version != PEER_PROTOCOL_VERSION:
         raise PeerProtocolError(f"peer protocol version {version!r} unsupported")
-    if not isinstance(node_id, str) or not isinstance(ts, int) or not isinstance(nonce, bytes):
+    if (
+        not isinstance(node_id, str)
+        or not isinstance(ts, int)
+        or not isinstance(nonce, bytes)
+        or not isinstance(port, int)
+        or not 0 < port < 65536
+    ):
         raise PeerProtocolError("malformed HELLO")
     if not isinstance(mac, bytes) or not any(
-        hmac.compare_digest(_mac(s.encode(), node_id, ts, nonce), mac) for s in secrets
+        hmac.compare_digest(_mac(s.encode(), node_id, ts, port, nonce), mac) for s in secrets
     ):
         raise PeerProtocolError("HELLO does not authenticate")
     if abs(now_ms - ts) > HELLO_MAX_SKEW_MS:
         raise PeerProtocolError("HELLO is stale")
-    return Hello(node_id=node_id, timestamp_ms=ts, nonce=nonce)
+    return Hello(node_id=node_id, timestamp_ms=ts, nonce=nonce, listen_port=port)
 
 
 def _frame(body: list[Any]) -> bytes:

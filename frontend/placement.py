@@ -97,6 +97,15 @@ class Placement:
             return None
         return self._first_other_zone(order[1:], self.view.zone_of(order[0]))
 
+    def replica_for(self, channel: str, holder: str) -> str | None:
+        """Where ``holder``'s copy of ``channel`` should live while it holds the log.
+
+        The same as ``channel_replica`` when ``holder`` is the home; during a hand-over, when the
+        map already names another home, it is still never ``holder`` itself.
+        """
+        order = [n for n in self.channel_order(channel) if n != holder]
+        return self._first_other_zone(order, self.view.zone_of(holder))
+
     def connection_secondary(self, connection_id: str, owner: str) -> str | None:
         """Where the copy of ``connection_id``'s state lives, for an owner in its zone."""
         order = rendezvous_order(connection_id, [n for n in self._active if n != owner])

@@ -329,8 +329,9 @@ def test_replay_larger_than_the_outbox_is_not_cut_and_keeps_order():
     assert att.has(Flag.RESUMED) and not r.outlet.closed
     assert [x["data"] for f in frames for x in f.messages] == list(range(1000))
     assert len(frames) <= 1000 // 256 + 1
-    assert [x["serial"] for f in frames for x in f.messages] == [node.channels.local_log("ch").serial(i)
-                                                                  for i in range(1, 1001)]
+    assert [x["serial"] for f in frames for x in f.messages] == [
+        node.channels.local_log("ch").serial(i) for i in range(1, 1001)
+    ]
 
 
 def test_replay_skips_own_messages_when_echo_is_off():

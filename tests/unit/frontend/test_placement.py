@@ -11,8 +11,9 @@ def view(**overrides) -> ClusterView:
     peers = {n: Peer(node_id=n, role="frontend", zone=z) for n, z in NODES.items()}
     peers["rt1"] = Peer(node_id="rt1", role="router", zone="a")
     for n, fields in overrides.items():
-        peers[n.replace("_", "-")] = Peer(node_id=n.replace("_", "-"), role="frontend",
-                                           zone=NODES[n.replace("_", "-")], **fields)
+        peers[n.replace("_", "-")] = Peer(
+            node_id=n.replace("_", "-"), role="frontend", zone=NODES[n.replace("_", "-")], **fields
+        )
     return ClusterView(peers)
 
 
@@ -76,3 +77,14 @@ def test_least_loaded():
     assert p.least_loaded() == "y"
     assert p.least_loaded(exclude=["y"]) == "z"
     assert Placement(ClusterView({})).least_loaded() is None
+
+
+def test_replica_for_a_holder_is_never_the_holder_even_when_the_map_names_another_home():
+    p = Placement(view())
+    for i in range(300):
+        name = f"c{i}"
+        home = p.channel_home(name)
+        assert p.replica_for(name, home) == p.channel_replica(name)
+        for holder in NODES:
+            replica = p.replica_for(name, holder)
+            assert replica != holder and NODES[replica] != NODES[holder]
