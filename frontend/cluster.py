@@ -23,6 +23,7 @@ from frontend.node import FrontendNode
 from frontend.peer import PeerBus, PeerError
 from frontend.peerwire import Request
 from frontend.placement import ClusterView, Peer
+from frontend.session import Session
 
 log = structlog.get_logger("continuity.cluster")
 
@@ -222,7 +223,9 @@ class Cluster:
         if state is None:
             state, source = node.ownership.copies.get(now, conn_id), node.node_id
         if state is None:
+            # The secondaries first; then anyone (a draining owner may have left its copy elsewhere).
             candidates = [secondary, node.channels.placement.connection_secondary(conn_id, owner)]
+            candidates += [p.node_id for p in view.frontends()]
             for cand in dict.fromkeys(c for c in candidates if c and c != node.node_id and view.alive(c)):
                 try:
                     res = await self.bus.call(cand, "session_fetch", {"id": conn_id}, TAKEOVER_RPC_TIMEOUT_S)
@@ -244,7 +247,7 @@ class Cluster:
 
     # -- drain --------------------------------------------------------------------
     async def drain(self) -> None:
-        """SIGTERM: stop taking work, copy state, hand off homes, move clients, then leave."""
+        """SIGTERM: stop taking work, hand off homes, move clients, leave copies, then leave."""
         node = self.node
         member, bus = self.member, self.bus
         if member is None or bus is None:
@@ -254,22 +257,16 @@ class Cluster:
         log.info("frontend.draining", connections=len(node.sessions), homes=len(node.channels.homes))
         await member.update_metadata(state=gossip.ServingState.DRAINING)
         self.apply_view()
-        placement = node.channels.placement
-        # 1. Every connection's latest state goes to a live secondary, acknowledged.
-        async with trio.open_nursery() as nursery:
-            for s in list(node.sessions.values()):
-                if s.secondary is None or not node.channels.view.alive(s.secondary):
-                    s.secondary = placement.connection_secondary(s.connection_id, node.node_id)
-                if s.secondary is not None:
-                    nursery.start_soon(self._put_copy, s.secondary, s.to_wire())
-        # 2. Channel homes go to their next homes, which pull the logs from us.
+        # 1. Channel homes go to their next homes, which pull the logs from us.
         for name in list(node.channels.homes):
-            target = placement.channel_home(name)
+            target = node.channels.placement.channel_home(name)
             if target is not None and target != node.node_id:
                 bus.push(target, "take", {"channel": name})
         await self._wait_until(lambda: not node.channels.homes, deadline)
-        # 3. Clients reconnect (resumably) and are taken over elsewhere; detached ones already
-        #    have their copy at the secondary.
+        # 2. Let "draining" reach the routers, so that the clients we cut next resume elsewhere
+        #    (a rumour needs a few gossip rounds; this is that time, not a guess at a condition).
+        await trio.sleep(2 * member.config.leave_propagate_time)
+        # 3. Live clients reconnect (resumably); their new owners take the state over from us.
         now = wall_ms()
         live = set(node.outlets)
         for conn_id in live:
@@ -279,6 +276,11 @@ class Cluster:
                 ErrorInfo.of(ErrorCode.DISCONNECTED, "server is draining; resume to continue"),
             )
         await self._wait_until(lambda: not live & set(node.sessions), deadline)
+        # 4. Whatever is still here (detached, or not back in time) leaves an acknowledged copy.
+        async with trio.open_nursery() as nursery:
+            for s in list(node.sessions.values()):
+                if not s.terminal:
+                    nursery.start_soon(self._leave_copy, s)
         log.info(
             "frontend.drained",
             remaining_connections=len(node.sessions),
@@ -295,14 +297,24 @@ class Cluster:
                 await changed.wait()
         self.node.on_change = self.node.channels.on_change = _nothing
 
-    async def _put_copy(self, peer: str, state: dict[str, Any]) -> None:
+    async def _leave_copy(self, s: Session) -> None:
+        """Put ``s``'s state on its secondary, or on any live frontend of another zone, acknowledged."""
         assert self.bus is not None
-        try:
-            await self.bus.call(
-                peer, "session_put", {"id": state["id"], "state": state}, TAKEOVER_RPC_TIMEOUT_S
-            )
-        except PeerError as exc:
-            log.warning("connection.copy_failed", connection_id=state["id"], peer=peer, reason=str(exc))
+        node = self.node
+        view = node.channels.view
+        zone = self.config.zone
+        candidates = [s.secondary] + [p.node_id for p in view.frontends() if p.zone != zone]
+        candidates += [p.node_id for p in view.frontends() if p.zone == zone]
+        state = s.to_wire()
+        for peer in dict.fromkeys(c for c in candidates if c and c != node.node_id and view.alive(c)):
+            try:
+                await self.bus.call(
+                    peer, "session_put", {"id": state["id"], "state": state}, TAKEOVER_RPC_TIMEOUT_S
+                )
+                return
+            except PeerError as exc:
+                log.warning("connection.copy_failed", connection_id=state["id"], peer=peer, reason=str(exc))
+        log.error("connection.copy_lost", connection_id=state["id"])
 
 
 def _nothing() -> None:

@@ -108,7 +108,7 @@ async def test_sigterm_drain_then_rolling_restart_of_every_frontend_loses_nothin
                 assert code == 0, f"{fe.name} exited {code} after SIGTERM"
                 target = len(pub.acked) + 20
                 with trio.fail_after(20):
-                    await wait_until(lambda: len(pub.acked) >= target)
+                    await wait_until(lambda target=target: len(pub.acked) >= target)
                 await cluster.start(fe.name)
                 await cluster.wait_converged()
             await _finish(pub, subs, nursery)
