@@ -225,38 +225,91 @@ class ChannelService:
 
             self._with_home(now_ms, channel, local)
             return
+        retry = lambda t: self.attach(  # noqa: E731
+            t, channel, from_serial, done, subscribe=subscribe, deadline_ms=deadline
+        )
+        self._remote_attach(
+            now_ms,
+            channel,
+            home,
+            from_serial,
+            subscribe,
+            done,
+            on_fail=lambda: self._retry(
+                self.now_ms, deadline, retry, lambda: done(AttachResult("", None, _unavailable(channel)))
+            ),
+        )
+
+    def _remote_attach(
+        self,
+        now_ms: int,
+        channel: str,
+        home: str,
+        from_serial: str | None,
+        subscribe: bool,
+        done: AttachDone,
+        *,
+        on_fail: Callable[[], None],
+    ) -> None:
+        """Attach at a remote home; with ``subscribe``, also (re)join our stream and catch it up.
+
+        The request carries our stream's cursor, and the home answers with the entries after it
+        as well as the client's replay, so that the stream and a newly attached client move
+        together: the stream's other subscribers get exactly what the stream had not applied.
+        """
         assert self.bus is not None
+        stream = self.streams.get(channel) if subscribe else None
+        stream_from = (
+            f"{stream.epoch}:{stream.cursor}"
+            if stream is not None and stream.home == home and stream.epoch
+            else None
+        )
 
         def on_reply(ok: bool, result: Any) -> None:
-            t = self.now_ms
             if not ok or not isinstance(result, dict):
-                self._retry(
-                    t,
-                    deadline,
-                    lambda t2: self.attach(
-                        t2, channel, from_serial, done, subscribe=subscribe, deadline_ms=deadline
-                    ),
-                    lambda: done(AttachResult("", None, _unavailable(channel))),
-                )
+                on_fail()
                 return
             last = str(result["last_serial"])
             if subscribe:
-                stream = self.streams.get(channel)
-                if stream is None or stream.home != home:
-                    stream = self.streams[channel] = Stream(home=home)
-                parsed = parse_serial(last)
-                if parsed is not None and (stream.epoch != parsed[0] or stream.cursor < parsed[1]):
-                    stream.epoch, stream.cursor = parsed
+                self._catch_up(channel, home, stream_from, last, result.get("stream_entries"))
             replay = result.get("entries")
             done(AttachResult(last, None if replay is None else [Entry.from_wire(e) for e in replay]))
 
-        self.bus.request(
-            home,
-            "attach",
-            {"channel": channel, "from": from_serial, "subscribe": subscribe},
-            on_reply,
-            RPC_TIMEOUT_S,
-        )
+        args = {"channel": channel, "from": from_serial, "subscribe": subscribe, "stream_from": stream_from}
+        self.bus.request(home, "attach", args, on_reply, RPC_TIMEOUT_S)
+
+    def _catch_up(
+        self, channel: str, home: str, sent_from: str | None, last: str, stream_entries: list[Any] | None
+    ) -> None:
+        """Bring our stream for ``channel`` to the home's ``last``, fanning out what it missed."""
+        parsed = parse_serial(last)
+        if parsed is None:
+            return
+        stream = self.streams.get(channel)
+        if stream is None:
+            self.streams[channel] = Stream(home=home, epoch=parsed[0], cursor=parsed[1])
+            return
+        if stream.home != home:
+            return  # re-pointed elsewhere meanwhile; that home's answer will move it
+        stream.resyncing = False
+        if sent_from is None:
+            if stream.epoch is None:
+                stream.epoch, stream.cursor = parsed
+                return
+            # We had a cursor but sent none (another home held it then): resync from it.
+            self._resync(self.now_ms, channel, stream)
+            return
+        if stream_entries is None:
+            # The home cannot continue our stream from its cursor: the history is gone (90003).
+            if (stream.epoch, stream.cursor) != parsed:
+                stream.epoch, stream.cursor = parsed
+                self._lost(self.now_ms, channel, last)
+            return
+        for raw in stream_entries:
+            entry = Entry.from_wire(raw)
+            if entry.first_seq == stream.cursor + 1:
+                stream.cursor = entry.last_seq
+                self._fan_out(self.now_ms, channel, entry, entry.publisher)
 
     def release(self, channel: str) -> None:
         """No local client listens to ``channel`` any more: stop its stream."""
@@ -557,11 +610,18 @@ class ChannelService:
                 home.remote_subs.add(src)
             frm = args.get("from")
             replay = home.log.replay_after(frm, home.committed) if isinstance(frm, str) and frm else None
+            stream_from = args.get("stream_from")
+            stream = (
+                home.log.replay_after(stream_from, home.committed)
+                if isinstance(stream_from, str) and stream_from
+                else None
+            )
             reply(
                 True,
                 {
                     "last_serial": home.log.serial(home.committed),
                     "entries": None if replay is None else [e.to_wire() for e in replay],
+                    "stream_entries": None if stream is None else [e.to_wire() for e in stream],
                 },
             )
 
@@ -679,47 +739,16 @@ class ChannelService:
         self._fan_out(now_ms, channel, entry, entry.publisher)
 
     def _resync(self, now_ms: int, channel: str, stream: Stream) -> None:
-        """Re-attach the stream at its (new) home from the cursor; replay what was missed."""
+        """Re-attach the stream at its (new) home from its cursor; replay exactly what it missed."""
         stream.resyncing = True
-        cursor = f"{stream.epoch}:{stream.cursor}" if stream.epoch else None
         home = stream.home
 
-        def done(res: AttachResult) -> None:
-            current = self.streams.get(channel)
-            if current is not stream or stream.home != home:
-                return
-            stream.resyncing = False
-            if res.error is not None:
+        def failed() -> None:
+            if self.streams.get(channel) is stream and stream.home == home:
+                stream.resyncing = False
                 self._retry(self.now_ms, None, lambda t: self._resync(t, channel, stream), lambda: None)
-                return
-            if res.replay is None:
-                parsed = parse_serial(res.last_serial)
-                if parsed:
-                    stream.epoch, stream.cursor = parsed
-                self._lost(self.now_ms, channel, res.last_serial)
-                return
-            for e in res.replay:
-                if e.last_seq > stream.cursor:
-                    stream.cursor = e.last_seq
-                    self._fan_out(self.now_ms, channel, e, e.publisher)
 
-        assert self.bus is not None
-
-        def on_reply(ok: bool, result: Any) -> None:
-            if not ok or not isinstance(result, dict):
-                done(AttachResult("", None, _unavailable(channel)))
-                return
-            replay = result.get("entries")
-            done(
-                AttachResult(
-                    str(result["last_serial"]),
-                    None if replay is None else [Entry.from_wire(e) for e in replay],
-                )
-            )
-
-        self.bus.request(
-            home, "attach", {"channel": channel, "from": cursor, "subscribe": True}, on_reply, RPC_TIMEOUT_S
-        )
+        self._remote_attach(now_ms, channel, home, None, True, lambda res: None, on_fail=failed)
 
     # ------------------------------------------------------------------
     # Time

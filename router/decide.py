@@ -197,6 +197,33 @@ def decide(
     return _any_active(view, Reason.FALLBACK, key.connection_id)
 
 
+class RecentAssignments:
+    """New connections this router sent to each frontend since that frontend last reported its load.
+
+    Gossip carries load about once a second; without this, every connection opened in that second
+    would go to the same "least loaded" frontend. ``adjusted(view)`` adds the count to each load.
+    """
+
+    def __init__(self) -> None:
+        self._count: dict[str, int] = {}
+        self._seen_load: dict[str, float] = {}
+
+    def note(self, node: str) -> None:
+        self._count[node] = self._count.get(node, 0) + 1
+
+    def adjusted(self, view: ClusterView) -> ClusterView:
+        peers = dict(view.peers)
+        for node, peer in view.peers.items():
+            if self._seen_load.get(node) != peer.load:
+                # A fresh report includes what we sent before it: start counting again.
+                self._seen_load[node] = peer.load
+                self._count.pop(node, None)
+            extra = self._count.get(node, 0)
+            if extra:
+                peers[node] = dataclasses.replace(peer, load=peer.load + extra)
+        return ClusterView(peers)
+
+
 class RefusalMemory:
     """Nodes that refused a TCP connect recently, each remembered until a deadline.
 

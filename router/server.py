@@ -34,6 +34,7 @@ from router.decide import (
     Decision,
     NoRoute,
     Reason,
+    RecentAssignments,
     RefusalMemory,
     RequestKind,
     Route,
@@ -76,6 +77,7 @@ class Router:
         self.metrics = metrics if metrics is not None else RouterMetrics()
         self.signer = KeySigner(config.secrets)
         self.refusals = RefusalMemory(config.refused_memory_s)
+        self.recent = RecentAssignments()
         self.pools = Pools(max_idle=config.pool_max_idle, idle_timeout_s=config.pool_idle_timeout_s,
                            connect_timeout_s=config.connect_timeout_s, metrics=self.metrics)
         self.port: int | None = None
@@ -83,13 +85,15 @@ class Router:
     def choose(self, request: RouteRequest, refused: set[str], peer: str) -> Decision:
         """Decide for ``request`` with this request's and the remembered refusals; count and log it."""
         skip = refused | self.refusals.current(trio.current_time())
-        decision = decide(request, self.cluster.view, self.signer, skip)
+        decision = decide(request, self.recent.adjusted(self.cluster.view), self.signer, skip)
         if isinstance(decision, NoRoute):
             self.metrics.decisions.labels(reason=UNAVAILABLE).inc()
             log.warning("route.unavailable", kind=str(request.kind), wanted=str(decision.wanted),
                         refused=sorted(skip), peer=peer)
             return decision
         self.metrics.decisions.labels(reason=str(decision.reason)).inc()
+        if decision.reason is Reason.NEW:
+            self.recent.note(decision.target)
         emit = log.debug if decision.reason in _QUIET_REASONS else log.info
         emit("route.decided", kind=str(request.kind), reason=str(decision.reason), target=decision.target,
              connection_id=decision.connection_id, peer=peer)

@@ -219,3 +219,23 @@ def test_refusal_memory_expires() -> None:
     assert memory.current(22.5) == {"a1"}
     with pytest.raises(ValueError):
         RefusalMemory(-1)
+
+
+def test_recent_assignments_spread_new_connections_between_load_reports():
+    from frontend.placement import ClusterView, Peer
+    from router.decide import RecentAssignments
+
+    view = ClusterView({n: Peer(node_id=n, role="frontend", zone="a", client_addr=f"127.0.0.1:{p}")
+                        for n, p in (("x", 1), ("y", 2), ("z", 3))})
+    recent = RecentAssignments()
+    chosen = []
+    for _ in range(6):
+        adjusted = recent.adjusted(view)
+        node = min(adjusted.active_frontends(), key=lambda p: (p.load, p.node_id)).node_id
+        recent.note(node)
+        chosen.append(node)
+    assert sorted(chosen) == ["x", "x", "y", "y", "z", "z"]
+    # A fresh report from x resets what we counted for it.
+    reported = view.with_peer(Peer(node_id="x", role="frontend", zone="a", client_addr="127.0.0.1:1", load=5))
+    assert recent.adjusted(reported).peers["x"].load == 5
+    assert recent.adjusted(reported).peers["y"].load == 2
