@@ -160,6 +160,15 @@ class ChannelLog:
         self.last_activity_ms = now_ms
         self._trim(now_ms)
 
+    def truncate_after(self, seq: int) -> None:
+        """Forget entries after ``seq`` (appended here but never made durable by a replica)."""
+        while len(self._entries) > self._head and self._entries[-1].first_seq > seq:
+            entry = self._entries.pop()
+            self._retained_messages -= entry.count
+            if entry.publisher is not None and entry.msg_serial is not None:
+                self._published.pop((entry.publisher, entry.msg_serial), None)
+        self.last_seq = min(self.last_seq, max(seq, self._floor))
+
     def entries(self) -> list[Entry]:
         return self._entries[self._head :]
 

@@ -86,8 +86,9 @@ Lost = Callable[[int, str, str], None]
 class _Append:
     entry: Entry
     serials: list[str]
-    waiters: list[PublishDone]
-    replicated: bool = False
+    # (done, abandon): ``abandon`` re-routes the publish if this home is demoted before the replica
+    # acknowledged it (the retry is answered from whichever copy survives, never numbered twice).
+    waiters: list[tuple[PublishDone, Callable[[], None]]]
 
 
 @dataclass(slots=True)
@@ -142,6 +143,9 @@ class ChannelService:
         self.homes: dict[str, Home] = {}
         self.replicas: dict[str, ChannelLog] = {}
         self.streams: dict[str, Stream] = {}
+        # Remote subscribers of homes we gave up without a hand-over (see ``_demote``).
+        self.former_subs: dict[str, set[str]] = {}
+        self._seen_dead: set[str] = set()
         self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
         self._retries: list[tuple[int, Callable[[int], None]]] = []
         self.now_ms = 0
@@ -153,10 +157,25 @@ class ChannelService:
         return self.placement.channel_home(channel) or self.node_id
 
     def set_view(self, now_ms: int, view: ClusterView) -> None:
-        """Adopt a new cluster map: re-point streams, re-sync replicas."""
+        """Adopt a new cluster map: re-point streams, re-sync replicas, re-validate homes after a heal."""
         self.now_ms = now_ms
         self.view = view
         self.placement = Placement(view)
+        fronts = view.frontends()
+        revived = {p.node_id for p in fronts if p.alive and p.node_id in self._seen_dead}
+        self._seen_dead = (self._seen_dead - revived) | {p.node_id for p in fronts if not p.alive}
+        if revived and self.homes:
+            # A member we saw dead is back: a partition healed (or a map lagged). Homes either side
+            # held meanwhile may have been superseded, so none is trusted: each becomes a copy and
+            # the next request re-acquires from the best copy in the cluster.
+            log.info("channel.homes_revalidated", revived=sorted(revived), homes=len(self.homes))
+            for name in list(self.homes):
+                self._demote(name)
+        if revived:
+            # Our streams re-register with whichever node holds each home now, and catch up.
+            for name, stream in list(self.streams.items()):
+                if not stream.resyncing:
+                    self._resync(now_ms, name, stream)
         for name, stream in list(self.streams.items()):
             home = self.home_of(name)
             if home != stream.home:
@@ -173,6 +192,17 @@ class ChannelService:
                 held.replica = replica
                 held.replica_synced = False
                 self._sync_replica(now_ms, name, held)
+
+    def _demote(self, name: str) -> None:
+        """Stop being home of ``name``: keep its durable part as a copy; re-route publishes in flight."""
+        home = self.homes.pop(name)
+        home.log.truncate_after(home.committed)
+        self.replicas[name] = home.log
+        self.former_subs[name] = set(home.remote_subs)
+        self.on_change()
+        for item in home.pending:
+            for _, abandon in item.waiters:
+                abandon()
 
     def _resubscribe_local(self, now_ms: int, name: str, stream: Stream) -> None:
         del self.streams[name]
@@ -348,7 +378,16 @@ class ChannelService:
                 if not ok:
                     self._retry(self.now_ms, deadline, again, give_up)
                     return
-                self._append(self.now_ms, channel, connection_id, msg_serial, messages, envelope, done)
+                self._append(
+                    self.now_ms,
+                    channel,
+                    connection_id,
+                    msg_serial,
+                    messages,
+                    envelope,
+                    done,
+                    lambda: again(self.now_ms),
+                )
 
             self._with_home(now_ms, channel, local)
             return
@@ -423,10 +462,13 @@ class ChannelService:
             best: ChannelLog | None = self.replicas.pop(channel, None)
             subs: set[str] = set()
             source = "replica" if best is not None else "fresh"
+            subs |= self.former_subs.pop(channel, set())
             for peer_id, r in replies.items():
-                if not isinstance(r, dict) or r.get("log") is None:
+                if not isinstance(r, dict):
                     continue
                 subs |= set(r.get("subs") or ())
+                if r.get("log") is None:
+                    continue
                 lg = ChannelLog.from_snapshot(
                     channel,
                     r["log"],
@@ -511,6 +553,7 @@ class ChannelService:
         messages: list[Message],
         envelope: dict[str, Any],
         done: PublishDone,
+        abandon: Callable[[], None],
     ) -> None:
         home = self.homes[channel]
         lg = home.log
@@ -519,14 +562,14 @@ class ChannelService:
             self.metrics.duplicates.inc()
             for pending in home.pending:
                 if pending.entry.publisher == connection_id and pending.entry.msg_serial == msg_serial:
-                    pending.waiters.append(done)  # still replicating: answer when it is
+                    pending.waiters.append((done, abandon))  # still replicating: answer when it is
                     return
             done(prior, None)
             return
         serials, entry = lg.append(
             now_ms, [dict(m) for m in messages], envelope, publisher=connection_id, msg_serial=msg_serial
         )
-        home.pending.append(_Append(entry, serials, [done]))
+        home.pending.append(_Append(entry, serials, [(done, abandon)]))
         if home.replica is None or self.bus is None:
             self._complete_replicated(now_ms, channel, home, upto=entry.last_seq)
             return
@@ -561,7 +604,7 @@ class ChannelService:
             if self.bus is not None:
                 for sub in home.remote_subs:
                     self.bus.push(sub, "deliver", {"channel": channel, "entry": entry.to_wire()})
-            for waiter in item.waiters:
+            for waiter, _ in item.waiters:
                 waiter(item.serials, None)
         if not home.pending:
             waiting, home.relinquish = home.relinquish, []
@@ -649,6 +692,7 @@ class ChannelService:
                 list(args["messages"]),
                 dict(args["envelope"]),
                 done,
+                lambda: reply(False, f"{channel} changed home; retry"),
             )
 
         self._with_home(now_ms, channel, then)
@@ -659,7 +703,10 @@ class ChannelService:
         home = self.homes.get(channel)
         if home is None:
             copy = self.replicas.get(channel)
-            reply(True, {"log": copy.snapshot() if copy is not None else None})
+            subs = set(self.former_subs.get(channel, ()))
+            if channel in self.streams or (copy is not None and self._local_interest(channel)):
+                subs.add(self.node_id)
+            reply(True, {"log": copy.snapshot() if copy is not None else None, "subs": sorted(subs)})
             return
         if self.home_of(channel) != src:
             reply(True, {"home": self.node_id})  # my map still says I am home: the asker must wait

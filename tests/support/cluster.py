@@ -62,17 +62,19 @@ class Node:
     log_path: Path
     process: trio.Process | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", NS]
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
     async def get_json(self, path: str) -> Any:
-        status, body = await http_get("127.0.0.1", self.port, path)
+        status, body = await http_get(self.host, self.port, path)
         if status != 200:
             raise AssertionError(f"{self.name} {path} answered {status}")
         return json.loads(body)
@@ -116,7 +118,7 @@ class LocalCluster:
         log = _open_log(node.log_path)
         try:
             node.process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", module, "--config", str(node.config_path)],
+                [*node.prefix, sys.executable, "-m", module, "--config", str(node.config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=str(REPO),
@@ -131,7 +133,7 @@ class LocalCluster:
                         f"{name} exited with {node.process.returncode}:\n{node.log_text()[-4000:]}"
                     )
                 try:
-                    status, _ = await http_get("127.0.0.1", node.port, "/health")
+                    status, _ = await http_get(node.host, node.port, "/health")
                     if status == 200:
                         return
                 except (OSError, ValueError, IndexError):
@@ -163,7 +165,7 @@ class LocalCluster:
     async def wait_converged(self, *, dead: Iterable[str] = (), within: float = CONVERGE_TIMEOUT) -> None:
         """Until every running node sees every running node alive and each of ``dead`` not alive."""
         dead = set(dead)
-        running = {n.name for n in self.nodes.values() if n.running}
+        running = {n.name for n in self.nodes.values() if n.running and n.name not in dead}
         with trio.fail_after(within):
             while True:
                 ok = True
@@ -196,10 +198,11 @@ def _frontend_config(node: Node, seeds: list[str], overrides: Mapping[str, Any])
     return {
         "node_id": node.name,
         "zone": node.zone,
-        "host": "127.0.0.1",
+        "host": node.host,
+        "peer_host": node.host,
         "port": node.port,
         "cluster_secret": CLUSTER_SECRET,
-        "gossip_bind": f"127.0.0.1:{node.gossip_port}",
+        "gossip_bind": f"{node.host}:{node.gossip_port}",
         "seeds": seeds,
         "gossip_profile": "local",
         "peer_port": node.extra["peer_port"],
@@ -215,9 +218,15 @@ async def run_cluster(
     frontends: Iterable[tuple[str, str]] = (("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"), ("fe-b2", "b")),
     routers: Iterable[tuple[str, str]] = (("rt1", "a"),),
     spare: Iterable[tuple[str, str]] = (),
+    host: str = "127.0.0.1",
+    placed: Mapping[str, tuple[str, list[str]]] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[LocalCluster]:
-    """Start the cluster (``spare`` frontends are configured but not started) and yield it converged."""
+    """Start the cluster (``spare`` frontends are configured but not started) and yield it converged.
+
+    Every daemon binds ``host``, except those in ``placed`` (name -> (host, command prefix)), which
+    run elsewhere, e.g. in a network namespace (``tests/support/netns.py``).
+    """
     await trio.Path(workdir).mkdir(parents=True, exist_ok=True)
     nodes: list[Node] = []
     for name, zone in [*frontends, *spare]:
@@ -245,8 +254,10 @@ async def run_cluster(
                 workdir / f"{name}.log",
             )
         )
+    for n in nodes:
+        n.host, n.prefix = (placed or {}).get(n.name, (host, []))
     fronts = [n for n in nodes if n.role == "frontend"]
-    seeds = [f"127.0.0.1:{n.gossip_port}" for n in fronts[:2]]
+    seeds = [f"{n.host}:{n.gossip_port}" for n in fronts[:2]]
     keys = {KEY_NAME: {"secret": KEY_SECRET, "capability": {"*": ["*"]}}}
     for n in nodes:
         if n.role == "frontend":
@@ -255,10 +266,10 @@ async def run_cluster(
             cfg = {
                 "node_id": n.name,
                 "zone": n.zone,
-                "host": "127.0.0.1",
+                "host": n.host,
                 "port": n.port,
                 "cluster_secret": CLUSTER_SECRET,
-                "gossip_bind": f"127.0.0.1:{n.gossip_port}",
+                "gossip_bind": f"{n.host}:{n.gossip_port}",
                 "seeds": seeds,
                 "gossip_profile": "local",
             }

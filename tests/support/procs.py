@@ -83,7 +83,7 @@ def _dechunk(body: bytes) -> bytes:
         if size == 0:
             break
         out += body[:size]
-        body = body[size + 2:]
+        body = body[size + 2 :]
     return bytes(out)
 
 
@@ -172,8 +172,9 @@ def _open_log(path: Path) -> BinaryIO:
     return open(path, "wb")  # handed to the child process; the caller closes it
 
 
-def _prepare(workdir: Path, config: Mapping[str, Any],
-             keys: Mapping[str, Mapping[str, Any]] | None) -> tuple[Path, Path, Path]:
+def _prepare(
+    workdir: Path, config: Mapping[str, Any], keys: Mapping[str, Mapping[str, Any]] | None
+) -> tuple[Path, Path, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     port_file = workdir / "frontend.port"
     port_file.unlink(missing_ok=True)
@@ -185,8 +186,9 @@ def _prepare(workdir: Path, config: Mapping[str, Any],
 
 
 @asynccontextmanager
-async def run_frontend(workdir: Path, *, keys: Mapping[str, Mapping[str, Any]] | None = None,
-                       **config: Any) -> AsyncIterator[FrontendProcess]:
+async def run_frontend(
+    workdir: Path, *, keys: Mapping[str, Mapping[str, Any]] | None = None, **config: Any
+) -> AsyncIterator[FrontendProcess]:
     """Start a frontend with ``config`` (FrontendConfig fields) and yield it once healthy."""
     port_file, log_path, config_path = _prepare(workdir, config, keys)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTINUITY_")}
@@ -195,7 +197,10 @@ async def run_frontend(workdir: Path, *, keys: Mapping[str, Mapping[str, Any]] |
     try:
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "frontend", "--config", str(config_path), "--port", "0"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+            env=env,
         )
     finally:
         log.close()
@@ -207,8 +212,7 @@ async def run_frontend(workdir: Path, *, keys: Mapping[str, Mapping[str, Any]] |
         fe = FrontendProcess(process=process, port=port, config_path=config_path, log_path=log_path)
         yield fe
     except BaseException:
-        print(f"--- frontend log ({log_path}) ---\n{_read(log_path)[-8000:]}",
-              file=sys.stderr)
+        print(f"--- frontend log ({log_path}) ---\n{_read(log_path)[-8000:]}", file=sys.stderr)
         raise
     finally:
         with trio.CancelScope(shield=True):

@@ -60,8 +60,9 @@ async def raw_connect(base_url: str, *, fmt: Format = "json", **params: str) -> 
     stream = await trio.open_tcp_stream(host, port)
     try:
         async with trio.open_nursery() as nursery:
-            ws = await trio_websocket.wrap_client_stream(nursery, stream, f"{host}:{port}", resource,
-                                                         max_message_size=MAX_FRAME)
+            ws = await trio_websocket.wrap_client_stream(
+                nursery, stream, f"{host}:{port}", resource, max_message_size=MAX_FRAME
+            )
             try:
                 yield RawClient(ws, fmt)
             finally:

@@ -148,8 +148,9 @@ class Tunnel:
                     if stream is not None:
                         stream.socket.close()
 
-    async def _pump(self, src: trio.SocketStream, dst: trio.SocketStream, downstream: bool,
-                    done: trio.CancelScope) -> None:
+    async def _pump(
+        self, src: trio.SocketStream, dst: trio.SocketStream, downstream: bool, done: trio.CancelScope
+    ) -> None:
         try:
             while True:
                 if downstream:

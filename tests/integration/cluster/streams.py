@@ -60,9 +60,15 @@ class Subscriber:
     attached_serial: str | None = None
 
     async def run(
-        self, url: str, *, task_status: trio.TaskStatus[Subscriber] = trio.TASK_STATUS_IGNORED
+        self,
+        url: str,
+        *,
+        request_timeout: float = 10.0,
+        task_status: trio.TaskStatus[Subscriber] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        async with client.connect(url, key=API_KEY, backoff=FAST_BACKOFF) as conn:
+        async with client.connect(
+            url, key=API_KEY, backoff=FAST_BACKOFF, request_timeout=request_timeout
+        ) as conn:
             self.conn = conn
             self.first_id = conn.id
             ch = conn.channel(self.channel)
