@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -535,6 +536,35 @@ def analyse(
     }
 
 
+async def run_until_signalled(args: argparse.Namespace) -> dict[str, Any]:
+    """``run``, stopped cleanly (cluster and workers killed) by SIGINT or SIGTERM.
+
+    SIGINT is watched explicitly because a shell without job control starts
+    background jobs with SIGINT ignored, which would leave Ctrl-C to nobody.
+    """
+    result: dict[str, Any] = {}
+    signalled = False
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal signalled
+                async for _ in signals:
+                    signalled = True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            async def main_task() -> None:
+                result.update(await run(args))
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            nursery.start_soon(main_task)
+    if signalled:
+        raise KeyboardInterrupt
+    return result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=200, help="subscribers (default 200)")
@@ -568,7 +598,11 @@ def main() -> None:
     args = p.parse_args()
     if args.clients < 1 or args.procs < 1 or args.rate <= 0 or args.channels < 1:
         p.error("--clients, --procs, --channels must be >= 1 and --rate > 0")
-    print(json.dumps(trio.run(run, args), indent=2))
+    try:
+        out = trio.run(run_until_signalled, args)
+    except KeyboardInterrupt:
+        sys.exit("interrupted; every process this run started has been stopped")
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
