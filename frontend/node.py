@@ -30,7 +30,6 @@ name their owner, and ``owns`` decides.
 from __future__ import annotations
 
 import heapq
-import json
 import random
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -38,20 +37,19 @@ from typing import Any, Protocol
 import structlog
 
 from frontend import protocol as P
-from frontend.auth import Authenticator, AuthError, Identity, allows
-from frontend.channel_log import Entry
-from frontend.channels import AttachResult, ChannelService
+from frontend.auth import Authenticator, AuthError, Identity
+from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
-from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from frontend.errors import ErrorCode, ErrorInfo
 from frontend.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
 from frontend.metrics import Metrics
 from frontend.ownership import SESSION_OPS, Ownership
-from frontend.protocol import Action, Encoded, Flag, ProtocolMessage
-from frontend.session import ChannelCursor, Session, SessionState
+from frontend.protocol import Action, Encoded, ProtocolMessage
+from frontend.pubsub import PubSub, server_message
+from frontend.session import Session, SessionState
 
 log = structlog.get_logger("continuity.frontend")
 
-MAX_CHANNEL_NAME = 1024
 LOG_SWEEP_MS = 1000
 
 
@@ -72,70 +70,7 @@ class Outlet(Protocol):
         ...
 
 
-def _pm(action: Action, **fields: Any) -> Encoded:
-    return Encoded.of(ProtocolMessage(action=action, **fields))
-
-
-def _payload_size(m: Mapping[str, Any]) -> int:
-    """Message size as Ably counts it: data, name, clientId and extras (TO3l8)."""
-    size = 0
-    for key in ("data", "name", "clientId"):
-        v = m.get(key)
-        if isinstance(v, str):
-            size += len(v.encode("utf-8", "surrogatepass"))
-        elif isinstance(v, (bytes, bytearray)):
-            size += len(v)
-        elif v is not None:
-            size += len(json.dumps(v, default=str))
-    extras = m.get("extras")
-    if extras is not None:
-        size += len(json.dumps(extras, default=str))
-    return size
-
-
-REPLAY_BATCH_MESSAGES = 256
-REPLAY_BATCH_BYTES = 256 * 1024
-
-
-def coalesce_replay(
-    channel: str, entries: list[Entry], *, skip_publisher: str | None
-) -> list[tuple[Encoded, int]]:
-    """Pack replayed entries into few MESSAGE frames (each message keeps its own id and serial).
-
-    A frame's channelSerial is that of its last entry, so a client that stops mid-replay resumes
-    from the right place. Entries by ``skip_publisher`` (echo off) are left out.
-    """
-    frames: list[tuple[Encoded, int]] = []
-    batch: list[P.Message] = []
-    size = 0
-    serial = ""
-
-    def flush() -> None:
-        nonlocal batch, size
-        if batch:
-            wire = {
-                "action": int(Action.MESSAGE),
-                "channel": channel,
-                "channelSerial": serial,
-                "messages": batch,
-            }
-            frames.append((Encoded(wire), len(batch)))
-        batch, size = [], 0
-
-    for entry in entries:
-        if skip_publisher is not None and entry.publisher == skip_publisher:
-            continue
-        msgs = entry.frame.wire["messages"]
-        if batch and (len(batch) + len(msgs) > REPLAY_BATCH_MESSAGES or size > REPLAY_BATCH_BYTES):
-            flush()
-        batch.extend(msgs)
-        size += sum(_payload_size(m) for m in msgs)
-        serial = entry.frame.wire["channelSerial"]
-    flush()
-    return frames
-
-
-class FrontendNode:
+class FrontendNode(PubSub):
     def __init__(
         self,
         config: FrontendConfig,
@@ -199,7 +134,7 @@ class FrontendNode:
         }
 
     def _connected(self, s: Session, error: ErrorInfo | None = None) -> Encoded:
-        return _pm(
+        return server_message(
             Action.CONNECTED,
             connection_id=s.connection_id,
             connection_details=self.connection_details(s),
@@ -269,7 +204,7 @@ class FrontendNode:
 
     def _refuse(self, outlet: Outlet, error: ErrorInfo) -> None:
         self.metrics.errors_sent.labels(code=str(error.code)).inc()
-        outlet.close(_pm(Action.ERROR, error=error))
+        outlet.close(server_message(Action.ERROR, error=error))
 
     def owns(self, key: ConnectionKey) -> bool:
         return key.owner == self.node_id
@@ -328,7 +263,7 @@ class FrontendNode:
         outlet = self.outlets.get(s.connection_id)
         if outlet is None:
             return
-        outlet.close(_pm(Action.DISCONNECTED, error=error))
+        outlet.close(server_message(Action.DISCONNECTED, error=error))
         self.transport_lost(now_ms, s, outlet)
 
     def _unsubscribe_all(self, s: Session) -> None:
@@ -389,7 +324,7 @@ class FrontendNode:
     def handle_heartbeat(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         # RTN13e: echo the ping id.
         if pm.id is not None:
-            self._send(now_ms, s, _pm(Action.HEARTBEAT, id=pm.id))
+            self._send(now_ms, s, server_message(Action.HEARTBEAT, id=pm.id))
 
     def handle_close(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         outlet = self.outlets.get(s.connection_id)
@@ -397,7 +332,7 @@ class FrontendNode:
         s.close()
         log.info("connection.closed", connection_id=s.connection_id)
         if outlet is not None:
-            outlet.send(_pm(Action.CLOSED, connection_id=s.connection_id))
+            outlet.send(server_message(Action.CLOSED, connection_id=s.connection_id))
             outlet.close(None)
 
     def handle_disconnect(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
@@ -419,7 +354,7 @@ class FrontendNode:
             self.metrics.auth_failures.labels(code=str(int(exc.code))).inc()
             outlet = self.outlets.get(s.connection_id)
             if outlet is not None:
-                outlet.close(_pm(Action.ERROR, error=exc.info()))
+                outlet.close(server_message(Action.ERROR, error=exc.info()))
                 self.transport_lost(now_ms, s, outlet)
             return
         s.identity = ident
@@ -427,281 +362,6 @@ class FrontendNode:
             s.client_id = ident.client_id
             self.ownership.replicate(s)
         self._send(now_ms, s, self._connected(s))
-
-    # -- channels -------------------------------------------------------
-
-    def _channel_error(
-        self, now_ms: int, s: Session, action: Action, name: str, code: ErrorCode, msg: str
-    ) -> None:
-        self.metrics.errors_sent.labels(code=str(int(code))).inc()
-        self._send(now_ms, s, _pm(action, channel=name, error=ErrorInfo.of(code, msg)))
-
-    @staticmethod
-    def _valid_channel(name: str | None) -> bool:
-        return bool(name) and len(name or "") <= MAX_CHANNEL_NAME
-
-    def _granted_modes(self, s: Session, name: str, requested: int) -> int:
-        cap = s.identity.capability
-        granted = requested
-        if not allows(cap, name, "publish"):
-            granted &= ~Flag.PUBLISH
-        if not allows(cap, name, "subscribe"):
-            granted &= ~Flag.SUBSCRIBE
-        if not allows(cap, name, "presence"):
-            granted &= ~(Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE)
-        return granted
-
-    def handle_attach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
-        """RTL4: answer ATTACHED; resume from the client's channelSerial when covered (RTL15b)."""
-        name = pm.channel
-        if name is None or not self._valid_channel(name):
-            raise RemoteProtocolError("ATTACH needs a channel name of 1..1024 characters")
-        cap = s.identity.capability
-        if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
-            self._channel_error(
-                now_ms,
-                s,
-                Action.ERROR,
-                name,
-                ErrorCode.CAPABILITY_DENIED,
-                f"channel denied access based on capability: {name}",
-            )
-            return
-        cur = s.channels.get(name)
-        if cur is None and len(s.channels) >= self.config.max_channels_per_connection:
-            self._channel_error(
-                now_ms,
-                s,
-                Action.ERROR,
-                name,
-                ErrorCode.RATE_LIMITED,
-                f"at most {self.config.max_channels_per_connection} channels per connection",
-            )
-            return
-        requested = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
-        granted = self._granted_modes(s, name, requested)
-        if cur is not None and cur.attached_gen == s.generation:
-            # Already attached on this transport: everything up to the cursor is queued.
-            self._send(
-                now_ms,
-                s,
-                _pm(Action.ATTACHED, channel=name, channel_serial=cur.serial, flags=granted | Flag.RESUMED),
-            )
-            return
-        from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
-        generation = s.generation
-
-        def done(res: AttachResult) -> None:
-            if s.generation != generation or self.outlets.get(s.connection_id) is None:
-                return  # the transport that asked is gone; its successor will ATTACH again
-            self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res)
-
-        self.channels.attach(now_ms, name, from_serial, done)
-
-    def _complete_attach(
-        self, now_ms: int, s: Session, name: str, granted: int, from_serial: str | None, res: AttachResult
-    ) -> None:
-        """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b)."""
-        if res.error is not None:
-            self._send(now_ms, s, _pm(Action.DETACHED, channel=name, error=res.error))
-            return
-        replay = res.replay
-        error = None
-        if from_serial and replay is None:
-            error = ErrorInfo.of(
-                ErrorCode.CONTINUITY_LOST,
-                f"unable to recover channel {name} from serial {from_serial}: continuity lost",
-            )
-            self.metrics.discontinuities.inc()
-        resumed = replay is not None
-        flags = granted | (Flag.RESUMED if resumed else 0)
-        serial = from_serial if resumed else res.last_serial
-        if not self._send(
-            now_ms, s, _pm(Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error)
-        ):
-            return
-        subscribing = bool(granted & Flag.SUBSCRIBE)
-        last = res.last_serial
-        if replay and subscribing:
-            last = str(replay[-1].frame.wire.get("channelSerial", last))
-            own = None if s.echo else s.connection_id
-            outlet = self.outlets.get(s.connection_id)
-            if outlet is None:
-                return
-            sent = 0
-            for frame, count in coalesce_replay(name, replay, skip_publisher=own):
-                outlet.send(frame, force=True)
-                sent += count
-            self.metrics.replays.inc()
-            self.metrics.replayed_messages.inc(sent)
-        s.channels[name] = ChannelCursor(granted, last, s.generation)
-        if subscribing:
-            self.subscribers.setdefault(name, {})[s.connection_id] = s
-        self.ownership.replicate(s)
-        log.info(
-            "channel.attached",
-            connection_id=s.connection_id,
-            channel=name,
-            resumed=resumed,
-            serial=serial,
-            lost=error is not None,
-        )
-
-    def notify_lost(self, now_ms: int, channel: str, last_serial: str) -> None:
-        """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003)."""
-        error = ErrorInfo.of(
-            ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
-        )
-        for sub in list(self.subscribers.get(channel, {}).values()):
-            cur = sub.channels[channel]
-            cur.serial = last_serial
-            self.metrics.discontinuities.inc()
-            self._send(
-                now_ms,
-                sub,
-                _pm(
-                    Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=cur.modes, error=error
-                ),
-            )
-
-    def handle_detach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
-        name = pm.channel
-        if name is None:
-            raise RemoteProtocolError("DETACH needs a channel")
-        s.channels.pop(name, None)
-        self._unsubscribe(s, name)
-        self.ownership.replicate(s)
-        self._send(now_ms, s, _pm(Action.DETACHED, channel=name))
-        log.info("channel.detached", connection_id=s.connection_id, channel=name)
-
-    # -- publish ----------------------------------------------------------
-
-    def handle_unsupported_publish(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
-        if pm.msg_serial is None:
-            raise RemoteProtocolError(f"{pm.action.name} needs a msgSerial")
-        item = s.acks.add(pm.msg_serial)
-        s.acks.complete(
-            item,
-            error=ErrorInfo.of(
-                ErrorCode.BAD_REQUEST, f"{pm.action.name.lower()} is not supported by this server"
-            ),
-        )
-        self._flush_acks(now_ms, s)
-
-    def _publish_error(self, s: Session, pm: ProtocolMessage) -> ErrorInfo | None:
-        name = pm.channel
-        if name is None or not self._valid_channel(name):
-            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs a channel name of 1..1024 characters")
-        if not pm.messages:
-            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs at least one message")
-        cur = s.channels.get(name)
-        if not allows(s.identity.capability, name, "publish") or (
-            cur is not None and not cur.modes & Flag.PUBLISH
-        ):
-            return ErrorInfo.of(ErrorCode.CAPABILITY_DENIED, f"permission denied to publish on {name}")
-        size = sum(_payload_size(m) for m in pm.messages)
-        if size > self.config.max_message_size:
-            return ErrorInfo.of(
-                ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED,
-                f"message size {size} exceeds the maximum of {self.config.max_message_size}",
-            )
-        for m in pm.messages:
-            if not s.may_publish_as(m.get("clientId")):
-                return ErrorInfo.of(
-                    ErrorCode.INVALID_CLIENT_ID,
-                    f"message clientId {m.get('clientId')!r} does not match the connection's",
-                )
-        return None
-
-    def handle_message(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
-        """RTL6/RTN7: stamp, have the home append and replicate, fan out, then ACK in order with ``res``."""
-        if pm.msg_serial is None:
-            raise RemoteProtocolError("MESSAGE needs a msgSerial")
-        self.metrics.messages_in.inc(len(pm.messages or ()))
-        item = s.acks.add(pm.msg_serial)
-        error = self._publish_error(s, pm)
-        if error is not None:
-            s.acks.complete(item, error=error)
-            self._flush_acks(now_ms, s)
-            return
-        assert pm.channel is not None and pm.messages is not None
-        acks = s.acks
-
-        def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
-            acks.complete(item, serials=serials, error=err)
-            if s.acks is acks:  # else the transport changed: the client re-sends, dedupe answers
-                self._flush_acks(self.channels.now_ms, s)
-
-        self.publish(now_ms, s, pm.channel, pm.msg_serial, pm.messages, done)
-
-    def publish(
-        self,
-        now_ms: int,
-        s: Session,
-        channel: str,
-        msg_serial: int,
-        messages: list[P.Message],
-        done: Callable[[list[str] | None, ErrorInfo | None], None],
-    ) -> None:
-        """Stamp ``messages`` (TM2) and hand them to the channel's home; ``done(serials, error)``."""
-        conn = s.connection_id
-        stamped = []
-        for i, m in enumerate(messages):
-            out = {k: v for k, v in m.items() if v is not None and k != "connectionKey"}
-            out.setdefault("id", f"{conn}:{msg_serial}:{i}")
-            out["connectionId"] = conn
-            if "clientId" not in out and s.client_id not in (None, "*"):
-                out["clientId"] = s.client_id
-            out.setdefault("timestamp", now_ms)
-            stamped.append(out)
-        envelope = {
-            "action": int(Action.MESSAGE),
-            "channel": channel,
-            "id": f"{conn}:{msg_serial}",
-            "connectionId": conn,
-            "timestamp": now_ms,
-        }
-        self.channels.publish(now_ms, channel, conn, msg_serial, stamped, envelope, done)
-
-    def fan_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
-        """Queue one shared frame on every subscribing transport of ``channel``."""
-        subs = self.subscribers.get(channel)
-        if not subs:
-            return
-        frame = entry.frame
-        serial = frame.wire["channelSerial"]
-        slow: list[Session] = []
-        delivered = 0
-        for sub in subs.values():
-            cur = sub.channels[channel]
-            cur.serial = serial
-            sub.dirty = True
-            if publisher == sub.connection_id and not sub.echo:
-                continue
-            outlet = self.outlets.get(sub.connection_id)
-            if outlet is None:
-                continue
-            if outlet.send(frame):
-                delivered += 1
-            else:
-                slow.append(sub)
-        self.metrics.messages_out.inc(delivered * entry.count)
-        for sub in slow:
-            self.metrics.slow_consumers.inc()
-            log.info("connection.slow_consumer", connection_id=sub.connection_id, channel=channel)
-            self.cut(
-                now_ms,
-                sub,
-                ErrorInfo.of(ErrorCode.SLOW_CONSUMER, "client too slow: outbox full; resume to continue"),
-            )
-
-    def _flush_acks(self, now_ms: int, s: Session) -> None:
-        for msg_serial, count, res, error in s.acks.release():
-            if error is not None:
-                self.metrics.nacks.labels(code=str(error.code)).inc()
-                self._send(now_ms, s, _pm(Action.NACK, msg_serial=msg_serial, count=count, error=error))
-            else:
-                self._send(now_ms, s, _pm(Action.ACK, msg_serial=msg_serial, count=count, res=res))
 
     # ------------------------------------------------------------------
     # Time
@@ -724,6 +384,7 @@ class FrontendNode:
             self.channels.retire_idle(now_ms)
             self.ownership.flush_dirty()
             self.ownership.expire(now_ms)
+            self.ownership.resend_discards(self.channels.view.alive)
 
     def next_deadline(self) -> int:
         nxt = self._next_sweep

@@ -84,22 +84,32 @@ class Ownership:
         return s
 
     def remember_discard(self, peer: str | None, conn_id: str, epoch: int) -> None:
+        """Tell ``peer`` to drop what it holds of ``conn_id`` below ``epoch``, until it confirms."""
         if peer is None or peer == self.node.node_id:
             return
         self.discards.setdefault(peer, {})[conn_id] = epoch
-        bus = self.node.channels.bus
-        if bus is not None:
-            bus.push(peer, "discard", {"id": conn_id, "epoch": epoch})
+        self._send_discard(peer, conn_id, epoch)
 
     def resend_discards(self, alive: Callable[[str], bool]) -> None:
-        """Tell peers back in the map to drop what they still hold (fencing by epoch)."""
+        """Re-send unconfirmed discards to peers in the map (fencing by epoch survives a partition)."""
+        for peer, pending in list(self.discards.items()):
+            if alive(peer):
+                for conn_id, epoch in list(pending.items()):
+                    self._send_discard(peer, conn_id, epoch)
+
+    def _send_discard(self, peer: str, conn_id: str, epoch: int) -> None:
         bus = self.node.channels.bus
         if bus is None:
             return
-        for peer, pending in self.discards.items():
-            if alive(peer):
-                for conn_id, epoch in pending.items():
-                    bus.push(peer, "discard", {"id": conn_id, "epoch": epoch})
+
+        def confirmed(ok: bool, result: Any) -> None:
+            pending = self.discards.get(peer)
+            if ok and pending is not None and pending.get(conn_id) == epoch:
+                del pending[conn_id]
+                if not pending:
+                    del self.discards[peer]
+
+        bus.request(peer, "discard", {"id": conn_id, "epoch": epoch}, confirmed, 2.0)
 
     # -- requests and pushes from peers ---------------------------------------
     def handle_request(
@@ -115,6 +125,9 @@ class Ownership:
             reply(True, self._hand_over(now_ms, src, conn_id, int(args.get("epoch", 0))))
         elif op == "session_put":
             reply(self.copies.put(now_ms, dict(args["state"])), None)
+        elif op == "discard":
+            self._discard(now_ms, conn_id, int(args.get("epoch", 0)))
+            reply(True, None)
         else:
             reply(False, f"unknown op {op}")
 

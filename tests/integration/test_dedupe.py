@@ -23,8 +23,12 @@ async def test_raw_message_sent_twice_is_published_once(frontend: FrontendProces
             raw_cm = raw_connect(frontend.url, fmt=fmt, key=API_KEY)  # type: ignore[arg-type]
             async with ch.subscribe() as sub, raw_cm as raw:
                 await raw.recv_action(Action.CONNECTED)
-                publish = ProtocolMessage(action=Action.MESSAGE, channel="dup", msg_serial=0,
-                                          messages=[{"name": "once", "data": "x"}])
+                publish = ProtocolMessage(
+                    action=Action.MESSAGE,
+                    channel="dup",
+                    msg_serial=0,
+                    messages=[{"name": "once", "data": "x"}],
+                )
                 await raw.send(publish)
                 await raw.send(publish)
                 first = await raw.recv_action(Action.ACK, Action.NACK)
@@ -32,8 +36,14 @@ async def test_raw_message_sent_twice_is_published_once(frontend: FrontendProces
                 assert first.action is second.action is Action.ACK
                 assert (first.msg_serial, second.msg_serial) == (0, 0)
                 assert first.res == second.res and first.res and first.res[0]["serials"]
-                await raw.send(ProtocolMessage(action=Action.MESSAGE, channel="dup", msg_serial=1,
-                                               messages=[{"name": "next", "data": "y"}]))
+                await raw.send(
+                    ProtocolMessage(
+                        action=Action.MESSAGE,
+                        channel="dup",
+                        msg_serial=1,
+                        messages=[{"name": "next", "data": "y"}],
+                    )
+                )
                 third = await raw.recv_action(Action.ACK, Action.NACK)
                 assert third.msg_serial == 1 and third.res
                 got = [await sub.receive(), await sub.receive()]

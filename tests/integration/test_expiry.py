@@ -18,8 +18,12 @@ pytestmark = pytest.mark.integration
 
 async def test_ttl_expiry_gives_80008_and_90003(tmp_path: Path, nursery: trio.Nursery) -> None:
     with trio.fail_after(30):
-        async with run_frontend(tmp_path / "fe", connection_state_ttl_ms=1_000, max_idle_interval_ms=500,
-                                channel_log_max_messages=16) as fe:
+        async with run_frontend(
+            tmp_path / "fe",
+            connection_state_ttl_ms=1_000,
+            max_idle_interval_ms=500,
+            channel_log_max_messages=16,
+        ) as fe:
             tunnel = await start_tunnel(nursery, fe.port)
             async with (
                 client.connect(fe.url, key=API_KEY) as publisher,
@@ -43,14 +47,20 @@ async def test_ttl_expiry_gives_80008_and_90003(tmp_path: Path, nursery: trio.Nu
                     await wait_until(lambda: sub.state is ConnectionState.CONNECTED and sub.id != old_id)
                     await wait_until(lambda: sub_ch.state is client.ChannelState.ATTACHED)
 
-            connected = [e for e in sub.event_log
-                         if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED]
+            connected = [
+                e
+                for e in sub.event_log
+                if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED
+            ]
             last = connected[-1]
             assert not last.resumed and last.reason is not None and last.reason.code == 80008, last
             assert last.connection_id != old_id
             # The client gave up on its own TTL first and told the application (80002).
-            suspended = [e for e in sub.event_log
-                         if isinstance(e, ConnectionEvent) and e.state is ConnectionState.SUSPENDED]
+            suspended = [
+                e
+                for e in sub.event_log
+                if isinstance(e, ConnectionEvent) and e.state is ConnectionState.SUSPENDED
+            ]
             assert suspended and suspended[0].reason is not None and suspended[0].reason.code == 80002
             attached = [e for e in sub.event_log if isinstance(e, ChannelEvent) and e.attached]
             assert not attached[-1].resumed, attached

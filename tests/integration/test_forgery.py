@@ -60,8 +60,11 @@ async def test_forged_recovery_key_gets_80018_and_a_fresh_connection(frontend: F
             assert key is not None and victim.key is not None
             forged = key.replace(victim.key, tamper(victim.key))
             async with client.connect(frontend.url, key=API_KEY, recover=forged) as thief:
-                event = next(e for e in thief.event_log
-                             if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED)
+                event = next(
+                    e
+                    for e in thief.event_log
+                    if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED
+                )
                 assert not event.resumed and event.reason is not None and event.reason.code == 80018
                 assert thief.id != victim.id and thief.key != victim.key
                 assert thief.msg_serial == 0  # RTN16l: a failed recover starts a fresh msgSerial

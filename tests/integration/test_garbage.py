@@ -51,8 +51,11 @@ async def test_garbage_frames_get_40000_and_do_not_disturb_others(tmp_path: Path
                         msg = await sub.receive()
                         assert (msg.data, msg.serial) == (n, serials[0]), label
                 assert healthy.id == healthy_id and healthy.transports_opened == 1
-                assert not [e for e in healthy.event_log
-                            if isinstance(e, ConnectionEvent) and e.state is ConnectionState.DISCONNECTED]
+                assert not [
+                    e
+                    for e in healthy.event_log
+                    if isinstance(e, ConnectionEvent) and e.state is ConnectionState.DISCONNECTED
+                ]
             metrics = await fe.metrics()
             errors = sum(v for k, v in metrics.items() if k.startswith("continuity_protocol_errors_total"))
             assert errors >= len(GARBAGE)

@@ -60,8 +60,11 @@ async def test_numbered_stream_survives_cuts(frontend: FrontendProcess, tunnel: 
 
             assert (pub_conn.id, sub_conn.id) == (pub_id, sub_id)
             for conn in (pub_conn, sub_conn):
-                connected = [e for e in conn.event_log
-                             if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED]
+                connected = [
+                    e
+                    for e in conn.event_log
+                    if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED
+                ]
                 assert len(connected) == 1 + len(CUTS), connected
                 assert all(e.resumed and e.reason is None for e in connected[1:]), connected
             reattached = [e for e in sub_conn.event_log if isinstance(e, ChannelEvent) and e.attached]

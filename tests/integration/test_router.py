@@ -47,8 +47,11 @@ from tests.support.streams import FAST_BACKOFF, wait_until, wait_until_async
 pytestmark = pytest.mark.integration
 
 CLUSTER_SECRET = "integration-cluster-secret-0123456789"
-FAST_CONFIG: dict[str, Any] = {"max_idle_interval_ms": 2_000, "connection_state_ttl_ms": 30_000,
-               "cluster_secret": CLUSTER_SECRET}
+FAST_CONFIG: dict[str, Any] = {
+    "max_idle_interval_ms": 2_000,
+    "connection_state_ttl_ms": 30_000,
+    "cluster_secret": CLUSTER_SECRET,
+}
 ZONES = {"it-a1": "a", "it-b1": "b"}
 START_TIMEOUT = 15.0
 
@@ -85,8 +88,15 @@ async def run_router(workdir: Path, **config: Any) -> AsyncIterator[RouterProces
     port_file = workdir / "router.port"
     config_path = workdir / "router.toml"
     log_path = workdir / "router.log"
-    merged = {"node_id": "it-r1", "port": 0, "port_file": str(port_file), "cluster_secret": CLUSTER_SECRET,
-              "gossip_profile": "local", "connect_timeout_s": 1.0, **config}
+    merged = {
+        "node_id": "it-r1",
+        "port": 0,
+        "port_file": str(port_file),
+        "cluster_secret": CLUSTER_SECRET,
+        "gossip_profile": "local",
+        "connect_timeout_s": 1.0,
+        **config,
+    }
     await trio.Path(config_path).write_text(render_config(merged, {}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTINUITY_")}
     env["PYTHONUNBUFFERED"] = "1"
@@ -94,7 +104,10 @@ async def run_router(workdir: Path, **config: Any) -> AsyncIterator[RouterProces
     try:
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "router", "--config", str(config_path), "--log-level", "debug"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+            env=env,
         )
     finally:
         log.close()
@@ -143,14 +156,24 @@ class Cluster:
 
 
 @asynccontextmanager
-async def advertise(name: str, fe: FrontendProcess, seeds: list[gossip.Address]
-                    ) -> AsyncIterator[gossip.Member]:
+async def advertise(
+    name: str, fe: FrontendProcess, seeds: list[gossip.Address]
+) -> AsyncIterator[gossip.Member]:
     """A gossip member that stands in for frontend ``name`` in the cluster map."""
-    metadata = gossip.Metadata(role="frontend", zone=ZONES[name],
-                               addresses={"client": f"127.0.0.1:{fe.port}", "peer": ""},
-                               state=gossip.ServingState.ACTIVE)
-    async with gossip.open_member(gossip.GossipConfig.local(), bind=("127.0.0.1", 0), seeds=seeds, name=name,
-                                  metadata=metadata, secret=CLUSTER_SECRET) as member:
+    metadata = gossip.Metadata(
+        role="frontend",
+        zone=ZONES[name],
+        addresses={"client": f"127.0.0.1:{fe.port}", "peer": ""},
+        state=gossip.ServingState.ACTIVE,
+    )
+    async with gossip.open_member(
+        gossip.GossipConfig.local(),
+        bind=("127.0.0.1", 0),
+        seeds=seeds,
+        name=name,
+        metadata=metadata,
+        secret=CLUSTER_SECRET,
+    ) as member:
         yield member
 
 
@@ -169,7 +192,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         frontends: dict[str, FrontendProcess] = {}
         for name, zone in ZONES.items():
             frontends[name] = await stack.enter_async_context(
-                run_frontend(tmp_path / name, node_id=name, zone=zone, **FAST_CONFIG))
+                run_frontend(tmp_path / name, node_id=name, zone=zone, **FAST_CONFIG)
+            )
         advertisers: dict[str, gossip.Member] = {}
         seeds: list[gossip.Address] = []
         for name, fe in frontends.items():
@@ -183,8 +207,9 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 def _connected(conn: client.Connection) -> list[ConnectionEvent]:
-    return [e for e in conn.event_log
-            if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED]
+    return [
+        e for e in conn.event_log if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED
+    ]
 
 
 async def _resume(conn: client.Connection) -> ConnectionEvent:
@@ -244,8 +269,9 @@ async def test_killed_owner_resume_goes_to_a_live_frontend(cluster: Cluster) -> 
             assert cluster.node_of(conn) == survivor
             # Until takeover exists the survivor answers 80008 with a new connection; with takeover the
             # connectionId is kept. Either way the router picked a live frontend and did not hang.
-            assert event.resumed or (event.reason is not None
-                                     and event.reason.code == ErrorCode.CONNECTION_EXPIRED), event
+            assert event.resumed or (
+                event.reason is not None and event.reason.code == ErrorCode.CONNECTION_EXPIRED
+            ), event
             metrics = await cluster.router.metrics()
             assert metrics[f'continuity_router_target_refused_total{{target="{owner}"}}'] >= 1
 
@@ -313,19 +339,28 @@ SLOW_CHUNK_GAP = 0.3
 
 
 def _static_router(peers: dict[str, int], **config: Any) -> Router:
-    view = ClusterView({
-        name: Peer(node_id=name, role="frontend", zone=ZONES.get(name, "a"), client_addr=f"127.0.0.1:{port}",
-                   load=float(i))
-        for i, (name, port) in enumerate(peers.items())
-    })
+    view = ClusterView(
+        {
+            name: Peer(
+                node_id=name,
+                role="frontend",
+                zone=ZONES.get(name, "a"),
+                client_addr=f"127.0.0.1:{port}",
+                load=float(i),
+            )
+            for i, (name, port) in enumerate(peers.items())
+        }
+    )
     cfg = RouterConfig(port=0, cluster_secret=CLUSTER_SECRET, **config)
     return Router(cfg, ClusterMap(view))
 
 
-async def _fake_frontend(nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[None]]
-                         ) -> int:
+async def _fake_frontend(
+    nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[None]]
+) -> int:
     listeners: list[trio.SocketListener] = await nursery.start(
-        partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        partial(trio.serve_tcp, handler, 0, host="127.0.0.1")
+    )
     return int(listeners[0].socket.getsockname()[1])
 
 
@@ -365,8 +400,9 @@ async def test_stale_pooled_connection_is_retried_and_responses_stream(nursery: 
         async with stream:
             head, _ = await _read_head(stream)
             if head.startswith(b"GET /stream"):
-                await stream.send_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-                                      b"6\r\nfirst\n\r\n")
+                await stream.send_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst\n\r\n"
+                )
                 await trio.sleep(SLOW_CHUNK_GAP)
                 await stream.send_all(b"7\r\nsecond\n\r\n0\r\n\r\n")
             else:
@@ -427,9 +463,11 @@ async def test_websocket_pipe_replays_head_and_early_bytes(nursery: trio.Nursery
     with trio.fail_after(5):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
-            await stream.send_all(b"GET /?format=json HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
-                                  b"connection: Upgrade\r\nsec-websocket-key: a2V5\r\n"
-                                  b"sec-websocket-version: 13\r\n\r\nearly")
+            await stream.send_all(
+                b"GET /?format=json HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
+                b"connection: Upgrade\r\nsec-websocket-key: a2V5\r\n"
+                b"sec-websocket-version: 13\r\n\r\nearly"
+            )
             received = b""
             while b"early" not in received:
                 received += await stream.receive_some(65536)

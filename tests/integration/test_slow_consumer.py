@@ -37,8 +37,9 @@ async def test_slow_consumer_is_cut_and_resumes_without_loss(tmp_path: Path, nur
                     published = 0
                     while (await fe.metrics()).get("continuity_slow_consumers_total", 0) < 1:
                         assert published < MAX_BATCHES * BATCH, "never cut as a slow consumer"
-                        batch = client.messages((None, {"n": published + i, "pad": PAYLOAD})
-                                                for i in range(BATCH))
+                        batch = client.messages(
+                            (None, {"n": published + i, "pad": PAYLOAD}) for i in range(BATCH)
+                        )
                         await pub_ch.publish(batch)
                         published += BATCH
                     tunnel.release()
@@ -51,8 +52,10 @@ async def test_slow_consumer_is_cut_and_resumes_without_loss(tmp_path: Path, nur
                             cuts = (await fe.metrics()).get("continuity_slow_consumers_total", 0)
                             if cuts - first_cuts > LIVELOCK_CUTS:
                                 done.cancel()
-                                pytest.fail(f"livelock: {cuts:.0f} slow-consumer cuts, "
-                                            f"{len(received)}/{published} delivered")
+                                pytest.fail(
+                                    f"livelock: {cuts:.0f} slow-consumer cuts, "
+                                    f"{len(received)}/{published} delivered"
+                                )
                             await trio.sleep(0.1)
 
                     async with trio.open_nursery() as watch:

@@ -157,6 +157,8 @@ async def test_kill_9_with_ably_js_subscribers(tmp_path: Path, target: str) -> N
                 with trio.fail_after(15):
                     await wait_until(lambda: len(pub.acked) >= goal)
                 pub.stop.set()
+                with trio.fail_after(15):
+                    await pub.finished.wait()  # its last publish is answered: acked is final
                 last = pub.acked[-1][1]
                 try:
                     with trio.fail_after(10):

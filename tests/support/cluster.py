@@ -136,7 +136,7 @@ class LocalCluster:
                     status, _ = await http_get(node.host, node.port, "/health")
                     if status == 200:
                         return
-                except (OSError, ValueError, IndexError):
+                except (OSError, ValueError, IndexError, trio.BrokenResourceError):
                     pass
                 await trio.sleep(POLL)
 

@@ -24,6 +24,7 @@ class Publisher:
     failed: list[tuple[int, str]] = field(default_factory=list)
     sent: int = 0
     stop: trio.Event = field(default_factory=trio.Event)
+    finished: trio.Event = field(default_factory=trio.Event)  # the last publish is answered
 
     async def run(
         self,
@@ -48,6 +49,7 @@ class Publisher:
                 self.acked.append((n, serial))
                 with trio.move_on_after(1 / rate):
                     await self.stop.wait()
+        self.finished.set()
 
 
 @dataclass

@@ -35,6 +35,8 @@ async def _finish(pub: Publisher, subs: list[Subscriber], nursery: trio.Nursery,
         await wait_until(lambda: len(pub.acked) >= target)
     pub.stop.set()
     with trio.fail_after(15):
+        await pub.finished.wait()  # its last publish is answered: acked is final
+    with trio.fail_after(15):
         await wait_until(lambda: pub.acked and all(s.caught_up(pub.acked[-1][1]) for s in subs))
     nursery.cancel_scope.cancel()
 
@@ -142,6 +144,8 @@ async def test_a_joining_frontend_takes_homes_and_nothing_is_lost(tmp_path: Path
             moved = (await cluster.nodes["fe-a3"].get_json("/cluster"))["channels"]["home"]
             for p in pubs:
                 p.stop.set()
+                with trio.fail_after(15):
+                    await p.finished.wait()  # its last publish is answered: acked is final
             with trio.fail_after(15):
                 await wait_until(
                     lambda: all(

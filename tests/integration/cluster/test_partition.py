@@ -83,6 +83,8 @@ async def test_partitioned_frontend_is_taken_over_and_discards_its_stale_state_o
             with trio.fail_after(20):
                 await wait_until(lambda: len(pub.acked) >= target)
             pub.stop.set()
+            with trio.fail_after(15):
+                await pub.finished.wait()  # its last publish is answered: acked is final
             with trio.fail_after(20):
                 await wait_until(lambda: all(s.caught_up(pub.acked[-1][1]) for s in subs))
             nursery.cancel_scope.cancel()

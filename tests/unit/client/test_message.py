@@ -9,8 +9,14 @@ from client.message import Message, OutboundMessage, decode_data, encode_data
 
 @pytest.mark.parametrize(
     ("data", "wire", "encoding"),
-    [("hi", "hi", None), (b"\x00\x01", b"\x00\x01", None), ({"a": 1}, '{"a":1}', "json"),
-     ([1, 2], "[1,2]", "json"), (None, None, None), (3, "3", "json")],
+    [
+        ("hi", "hi", None),
+        (b"\x00\x01", b"\x00\x01", None),
+        ({"a": 1}, '{"a":1}', "json"),
+        ([1, 2], "[1,2]", "json"),
+        (None, None, None),
+        (3, "3", "json"),
+    ],
 )
 def test_encode_data(data: object, wire: object, encoding: str | None) -> None:
     assert encode_data(data) == (wire, encoding)  # type: ignore[arg-type]
@@ -18,9 +24,14 @@ def test_encode_data(data: object, wire: object, encoding: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("data", "encoding", "decoded", "rest"),
-    [("AAE=", "base64", b"\x00\x01", None), ('{"a":1}', "json", {"a": 1}, None),
-     ("eyJhIjoxfQ==", "json/base64", {"a": 1}, None), ("aGk=", "utf-8/base64", "hi", None),
-     ("AAE=", "cipher+aes-128-cbc/base64", None, "cipher+aes-128-cbc"), ("plain", None, "plain", None)],
+    [
+        ("AAE=", "base64", b"\x00\x01", None),
+        ('{"a":1}', "json", {"a": 1}, None),
+        ("eyJhIjoxfQ==", "json/base64", {"a": 1}, None),
+        ("aGk=", "utf-8/base64", "hi", None),
+        ("AAE=", "cipher+aes-128-cbc/base64", None, "cipher+aes-128-cbc"),
+        ("plain", None, "plain", None),
+    ],
 )
 def test_decode_data(data: object, encoding: str | None, decoded: object, rest: str | None) -> None:
     out, left = decode_data(data, encoding)

@@ -27,22 +27,30 @@ from frontend.protocol import Action, Flag, ProtocolMessage
 DETAILS = {"connectionKey": "key-1", "connectionStateTtl": 120_000, "maxIdleInterval": 15_000}
 
 
-def connected(conn_id: str = "c1", key: str = "key-1", error: ErrorInfo | None = None,
-              **details: object) -> ProtocolMessage:
-    return ProtocolMessage(action=Action.CONNECTED, connection_id=conn_id,
-                           connection_details={**DETAILS, "connectionKey": key, **details}, error=error)
+def connected(
+    conn_id: str = "c1", key: str = "key-1", error: ErrorInfo | None = None, **details: object
+) -> ProtocolMessage:
+    return ProtocolMessage(
+        action=Action.CONNECTED,
+        connection_id=conn_id,
+        connection_details={**DETAILS, "connectionKey": key, **details},
+        error=error,
+    )
 
 
-def attached(channel: str, serial: str | None, *, resumed: bool = False,
-             error: ErrorInfo | None = None) -> ProtocolMessage:
+def attached(
+    channel: str, serial: str | None, *, resumed: bool = False, error: ErrorInfo | None = None
+) -> ProtocolMessage:
     flags = int(Flag.PUBLISH | Flag.SUBSCRIBE) | (int(Flag.RESUMED) if resumed else 0)
-    return ProtocolMessage(action=Action.ATTACHED, channel=channel, channel_serial=serial, flags=flags,
-                           error=error)
+    return ProtocolMessage(
+        action=Action.ATTACHED, channel=channel, channel_serial=serial, flags=flags, error=error
+    )
 
 
 def ack(serial: int, count: int = 1, res: list[list[str]] | None = None) -> ProtocolMessage:
-    return ProtocolMessage(action=Action.ACK, msg_serial=serial, count=count,
-                           res=[{"serials": s} for s in (res or [])])
+    return ProtocolMessage(
+        action=Action.ACK, msg_serial=serial, count=count, res=[{"serials": s} for s in (res or [])]
+    )
 
 
 def up(session: ClientSession | None = None, now: float = 0.0) -> ClientSession:
@@ -80,8 +88,10 @@ def test_ack_completes_from_the_head_with_res_serials() -> None:
     tokens = [s.publish("a", [{"data": i}]) for i in range(3)]
     s.outgoing()
     s.handle(1, ack(0, 2, [["e:1"], ["e:2"]]))
-    assert s.events() == [PublishAcked(token=tokens[0], serials=["e:1"]),
-                          PublishAcked(token=tokens[1], serials=["e:2"])]
+    assert s.events() == [
+        PublishAcked(token=tokens[0], serials=["e:1"]),
+        PublishAcked(token=tokens[1], serials=["e:2"]),
+    ]
     assert s.pending_count == 1
     s.handle(1, ack(2, 1, [["e:3"]]))
     assert s.events() == [PublishAcked(token=tokens[2], serials=["e:3"])]
@@ -101,16 +111,18 @@ def test_attach_sends_serial_and_attached_reports_resumed() -> None:
     assert sent(s) == [(Action.ATTACH, "a", None, None)]
     s.handle(0, attached("a", "e:5"))
     events = s.events()
-    assert events[-1] == ChannelEvent(channel="a", state=ChannelState.ATTACHED,
-                                      previous=ChannelState.ATTACHING, resumed=False)
+    assert events[-1] == ChannelEvent(
+        channel="a", state=ChannelState.ATTACHED, previous=ChannelState.ATTACHING, resumed=False
+    )
     assert s.channel("a").serial == "e:5"
 
 
 def test_message_serial_is_stored_before_the_state_check() -> None:
     s = up()
     s.channel("a")  # known but not attached
-    s.handle(0, ProtocolMessage(action=Action.MESSAGE, channel="a", channel_serial="e:9",
-                                messages=[{"data": 1}]))
+    s.handle(
+        0, ProtocolMessage(action=Action.MESSAGE, channel="a", channel_serial="e:9", messages=[{"data": 1}])
+    )
     assert s.channel("a").serial == "e:9"
     assert s.events() == []  # RTL17: not surfaced
 
@@ -120,9 +132,18 @@ def test_message_fields_are_filled_from_the_protocol_message() -> None:
     s.attach(0, "a")
     s.handle(0, attached("a", "e:0"))
     s.events()
-    s.handle(0, ProtocolMessage(action=Action.MESSAGE, channel="a", channel_serial="e:1", id="p:3",
-                                connection_id="p", timestamp=7,
-                                messages=[{"data": 1}, {"data": 2, "id": "x"}]))
+    s.handle(
+        0,
+        ProtocolMessage(
+            action=Action.MESSAGE,
+            channel="a",
+            channel_serial="e:1",
+            id="p:3",
+            connection_id="p",
+            timestamp=7,
+            messages=[{"data": 1}, {"data": 2, "id": "x"}],
+        ),
+    )
     msgs = [e for e in s.events() if isinstance(e, MessageReceived)]
     assert [m.message["id"] for m in msgs] == ["p:3:0", "x"]
     assert all(m.message["connectionId"] == "p" and m.message["timestamp"] == 7 for m in msgs)
@@ -163,8 +184,11 @@ def test_failed_resume_renumbers_pending_from_zero_and_surfaces_the_reason() -> 
     lose(s, 1)
     err = ErrorInfo.of(ErrorCode.CONNECTION_EXPIRED, "expired")
     s.handle(2, connected("c2", "key-9", error=err))
-    assert sent(s) == [(Action.MESSAGE, "a", 0, None), (Action.MESSAGE, "a", 1, None),
-                       (Action.ATTACH, "a", None, "e:3")]
+    assert sent(s) == [
+        (Action.MESSAGE, "a", 0, None),
+        (Action.MESSAGE, "a", 1, None),
+        (Action.ATTACH, "a", None, "e:3"),
+    ]
     ev = [e for e in s.events() if isinstance(e, ConnectionEvent)][-1]
     assert not ev.resumed and ev.reason == err and ev.connection_id == "c2"
     assert s.msg_serial == 2
@@ -179,14 +203,22 @@ def test_reattach_without_resumed_carries_the_continuity_error() -> None:
     s.events()
     lost = ErrorInfo.of(ErrorCode.CONTINUITY_LOST, "expired")
     s.handle(2, attached("a", "e:40", error=lost))
-    assert s.events() == [ChannelEvent(channel="a", state=ChannelState.ATTACHED,
-                                       previous=ChannelState.ATTACHING, resumed=False, reason=lost)]
+    assert s.events() == [
+        ChannelEvent(
+            channel="a",
+            state=ChannelState.ATTACHED,
+            previous=ChannelState.ATTACHING,
+            resumed=False,
+            reason=lost,
+        )
+    ]
 
 
 def test_server_disconnected_drops_the_transport_and_schedules_a_resume() -> None:
     s = up()
-    s.handle(1, ProtocolMessage(action=Action.DISCONNECTED,
-                                error=ErrorInfo.of(ErrorCode.SLOW_CONSUMER, "slow")))
+    s.handle(
+        1, ProtocolMessage(action=Action.DISCONNECTED, error=ErrorInfo.of(ErrorCode.SLOW_CONSUMER, "slow"))
+    )
     events = s.events()
     assert isinstance(events[0], TransportDropped)
     assert s.state is ConnectionState.DISCONNECTED and s.wants_transport(s.reconnect_at or 0)
@@ -205,8 +237,12 @@ def test_error_without_channel_is_fatal() -> None:
 def test_error_with_channel_fails_only_that_channel() -> None:
     s = up()
     s.attach(0, "a")
-    s.handle(0, ProtocolMessage(action=Action.ERROR, channel="a",
-                                error=ErrorInfo.of(ErrorCode.CAPABILITY_DENIED, "no")))
+    s.handle(
+        0,
+        ProtocolMessage(
+            action=Action.ERROR, channel="a", error=ErrorInfo.of(ErrorCode.CAPABILITY_DENIED, "no")
+        ),
+    )
     assert s.channel("a").state is ChannelState.FAILED
     assert s.state is ConnectionState.CONNECTED
 
@@ -303,8 +339,9 @@ def test_recovery_key_round_trip_and_recover_start() -> None:
     key = s.recovery_key()
     assert key is not None
     text = key.to_json()
-    assert RecoveryKey.parse(text) == RecoveryKey(connection_key="key-1", msg_serial=1,
-                                                  channel_serials={"a": "e:7"})
+    assert RecoveryKey.parse(text) == RecoveryKey(
+        connection_key="key-1", msg_serial=1, channel_serials={"a": "e:7"}
+    )
     r = ClientSession(recover=RecoveryKey.parse(text))
     assert r.connect_params() == {"recover": "key-1"}
     assert r.msg_serial == 1 and r.channel("a").serial == "e:7"
@@ -326,9 +363,17 @@ def test_failed_recover_resets_msg_serial() -> None:
     assert not ev.resumed and ev.reason is not None and ev.reason.code == 80018
 
 
-@pytest.mark.parametrize("text", ["", "nope", "[]", '{"connectionKey":1,"msgSerial":0}',
-                                  '{"connectionKey":"k","msgSerial":-1}',
-                                  '{"connectionKey":"k","msgSerial":true}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "nope",
+        "[]",
+        '{"connectionKey":1,"msgSerial":0}',
+        '{"connectionKey":"k","msgSerial":-1}',
+        '{"connectionKey":"k","msgSerial":true}',
+    ],
+)
 def test_malformed_recovery_keys_are_ignored(text: str) -> None:
     assert RecoveryKey.parse(text) is None
 

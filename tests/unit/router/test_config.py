@@ -18,35 +18,61 @@ def test_defaults_are_valid() -> None:
     assert cfg.secrets == [cfg.cluster_secret]
 
 
-@pytest.mark.parametrize(("text", "allow_zero", "expected"), [
-    ("127.0.0.1:7946", False, ("127.0.0.1", 7946)),
-    ("fe-a1.gossip:1", False, ("fe-a1.gossip", 1)),
-    ("[::1]:7946", False, ("::1", 7946)),
-    ("0.0.0.0:0", True, ("0.0.0.0", 0)),
-])
+@pytest.mark.parametrize(
+    ("text", "allow_zero", "expected"),
+    [
+        ("127.0.0.1:7946", False, ("127.0.0.1", 7946)),
+        ("fe-a1.gossip:1", False, ("fe-a1.gossip", 1)),
+        ("[::1]:7946", False, ("::1", 7946)),
+        ("0.0.0.0:0", True, ("0.0.0.0", 0)),
+    ],
+)
 def test_parse_hostport(text: str, allow_zero: bool, expected: tuple[str, int]) -> None:
     assert parse_hostport(text, name="x", allow_zero=allow_zero) == expected
 
 
-@pytest.mark.parametrize(("text", "allow_zero"), [
-    ("127.0.0.1", True), (":80", True), ("host:", True), ("host:x", True), ("host:65536", True),
-    ("host:0", False), ("host:-1", True),
-])
+@pytest.mark.parametrize(
+    ("text", "allow_zero"),
+    [
+        ("127.0.0.1", True),
+        (":80", True),
+        ("host:", True),
+        ("host:x", True),
+        ("host:65536", True),
+        ("host:0", False),
+        ("host:-1", True),
+    ],
+)
 def test_parse_hostport_rejects(text: str, allow_zero: bool) -> None:
     with pytest.raises(ConfigError, match="x="):
         parse_hostport(text, name="x", allow_zero=allow_zero)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("node_id", ""), ("node_id", "has.dot"), ("zone", "x" * 33),
-    ("port", -1), ("port", 65536),
-    ("gossip_bind", "nope"), ("seeds", ("h:0",)), ("gossip_profile", "fast"),
-    ("connect_timeout_s", 0.0), ("connect_timeout_s", 61.0),
-    ("connect_attempts", 0), ("connect_attempts", 17),
-    ("refused_memory_s", -0.1), ("header_timeout_s", 0.01), ("upstream_timeout_s", 0.5),
-    ("pool_max_idle", -1), ("pool_idle_timeout_s", 0.0),
-    ("cluster_secret", "short"), ("old_cluster_secrets", ("short",)), ("cluster_secret", ""),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("node_id", ""),
+        ("node_id", "has.dot"),
+        ("zone", "x" * 33),
+        ("port", -1),
+        ("port", 65536),
+        ("gossip_bind", "nope"),
+        ("seeds", ("h:0",)),
+        ("gossip_profile", "fast"),
+        ("connect_timeout_s", 0.0),
+        ("connect_timeout_s", 61.0),
+        ("connect_attempts", 0),
+        ("connect_attempts", 17),
+        ("refused_memory_s", -0.1),
+        ("header_timeout_s", 0.01),
+        ("upstream_timeout_s", 0.5),
+        ("pool_max_idle", -1),
+        ("pool_idle_timeout_s", 0.0),
+        ("cluster_secret", "short"),
+        ("old_cluster_secrets", ("short",)),
+        ("cluster_secret", ""),
+    ],
+)
 def test_out_of_range(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field.split("_")[0]):
         RouterConfig(**{"cluster_secret": GOOD_SECRET, field: value})  # type: ignore[arg-type]
@@ -77,12 +103,15 @@ def test_load_toml_env_and_overrides(tmp_path: Path) -> None:
     assert cfg.secrets == [GOOD_SECRET, f"{GOOD_SECRET}-old"]
 
 
-@pytest.mark.parametrize(("toml", "message"), [
-    ("bogus = 1\n", "unknown config keys: bogus"),
-    ('seeds = "127.0.0.1:1"\n', "seeds must be a list"),
-    ("port = [\n", "router.toml"),
-    ('port = "eighty"\n', "port"),
-])
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("bogus = 1\n", "unknown config keys: bogus"),
+        ('seeds = "127.0.0.1:1"\n', "seeds must be a list"),
+        ("port = [\n", "router.toml"),
+        ('port = "eighty"\n', "port"),
+    ],
+)
 def test_load_rejects(tmp_path: Path, toml: str, message: str) -> None:
     path = tmp_path / "router.toml"
     path.write_text(toml)

@@ -31,13 +31,15 @@ def _fe(node: str, zone: str, load: float, **kw: object) -> Peer:
     return Peer(node_id=node, role="frontend", zone=zone, client_addr=f"{node}.host:80", load=load, **kw)  # type: ignore[arg-type]
 
 
-BASE = ClusterView({
-    "a1": _fe("a1", "a", 0.5),
-    "a2": _fe("a2", "a", 0.1),
-    "b1": _fe("b1", "b", 0.3),
-    "b2": _fe("b2", "b", 0.9),
-    "r1": Peer(node_id="r1", role="router", zone="a", client_addr="r1.host:80", load=0.0),
-})
+BASE = ClusterView(
+    {
+        "a1": _fe("a1", "a", 0.5),
+        "a2": _fe("a2", "a", 0.1),
+        "b1": _fe("b1", "b", 0.3),
+        "b2": _fe("b2", "b", 0.9),
+        "r1": Peer(node_id="r1", role="router", zone="a", client_addr="r1.host:80", load=0.0),
+    }
+)
 
 
 def key(owner: str = "a1", secondary: str | None = "b1", signer: KeySigner = SIGNER) -> str:
@@ -76,61 +78,190 @@ ROUTES = [
     ("new skips unaddressed", ws(), patch(BASE, "a2", client_addr=""), set(), "b1", Reason.NEW),
     ("resume: owner", ws(f"resume={quote(key())}"), BASE, set(), "a1", Reason.OWNER),
     ("recover: owner", ws(f"recover={quote(key())}"), BASE, set(), "a1", Reason.OWNER),
-    ("recover: whole ably-js recovery key", ws("recover=" + quote(json.dumps(
-        {"connectionKey": key(), "msgSerial": 4, "channelSerials": {"c": "e:1"}}))), BASE, set(),
-     "a1", Reason.OWNER),
-    ("comet path key: owner", RouteRequest.from_target(f"/comet/{key()}/recv?key=k"), BASE, set(),
-     "a1", Reason.OWNER),
-    ("comet path key beats resume", RouteRequest.from_target(
-        f"/comet/{key()}/send?resume={quote(key('b2', 'a2'))}"), BASE, set(), "a1", Reason.OWNER),
-    ("resume beats recover", ws(f"resume={quote(key())}&recover={quote(key('b2', 'a2'))}"), BASE, set(),
-     "a1", Reason.OWNER),
-    ("suspect owner is still alive", ws(f"resume={quote(key())}"), patch(BASE, "a1", status="suspect"),
-     set(), "a1", Reason.OWNER),
-    ("owner busy is still the owner", ws(f"resume={quote(key())}"), patch(BASE, "a1", load=99.0), set(),
-     "a1", Reason.OWNER),
-    ("owner draining: key secondary", ws(f"resume={quote(key())}"), patch(BASE, "a1", active=False),
-     set(), "b1", Reason.KEY_SECONDARY),
-    ("owner dead: key secondary", ws(f"resume={quote(key())}"), patch(BASE, "a1", alive=False), set(),
-     "b1", Reason.KEY_SECONDARY),
+    (
+        "recover: whole ably-js recovery key",
+        ws(
+            "recover="
+            + quote(json.dumps({"connectionKey": key(), "msgSerial": 4, "channelSerials": {"c": "e:1"}}))
+        ),
+        BASE,
+        set(),
+        "a1",
+        Reason.OWNER,
+    ),
+    (
+        "comet path key: owner",
+        RouteRequest.from_target(f"/comet/{key()}/recv?key=k"),
+        BASE,
+        set(),
+        "a1",
+        Reason.OWNER,
+    ),
+    (
+        "comet path key beats resume",
+        RouteRequest.from_target(f"/comet/{key()}/send?resume={quote(key('b2', 'a2'))}"),
+        BASE,
+        set(),
+        "a1",
+        Reason.OWNER,
+    ),
+    (
+        "resume beats recover",
+        ws(f"resume={quote(key())}&recover={quote(key('b2', 'a2'))}"),
+        BASE,
+        set(),
+        "a1",
+        Reason.OWNER,
+    ),
+    (
+        "suspect owner is still alive",
+        ws(f"resume={quote(key())}"),
+        patch(BASE, "a1", status="suspect"),
+        set(),
+        "a1",
+        Reason.OWNER,
+    ),
+    (
+        "owner busy is still the owner",
+        ws(f"resume={quote(key())}"),
+        patch(BASE, "a1", load=99.0),
+        set(),
+        "a1",
+        Reason.OWNER,
+    ),
+    (
+        "owner draining: key secondary",
+        ws(f"resume={quote(key())}"),
+        patch(BASE, "a1", active=False),
+        set(),
+        "b1",
+        Reason.KEY_SECONDARY,
+    ),
+    (
+        "owner dead: key secondary",
+        ws(f"resume={quote(key())}"),
+        patch(BASE, "a1", alive=False),
+        set(),
+        "b1",
+        Reason.KEY_SECONDARY,
+    ),
     ("owner refused: key secondary", ws(f"resume={quote(key())}"), BASE, {"a1"}, "b1", Reason.KEY_SECONDARY),
-    ("owner unknown: key secondary", ws(f"resume={quote(key())}"), drop(BASE, "a1"), set(), "b1",
-     Reason.KEY_SECONDARY),
-    ("owner without address: key secondary", ws(f"resume={quote(key())}"), patch(BASE, "a1", client_addr=""),
-     set(), "b1", Reason.KEY_SECONDARY),
-    ("draining secondary still holds the copy", ws(f"resume={quote(key())}"),
-     patch(patch(BASE, "a1", alive=False), "b1", active=False), set(), "b1", Reason.KEY_SECONDARY),
-    ("owner and secondary dead: placement secondary", ws(f"resume={quote(key())}"), DEAD_A1_B1, set(),
-     placement_secondary(DEAD_A1_B1), Reason.PLACEMENT_SECONDARY),
-    ("owner and secondary refused: placement secondary", ws(f"resume={quote(key())}"), BASE, {"a1", "b1"},
-     placement_secondary(DEAD_A1_B1), Reason.PLACEMENT_SECONDARY),
-    ("no secondary in key, owner dead: placement secondary", ws(f"resume={quote(key(secondary=None))}"),
-     patch(BASE, "a1", alive=False), set(), placement_secondary(patch(BASE, "a1", alive=False)),
-     Reason.PLACEMENT_SECONDARY),
-    ("no other zone left: any active", ws(f"resume={quote(key())}"),
-     patch(DEAD_A1_B1, "b2", alive=False), set(), "a2", Reason.FALLBACK),
-    ("placement secondary refused: any active", ws(f"resume={quote(key())}"), DEAD_A1_B1, {"b2"}, "a2",
-     Reason.FALLBACK),
-    ("owner is a router: not a target", ws(f"resume={quote(key(owner='r1', secondary=None))}"),
-     BASE, set(), placement_secondary(BASE, "r1"), Reason.PLACEMENT_SECONDARY),
+    (
+        "owner unknown: key secondary",
+        ws(f"resume={quote(key())}"),
+        drop(BASE, "a1"),
+        set(),
+        "b1",
+        Reason.KEY_SECONDARY,
+    ),
+    (
+        "owner without address: key secondary",
+        ws(f"resume={quote(key())}"),
+        patch(BASE, "a1", client_addr=""),
+        set(),
+        "b1",
+        Reason.KEY_SECONDARY,
+    ),
+    (
+        "draining secondary still holds the copy",
+        ws(f"resume={quote(key())}"),
+        patch(patch(BASE, "a1", alive=False), "b1", active=False),
+        set(),
+        "b1",
+        Reason.KEY_SECONDARY,
+    ),
+    (
+        "owner and secondary dead: placement secondary",
+        ws(f"resume={quote(key())}"),
+        DEAD_A1_B1,
+        set(),
+        placement_secondary(DEAD_A1_B1),
+        Reason.PLACEMENT_SECONDARY,
+    ),
+    (
+        "owner and secondary refused: placement secondary",
+        ws(f"resume={quote(key())}"),
+        BASE,
+        {"a1", "b1"},
+        placement_secondary(DEAD_A1_B1),
+        Reason.PLACEMENT_SECONDARY,
+    ),
+    (
+        "no secondary in key, owner dead: placement secondary",
+        ws(f"resume={quote(key(secondary=None))}"),
+        patch(BASE, "a1", alive=False),
+        set(),
+        placement_secondary(patch(BASE, "a1", alive=False)),
+        Reason.PLACEMENT_SECONDARY,
+    ),
+    (
+        "no other zone left: any active",
+        ws(f"resume={quote(key())}"),
+        patch(DEAD_A1_B1, "b2", alive=False),
+        set(),
+        "a2",
+        Reason.FALLBACK,
+    ),
+    (
+        "placement secondary refused: any active",
+        ws(f"resume={quote(key())}"),
+        DEAD_A1_B1,
+        {"b2"},
+        "a2",
+        Reason.FALLBACK,
+    ),
+    (
+        "owner is a router: not a target",
+        ws(f"resume={quote(key(owner='r1', secondary=None))}"),
+        BASE,
+        set(),
+        placement_secondary(BASE, "r1"),
+        Reason.PLACEMENT_SECONDARY,
+    ),
     ("forged key: any active", ws(f"resume={quote(FORGED)}"), BASE, set(), "a2", Reason.INVALID_KEY),
-    ("forged key in comet path", RouteRequest.from_target(f"/comet/{FORGED}/recv"), BASE, set(), "a2",
-     Reason.INVALID_KEY),
+    (
+        "forged key in comet path",
+        RouteRequest.from_target(f"/comet/{FORGED}/recv"),
+        BASE,
+        set(),
+        "a2",
+        Reason.INVALID_KEY,
+    ),
     ("malformed key", ws("resume=not-a-key"), BASE, set(), "a2", Reason.INVALID_KEY),
     ("overlong key", ws("resume=" + "a." * 200), BASE, set(), "a2", Reason.INVALID_KEY),
-    ("bad JSON recovery key", ws("recover=" + quote('{"connectionKey": 5')), BASE, set(), "a2",
-     Reason.INVALID_KEY),
-    ("key of another cluster", ws(f"resume={quote(key(signer=KeySigner([OLD_SECRET])))}"), BASE, set(),
-     "a2", Reason.INVALID_KEY),
-    ("forged key never reaches the named owner", ws(f"resume={quote(key(owner='b2')[:-2] + 'xx')}"), BASE,
-     set(), "a2", Reason.INVALID_KEY),
+    (
+        "bad JSON recovery key",
+        ws("recover=" + quote('{"connectionKey": 5')),
+        BASE,
+        set(),
+        "a2",
+        Reason.INVALID_KEY,
+    ),
+    (
+        "key of another cluster",
+        ws(f"resume={quote(key(signer=KeySigner([OLD_SECRET])))}"),
+        BASE,
+        set(),
+        "a2",
+        Reason.INVALID_KEY,
+    ),
+    (
+        "forged key never reaches the named owner",
+        ws(f"resume={quote(key(owner='b2')[:-2] + 'xx')}"),
+        BASE,
+        set(),
+        "a2",
+        Reason.INVALID_KEY,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("request_", "view", "refused", "target", "reason"),
-                         [r[1:] for r in ROUTES], ids=[r[0] for r in ROUTES])
-def test_route(request_: RouteRequest, view: ClusterView, refused: set[str], target: str,
-               reason: Reason) -> None:
+@pytest.mark.parametrize(
+    ("request_", "view", "refused", "target", "reason"), [r[1:] for r in ROUTES], ids=[r[0] for r in ROUTES]
+)
+def test_route(
+    request_: RouteRequest, view: ClusterView, refused: set[str], target: str, reason: Reason
+) -> None:
     decision = decide(request_, view, SIGNER, refused)
     assert isinstance(decision, Route), decision
     assert (decision.target, decision.reason) == (target, reason)
@@ -155,15 +286,21 @@ NO_ROUTES = [
     ("empty map, new", ws(), ClusterView(), set(), Reason.NEW),
     ("empty map, resume", ws(f"resume={quote(key())}"), ClusterView(), set(), Reason.FALLBACK),
     ("every frontend refused", ws(f"resume={quote(key())}"), BASE, {"a1", "a2", "b1", "b2"}, Reason.FALLBACK),
-    ("all draining, new", ws(), ClusterView({n: dataclasses.replace(p, active=False)
-                                             for n, p in BASE.peers.items()}), set(), Reason.NEW),
+    (
+        "all draining, new",
+        ws(),
+        ClusterView({n: dataclasses.replace(p, active=False) for n, p in BASE.peers.items()}),
+        set(),
+        Reason.NEW,
+    ),
     ("only routers", ws(), drop(BASE, "a1", "a2", "b1", "b2"), set(), Reason.NEW),
     ("forged, nothing active", ws("resume=x"), ClusterView(), set(), Reason.INVALID_KEY),
 ]
 
 
-@pytest.mark.parametrize(("request_", "view", "refused", "wanted"), [r[1:] for r in NO_ROUTES],
-                         ids=[r[0] for r in NO_ROUTES])
+@pytest.mark.parametrize(
+    ("request_", "view", "refused", "wanted"), [r[1:] for r in NO_ROUTES], ids=[r[0] for r in NO_ROUTES]
+)
 def test_no_route(request_: RouteRequest, view: ClusterView, refused: set[str], wanted: Reason) -> None:
     decision = decide(request_, view, SIGNER, refused)
     assert isinstance(decision, NoRoute), decision
@@ -177,21 +314,24 @@ def test_draining_owner_still_served_when_alone() -> None:
     assert isinstance(decision, Route) and decision.target == "a2"
 
 
-@pytest.mark.parametrize(("target", "upgrade", "kind", "carried"), [
-    ("/", True, RequestKind.WEBSOCKET, None),
-    ("/?resume=K", True, RequestKind.WEBSOCKET, "K"),
-    ("/?recover=K", True, RequestKind.WEBSOCKET, "K"),
-    ("/?resume=R&recover=K", True, RequestKind.WEBSOCKET, "R"),
-    ("/?resume=R&resume=S", True, RequestKind.WEBSOCKET, "R"),
-    ("/comet/connect?key=x", False, RequestKind.COMET, None),
-    ("/comet/connect?resume=K", False, RequestKind.COMET, "K"),
-    ("/comet/K/recv", False, RequestKind.COMET, "K"),
-    ("/comet/K%2E1/send", False, RequestKind.COMET, "K.1"),
-    ("/comet/K", False, RequestKind.COMET, None),
-    ("/comet//recv", False, RequestKind.COMET, None),
-    ("/time", False, RequestKind.HTTP, None),
-    ("", False, RequestKind.HTTP, None),
-])
+@pytest.mark.parametrize(
+    ("target", "upgrade", "kind", "carried"),
+    [
+        ("/", True, RequestKind.WEBSOCKET, None),
+        ("/?resume=K", True, RequestKind.WEBSOCKET, "K"),
+        ("/?recover=K", True, RequestKind.WEBSOCKET, "K"),
+        ("/?resume=R&recover=K", True, RequestKind.WEBSOCKET, "R"),
+        ("/?resume=R&resume=S", True, RequestKind.WEBSOCKET, "R"),
+        ("/comet/connect?key=x", False, RequestKind.COMET, None),
+        ("/comet/connect?resume=K", False, RequestKind.COMET, "K"),
+        ("/comet/K/recv", False, RequestKind.COMET, "K"),
+        ("/comet/K%2E1/send", False, RequestKind.COMET, "K.1"),
+        ("/comet/K", False, RequestKind.COMET, None),
+        ("/comet//recv", False, RequestKind.COMET, None),
+        ("/time", False, RequestKind.HTTP, None),
+        ("", False, RequestKind.HTTP, None),
+    ],
+)
 def test_request_parsing(target: str, upgrade: bool, kind: RequestKind, carried: str | None) -> None:
     request = RouteRequest.from_target(target, upgrade=upgrade)
     assert request.kind is kind
@@ -225,8 +365,12 @@ def test_recent_assignments_spread_new_connections_between_load_reports():
     from frontend.placement import ClusterView, Peer
     from router.decide import RecentAssignments
 
-    view = ClusterView({n: Peer(node_id=n, role="frontend", zone="a", client_addr=f"127.0.0.1:{p}")
-                        for n, p in (("x", 1), ("y", 2), ("z", 3))})
+    view = ClusterView(
+        {
+            n: Peer(node_id=n, role="frontend", zone="a", client_addr=f"127.0.0.1:{p}")
+            for n, p in (("x", 1), ("y", 2), ("z", 3))
+        }
+    )
     recent = RecentAssignments()
     chosen = []
     for _ in range(6):

@@ -1,0 +1,463 @@
+"""The home side of ChannelService: holding channel logs, replicating, handing over.
+
+See ``channels.py`` for the theory of operation. A home numbers a channel's messages
+(``_append``), waits for its replica's acknowledgement (``_replicate``/``_sync_replica``),
+then fans out and ACKs in order (``_complete_replicated``). Homes are acquired by pulling
+the best surviving copy from every live frontend (``_acquire``), handed over only to the
+node the holder's own map names home (``_serve_log_fetch``), and demoted after a healed
+partition (``_demote``). Pure: ``now_ms`` comes in; peers are reached through ``Bus``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from frontend.channel_log import ChannelLog, Entry
+from frontend.config import FrontendConfig
+from frontend.errors import ErrorCode, ErrorInfo
+from frontend.metrics import Metrics
+from frontend.placement import ClusterView, Placement
+from frontend.protocol import Message
+
+if TYPE_CHECKING:
+    from frontend.channels import Bus, PublishDone
+
+log = structlog.get_logger("continuity.frontend")
+
+_EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+RPC_TIMEOUT_S = 3.0
+
+
+def unavailable(channel: str) -> ErrorInfo:
+    return ErrorInfo.of(
+        ErrorCode.INTERNAL_CHANNEL, f"channel {channel} is unavailable: its home cannot be reached"
+    )
+
+
+@dataclass(slots=True)
+class _Append:
+    entry: Entry
+    serials: list[str]
+    # (done, abandon): ``abandon`` re-routes the publish if this home is demoted before the replica
+    # acknowledged it (the retry is answered from whichever copy survives, never numbered twice).
+    waiters: list[tuple[PublishDone, Callable[[], None]]]
+
+
+@dataclass(slots=True)
+class Home:
+    log: ChannelLog
+    remote_subs: set[str] = field(default_factory=set)
+    pending: deque[_Append] = field(default_factory=deque)  # appended, awaiting the replica
+    replica: str | None = None
+    replica_synced: bool = True
+    # The last seq fanned out: readers (attach, replay) see nothing beyond it, so an entry still
+    # waiting for the replica reaches every subscriber exactly once, by the fan-out.
+    committed: int = 0
+    relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
+
+
+@dataclass(slots=True)
+class Stream:
+    """This frontend's subscription to a channel homed elsewhere."""
+
+    home: str
+    epoch: str | None = None
+    cursor: int = 0
+    resyncing: bool = False
+
+
+class HomeSide:
+    """Mixin: the homes and replica copies this frontend holds (ChannelService provides the state)."""
+
+    node_id: str
+    config: FrontendConfig
+    metrics: Metrics
+    bus: Bus | None
+    ready: bool
+    view: ClusterView
+    placement: Placement
+    homes: dict[str, Home]
+    replicas: dict[str, ChannelLog]
+    streams: dict[str, Stream]
+    former_subs: dict[str, set[str]]
+    now_ms: int
+    _rng: random.Random
+    _acquiring: dict[str, list[Callable[[bool], None]]]
+    _fan_out: Callable[[int, str, Entry, str | None], None]
+    _local_interest: Callable[[str], bool]
+    on_change: Callable[[], None]
+
+    def home_of(self, channel: str) -> str:
+        raise NotImplementedError
+
+    def _follow(self, name: str, epoch: str, cursor: int) -> None:
+        raise NotImplementedError
+
+    def _retry(
+        self, now_ms: int, deadline_ms: int | None, again: Callable[[int], None], give_up: Callable[[], None]
+    ) -> None:
+        raise NotImplementedError
+
+    def _demote(self, name: str) -> None:
+        """Stop being home of ``name``: keep its durable part as a copy; re-route publishes in flight."""
+        home = self.homes.pop(name)
+        home.log.truncate_after(home.committed)
+        self.replicas[name] = home.log
+        self.former_subs[name] = set(home.remote_subs)
+        self.on_change()
+        for item in home.pending:
+            for _, abandon in item.waiters:
+                abandon()
+        if self._local_interest(name):
+            # Our own subscribers were served by this home: they now follow whoever holds it.
+            self._follow(name, home.log.epoch, home.committed)
+
+    def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
+        if channel in self.homes:
+            then(True)
+        elif channel in self._acquiring:
+            self._acquiring[channel].append(then)
+        else:
+            self._acquiring[channel] = [then]
+            self._acquire(now_ms, channel)
+
+    def _new_log(self, channel: str, now_ms: int) -> ChannelLog:
+        epoch = "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8))
+        lg = ChannelLog(
+            channel,
+            epoch,
+            max_messages=self.config.channel_log_max_messages,
+            retention_ms=self.config.retention_ms,
+        )
+        lg.last_activity_ms = now_ms
+        return lg
+
+    def _acquire(self, now_ms: int, channel: str) -> None:
+        """Become the channel's home: gather the best surviving copy, or start a new epoch."""
+        peers = [p.node_id for p in self.view.frontends() if p.alive and p.node_id != self.node_id]
+        if not self.ready:
+            log.info("channel.acquire_deferred", channel=channel, reason="cluster map not yet settled")
+            for cb in self._acquiring.pop(channel, []):
+                cb(False)
+            return
+        if self.bus is None or not peers:
+            own = self.replicas.pop(channel, None)
+            self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
+            return
+        replies: dict[str, Any] = {}
+        refused = []
+
+        def on_reply(peer: str, ok: bool, result: Any) -> None:
+            replies[peer] = result if ok else None
+            if ok and isinstance(result, dict) and result.get("home"):
+                refused.append(result["home"])
+            if len(replies) < len(peers):
+                return
+            silent = [p for p, r in replies.items() if r is None and self.view.alive(p)]
+            if refused or silent or self.home_of(channel) != self.node_id:
+                # A live peer that did not answer may still be home: never guess (no split brain).
+                log.info("channel.acquire_deferred", channel=channel, claimed_by=refused, silent=silent)
+                for cb in self._acquiring.pop(channel, []):
+                    cb(False)
+                return
+            best: ChannelLog | None = self.replicas.pop(channel, None)
+            subs: set[str] = set()
+            source = "replica" if best is not None else "fresh"
+            subs |= self.former_subs.pop(channel, set())
+            for peer_id, r in replies.items():
+                if not isinstance(r, dict):
+                    continue
+                subs |= set(r.get("subs") or ())
+                if r.get("log") is None:
+                    continue
+                lg = ChannelLog.from_snapshot(
+                    channel,
+                    r["log"],
+                    now_ms=self.now_ms,
+                    max_messages=self.config.channel_log_max_messages,
+                    retention_ms=self.config.retention_ms,
+                )
+                if (
+                    best is None
+                    or r.get("relinquished")
+                    or (lg.last_seq > best.last_seq and source != "handover")
+                ):
+                    best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
+            self._become_home(self.now_ms, channel, best, subs, source)
+
+        def replier(peer: str) -> Callable[[bool, Any], None]:
+            return lambda ok, res: on_reply(peer, ok, res)
+
+        for peer in peers:
+            self.bus.request(peer, "log_fetch", {"channel": channel}, replier(peer), RPC_TIMEOUT_S)
+
+    def _become_home(
+        self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str
+    ) -> None:
+        if lg is None:
+            lg = self._new_log(channel, now_ms)
+            if source != "fresh":
+                source = "lost"
+        home = self.homes[channel] = Home(
+            log=lg,
+            remote_subs=subs - {self.node_id},
+            replica=self.placement.replica_for(channel, self.node_id),
+            replica_synced=False,
+            committed=lg.last_seq,
+        )
+        log.info(
+            "channel.home_acquired", channel=channel, epoch=lg.epoch, last_seq=lg.last_seq, source=source
+        )
+        self._sync_replica(now_ms, channel, home)
+        for cb in self._acquiring.pop(channel, []):
+            cb(True)
+
+    def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None:
+        replica = home.replica
+        if replica is None or self.bus is None:
+            home.replica_synced = True
+            self._complete_replicated(now_ms, channel, home, upto=home.log.last_seq)
+            return
+
+        def on_reply(ok: bool, result: Any) -> None:
+            if self.homes.get(channel) is not home or home.replica != replica:
+                return
+            if ok:
+                home.replica_synced = True
+                synced = int(result)
+                log.info(
+                    "channel.replica_synced",
+                    channel=channel,
+                    replica=replica,
+                    last_seq=synced,
+                    pending=len(home.pending),
+                )
+                self._complete_replicated(self.now_ms, channel, home, upto=synced)
+                # Appends made while the snapshot travelled follow it, in order.
+                for item in list(home.pending):
+                    if item.entry.last_seq > synced:
+                        self._replicate(channel, home, item.entry)
+            else:
+                log.info("channel.replica_sync_failed", channel=channel, replica=replica, reason=str(result))
+                self._retry(self.now_ms, None, lambda t: self._sync_replica(t, channel, home), lambda: None)
+
+        self.bus.request(
+            replica, "replica_sync", {"channel": channel, "log": home.log.snapshot()}, on_reply, RPC_TIMEOUT_S
+        )
+
+    def _append(
+        self,
+        now_ms: int,
+        channel: str,
+        connection_id: str,
+        msg_serial: int,
+        messages: list[Message],
+        envelope: dict[str, Any],
+        done: PublishDone,
+        abandon: Callable[[], None],
+    ) -> None:
+        home = self.homes[channel]
+        lg = home.log
+        prior = lg.lookup(connection_id, msg_serial)
+        if prior is not None:
+            self.metrics.duplicates.inc()
+            for pending in home.pending:
+                if pending.entry.publisher == connection_id and pending.entry.msg_serial == msg_serial:
+                    pending.waiters.append((done, abandon))  # still replicating: answer when it is
+                    return
+            done(prior, None)
+            return
+        serials, entry = lg.append(
+            now_ms, [dict(m) for m in messages], envelope, publisher=connection_id, msg_serial=msg_serial
+        )
+        home.pending.append(_Append(entry, serials, [(done, abandon)]))
+        if home.replica is None or self.bus is None:
+            self._complete_replicated(now_ms, channel, home, upto=entry.last_seq)
+            return
+        if home.replica_synced:
+            self._replicate(channel, home, entry)
+        # else: the sync in flight (or retried) is followed by this entry once it lands
+
+    def _replicate(self, channel: str, home: Home, entry: Entry) -> None:
+        replica = home.replica
+        assert replica is not None and self.bus is not None
+
+        def on_reply(ok: bool, result: Any) -> None:
+            if self.homes.get(channel) is not home or home.replica != replica:
+                return
+            if ok:
+                self._complete_replicated(self.now_ms, channel, home, upto=entry.last_seq)
+            elif home.replica_synced:
+                home.replica_synced = False
+                self._sync_replica(self.now_ms, channel, home)
+
+        self.bus.request(
+            replica, "replicate", {"channel": channel, "entry": entry.to_wire()}, on_reply, RPC_TIMEOUT_S
+        )
+
+    def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
+        """Fan out and ACK, in order, every pending append the replica now holds."""
+        while home.pending and home.pending[0].entry.last_seq <= upto:
+            item = home.pending.popleft()
+            entry = item.entry
+            home.committed = entry.last_seq
+            self._fan_out(now_ms, channel, entry, entry.publisher)
+            if self.bus is not None:
+                for sub in home.remote_subs:
+                    self.bus.push(sub, "deliver", {"channel": channel, "entry": entry.to_wire()})
+            for waiter, _ in item.waiters:
+                waiter(item.serials, None)
+        if not home.pending:
+            waiting, home.relinquish = home.relinquish, []
+            for cb in waiting:
+                cb()
+
+    def _serve_attach(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        if self.home_of(channel) != self.node_id:
+            reply(False, f"not home for {channel}")
+            return
+
+        def then(ok: bool) -> None:
+            if not ok:
+                reply(False, f"{channel} is being acquired elsewhere")
+                return
+            home = self.homes[channel]
+            if args.get("subscribe", True):
+                home.remote_subs.add(src)
+            frm = args.get("from")
+            replay = home.log.replay_after(frm, home.committed) if isinstance(frm, str) and frm else None
+            stream_from = args.get("stream_from")
+            stream = (
+                home.log.replay_after(stream_from, home.committed)
+                if isinstance(stream_from, str) and stream_from
+                else None
+            )
+            reply(
+                True,
+                {
+                    "last_serial": home.log.serial(home.committed),
+                    "entries": None if replay is None else [e.to_wire() for e in replay],
+                    "stream_entries": None if stream is None else [e.to_wire() for e in stream],
+                },
+            )
+
+        self._with_home(now_ms, channel, then)
+
+    def _serve_publish(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        if self.home_of(channel) != self.node_id:
+            reply(False, f"not home for {channel}")
+            return
+
+        def done(serials: list[str] | None, error: ErrorInfo | None) -> None:
+            reply(serials is not None, serials if serials is not None else (error.message if error else ""))
+
+        def then(ok: bool) -> None:
+            if not ok:
+                reply(False, f"{channel} is being acquired elsewhere")
+                return
+            self._append(
+                self.now_ms,
+                channel,
+                str(args["conn"]),
+                int(args["msg_serial"]),
+                list(args["messages"]),
+                dict(args["envelope"]),
+                done,
+                lambda: reply(False, f"{channel} changed home; retry"),
+            )
+
+        self._with_home(now_ms, channel, then)
+
+    def _serve_log_fetch(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        home = self.homes.get(channel)
+        if home is None:
+            copy = self.replicas.get(channel)
+            subs = set(self.former_subs.get(channel, ()))
+            if channel in self.streams or (copy is not None and self._local_interest(channel)):
+                subs.add(self.node_id)
+            reply(True, {"log": copy.snapshot() if copy is not None else None, "subs": sorted(subs)})
+            return
+        if self.home_of(channel) != src:
+            reply(True, {"home": self.node_id})  # my map still says I am home: the asker must wait
+            return
+
+        def hand_over() -> None:
+            if self.homes.get(channel) is not home:
+                reply(True, {"log": None})
+                return
+            del self.homes[channel]
+            self.on_change()
+            lg = home.log
+            if self.placement.channel_replica(channel) == self.node_id:
+                self.replicas[channel] = lg
+            subs = set(home.remote_subs)
+            if self._local_interest(channel):
+                # Our own subscribers now follow the new home like any other frontend's.
+                self.streams[channel] = Stream(home=src, epoch=lg.epoch, cursor=lg.last_seq)
+                subs.add(self.node_id)
+            log.info("channel.handed_over", channel=channel, to=src, last_seq=lg.last_seq)
+            reply(True, {"log": lg.snapshot(), "relinquished": True, "subs": sorted(subs)})
+
+        if home.pending:
+            home.relinquish.append(hand_over)
+        else:
+            hand_over()
+
+    def _serve_replicate(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        copy = self.replicas.get(channel)
+        entry = Entry.from_wire(args["entry"])
+        if copy is None or not copy.install(now_ms, entry):
+            reply(False, "resync")
+            return
+        reply(True, entry.last_seq)
+
+    def _serve_replica_sync(
+        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+    ) -> None:
+        lg = ChannelLog.from_snapshot(
+            channel,
+            args["log"],
+            now_ms=now_ms,
+            max_messages=self.config.channel_log_max_messages,
+            retention_ms=self.config.retention_ms,
+        )
+        self.replicas[channel] = lg
+        reply(True, lg.last_seq)
+
+    def retire_idle(self, now_ms: int) -> None:
+        """Forget homes with nothing retained, nobody listening, idle for two retention windows.
+
+        Their history is gone, so a later ATTACH starts a new epoch (and old serials get 90003).
+        """
+        cutoff = now_ms - 2 * self.config.retention_ms
+        for name in list(self.homes):
+            home = self.homes[name]
+            lg = home.log
+            if (
+                not len(lg)
+                and not home.remote_subs
+                and not home.pending
+                and not self._local_interest(name)
+                and lg.last_activity_ms < cutoff
+            ):
+                del self.homes[name]
+                log.info("channel.retired", channel=name, epoch=lg.epoch, last_seq=lg.last_seq)
+
+    def handle_take(self, now_ms: int, channel: str) -> None:
+        """A draining home asks us to acquire ``channel`` now rather than on first use."""
+        if self.home_of(channel) == self.node_id:
+            self._with_home(now_ms, channel, lambda ok: None)
