@@ -31,6 +31,7 @@ All callbacks run synchronously; with no peers they run before the call returns.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,12 +107,15 @@ class ChannelService(HomeSide):
         self.ready = True
         self.view = ClusterView({node_id: Peer(node_id=node_id, role="frontend", zone=config.zone)})
         self.placement = Placement(self.view)
+        self._gossip_view = self.view
         self.homes: dict[str, Home] = {}
         self.replicas: dict[str, ChannelLog] = {}
         self.streams: dict[str, Stream] = {}
         # Remote subscribers of homes we gave up without a hand-over (see ``_demote``).
         self.former_subs: dict[str, set[str]] = {}
         self._seen_dead: set[str] = set()
+        # Peers whose port refused a connect, treated as dead until a link connects again.
+        self.down: set[str] = set()
         self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
         self._retries: list[tuple[int, Callable[[int], None]]] = []
         self.now_ms = 0
@@ -124,12 +128,36 @@ class ChannelService(HomeSide):
 
     def set_view(self, now_ms: int, view: ClusterView) -> None:
         """Adopt a new cluster map: re-point streams, re-sync replicas, re-validate homes after a heal."""
-        self.now_ms = now_ms
-        self.view = view
-        self.placement = Placement(view)
         fronts = view.frontends()
         revived = {p.node_id for p in fronts if p.alive and p.node_id in self._seen_dead}
         self._seen_dead = (self._seen_dead - revived) | {p.node_id for p in fronts if not p.alive}
+        self._gossip_view = view
+        self.down = {n for n in self.down if view.alive(n)}
+        self._apply_view(now_ms, revived)
+
+    def mark_down(self, now_ms: int, peer: str) -> None:
+        """A peer's port refused us: its process is gone. Place as if gossip said so (DESIGN 4.2)."""
+        if peer not in self.down and self._gossip_view.alive(peer):
+            log.info("channel.peer_down", peer=peer)
+            self.down.add(peer)
+            self._apply_view(now_ms, set())
+
+    def mark_up(self, now_ms: int, peer: str) -> None:
+        """A link to a peer we had marked down connected again."""
+        if peer in self.down:
+            log.info("channel.peer_up", peer=peer)
+            self.down.discard(peer)
+            self._apply_view(now_ms, set())
+
+    def _apply_view(self, now_ms: int, revived: set[str]) -> None:
+        self.now_ms = now_ms
+        view = self._gossip_view
+        for peer in self.down:
+            info = view.peers.get(peer)
+            if info is not None:
+                view = view.with_peer(dataclasses.replace(info, alive=False))
+        self.view = view
+        self.placement = Placement(view)
         if revived and self.homes:
             # A member we saw dead is back: a partition healed (or a map lagged). Homes either side
             # held meanwhile may have been superseded, so none is trusted: each becomes a copy and

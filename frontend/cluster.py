@@ -73,6 +73,8 @@ class Cluster:
             on_request=self._on_request,
             on_push=self._on_push,
             on_rejected=lambda reason: self.node.metrics.peer_links_rejected.inc(),
+            on_refused=lambda peer: self.node.channels.mark_down(wall_ms(), peer),
+            on_connected=lambda peer: self.node.channels.mark_up(wall_ms(), peer),
         )
         self.node.channels.bus = bus
         self.node.channels.ready = False

@@ -69,6 +69,10 @@ class FrontendConfig:
     outbox_limit: int = 4_096
     # Messages each channel log keeps at most; older ones fall out before the time window if exceeded.
     channel_log_max_messages: int = 20_000
+    # Comet: how long a transport may go without a pending /recv before it counts as lost (the
+    # session is kept for the TTL, as for a dropped WebSocket), in milliseconds. ably-js re-polls at
+    # once, so this trips only when the client is gone. Default: maxIdleInterval + 10 s.
+    comet_transport_timeout_ms: int = 25_000
     # Seconds a client may take to send its HTTP request headers.
     header_timeout_s: float = 10.0
     # Seconds a WebSocket close handshake may take before the socket is dropped.
@@ -102,6 +106,7 @@ class FrontendConfig:
         _check_range("max_message_size", self.max_message_size, 256, 16 * 1024 * 1024)
         _check_range("max_frame_size", self.max_frame_size, self.max_message_size, 64 * 1024 * 1024)
         _check_range("max_channels_per_connection", self.max_channels_per_connection, 1, 100_000)
+        _check_range("comet_transport_timeout_ms", self.comet_transport_timeout_ms, 100, 600_000)
         _check_range("outbox_limit", self.outbox_limit, 16, 10_000_000)
         _check_range("channel_log_max_messages", self.channel_log_max_messages, 16, 100_000_000)
         if not 0.1 <= self.header_timeout_s <= 600:

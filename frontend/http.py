@@ -1,10 +1,12 @@
 """The one-port front door: h11 for HTTP, upgrading ``/`` to a WebSocket.
 
 Plain requests (``/health``, ``/metrics``, ``/cluster``) are answered with
-keep-alive. A ``GET /`` with ``Upgrade: websocket`` is answered ``101`` by h11
-and the socket is handed, with any bytes already read, to the WebSocket
-transport. Request headers must arrive within ``header_timeout_s`` (no
-slowloris), and a request head is at most 16 KiB.
+keep-alive; ``/comet/...`` goes to the Comet transport (``frontend.comet``),
+whose ``/recv`` long-poll is abandoned if the client closes its socket. A
+``GET /`` with ``Upgrade: websocket`` is answered ``101`` by h11 and the socket
+is handed, with any bytes already read, to the WebSocket transport. Request
+headers must arrive within ``header_timeout_s`` (no slowloris), and a request
+head is at most 16 KiB.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -22,6 +24,7 @@ import structlog
 import trio
 
 from frontend.cluster import Cluster
+from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
 from frontend.membership import view_to_json
 from frontend.metrics import CONTENT_TYPE
 from frontend.node import FrontendNode
@@ -30,8 +33,10 @@ from frontend.websocket import run_websocket, wall_ms
 log = structlog.get_logger("continuity.frontend")
 
 MAX_HEAD_BYTES = 16 * 1024
+TICK_MAX_MS = 50
 MAX_BODY_BYTES = 1024 * 1024
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_COMET_HEADERS = [(b"cache-control", b"no-cache, no-store")]
 _CORS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
@@ -64,6 +69,18 @@ class FrontDoor:
     def __init__(self, node: FrontendNode, cluster: Cluster | None = None) -> None:
         self.node = node
         self.cluster = cluster
+        self.comet = CometService(node, self._prepare())
+
+    def _prepare(self) -> Prepare | None:
+        """The cluster's takeover hook for resumes, once it has joined (else None)."""
+        if self.cluster is None:
+            return None
+        cluster = self.cluster
+
+        async def prepare(params: Mapping[str, str]) -> Mapping[str, str]:
+            return await cluster.prepare(params) if cluster.bus is not None else params
+
+        return prepare
 
     async def route(self, req: h11.Request) -> tuple[int, bytes, bytes]:
         path = urlsplit(req.target.decode("latin-1")).path
@@ -111,7 +128,17 @@ class FrontDoor:
                 if _is_websocket(event) and urlsplit(event.target.decode("latin-1")).path == "/":
                     await self._upgrade(conn, stream, event)
                     return
-                await self._drain_body(conn, stream)
+                request_body = await self._drain_body(conn, stream)
+                target = urlsplit(event.target.decode("latin-1"))
+                if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
+                    if not await self._comet(
+                        conn, stream, event.method, target.path, target.query, request_body
+                    ):
+                        return
+                    if conn.our_state is h11.MUST_CLOSE:
+                        return
+                    conn.start_next_cycle()
+                    continue
                 status, ctype, body = await self.route(event)
                 await self._respond(conn, stream, status, ctype, body)
                 if conn.our_state is h11.MUST_CLOSE:
@@ -129,6 +156,47 @@ class FrontDoor:
             pass
         finally:
             await trio.aclose_forcefully(stream)
+
+    async def _comet(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        method: bytes,
+        path: str,
+        query: str,
+        body: bytes,
+    ) -> bool:
+        """Answer one Comet request; False when the client closed its socket during a long-poll."""
+        parsed = parse_path(path)
+        if parsed is None:
+            self.node.metrics.comet_requests.labels(kind="invalid").inc()
+            error = {"error": {"code": 40400, "statusCode": 404, "message": f"no such comet path: {path}"}}
+            await self._respond(conn, stream, 404, b"application/json", json.dumps(error).encode())
+            return True
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        answer: bytes | None = None
+        if parsed.op != "recv":
+            answer = await self.comet.handle(method, parsed, params, body)
+        else:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_client, conn, stream, nursery.cancel_scope)
+                answer = await self.comet.handle(method, parsed, params, body)
+                nursery.cancel_scope.cancel()
+        if answer is None:
+            return False
+        await self._respond(conn, stream, 200, b"application/json", answer, _COMET_HEADERS)
+        return True
+
+    async def _watch_client(
+        self, conn: h11.Connection, stream: trio.SocketStream, scope: trio.CancelScope
+    ) -> None:
+        """During a long-poll: cancel ``scope`` if the client closes; keep any pipelined bytes for h11."""
+        try:
+            while data := await stream.receive_some(65536):
+                conn.receive_data(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()
 
     async def _next_event(self, conn: h11.Connection, stream: trio.SocketStream) -> Any:
         while True:
@@ -155,9 +223,20 @@ class FrontDoor:
                 raise h11.RemoteProtocolError("unexpected event in body")
 
     async def _respond(
-        self, conn: h11.Connection, stream: trio.SocketStream, status: int, ctype: bytes, body: bytes
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        status: int,
+        ctype: bytes,
+        body: bytes,
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()), *_CORS]
+        headers = [
+            (b"content-type", ctype),
+            (b"content-length", str(len(body)).encode()),
+            *_CORS,
+            *(extra or []),
+        ]
         await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
         await stream.send_all(conn.send(h11.Data(data=body)) or b"")
         await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
@@ -187,7 +266,9 @@ async def _tick_loop(node: FrontendNode) -> None:
     while True:
         now = wall_ms()
         node.tick(now)
-        await trio.sleep(max(node.next_deadline() - wall_ms(), 10) / 1000)
+        # Retries of remote operations are scheduled from peer replies between ticks, so never
+        # sleep longer than their granularity.
+        await trio.sleep(min(max(node.next_deadline() - wall_ms(), 10), TICK_MAX_MS) / 1000)
 
 
 async def serve(
@@ -206,6 +287,7 @@ async def serve(
     door = FrontDoor(node, cluster)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_tick_loop, node)
+        nursery.start_soon(door.comet.run)
         if cluster is not None:
             await nursery.start(cluster.run, port)
         await nursery.start(partial(trio.serve_listeners, door.handle, listeners))

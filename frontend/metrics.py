@@ -65,6 +65,18 @@ class Metrics:
         self.slow_consumers = Counter(
             "continuity_slow_consumers", "Transports cut for a full outbox", registry=r
         )
+        self.comet_requests = Counter(
+            "continuity_comet_requests",
+            "Comet requests, by kind (connect|recv|send|close|disconnect|invalid)",
+            ["kind"],
+            registry=r,
+        )
+        self.comet_transports_lost = Counter(
+            "continuity_comet_transports_lost",
+            "Comet transports lost without a close (no recv for comet_transport_timeout_ms, "
+            "/disconnect, bad body)",
+            registry=r,
+        )
         self.retained_messages = Gauge(
             "continuity_retained_messages", "Messages held in channel logs", registry=r
         )

@@ -35,6 +35,16 @@ CONNECT_TIMEOUT_S = 2.0
 SWEEP_S = 0.05
 
 
+def _refused(exc: BaseException) -> bool:
+    """True when every connect attempt was actively refused (not a timeout or an unreachable net)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        return all(isinstance(e, ConnectionRefusedError) for e in cause.exceptions)
+    return False
+
+
 class PeerError(Exception):
     """A request to a peer failed: link lost, refused, timed out, or the peer said no."""
 
@@ -69,12 +79,17 @@ class PeerBus:
         on_request: RequestHandler,
         on_push: PushHandler,
         on_rejected: Callable[[str], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
+        on_connected: Callable[[str], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self._secrets = list(secrets)
         self._on_request = on_request
         self._on_push = on_push
         self._on_rejected = on_rejected or (lambda reason: None)
+        # A refused TCP connect means nothing listens there: the peer process is gone.
+        self._on_refused = on_refused or (lambda peer: None)
+        self._on_connected = on_connected or (lambda peer: None)
         self._addresses: dict[str, tuple[str, int]] = {}
         self._links: dict[str, _Link] = {}
         self._pending: dict[int, tuple[str, float, ReplyCallback]] = {}
@@ -188,6 +203,8 @@ class PeerBus:
                         stream = await trio.open_tcp_stream(*link.addr)
                 except (OSError, trio.TooSlowError) as exc:
                     log.debug("peer.connect_failed", peer=link.peer, reason=str(exc))
+                    if _refused(exc):
+                        self._on_refused(link.peer)
                     self._fail_pending(link.peer, f"cannot connect to {link.peer}")
                     link.queue.clear()
                     await trio.sleep(delay)
@@ -195,6 +212,7 @@ class PeerBus:
                     continue
                 delay = RECONNECT_MIN_S
                 link.connected = True
+                self._on_connected(link.peer)
                 try:
                     await stream.send_all(
                         W.encode_hello(self._secrets[0], self.node_id, _wall_ms(), os.urandom(12), self.port)
