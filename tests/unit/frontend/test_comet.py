@@ -1,0 +1,177 @@
+"""The Comet core: path parsing, framing, the transport's outbox and recv bookkeeping, key lookup."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from frontend.comet import (
+    EMPTY,
+    CometPath,
+    CometRegistry,
+    CometTransport,
+    array_body,
+    error_body,
+    parse_path,
+)
+from frontend.config import FrontendConfig
+from frontend.errors import ErrorCode, ErrorInfo
+from frontend.keys import ConnectionKey
+from frontend.node import FrontendNode
+from frontend.protocol import Action, Encoded, ProtocolMessage
+
+KEY = "app.key:secret-secret-secret"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/comet/connect", CometPath(op="connect")),
+        ("/comet/fe1.fe2.abc-_D.3.mAc_-x/recv", CometPath(op="recv", key="fe1.fe2.abc-_D.3.mAc_-x")),
+        ("/comet/k/send", CometPath(op="send", key="k")),
+        ("/comet/k/close", CometPath(op="close", key="k")),
+        ("/comet/k/disconnect", CometPath(op="disconnect", key="k")),
+        ("/comet/a%2Eb/recv", CometPath(op="recv", key="a.b")),
+        ("/comet/k/other", None),
+        ("/comet//recv", None),
+        ("/comet/a/b/recv", None),
+        ("/comet/", None),
+        ("/cometx/k/recv", None),
+    ],
+)
+def test_parse_path(path: str, expected: CometPath | None) -> None:
+    assert parse_path(path) == expected
+
+
+def test_bodies_are_arrays_ending_in_newline() -> None:
+    assert array_body([]) == EMPTY == b"[]\n"
+    assert array_body([b'{"action":0}', b'{"action":4}']) == b'[{"action":0},{"action":4}]\n'
+    body = error_body(Action.DISCONNECTED, ErrorInfo.of(ErrorCode.CONNECTION_EXPIRED, "gone"))
+    assert body.endswith(b"]\n")
+    (msg,) = json.loads(body)
+    assert msg["action"] == 6 and msg["error"]["code"] == 80008 and msg["error"]["statusCode"] == 400
+
+
+def _frame(n: int) -> Encoded:
+    return Encoded.of(ProtocolMessage(action=Action.MESSAGE, channel="c", id=str(n)))
+
+
+def test_outbox_is_bounded_and_force_bypasses() -> None:
+    t = CometTransport(None, 2, 0)
+    assert t.send(_frame(0)) and t.send(_frame(1))
+    assert not t.send(_frame(2))  # full: the node cuts it as a slow consumer
+    assert t.send(_frame(3), force=True)  # a replay
+    body = t.take()
+    assert body is not None
+    assert [m["id"] for m in json.loads(body)] == ["0", "1", "3"]
+    assert t.take() is None
+
+
+def test_close_with_final_replaces_the_queue_and_swallows_later_frames() -> None:
+    t = CometTransport(None, 10, 0)
+    t.send(_frame(0))
+    t.close(Encoded.of(ProtocolMessage(action=Action.DISCONNECTED)))
+    assert t.send(_frame(1))  # swallowed
+    assert t.ready()
+    assert json.loads(t.take() or b"") == [{"action": 6}]
+
+
+def test_a_new_recv_supersedes_the_pending_one_and_the_stale_clock_runs_between_recvs() -> None:
+    t = CometTransport(None, 10, 1_000)
+    assert t.stale_at(500) == 1_500  # after connect, before the first recv
+    first = t.begin_recv()
+    assert t.stale_at(500) is None
+    second = t.begin_recv()
+    assert t.recv_token is second
+    t.end_recv(first, 2_000)  # the superseded recv ending changes nothing
+    assert t.stale_at(500) is None
+    t.end_recv(second, 3_000)
+    assert t.stale_at(500) == 3_500
+
+
+def _node(**config: object) -> FrontendNode:
+    cfg = FrontendConfig(dev=True, comet_transport_timeout_ms=500, **config)  # type: ignore[arg-type]
+    return FrontendNode(cfg, rng=random.Random(1))
+
+
+def test_lookup_accepts_only_the_current_key_of_a_live_comet_transport() -> None:
+    node = _node()
+    reg = CometRegistry(node)
+    t, s = reg.open(0, {"key": KEY})
+    assert s is not None and reg.lookup(s.key) is t
+    assert json.loads(t.take() or b"")[0]["action"] == Action.CONNECTED
+    forged = s.key[:-1] + ("A" if s.key[-1] != "A" else "B")
+    bad = reg.lookup(forged)
+    assert isinstance(bad, ErrorInfo) and bad.code == ErrorCode.INVALID_CONNECTION_KEY
+    other = node.signer.sign(
+        ConnectionKey(owner="zz", secondary=None, connection_id=s.connection_id, epoch=1)
+    )
+    away = reg.lookup(other)
+    assert isinstance(away, ErrorInfo) and away.code == ErrorCode.DISCONNECTED
+    unknown = node.signer.sign(
+        ConnectionKey(owner=node.node_id, secondary=None, connection_id="nobody", epoch=1)
+    )
+    gone = reg.lookup(unknown)
+    assert isinstance(gone, ErrorInfo) and gone.code == ErrorCode.CONNECTION_EXPIRED
+
+
+def test_no_recv_for_the_timeout_loses_the_transport_but_keeps_the_session() -> None:
+    node = _node()
+    reg = CometRegistry(node)
+    t, s = reg.open(0, {"key": KEY})
+    assert s is not None
+    reg.expire(499)
+    assert node.outlets.get(s.connection_id) is t
+    assert reg.next_deadline() == 500
+    reg.expire(500)
+    assert s.connection_id not in node.outlets and s.connection_id not in reg.transports
+    assert node.sessions[s.connection_id].state.value == "detached"
+    gone = reg.lookup(s.key)
+    assert isinstance(gone, ErrorInfo) and gone.code == ErrorCode.DISCONNECTED
+    # A resume over Comet binds a new transport to the same session.
+    t2, s2 = reg.open(600, {"key": KEY, "resume": s.key})
+    assert s2 is s and reg.lookup(s.key) is t2
+
+
+def test_bad_send_body_answers_error_and_keeps_the_session() -> None:
+    node = _node()
+    reg = CometRegistry(node)
+    t, s = reg.open(0, {"key": KEY})
+    assert s is not None
+    t.take()
+    (msg,) = json.loads(reg.handle_send(10, t, b"{not json"))
+    assert msg["action"] == Action.ERROR and msg["error"]["code"] == 40000
+    assert s.connection_id not in node.outlets and s.connection_id in node.sessions
+
+
+def test_send_answers_empty_and_frames_wait_for_the_recv() -> None:
+    node = _node()
+    reg = CometRegistry(node)
+    t, s = reg.open(0, {"key": KEY})
+    assert s is not None
+    t.take()
+    assert reg.handle_send(10, t, b'[{"action":0,"id":"ping"}]') == EMPTY
+    assert json.loads(reg.deliver(t)) == [{"action": 0, "id": "ping"}]
+
+
+def test_close_answers_closed_and_disposes() -> None:
+    node = _node()
+    reg = CometRegistry(node)
+    t, s = reg.open(0, {"key": KEY})
+    assert s is not None
+    t.take()
+    assert json.loads(reg.handle_close(10, t))[0]["action"] == Action.CLOSED
+    assert s.connection_id not in node.sessions
+    gone = reg.lookup(s.key)
+    assert isinstance(gone, ErrorInfo) and gone.code == ErrorCode.CONNECTION_EXPIRED
+
+
+def test_a_refused_connect_answers_error_in_band() -> None:
+    node = FrontendNode(FrontendConfig(), rng=random.Random(1))  # no keys: every key refused
+    reg = CometRegistry(node)
+    t, s = reg.open(0, {"key": KEY})
+    assert s is None and not reg.transports
+    (msg,) = json.loads(reg.deliver(t))
+    assert msg["action"] == Action.ERROR
