@@ -29,6 +29,8 @@ export function realtime(overrides = {}) {
     strictMode: true,
     logLevel: 1,
     logHandler: (msg) => logErrors.push(String(msg)),
+    // e.g. ['comet'] to force the HTTP long-poll transport (PROTOCOL.md 6.1).
+    ...(config.transports ? { transports: config.transports } : {}),
     ...auth,
     ...overrides,
   };
