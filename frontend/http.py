@@ -91,6 +91,11 @@ class FrontDoor:
             return 200, b"application/json", json.dumps(body).encode()
         if path == "/metrics":
             self.node.refresh_gauges()
+            if self.cluster is not None and self.cluster.member is not None:
+                counters = self.cluster.member.counters
+                for reason in ("malformed", "unauthenticated", "oversized", "version"):
+                    value = getattr(counters, f"dropped_{reason}")
+                    self.node.metrics.gossip_dropped.labels(reason=reason).set(value)
             return 200, CONTENT_TYPE.encode(), self.node.metrics.render()
         if path == "/cluster":
             body = {

@@ -1,0 +1,103 @@
+"""Peer-link wire: hello authentication, frame round trips, and hostile bytes (issue 6)."""
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from frontend import peerwire as W
+
+SECRET = "peer-secret-0123456789abcdef"
+NOW = 1_700_000_000_000
+
+
+def hello_body(**over):
+    frame = W.encode_hello(over.pop("secret", SECRET), "fe-a1", over.pop("ts", NOW), b"n" * 12, 9101)
+    return W.decode_body(frame[4:])
+
+
+def test_hello_round_trip():
+    hello = W.verify_hello([SECRET], hello_body(), NOW)
+    assert (hello.node_id, hello.listen_port) == ("fe-a1", 9101)
+
+
+def test_hello_with_another_secret_is_refused_but_rotation_accepts_it():
+    body = hello_body(secret="an-old-secret-0123456789")
+    with pytest.raises(W.PeerProtocolError, match="authenticate"):
+        W.verify_hello([SECRET], body, NOW)
+    assert W.verify_hello([SECRET, "an-old-secret-0123456789"], body, NOW).node_id == "fe-a1"
+
+
+def test_stale_or_tampered_hello_is_refused():
+    with pytest.raises(W.PeerProtocolError, match="stale"):
+        W.verify_hello([SECRET], hello_body(ts=NOW - W.HELLO_MAX_SKEW_MS - 1), NOW)
+    body = hello_body()
+    body[2] = "fe-b1"  # claim another identity
+    with pytest.raises(W.PeerProtocolError):
+        W.verify_hello([SECRET], body, NOW)
+    body = hello_body()
+    body[5] = 9999  # redirect replies elsewhere
+    with pytest.raises(W.PeerProtocolError):
+        W.verify_hello([SECRET], body, NOW)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        W.Request(req_id=7, op="publish", args={"channel": "c"}),
+        W.Reply(req_id=7, ok=True, result=["e:1"]),
+        W.Push(op="deliver", args={"channel": "c", "entry": [1, 1, 0, {"action": 15}, None, None]}),
+    ],
+)
+def test_frames_round_trip_through_the_reader(frame):
+    reader = W.FrameReader()
+    data = W.encode(frame) * 2
+    reader.feed(data[:3])
+    assert reader.frames() == []
+    reader.feed(data[3:])
+    assert [W.parse(b) for b in reader.frames()] == [frame, frame]
+
+
+def test_oversized_frame_is_refused_before_it_is_buffered_whole():
+    reader = W.FrameReader(max_frame=100)
+    reader.feed((101).to_bytes(4, "big") + b"x")
+    with pytest.raises(W.PeerProtocolError, match="exceeds"):
+        reader.frames()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_reader_raises_only_peer_protocol_error(data):
+    reader = W.FrameReader(max_frame=1 << 16)
+    reader.feed(len(data).to_bytes(4, "big") + data)
+    try:
+        for body in reader.frames():
+            W.parse(body)
+    except W.PeerProtocolError:
+        pass
+
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.text(max_size=6)
+    | st.binary(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(values, max_size=8))
+def test_fuzz_structured_frames_raise_only_peer_protocol_error(body):
+    data = msgpack.packb(body, use_bin_type=True)
+    try:
+        parsed = W.parse(W.decode_body(data))
+    except W.PeerProtocolError:
+        return
+    assert isinstance(parsed, W.Request | W.Reply | W.Push)
+    try:
+        W.verify_hello([SECRET], body, NOW)
+    except W.PeerProtocolError:
+        pass
