@@ -63,7 +63,10 @@ class Metrics:
             registry=r,
         )
         self.gossip_dropped = Gauge(
-            "continuity_gossip_dropped", "Gossip packets dropped, by reason (since start)", ["reason"], registry=r
+            "continuity_gossip_dropped",
+            "Gossip packets dropped, by reason (since start)",
+            ["reason"],
+            registry=r,
         )
         self.slow_consumers = Counter(
             "continuity_slow_consumers", "Transports cut for a full outbox", registry=r
