@@ -113,9 +113,15 @@ async def test_idle_recv_answers_a_heartbeat_and_a_newer_recv_supersedes(
         async def first() -> None:
             result.append(await comet.recv())
 
+        recvs = 'continuity_comet_requests_total{kind="recv"}'
+        before = (await fe.metrics()).get(recvs, 0)
+
+        async def first_is_pending() -> bool:
+            return (await fe.metrics()).get(recvs, 0) > before
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(first)
-            await trio.sleep(0.2)  # let the first recv be pending (nothing observable to wait on)
+            await wait_until_async(first_is_pending)  # the frontend has taken the first recv
             res = await other.request("GET", f"/comet/{comet.key}/recv?key={API_KEY}")
         await other.aclose()
     assert result == [[]]  # the superseded recv answers []
