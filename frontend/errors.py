@@ -36,6 +36,9 @@ class ErrorCode(enum.IntEnum):
     CHANNEL_OPERATION_FAILED = 90000
     CONTINUITY_LOST = 90003
     PRESENCE_UNSUPPORTED = 91000
+    FORBIDDEN = 40300  # the router's pages: a dev-mode-only hook asked outside dev mode
+    METHOD_NOT_ALLOWED = 40500  # the router's pages
+    NOT_FOUND = 40400  # an alias of KEY_NOT_FOUND, for any missing page or resource
 
 
 _STATUS: dict[ErrorCode, int] = {
@@ -62,6 +65,8 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.CHANNEL_OPERATION_FAILED: 400,
     ErrorCode.CONTINUITY_LOST: 404,  # PROTOCOL 3.5: "Unable to recover channel (messages expired)"
     ErrorCode.PRESENCE_UNSUPPORTED: 400,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
 }
 
 

@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="gossip seed; repeat for several (replaces the config's seeds)")
     p.add_argument("--gossip-profile", choices=["local", "lan", "wan"], help="gossip timing profile")
     p.add_argument("--dev", action="store_true", default=None,
-                   help="development mode: allow a short cluster secret")
+                   help="development mode: allow a short cluster secret, enable the /dev/tunnel test hook")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p.parse_args(argv)
 

@@ -73,8 +73,13 @@ class RouterConfig:
     cluster_secret: str = "dev-cluster-secret-not-for-production"
     # Earlier cluster secrets still accepted (keys and gossip) during a rotation; newest first.
     old_cluster_secrets: tuple[str, ...] = ()
-    # Development mode: relaxes the secret length check. Never in production.
+    # Development mode: relaxes the secret length check and enables the demo page's tunnel test hook
+    # (``POST /dev/tunnel``, router/tunnel.py). Never in production.
     dev: bool = False
+    # API key "appId.keyId:secret" the demo page's token endpoint (``GET /demo/token``) signs
+    # short-lived JWTs with (capability limited to ``demo:*`` channels). The frontends must have the
+    # same key in their ``[keys]``. None: no token endpoint, and /demo/ says so.
+    demo_key: str | None = None
     # Gossip UDP+TCP bind address, "host:port"; port 0 picks a free one.
     gossip_bind: str = "127.0.0.1:0"
     # Gossip seeds to join through, each "host:port" (usually some frontends).
@@ -116,6 +121,10 @@ class RouterConfig:
         _check_range("upstream_timeout_s", self.upstream_timeout_s, 1, 3600)
         _check_range("pool_max_idle", self.pool_max_idle, 0, 10_000)
         _check_range("pool_idle_timeout_s", self.pool_idle_timeout_s, 0.1, 3600)
+        if self.demo_key is not None:
+            name, sep, secret = self.demo_key.partition(":")
+            if not sep or "." not in name or not secret:
+                raise ConfigError("demo_key must look like appId.keyId:secret")
         named = [("cluster_secret", self.cluster_secret)]
         named += [("old_cluster_secrets", s) for s in self.old_cluster_secrets]
         for name, secret in named:

@@ -4,6 +4,8 @@ Per client socket: read a request head within ``header_timeout_s`` (no slowloris
 ``MAX_HEAD_BYTES``), then
 
 - ``/health``, ``/metrics``, ``/cluster``: answered here, keep-alive;
+- ``/demo/``, ``/dashboard/``, ``/vendor/ably.min.js``, ``/dev/tunnel``: the router's own pages
+  (``router.static``);
 - a WebSocket upgrade: routed (``router.decide``) and turned into a byte pipe to the target; the
   socket belongs to the pipe from then on;
 - anything else (Comet, REST-ish paths, unknown paths): routed and forwarded on a pooled keep-alive
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -26,7 +30,7 @@ import trio
 
 from frontend.keys import KeySigner
 from frontend.membership import view_to_json
-from router import proxy
+from router import proxy, static
 from router.cluster import ClusterMap
 from router.config import RouterConfig
 from router.decide import (
@@ -43,6 +47,7 @@ from router.decide import (
 )
 from router.metrics import CONTENT_TYPE, RouterMetrics
 from router.pool import Pools, TargetRefused, open_upstream
+from router.tunnel import Tunnels, match_of
 
 log = structlog.get_logger("continuity.router")
 
@@ -81,6 +86,7 @@ class Router:
         self.pools = Pools(max_idle=config.pool_max_idle, idle_timeout_s=config.pool_idle_timeout_s,
                            connect_timeout_s=config.connect_timeout_s, metrics=self.metrics)
         self.port: int | None = None
+        self.tunnels = Tunnels()  # the dev-mode tunnel hook (router.tunnel); idle outside dev mode
 
     def choose(self, request: RouteRequest, refused: set[str], peer: str) -> Decision:
         """Decide for ``request`` with this request's and the remembered refusals; count and log it."""
@@ -104,6 +110,22 @@ class Router:
         self.refusals.note(route.target, trio.current_time())
         self.metrics.target_refused.labels(target=route.target).inc()
         log.warning("route.target_refused", target=route.target, address=route.address, error=error)
+
+    @contextmanager
+    def cuttable(self, request: RouteRequest) -> Iterator[trio.CancelScope]:
+        """A scope that a dev-mode tunnel cut of this request's client cancels; cancelled at once if
+        the client is inside a cut now (``router.tunnel``). A plain scope outside dev mode."""
+        match = match_of(request, self.signer) if self.config.dev else None
+        with trio.CancelScope() as scope:
+            if not match:
+                yield scope
+                return
+            with self.tunnels.watching(match, scope.cancel):
+                if self.tunnels.blocked(trio.current_time(), match):
+                    scope.cancel()
+                    log.info("tunnel.refused", connection_id=match.connection_id, tag=match.tag,
+                             path=request.path)
+                yield scope
 
     def health(self) -> dict[str, Any]:
         view = self.cluster.view
@@ -152,9 +174,15 @@ class FrontDoor:
                     metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
                     await self._drain_body(conn, stream)
                     await self._serve_local(conn, stream, request.path)
+                elif static.handles(request.path) and not request.upgrade:
+                    metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
+                    await self._drain_body(conn, stream)
+                    await static.serve(router, conn, stream, event.method, request)
                 elif request.upgrade:
                     metrics.requests.labels(kind=str(RequestKind.WEBSOCKET)).inc()
-                    await self._websocket(conn, stream, event, request, peer)
+                    with router.cuttable(request) as cut:
+                        if not cut.cancel_called:
+                            await self._websocket(conn, stream, event, request, peer)
                     return
                 else:
                     metrics.requests.labels(kind=str(request.kind)).inc()
@@ -162,7 +190,11 @@ class FrontDoor:
                         go_on = h11.InformationalResponse(status_code=100, headers=[])
                         await stream.send_all(conn.send(go_on) or b"")
                     body = await self._drain_body(conn, stream)
-                    if not await self._forward(conn, stream, event, body, request, peer):
+                    forwarded = False
+                    with router.cuttable(request) as cut:
+                        if not cut.cancel_called:
+                            forwarded = await self._forward(conn, stream, event, body, request, peer)
+                    if not forwarded:
                         return
                 if conn.our_state is h11.MUST_CLOSE:
                     return

@@ -220,9 +220,12 @@ async def run_cluster(
     spare: Iterable[tuple[str, str]] = (),
     host: str = "127.0.0.1",
     placed: Mapping[str, tuple[str, list[str]]] | None = None,
+    router_overrides: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[LocalCluster]:
     """Start the cluster (``spare`` frontends are configured but not started) and yield it converged.
+
+    ``overrides`` are frontend config fields; ``router_overrides`` router ones (e.g. ``dev=True``).
 
     Every daemon binds ``host``, except those in ``placed`` (name -> (host, command prefix)), which
     run elsewhere, e.g. in a network namespace (``tests/support/netns.py``).
@@ -272,6 +275,7 @@ async def run_cluster(
                 "gossip_bind": f"{n.host}:{n.gossip_port}",
                 "seeds": seeds,
                 "gossip_profile": "local",
+                **(router_overrides or {}),
             }
             n.config_path.write_text(render_config(cfg, {}))
     cluster = LocalCluster(workdir, nodes)

@@ -1,0 +1,109 @@
+"""The cluster dashboard (``/dashboard/``) in chromium, live from a real cluster.
+
+It lists every member with zone, role, state, load and incarnation, each frontend's connection
+count and where a demo room's channel has its home and replica; it updates without a reload, and a
+frontend killed with SIGKILL shows as dead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from tests.browser.conftest import http_base
+from tests.browser.harness import in_browser, join_demo, new_page, screenshot
+from tests.support.cluster import LocalCluster
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+ROOM = "dash"
+CHANNEL = f"demo:{ROOM}"
+
+
+def row_state(page: Page, node: str) -> str | None:
+    return page.get_attribute(f'#members tr[data-node="{node}"]', "data-state")
+
+
+async def test_dashboard_shows_the_live_cluster_and_a_killed_frontend_as_dead(cluster: LocalCluster) -> None:
+    base = http_base(cluster, 0)
+    names = sorted(n.name for n in cluster.nodes.values())
+    frontends = sorted(n.name for n in cluster.frontends)
+    console: list[str] = []
+
+    def scenario(browser: Browser) -> dict[str, Any]:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        chat = new_page(context, console)
+        join_demo(chat, base, name="carol", room=ROOM, transport="web_socket")
+        chat.evaluate("(t) => window.demo.send(t)", "placing the channel")
+        dash = new_page(context, console)
+        dash.goto(f"{base}/dashboard/")
+        # Every member alive, and the channel placed: a home and a replica, in different zones.
+        dash.wait_for_function(
+            """([names, channel]) => {
+                const rows = [...document.querySelectorAll('#members tbody tr')];
+                const alive = rows.filter(r => r.dataset.state === 'alive').map(r => r.dataset.node);
+                const ch = document.querySelector(`#channels tr[data-channel="${channel}"]`);
+                return names.every(n => alive.includes(n)) && ch !== null
+                    && ch.querySelector('.home code') !== null && ch.querySelector('.replica code') !== null;
+            }""",
+            arg=[names, CHANNEL],
+        )
+        # The live connection count covers the demo tab.
+        dash.wait_for_function(
+            "() => Object.values(window.dashboard.state.frontends)"
+            ".some(f => f.ok && f.cluster.connections.live >= 1)"
+        )
+        before = dash.evaluate("window.dashboard.state")
+        home = dash.inner_text(f'#channels tr[data-channel="{CHANNEL}"] .home code')
+        replica = dash.inner_text(f'#channels tr[data-channel="{CHANNEL}"] .replica code')
+        rows = {
+            node: {
+                "zone": dash.inner_text(f'#members tr[data-node="{node}"] td:nth-child(3)'),
+                "role": dash.inner_text(f'#members tr[data-node="{node}"] td:nth-child(2)'),
+            }
+            for node in names
+        }
+        shots = [screenshot(dash, "dashboard-before-kill")]
+        refreshes = dash.evaluate("window.dashboard.refreshes")
+
+        victim = replica if replica in frontends else frontends[-1]
+        trio.from_thread.run(cluster.kill, victim)
+        dead = '(node) => document.querySelector(`#members tr[data-node="${node}"]`)?.dataset.state'
+        dash.wait_for_function(f"{dead} === 'dead'", arg=victim)
+        shots.append(screenshot(dash, "dashboard-after-kill"))
+        return {
+            "before": before,
+            "home": home,
+            "replica": replica,
+            "rows": rows,
+            "victim": victim,
+            "victim_row_class": dash.get_attribute(f'#members tr[data-node="{victim}"]', "class"),
+            "refreshes": (refreshes, dash.evaluate("window.dashboard.refreshes")),
+            "others": {n: row_state(dash, n) for n in names if n != victim},
+            "shots": shots,
+        }
+
+    result = await in_browser(scenario)
+    before = result["before"]
+    assert isinstance(before, dict)
+    members = {m["node_id"]: m for m in before["members"]}
+    rows = result["rows"]
+    assert isinstance(rows, dict)
+    for name, node in cluster.nodes.items():
+        assert rows[name] == {"zone": node.zone, "role": node.role}, console
+        assert isinstance(members[name]["incarnation"], int)
+        assert isinstance(members[name]["load"], (int, float))
+    reports = before["frontends"]
+    assert sorted(reports) == frontends and all(r["ok"] for r in reports.values())
+    home, replica = result["home"], result["replica"]
+    assert CHANNEL in reports[home]["cluster"]["channels"]["home"]
+    assert CHANNEL in reports[replica]["cluster"]["channels"]["replica"]
+    assert cluster.nodes[str(home)].zone != cluster.nodes[str(replica)].zone
+    assert sum(r["cluster"]["connections"]["live"] for r in reports.values()) >= 1
+    # Updated without a reload, and only the killed frontend is dead.
+    first, last = result["refreshes"]
+    assert last > first
+    assert "dead" in str(result["victim_row_class"])
+    assert set(result["others"].values()) <= {"alive", "suspect"}
