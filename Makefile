@@ -7,7 +7,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down
+.PHONY: install test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down chaos
 
 install: $(STAMP_PY) $(STAMP_NPM)
 
@@ -30,6 +30,12 @@ unit: install
 lint: install
 	$(BIN)/ruff check frontend client gossip router tests bench deploy
 	$(BIN)/mypy frontend client gossip router
+
+# The chaos run (bench/chaos): a seeded fault schedule against a local cluster, judged by a checker.
+FAULTS ?= 100
+chaos: install
+	$(BIN)/python -m bench.chaos --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
+		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY))
 
 CLUSTER := $(BIN)/python deploy/localcluster.py
 SIG ?= TERM

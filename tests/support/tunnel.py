@@ -10,6 +10,9 @@ connection to the target. Faults:
   reading them, so the server's socket backs up: a client that no longer
   reads). Data read while held is delivered on release unless a cut drops it.
 
+With ``fallbacks`` (more ``(host, port)`` targets) it behaves as a load balancer: a connection
+goes to the first target that accepts it, so a dead target is skipped.
+
 ``connections`` counts connections forwarded, ``refused`` those reset during a
 cut, ``live`` the ones open now.
 """
@@ -49,8 +52,16 @@ class _Pair:
 class Tunnel:
     """A fault-injecting TCP forwarder. Start it with ``await nursery.start(tunnel.serve)``."""
 
-    def __init__(self, target_host: str, target_port: int, *, small_buffers: bool = True) -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        small_buffers: bool = True,
+        fallbacks: tuple[tuple[str, int], ...] = (),
+    ) -> None:
         self.target = (target_host, target_port)
+        self.fallbacks = fallbacks
         self.small_buffers = small_buffers
         self.port = 0
         self.connections = 0
@@ -112,12 +123,21 @@ class Tunnel:
         self._pairs.clear()
 
     async def _connect_upstream(self) -> trio.SocketStream:
+        for target in self.fallbacks:
+            try:
+                return await self._connect_to(self.target)
+            except OSError:
+                pass
+            self.target, self.fallbacks = target, (*self.fallbacks[1:], self.target)
+        return await self._connect_to(self.target)
+
+    async def _connect_to(self, target: tuple[str, int]) -> trio.SocketStream:
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             if self.small_buffers:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, HELD_RCVBUF)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await sock.connect(self.target)
+            await sock.connect(target)
         except BaseException:
             sock.close()
             raise

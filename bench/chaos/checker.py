@@ -1,0 +1,307 @@
+"""The chaos checker: pure judgement of the publishers' outcomes and the subscribers' receive logs.
+
+Input (plain JSON-able data, what ``bench/chaos/load.py`` records):
+
+* ``publishes``: one dict per publish attempt: ``pid`` (payload id ``"<client>:<n>"``), ``client``,
+  ``channel``, ``outcome``, ``serial`` (the ACK's serial), ``code`` (the NACK's or failure's error
+  code), ``t`` (wall time the outcome was known). Outcomes:
+
+  - ``"ack"``: ACKed with ``serial``;
+  - ``"nack"``: NACKed by the server;
+  - ``"failed"``: the client was told it failed for good (connection FAILED or CLOSED);
+  - ``"indeterminate"``: the client gave up without an answer (SUSPENDED after connectionStateTtl,
+    RTN7e, or still unanswered when the run ended). The server may have appended it before the
+    ACK was lost, so it may be delivered or not, but if it is, it is judged like any message.
+* ``logs``: one dict per subscribing client: ``client``, ``channel``, ``attached_at_end`` (still
+  attached when the run ended) and ``entries`` in the order the client saw them:
+
+  - ``{"k": "conn", "t", "state", "id", "server", "resumed", "code"}``: a connection state change
+    (``server`` is the serverId of CONNECTED's transport);
+  - ``{"k": "attach", "t", "resumed", "code", "serial", "update"}``: ATTACHED on the channel, with the
+    channelSerial the client held right after it;
+  - ``{"k": "msg", "t", "serial", "pid", "connected"}``: a message, and whether the connection was
+    CONNECTED when it arrived.
+
+Verdicts (DESIGN section 7):
+
+1. every ACKed publish after a subscriber's first attach is delivered to it exactly once and in serial
+   order (``lost``, ``duplicated``, ``out_of_order``); a publish missing inside an *announced* gap is an
+   announced discontinuity, not a loss;
+2. every jump in a subscriber's serials (a skipped seq, or a new epoch) is preceded, since the previous
+   message, by an ATTACHED without RESUMED carrying 90003 or by a failed resume (a new connectionId):
+   otherwise a ``silent_gap``;
+3. no two owners: a channel serial names one payload everywhere (every ACK and every delivery to
+   every subscriber), so two homes numbering the same channel at once show up as one serial with
+   two payloads; and a message reaches a client only while its connection is CONNECTED
+   (``split_brain``);
+4. nothing NACKed or failed is delivered (``nacked_delivered``, ``failed_delivered``), and a payload is
+   delivered only with the serial its ACK gave it (``serial_mismatch``).
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+CONTINUITY_LOST = 90003
+VIOLATION_KINDS = (
+    "lost",
+    "duplicated",
+    "out_of_order",
+    "silent_gap",
+    "split_brain",
+    "nacked_delivered",
+    "failed_delivered",
+    "serial_mismatch",
+)
+OUTCOMES = ("ack", "nack", "failed", "indeterminate")
+MAX_EXAMPLES = 20
+
+Order = tuple[int, int]
+
+
+def split_serial(serial: str) -> tuple[str, int]:
+    """``"<epoch>:<seq>"`` -> ``(epoch, seq)``."""
+    epoch, _, seq = serial.rpartition(":")
+    return epoch, int(seq)
+
+
+@dataclass
+class Verdict:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VIOLATION_KINDS, 0))
+    examples: list[dict[str, Any]] = field(default_factory=list)  # the first violations, with context
+    announced: list[dict[str, Any]] = field(default_factory=list)  # announced discontinuities
+    announced_lost: int = 0  # ACKed publishes a subscriber missed inside an announced gap
+    delivered: int = 0  # distinct (subscriber, serial) deliveries
+    not_attached_at_end: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.counts.values())
+
+    def flag(self, kind: str, count: int = 1, **detail: Any) -> None:
+        self.counts[kind] += count
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append({"kind": kind, **detail})
+
+    def causes(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for a in self.announced:
+            for c in a["causes"]:
+                out[c] += 1
+        return dict(sorted(out.items()))
+
+
+class EpochOrder:
+    """Orders serials across epochs: an epoch ranks by the earliest time anyone saw it."""
+
+    def __init__(self, sightings: Iterable[tuple[float, str]]) -> None:
+        first: dict[str, float] = {}
+        for t, serial in sightings:
+            epoch, _ = split_serial(serial)
+            if epoch not in first or t < first[epoch]:
+                first[epoch] = t
+        self.rank = {e: i for i, e in enumerate(sorted(first, key=lambda e: (first[e], e)))}
+
+    def __call__(self, serial: str) -> Order:
+        epoch, seq = split_serial(serial)
+        return self.rank.get(epoch, len(self.rank)), seq
+
+
+def _sightings(
+    publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, Any]]
+) -> list[tuple[float, str]]:
+    out = [(p["t"], p["serial"]) for p in publishes if p.get("serial")]
+    for log in logs:
+        for e in log["entries"]:
+            if e["k"] in ("msg", "attach") and e.get("serial"):
+                out.append((e["t"], e["serial"]))
+    return out
+
+
+@dataclass
+class _Gap:
+    after: Order | None  # the last serial before the jump (None: the channel was empty at attach)
+    before: Order  # the first serial after it
+    causes: list[str]
+
+
+def check(publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, Any]]) -> Verdict:
+    """Judge one run (see the module docstring)."""
+    v = Verdict()
+    order = EpochOrder(_sightings(publishes, logs))
+    acked_by_channel: dict[str, list[tuple[Order, str]]] = defaultdict(list)
+    ack_serial: dict[str, str] = {}
+    outcome: dict[str, Mapping[str, Any]] = {}
+    for p in publishes:
+        if p["outcome"] not in OUTCOMES:
+            raise ValueError(f"unknown publish outcome {p['outcome']!r}")
+        outcome[p["pid"]] = p
+        if p["outcome"] == "ack" and p.get("serial"):
+            acked_by_channel[p["channel"]].append((order(p["serial"]), p["serial"]))
+            ack_serial[p["pid"]] = p["serial"]
+    for acked in acked_by_channel.values():
+        acked.sort()
+
+    _check_owners(v, publishes, logs)
+    for log in logs:
+        _check_subscriber(v, log, order, acked_by_channel.get(log["channel"], []), ack_serial, outcome)
+    return v
+
+
+def _check_owners(
+    v: Verdict, publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, Any]]
+) -> None:
+    """3: one payload per (channel, serial) across every ACK and every delivery."""
+    named: dict[tuple[str, str], tuple[str, str]] = {}  # (channel, serial) -> (pid, first witness)
+    witnesses: list[tuple[str, str, str | None, str]] = [
+        (p["channel"], p["serial"], p["pid"], f"ack to {p['client']}")
+        for p in publishes
+        if p["outcome"] == "ack" and p.get("serial")
+    ]
+    for log in logs:
+        for e in log["entries"]:
+            if e["k"] == "msg":
+                witnesses.append((log["channel"], e["serial"], e.get("pid"), f"delivery to {log['client']}"))
+    for channel, serial, pid, witness in witnesses:
+        if pid is None:
+            continue
+        first = named.setdefault((channel, serial), (pid, witness))
+        if first[0] != pid:
+            v.flag(
+                "split_brain",
+                channel=channel,
+                serial=serial,
+                pid=pid,
+                witness=witness,
+                other_pid=first[0],
+                other_witness=first[1],
+            )
+
+
+def _check_subscriber(
+    v: Verdict,
+    log: Mapping[str, Any],
+    order: EpochOrder,
+    acked: list[tuple[Order, str]],
+    ack_serial: Mapping[str, str],
+    outcome: Mapping[str, Mapping[str, Any]],
+) -> None:
+    who, channel = log["client"], log["channel"]
+    started = False
+    start: Order | None = None
+    prev: Order | None = None
+    prev_t: float | None = None
+    pending: list[str] = []  # announcements since the previous message
+    conn_id: str | None = None
+    connected = False
+    received: set[str] = set()
+    pid_serials: dict[str, set[str]] = defaultdict(set)
+    gaps: list[_Gap] = []
+    last: Order | None = None
+
+    for e in log["entries"]:
+        k = e["k"]
+        if k == "conn":
+            if e["state"] == "connected":
+                if conn_id is not None and e["id"] != conn_id:
+                    pending.append(f"new connectionId (code {e.get('code')})")
+                conn_id, connected = e["id"], True
+            else:
+                connected = False
+            continue
+        if k == "attach":
+            if not started:
+                started = True
+                if e.get("serial"):
+                    start = prev = order(e["serial"])
+            elif not e.get("resumed") and e.get("code") == CONTINUITY_LOST:
+                pending.append("attached without RESUMED, 90003")
+            continue
+        if k != "msg":
+            continue
+        serial, pid, t = e["serial"], e.get("pid"), e["t"]
+        where = {"client": who, "channel": channel, "serial": serial, "t": t}
+        # 3: only the current owner's transport delivers, and only while CONNECTED.
+        if not connected or not e.get("connected", True):
+            v.flag("split_brain", **where, connected=False)
+        # 4: nothing NACKed or failed, and each payload with its own serial.
+        if pid is not None:
+            p = outcome.get(pid)
+            if p is not None and p["outcome"] == "nack":
+                v.flag("nacked_delivered", **where, pid=pid, code=p.get("code"))
+            elif p is not None and p["outcome"] == "failed":
+                v.flag("failed_delivered", **where, pid=pid, code=p.get("code"))
+            elif pid in ack_serial and ack_serial[pid] != serial:
+                v.flag("serial_mismatch", **where, pid=pid, acked=ack_serial[pid])
+            pid_serials[pid].add(serial)
+            if len(pid_serials[pid]) == 2:
+                v.flag("duplicated", **where, pid=pid, serials=sorted(pid_serials[pid]))
+        # 1: exactly once, in order.
+        if serial in received:
+            v.flag("duplicated", **where)
+            continue
+        received.add(serial)
+        v.delivered += 1
+        o = order(serial)
+        if prev is not None:
+            if o < prev:
+                v.flag("out_of_order", **where, previous=list(prev))
+            elif o != (prev[0], prev[1] + 1):
+                # 2: a jump must be announced.
+                if pending:
+                    gaps.append(_Gap(prev, o, list(pending)))
+                    v.announced.append(
+                        {
+                            "client": who,
+                            "channel": channel,
+                            "t": t,
+                            "from": list(prev),
+                            "to": list(o),
+                            "causes": list(pending),
+                        }
+                    )
+                else:
+                    gaps.append(_Gap(prev, o, []))
+                    v.flag("silent_gap", **where, previous=list(prev), previous_t=prev_t)
+        elif pending and started:
+            v.announced.append(
+                {
+                    "client": who,
+                    "channel": channel,
+                    "t": t,
+                    "from": None,
+                    "to": list(o),
+                    "causes": list(pending),
+                }
+            )
+        pending = []
+        if prev is None or o > prev:
+            prev, prev_t = o, t
+        last = prev
+
+    if not log.get("attached_at_end"):
+        v.not_attached_at_end.append(who)
+    if not started:
+        return
+    # 1: every ACKed publish after the first attach (up to the end, or the last message if it left).
+    lo = bisect.bisect_right(acked, (start, "\uffff")) if start is not None else 0
+    expected = acked[lo:]
+    if not log.get("attached_at_end"):
+        expected = [a for a in expected if last is not None and a[0] <= last]
+    tail_announced = bool(pending)
+    for o, serial in expected:
+        if serial in received:
+            continue
+        gap = next((g for g in gaps if (g.after is None or g.after < o) and o < g.before), None)
+        if gap is not None and gap.causes:
+            v.announced_lost += 1
+        elif gap is None and (last is None or o > last) and tail_announced:
+            v.announced_lost += 1
+        else:
+            v.flag("lost", client=who, channel=channel, serial=serial, in_silent_gap=gap is not None)

@@ -1,0 +1,470 @@
+"""The chaos run: a real local cluster, SDK clients under load, a seeded fault schedule, then the checker.
+
+    python -m bench.chaos --faults 100 --seed 7          # or: make chaos FAULTS=100 SEED=7
+    python -m bench.chaos --faults 100 --seed 7 --only 3,12   # replay only those faults of that schedule
+
+Starts 4 frontends in zones a and b and 2 routers (``tests/support/cluster.py``) with a short
+connection-state TTL; fe-a1 and fe-a2 run in one network namespace and fe-b2 in another
+(``net.py``), so that zone a and fe-b2 can each be partitioned off. Clients (``load.py``) reach the
+routers through one fault tunnel each, publish numbered messages and record what they receive. The
+faults of ``schedule.generate`` are applied on their planned times, overlapping across groups; when
+they are all done the publishers stop, every subscriber is given time to catch up, and ``checker``
+judges the publishers' outcomes and every receive log.
+
+Prints one JSON summary; exits 1 on any violation, with a ``reproduction`` (the seed and the faults
+that can explain the violations, and the command that replays just them). ``--workdir`` keeps the
+daemons' logs and ``run.json`` (every publish and every receive log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.chaos import checker, schedule  # noqa: E402
+from bench.chaos.load import ChaosClient, ClientSpec  # noqa: E402
+from bench.chaos.net import ChaosNet, chaos_net  # noqa: E402
+from tests.support import netns  # noqa: E402
+from tests.support.cluster import LocalCluster, run_cluster  # noqa: E402
+from tests.support.streams import wait_until, wait_until_async  # noqa: E402
+from tests.support.tunnel import Tunnel  # noqa: E402
+
+# The chaos cluster's timing: a short TTL so that a cut longer than it is affordable.
+TTL_MS = 6_000
+IDLE_MS = 1_000
+LONG_CUT_S = 9.5  # > TTL + idle (7 s): the server's connection state and channel retention expire
+OUTBOX_LIMIT = 32  # frames queued for a transport before it is cut as a slow consumer
+DRAIN_TIMEOUT_S = 6.0
+CHANNELS = ("chaos:0", "chaos:1", "chaos:2")
+FIREHOSE = "chaos:firehose"
+FRONTENDS = (("fe-b1", "b"), ("fe-a1", "a"), ("fe-a2", "a"), ("fe-b2", "b"))  # the first two are seeds
+ROUTERS = (("rt1", "a"), ("rt2", "b"))
+SETTLE_TIMEOUT_S = 60.0
+TAIL_S = 3.0
+ANSWER_TIMEOUT_S = 30.0
+CATCH_UP_TIMEOUT_S = 40.0
+ATTRIBUTE_GRACE_S = 5.0  # a disconnection starting this long after a fault ended is still its doing
+
+
+def roster(clients: int, comet_share: float) -> list[ClientSpec]:
+    """The clients: publishers, subscribers and both, over CHANNELS, a mix of transports and formats;
+    plus ``slow`` (the slow consumer's target), ``fh-watch`` on its channel, and ``burst``."""
+    comet_every = round(1 / comet_share) if comet_share > 0 else 0
+    out = []
+    for i in range(clients):
+        comet = comet_every > 0 and i % comet_every == comet_every - 1
+        transport, fmt = ("comet", "json") if comet else ("web_socket", "json" if i % 2 else "msgpack")
+        role = ("pub", "sub", "both", "sub")[i % 4]
+        a, b, c = (CHANNELS[(i + k) % len(CHANNELS)] for k in range(3))
+        pubs = (a,) if role == "pub" else (b,) if role == "both" else ()
+        subs = () if role == "pub" else (b, c) if role == "both" else (a, b)
+        out.append(
+            ClientSpec(
+                name=f"{role}{i}",
+                transport=transport,
+                format=fmt,
+                publishes=pubs,
+                subscribes=subs,
+                router=i % 2,
+            )
+        )
+    fh_transport = ("comet", "json") if comet_every else ("web_socket", "json")
+    out += [
+        ClientSpec(name="slow", transport="web_socket", format="msgpack", subscribes=(FIREHOSE, CHANNELS[0])),
+        ClientSpec(
+            name="fh-watch",
+            transport=fh_transport[0],
+            format=fh_transport[1],
+            subscribes=(FIREHOSE,),
+            router=1,
+        ),
+        ClientSpec(name="burst", transport="web_socket", format="msgpack", bursts=(FIREHOSE,)),
+    ]
+    return out
+
+
+def targets_for(specs: Sequence[ClientSpec], net: ChaosNet | None) -> schedule.Targets:
+    names = [s.name for s in specs]
+    return schedule.Targets(
+        frontends=[name for name, _ in FRONTENDS],
+        isolatable=["fe-b2"] if net is not None else [],
+        zone_partition=net is not None,
+        routers=[name for name, _ in ROUTERS],
+        clients=[n for n in names if n != "burst"],
+        slow=["slow"],
+        long_cut=[s.name for s in specs if s.publishes and s.subscribes] or names,
+    )
+
+
+class Driver:
+    """Applies the faults to the cluster, the network and the clients' tunnels, and records when."""
+
+    def __init__(
+        self, cluster: LocalCluster, net: ChaosNet | None, clients: dict[str, ChaosClient], t0: float
+    ) -> None:
+        self.cluster = cluster
+        self.net = net
+        self.clients = clients
+        self.t0 = t0
+        self.applied: list[dict[str, Any]] = []
+        self.anomalies: list[dict[str, Any]] = []
+
+    def now(self) -> float:
+        return round(trio.current_time() - self.t0, 3)
+
+    async def run_group(self, faults: Sequence[schedule.Fault]) -> None:
+        for f in faults:
+            await trio.sleep_until(self.t0 + f.at)  # scheduling the fault, not waiting for a condition
+            await self.apply(f)
+
+    async def apply(self, f: schedule.Fault) -> None:
+        rec: dict[str, Any] = {**f.as_json(), "started": self.now(), "ended": None}
+        self.applied.append(rec)
+        match f.kind:
+            case "fe_kill" | "router_kill":
+                await self.cluster.kill(f.target)
+                await trio.sleep(f.duration)  # the planned downtime
+                await self.cluster.start(f.target)
+            case "fe_drain":
+                rc = await self.cluster.stop(f.target, signal.SIGTERM)
+                rec["exit_code"] = rc
+                if rc != 0:
+                    self.anomalies.append({"fault": f.index, "what": f"drain of {f.target} exited {rc}"})
+                await trio.sleep(f.duration)
+                await self.cluster.start(f.target)
+            case "partition_fe" | "partition_zone":
+                assert self.net is not None
+                host = self.net.lone if f.kind == "partition_fe" else self.net.zone
+                host.cut()
+                try:
+                    await trio.sleep(f.duration)
+                finally:
+                    host.heal()
+            case "tunnel_cut":
+                self.clients[f.target].tunnel.cut(f.duration)
+                await trio.sleep(f.duration)
+            case "slow_consumer":
+                tunnel = self.clients[f.target].tunnel
+                tunnel.hold()
+                try:
+                    rec["burst_messages"] = await self.clients["burst"].burst(
+                        FIREHOSE, self.now() + f.duration
+                    )
+                finally:
+                    tunnel.release()
+        rec["ended"] = self.now()
+        if f.group == "cluster":
+            rec["settle_s"] = await self.settle(f.index)
+
+    async def settle(self, index: int | None) -> float | None:
+        """Wait until every running daemon sees every other alive and each channel in use has one home
+        and a replica in the other zone; returns the seconds it took (None: it never did)."""
+        start = trio.current_time()
+        try:
+            await self.cluster.wait_converged(within=SETTLE_TIMEOUT_S)
+            with trio.fail_after(SETTLE_TIMEOUT_S):
+                await wait_until_async(self._placed)
+        except trio.TooSlowError:
+            self.anomalies.append({"fault": index, "what": "the cluster did not settle", "at": self.now()})
+            return None
+        return round(trio.current_time() - start, 2)
+
+    async def _placed(self) -> bool:
+        homes: dict[str, list[str]] = defaultdict(list)
+        replicas: dict[str, list[str]] = defaultdict(list)
+        for fe in self.cluster.frontends:
+            if not fe.running:
+                return False
+            try:
+                view = await fe.get_json("/cluster")
+            except (OSError, AssertionError, ValueError, trio.BrokenResourceError):
+                return False
+            for ch in view["channels"]["home"]:
+                homes[ch].append(fe.zone)
+            for ch in view["channels"]["replica"]:
+                replicas[ch].append(fe.zone)
+        in_use = [ch for ch in (*CHANNELS, FIREHOSE) if ch in homes or ch in replicas]
+        return all(len(homes[ch]) == 1 and any(z != homes[ch][0] for z in replicas[ch]) for ch in in_use)
+
+
+def outages(
+    clients: Sequence[ChaosClient], applied: Sequence[dict[str, Any]], until: float
+) -> dict[str, Any]:
+    """Longest client outage per fault kind: a disconnection is a fault's if it began while the fault
+    ran (or up to ATTRIBUTE_GRACE_S after) and, for a client fault, on that client."""
+    longest: dict[str, float] = {}
+    unexplained = []
+    for c in clients:
+        for down, up in c.outages(until):
+            kinds = [
+                a["kind"]
+                for a in applied
+                if a["started"]
+                <= down
+                <= (a["ended"] if a["ended"] is not None else math.inf) + ATTRIBUTE_GRACE_S
+                and (
+                    a["kind"] in schedule.CLUSTER_KINDS or a["kind"] == "router_kill" or a["target"] == c.name
+                )
+            ]
+            for kind in kinds:
+                longest[kind] = max(longest.get(kind, 0.0), up - down)
+            if not kinds:
+                unexplained.append({"client": c.name, "down": down, "up": up})
+    return {
+        "longest_s": {k: (round(v, 3) if math.isfinite(v) else None) for k, v in sorted(longest.items())},
+        "unexplained": unexplained[:20],
+    }
+
+
+async def wait_for(done: Callable[[], bool], within: float) -> bool:
+    """Poll ``done()`` until true or ``within`` s pass; returns ``done()``."""
+    with trio.move_on_after(within):
+        await wait_until(done)
+    return bool(done())
+
+
+def caught_up(c: ChaosClient, last: dict[str, checker.Order], order: checker.EpochOrder) -> bool:
+    """Every channel ``c`` subscribes to has delivered its last ACKed serial, or is no longer attached."""
+    for log in c.logs():
+        top = last.get(log["channel"])
+        if top is None or not log["attached_at_end"]:
+            continue
+        seen = [order(e["serial"]) for e in log["entries"] if e["k"] == "msg"]
+        if not seen or max(seen) < top:
+            return False
+    return True
+
+
+async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """One chaos run; returns the summary and whether it passed."""
+    wall0 = time.monotonic()
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="chaos-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    usable, why_not = netns.available() if not args.no_netns else (False, "--no-netns")
+    specs = roster(args.clients, args.comet_share)
+    with chaos_net() if usable else contextlib.nullcontext() as net:
+        targets = targets_for(specs, net)
+        faults = schedule.generate(
+            args.seed, args.faults, targets, ttl_s=TTL_MS / 1000, long_cut_s=LONG_CUT_S
+        )
+        if args.only is not None:
+            faults = schedule.only(faults, args.only)
+        placed: dict[str, tuple[str, list[str]]] = {}
+        host = "127.0.0.1"
+        if net is not None:
+            host = net.root_ip
+            placed = {
+                name: (h.host_ip, h.exec_prefix())
+                for name, h in (("fe-a1", net.zone), ("fe-a2", net.zone), ("fe-b2", net.lone))
+            }
+        async with (
+            run_cluster(
+                workdir,
+                frontends=FRONTENDS,
+                routers=ROUTERS,
+                host=host,
+                placed=placed,
+                connection_state_ttl_ms=TTL_MS,
+                max_idle_interval_ms=IDLE_MS,
+                outbox_limit=OUTBOX_LIMIT,
+                drain_timeout_s=DRAIN_TIMEOUT_S,
+            ) as cluster,
+            trio.open_nursery() as nursery,
+        ):
+            cluster_up_s = round(time.monotonic() - wall0, 1)
+            routers = [(r.host, r.port) for r in cluster.routers]
+            t0 = trio.current_time()
+            clients: dict[str, ChaosClient] = {}
+            for spec in specs:
+                first, *rest = routers[spec.router :] + routers[: spec.router]
+                tunnel = Tunnel(*first, fallbacks=tuple(rest))
+                await nursery.start(tunnel.serve)
+                clients[spec.name] = ChaosClient(spec=spec, tunnel=tunnel, t0=t0, rate=args.rate)
+            with trio.fail_after(120):
+                for c in clients.values():
+                    await nursery.start(c.run)
+            driver = Driver(cluster, net, clients, t0)
+            await driver.settle(None)
+            load_started = trio.current_time()
+            driver.t0 = load_started
+            groups: dict[str, list[schedule.Fault]] = defaultdict(list)
+            for f in faults:
+                groups[f.group].append(f)
+            async with trio.open_nursery() as faulting:
+                for group in groups.values():
+                    faulting.start_soon(driver.run_group, group)
+            shift = round(load_started - t0, 3)  # driver times are load-relative; client times t0-relative
+            for rec in driver.applied:
+                rec["started"] = round(rec["started"] + shift, 3)
+                rec["ended"] = round(rec["ended"] + shift, 3) if rec["ended"] is not None else None
+            final_settle = await driver.settle(None)
+            await trio.sleep(TAIL_S)  # publish a little more on the settled cluster
+            load_end = round(trio.current_time() - t0, 3)
+            for c in clients.values():
+                c.stop.set()
+            everyone = list(clients.values())
+            await wait_for(lambda: all(c.unanswered() == 0 for c in everyone), ANSWER_TIMEOUT_S)
+            publishes = [p for c in everyone for p in c.publishes]
+            order = checker.EpochOrder([(p["t"], p["serial"]) for p in publishes if p["serial"]])
+            last: dict[str, checker.Order] = {}
+            for p in publishes:
+                if p["outcome"] == "ack":
+                    last[p["channel"]] = max(last.get(p["channel"], (-1, -1)), order(p["serial"]))
+            caught = await wait_for(
+                lambda: all(caught_up(c, last, order) for c in everyone), CATCH_UP_TIMEOUT_S
+            )
+            logs = [log for c in everyone for log in c.logs()]
+            publishes = [dict(p) for p in publishes]
+            nursery.cancel_scope.cancel()
+
+    verdict = checker.check(publishes, logs)
+    outcomes = Counter(p["outcome"] for p in publishes)
+    summary: dict[str, Any] = {
+        "seed": args.seed,
+        "faults_scheduled": len(faults),
+        "faults_applied": dict(sorted(Counter(a["kind"] for a in driver.applied).items())),
+        "faults_applied_total": len(driver.applied),
+        "partitions": "network namespaces" if net is not None else f"none ({why_not})",
+        "clients": {
+            "total": len(specs),
+            "by_transport": dict(Counter(s.transport for s in specs)),
+            "by_format": dict(Counter(s.format for s in specs)),
+            "publishers": sum(1 for s in specs if s.publishes or s.bursts),
+            "subscribers": sum(1 for s in specs if s.subscribes),
+            "stopped_early": {c.name: c.error for c in everyone if c.error},
+        },
+        "messages": {
+            "published": len(publishes),
+            "acked": outcomes["ack"],
+            "nacked": outcomes["nack"],
+            "failed": outcomes["failed"],
+            "indeterminate": outcomes["indeterminate"],
+            "delivered": verdict.delivered,
+            "announced_lost": verdict.announced_lost,
+        },
+        "violations": verdict.counts,
+        "lost": verdict.counts["lost"],
+        "duplicated": verdict.counts["duplicated"],
+        "out_of_order": verdict.counts["out_of_order"],
+        "silent_gaps": verdict.counts["silent_gap"],
+        "announced_discontinuities": {
+            "count": len(verdict.announced),
+            "causes": verdict.causes(),
+            "samples": verdict.announced[:5],
+        },
+        "outage": outages(everyone, driver.applied, load_end),
+        "caught_up_at_end": caught,
+        "not_attached_at_end": verdict.not_attached_at_end,
+        "settle": {
+            "final_s": final_settle,
+            "max_s": max((a.get("settle_s") or 0 for a in driver.applied), default=0),
+        },
+        "anomalies": driver.anomalies,
+        "cluster_up_s": cluster_up_s,
+        "wall_s": round(time.monotonic() - wall0, 1),
+    }
+    problems = []
+    if len(driver.applied) != len(faults):
+        problems.append(f"applied {len(driver.applied)} of {len(faults)} faults")
+    if outcomes["ack"] == 0 or verdict.delivered == 0:
+        problems.append("nothing was ACKed or delivered: the run proves nothing")
+    if not caught:
+        problems.append("some attached subscriber never caught up with the last ACKed serial")
+    ok = verdict.ok and not problems
+    summary["problems"] = problems
+    summary["ok"] = ok
+    if not ok:
+        summary["examples"] = verdict.examples
+        summary["reproduction"] = reproduction(args, faults, driver.applied, verdict, publishes)
+    if args.workdir or not ok:
+        summary["workdir"] = str(workdir)
+        run_json = {"summary": summary, "faults": driver.applied, "publishes": publishes, "logs": logs}
+        (workdir / "run.json").write_text(json.dumps(run_json))
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return summary, ok
+
+
+def reproduction(
+    args: argparse.Namespace,
+    faults: Sequence[schedule.Fault],
+    applied: Sequence[dict[str, Any]],
+    verdict: checker.Verdict,
+    publishes: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """The seed and the faults that can explain the violations (all of them if none can), and how to
+    replay just those."""
+    ack_t = {p["serial"]: p["t"] for p in publishes if p["serial"]}
+    times = [ex.get("t", ack_t.get(ex.get("serial"))) for ex in verdict.examples]
+    blamed: set[int] = set()
+    for t in times:
+        if t is not None:
+            blamed.update(schedule.implicated(applied, t))
+    chosen = [f for f in faults if f.index in blamed] or list(faults)
+    only = ",".join(str(f.index) for f in chosen)
+    return {
+        "seed": args.seed,
+        "faults": [f.as_json() for f in chosen],
+        "command": f"make chaos FAULTS={args.faults} SEED={args.seed} CLIENTS={args.clients} ONLY={only}",
+    }
+
+
+@contextlib.contextmanager
+def _interrupts_as_keyboard() -> Iterator[None]:
+    """A shell without job control starts background jobs with SIGINT ignored: take SIGTERM like it."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def parse_only(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--faults", type=int, default=20, help="faults to apply (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
+    p.add_argument("--clients", type=int, default=10, help="load clients besides slow/fh-watch/burst")
+    p.add_argument("--rate", type=float, default=3.0, help="publishes/s per publishing client and channel")
+    p.add_argument(
+        "--comet-share",
+        type=float,
+        default=0.0,
+        help="fraction of the load clients on Comet (default 0: WebSocket only)",
+    )
+    p.add_argument("--only", type=parse_only, default=None, help="replay only these fault indices (a,b,c)")
+    p.add_argument("--no-netns", action="store_true", help="no network namespaces (and so no partitions)")
+    p.add_argument("--workdir", help="keep daemon logs and run.json here (a failing run always keeps them)")
+    args = p.parse_args(argv)
+    if args.faults < 1 or args.clients < 4 or args.rate <= 0 or not 0 <= args.comet_share <= 1:
+        p.error("--faults >= 1, --clients >= 4, --rate > 0 and 0 <= --comet-share <= 1")
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1 << 31)
+    try:
+        with _interrupts_as_keyboard():
+            summary, ok = trio.run(run, args)
+    except KeyboardInterrupt:
+        sys.exit("interrupted; every process this run started has been stopped")
+    print(json.dumps(summary, indent=2))
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,188 @@
+"""The chaos checker on hand-made logs: a clean run passes, and each violation is caught."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.chaos.checker import CONTINUITY_LOST, EpochOrder, check, split_serial
+
+E = "ep1"
+
+
+def ack(
+    n: int, *, channel: str = "c", epoch: str = E, outcome: str = "ack", client: str = "p"
+) -> dict[str, Any]:
+    return {
+        "pid": f"{client}:{n}",
+        "client": client,
+        "channel": channel,
+        "outcome": outcome,
+        "serial": f"{epoch}:{n}" if outcome == "ack" else None,
+        "code": None,
+        "t": float(n),
+    }
+
+
+def conn(t: float, cid: str = "C1", state: str = "connected") -> dict[str, Any]:
+    return {
+        "k": "conn",
+        "t": t,
+        "state": state,
+        "id": cid,
+        "server": "continuity.fe-a1",
+        "resumed": False,
+        "code": None,
+    }
+
+
+def attach(t: float, serial: str | None, *, resumed: bool = False, code: int | None = None) -> dict[str, Any]:
+    return {"k": "attach", "t": t, "resumed": resumed, "code": code, "serial": serial, "update": False}
+
+
+def msg(
+    n: int, *, epoch: str = E, pid: str | None = None, t: float | None = None, connected: bool = True
+) -> dict[str, Any]:
+    return {
+        "k": "msg",
+        "t": float(n) + 0.5 if t is None else t,
+        "serial": f"{epoch}:{n}",
+        "pid": pid or f"p:{n}",
+        "connected": connected,
+    }
+
+
+def sub(entries: list[dict[str, Any]], *, attached_at_end: bool = True, client: str = "s") -> dict[str, Any]:
+    return {"client": client, "channel": "c", "attached_at_end": attached_at_end, "entries": entries}
+
+
+def clean_log() -> list[dict[str, Any]]:
+    return [conn(0), attach(0.1, f"{E}:0"), *(msg(n) for n in range(1, 6))]
+
+
+def only(counts: dict[str, int], kind: str) -> bool:
+    return counts[kind] > 0 and all(v == 0 for k, v in counts.items() if k != kind)
+
+
+def test_a_clean_run_passes() -> None:
+    v = check([ack(n) for n in range(1, 6)], [sub(clean_log())])
+    assert v.ok, v.examples
+    assert v.delivered == 5 and not v.announced
+
+
+def test_a_lost_ack_is_caught() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), *(msg(n) for n in range(1, 5))]  # 5 never arrives
+    v = check([ack(n) for n in range(1, 6)], [sub(entries)])
+    assert only(v.counts, "lost") and v.counts["lost"] == 1
+
+
+def test_a_duplicate_is_caught() -> None:
+    entries = [*clean_log(), msg(5, t=9.0)]
+    v = check([ack(n) for n in range(1, 6)], [sub(entries)])
+    assert only(v.counts, "duplicated")
+
+
+def test_a_payload_under_two_serials_is_a_duplicate() -> None:
+    entries = [*clean_log(), msg(6, pid="p:5")]
+    v = check([ack(n) for n in range(1, 6)], [sub(entries)])
+    assert v.counts["duplicated"] == 1
+
+
+def test_out_of_order_is_caught() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(3), msg(2), msg(4)]
+    v = check([ack(n) for n in range(1, 5)], [sub(entries)])
+    assert v.counts["out_of_order"] == 1 and v.counts["lost"] == 0 and v.counts["duplicated"] == 0
+
+
+def test_a_silent_gap_is_caught() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2), msg(5)]  # 3, 4 skipped, nothing said
+    v = check([ack(n) for n in range(1, 6)], [sub(entries)])
+    assert v.counts["silent_gap"] == 1 and v.counts["lost"] == 2
+
+
+def test_a_silent_new_epoch_is_a_gap() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2, epoch="ep2")]
+    v = check([ack(1), ack(2, epoch="ep2")], [sub(entries)])
+    assert only(v.counts, "silent_gap")
+
+
+@pytest.mark.parametrize(
+    ("announcement", "cause"),
+    [
+        ([attach(2.6, f"{E}:4", code=CONTINUITY_LOST)], "attached without RESUMED, 90003"),
+        ([conn(2.6, "C2"), attach(2.7, f"{E}:2", resumed=True)], "new connectionId (code None)"),
+    ],
+)
+def test_an_announced_gap_is_not_a_violation(announcement: list[dict[str, Any]], cause: str) -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2), *announcement, msg(5)]
+    v = check([ack(n) for n in range(1, 6)], [sub(entries)])
+    assert v.ok, v.examples
+    assert v.announced_lost == 2
+    assert v.causes() == {cause: 1}
+
+
+def test_a_resumed_attach_does_not_announce_a_gap() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2), attach(2.6, f"{E}:2", resumed=True), msg(5)]
+    v = check([ack(n) for n in range(1, 6)], [sub(entries)])
+    assert v.counts["silent_gap"] == 1
+
+
+def test_split_brain_two_payloads_under_one_serial() -> None:
+    # Two homes numbered the same channel: subscriber t sees another payload at serial 3.
+    entries_t = [conn(0, "C9"), attach(0.1, f"{E}:0"), msg(1), msg(2), msg(3, pid="q:1")]
+    v = check([ack(n) for n in range(1, 4)], [sub(clean_log()[:5]), sub(entries_t, client="t")])
+    assert v.counts["split_brain"] >= 1
+
+
+def test_split_brain_a_message_while_not_connected() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), conn(1.6, state="disconnected"), msg(2)]
+    v = check([ack(1), ack(2)], [sub(entries)])
+    assert only(v.counts, "split_brain")
+
+
+def test_a_nacked_publish_delivered_is_caught() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2, pid="p:9")]
+    v = check([ack(1), ack(9, outcome="nack")], [sub(entries)])
+    assert only(v.counts, "nacked_delivered")
+
+
+def test_a_failed_publish_delivered_is_caught() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2, pid="p:9")]
+    v = check([ack(1), ack(9, outcome="failed")], [sub(entries)])
+    assert only(v.counts, "failed_delivered")
+
+
+def test_an_indeterminate_publish_may_be_delivered_once() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2, pid="p:9"), msg(3)]
+    v = check([ack(1), ack(9, outcome="indeterminate"), ack(3)], [sub(entries)])
+    assert v.ok, v.examples
+
+
+def test_a_payload_under_another_serial_than_its_ack() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1, pid="p:2"), msg(2, pid="p:1")]
+    v = check([ack(1), ack(2)], [sub(entries)])
+    assert v.counts["serial_mismatch"] == 2
+
+
+def test_acks_before_the_attach_are_not_expected() -> None:
+    entries = [conn(0), attach(3.1, f"{E}:3"), msg(4), msg(5)]
+    v = check([ack(n) for n in range(1, 6)], [sub(entries)])
+    assert v.ok, v.examples
+
+
+def test_a_subscriber_that_left_is_judged_up_to_its_last_message() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2)]
+    v = check([ack(n) for n in range(1, 6)], [sub(entries, attached_at_end=False)])
+    assert v.ok and v.not_attached_at_end == ["s"]
+
+
+def test_an_unknown_outcome_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown publish outcome"):
+        check([ack(1, outcome="maybe")], [])
+
+
+def test_epochs_rank_by_first_sighting() -> None:
+    order = EpochOrder([(5.0, "zz:1"), (1.0, "aa:7"), (9.0, "mm:0")])
+    assert order("aa:9") < order("zz:0") < order("mm:0")
+    assert split_serial("a:b:12") == ("a:b", 12)
