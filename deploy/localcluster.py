@@ -128,7 +128,8 @@ def topology(offset: int, *, routers: bool = True) -> list[NodeSpec]:
 
 
 def render_toml(config: Mapping[str, Any]) -> str:
-    """A flat TOML document (scalars and lists of scalars, which is all the local templates hold)."""
+    """A TOML document of what the local templates hold: scalars and lists of scalars, and tables of
+    tables such as ``[keys."demo.browser"]`` (whose own table values are written inline)."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -139,9 +140,17 @@ def render_toml(config: Mapping[str, Any]) -> str:
             return json.dumps(v)
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
         raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
-    return "".join(f"{k} = {value(v)}\n" for k, v in config.items())
+    text = "".join(f"{k} = {value(v)}\n" for k, v in config.items() if not isinstance(v, Mapping))
+    for name, table in config.items():
+        if isinstance(table, Mapping):
+            for sub, items in table.items():
+                text += f"\n[{name}.{json.dumps(sub)}]\n"
+                text += "".join(f"{k} = {value(v)}\n" for k, v in items.items())
+    return text
 
 
 # --- state on disk: generated configs, pid files, logs ----------------------------------------------

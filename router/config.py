@@ -29,6 +29,7 @@ from typing import Any
 ENV_PREFIX = "CONTINUITY_ROUTER_"
 GOSSIP_PROFILES = ("local", "lan", "wan")
 _LIST_FIELDS = ("seeds", "old_cluster_secrets")
+DEMO_SECRET_MIN_BYTES = 32  # HS256 (RFC 7518 3.2); router/demo_auth.py signs with it
 
 
 class ConfigError(ValueError):
@@ -78,7 +79,8 @@ class RouterConfig:
     dev: bool = False
     # API key "appId.keyId:secret" the demo page's token endpoint (``GET /demo/token``) signs
     # short-lived JWTs with (capability limited to ``demo:*`` channels). The frontends must have the
-    # same key in their ``[keys]``. None: no token endpoint, and /demo/ says so.
+    # same key in their ``[keys]``. None: no token endpoint, and /demo/ says so. The secret must be
+    # at least 32 bytes outside dev mode.
     demo_key: str | None = None
     # Gossip UDP+TCP bind address, "host:port"; port 0 picks a free one.
     gossip_bind: str = "127.0.0.1:0"
@@ -125,6 +127,9 @@ class RouterConfig:
             name, sep, secret = self.demo_key.partition(":")
             if not sep or "." not in name or not secret:
                 raise ConfigError("demo_key must look like appId.keyId:secret")
+            if not self.dev and len(secret.encode()) < DEMO_SECRET_MIN_BYTES:
+                raise ConfigError(
+                    f"demo_key's secret must be at least {DEMO_SECRET_MIN_BYTES} bytes outside dev mode")
         named = [("cluster_secret", self.cluster_secret)]
         named += [("old_cluster_secrets", s) for s in self.old_cluster_secrets]
         for name, secret in named:

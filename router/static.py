@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 REPO_DIR = Path(__file__).resolve().parent.parent
 ABLY_BUILD = Path("node_modules") / "ably" / "build" / "ably.min.js"
-FRONTEND_FETCH_TIMEOUT_S = 1.0
+FRONTEND_FETCH_TIMEOUT_S = 2.0
 MAX_FRONTEND_BODY = 4 * 1024 * 1024
 TUNNEL_PATH = "/dev/tunnel"
 TOKEN_PATH = "/demo/token"

@@ -39,25 +39,26 @@ async def test_dashboard_shows_the_live_cluster_and_a_killed_frontend_as_dead(cl
         chat.evaluate("(t) => window.demo.send(t)", "placing the channel")
         dash = new_page(context, console)
         dash.goto(f"{base}/dashboard/")
-        # Every member alive, and the channel placed: a home and a replica, in different zones.
-        dash.wait_for_function(
+        # One refresh in which every member is alive, every frontend answered the router, the demo
+        # tab's connection is counted, and the channel has a home and a replica, in the table too.
+        placed = dash.wait_for_function(
             """([names, channel]) => {
+                const state = window.dashboard.state;
+                if (!state) return null;
                 const rows = [...document.querySelectorAll('#members tbody tr')];
                 const alive = rows.filter(r => r.dataset.state === 'alive').map(r => r.dataset.node);
+                const reports = Object.values(state.frontends);
                 const ch = document.querySelector(`#channels tr[data-channel="${channel}"]`);
-                return names.every(n => alive.includes(n)) && ch !== null
-                    && ch.querySelector('.home code') !== null && ch.querySelector('.replica code') !== null;
+                const ok = names.every(n => alive.includes(n))
+                    && reports.every(f => f.ok) && reports.some(f => f.cluster.connections.live >= 1)
+                    && ch !== null && ch.querySelector('.home code') !== null
+                    && ch.querySelector('.replica code') !== null;
+                return ok ? {state, home: ch.querySelector('.home code').textContent,
+                             replica: ch.querySelector('.replica code').textContent} : null;
             }""",
             arg=[names, CHANNEL],
-        )
-        # The live connection count covers the demo tab.
-        dash.wait_for_function(
-            "() => Object.values(window.dashboard.state.frontends)"
-            ".some(f => f.ok && f.cluster.connections.live >= 1)"
-        )
-        before = dash.evaluate("window.dashboard.state")
-        home = dash.inner_text(f'#channels tr[data-channel="{CHANNEL}"] .home code')
-        replica = dash.inner_text(f'#channels tr[data-channel="{CHANNEL}"] .replica code')
+        ).json_value()
+        before, home, replica = placed["state"], placed["home"], placed["replica"]
         rows = {
             node: {
                 "zone": dash.inner_text(f'#members tr[data-node="{node}"] td:nth-child(3)'),
