@@ -7,7 +7,8 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down chaos
+.PHONY: install test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
+	bench bench-profile chaos
 
 install: $(STAMP_PY) $(STAMP_NPM)
 
@@ -37,6 +38,21 @@ chaos: install
 	$(BIN)/python -m bench.chaos --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
 		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY))
 
+# Every benchmark in bench/ (JSON on stdout, saved to bench/results/latest.json); see bench/README.md.
+BENCH_NPM := bench/peers/socketio/node_modules/.installed
+
+$(BENCH_NPM): bench/peers/socketio/package.json bench/peers/socketio/package-lock.json
+	cd bench/peers/socketio && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: $(STAMP_PY) $(BENCH_NPM)
+	$(BIN)/python bench/run_all.py
+
+# py-spy profile of the 200-subscriber fan-out (paced and max rate) of one frontend.
+bench-profile: $(STAMP_PY) $(BENCH_NPM)
+	$(BIN)/python bench/fanout_compare.py --subscribers 200 --targets continuity --seconds 10 \
+		--profile bench/results/profile
+
 CLUSTER := $(BIN)/python deploy/localcluster.py
 SIG ?= TERM
 
@@ -64,4 +80,4 @@ cluster-down:
 	$(CLUSTER) down
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules bench/peers/socketio/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,7 @@
 
     python bench/failover.py --clients 200 --procs 4 --rate 50
 
-Starts 4 frontends in 2 zones and a router (``tests/support/cluster.py``) in a
+Starts 4 frontends in 2 zones (or 2 with ``--frontends 2``) and a router (``tests/support/cluster.py``) in a
 temporary workdir, connects ``--clients`` subscribers through the router with
 the client SDK, spread over ``--procs`` worker processes
 (``bench/failover_worker.py``), and one publisher (in this process) sending
@@ -50,9 +50,15 @@ from tests.support.streams import FAST_BACKOFF, parse_serial  # noqa: E402
 WORKER = Path(__file__).resolve().parent / "failover_worker.py"
 CHANNEL_PREFIX = "bench:failover:"  # as in failover_worker.py
 PUBLISH_WINDOW = 64  # publishes in flight at once
-READY_TIMEOUT = 180.0
+READY_TIMEOUT = 180.0  # s for every subscriber to connect; plus READY_PER_CLIENT each beyond 1,000
+READY_PER_CLIENT = 0.15
 RESULT_TIMEOUT = 60.0
 GOAL_P99_S = 2.0
+# --frontends: 4 (two per zone) or 2 (one per zone: with --clients 2000 the victim owns ~1,000).
+FRONTENDS = {
+    4: (("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"), ("fe-b2", "b")),
+    2: (("fe-a1", "a"), ("fe-b1", "b")),
+}
 LOG_EVENT_PREFIXES = ("connection.", "route.", "channel.", "member.suspect", "member.dead", "peer.link_lost")
 
 DEFINITION = " ".join(
@@ -73,6 +79,11 @@ DEFINITION = " ".join(
         "reordered = a message whose serial is not the previous one + 1 in the same epoch.",
     ]
 )
+
+
+def note(msg: str) -> None:
+    """A progress line on stderr (stdout carries the JSON)."""
+    print(f"[{time.strftime('%H:%M:%S')}] failover: {msg}", file=sys.stderr, flush=True)
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -321,17 +332,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     workers: list[WorkerProc] = []
     phases: dict[str, float] = {}
     try:
-        async with run_cluster(workdir) as cluster, trio.open_nursery() as nursery:
+        topology = FRONTENDS[args.frontends]
+        async with run_cluster(workdir, frontends=topology) as cluster, trio.open_nursery() as nursery:
             phases["cluster_up_s"] = round(time.monotonic() - wall0, 2)
+            note(f"cluster up; connecting {args.clients} subscribers")
             url = cluster.router_url()
             pub = Publisher(channels, args.rate)
             await nursery.start(pub.run, url)
             t = time.monotonic()
             workers = await start_workers(nursery, workdir, url, args)
-            with trio.fail_after(READY_TIMEOUT):
+            with trio.fail_after(READY_TIMEOUT + READY_PER_CLIENT * max(0, args.clients - 1000)):
                 for w in workers:
                     await w.got_ready.wait()
             phases["clients_connected_s"] = round(time.monotonic() - t, 2)
+            note(f"subscribers connected in {phases['clients_connected_s']} s; warming up")
             ready = [s for w in workers for s in (w.ready or {}).get("subs", [])]
             connect_errors = [s["error"] for s in ready if s["error"]]
             owners = Counter(s["server"] for s in ready if not s["error"])
@@ -347,6 +361,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             victim = choose_victim(owners, pub.server, channel_homes, args.victim)
             kill_t = time.time()
             await cluster.kill(victim)
+            note(f"killed {victim} (owner of {owners[victim]}); waiting for catch-up")
             for w in workers:
                 await w.send({"cmd": "kill", "t": kill_t, "victim": victim})
 
@@ -382,6 +397,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 max(0.0, remaining),
             )
             phases["failover_wait_s"] = round(time.time() - kill_t, 2)
+            note(f"catch-up wait over after {phases['failover_wait_s']} s; draining")
             await trio.sleep(args.tail)
             pub.stop.set()
             await wait_for(lambda: all(r.serial or r.error for r in pub.records), 15)
@@ -571,6 +587,14 @@ def main() -> None:
     p.add_argument("--procs", type=int, default=4, help="worker processes for the subscribers (default 4)")
     p.add_argument("--rate", type=float, default=50, help="publishes/s, over all channels (default 50)")
     p.add_argument("--channels", type=int, default=1, help="channels; subscriber i is on i %% channels")
+    p.add_argument(
+        "--frontends",
+        type=int,
+        choices=sorted(FRONTENDS),
+        default=4,
+        help="frontends in the cluster: 4 (two per zone, default) or 2 (one per zone; the victim then "
+        "owns about half the clients: --clients 2000 gives an owner with ~1,000 connections)",
+    )
     p.add_argument(
         "--seed",
         type=int,
