@@ -330,6 +330,7 @@ class FrontendNode(PubSub):
         outlet = self.outlets.get(s.connection_id)
         self._dispose(s)
         s.close()
+        self.ownership.closed(now_ms, s)
         log.info("connection.closed", connection_id=s.connection_id)
         if outlet is not None:
             outlet.send(server_message(Action.CLOSED, connection_id=s.connection_id))

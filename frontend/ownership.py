@@ -83,6 +83,12 @@ class Ownership:
         log.info("connection.taken_over", connection_id=conn_id, epoch=epoch, secondary=secondary)
         return s
 
+    def closed(self, now_ms: int, s: Session) -> None:
+        """The client closed ``s`` (CLOSE): leave a tombstone so no resume or takeover revives it
+        from here, and have the secondary drop its copy."""
+        self.tombstones.add(now_ms, s.connection_id, None, s.epoch + 1, None)
+        self.remember_discard(s.secondary, s.connection_id, s.epoch + 1)
+
     def remember_discard(self, peer: str | None, conn_id: str, epoch: int) -> None:
         """Tell ``peer`` to drop what it holds of ``conn_id`` below ``epoch``, until it confirms."""
         if peer is None or peer == self.node.node_id:
@@ -141,6 +147,8 @@ class Ownership:
     def _hand_over(self, now_ms: int, src: str, conn_id: str, key_epoch: int) -> dict[str, Any]:
         node = self.node
         stone = self.tombstones.get(now_ms, conn_id)
+        if stone is not None and stone.new_owner is None:
+            return {"state": None, "stale": True}  # closed by its client: dead for good
         if stone is not None:
             # Handed over already: the same new owner may ask again; nobody else may take it back.
             return {"state": stone.state if stone.new_owner == src else None, "owner": stone.new_owner}

@@ -32,9 +32,9 @@ class Copy:
 
 @dataclass(frozen=True, slots=True)
 class Tombstone:
-    new_owner: str
+    new_owner: str | None  # None: the client closed the connection (CLOSE); nobody may take it
     epoch: int  # the epoch the new owner holds
-    state: dict[str, Any]  # what was handed over, for an idempotent repeat
+    state: dict[str, Any] | None  # what was handed over, for an idempotent repeat
     until_ms: int
 
 
@@ -82,7 +82,9 @@ class Tombstones:
         self.ttl_ms = ttl_ms
         self._stones: dict[str, Tombstone] = {}
 
-    def add(self, now_ms: int, conn_id: str, new_owner: str, epoch: int, state: dict[str, Any]) -> None:
+    def add(
+        self, now_ms: int, conn_id: str, new_owner: str | None, epoch: int, state: dict[str, Any] | None
+    ) -> None:
         self._stones[conn_id] = Tombstone(new_owner, epoch, state, now_ms + self.ttl_ms)
 
     def get(self, now_ms: int, conn_id: str) -> Tombstone | None:
