@@ -175,3 +175,55 @@ def test_a_refused_connect_answers_error_in_band() -> None:
     assert s is None and not reg.transports
     (msg,) = json.loads(reg.deliver(t))
     assert msg["action"] == Action.ERROR
+
+
+# --- fuzzing: Comet request bodies (issue 6) -----------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from frontend import protocol as P  # noqa: E402
+from frontend.errors import RemoteProtocolError  # noqa: E402
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(1 << 63), (1 << 63) - 1) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+_pm_like = st.fixed_dictionaries(
+    {"action": st.integers(-2, 25)},
+    optional={k: _json_values for k in ("flags", "channel", "msgSerial", "messages", "id", "params")},
+)
+_bodies = (
+    st.binary(max_size=400)
+    | st.lists(_pm_like, max_size=4).map(lambda pms: json.dumps(pms).encode())
+    | _pm_like.map(lambda pm: json.dumps(pm).encode())
+    | _json_values.map(lambda v: json.dumps(v).encode())
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_bodies)
+def test_fuzz_comet_body_decoder_raises_only_its_protocol_error(body: bytes) -> None:
+    try:
+        pms = P.decode_json_array(body, max_size=1 << 20)
+    except RemoteProtocolError as exc:
+        assert exc.code is ErrorCode.BAD_REQUEST
+        return
+    assert all(isinstance(pm.action, Action) for pm in pms)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_bodies, min_size=1, max_size=4))
+def test_fuzz_comet_send_answers_in_band_and_never_raises(bodies: list[bytes]) -> None:
+    """Any POST /send body gets a JSON-array answer (maybe an in-band ERROR); the registry stays
+    consistent and the node keeps the session (detached at worst, never lost)."""
+    node = _node()
+    reg = CometRegistry(node)
+    t, s = reg.open(0, {"key": KEY})
+    assert s is not None
+    t.take()
+    for i, body in enumerate(bodies):
+        answer = reg.handle_send(10 + i, t, body)
+        assert answer == EMPTY or isinstance(json.loads(answer), list)
+    assert s.connection_id in node.sessions or s.terminal
