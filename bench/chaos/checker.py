@@ -135,7 +135,7 @@ def check(publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, An
     """Judge one run (see the module docstring)."""
     v = Verdict()
     order = EpochOrder(_sightings(publishes, logs))
-    acked_by_channel: dict[str, list[tuple[Order, str]]] = defaultdict(list)
+    acked_by_channel: dict[str, list[tuple[Order, str, str]]] = defaultdict(list)
     ack_serial: dict[str, str] = {}
     outcome: dict[str, Mapping[str, Any]] = {}
     for p in publishes:
@@ -143,7 +143,7 @@ def check(publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, An
             raise ValueError(f"unknown publish outcome {p['outcome']!r}")
         outcome[p["pid"]] = p
         if p["outcome"] == "ack" and p.get("serial"):
-            acked_by_channel[p["channel"]].append((order(p["serial"]), p["serial"]))
+            acked_by_channel[p["channel"]].append((order(p["serial"]), p["serial"], p["pid"]))
             ack_serial[p["pid"]] = p["serial"]
     for acked in acked_by_channel.values():
         acked.sort()
@@ -188,7 +188,7 @@ def _check_subscriber(
     v: Verdict,
     log: Mapping[str, Any],
     order: EpochOrder,
-    acked: list[tuple[Order, str]],
+    acked: list[tuple[Order, str, str]],
     ack_serial: Mapping[str, str],
     outcome: Mapping[str, Mapping[str, Any]],
 ) -> None:
@@ -201,6 +201,7 @@ def _check_subscriber(
     conn_id: str | None = None
     connected = False
     received: set[str] = set()
+    received_pids: set[str] = set()
     pid_serials: dict[str, set[str]] = defaultdict(set)
     gaps: list[_Gap] = []
     last: Order | None = None
@@ -240,6 +241,7 @@ def _check_subscriber(
             elif pid in ack_serial and ack_serial[pid] != serial:
                 v.flag("serial_mismatch", **where, pid=pid, acked=ack_serial[pid])
             pid_serials[pid].add(serial)
+            received_pids.add(pid)
             if len(pid_serials[pid]) == 2:
                 v.flag("duplicated", **where, pid=pid, serials=sorted(pid_serials[pid]))
         # 1: exactly once, in order.
@@ -290,13 +292,13 @@ def _check_subscriber(
     if not started:
         return
     # 1: every ACKed publish after the first attach (up to the end, or the last message if it left).
-    lo = bisect.bisect_right(acked, (start, "\uffff")) if start is not None else 0
+    lo = bisect.bisect_right(acked, (start, "\uffff", "")) if start is not None else 0
     expected = acked[lo:]
     if not log.get("attached_at_end"):
         expected = [a for a in expected if last is not None and a[0] <= last]
     tail_announced = bool(pending)
-    for o, serial in expected:
-        if serial in received:
+    for o, serial, pid in expected:
+        if pid in received_pids:  # the payload itself, not just its serial (another may have taken it)
             continue
         gap = next((g for g in gaps if (g.after is None or g.after < o) and o < g.before), None)
         if gap is not None and gap.causes:

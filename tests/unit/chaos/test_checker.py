@@ -186,3 +186,10 @@ def test_epochs_rank_by_first_sighting() -> None:
     order = EpochOrder([(5.0, "zz:1"), (1.0, "aa:7"), (9.0, "mm:0")])
     assert order("aa:9") < order("zz:0") < order("mm:0")
     assert split_serial("a:b:12") == ("a:b", 12)
+
+
+def test_a_serial_reused_for_another_payload_does_not_hide_a_loss() -> None:
+    # Serial 2 was ACKed to p:2, then renumbered to q:7: the subscriber never got p:2.
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2, pid="q:7")]
+    v = check([ack(1), ack(2)], [sub(entries)])
+    assert v.counts["lost"] == 1 and v.counts["split_brain"] == 1
