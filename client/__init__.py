@@ -1,4 +1,4 @@
-"""Continuity trio client SDK: the Ably realtime protocol over WebSocket, with automatic resume.
+"""Continuity trio client SDK: the Ably realtime protocol over WebSocket or Comet, with automatic resume.
 
 ::
 
@@ -8,10 +8,18 @@
             serials = await ch.publish("greeting", "hello")
             async for msg in sub:
                 print(msg.serial, msg.data)
+
+Transports: ``connect(..., transports=["web_socket", "comet"])`` (the default) tries a WebSocket
+first and falls back to Comet, the HTTP long-poll of PROTOCOL.md section 6 (JSON only): in the same
+connect attempt when the upgrade is refused or closed before it opens, from the next attempt on when
+it timed out; ``["comet"]`` forces Comet.
+``conn.transport`` is the one in use. A resume may cross from one transport to the other with the
+same guarantees; set ``conn.transports`` to change the order for later attempts.
 """
 
 from client.backoff import Backoff
-from client.connection import Channel, Connection, EventStream, Feed, Subscription, connect, messages
+from client.channel import Channel
+from client.connection import Connection, connect, messages
 from client.errors import (
     ChannelFailedError,
     ClientError,
@@ -22,6 +30,7 @@ from client.errors import (
     SubscriptionOverflowError,
 )
 from client.events import ChannelEvent, ChannelState, ConnectionEvent, ConnectionState, StateEvent
+from client.feed import EventStream, Feed, Subscription
 from client.message import Message, OutboundMessage
 from client.recovery import RecoveryKey
 from client.session import ClientSession, SessionConfig

@@ -1,10 +1,23 @@
-"""The trio driver around :class:`client.session.ClientSession`: WebSocket I/O, timers, waiters.
+"""The trio driver around :class:`client.session.ClientSession`: transports, timers, waiters.
 
 One background task (``_supervise``) opens transports while the session wants
 one, with the session's backoff between attempts; per transport a reader feeds
 inbound frames to the session and a writer sends what it drains. A ticker
 fires the session's deadlines. Every core input is followed by ``_dispatch``,
 which routes the session's events to waiters, subscriptions and event streams.
+
+Transports are tried in the order of ``Connection.transports`` (``web_socket``
+then ``comet`` by default; the drivers are ``client.websocket`` and
+``client.comet``, the HTTP long-poll). A transport that reaches the server but
+does not open there (the upgrade is answered with an HTTP error, the socket is
+closed or reset before the 101, the handshake times out) is followed at once,
+in the same connect attempt, by the next one, with a connect deadline of its
+own. Once a WebSocket upgrade has been answered with an HTTP error or has
+timed out, the connection marks it unavailable (``websocket_unavailable``) and
+later attempts start with Comet, as ably-js persists its fallback. A server
+that cannot be reached at all is no reason to fall back: the session's backoff
+applies. The session is transport-agnostic, so a resume may cross from one
+transport to the other in either direction with the same guarantees (RTN15c6, RTL15b).
 """
 
 from __future__ import annotations
@@ -13,26 +26,18 @@ import math
 import random
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import trio
 import trio_websocket
-from wsproto import ConnectionType, WSConnection
 
 from client.backoff import Backoff
-from client.errors import (
-    ChannelFailedError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectionFailedError,
-    ConnectionSuspendedError,
-    PublishError,
-    SubscriptionOverflowError,
-)
+from client.channel import Channel, Waiter, connection_error
+from client.comet import DEFAULT_RECV_TIMEOUT, CometTarget, run_comet
+from client.errors import ConnectionFailedError
 from client.events import (
     ChannelEvent,
     ChannelState,
@@ -45,184 +50,43 @@ from client.events import (
     StateEvent,
     TransportDropped,
 )
+from client.feed import EventStream, Feed
 from client.message import Data, Message, OutboundMessage
 from client.recovery import RecoveryKey
-from client.session import TERMINAL, ClientSession, SessionConfig
-from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
-from frontend.protocol import Format, ProtocolMessage, decode, encode
+from client.session import CONNECT_TIMEOUT, TERMINAL, ClientSession, SessionConfig
+from client.transport import (
+    COMET,
+    TRANSPORT_ERRORS,
+    TRANSPORTS,
+    WEB_SOCKET,
+    Attempt,
+    CometError,
+    check_transports,
+    transport_order,
+)
+from client.websocket import WebSocketTarget, run_websocket
+from frontend.errors import ErrorInfo, RemoteProtocolError
+from frontend.protocol import Format, ProtocolMessage
 
 PROTOCOL_VERSION = "6"
 # Largest inbound frame we accept from the server.
 MAX_INBOUND_FRAME = 64 * 1024 * 1024
-# Default buffer of one subscription before it overflows, in messages.
-DEFAULT_SUBSCRIPTION_BUFFER = 100_000
-
-T = TypeVar("T")
-
-
-class Feed(Generic[T]):
-    """A bounded per-subscriber queue. Iterating ends when the source closes it.
-
-    If the subscriber falls ``buffer`` items behind, iteration raises
-    :class:`SubscriptionOverflowError` after the buffered items: nothing is
-    dropped silently.
-    """
-
-    def __init__(self, buffer: int, predicate: Callable[[T], bool] | None = None) -> None:
-        self._send, self._recv = trio.open_memory_channel[T](buffer)
-        self._predicate = predicate
-        self._error: ClientError | None = None
-
-    def push(self, item: T) -> None:
-        if self._error is not None or (self._predicate is not None and not self._predicate(item)):
-            return
-        try:
-            self._send.send_nowait(item)
-        except trio.WouldBlock:
-            self.finish(SubscriptionOverflowError("subscriber fell too far behind"))
-        except trio.ClosedResourceError:
-            pass
-
-    def finish(self, error: ClientError | None = None) -> None:
-        if self._error is None:
-            self._error = error
-        self._send.close()
-
-    async def receive(self) -> T:
-        """The next item. Raises StopAsyncIteration at the end, or the error that ended the feed."""
-        try:
-            return await self._recv.receive()
-        except trio.EndOfChannel:
-            if self._error is not None:
-                raise self._error from None
-            raise StopAsyncIteration from None
-
-    def __aiter__(self) -> Feed[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        return await self.receive()
-
-
-Subscription = Feed[Message]
-EventStream = Feed[StateEvent]
-
-
-@dataclass(slots=True)
-class _Waiter:
-    event: trio.Event
-    result: Any = None
-    error: ErrorInfo | None = None
-    nacked: bool = False
-
-
-class Channel:
-    """A channel on a :class:`Connection`. Get one with ``conn.channel(name)``."""
-
-    def __init__(self, conn: Connection, name: str) -> None:
-        self._conn = conn
-        self.name = name
-        self._subs: list[Subscription] = []
-        self.last_attach: ChannelEvent | None = None
-
-    @property
-    def state(self) -> ChannelState:
-        return self._conn._session.channel(self.name).state
-
-    @property
-    def serial(self) -> str | None:
-        """The last channelSerial received on this channel (RTL15b)."""
-        return self._conn._session.channel(self.name).serial
-
-    @property
-    def reason(self) -> ErrorInfo | None:
-        return self._conn._session.channel(self.name).reason
-
-    async def attach(self, *, modes: int = 0, params: dict[str, str] | None = None) -> ChannelEvent:
-        """Attach and return the ``attached`` event (``resumed``, ``reason``).
-
-        Raises ChannelFailedError if the server refuses (or the attach times out), a
-        connection error if the connection is suspended, closed or failed meanwhile, and
-        trio.TooSlowError after the connection's ``operation_timeout``.
-        """
-        conn = self._conn
-        if self.state is ChannelState.ATTACHED and self.last_attach is not None:
-            return self.last_attach
-        conn._session.attach(trio.current_time(), self.name, modes=modes, params=params)
-        conn._dispatch()
-        with trio.fail_after(conn.operation_timeout):
-            while True:
-                state = self.state
-                if state is ChannelState.ATTACHED and self.last_attach is not None:
-                    return self.last_attach
-                if state in (ChannelState.FAILED, ChannelState.SUSPENDED, ChannelState.DETACHED):
-                    raise ChannelFailedError(f"attach {self.name!r} ended {state}", self.reason)
-                conn._raise_if_dead()
-                await conn._changed()
-
-    async def detach(self) -> None:
-        """Detach (RTL5) and wait for DETACHED."""
-        conn = self._conn
-        conn._session.detach(self.name)
-        conn._dispatch()
-        with trio.fail_after(conn.operation_timeout):
-            while self.state is not ChannelState.DETACHED:
-                if self.state is ChannelState.FAILED:
-                    raise ChannelFailedError(f"detach {self.name!r} failed", self.reason)
-                conn._raise_if_dead()
-                await conn._changed()
-
-    async def publish(self, name: str | Sequence[OutboundMessage] | None = None,
-                      data: Data = None) -> list[str | None]:
-        """Publish one message (``name, data``) or a list of OutboundMessage; return their serials.
-
-        Returns once ACKed (``res[].serials``). Survives transport loss: an un-ACKed publish is re-sent
-        on resume. Raises PublishError on NACK (``.code`` is the Ably code), ConnectionSuspendedError
-        if the connection gives up first (connectionStateTtl). Bound it further with trio.fail_after.
-        """
-        if name is None or isinstance(name, str):
-            wire = [OutboundMessage(name=name, data=data).to_wire()]
-        else:
-            wire = [m.to_wire() for m in name]
-        conn = self._conn
-        token = conn._session.publish(self.name, wire)
-        waiter = conn._publishes[token] = _Waiter(trio.Event())
-        conn._dispatch()
-        try:
-            await waiter.event.wait()
-        finally:
-            conn._publishes.pop(token, None)
-        if waiter.error is not None:
-            if waiter.nacked:
-                raise PublishError(f"publish to {self.name!r} NACKed", waiter.error)
-            raise _connection_error(conn.state, waiter.error)
-        serials: list[str | None] = waiter.result
-        return serials
-
-    @asynccontextmanager
-    async def subscribe(self, name: str | None = None, *, attach: bool = True,
-                        buffer: int = DEFAULT_SUBSCRIPTION_BUFFER) -> AsyncIterator[Subscription]:
-        """Yield a feed of this channel's messages (only those called ``name``, if given).
-
-        Attaches first unless ``attach=False``. The feed ends when the connection closes.
-        """
-        sub: Subscription = Feed(buffer, None if name is None else (lambda m: m.name == name))
-        self._subs.append(sub)
-        try:
-            if attach:
-                await self.attach()
-            yield sub
-        finally:
-            self._subs.remove(sub)
-            sub.finish()
-
 
 class Connection:
     """A realtime connection that survives transport loss. Create with :func:`connect`."""
 
     def __init__(self, url: str, *, params: dict[str, str], fmt: Format, session: ClientSession,
-                 operation_timeout: float, event_buffer: int) -> None:
+                 operation_timeout: float, event_buffer: int,
+                 transports: Iterable[str] = TRANSPORTS) -> None:
+        # ``transports``: the names to try, in order, on each connect attempt (``client.transport``).
         self._base_url = url
+        self._transports = check_transports(transports)
+        # The transport now (or last) open, and every transport opened, in order.
+        self.transport: str | None = None
+        self.transport_log: deque[str] = deque(maxlen=1024)
+        # Set once a WebSocket upgrade was refused (HTTP error) or timed out: later attempts start
+        # with Comet. Setting ``transports`` clears it.
+        self.websocket_unavailable = False
         self._params = params
         self.format: Format = fmt
         self._session = session
@@ -230,8 +94,8 @@ class Connection:
         self.close_timeout = min(2.0, session.config.request_timeout)
         self._event_buffer = event_buffer
         self._channels: dict[str, Channel] = {}
-        self._publishes: dict[int, _Waiter] = {}
-        self._pings: dict[str, _Waiter] = {}
+        self._publishes: dict[int, Waiter] = {}
+        self._pings: dict[str, Waiter] = {}
         self._streams: list[EventStream] = []
         self._change = trio.Event()
         self._wake_writer = trio.Event()
@@ -261,6 +125,18 @@ class Connection:
     def details(self) -> dict[str, Any]:
         """The last CONNECTED's connectionDetails."""
         return self._session.details
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        """The transports tried, in order, on each connect attempt (``web_socket``, ``comet``)."""
+        return self._transports
+
+    @transports.setter
+    def transports(self, value: Iterable[str]) -> None:
+        """Change the order for later attempts (the current transport is kept until it ends, see
+        ``drop_transport``); forgets ``websocket_unavailable``. Raises ValueError on a bad list."""
+        self._transports = check_transports(value)
+        self.websocket_unavailable = False
 
     @property
     def msg_serial(self) -> int:
@@ -297,13 +173,13 @@ class Connection:
         with trio.fail_after(self.operation_timeout):
             while self.state not in states:
                 if self.state in TERMINAL:
-                    raise _connection_error(self.state, self.error_reason)
+                    raise connection_error(self.state, self.error_reason)
                 await self._changed()
 
     async def ping(self) -> float:
         """Send a HEARTBEAT with a random id and return the seconds until the server echoed it (RTN13)."""
         ping_id = secrets.token_hex(8)
-        waiter = self._pings[ping_id] = _Waiter(trio.Event())
+        waiter = self._pings[ping_id] = Waiter(trio.Event())
         start = trio.current_time()
         try:
             self._session.ping(ping_id)
@@ -350,7 +226,7 @@ class Connection:
 
     def _raise_if_dead(self) -> None:
         if self.state in TERMINAL or self.state is ConnectionState.SUSPENDED:
-            raise _connection_error(self.state, self.error_reason)
+            raise connection_error(self.state, self.error_reason)
 
     def _dispatch(self) -> None:
         """Route the session's events, wake the writer and every waiter."""
@@ -385,7 +261,7 @@ class Connection:
                     for stream in self._streams:
                         stream.push(event)
         if self.state in TERMINAL:
-            error = None if self.state is ConnectionState.CLOSED else _connection_error(
+            error = None if self.state is ConnectionState.CLOSED else connection_error(
                 self.state, self.error_reason)
             for ch in self._channels.values():
                 for sub in ch._subs:
@@ -424,122 +300,118 @@ class Connection:
             session.transport_lost(trio.current_time(), reason)
             self._dispatch()
 
-    def _url(self) -> str:
-        parts = urlsplit(self._base_url)
-        query = {**dict(parse_qsl(parts.query)), **self._params, **self._session.connect_params()}
-        return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
-
     async def _run_transport(self) -> ErrorInfo | None:
-        """Open one transport and pump it until it ends; return why it ended.
+        """Open a transport, falling back along ``transports`` within this connect attempt, and
+        pump it until it ends; return why it ended (None if dropped on the session's request)."""
+        order = transport_order(self._transports, self.websocket_unavailable)
+        attempt: Attempt | None = None
+        for kind in order:
+            if attempt is not None:
+                self._session.start_connect(trio.current_time())  # a fresh deadline for this one
+            attempt = await self._run_one(kind)
+            if attempt.websocket_refused and COMET in order and not self.websocket_unavailable:
+                self.websocket_unavailable = True  # later attempts start with Comet
+            if not attempt.falls_back or self._session.state is not ConnectionState.CONNECTING:
+                break
+        return None if attempt is None else attempt.reason
 
-        The TCP stream is ours (not trio-websocket's), so that it is closed on every path.
-        """
-        url = urlsplit(self._url())
+    async def _run_one(self, kind: str) -> Attempt:
+        """Run one transport of ``kind`` until it ends; say how it went."""
+        url = urlsplit(self._base_url)
         host, port = url.hostname or "127.0.0.1", url.port or 80
-        resource = f"{url.path or '/'}?{url.query}"
-        ended: list[ErrorInfo] = []
-        stream: trio.SocketStream | None = None
+        query = {**dict(parse_qsl(url.query)), **self._params, **self._session.connect_params()}
+        timeout = self._session.config.request_timeout
+        attempt = Attempt(kind=kind)
         with trio.CancelScope() as scope:
             self._transport_scope = scope
+            link = _Link(self, attempt, scope)
             try:
-                with trio.fail_after(self._session.config.request_timeout):
-                    stream = await trio.open_tcp_stream(host, port)
-                async with trio.open_nursery() as nursery:
-                    with trio.fail_after(self._session.config.request_timeout):
-                        ws = await _open_handshake(nursery, stream, f"{host}:{port}", resource)
-                    self.transports_opened += 1
-                    nursery.start_soon(self._pump, self._writer, ws, ended, nursery.cancel_scope)
-                    await self._pump(self._reader, ws, ended, nursery.cancel_scope)
-            except (*_TRANSPORT_ERRORS, trio.TooSlowError) as exc:
-                ended.append(_transport_error(exc))
+                if kind == WEB_SOCKET:
+                    await run_websocket(link, WebSocketTarget(
+                        host=host, port=port, resource=f"{url.path or '/'}?{urlencode(query)}",
+                        format=self.format, max_size=MAX_INBOUND_FRAME, request_timeout=timeout))
+                else:
+                    await run_comet(link, CometTarget(host=host, port=port, params=query,
+                                                      request_timeout=timeout, max_size=MAX_INBOUND_FRAME))
+            except TRANSPORT_ERRORS as exc:
+                attempt.failure = exc
             except BaseExceptionGroup as group:
-                matched, rest = group.split((*_TRANSPORT_ERRORS, trio.TooSlowError))
+                matched, rest = group.split(TRANSPORT_ERRORS)
                 if rest is not None:
                     raise rest from None
                 if matched is not None:
-                    ended.append(_transport_error(matched.exceptions[0]))
-            finally:
-                if stream is not None:
-                    stream.socket.close()
+                    attempt.failure = _most_telling(matched)
         self._transport_scope = None
-        return ended[0] if ended else None
-
-    async def _pump(self, loop: Callable[[trio_websocket.WebSocketConnection], Awaitable[None]],
-                    ws: trio_websocket.WebSocketConnection, ended: list[ErrorInfo],
-                    done: trio.CancelScope) -> None:
-        """Run ``loop`` until the transport fails; record why and end the transport."""
-        try:
-            await loop(ws)
-        except _TRANSPORT_ERRORS as exc:
-            ended.append(_transport_error(exc))
-        except RemoteProtocolError as exc:
-            ended.append(exc.info())
-        finally:
-            done.cancel()
-
-    async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
-        while True:
-            frame = await ws.get_message()
-            pm = decode(frame, self.format, max_size=MAX_INBOUND_FRAME)
-            self._session.handle(trio.current_time(), pm)
-            self._dispatch()
-
-    async def _writer(self, ws: trio_websocket.WebSocketConnection) -> None:
-        while True:
-            frames = self._session.outgoing()
-            if not frames:
-                await self._wake_writer.wait()
-                self._wake_writer = trio.Event()
-                continue
-            for pm in frames:
-                data = encode(pm, self.format)
-                await ws.send_message(data.decode("utf-8") if self.format == "json" else data)
+        attempt.timed_out = (not attempt.opened and scope.cancelled_caught
+                             and self._session.error_reason == CONNECT_TIMEOUT)
+        return attempt
 
 
-async def _open_handshake(nursery: trio.Nursery, stream: trio.SocketStream, host: str,
-                          resource: str) -> trio_websocket.WebSocketConnection:
-    """``trio_websocket.wrap_client_stream``, minus its hang.
+def _most_telling(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The leaf of ``group`` that says most about why a transport failed: a rejected upgrade or
+    a server's answer before a plain close or reset."""
+    leaves: list[BaseException] = []
 
-    trio-websocket 0.12.2 waits for the opening handshake on an event that its reader task never
-    sets if the peer resets the socket first, so a connect during a network cut would hang until
-    the connect timeout. Here the reader's end also ends the wait (private attributes, pinned to
-    the 0.12 internals; the caller closes the stream on every path).
-    """
-    ws = trio_websocket.WebSocketConnection(
-        stream, WSConnection(ConnectionType.CLIENT), host=host, path=resource,
-        message_queue_size=64, max_message_size=MAX_INBOUND_FRAME,
-    )
-    handshake: trio.Event = ws._open_handshake
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
 
-    async def read() -> None:
-        try:
-            await ws._reader_task()
-        finally:
-            handshake.set()
-
-    nursery.start_soon(read)
-    await handshake.wait()
-    if ws.closed is not None:
-        raise trio_websocket.ConnectionClosed(ws.closed)
-    return ws
+    walk(group)
+    telling = (trio_websocket.ConnectionRejected, CometError, RemoteProtocolError)
+    return next((e for e in leaves if isinstance(e, telling)), leaves[0])
 
 
-_TRANSPORT_ERRORS = (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
-                     trio.BrokenResourceError, trio.ClosedResourceError)
+class _Link:
+    """A Connection as a ``client.transport.Link``: one transport's frames in and out of the session."""
 
+    def __init__(self, conn: Connection, attempt: Attempt, scope: trio.CancelScope) -> None:
+        self._conn = conn
+        self._attempt = attempt
+        self._scope = scope
 
-def _transport_error(exc: BaseException) -> ErrorInfo:
-    return ErrorInfo(code=int(ErrorCode.DISCONNECTED), status_code=0,
-                     message=f"transport lost: {type(exc).__name__}: {exc}")
+    @property
+    def key(self) -> str | None:
+        return self._conn._session.connection_key
 
+    @property
+    def recv_timeout(self) -> float:
+        idle = self._conn._session.details.get("maxIdleInterval")
+        if not isinstance(idle, int | float) or isinstance(idle, bool) or idle <= 0:
+            return DEFAULT_RECV_TIMEOUT
+        return idle / 1000 + self._conn._session.config.request_timeout
 
-def _connection_error(state: ConnectionState, reason: ErrorInfo | None) -> ClientError:
-    if state is ConnectionState.SUSPENDED or (reason is not None
-                                              and reason.code == ErrorCode.CONNECTION_SUSPENDED):
-        return ConnectionSuspendedError("connection suspended", reason)
-    if state is ConnectionState.FAILED:
-        return ConnectionFailedError("connection failed", reason)
-    return ConnectionClosedError(f"connection {state}", reason)
+    def reached(self) -> None:
+        self._attempt.reached = True
+
+    def opened(self) -> None:
+        conn = self._conn
+        if not self._attempt.opened:
+            self._attempt.opened = True
+            conn.transport = self._attempt.kind
+            conn.transport_log.append(self._attempt.kind)
+            conn.transports_opened += 1
+
+    def deliver(self, frames: list[ProtocolMessage]) -> None:
+        conn = self._conn
+        for pm in frames:
+            if self._scope.cancel_called:
+                return  # the session dropped this transport (DISCONNECTED, a timeout): ignore the rest
+            conn._session.handle(trio.current_time(), pm)
+            conn._dispatch()
+
+    def activity(self) -> None:
+        self._conn._session.activity(trio.current_time())
+
+    def outgoing(self) -> list[ProtocolMessage]:
+        return self._conn._session.outgoing()
+
+    async def wait_outgoing(self) -> None:
+        conn = self._conn
+        await conn._wake_writer.wait()
+        conn._wake_writer = trio.Event()
 
 
 @asynccontextmanager
@@ -562,8 +434,14 @@ async def connect(
     rng: random.Random | None = None,
     wait_connected: bool = True,
     event_buffer: int = 10_000,
+    transports: Sequence[str] = TRANSPORTS,
 ) -> AsyncIterator[Connection]:
     """Open a realtime connection to ``url`` (``ws://host:port``) and yield it, CONNECTED.
+
+    ``transports`` is the order to try: ``("web_socket", "comet")`` (the default) falls back to
+    Comet (HTTP long-poll, JSON only) when the WebSocket upgrade fails or times out;
+    ``("comet",)`` forces Comet; ``("web_socket",)`` never falls back. Raises ValueError on an
+    unknown name.
 
     ``key`` is ``appId.keyId:secret`` (basic auth), ``token`` a JWT. ``recover`` is a
     ``recovery_key()`` string from an earlier connection (RTN16); a malformed one is ignored.
@@ -572,6 +450,7 @@ async def connect(
     """
     if format not in ("json", "msgpack"):
         raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
+    order = check_transports(transports)
     params: dict[str, str] = {"format": format, "v": PROTOCOL_VERSION, "heartbeats": "true"}
     if key is not None:
         params["key"] = key
@@ -587,7 +466,7 @@ async def connect(
                            connection_state_ttl=connection_state_ttl, suspended_retry=suspended_retry)
     session = ClientSession(config, rng=rng, recover=recovery)
     conn = Connection(url, params=params, fmt=format, session=session,
-                      operation_timeout=operation_timeout, event_buffer=event_buffer)
+                      operation_timeout=operation_timeout, event_buffer=event_buffer, transports=order)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn._run)

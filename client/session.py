@@ -224,8 +224,12 @@ class ClientSession:
     # ------------------------------------------------------------ driver inputs
 
     def start_connect(self, now: float) -> None:
-        """The driver is opening a transport now."""
+        """The driver is opening a transport now (while CONNECTING: the next one of a fallback,
+        which gets a connect deadline of its own)."""
         self._check_live()
+        if self.state is ConnectionState.CONNECTING:
+            self._connect_deadline = now + self.config.request_timeout
+            return
         if self.state not in (ConnectionState.INITIALIZED, ConnectionState.DISCONNECTED,
                               ConnectionState.SUSPENDED):
             return
@@ -279,6 +283,11 @@ class ClientSession:
         handler = _HANDLERS.get(pm.action)
         if handler is not None:
             handler(self, now, pm)
+
+    def activity(self, now: float) -> None:
+        """The transport is alive though no frame came (a completed Comet recv counts, RTN23)."""
+        if self.state not in TERMINAL:
+            self._last_activity = now
 
     # --------------------------------------------------------------- app inputs
 

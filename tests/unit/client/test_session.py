@@ -402,3 +402,24 @@ def test_abandon_ends_without_close() -> None:
     assert s.state is ConnectionState.CLOSED
     assert s.outgoing() == []
     assert any(isinstance(e, TransportDropped) for e in s.events())
+
+
+def test_start_connect_while_connecting_gives_the_fallback_a_deadline_of_its_own() -> None:
+    s = ClientSession()
+    s.start_connect(0)
+    s.events()
+    s.start_connect(4)  # the WebSocket failed fast at t=4; Comet is tried next
+    assert s.state is ConnectionState.CONNECTING and s.events() == []
+    assert s.next_deadline() == pytest.approx(14)
+    s.tick(13)
+    assert s.state is ConnectionState.CONNECTING
+    s.tick(14)
+    assert s.state is ConnectionState.DISCONNECTED
+
+
+def test_activity_without_a_frame_postpones_the_idle_timeout() -> None:
+    s = up(now=0)
+    s.activity(20)  # an empty Comet recv completed (RTN23)
+    assert s.next_deadline() == pytest.approx(20 + 15 + 10)
+    s.tick(30)
+    assert s.state is ConnectionState.CONNECTED

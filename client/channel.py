@@ -1,0 +1,149 @@
+"""A channel of a Connection (RTL*): attach, detach, publish with ACK, subscribe."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from client.errors import (
+    ChannelFailedError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectionFailedError,
+    ConnectionSuspendedError,
+    PublishError,
+)
+from client.events import ChannelEvent, ChannelState, ConnectionState
+from client.feed import Feed, Subscription
+from client.message import Data, OutboundMessage
+from frontend.errors import ErrorCode, ErrorInfo
+
+if TYPE_CHECKING:
+    from client.connection import Connection
+
+# Default buffer of one subscription before it overflows, in messages.
+DEFAULT_SUBSCRIPTION_BUFFER = 100_000
+
+
+@dataclass(slots=True)
+class Waiter:
+    """A publish or ping waiting for its answer."""
+
+    event: trio.Event
+    result: Any = None
+    error: ErrorInfo | None = None
+    nacked: bool = False
+
+
+class Channel:
+    """A channel on a :class:`Connection`. Get one with ``conn.channel(name)``."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self._conn = conn
+        self.name = name
+        self._subs: list[Subscription] = []
+        self.last_attach: ChannelEvent | None = None
+
+    @property
+    def state(self) -> ChannelState:
+        return self._conn._session.channel(self.name).state
+
+    @property
+    def serial(self) -> str | None:
+        """The last channelSerial received on this channel (RTL15b)."""
+        return self._conn._session.channel(self.name).serial
+
+    @property
+    def reason(self) -> ErrorInfo | None:
+        return self._conn._session.channel(self.name).reason
+
+    async def attach(self, *, modes: int = 0, params: dict[str, str] | None = None) -> ChannelEvent:
+        """Attach and return the ``attached`` event (``resumed``, ``reason``).
+
+        Raises ChannelFailedError if the server refuses (or the attach times out), a
+        connection error if the connection is suspended, closed or failed meanwhile, and
+        trio.TooSlowError after the connection's ``operation_timeout``.
+        """
+        conn = self._conn
+        if self.state is ChannelState.ATTACHED and self.last_attach is not None:
+            return self.last_attach
+        conn._session.attach(trio.current_time(), self.name, modes=modes, params=params)
+        conn._dispatch()
+        with trio.fail_after(conn.operation_timeout):
+            while True:
+                state = self.state
+                if state is ChannelState.ATTACHED and self.last_attach is not None:
+                    return self.last_attach
+                if state in (ChannelState.FAILED, ChannelState.SUSPENDED, ChannelState.DETACHED):
+                    raise ChannelFailedError(f"attach {self.name!r} ended {state}", self.reason)
+                conn._raise_if_dead()
+                await conn._changed()
+
+    async def detach(self) -> None:
+        """Detach (RTL5) and wait for DETACHED."""
+        conn = self._conn
+        conn._session.detach(self.name)
+        conn._dispatch()
+        with trio.fail_after(conn.operation_timeout):
+            while self.state is not ChannelState.DETACHED:
+                if self.state is ChannelState.FAILED:
+                    raise ChannelFailedError(f"detach {self.name!r} failed", self.reason)
+                conn._raise_if_dead()
+                await conn._changed()
+
+    async def publish(self, name: str | Sequence[OutboundMessage] | None = None,
+                      data: Data = None) -> list[str | None]:
+        """Publish one message (``name, data``) or a list of OutboundMessage; return their serials.
+
+        Returns once ACKed (``res[].serials``). Survives transport loss: an un-ACKed publish is re-sent
+        on resume. Raises PublishError on NACK (``.code`` is the Ably code), ConnectionSuspendedError
+        if the connection gives up first (connectionStateTtl). Bound it further with trio.fail_after.
+        """
+        if name is None or isinstance(name, str):
+            wire = [OutboundMessage(name=name, data=data).to_wire()]
+        else:
+            wire = [m.to_wire() for m in name]
+        conn = self._conn
+        token = conn._session.publish(self.name, wire)
+        waiter = conn._publishes[token] = Waiter(trio.Event())
+        conn._dispatch()
+        try:
+            await waiter.event.wait()
+        finally:
+            conn._publishes.pop(token, None)
+        if waiter.error is not None:
+            if waiter.nacked:
+                raise PublishError(f"publish to {self.name!r} NACKed", waiter.error)
+            raise connection_error(conn.state, waiter.error)
+        serials: list[str | None] = waiter.result
+        return serials
+
+    @asynccontextmanager
+    async def subscribe(self, name: str | None = None, *, attach: bool = True,
+                        buffer: int = DEFAULT_SUBSCRIPTION_BUFFER) -> AsyncIterator[Subscription]:
+        """Yield a feed of this channel's messages (only those called ``name``, if given).
+
+        Attaches first unless ``attach=False``. The feed ends when the connection closes.
+        """
+        sub: Subscription = Feed(buffer, None if name is None else (lambda m: m.name == name))
+        self._subs.append(sub)
+        try:
+            if attach:
+                await self.attach()
+            yield sub
+        finally:
+            self._subs.remove(sub)
+            sub.finish()
+
+
+def connection_error(state: ConnectionState, reason: ErrorInfo | None) -> ClientError:
+    if state is ConnectionState.SUSPENDED or (reason is not None
+                                              and reason.code == ErrorCode.CONNECTION_SUSPENDED):
+        return ConnectionSuspendedError("connection suspended", reason)
+    if state is ConnectionState.FAILED:
+        return ConnectionFailedError("connection failed", reason)
+    return ConnectionClosedError(f"connection {state}", reason)
