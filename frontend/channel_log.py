@@ -141,13 +141,30 @@ class ChannelLog:
 
     def install(self, now_ms: int, entry: Entry) -> bool:
         """Add an entry numbered elsewhere (a replica's copy). False if it does not follow on."""
+        serials = [m["serial"] for m in entry.frame.wire["messages"]]
+        if {(parse_serial(str(x)) or ("", 0))[0] for x in serials} != {self.epoch}:
+            return False  # another epoch's entry: not ours to hold
         if entry.last_seq <= self.last_seq:
-            return True  # already held
+            # A repeat is fine; a *different* entry under serials we hold means the sender is a
+            # stale home numbering again what was numbered elsewhere: refuse it.
+            return self._holds(entry)
         if entry.first_seq != self.last_seq + 1:
             return False
-        serials = [m["serial"] for m in entry.frame.wire["messages"]]
         self._store(now_ms, entry, serials)
         return True
+
+    def _holds(self, entry: Entry) -> bool:
+        """Whether the entry at ``entry``'s serials is this very entry (same publish)."""
+        idx = bisect.bisect_left(self._entries, entry.last_seq, lo=self._head, key=lambda e: e.last_seq)
+        if idx >= len(self._entries):
+            return False
+        held = self._entries[idx]
+        return (held.first_seq, held.last_seq, held.publisher, held.msg_serial) == (
+            entry.first_seq,
+            entry.last_seq,
+            entry.publisher,
+            entry.msg_serial,
+        )
 
     def _store(self, now_ms: int, entry: Entry, serials: list[str]) -> None:
         self.last_seq = entry.last_seq

@@ -196,16 +196,34 @@ class ChannelService(HomeSide):
             self._resync(self.now_ms, name, stream)
 
     def _resubscribe_local(self, now_ms: int, name: str, stream: Stream) -> None:
+        """The home moved here: replay to our subscribers what our stream had not applied. If the
+        home moved on again while we attached, keep following it from where we got to."""
         del self.streams[name]
         cursor = f"{stream.epoch}:{stream.cursor}" if stream.epoch else None
 
         def done(res: AttachResult) -> None:
+            if res.error is not None:
+                # Not served in time: our subscribers still need it; start over from the cursor.
+                if name not in self.streams and self._local_interest(name):
+                    self._follow(name, stream.epoch or "", stream.cursor)
+                return
+            at = parse_serial(res.last_serial)
             if res.replay is None:
                 if cursor is not None:
-                    self._lost(now_ms, name, res.last_serial)
-                return
-            for e in res.replay:
-                self._fan_out(now_ms, name, e, None)
+                    self._lost(self.now_ms, name, res.last_serial)
+            else:
+                for e in res.replay:
+                    self._fan_out(self.now_ms, name, e, None)
+                if res.replay and at is not None:
+                    at = (at[0], res.replay[-1].last_seq)
+            if (
+                at is not None
+                and self.home_of(name) != self.node_id
+                and name not in self.streams
+                and self._local_interest(name)
+            ):
+                # Answered by a remote home (the map moved on): that attach did not subscribe us.
+                self._follow(name, *at)
 
         self.attach(now_ms, name, cursor, done, subscribe=False)
 
@@ -229,6 +247,9 @@ class ChannelService(HomeSide):
         if home == self.node_id:
 
             def local(ok: bool) -> None:
+                if ok and self.homes[channel].behind(from_serial):
+                    self._step_down(channel, f"a local client attached from {from_serial}")
+                    ok = False
                 if not ok:
                     self._retry(
                         now_ms,

@@ -32,6 +32,7 @@ log = structlog.get_logger("continuity.frontend")
 
 _EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 RPC_TIMEOUT_S = 3.0
+STALE = "stale"  # how a replica refuses a stale home's log (the home then steps down)
 
 
 def unavailable(channel: str) -> ErrorInfo:
@@ -60,6 +61,14 @@ class Home:
     # waiting for the replica reaches every subscriber exactly once, by the fan-out.
     committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
+
+    def behind(self, serial: object) -> bool:
+        """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
+        home has not (it is a stale copy not yet re-validated), so it must not answer "history lost"."""
+        if not isinstance(serial, str) or not serial:
+            return False
+        epoch, _, seq = serial.rpartition(":")
+        return epoch == self.log.epoch and seq.isdigit() and int(seq) > self.committed
 
 
 @dataclass(slots=True)
@@ -117,6 +126,13 @@ class HomeSide:
         if self._local_interest(name):
             # Our own subscribers were served by this home: they now follow whoever holds it.
             self._follow(name, home.log.epoch, home.committed)
+
+    def _step_down(self, channel: str, why: str) -> None:
+        """Evidence that our home of ``channel`` is stale (a peer holds more of its epoch than we
+        committed): stop serving it; the next request re-acquires from the best copy in the cluster."""
+        if channel in self.homes:
+            log.warning("channel.home_stale", channel=channel, why=why)
+            self._demote(channel)
 
     def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
         if channel in self.homes:
@@ -218,8 +234,18 @@ class HomeSide:
         for cb in self._acquiring.pop(channel, []):
             cb(True)
 
+    def _replica_missing(self, home: Home) -> bool:
+        """No replica to write to, though the cluster spans another zone: appends wait (no ACK)."""
+        return home.replica is None and self.bus is not None and self.placement.other_zone_known(self.node_id)
+
     def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None:
         replica = home.replica
+        if self._replica_missing(home):
+            # Every frontend of the other zone is out of sight. Acknowledging alone here would let
+            # both sides of a zone partition number the same serials: wait for the map to change.
+            home.replica_synced = False
+            log.warning("channel.replica_unavailable", channel=channel, pending=len(home.pending))
+            return
         if replica is None or self.bus is None:
             home.replica_synced = True
             self._complete_replicated(now_ms, channel, home, upto=home.log.last_seq)
@@ -243,6 +269,8 @@ class HomeSide:
                 for item in list(home.pending):
                     if item.entry.last_seq > synced:
                         self._replicate(channel, home, item.entry)
+            elif isinstance(result, str) and result.startswith(STALE):
+                self._step_down(channel, f"replica {replica} refused our log: {result}")
             else:
                 log.info("channel.replica_sync_failed", channel=channel, replica=replica, reason=str(result))
                 self._retry(self.now_ms, None, lambda t: self._sync_replica(t, channel, home), lambda: None)
@@ -277,6 +305,8 @@ class HomeSide:
             now_ms, [dict(m) for m in messages], envelope, publisher=connection_id, msg_serial=msg_serial
         )
         home.pending.append(_Append(entry, serials, [(done, abandon)]))
+        if self._replica_missing(home):
+            return  # acknowledged once a replica in another zone holds it (_sync_replica)
         if home.replica is None or self.bus is None:
             self._complete_replicated(now_ms, channel, home, upto=entry.last_seq)
             return
@@ -330,6 +360,10 @@ class HomeSide:
                 reply(False, f"{channel} is being acquired elsewhere")
                 return
             home = self.homes[channel]
+            if home.behind(args.get("from")) or home.behind(args.get("stream_from")):
+                reply(False, f"home of {channel} is behind the serial asked for; retry")
+                self._step_down(channel, f"{src} asked past our committed {home.committed}")
+                return
             if args.get("subscribe", True):
                 home.remote_subs.add(src)
             frm = args.get("from")
@@ -420,6 +454,12 @@ class HomeSide:
     ) -> None:
         copy = self.replicas.get(channel)
         entry = Entry.from_wire(args["entry"])
+        if channel in self.homes:
+            # We hold the home ourselves: the sender is a stale home (e.g. just back from a
+            # partition). Acknowledging would let it ACK serials we number too.
+            log.warning("channel.replicate_refused", channel=channel, sender=src, reason="we are home")
+            reply(False, "not your replica: this node is home")
+            return
         if copy is None or not copy.install(now_ms, entry):
             reply(False, "resync")
             return
@@ -435,6 +475,21 @@ class HomeSide:
             max_messages=self.config.channel_log_max_messages,
             retention_ms=self.config.retention_ms,
         )
+        held = self.homes[channel].log if channel in self.homes else self.replicas.get(channel)
+        if channel in self.homes or (
+            held is not None and held.epoch == lg.epoch and held.last_seq > lg.last_seq
+        ):
+            # We are home, or hold more of this epoch than the sender: it is a stale home, and
+            # taking its shorter log would let it number serials that were given out already.
+            log.warning(
+                "channel.replica_sync_refused",
+                channel=channel,
+                sender=src,
+                theirs=lg.last_seq,
+                ours=None if held is None else held.last_seq,
+            )
+            reply(False, f"{STALE}: this node holds a longer copy or is home")
+            return
         self.replicas[channel] = lg
         reply(True, lg.last_seq)
 

@@ -106,6 +106,13 @@ class Placement:
         order = [n for n in self.channel_order(channel) if n != holder]
         return self._first_other_zone(order, self.view.zone_of(holder))
 
+    def other_zone_known(self, node: str) -> bool:
+        """Whether the map holds a frontend (alive, suspect or dead; not one that left) in a zone other
+        than ``node``'s. Then a copy must live in another zone before anything is acknowledged: a map
+        that merely lost sight of the other zone (a zone partition) must not let each side ACK alone."""
+        zone = self.view.zone_of(node)
+        return any(p.zone != zone and p.status != "left" for p in self.view.frontends())
+
     def connection_secondary(self, connection_id: str, owner: str) -> str | None:
         """Where the copy of ``connection_id``'s state lives, for an owner in its zone."""
         order = rendezvous_order(connection_id, [n for n in self._active if n != owner])
