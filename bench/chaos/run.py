@@ -450,8 +450,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument(
         "--comet-share",
         type=float,
-        default=0.0,
-        help="fraction of the load clients on Comet (default 0: WebSocket only)",
+        default=0.3,
+        help="fraction of the load clients on Comet (default 0.3; 0: WebSocket only)",
     )
     p.add_argument("--only", type=parse_only, default=None, help="replay only these fault indices (a,b,c)")
     p.add_argument("--no-netns", action="store_true", help="no network namespaces (and so no partitions)")

@@ -114,3 +114,25 @@ def test_parse_serial():
     assert parse_serial(":3") is None
     assert parse_serial("ab:") is None
     assert parse_serial("ab:x") is None
+
+
+def test_install_accepts_repeats_but_refuses_another_entry_under_held_serials():
+    """A replica's copy: the same entry again is fine; a stale home's *different* entry under
+    serials already held, or an entry of another epoch, is refused (chaos seed 1: split brain)."""
+    home, stale = make(), make()
+    for t in range(3):
+        append(home, t, conn="A", msg_serial=t)
+    append(stale, 0, conn="A", msg_serial=0)
+    copy = make()
+    for e in home.replay_after("ep:0") or []:
+        assert copy.install(0, e)
+    first = (home.replay_after("ep:0") or [])[0]
+    assert copy.install(0, first)  # a repeat
+    _, other = append(stale, 1, conn="B", msg_serial=7)  # numbered ep:2 again, elsewhere
+    assert other.first_seq == 2
+    assert not copy.install(1, other)
+    foreign = ChannelLog("c", "zz", max_messages=10, retention_ms=1000)
+    for _ in range(4):
+        _, e = append(foreign, 0)
+    assert not copy.install(2, e)
+    assert copy.last_seq == 3

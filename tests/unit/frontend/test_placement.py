@@ -88,3 +88,25 @@ def test_replica_for_a_holder_is_never_the_holder_even_when_the_map_names_anothe
         for holder in NODES:
             replica = p.replica_for(name, holder)
             assert replica != holder and NODES[replica] != NODES[holder]
+
+
+def test_a_zone_out_of_sight_still_counts_unless_it_left():
+    """A zone partition makes the other zone dead in the map: no replica there, yet the map still
+    knows it, so a home must not acknowledge alone. Members that left gracefully do not count."""
+    cut = view(fe_b1={"alive": False, "status": "dead"}, fe_b2={"alive": False, "status": "suspect"})
+    p = Placement(cut)
+    assert p.replica_for("chan", "fe-a1") is None
+    assert p.other_zone_known("fe-a1")
+    gone = view(fe_b1={"alive": False, "status": "left"}, fe_b2={"alive": False, "status": "left"})
+    assert not Placement(gone).other_zone_known("fe-a1")
+    assert Placement(view()).other_zone_known("fe-b2")
+
+
+def test_a_home_is_behind_a_serial_of_its_epoch_past_its_committed():
+    from frontend.channel_log import ChannelLog
+    from frontend.homes import Home
+
+    home = Home(log=ChannelLog("c", "ep", max_messages=10, retention_ms=1000), committed=5)
+    assert home.behind("ep:6")
+    assert not home.behind("ep:5") and not home.behind("other:9") and not home.behind(None)
+    assert not home.behind("garbage")
