@@ -46,11 +46,11 @@ $(BENCH_NPM): bench/peers/socketio/package.json bench/peers/socketio/package-loc
 	touch $@
 
 bench: $(STAMP_PY) $(BENCH_NPM)
-	$(BIN)/python bench/run_all.py
+	@$(BIN)/python bench/run_all.py
 
 # py-spy profile of the 200-subscriber fan-out (paced and max rate) of one frontend.
 bench-profile: $(STAMP_PY) $(BENCH_NPM)
-	$(BIN)/python bench/fanout_compare.py --subscribers 200 --targets continuity --seconds 10 \
+	@$(BIN)/python bench/fanout_compare.py --subscribers 200 --targets continuity --seconds 10 \
 		--profile bench/results/profile
 
 CLUSTER := $(BIN)/python deploy/localcluster.py

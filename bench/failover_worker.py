@@ -183,7 +183,12 @@ class Worker:
                 rng=random.Random(self.seed * 1_000_003 + sub.index),
             ) as conn:
                 await self.follow(sub, conn, ready, release)
-        except (client.ClientError, trio.TooSlowError, OSError) as exc:
+        except* (client.ClientError, trio.TooSlowError, OSError) as group:
+            # The SDK's nurseries wrap errors in groups: one failed subscriber (e.g. an ATTACH that
+            # timed out on an overloaded machine) is recorded, never fatal to the other clients.
+            exc: BaseException = group
+            while isinstance(exc, BaseExceptionGroup):
+                exc = exc.exceptions[0]
             sub.error = f"{type(exc).__name__}: {exc}"
         finally:
             release()
