@@ -42,7 +42,15 @@ import structlog
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
 from frontend.errors import ErrorInfo
-from frontend.homes import RPC_TIMEOUT_S, Home, HomeSide, Stream, unavailable
+from frontend.homes import (
+    CERTAINLY_NOT_NUMBERED,
+    OPERATION_DEADLINE_MS,
+    RPC_TIMEOUT_S,
+    Home,
+    HomeSide,
+    Stream,
+    unavailable,
+)
 from frontend.metrics import Metrics
 from frontend.placement import ClusterView, Peer, Placement
 from frontend.protocol import Message
@@ -50,7 +58,6 @@ from frontend.protocol import Message
 log = structlog.get_logger("continuity.frontend")
 
 RETRY_MS = 100  # how soon a failed remote operation is retried
-OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed / an attach fails
 
 
 class Bus(Protocol):
@@ -73,6 +80,16 @@ class AttachResult:
     last_serial: str  # the channel's serial when the attach took effect
     replay: list[Entry] | None  # entries after the requested serial; None if continuity is lost
     error: ErrorInfo | None = None  # set when the attach could not be served at all
+
+
+@dataclass(slots=True)
+class _PublishAttempt:
+    """One publish across its retries: the deadline for a NACK, and whether an attempt's outcome
+    is unknown (then retries go on, deduplicated, until ``final``)."""
+
+    deadline: int
+    final: int
+    uncertain: bool = False
 
 
 PublishDone = Callable[[list[str] | None, ErrorInfo | None], None]
@@ -373,18 +390,29 @@ class ChannelService(HomeSide):
         envelope: dict[str, Any],
         done: PublishDone,
         *,
-        deadline_ms: int | None = None,
+        attempt: _PublishAttempt | None = None,
     ) -> None:
-        """Have the channel's home number, replicate and fan out ``messages``; ``done(serials, error)``."""
+        """Have the channel's home number, replicate and fan out ``messages``; ``done(serials, error)``.
+
+        A NACK is sent only when the publish was certainly not numbered: its retries stop at the
+        deadline unless some attempt's outcome is unknown (a remote home that did not answer may
+        have numbered it), and then they go on, deduplicated by the home, until the dedupe window
+        is nearly over (bench/chaos found NACKed publishes delivered, and publishes numbered twice
+        after the dedupe record had aged out).
+        """
         self.now_ms = now_ms
-        deadline = deadline_ms if deadline_ms is not None else now_ms + OPERATION_DEADLINE_MS
+        window = self._publish_window()
+        st = attempt or _PublishAttempt(
+            now_ms + window, now_ms + max(window, self.config.retention_ms * 3 // 4)
+        )
 
         def again(t: int) -> None:
-            self.publish(
-                t, channel, connection_id, msg_serial, messages, envelope, done, deadline_ms=deadline
-            )
+            self.publish(t, channel, connection_id, msg_serial, messages, envelope, done, attempt=st)
 
         def give_up() -> None:
+            if st.uncertain and self.now_ms + RETRY_MS <= st.final:
+                self._retries.append((self.now_ms + RETRY_MS, again))
+                return
             done(None, unavailable(channel))
 
         home = self.home_of(channel)
@@ -392,17 +420,22 @@ class ChannelService(HomeSide):
 
             def local(ok: bool) -> None:
                 if not ok:
-                    self._retry(self.now_ms, deadline, again, give_up)
+                    self._retry(self.now_ms, st.deadline, again, give_up)
                     return
+
+                def abandoned() -> None:
+                    st.uncertain = True  # it was numbered; a replica may hold it
+                    self._retry(self.now_ms, st.deadline, again, give_up)
+
+                def answered(serials: list[str] | None, error: ErrorInfo | None) -> None:
+                    if serials is None and st.uncertain:
+                        # Refused here, but an earlier attempt elsewhere may have been numbered.
+                        self._retry(self.now_ms, st.deadline, again, give_up)
+                    else:
+                        done(serials, error)
+
                 self._append(
-                    self.now_ms,
-                    channel,
-                    connection_id,
-                    msg_serial,
-                    messages,
-                    envelope,
-                    done,
-                    lambda: again(self.now_ms),
+                    self.now_ms, channel, connection_id, msg_serial, messages, envelope, answered, abandoned
                 )
 
             self._with_home(now_ms, channel, local)
@@ -412,8 +445,12 @@ class ChannelService(HomeSide):
         def on_reply(ok: bool, result: Any) -> None:
             if ok and isinstance(result, list):
                 done([str(s) for s in result], None)
+            elif ok and isinstance(result, dict) and "refused" in result and not st.uncertain:
+                done(None, ErrorInfo.from_wire(result.get("error")) or unavailable(channel))
             else:
-                self._retry(self.now_ms, deadline, again, give_up)
+                if not (isinstance(result, str) and result.startswith(CERTAINLY_NOT_NUMBERED)):
+                    st.uncertain = True
+                self._retry(self.now_ms, st.deadline, again, give_up)
 
         args = {
             "channel": channel,
@@ -511,6 +548,7 @@ class ChannelService(HomeSide):
                 again(now_ms)
         for home in self.homes.values():
             home.log.expire(now_ms)
+        self.drop_blocked(now_ms)
         for name in list(self.replicas):
             copy = self.replicas[name]
             copy.expire(now_ms)

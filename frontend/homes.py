@@ -32,6 +32,9 @@ log = structlog.get_logger("continuity.frontend")
 
 _EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 RPC_TIMEOUT_S = 3.0
+OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails
+# Replies to a publish request that mean it was not numbered (the caller may NACK at its deadline).
+CERTAINLY_NOT_NUMBERED = ("not home for", "no link to", "acquiring:")
 STALE = "stale"  # how a replica refuses a stale home's log (the home then steps down)
 
 
@@ -48,6 +51,9 @@ class _Append:
     # (done, abandon): ``abandon`` re-routes the publish if this home is demoted before the replica
     # acknowledged it (the retry is answered from whichever copy survives, never numbered twice).
     waiters: list[tuple[PublishDone, Callable[[], None]]]
+    # Sent to a replica (by replicate or inside a snapshot): a copy may hold it, so it can no
+    # longer be refused for certain. Never-sent appends of a blocked home can be (drop_blocked).
+    sent: bool = False
 
 
 @dataclass(slots=True)
@@ -268,13 +274,15 @@ class HomeSide:
                 # Appends made while the snapshot travelled follow it, in order.
                 for item in list(home.pending):
                     if item.entry.last_seq > synced:
-                        self._replicate(channel, home, item.entry)
+                        self._replicate(channel, home, item)
             elif isinstance(result, str) and result.startswith(STALE):
                 self._step_down(channel, f"replica {replica} refused our log: {result}")
             else:
                 log.info("channel.replica_sync_failed", channel=channel, replica=replica, reason=str(result))
                 self._retry(self.now_ms, None, lambda t: self._sync_replica(t, channel, home), lambda: None)
 
+        for item in home.pending:
+            item.sent = True
         self.bus.request(
             replica, "replica_sync", {"channel": channel, "log": home.log.snapshot()}, on_reply, RPC_TIMEOUT_S
         )
@@ -304,19 +312,22 @@ class HomeSide:
         serials, entry = lg.append(
             now_ms, [dict(m) for m in messages], envelope, publisher=connection_id, msg_serial=msg_serial
         )
-        home.pending.append(_Append(entry, serials, [(done, abandon)]))
+        item = _Append(entry, serials, [(done, abandon)])
+        home.pending.append(item)
         if self._replica_missing(home):
             return  # acknowledged once a replica in another zone holds it (_sync_replica)
         if home.replica is None or self.bus is None:
             self._complete_replicated(now_ms, channel, home, upto=entry.last_seq)
             return
         if home.replica_synced:
-            self._replicate(channel, home, entry)
+            self._replicate(channel, home, item)
         # else: the sync in flight (or retried) is followed by this entry once it lands
 
-    def _replicate(self, channel: str, home: Home, entry: Entry) -> None:
+    def _replicate(self, channel: str, home: Home, item: _Append) -> None:
         replica = home.replica
         assert replica is not None and self.bus is not None
+        entry = item.entry
+        item.sent = True
 
         def on_reply(ok: bool, result: Any) -> None:
             if self.homes.get(channel) is not home or home.replica != replica:
@@ -393,11 +404,15 @@ class HomeSide:
             return
 
         def done(serials: list[str] | None, error: ErrorInfo | None) -> None:
-            reply(serials is not None, serials if serials is not None else (error.message if error else ""))
+            if serials is not None:
+                reply(True, serials)
+            else:  # refused for certain (never numbered, or cut from the log): relay the NACK
+                info = error or unavailable(channel)
+                reply(True, {"refused": True, "error": info.to_wire()})
 
         def then(ok: bool) -> None:
             if not ok:
-                reply(False, f"{channel} is being acquired elsewhere")
+                reply(False, f"acquiring: {channel} is being acquired elsewhere")
                 return
             self._append(
                 self.now_ms,
@@ -492,6 +507,33 @@ class HomeSide:
             return
         self.replicas[channel] = lg
         reply(True, lg.last_seq)
+
+    def drop_blocked(self, now_ms: int) -> None:
+        """Refuse, for certain, the appends a blocked home (no replica in reach, _replica_missing)
+        has held past the publish deadline and never sent to any replica: they are cut from the
+        log, so they are never delivered, and their publishers get NACK 50001 (DESIGN 7: nothing
+        NACKed is delivered). An append that was sent may sit in a copy, so it waits."""
+        for name, home in self.homes.items():
+            if not home.pending or not self._replica_missing(home):
+                continue
+            drop: list[_Append] = []
+            for item in reversed(home.pending):
+                if item.sent or now_ms - item.entry.timestamp_ms < self._publish_window():
+                    break
+                drop.append(item)
+            if not drop:
+                continue
+            for _ in drop:
+                home.pending.pop()
+            home.log.truncate_after(drop[-1].entry.first_seq - 1)
+            log.warning("channel.blocked_appends_refused", channel=name, count=len(drop))
+            for item in reversed(drop):
+                for waiter, _ in item.waiters:
+                    waiter(None, unavailable(name))
+
+    def _publish_window(self) -> int:
+        """How long a publish may be retried or held: the deadline, within the dedupe window."""
+        return min(OPERATION_DEADLINE_MS, self.config.retention_ms // 2)
 
     def retire_idle(self, now_ms: int) -> None:
         """Forget homes with nothing retained, nobody listening, idle for two retention windows.

@@ -48,9 +48,9 @@ from tests.support.streams import wait_until, wait_until_async  # noqa: E402
 from tests.support.tunnel import Tunnel  # noqa: E402
 
 # The chaos cluster's timing: a short TTL so that a cut longer than it is affordable.
-TTL_MS = 6_000
+TTL_MS = 20_000  # the dedupe window (TTL + idle) must outlast a partition and its settling
 IDLE_MS = 1_000
-LONG_CUT_S = 9.5  # > TTL + idle (7 s): the server's connection state and channel retention expire
+LONG_CUT_S = 23.0  # > TTL + idle (21 s): the server's connection state and channel retention expire
 OUTBOX_LIMIT = 32  # frames queued for a transport before it is cut as a slow consumer
 DRAIN_TIMEOUT_S = 6.0
 CHANNELS = ("chaos:0", "chaos:1", "chaos:2")
