@@ -2,20 +2,27 @@
 
     python bench/failover.py --clients 200 --procs 4 --rate 50
 
-Starts 4 frontends in 2 zones (or 2 with ``--frontends 2``) and a router (``tests/support/cluster.py``) in a
-temporary workdir, connects ``--clients`` subscribers through the router with
+Starts frontends in 2 zones (``--frontends``, see ``TOPOLOGIES``) and a router (``tests/support/cluster.py``)
+in a temporary workdir, connects ``--clients`` subscribers through the router with
 the client SDK, spread over ``--procs`` worker processes
 (``bench/failover_worker.py``), and one publisher (in this process) sending
 numbered messages at ``--rate`` per second, round-robin over ``--channels``
-channels, throughout. After ``--warmup`` seconds it ``kill -9``s the frontend
+channels, throughout. With ``--frontends 2+1`` (or ``2+2``) it then starts a
+spare frontend in the victim's zone (or one in each zone) and waits until every
+daemon sees it alive and every channel's home is where the new map puts it, so
+that the kill leaves both zones alive with ~``--clients``/2 connections on the
+victim. After ``--warmup`` seconds it ``kill -9``s the frontend
 owning the most subscribers (not the publisher's, if another owns any), then
 measures, for every subscriber that was on it, the time until it is CONNECTED
 again under the same connectionId and caught up (see ``DEFINITION``). It then
 publishes ``--tail`` seconds more, stops, and checks exactly-once, in-order
 delivery for every subscriber over the whole run.
 
-Prints one JSON object. The workdir (node logs: ``<node>.log``) is kept when a
-goal is missed, or always with ``--keep``.
+Prints one JSON object. The workdir (node logs: ``<node>.log``, ``raw.json``) is
+kept, and named in the JSON (``workdir``), only when a correctness check fails
+(``correctness``: nothing lost, duplicated or reordered, no connectionId changed,
+every worker reported), or always with ``--keep``; a missed latency goal alone
+does not keep it.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import client  # noqa: E402
+from frontend.placement import rendezvous_order  # noqa: E402
 from tests.support.cluster import LocalCluster, run_cluster  # noqa: E402
 from tests.support.procs import API_KEY  # noqa: E402
 from tests.support.streams import FAST_BACKOFF, parse_serial  # noqa: E402
@@ -54,15 +62,29 @@ READY_TIMEOUT = 180.0  # s for every subscriber to connect; plus READY_PER_CLIEN
 READY_PER_CLIENT = 0.15
 RESULT_TIMEOUT = 60.0
 GOAL_P99_S = 2.0
-# --frontends: 4 (two per zone) or 2 (one per zone: with --clients 2000 the victim owns ~1,000).
-FRONTENDS = {
-    4: (("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"), ("fe-b2", "b")),
-    2: (("fe-a1", "a"), ("fe-b1", "b")),
+# --frontends: name -> (frontends started with the cluster, spares started after the subscribers connected,
+# how many of the spares to start: "all", or "victim" for the one in the victim's zone).
+# - "4": two per zone from the start (an owner of N connections needs ~4N clients).
+# - "2": one per zone. The victim is then the only frontend of its zone, and a home does not ACK while no
+#   frontend of the other zone is reachable (commit 67eebf9): publishing stalls after the kill.
+# - "2+1": one per zone while the clients connect (through the router: ~half on each), then a spare in the
+#   victim's zone, so the kill leaves both zones alive and the victim owns ~clients/2 (make bench).
+# - "2+2": the same with a spare started in each zone.
+SPARES = (("fe-a2", "a"), ("fe-b2", "b"))
+TOPOLOGIES: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], str]] = {
+    "4": ((("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"), ("fe-b2", "b")), (), "all"),
+    "2": ((("fe-a1", "a"), ("fe-b1", "b")), (), "all"),
+    "2+1": ((("fe-a1", "a"), ("fe-b1", "b")), SPARES, "victim"),
+    "2+2": ((("fe-a1", "a"), ("fe-b1", "b")), SPARES, "all"),
 }
+HOMES_SETTLE_TIMEOUT = 30.0  # s for every channel's home to move where the map with the spares puts it
 LOG_EVENT_PREFIXES = ("connection.", "route.", "channel.", "member.suspect", "member.dead", "peer.link_lost")
 
 DEFINITION = " ".join(
     [
+        "With --frontends 2+1 or 2+2, the spares start after every subscriber connected and before the",
+        "warmup, once every daemon sees them alive and every channel's home is where the new map puts it",
+        "(the victim is chosen before the spares start with 2+1, so that its zone keeps a frontend).",
         "kill_t is time.time() just before SIGKILL is sent to the victim.",
         "An affected client is a subscriber whose connection was on the victim at kill_t.",
         "For each channel, the probe is the first publish sent after kill_t that was ACKed, and needed =",
@@ -258,6 +280,28 @@ async def homes(cluster: LocalCluster) -> dict[str, str]:
     return out
 
 
+async def settle_homes(
+    cluster: LocalCluster, channels: list[str], within: float
+) -> tuple[dict[str, list[str]], bool]:
+    """Wait (at most ``within`` s) until each channel is home on exactly one running frontend, the first
+    of its rendezvous order over the running frontends (the placement every daemon computes once the
+    spares joined). Returns (channel -> the frontends claiming it at the end, whether that happened)."""
+    running = [fe.name for fe in cluster.frontends if fe.running]
+    want = {ch: rendezvous_order(ch, running)[0] for ch in channels}
+    claims: dict[str, list[str]] = {}
+    with trio.move_on_after(within):
+        while True:
+            claims = {ch: [] for ch in channels}
+            for fe in cluster.frontends:
+                if fe.running:
+                    for ch in (await fe.get_json("/cluster"))["channels"]["home"]:
+                        claims.setdefault(ch, []).append(fe.name)
+            if all(claims[ch] == [want[ch]] for ch in channels):
+                return claims, True
+            await trio.sleep(0.1)
+    return claims, False
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (0 if it is gone)."""
     try:
@@ -331,9 +375,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     channels = [f"{CHANNEL_PREFIX}{i}" for i in range(args.channels)]
     workers: list[WorkerProc] = []
     phases: dict[str, float] = {}
+    started, spares, which_spares = TOPOLOGIES[args.frontends]
+    late: list[str] = []
+    settled: dict[str, list[str]] = {}
+    homes_ok: bool | None = None
     try:
-        topology = FRONTENDS[args.frontends]
-        async with run_cluster(workdir, frontends=topology) as cluster, trio.open_nursery() as nursery:
+        async with (
+            run_cluster(workdir, frontends=started, spare=spares) as cluster,
+            trio.open_nursery() as nursery,
+        ):
             phases["cluster_up_s"] = round(time.monotonic() - wall0, 2)
             note(f"cluster up; connecting {args.clients} subscribers")
             url = cluster.router_url()
@@ -349,6 +399,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ready = [s for w in workers for s in (w.ready or {}).get("subs", [])]
             connect_errors = [s["error"] for s in ready if s["error"]]
             owners = Counter(s["server"] for s in ready if not s["error"])
+            victim_policy = args.victim
+            if spares:
+                if which_spares == "victim":
+                    # The spare must be in the victim's zone: choose the victim now (ownership does not
+                    # move when a frontend joins, so "most" picks the same one at kill time).
+                    victim_policy = choose_victim(owners, pub.server, await homes(cluster), args.victim)
+                    zone = cluster.nodes[victim_policy].zone
+                    late = [name for name, z in spares if z == zone][:1]
+                else:
+                    late = [name for name, _ in spares]
+                t = time.monotonic()
+                for name in late:
+                    await cluster.start(name)
+                await cluster.wait_converged()
+                phases["spares_alive_everywhere_s"] = round(time.monotonic() - t, 2)
+                settled, homes_ok = await settle_homes(cluster, channels, HOMES_SETTLE_TIMEOUT)
+                phases["homes_settled_s"] = round(time.monotonic() - t, 2)
+                note(f"started {', '.join(late)}: alive in every map; homes {settled} (settled: {homes_ok})")
             pids = {n.name: n.process.pid for n in cluster.nodes.values() if n.process is not None}
             pids |= {f"worker{i}": w.proc.pid for i, w in enumerate(workers)} | {"bench": os.getpid()}
             cpu0, t0 = {k: cpu_seconds(pid) for k, pid in pids.items()}, time.monotonic()
@@ -358,7 +426,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             load_at_kill = os.getloadavg()
             channel_homes = await homes(cluster)
-            victim = choose_victim(owners, pub.server, channel_homes, args.victim)
+            victim = choose_victim(owners, pub.server, channel_homes, victim_policy)
+            zones_after_kill = sorted(
+                {fe.zone for fe in cluster.frontends if fe.running and fe.name != victim}
+            )
             kill_t = time.time()
             await cluster.kill(victim)
             note(f"killed {victim} (owner of {owners[victim]}); waiting for catch-up")
@@ -419,6 +490,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await stop_workers(workers)
 
     out = analyse(args, pub, results, kill_t, victim, channel_homes, owners, needed)
+    out["spares_started_after_connect"] = late
+    out["home_claims_after_spares"] = settled
+    out["homes_settled_after_spares"] = homes_ok
+    out["zones_with_a_frontend_after_kill"] = zones_after_kill
     out["probe_publish"] = probes
     ack_latency = sorted(r.ack_t - r.sent_t for r in pub.records if r.ack_t is not None)
     out["publish_ack_latency_s"] = percentiles(ack_latency)
@@ -439,12 +514,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out["wall_s"] = round(time.monotonic() - wall0, 2)
     out["cpus"] = os.cpu_count()
     out["definition"] = DEFINITION
-    met = all(out["goal"].values())
-    if args.keep or not met:
+    out["correctness"]["every_worker_reported"] = missing_results == 0
+    out["correct"] = all(out["correctness"].values())
+    if args.keep or not out["correct"]:
         out["workdir"] = str(workdir)
         raw = {"kill_t": kill_t, "clients": results, "publishes": [vars(r) for r in pub.records]}
         (workdir / "raw.json").write_text(json.dumps(raw))
+        note(f"workdir kept: {workdir} (node logs, raw.json)")
     else:
+        out["workdir"] = None
         shutil.rmtree(workdir, ignore_errors=True)
     return out
 
@@ -514,6 +592,7 @@ def analyse(
     nacks = [r for r in pub.records if r.error]
     return {
         "benchmark": "failover",
+        "frontends": args.frontends,
         "clients": args.clients,
         "clients_with_results": len(results),
         "procs": args.procs,
@@ -548,6 +627,12 @@ def analyse(
             f"p99_s<={GOAL_P99_S:g}": fo["p99"] is not None and fo["p99"] <= GOAL_P99_S,
             "lost==0": lost == 0,
             "dup==0": dup == 0,
+        },
+        "correctness": {
+            "lost==0": lost == 0,
+            "duplicated==0": dup == 0,
+            "reordered==0": reordered == 0,
+            "connection_ids_changed==0": ids_changed == 0,
         },
     }
 
@@ -589,11 +674,12 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=1, help="channels; subscriber i is on i %% channels")
     p.add_argument(
         "--frontends",
-        type=int,
-        choices=sorted(FRONTENDS),
-        default=4,
-        help="frontends in the cluster: 4 (two per zone, default) or 2 (one per zone; the victim then "
-        "owns about half the clients: --clients 2000 gives an owner with ~1,000 connections)",
+        choices=list(TOPOLOGIES),
+        default="4",
+        help="topology: 4 (two per zone, default); 2+1 (one per zone while the clients connect, so the "
+        "victim owns about half of them, then a spare in the victim's zone, so the kill leaves both zones "
+        "alive: --clients 2000 gives an owner of ~1,000); 2+2 (a spare in each zone); 2 (one per zone, no "
+        "spare: publishing stalls after the kill, as no zone may ACK alone)",
     )
     p.add_argument(
         "--seed",
