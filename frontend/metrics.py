@@ -35,6 +35,11 @@ class Metrics:
         self.discontinuities = Counter(
             "continuity_discontinuities", "Attaches answered with 90003 (continuity lost)", registry=r
         )
+        self.duplicates_suppressed = Counter(
+            "continuity_fanout_duplicates_suppressed",
+            "Fan-out deliveries skipped because the subscriber already had the entry",
+            registry=r,
+        )
         self.duplicates = Counter(
             "continuity_duplicate_publishes", "Re-sent publishes answered from the log", registry=r
         )

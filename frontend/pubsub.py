@@ -363,10 +363,17 @@ class PubSub:
             return
         frame = entry.frame
         serial = frame.wire["channelSerial"]
+        epoch = serial.rpartition(":")[0]
+        follows = f"{epoch}:{entry.first_seq - 1}"  # the cursor of a subscriber that is up to date
         slow: list[Session] = []
         delivered = 0
         for sub in subs.values():
             cur = sub.channels[channel]
+            if cur.serial != follows and _already_has(cur.serial, epoch, entry.first_seq):
+                # Its attach replay already gave it this entry (a stream catching up behind a
+                # client's own replay): exactly once means never twice.
+                self.metrics.duplicates_suppressed.inc()
+                continue
             cur.serial = serial
             sub.dirty = True
             if publisher == sub.connection_id and not sub.echo:
@@ -397,3 +404,11 @@ class PubSub:
                 )
             else:
                 self._send(now_ms, s, server_message(Action.ACK, msg_serial=msg_serial, count=count, res=res))
+
+
+def _already_has(cursor: str | None, epoch: str, first_seq: int) -> bool:
+    """Whether a subscriber whose channel cursor is ``cursor`` has seq ``first_seq`` of ``epoch``."""
+    if not cursor:
+        return False
+    cur_epoch, _, seq = cursor.rpartition(":")
+    return cur_epoch == epoch and seq.isdigit() and int(seq) >= first_seq
