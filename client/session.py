@@ -86,6 +86,7 @@ class ChannelRecord:
     reason: ErrorInfo | None = None
     resumed: bool = False
     attach_deadline: float | None = None
+    retry_at: float | None = None  # RTL13b: when a SUSPENDED channel tries ATTACH again
 
 
 @dataclass(slots=True, kw_only=True)
@@ -109,6 +110,8 @@ class SessionConfig:
     connection_state_ttl: float | None = None
     # Delay between attempts once SUSPENDED (the session keeps trying with its key; the server arbitrates).
     suspended_retry: float = 5.0
+    # RTL13b: a channel SUSPENDED by an attach timeout retries after this (channelRetryTimeout).
+    channel_retry: float = 15.0
 
     def __post_init__(self) -> None:
         if self.request_timeout <= 0:
@@ -117,6 +120,8 @@ class SessionConfig:
             raise ValueError("connection_state_ttl must be > 0 seconds")
         if self.suspended_retry <= 0:
             raise ValueError("suspended_retry must be > 0 seconds")
+        if self.channel_retry <= 0:
+            raise ValueError("channel_retry must be > 0 seconds")
 
 
 class ClientSession:
@@ -201,6 +206,8 @@ class ClientSession:
                 times.append(self._idle_deadline())
             times.extend(ch.attach_deadline for ch in self.channels.values()
                          if ch.attach_deadline is not None)
+            times.extend(ch.retry_at for ch in self.channels.values()
+                         if ch.retry_at is not None and ch.state is ChannelState.SUSPENDED)
         if self._disconnected_since is not None and self.state in (
             ConnectionState.DISCONNECTED, ConnectionState.CONNECTING
         ):
@@ -271,7 +278,12 @@ class ClientSession:
             for ch in self.channels.values():
                 if ch.attach_deadline is not None and now >= ch.attach_deadline:
                     ch.attach_deadline = None
+                    ch.retry_at = now + self.config.channel_retry
                     self._channel_state(ch, ChannelState.SUSPENDED, reason=ATTACH_TIMEOUT)
+                elif ch.state is ChannelState.SUSPENDED and ch.retry_at is not None and now >= ch.retry_at:
+                    ch.retry_at = None
+                    self._channel_state(ch, ChannelState.ATTACHING)
+                    self._send_attach(now, ch)
         if self.state in (ConnectionState.DISCONNECTED, ConnectionState.CONNECTING):
             self._check_suspend(now)
 
@@ -451,7 +463,10 @@ class ClientSession:
             ch.serial = pm.channel_serial
         resumed = pm.has(Flag.RESUMED)
         ch.granted = pm.flags & ~0xFFFF
-        if ch.state is ChannelState.ATTACHING:
+        if ch.state in (ChannelState.ATTACHING, ChannelState.SUSPENDED):
+            # A late ATTACHED after our attach timed out (SUSPENDED) completes the attach, as in
+            # ably-js: ignoring it while its messages are discarded (yet their channelSerial
+            # stored, RTL15b) would skip them silently on the next attach.
             ch.attach_deadline = None
             ch.resumed = resumed
             self._channel_state(ch, ChannelState.ATTACHED, reason=pm.error, resumed=resumed)

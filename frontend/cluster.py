@@ -186,10 +186,16 @@ class Cluster:
             await self._taking[conn_id].wait()
         current = self.node.sessions.get(conn_id)
         if current is not None and current.key == text:
+            current.key_confirmed = True
             return params  # ours already
-        if current is not None and current.epoch > key.epoch and current.secondary is not None:
-            # A takeover just happened for this connection (concurrent retry): hand out the new key
-            # only to a request carrying the key it replaced.
+        if current is not None and current.epoch > key.epoch:
+            if current.replaced_key == text and not current.key_confirmed:
+                # We took it over for this very key, but the client gave up on that attempt
+                # before it saw the new key (e.g. it fell back to another transport): the same
+                # connection, no ping-pong (it stays here).
+                log.info("connection.takeover_repeated", connection_id=conn_id, epoch=current.epoch)
+                return {**params, param: current.key}
+            # An older key after the client has the new one: never taken back (80008).
             return params
         done = self._taking[conn_id] = trio.Event()
         try:
@@ -199,6 +205,9 @@ class Cluster:
             done.set()
         if new_key is None:
             return params
+        taken = self.node.sessions.get(conn_id)
+        if taken is not None and taken.key == new_key:
+            taken.replaced_key, taken.key_confirmed = text, False
         out = dict(params)
         out[param] = new_key
         return out

@@ -300,6 +300,8 @@ class FrontendNode(PubSub):
         if s.terminal or self.outlets.get(s.connection_id) is None:
             return  # late input from a transport that no longer holds the session
         self.metrics.frames_in.inc()
+        if not s.key_confirmed:
+            s.key_confirmed = True  # it speaks on a transport whose CONNECTED carried the new key
         handler = self._handlers.get(pm.action)
         if handler is None:
             log.debug("frame.ignored", action=int(pm.action), connection_id=s.connection_id)

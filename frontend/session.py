@@ -122,6 +122,11 @@ class Session:
     echo: bool = True
     created_ms: int
     secondary: str | None = None  # the frontend holding this state's copy (another zone)
+    # After a takeover: the key it replaced, which the same client may still present if the
+    # CONNECTED carrying the new key never reached it, until the client shows it has the new
+    # key (any frame on a transport bound since, or a resume with it).
+    replaced_key: str | None = None
+    key_confirmed: bool = True
     dirty: bool = False  # cursors moved since the copy was last written
     state: SessionState = SessionState.ACTIVE
     detached_ms: int | None = None

@@ -423,3 +423,35 @@ def test_activity_without_a_frame_postpones_the_idle_timeout() -> None:
     assert s.next_deadline() == pytest.approx(20 + 15 + 10)
     s.tick(30)
     assert s.state is ConnectionState.CONNECTED
+
+
+def test_a_late_attached_completes_a_timed_out_attach_and_its_messages_are_delivered() -> None:
+    """The server's ATTACHED after our attach timed out (SUSPENDED) completes it, as ably-js does;
+    ignoring it while storing the serials of discarded messages was a silent gap (bench/chaos)."""
+    s = up()
+    s.attach(0, "a")
+    s.handle(9, ProtocolMessage(action=Action.HEARTBEAT))
+    s.tick(10)
+    assert s.channel("a").state is ChannelState.SUSPENDED
+    s.handle(10.5, attached("a", "e:4", resumed=True))
+    assert s.channel("a").state is ChannelState.ATTACHED
+    s.events()
+    s.handle(10.6, ProtocolMessage(action=Action.MESSAGE, channel="a", channel_serial="e:5",
+                                   messages=[{"data": 5}]))
+    assert [e.message["data"] for e in s.events() if isinstance(e, MessageReceived)] == [5]
+
+
+def test_a_suspended_channel_retries_its_attach_after_the_channel_retry_delay() -> None:
+    s = up(ClientSession(rng=random.Random(1), config=SessionConfig(channel_retry=15.0)))
+    s.attach(0, "a")
+    s.outgoing()
+    s.handle(9, ProtocolMessage(action=Action.HEARTBEAT))
+    s.tick(10)
+    assert s.channel("a").state is ChannelState.SUSPENDED
+    s.handle(20, ProtocolMessage(action=Action.HEARTBEAT))
+    s.tick(20)
+    assert s.channel("a").state is ChannelState.SUSPENDED and not sent(s)
+    s.handle(25, ProtocolMessage(action=Action.HEARTBEAT))
+    s.tick(25)
+    assert s.channel("a").state is ChannelState.ATTACHING
+    assert [(a, c) for a, c, _, _ in sent(s)] == [(Action.ATTACH, "a")]
