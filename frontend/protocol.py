@@ -335,14 +335,16 @@ class Encoded:
 
     Fan-out hands the same ``Encoded`` to every subscriber; each transport asks
     for its format and gets bytes shared with every other subscriber of that
-    format.
+    format. ``ws`` holds the WebSocket frame per format (``frontend.wsframe``
+    fills it), so a delivery costs one dict lookup, not an encode or a framing.
     """
 
-    __slots__ = ("_cache", "wire")
+    __slots__ = ("_cache", "wire", "ws")
 
     def __init__(self, wire: dict[str, Any]) -> None:
         self.wire = wire
         self._cache: dict[str, bytes] = {}
+        self.ws: dict[str, bytes] = {}
 
     @classmethod
     def of(cls, msg: ProtocolMessage) -> Encoded:
@@ -353,12 +355,4 @@ class Encoded:
         if data is None:
             data = encode_wire(self.wire, fmt)
             self._cache[fmt] = data
-        return data
-
-    def memo(self, key: str, build: Any) -> bytes:
-        """Cache a derived byte string (e.g. a transport's frame) under ``key``."""
-        data = self._cache.get(key)
-        if data is None:
-            data = build()
-            self._cache[key] = data
         return data

@@ -58,7 +58,7 @@ class WebSocketTransport:
             return True  # swallowed: the transport is going away and replay covers it
         if len(self._queue) >= self._limit and not force:
             return False
-        self._queue.append(frame_for(frame, self.fmt))
+        self._queue.append(frame.ws.get(self.fmt) or frame_for(frame, self.fmt))
         self._wake.set()
         return True
 

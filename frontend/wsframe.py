@@ -28,8 +28,16 @@ def frame(opcode: int, payload: bytes) -> bytes:
     return header + payload
 
 
+_OPCODES: dict[str, int] = {"json": OPCODE_TEXT, "msgpack": OPCODE_BINARY}
+
+
 def frame_for(enc: Encoded, fmt: Format) -> bytes:
-    """The WebSocket frame for ``enc`` in ``fmt``: text for JSON, binary for msgpack."""
-    if fmt == "json":
-        return enc.memo("ws:json", lambda: frame(OPCODE_TEXT, enc.payload("json")))
-    return enc.memo("ws:msgpack", lambda: frame(OPCODE_BINARY, enc.payload("msgpack")))
+    """The WebSocket frame for ``enc`` in ``fmt`` (text for JSON, binary for msgpack), built once.
+
+    The frame is kept in ``enc.ws[fmt]``; hot paths read that first and call this only on a miss.
+    """
+    data = enc.ws.get(fmt)
+    if data is None:
+        data = frame(_OPCODES[fmt], enc.payload(fmt))
+        enc.ws[fmt] = data
+    return data
