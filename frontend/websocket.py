@@ -1,14 +1,20 @@
 """The WebSocket transport: a wsproto connection on a trio stream, as a node Outlet.
 
 Two tasks per transport. The reader feeds wsproto and hands whole
-ProtocolMessages to the node. The writer drains the bounded outbox, joining
-everything queued into one ``send_all`` (one syscall and one checkpoint per
-batch, not per message), and sends a HEARTBEAT after ``maxIdleInterval`` of
-outbound silence (RTN23).
+ProtocolMessages to the node. Outbound bytes wait in one ordered queue. With an
+``Outflow`` (the server always has one) a transport whose writer task is idle
+is flushed by the Outflow's task with one non-blocking send per burst, so a
+delivery costs no task switch of its own; the writer task takes over only when
+the socket would block, joining everything queued into one ``send_all``. It
+also sends a HEARTBEAT after ``maxIdleInterval`` of outbound silence (RTN23)
+and the close handshake. See ``frontend.outflow`` for the ordering rule and for
+publisher flow control: a connection that publishes is not read while the
+process's unsent backlog is above the high-water mark.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +27,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from frontend import protocol as P
 from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from frontend.node import FrontendNode
+from frontend.outflow import Outflow
 from frontend.protocol import Action, Encoded, ProtocolMessage
 from frontend.session import Session
 from frontend.wsframe import frame_for
@@ -38,7 +45,14 @@ def wall_ms() -> int:
 class WebSocketTransport:
     """Outlet for one WebSocket; see FrontendNode.Outlet."""
 
-    def __init__(self, stream: trio.abc.Stream, ws: Connection, fmt: P.Format, limit: int) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        ws: Connection,
+        fmt: P.Format,
+        limit: int,
+        outflow: Outflow | None = None,
+    ) -> None:
         self.stream = stream
         self.ws = ws
         self.fmt: P.Format = fmt
@@ -51,6 +65,19 @@ class WebSocketTransport:
         # Scope around the socket write; closing bounds it so a client that stopped
         # reading cannot hold the transport (and its task) forever.
         self._send_scope: trio.CancelScope | None = None
+        # Direct writes (frontend.outflow): only on a plain socket, only while the writer task
+        # holds no bytes (``writing``), at most one pending flush (``_scheduled``).
+        self._outflow = outflow
+        self._socket = (
+            stream.socket if outflow is not None and isinstance(stream, trio.SocketStream) else None
+        )
+        self.writing = False
+        self._scheduled = False
+        self._unsent = 0  # bytes queued or held by the writer, not yet handed to the kernel
+        self.last_write = trio.current_time()
+        self.on_slow: Callable[[], None] = lambda: self.close(None)
+        if outflow is not None:
+            outflow.transports.add(self)
 
     # -- Outlet -------------------------------------------------------------
     def send(self, frame: Encoded, *, force: bool = False) -> bool:
@@ -58,8 +85,7 @@ class WebSocketTransport:
             return True  # swallowed: the transport is going away and replay covers it
         if len(self._queue) >= self._limit and not force:
             return False
-        self._queue.append(frame.ws.get(self.fmt) or frame_for(frame, self.fmt))
-        self._wake.set()
+        self._push(frame.ws.get(self.fmt) or frame_for(frame, self.fmt))
         return True
 
     def close(self, final: Encoded | None) -> None:
@@ -67,8 +93,9 @@ class WebSocketTransport:
             return
         if final is not None:
             # Whatever is still queued is superseded: replay from the log covers it.
+            self._forget(sum(map(len, self._queue)))
             self._queue.clear()
-            self._queue.append(frame_for(final, self.fmt))
+            self._push(frame_for(final, self.fmt))
         self._closing = True
         self._wake.set()
         if self._send_scope is not None:
@@ -78,12 +105,68 @@ class WebSocketTransport:
     def send_raw(self, data: bytes) -> None:
         """Queue control-frame bytes (pong, close) outside the message limit."""
         if not self._closing:
-            self._queue.append(data)
-            self._wake.set()
+            self._push(data)
 
     @property
     def closing(self) -> bool:
         return self._closing
+
+    # -- the queue ----------------------------------------------------------
+    def _push(self, data: bytes) -> None:
+        self._queue.append(data)
+        n = len(data)
+        self._unsent += n
+        out = self._outflow
+        if out is None:
+            self._wake.set()
+            return
+        out.queued(n)
+        if self._socket is None or self.writing or self._closing:
+            self._wake.set()
+        elif not self._scheduled:
+            self._scheduled = True
+            out.schedule(self)
+
+    def _forget(self, n: int) -> None:
+        """``n`` owed bytes are dropped or written."""
+        self._unsent -= n
+        if self._outflow is not None:
+            self._outflow.drained(n)
+
+    @property
+    def unsent(self) -> int:
+        return self._unsent
+
+    def flush(self, now: float) -> None:
+        """Outflow: write the queue with one non-blocking send; the writer task sends any rest."""
+        self._scheduled = False
+        queue = self._queue
+        if not queue:
+            return
+        if self.writing or self._closing or self._socket is None:
+            self._wake.set()
+            return
+        data = queue[0] if len(queue) == 1 else b"".join(queue)
+        try:
+            # The socket is non-blocking (trio's); this returns what the kernel took, or raises.
+            n = os.write(self._socket.fileno(), data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self._wake.set()  # broken or closed: the writer task meets the error and ends the transport
+            return
+        queue.clear()
+        if n < len(data):
+            queue.append(data[n:] if n else data)
+            self._wake.set()
+        if n:
+            self.last_write = now
+            self._forget(n)
+
+    def cut_slow(self) -> None:
+        """Outflow: this transport held publishers up past the stall limit."""
+        if not self._closing:
+            self.on_slow()
 
     # -- tasks --------------------------------------------------------------
     async def write_loop(self, idle_s: float, close_timeout_s: float) -> None:
@@ -93,21 +176,27 @@ class WebSocketTransport:
             while True:
                 if not queue and not self._closing:
                     self._wake = trio.Event()
-                    with trio.move_on_after(idle_s):
+                    with trio.move_on_at(self.last_write + idle_s):
                         await self._wake.wait()
                     if not queue and not self._closing:
-                        queue.append(frame_for(_HEARTBEAT, self.fmt))
+                        if trio.current_time() < self.last_write + idle_s:
+                            continue  # direct writes went out meanwhile: not idle
+                        self._push(frame_for(_HEARTBEAT, self.fmt))
                 if queue:
                     batch = b"".join(queue)
                     queue.clear()
+                    self.writing = True
                     with trio.CancelScope() as scope:
                         self._send_scope = scope
                         if self._closing:
                             scope.deadline = trio.current_time() + close_timeout_s
                         await self.stream.send_all(batch)
                     self._send_scope = None
+                    self.writing = False
                     if scope.cancelled_caught:
                         return  # the peer stopped reading while we were closing
+                    self.last_write = trio.current_time()
+                    self._forget(len(batch))
                 if self._closing and not queue:
                     with trio.move_on_after(close_timeout_s):
                         if self.ws.state is ConnectionState.OPEN:
@@ -117,6 +206,9 @@ class WebSocketTransport:
             return
         finally:
             self._closing = True
+            self._forget(self._unsent)
+            if self._outflow is not None:
+                self._outflow.transports.discard(self)
             self._closed.set()
             await trio.aclose_forcefully(self.stream)
 
@@ -130,18 +222,23 @@ async def run_websocket(
     params: Mapping[str, str],
     trailing: bytes,
     prepare: Prepare | None = None,
+    outflow: Outflow | None = None,
 ) -> None:
     """Serve one upgraded WebSocket until it closes; the session outlives it.
 
     ``prepare`` runs before the node answers (a cluster takes a resumed connection over there).
+    ``outflow`` writes for the transport and paces it as a publisher (``frontend.outflow``);
+    without one, the transport's writer task does every write and reads are never paused.
     """
     cfg = node.config
     if prepare is not None:
         params = await prepare(params)
     fmt: P.Format = "msgpack" if params.get("format") == "msgpack" else "json"
     ws = Connection(ConnectionType.SERVER)
-    transport = WebSocketTransport(stream, ws, fmt, cfg.outbox_limit)
+    transport = WebSocketTransport(stream, ws, fmt, cfg.outbox_limit, outflow)
     session = node.connect(wall_ms(), params, transport)
+    if session is not None:
+        transport.on_slow = lambda: _cut_stalled(node, transport, session)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(transport.write_loop, cfg.max_idle_interval_ms / 1000, cfg.close_timeout_s)
         if session is not None:
@@ -151,6 +248,19 @@ async def run_websocket(
                 node.transport_lost(wall_ms(), session, transport)
                 transport.close(None)
         # The writer exits once its final frames are flushed (or the peer is gone).
+
+
+def _cut_stalled(node: FrontendNode, transport: WebSocketTransport, session: Session) -> None:
+    """The Outflow's stall rule: cut with a resumable DISCONNECTED 80003, as a full outbox is."""
+    error = ErrorInfo.of(
+        ErrorCode.SLOW_CONSUMER, "client too slow: publishers stalled on it; resume to continue"
+    )
+    node.metrics.slow_consumers.inc()
+    log.info("connection.slow_consumer", connection_id=session.connection_id, reason="stalled")
+    if node.outlets.get(session.connection_id) is transport:
+        node.cut(wall_ms(), session, error)
+    else:
+        transport.close(Encoded.of(ProtocolMessage(action=Action.DISCONNECTED, error=error)))
 
 
 def _protocol_error(

@@ -1,0 +1,163 @@
+"""Outflow: the WebSocket write path of one frontend process, and flow control on its publishers.
+
+Theory of operation
+-------------------
+Writes. A WebSocket transport keeps the bytes it owes its client in an ordered queue. Waking the
+transport's own writer task for every frame costs one task switch, one cancel scope and one
+syscall per delivery, which is most of a paced fan-out's CPU. So a transport whose writer task is
+idle does not wake it: it asks the Outflow to flush it. The Outflow's one task wakes once per burst
+(everything a publish, or a chunk of publishes read from one socket, queued) and writes each
+transport's whole queue with one non-blocking ``send`` on its socket. Only what the kernel does not
+take (the socket buffer is full) stays at the head of the queue, and the transport's writer task
+takes over: it waits until the socket is writable and sends the rest with ``send_all``.
+
+Order is exact: bytes leave a transport only from the head of its queue, and the Outflow never
+writes while the writer task holds a batch (``WebSocketTransport.writing``). A stream that is not a
+plain socket (TLS, a test's wrapper) never takes the direct path; its writer task does everything.
+The writer task still sends the idle HEARTBEAT (RTN23, counted from the last write of either path)
+and the close handshake, and a transport that is closing is never written directly.
+
+Publisher flow control. ``backlog`` is the number of bytes queued and not yet handed to the kernel,
+over every WebSocket transport of the process. When it reaches ``high`` bytes the publishers are
+paused: a connection that published stops being read after the chunk it is in (TCP pushes back on
+the publishing client) until the backlog is down to ``low`` bytes. ACKs are unchanged (after
+numbering, replication and queueing the fan-out); what changes is that a publisher cannot run ahead
+of its subscribers' sockets, so publish->deliver latency stays bounded instead of growing with the
+queues. Nothing is dropped, reordered or ACKed early: a paused publisher's frames wait in its own
+socket. Only reads of publishing connections pause; subscribers, Comet and the peer links (fan-out
+of publishes numbered on other frontends) are never paused.
+
+Slow consumers. A transport whose queue reaches ``outbox_limit`` frames is still cut by the node
+with a resumable DISCONNECTED (error 80020, slow consumer). Pausing publishers could keep a stuck
+subscriber's queue from ever reaching that limit while it holds everyone up, so a second rule,
+with the same resumable cut: when the publishers have stayed paused for ``stall_s`` seconds, the
+transport holding the most unsent bytes is cut, and with it every transport that holds unsent
+bytes and has not written a byte during that pause; the rule applies again every ``stall_s``
+while the pause lasts. One stuck subscriber thus holds publishers up for at most about
+``stall_s``, and loses nothing: it resumes from the channel log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+import trio
+
+log = structlog.get_logger("continuity.frontend")
+
+
+class Flushable(Protocol):
+    """What the Outflow needs from a transport (``frontend.websocket.WebSocketTransport``)."""
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued and not yet handed to the kernel."""
+        ...
+
+    @property
+    def last_write(self) -> float:
+        """trio time of the last write that made progress."""
+        ...
+
+    def flush(self, now: float) -> None:
+        """Write the queue with one non-blocking send; hand any remainder to the writer task."""
+        ...
+
+    def cut_slow(self) -> None:
+        """Cut the transport as a slow consumer (resumable DISCONNECTED, error 80020)."""
+        ...
+
+
+class Outflow:
+    """Shared by every WebSocket transport of one process; run ``run`` in the server's nursery."""
+
+    def __init__(
+        self, *, high: int, low: int, stall_s: float, on_stall: Callable[[int], None] | None = None
+    ) -> None:
+        if not 0 <= low < high:
+            raise ValueError(f"need 0 <= low < high, got low={low} high={high}")
+        self.high = high
+        self.low = low
+        self.stall_s = stall_s
+        self.backlog = 0
+        self.paused = False
+        self.pauses = 0
+        self._resumed = trio.Event()
+        self._resumed.set()
+        self._paused_at = 0.0
+        self._stall_at = 0.0
+        self._pending: list[Flushable] = []
+        self._wake = trio.Event()
+        self.transports: set[Flushable] = set()
+        self._on_stall = on_stall or (lambda n: None)
+
+    # -- called synchronously by transports --------------------------------
+    def schedule(self, t: Flushable) -> None:
+        """Flush ``t`` in the next pass (the caller makes sure it is listed once)."""
+        self._pending.append(t)
+        self._wake.set()
+
+    def queued(self, n: int) -> None:
+        """``n`` more bytes are owed to some client."""
+        self.backlog += n
+        if not self.paused and self.backlog >= self.high:
+            self.paused = True
+            self.pauses += 1
+            self._resumed = trio.Event()
+            self._paused_at = trio.current_time()
+            self._stall_at = self._paused_at + self.stall_s
+            self._wake.set()  # the task re-arms with the stall deadline
+
+    def drained(self, n: int) -> None:
+        """``n`` owed bytes reached the kernel, or were dropped with their transport."""
+        self.backlog -= n
+        if self.paused and self.backlog <= self.low:
+            self.paused = False
+            self._resumed.set()
+
+    async def wait_resumed(self) -> None:
+        """Return once publishers may be read again (at once when not paused)."""
+        if self.paused:
+            await self._resumed.wait()
+
+    # -- the task -----------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            if self.paused:
+                with trio.move_on_at(self._stall_at):
+                    await self._wake.wait()
+            else:
+                await self._wake.wait()
+            # Anything scheduled from here on sets the new event; what was scheduled before is taken now.
+            self._wake = trio.Event()
+            pending, self._pending = self._pending, []
+            if pending:
+                now = trio.current_time()
+                for t in pending:
+                    t.flush(now)
+            if self.paused and trio.current_time() >= self._stall_at:
+                self._cut_stalled()
+
+    def _cut_stalled(self) -> None:
+        holders = [t for t in self.transports if t.unsent > 0]
+        since = self._paused_at
+        now = trio.current_time()
+        self._paused_at = now
+        self._stall_at = now + self.stall_s
+        if not holders:
+            return
+        largest = max(holders, key=lambda t: t.unsent)
+        victims = [t for t in holders if t is largest or t.last_write < since]
+        log.info(
+            "outflow.stalled",
+            backlog=self.backlog,
+            cut=len(victims),
+            largest_unsent=largest.unsent,
+            paused_s=round(now - since, 3),
+        )
+        self._on_stall(len(victims))
+        for t in victims:
+            t.cut_slow()

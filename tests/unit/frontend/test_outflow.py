@@ -1,0 +1,115 @@
+"""The WebSocket write path: direct non-blocking writes through the Outflow, exact order when the
+socket blocks and the writer task takes over, the fallback for streams that are not sockets, and
+flow control on publishers with the stall rule for slow consumers."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+from wsproto.connection import Connection, ConnectionType
+from wsproto.frame_protocol import FrameProtocol
+
+from frontend.outflow import Outflow
+from frontend.protocol import Encoded
+from frontend.websocket import WebSocketTransport
+
+BIG = 1 << 62
+
+
+def _messages(n: int, size: int = 200) -> list[Encoded]:
+    return [
+        Encoded({"action": 15, "channel": "c", "id": f"m{i}", "messages": [{"data": "x" * size}]})
+        for i in range(n)
+    ]
+
+
+def _socket_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    a, b = trio.socket.socketpair()
+    return trio.SocketStream(a), trio.SocketStream(b)
+
+
+async def _read_all(stream: trio.abc.ReceiveStream, count: int) -> list[str]:
+    """Read ``count`` frames off ``stream`` and return their ids, in order."""
+    parser = FrameProtocol(client=True, extensions=[])
+    ids: list[str] = []
+    part = ""
+    while len(ids) < count:
+        parser.receive_bytes(await stream.receive_some(65536))
+        for f in parser.received_frames():  # a frame may come in pieces
+            part += str(f.payload)
+            if f.frame_finished:
+                ids.append(part.split('"id":"', 1)[1].split('"', 1)[0])
+                part = ""
+    return ids
+
+
+async def test_direct_writes_keep_order_when_the_socket_blocks() -> None:
+    outflow = Outflow(high=BIG, low=0, stall_s=2.0)
+    server, client = _socket_pair()
+    transport = WebSocketTransport(server, Connection(ConnectionType.SERVER), "json", 1_000_000, outflow)
+    msgs = _messages(20_000)  # ~4.6 MB: far more than the socket buffers take
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        nursery.start_soon(transport.write_loop, 60.0, 1.0)
+        for i, m in enumerate(msgs):
+            assert transport.send(m)
+            if i % 500 == 0:
+                await trio.lowlevel.checkpoint()  # let the Outflow flush in between, as fan-out bursts do
+        ids = await _read_all(client, len(msgs))
+        assert ids == [f"m{i}" for i in range(len(msgs))]
+        assert transport.unsent == 0 and outflow.backlog == 0
+        nursery.cancel_scope.cancel()
+    await server.aclose()
+    await client.aclose()
+
+
+async def test_direct_write_needs_no_writer_task() -> None:
+    outflow = Outflow(high=BIG, low=0, stall_s=2.0)
+    server, client = _socket_pair()
+    transport = WebSocketTransport(server, Connection(ConnectionType.SERVER), "json", 100, outflow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        for m in _messages(3):
+            transport.send(m)
+        assert await _read_all(client, 3) == ["m0", "m1", "m2"]  # no write_loop running
+        nursery.cancel_scope.cancel()
+    await server.aclose()
+    await client.aclose()
+
+
+async def test_a_stream_that_is_not_a_socket_goes_through_the_writer_task() -> None:
+    outflow = Outflow(high=BIG, low=0, stall_s=2.0)
+    server, client = trio.testing.memory_stream_pair()
+    transport = WebSocketTransport(server, Connection(ConnectionType.SERVER), "json", 100, outflow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        for m in _messages(3):
+            transport.send(m)
+        await trio.sleep(0.01)
+        assert transport.unsent > 0  # the Outflow never wrote it
+        nursery.start_soon(transport.write_loop, 60.0, 1.0)
+        assert await _read_all(client, 3) == ["m0", "m1", "m2"]
+        nursery.cancel_scope.cancel()
+    await server.aclose()
+    await client.aclose()
+
+
+async def test_heartbeat_counts_direct_writes_as_traffic() -> None:
+    outflow = Outflow(high=BIG, low=0, stall_s=2.0)
+    server, client = _socket_pair()
+    transport = WebSocketTransport(server, Connection(ConnectionType.SERVER), "json", 100, outflow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        nursery.start_soon(transport.write_loop, 0.2, 1.0)
+        for m in _messages(6):
+            transport.send(m)
+            await trio.sleep(0.1)  # more often than the idle interval: no heartbeat between
+        assert await _read_all(client, 6) == [f"m{i}" for i in range(6)]
+        with trio.fail_after(2):
+            parser = FrameProtocol(client=True, extensions=[])
+            parser.receive_bytes(await client.receive_some(65536))
+            (hb,) = list(parser.received_frames())
+        assert str(hb.payload) == '{"action":0}'  # and one once idle
+        nursery.cancel_scope.cancel()
+    await server.aclose()
+    await client.aclose()
