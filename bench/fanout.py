@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import client  # noqa: E402
+from bench.harness import cpu_seconds, rss_kb  # noqa: E402
 
 CHANNEL = "bench:fanout"
 
@@ -109,24 +110,6 @@ async def publisher(url: str, rate: float, seconds: float) -> dict[str, float]:
     return {"published": sent, "publish_seconds": time.monotonic() - start}
 
 
-def rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
-
-
 def run(args: argparse.Namespace) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="fanout-"))
     port_file = tmp / "port"
@@ -179,7 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                            "max": round(lat[-1], 2) if lat else None},
             "gaps": sum(r.get("gaps", 0) for r in results),
             "duplicates": sum(r.get("dupes", 0) for r in results),
-            "server_peak_rss_mb": round(rss_kb(server.pid) / 1024, 1),
+            "server_peak_rss_mb": round(rss_kb(server.pid, "VmHWM") / 1024, 1),
             "server_cpu_s": round(cpu_seconds(server.pid) - cpu0, 2),
             "elapsed_s": round(elapsed, 2),
             "cpus": os.cpu_count(),

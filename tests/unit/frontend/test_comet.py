@@ -184,16 +184,10 @@ from hypothesis import strategies as st  # noqa: E402
 
 from frontend import protocol as P  # noqa: E402
 from frontend.errors import RemoteProtocolError  # noqa: E402
+from tests.unit.frontend.test_protocol import json_values, pm_like  # noqa: E402
 
-_json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(1 << 63), (1 << 63) - 1) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=10,
-)
-_pm_like = st.fixed_dictionaries(
-    {"action": st.integers(-2, 25)},
-    optional={k: _json_values for k in ("flags", "channel", "msgSerial", "messages", "id", "params")},
-)
+_json_values = json_values
+_pm_like = pm_like
 _bodies = (
     st.binary(max_size=400)
     | st.lists(_pm_like, max_size=4).map(lambda pms: json.dumps(pms).encode())
