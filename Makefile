@@ -7,10 +7,17 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
+.PHONY: install browser test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
 	bench bench-profile chaos
 
-install: $(STAMP_PY) $(STAMP_NPM)
+install: $(STAMP_PY) $(STAMP_NPM) browser
+
+# The browser tests drive Debian's chromium (never a downloaded browser). Installed from apt when
+# absent and we may (root with apt-get); otherwise tests/browser skip with a loud reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| echo "chromium is absent and cannot be installed here: tests/browser will be skipped"; }
 
 $(STAMP_PY): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
