@@ -67,6 +67,19 @@ class FrontendConfig:
     max_channels_per_connection: int = 200
     # Frames queued for one transport before it is cut as a slow consumer (state kept, resumable).
     outbox_limit: int = 4_096
+    # Publisher flow control (frontend/outflow.py): when the bytes queued for WebSocket clients and
+    # not yet handed to the kernel, over the whole process, reach the high-water mark, connections
+    # that publish are no longer read until the backlog is down to the low-water mark, in bytes.
+    publish_backlog_high_bytes: int = 4 * 1024 * 1024
+    publish_backlog_low_bytes: int = 1024 * 1024
+    # Read receipts: each WebSocket client is sent a Ping carrying the byte offset every quarter of
+    # this many bytes; a client that answers them (as RFC 6455 requires) is written at most this
+    # many bytes past the last offset it confirmed, the rest waits in its queue (and so counts
+    # towards the backlog above). Bounds what sits unread in kernel buffers. 0 turns it off.
+    consumer_window_bytes: int = 128 * 1024
+    # Seconds publishers may stay paused before the transport holding the most unsent bytes (and any
+    # that made no progress meanwhile) is cut as a slow consumer (resumable), again every such period.
+    slow_consumer_stall_s: float = 2.0
     # Messages each channel log keeps at most; older ones fall out before the time window if exceeded.
     channel_log_max_messages: int = 20_000
     # Comet: how long a transport may go without a pending /recv before it counts as lost (the
@@ -108,6 +121,18 @@ class FrontendConfig:
         _check_range("max_channels_per_connection", self.max_channels_per_connection, 1, 100_000)
         _check_range("comet_transport_timeout_ms", self.comet_transport_timeout_ms, 100, 600_000)
         _check_range("outbox_limit", self.outbox_limit, 16, 10_000_000)
+        _check_range("publish_backlog_high_bytes", self.publish_backlog_high_bytes, 64 * 1024, 1 << 40)
+        _check_range(
+            "publish_backlog_low_bytes",
+            self.publish_backlog_low_bytes,
+            0,
+            self.publish_backlog_high_bytes - 1,
+        )
+        _check_range("consumer_window_bytes", self.consumer_window_bytes, 0, 1 << 30)
+        if not 0.1 <= self.slow_consumer_stall_s <= 600:
+            raise ConfigError(
+                f"slow_consumer_stall_s={self.slow_consumer_stall_s} is out of range [0.1, 600]"
+            )
         _check_range("channel_log_max_messages", self.channel_log_max_messages, 16, 100_000_000)
         if not 0.1 <= self.header_timeout_s <= 600:
             raise ConfigError(f"header_timeout_s={self.header_timeout_s} is out of range [0.1, 600]")

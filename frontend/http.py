@@ -71,8 +71,12 @@ class FrontDoor:
         self.node = node
         self.cluster = cluster
         self.comet = CometService(node, self._prepare())
-        # Flow control on publishers is not enabled yet: the high-water mark is out of reach.
-        self.outflow = Outflow(high=1 << 62, low=0, stall_s=2.0)
+        cfg = node.config
+        self.outflow = Outflow(
+            high=cfg.publish_backlog_high_bytes,
+            low=cfg.publish_backlog_low_bytes,
+            stall_s=cfg.slow_consumer_stall_s,
+        )
 
     def _prepare(self) -> Prepare | None:
         """The cluster's takeover hook for resumes, once it has joined (else None)."""

@@ -17,12 +17,25 @@ plain socket (TLS, a test's wrapper) never takes the direct path; its writer tas
 The writer task still sends the idle HEARTBEAT (RTN23, counted from the last write of either path)
 and the close handshake, and a transport that is closing is never written directly.
 
+Read receipts. A kernel takes bytes long before the client reads them: on a loopback client that
+parses slower than we write, tens of MB sat in the clients' receive buffers (``ss``), seconds of
+latency that no server-side queue shows. So every ``consumer_window_bytes // 4`` bytes a
+transport queues a WebSocket Ping whose payload is the byte offset before it; the client's Pong
+(RFC 6455 requires one) says it has read everything up to that offset (``confirmed``). A client
+that has answered at least one probe (``ponging``) is written directly only while fewer than
+``consumer_window_bytes`` bytes are written and unconfirmed; beyond that its frames wait in its
+queue, where they count towards the backlog below and towards its outbox limit. A Pong schedules
+the next flush. Probes go at the tail of the queue with the data, so every written stretch of a
+quarter window ends with a probe and the window always reopens once the client reads. A client
+that never answers pings is written as fast as its socket takes (no read receipts, no hold), and
+so is a publisher while it is paused (its Pongs are not being read).
+
 Publisher flow control. ``backlog`` is the number of bytes queued and not yet handed to the kernel,
 over every WebSocket transport of the process. When it reaches ``high`` bytes the publishers are
 paused: a connection that published stops being read after the chunk it is in (TCP pushes back on
 the publishing client) until the backlog is down to ``low`` bytes. ACKs are unchanged (after
 numbering, replication and queueing the fan-out); what changes is that a publisher cannot run ahead
-of its subscribers' sockets, so publish->deliver latency stays bounded instead of growing with the
+of its subscribers, so publish->deliver latency stays bounded instead of growing with the
 queues. Nothing is dropped, reordered or ACKed early: a paused publisher's frames wait in its own
 socket. Only reads of publishing connections pause; subscribers, Comet and the peer links (fan-out
 of publishes numbered on other frontends) are never paused.

@@ -7,9 +7,11 @@ is flushed by the Outflow's task with one non-blocking send per burst, so a
 delivery costs no task switch of its own; the writer task takes over only when
 the socket would block, joining everything queued into one ``send_all``. It
 also sends a HEARTBEAT after ``maxIdleInterval`` of outbound silence (RTN23)
-and the close handshake. See ``frontend.outflow`` for the ordering rule and for
-publisher flow control: a connection that publishes is not read while the
-process's unsent backlog is above the high-water mark.
+and the close handshake. See ``frontend.outflow`` for the ordering rule, the
+read receipts (a Ping with the byte offset every quarter window; its Pong
+bounds what a client has unread) and publisher flow control: a connection that
+publishes is not read while the process's unsent backlog is above the
+high-water mark.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from frontend import protocol as P
 from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
@@ -52,6 +54,7 @@ class WebSocketTransport:
         fmt: P.Format,
         limit: int,
         outflow: Outflow | None = None,
+        window: int = 0,
     ) -> None:
         self.stream = stream
         self.ws = ws
@@ -75,6 +78,17 @@ class WebSocketTransport:
         self._scheduled = False
         self._unsent = 0  # bytes queued or held by the writer, not yet handed to the kernel
         self.last_write = trio.current_time()
+        # Read receipts (frontend.outflow, "consumption window"): a Ping carrying the byte offset
+        # before it goes out every ``window // 4`` bytes; its Pong says the client has read that far.
+        self._window = window
+        self._probe_every = max(window // 4, 1)
+        self._pushed = 0  # bytes ever queued
+        self._written = 0  # bytes ever handed to the kernel
+        self._last_probe = 0
+        self._probes: deque[int] = deque()
+        self.confirmed = 0
+        self.ponging = False
+        self.read_paused = False
         self.on_slow: Callable[[], None] = lambda: self.close(None)
         if outflow is not None:
             outflow.transports.add(self)
@@ -116,6 +130,7 @@ class WebSocketTransport:
         self._queue.append(data)
         n = len(data)
         self._unsent += n
+        self._pushed += n
         out = self._outflow
         if out is None:
             self._wake.set()
@@ -123,7 +138,7 @@ class WebSocketTransport:
         out.queued(n)
         if self._socket is None or self.writing or self._closing:
             self._wake.set()
-        elif not self._scheduled:
+        elif not self._scheduled and not self.held:  # held: the next read receipt schedules it
             self._scheduled = True
             out.schedule(self)
 
@@ -137,6 +152,60 @@ class WebSocketTransport:
     def unsent(self) -> int:
         return self._unsent
 
+    def _wrote(self, n: int) -> None:
+        self._written += n
+        self._forget(n)
+
+    @property
+    def held(self) -> bool:
+        """True while a client that answers pings has more than ``window`` bytes written but unread."""
+        return self.ponging and not self.read_paused and self._written - self.confirmed > self._window
+
+    def _maybe_probe(self) -> None:
+        """Queue a Ping carrying the current offset if ``window // 4`` bytes went by since the last."""
+        if not self._window or self._closing or self._pushed - self._last_probe < self._probe_every:
+            return
+        if self.ws.state is not ConnectionState.OPEN:
+            return
+        offset = self._pushed
+        self._last_probe = offset
+        self._probes.append(offset)
+        data = self.ws.send(Ping(payload=b"%d" % offset))
+        self._queue.append(data)
+        n = len(data)
+        self._unsent += n
+        self._pushed += n
+        if self._outflow is not None:
+            self._outflow.queued(n)
+
+    def on_pong(self, payload: bytes) -> None:
+        """A Pong: if it answers one of our probes, the client has read everything before it."""
+        try:
+            offset = int(payload)
+        except ValueError:
+            return  # not ours (an unsolicited pong)
+        if offset not in self._probes:
+            return
+        while self._probes and self._probes[0] <= offset:
+            self._probes.popleft()
+        self.confirmed = offset
+        self.ponging = True
+        self._kick()
+
+    def pause_reading(self, paused: bool) -> None:
+        """The reader stops (or resumes) reading: Pongs cannot arrive, so no read receipts are awaited."""
+        self.read_paused = paused
+        self._kick()
+
+    def _kick(self) -> None:
+        """Flush soon if frames are waiting and nothing else will write them."""
+        if self._queue and not self.held and not self.writing and not self._scheduled and self._outflow:
+            if self._socket is None:
+                self._wake.set()
+            else:
+                self._scheduled = True
+                self._outflow.schedule(self)
+
     def flush(self, now: float) -> None:
         """Outflow: write the queue with one non-blocking send; the writer task sends any rest."""
         self._scheduled = False
@@ -146,6 +215,9 @@ class WebSocketTransport:
         if self.writing or self._closing or self._socket is None:
             self._wake.set()
             return
+        if self.held:
+            return  # the next read receipt (Pong) schedules it again
+        self._maybe_probe()
         data = queue[0] if len(queue) == 1 else b"".join(queue)
         try:
             # The socket is non-blocking (trio's); this returns what the kernel took, or raises.
@@ -161,7 +233,7 @@ class WebSocketTransport:
             self._wake.set()
         if n:
             self.last_write = now
-            self._forget(n)
+            self._wrote(n)
 
     def cut_slow(self) -> None:
         """Outflow: this transport held publishers up past the stall limit."""
@@ -183,6 +255,7 @@ class WebSocketTransport:
                             continue  # direct writes went out meanwhile: not idle
                         self._push(frame_for(_HEARTBEAT, self.fmt))
                 if queue:
+                    self._maybe_probe()
                     batch = b"".join(queue)
                     queue.clear()
                     self.writing = True
@@ -196,7 +269,7 @@ class WebSocketTransport:
                     if scope.cancelled_caught:
                         return  # the peer stopped reading while we were closing
                     self.last_write = trio.current_time()
-                    self._forget(len(batch))
+                    self._wrote(len(batch))
                 if self._closing and not queue:
                     with trio.move_on_after(close_timeout_s):
                         if self.ws.state is ConnectionState.OPEN:
@@ -235,7 +308,8 @@ async def run_websocket(
         params = await prepare(params)
     fmt: P.Format = "msgpack" if params.get("format") == "msgpack" else "json"
     ws = Connection(ConnectionType.SERVER)
-    transport = WebSocketTransport(stream, ws, fmt, cfg.outbox_limit, outflow)
+    window = cfg.consumer_window_bytes if outflow is not None else 0
+    transport = WebSocketTransport(stream, ws, fmt, cfg.outbox_limit, outflow, window)
     session = node.connect(wall_ms(), params, transport)
     if session is not None:
         transport.on_slow = lambda: _cut_stalled(node, transport, session)
@@ -243,7 +317,7 @@ async def run_websocket(
         nursery.start_soon(transport.write_loop, cfg.max_idle_interval_ms / 1000, cfg.close_timeout_s)
         if session is not None:
             try:
-                await _read_loop(stream, ws, transport, node, session, trailing)
+                await _read_loop(stream, ws, transport, node, session, trailing, outflow)
             finally:
                 node.transport_lost(wall_ms(), session, transport)
                 transport.close(None)
@@ -282,12 +356,14 @@ async def _read_loop(
     node: FrontendNode,
     session: Session,
     trailing: bytes,
+    outflow: Outflow | None,
 ) -> None:
     max_size = node.config.max_frame_size
     parts: list[bytes | str] = []
     size = 0
     data = trailing
     while not transport.closing:
+        published = False
         if data:
             ws.receive_data(data)
             for event in ws.events():
@@ -310,10 +386,13 @@ async def _read_loop(
                     fmt: P.Format = "json" if text else transport.fmt
                     try:
                         pm = P.decode(payload, fmt, max_size=max_size)
+                        published = published or pm.action in P.ACKED_ACTIONS
                         node.handle(wall_ms(), session, pm)
                     except RemoteProtocolError as exc:
                         _protocol_error(node, transport, session, exc)
                         return
+                elif isinstance(event, Pong):
+                    transport.on_pong(bytes(event.payload))
                 elif isinstance(event, Ping):
                     transport.send_raw(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
@@ -327,6 +406,11 @@ async def _read_loop(
                     elif ws.state is ConnectionState.REMOTE_CLOSING:
                         transport.send_raw(ws.send(event.response()))
                     return
+        if published and outflow is not None and outflow.paused:
+            # Flow control: the subscribers are behind; let TCP hold this publisher back.
+            transport.pause_reading(True)
+            await outflow.wait_resumed()
+            transport.pause_reading(False)
         try:
             data = bytes(await stream.receive_some(READ_CHUNK))
         except (trio.BrokenResourceError, trio.ClosedResourceError):

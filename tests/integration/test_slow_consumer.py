@@ -1,4 +1,8 @@
-"""A subscriber that stops reading is cut as a slow consumer, resumes, and loses nothing."""
+"""A subscriber that stops reading is cut as a slow consumer, resumes, and loses nothing.
+
+Two ways to be cut: its outbox fills (``outbox_limit``), or, with an outbox too large to fill, the
+publishers stay paused on the backlog it holds for ``slow_consumer_stall_s`` (frontend/outflow.py).
+"""
 
 from __future__ import annotations
 
@@ -21,9 +25,23 @@ MAX_BATCHES = 3_000
 LIVELOCK_CUTS = 20
 
 
-async def test_slow_consumer_is_cut_and_resumes_without_loss(tmp_path: Path, nursery: trio.Nursery) -> None:
+RULES = {
+    "outbox_limit": {"outbox_limit": 16},
+    "stalled_publishers": {
+        "outbox_limit": 1_000_000,
+        "publish_backlog_high_bytes": 64 * 1024,
+        "publish_backlog_low_bytes": 16 * 1024,
+        "slow_consumer_stall_s": 0.5,
+    },
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+async def test_slow_consumer_is_cut_and_resumes_without_loss(
+    tmp_path: Path, nursery: trio.Nursery, rule: str
+) -> None:
     with trio.fail_after(45):
-        async with run_frontend(tmp_path / "fe", outbox_limit=16, max_idle_interval_ms=2_000) as fe:
+        async with run_frontend(tmp_path / "fe", max_idle_interval_ms=2_000, **RULES[rule]) as fe:
             tunnel = await start_tunnel(nursery, fe.port)
             async with (
                 client.connect(fe.url, key=API_KEY) as publisher,

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import trio
 import trio.testing
-from wsproto.connection import Connection, ConnectionType
-from wsproto.frame_protocol import FrameProtocol
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import Pong
+from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from frontend.outflow import Outflow
 from frontend.protocol import Encoded
 from frontend.websocket import WebSocketTransport
+from tests.support.streams import wait_until
 
 BIG = 1 << 62
 
@@ -26,6 +28,23 @@ def _messages(n: int, size: int = 200) -> list[Encoded]:
 def _socket_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
     a, b = trio.socket.socketpair()
     return trio.SocketStream(a), trio.SocketStream(b)
+
+
+def _open_ws() -> Connection:
+    """A server-side wsproto connection in the OPEN state (the handshake is h11's job upstream)."""
+    ws = Connection(ConnectionType.SERVER)
+    assert ws.state is ConnectionState.OPEN
+    return ws
+
+
+async def _read_pongs(server: trio.SocketStream, transport: WebSocketTransport) -> None:
+    """The reader's part: feed Pongs to the transport, as ``_read_loop`` does."""
+    ws = transport.ws
+    while data := await server.receive_some(65536):
+        ws.receive_data(data)
+        for event in ws.events():
+            if isinstance(event, Pong):
+                transport.on_pong(bytes(event.payload))
 
 
 async def _read_all(stream: trio.abc.ReceiveStream, count: int) -> list[str]:
@@ -110,6 +129,77 @@ async def test_heartbeat_counts_direct_writes_as_traffic() -> None:
             parser.receive_bytes(await client.receive_some(65536))
             (hb,) = list(parser.received_frames())
         assert str(hb.payload) == '{"action":0}'  # and one once idle
+        nursery.cancel_scope.cancel()
+    await server.aclose()
+    await client.aclose()
+
+
+async def _answer_first_ping(client: trio.SocketStream) -> None:
+    """Read until the first Ping and answer it (a client that then stops reading)."""
+    parser = FrameProtocol(client=True, extensions=[])
+    while True:
+        parser.receive_bytes(await client.receive_some(65536))
+        for f in parser.received_frames():
+            if f.opcode is Opcode.PING:
+                await client.send_all(parser.pong(bytes(f.payload)))
+                return
+
+
+async def test_a_client_that_answers_pings_gets_at_most_the_window_unread() -> None:
+    outflow = Outflow(high=BIG, low=0, stall_s=2.0)
+    server, client = _socket_pair()
+    transport = WebSocketTransport(server, _open_ws(), "json", 1_000_000, outflow, window=8192)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        nursery.start_soon(_read_pongs, server, transport)
+        for m in _messages(12):  # ~2.8 KB: passes a quarter window, so a probe goes out
+            transport.send(m)
+        await trio.sleep(0.05)
+        await _answer_first_ping(client)
+        with trio.fail_after(2):
+            await wait_until(lambda: transport.ponging)
+        for m in _messages(200):  # ~46 KB more in bursts, never read by the client
+            transport.send(m)
+            await trio.lowlevel.checkpoint()
+        await trio.sleep(0.1)
+        assert transport.held
+        assert transport.unsent > 30_000  # kept in the queue (and the backlog), not in the kernel
+        assert outflow.backlog == transport.unsent
+        nursery.cancel_scope.cancel()
+    await server.aclose()
+    await client.aclose()
+
+
+async def test_a_client_that_never_answers_pings_is_written_as_before() -> None:
+    outflow = Outflow(high=BIG, low=0, stall_s=2.0)
+    server, client = _socket_pair()
+    transport = WebSocketTransport(server, _open_ws(), "json", 1_000_000, outflow, window=8192)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        for m in _messages(200):
+            transport.send(m)
+        await trio.sleep(0.1)
+        assert not transport.held and transport.unsent == 0
+        nursery.cancel_scope.cancel()
+    await server.aclose()
+    await client.aclose()
+
+
+async def test_stalled_publishers_cut_the_transport_holding_the_backlog() -> None:
+    outflow = Outflow(high=16 * 1024, low=4 * 1024, stall_s=0.2)
+    server, client = _socket_pair()
+    ws = Connection(ConnectionType.SERVER)
+    transport = WebSocketTransport(server, ws, "json", 1_000_000, outflow)
+    cut = trio.Event()
+    transport.on_slow = cut.set
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        nursery.start_soon(transport.write_loop, 60.0, 1.0)
+        for m in _messages(20_000):  # the client never reads: the socket blocks, the backlog grows
+            transport.send(m)
+        assert outflow.paused
+        with trio.fail_after(2):
+            await cut.wait()
         nursery.cancel_scope.cancel()
     await server.aclose()
     await client.aclose()
