@@ -38,6 +38,7 @@ log = structlog.get_logger("continuity.frontend")
 
 _HEARTBEAT = Encoded.of(ProtocolMessage(action=Action.HEARTBEAT))
 READ_CHUNK = 65536
+MAX_PROBES = 64  # read-receipt Pings awaiting their Pong, at most (the oldest is forgotten)
 
 
 def wall_ms() -> int:
@@ -170,6 +171,8 @@ class WebSocketTransport:
         offset = self._pushed
         self._last_probe = offset
         self._probes.append(offset)
+        if len(self._probes) > MAX_PROBES:
+            self._probes.popleft()  # a client that does not answer pings must not grow this
         data = self.ws.send(Ping(payload=b"%d" % offset))
         self._queue.append(data)
         n = len(data)

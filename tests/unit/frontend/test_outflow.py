@@ -12,7 +12,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from frontend.outflow import Outflow
 from frontend.protocol import Encoded
-from frontend.websocket import WebSocketTransport
+from frontend.websocket import MAX_PROBES, WebSocketTransport
 from tests.support.streams import wait_until
 
 BIG = 1 << 62
@@ -55,6 +55,8 @@ async def _read_all(stream: trio.abc.ReceiveStream, count: int) -> list[str]:
     while len(ids) < count:
         parser.receive_bytes(await stream.receive_some(65536))
         for f in parser.received_frames():  # a frame may come in pieces
+            if f.opcode is Opcode.PING:
+                continue  # a read-receipt probe
             part += str(f.payload)
             if f.frame_finished:
                 ids.append(part.split('"id":"', 1)[1].split('"', 1)[0])
@@ -176,10 +178,22 @@ async def test_a_client_that_never_answers_pings_is_written_as_before() -> None:
     transport = WebSocketTransport(server, _open_ws(), "json", 1_000_000, outflow, window=8192)
     async with trio.open_nursery() as nursery:
         await nursery.start(outflow.run)
-        for m in _messages(200):
-            transport.send(m)
-        await trio.sleep(0.1)
-        assert not transport.held and transport.unsent == 0
+        nursery.start_soon(transport.write_loop, 60.0, 1.0)
+        msgs = _messages(5_000)  # ~1.2 MB, read as it comes: hundreds of probes, none answered
+        got: list[str] = []
+
+        async def read() -> None:
+            got.extend(await _read_all(client, len(msgs)))
+
+        async with trio.open_nursery() as reading:
+            reading.start_soon(read)
+            for m in msgs:
+                transport.send(m)
+                await trio.lowlevel.checkpoint()
+            assert not transport.held
+        assert got == [f"m{i}" for i in range(len(msgs))]
+        assert transport.unsent == 0
+        assert len(transport._probes) == MAX_PROBES  # bounded although never answered
         nursery.cancel_scope.cancel()
     await server.aclose()
     await client.aclose()
