@@ -33,6 +33,7 @@ class NumberedStream:
         self.acked: dict[int, str | None] = {}
         self.received: list[Message] = []
         self.stop = trio.Event()
+        self.stopped = trio.Event()
 
     async def publish(self, ch: client.Channel) -> None:
         n = 0
@@ -41,6 +42,7 @@ class NumberedStream:
             self.acked[n] = serials[0]
             n += 1
             await trio.sleep(PACE)
+        self.stopped.set()
 
     async def receive(self, sub: client.Subscription) -> None:
         async for msg in sub:
@@ -55,6 +57,7 @@ class NumberedStream:
         """Stop publishing and wait until the last ACKed message has been received."""
         await self.more()
         self.stop.set()
+        await self.stopped.wait()  # a publish in flight may still be ACKed: count it too
         last = max(self.acked)
         await wait_until(lambda: any(m.data == last for m in self.received))
 
