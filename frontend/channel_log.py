@@ -147,13 +147,13 @@ class ChannelLog:
         if entry.last_seq <= self.last_seq:
             # A repeat is fine; a *different* entry under serials we hold means the sender is a
             # stale home numbering again what was numbered elsewhere: refuse it.
-            return self._holds(entry)
+            return self.holds(entry)
         if entry.first_seq != self.last_seq + 1:
             return False
         self._store(now_ms, entry, serials)
         return True
 
-    def _holds(self, entry: Entry) -> bool:
+    def holds(self, entry: Entry) -> bool:
         """Whether the entry at ``entry``'s serials is this very entry (same publish)."""
         idx = bisect.bisect_left(self._entries, entry.last_seq, lo=self._head, key=lambda e: e.last_seq)
         if idx >= len(self._entries):
@@ -185,6 +185,16 @@ class ChannelLog:
             if entry.publisher is not None and entry.msg_serial is not None:
                 self._published.pop((entry.publisher, entry.msg_serial), None)
         self.last_seq = min(self.last_seq, max(seq, self._floor))
+
+    def agrees_with(self, other: ChannelLog) -> bool:
+        """Whether ``other`` (same epoch) holds, at the highest serial both have, the very entry this
+        log holds there: two logs that numbered the same serial for different publishes disagree."""
+        if other.epoch != self.epoch:
+            return False
+        for entry in reversed(other.entries()):
+            if entry.last_seq <= self.last_seq:
+                return entry.last_seq <= self._floor or self.holds(entry)
+        return True
 
     def entries(self) -> list[Entry]:
         return self._entries[self._head :]

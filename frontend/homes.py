@@ -492,7 +492,9 @@ class HomeSide:
         )
         held = self.homes[channel].log if channel in self.homes else self.replicas.get(channel)
         if channel in self.homes or (
-            held is not None and held.epoch == lg.epoch and held.last_seq > lg.last_seq
+            held is not None
+            and held.epoch == lg.epoch
+            and (held.last_seq > lg.last_seq or not held.agrees_with(lg))
         ):
             # We are home, or hold more of this epoch than the sender: it is a stale home, and
             # taking its shorter log would let it number serials that were given out already.

@@ -136,3 +136,19 @@ def test_install_accepts_repeats_but_refuses_another_entry_under_held_serials():
         _, e = append(foreign, 0)
     assert not copy.install(2, e)
     assert copy.last_seq == 3
+
+
+def test_logs_that_numbered_the_same_serial_for_different_publishes_disagree():
+    """A replica must refuse a stale home's snapshot that reuses a serial it holds for another
+    publish, even at the same length (chaos seed 20240611: serial 294 ACKed twice)."""
+    a, b = make(), make()
+    for t in range(3):
+        append(a, t, conn="A", msg_serial=t)
+        append(b, t, conn="A", msg_serial=t)
+    assert a.agrees_with(b) and b.agrees_with(a)
+    append(a, 3, conn="A", msg_serial=3)
+    append(b, 3, conn="B", msg_serial=9)
+    assert not a.agrees_with(b) and not b.agrees_with(a)
+    shorter = make()
+    append(shorter, 0, conn="A", msg_serial=0)
+    assert a.agrees_with(shorter)
