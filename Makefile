@@ -7,7 +7,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install browser test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
+.PHONY: install browser chaos-short test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
 	bench bench-profile chaos
 
 install: $(STAMP_PY) $(STAMP_NPM) browser
@@ -41,6 +41,9 @@ lint: install
 
 # The chaos run (bench/chaos): a seeded fault schedule against a local cluster, judged by a checker.
 FAULTS ?= 100
+chaos-short: install
+	$(BIN)/python -m pytest tests/chaos -m chaos $(PYTEST_ARGS)
+
 chaos: install
 	$(BIN)/python -m bench.chaos --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
 		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY))
