@@ -49,6 +49,10 @@ class PeerError(Exception):
     """A request to a peer failed: link lost, refused, timed out, or the peer said no."""
 
 
+DEADLINE_ARG = "_deadline_ms"  # added to every request's args: the sender's wall-clock deadline
+CLOCK_SKEW_MS = 1_000  # tolerated difference between two hosts' clocks
+
+
 def _wall_ms() -> int:
     return int(time.time() * 1000)
 
@@ -85,6 +89,7 @@ class PeerBus:
         self.node_id = node_id
         self._secrets = list(secrets)
         self._on_request = on_request
+        self.stale_requests = 0  # requests dropped because they arrived after their deadline
         self._on_push = on_push
         self._on_rejected = on_rejected or (lambda reason: None)
         # A refused TCP connect means nothing listens there: the peer process is gone.
@@ -141,7 +146,11 @@ class PeerBus:
         req_id = self._next_id
         self._next_id += 1
         self._pending[req_id] = (peer, trio.current_time() + timeout_s, on_reply)
-        link.send(W.encode(W.Request(req_id=req_id, op=op, args=args)))
+        # The receiver drops a request that arrives after this: a partition can hold it in a TCP
+        # buffer for as long as it lasts, and by then the caller has retried (bench/chaos saw a
+        # publish executed 25 s late, past the dedupe window, numbered twice).
+        stamped = {**args, DEADLINE_ARG: _wall_ms() + int(timeout_s * 1000)}
+        link.send(W.encode(W.Request(req_id=req_id, op=op, args=stamped)))
 
     async def call(self, peer: str, op: str, args: dict[str, Any], timeout_s: float = 5.0) -> Any:
         """Send a request and wait for its result; raise PeerError on failure."""
@@ -271,6 +280,11 @@ class PeerBus:
                 pending[2](frame.ok, frame.result)
         elif isinstance(frame, W.Request):
             req_id = frame.req_id
+            deadline = frame.args.get(DEADLINE_ARG)
+            if isinstance(deadline, int) and _wall_ms() > deadline + CLOCK_SKEW_MS:
+                self.stale_requests += 1
+                log.warning("peer.stale_request", peer=peer, op=frame.op, late_ms=_wall_ms() - deadline)
+                return  # its caller timed out long ago and has retried: never execute it now
             self._on_request(peer, frame, lambda ok, result: self._reply(peer, req_id, ok, result))
         else:
             self._on_push(peer, frame.op, frame.args)

@@ -101,3 +101,18 @@ def test_fuzz_structured_frames_raise_only_peer_protocol_error(body):
         W.verify_hello([SECRET], body, NOW)
     except W.PeerProtocolError:
         pass
+
+
+def test_a_request_arriving_after_its_deadline_is_never_executed() -> None:
+    """A partition can hold a request in a TCP buffer until it heals; by then its caller has retried,
+    so executing it could number a publish twice (bench/chaos). It is dropped and counted."""
+    from frontend.peer import DEADLINE_ARG, PeerBus, _wall_ms
+
+    seen: list[str] = []
+    bus = PeerBus("fe-a1", ["s" * 32], on_request=lambda peer, req, reply: seen.append(req.op),
+                  on_push=lambda peer, op, args: None)
+    bus._dispatch("fe-b1", W.Request(req_id=1, op="publish", args={DEADLINE_ARG: _wall_ms() - 25_000}))
+    assert seen == [] and bus.stale_requests == 1
+    bus._dispatch("fe-b1", W.Request(req_id=2, op="publish", args={DEADLINE_ARG: _wall_ms() + 3_000}))
+    bus._dispatch("fe-b1", W.Request(req_id=3, op="attach", args={}))  # an older sender: no deadline
+    assert seen == ["publish", "attach"] and bus.stale_requests == 1
