@@ -36,10 +36,8 @@ Invariants:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
-from client.backoff import Backoff
 from client.errors import (
     ConnectionClosedError,
     ConnectionFailedError,
@@ -57,6 +55,7 @@ from client.events import (
     PublishFailed,
     TransportDropped,
 )
+from client.records import ChannelRecord, SessionConfig, _Pending
 from client.recovery import RecoveryKey
 from frontend.errors import ErrorCode, ErrorInfo
 from frontend.protocol import Action, Flag, ProtocolMessage
@@ -71,57 +70,6 @@ _REATTACH = frozenset({ChannelState.ATTACHED, ChannelState.ATTACHING, ChannelSta
 def idle_timeout_error(ms: int) -> ErrorInfo:
     return ErrorInfo(code=int(ErrorCode.DISCONNECTED), status_code=408,
                      message=f"No activity seen from realtime in {ms} ms")
-
-
-@dataclass(slots=True, kw_only=True)
-class ChannelRecord:
-    """What the session knows of one channel. Read it; mutate only via the session."""
-
-    name: str
-    state: ChannelState = ChannelState.INITIALIZED
-    serial: str | None = None
-    modes: int = 0
-    params: dict[str, str] | None = None
-    granted: int = 0
-    reason: ErrorInfo | None = None
-    resumed: bool = False
-    attach_deadline: float | None = None
-    retry_at: float | None = None  # RTL13b: when a SUSPENDED channel tries ATTACH again
-
-
-@dataclass(slots=True, kw_only=True)
-class _Pending:
-    token: int
-    channel: str
-    messages: list[dict[str, Any]]
-    msg_serial: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionConfig:
-    """Client timing. Seconds throughout."""
-
-    # Bound on WebSocket open + CONNECTED, ATTACH → ATTACHED, ping → echo (ably-js realtimeRequestTimeout).
-    request_timeout: float = 10.0
-    # Reconnect delays.
-    backoff: Backoff = field(default_factory=Backoff)
-    # Give up resuming (→ SUSPENDED, 80002) this long after transport loss; None = the server's
-    # connectionStateTtl from CONNECTED.
-    connection_state_ttl: float | None = None
-    # Delay between attempts once SUSPENDED (the session keeps trying with its key; the server arbitrates).
-    suspended_retry: float = 5.0
-    # RTL13b: a channel SUSPENDED by an attach timeout retries after this (channelRetryTimeout).
-    channel_retry: float = 15.0
-
-    def __post_init__(self) -> None:
-        if self.request_timeout <= 0:
-            raise ValueError("request_timeout must be > 0 seconds")
-        if self.connection_state_ttl is not None and self.connection_state_ttl <= 0:
-            raise ValueError("connection_state_ttl must be > 0 seconds")
-        if self.suspended_retry <= 0:
-            raise ValueError("suspended_retry must be > 0 seconds")
-        if self.channel_retry <= 0:
-            raise ValueError("channel_retry must be > 0 seconds")
 
 
 class ClientSession:

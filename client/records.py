@@ -1,0 +1,64 @@
+"""What a ClientSession keeps per channel and per pending publish, and its timing configuration.
+
+Plain data, split out of ``client.session`` (which re-exports ``ChannelRecord`` and ``SessionConfig``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from client.backoff import Backoff
+from client.events import ChannelState
+from frontend.errors import ErrorInfo
+
+
+@dataclass(slots=True, kw_only=True)
+class ChannelRecord:
+    """What the session knows of one channel. Read it; mutate only via the session."""
+
+    name: str
+    state: ChannelState = ChannelState.INITIALIZED
+    serial: str | None = None
+    modes: int = 0
+    params: dict[str, str] | None = None
+    granted: int = 0
+    reason: ErrorInfo | None = None
+    resumed: bool = False
+    attach_deadline: float | None = None
+    retry_at: float | None = None  # RTL13b: when a SUSPENDED channel tries ATTACH again
+
+
+@dataclass(slots=True, kw_only=True)
+class _Pending:
+    token: int
+    channel: str
+    messages: list[dict[str, Any]]
+    msg_serial: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    """Client timing. Seconds throughout."""
+
+    # Bound on WebSocket open + CONNECTED, ATTACH → ATTACHED, ping → echo (ably-js realtimeRequestTimeout).
+    request_timeout: float = 10.0
+    # Reconnect delays.
+    backoff: Backoff = field(default_factory=Backoff)
+    # Give up resuming (→ SUSPENDED, 80002) this long after transport loss; None = the server's
+    # connectionStateTtl from CONNECTED.
+    connection_state_ttl: float | None = None
+    # Delay between attempts once SUSPENDED (the session keeps trying with its key; the server arbitrates).
+    suspended_retry: float = 5.0
+    # RTL13b: a channel SUSPENDED by an attach timeout retries after this (channelRetryTimeout).
+    channel_retry: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.request_timeout <= 0:
+            raise ValueError("request_timeout must be > 0 seconds")
+        if self.connection_state_ttl is not None and self.connection_state_ttl <= 0:
+            raise ValueError("connection_state_ttl must be > 0 seconds")
+        if self.suspended_retry <= 0:
+            raise ValueError("suspended_retry must be > 0 seconds")
+        if self.channel_retry <= 0:
+            raise ValueError("channel_retry must be > 0 seconds")
