@@ -15,8 +15,6 @@ import trio
 
 from tests.support.procs import REPO
 
-# Not in the default run (pyproject deselects "chaos"): it still finds rare duplicates after drains
-# and partitions (see the README's Guarantees section); `make chaos-short` runs it.
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 SEED = 20_240_611
