@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from frontend.channel_log import ChannelLog, Entry
+from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
 from frontend.errors import ErrorCode, ErrorInfo
 from frontend.metrics import Metrics
@@ -71,10 +71,8 @@ class Home:
     def behind(self, serial: object) -> bool:
         """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
         home has not (it is a stale copy not yet re-validated), so it must not answer "history lost"."""
-        if not isinstance(serial, str) or not serial:
-            return False
-        epoch, _, seq = serial.rpartition(":")
-        return epoch == self.log.epoch and seq.isdigit() and int(seq) > self.committed
+        parsed = parse_serial(serial) if isinstance(serial, str) else None
+        return parsed is not None and parsed[0] == self.log.epoch and parsed[1] > self.committed
 
 
 @dataclass(slots=True)

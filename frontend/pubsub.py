@@ -18,7 +18,7 @@ import structlog
 
 from frontend import protocol as P
 from frontend.auth import allows
-from frontend.channel_log import Entry
+from frontend.channel_log import Entry, parse_serial
 from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
 from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
@@ -408,7 +408,5 @@ class PubSub:
 
 def _already_has(cursor: str | None, epoch: str, first_seq: int) -> bool:
     """Whether a subscriber whose channel cursor is ``cursor`` has seq ``first_seq`` of ``epoch``."""
-    if not cursor:
-        return False
-    cur_epoch, _, seq = cursor.rpartition(":")
-    return cur_epoch == epoch and seq.isdigit() and int(seq) >= first_seq
+    parsed = parse_serial(cursor) if cursor else None
+    return parsed is not None and parsed[0] == epoch and parsed[1] >= first_seq

@@ -106,7 +106,7 @@ async def test_a_stream_that_is_not_a_socket_goes_through_the_writer_task() -> N
         await nursery.start(outflow.run)
         for m in _messages(3):
             transport.send(m)
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         assert transport.unsent > 0  # the Outflow never wrote it
         nursery.start_soon(transport.write_loop, 60.0, 1.0)
         assert await _read_all(client, 3) == ["m0", "m1", "m2"]
@@ -156,15 +156,14 @@ async def test_a_client_that_answers_pings_gets_at_most_the_window_unread() -> N
         nursery.start_soon(_read_pongs, server, transport)
         for m in _messages(12):  # ~2.8 KB: passes a quarter window, so a probe goes out
             transport.send(m)
-        await trio.sleep(0.05)
         await _answer_first_ping(client)
         with trio.fail_after(2):
             await wait_until(lambda: transport.ponging)
         for m in _messages(200):  # ~46 KB more in bursts, never read by the client
             transport.send(m)
             await trio.lowlevel.checkpoint()
-        await trio.sleep(0.1)
-        assert transport.held
+        with trio.fail_after(2):
+            await wait_until(lambda: transport.held)
         assert transport.unsent > 30_000  # kept in the queue (and the backlog), not in the kernel
         assert outflow.backlog == transport.unsent
         nursery.cancel_scope.cancel()
