@@ -36,8 +36,8 @@ unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check frontend client gossip router tests bench deploy
-	$(BIN)/mypy frontend client gossip router
+	$(BIN)/ruff check frontend kernel continuity gossip router tests bench deploy
+	$(BIN)/mypy frontend kernel continuity gossip router
 
 # The chaos run (bench/chaos): a seeded fault schedule against a local cluster, judged by a checker.
 FAULTS ?= 100

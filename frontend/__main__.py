@@ -14,8 +14,8 @@ import trio
 from frontend.cluster import Cluster
 from frontend.config import ConfigError, FrontendConfig
 from frontend.http import serve
-from frontend.logs import configure
 from frontend.node import FrontendNode
+from kernel.logs import configure
 
 log = structlog.get_logger("continuity.frontend")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from frontend.errors import ErrorCode, ErrorInfo
+from kernel.errors import ErrorCode, ErrorInfo
 
 Capability = Mapping[str, frozenset[str]]
 FULL_CAPABILITY: Capability = {"*": frozenset({"*"})}

@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from frontend.protocol import Encoded
+from kernel.protocol import Encoded
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,6 @@ import structlog
 
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
-from frontend.errors import ErrorInfo
 from frontend.homes import (
     CERTAINLY_NOT_NUMBERED,
     OPERATION_DEADLINE_MS,
@@ -52,8 +51,9 @@ from frontend.homes import (
     unavailable,
 )
 from frontend.metrics import Metrics
-from frontend.placement import ClusterView, Peer, Placement
-from frontend.protocol import Message
+from kernel.errors import ErrorInfo
+from kernel.placement import ClusterView, Peer, Placement
+from kernel.protocol import Message
 
 log = structlog.get_logger("continuity.frontend")
 

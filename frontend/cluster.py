@@ -16,14 +16,14 @@ import structlog
 import trio
 
 import gossip
-from frontend.errors import ErrorCode, ErrorInfo
-from frontend.keys import InvalidKey
-from frontend.membership import ROLE_FRONTEND, view_from_members
 from frontend.node import FrontendNode
 from frontend.peer import PeerBus, PeerError
 from frontend.peerwire import Request
-from frontend.placement import ClusterView, Peer
 from frontend.session import Session
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.keys import InvalidKey
+from kernel.membership import ROLE_FRONTEND, view_from_members
+from kernel.placement import ClusterView, Peer
 
 log = structlog.get_logger("continuity.cluster")
 

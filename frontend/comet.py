@@ -42,12 +42,12 @@ from urllib.parse import unquote
 import structlog
 import trio
 
-from frontend import protocol as P
-from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
-from frontend.keys import InvalidKey
 from frontend.node import FrontendNode
-from frontend.protocol import Action, Encoded, ProtocolMessage
 from frontend.session import Session
+from kernel import protocol as P
+from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from kernel.keys import InvalidKey
+from kernel.protocol import Action, Encoded, ProtocolMessage
 
 log = structlog.get_logger("continuity.frontend")
 

@@ -20,10 +20,10 @@ import structlog
 
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
-from frontend.errors import ErrorCode, ErrorInfo
 from frontend.metrics import Metrics
-from frontend.placement import ClusterView, Placement
-from frontend.protocol import Message
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.placement import ClusterView, Placement
+from kernel.protocol import Message
 
 if TYPE_CHECKING:
     from frontend.channels import Bus, PublishDone

@@ -25,11 +25,11 @@ import trio
 
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
-from frontend.membership import view_to_json
 from frontend.metrics import CONTENT_TYPE
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
 from frontend.websocket import run_websocket, wall_ms
+from kernel.membership import view_to_json
 
 log = structlog.get_logger("continuity.frontend")
 

@@ -36,17 +36,17 @@ from typing import Any, Protocol
 
 import structlog
 
-from frontend import protocol as P
 from frontend.auth import Authenticator, AuthError, Identity
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
-from frontend.errors import ErrorCode, ErrorInfo
-from frontend.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
 from frontend.metrics import Metrics
 from frontend.ownership import SESSION_OPS, Ownership
-from frontend.protocol import Action, Encoded, ProtocolMessage
 from frontend.pubsub import PubSub, server_message
 from frontend.session import Session, SessionState
+from kernel import protocol as P
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
+from kernel.protocol import Action, Encoded, ProtocolMessage
 
 log = structlog.get_logger("continuity.frontend")
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from frontend.keys import ConnectionKey
 from frontend.replication import SessionCopies, Tombstones
 from frontend.session import Session, SessionState
+from kernel.keys import ConnectionKey
 
 if TYPE_CHECKING:
     from frontend.node import FrontendNode

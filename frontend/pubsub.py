@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from frontend import protocol as P
 from frontend.auth import allows
 from frontend.channel_log import Entry, parse_serial
 from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
-from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from frontend.metrics import Metrics
-from frontend.protocol import Action, Encoded, Flag, ProtocolMessage
 from frontend.session import ChannelCursor, Session
+from kernel import protocol as P
+from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
 
 if TYPE_CHECKING:
     from frontend.node import Outlet

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from frontend.auth import Identity
-from frontend.errors import ErrorInfo
+from kernel.errors import ErrorInfo
 
 
 class SessionState(enum.Enum):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from frontend import protocol as P
-from frontend.protocol import Encoded, ProtocolMessage
+from kernel import protocol as P
+from kernel.protocol import Encoded, ProtocolMessage
 
 
 class MemoryOutlet:

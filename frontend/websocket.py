@@ -26,13 +26,13 @@ import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from frontend import protocol as P
-from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
-from frontend.protocol import Action, Encoded, ProtocolMessage
 from frontend.session import Session
-from frontend.wsframe import frame_for
+from kernel import protocol as P
+from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from kernel.protocol import Action, Encoded, ProtocolMessage
+from kernel.wsframe import frame_for
 
 log = structlog.get_logger("continuity.frontend")
 

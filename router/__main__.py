@@ -10,8 +10,8 @@ import structlog
 import trio
 
 import gossip
-from frontend.logs import configure
-from frontend.membership import ROLE_ROUTER
+from kernel.logs import configure
+from kernel.membership import ROLE_ROUTER
 from router.cluster import ClusterMap
 from router.config import ConfigError, RouterConfig
 from router.metrics import RouterMetrics

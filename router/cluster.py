@@ -10,8 +10,8 @@ import structlog
 import trio
 
 import gossip
-from frontend.membership import view_from_members
-from frontend.placement import ClusterView
+from kernel.membership import view_from_members
+from kernel.placement import ClusterView
 from router.metrics import RouterMetrics
 
 log = structlog.get_logger("continuity.router")

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from frontend.keys import InvalidKey, KeySigner
-from frontend.placement import ClusterView, Peer, Placement
+from kernel.keys import InvalidKey, KeySigner
+from kernel.placement import ClusterView, Peer, Placement
 
 COMET_PREFIX = "/comet/"
 COMET_CONNECT = "connect"

@@ -24,9 +24,9 @@ from typing import Any
 import h11
 import trio
 
-from frontend.errors import ErrorCode, ErrorInfo
-from frontend.protocol import Action, encode_wire
-from frontend.wsframe import OPCODE_BINARY, OPCODE_TEXT, frame
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.protocol import Action, encode_wire
+from kernel.wsframe import OPCODE_BINARY, OPCODE_TEXT, frame
 from router.pool import FrontendPool, Upstream
 
 PIPE_BUFFER = 65536

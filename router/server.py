@@ -28,8 +28,8 @@ import h11
 import structlog
 import trio
 
-from frontend.keys import KeySigner
-from frontend.membership import view_to_json
+from kernel.keys import KeySigner
+from kernel.membership import view_to_json
 from router import proxy, static
 from router.cluster import ClusterMap
 from router.config import RouterConfig

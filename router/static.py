@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
-from frontend.errors import ErrorCode, status_for
-from frontend.membership import view_to_json
+from kernel.errors import ErrorCode, status_for
+from kernel.membership import view_to_json
 from router import proxy
 from router.decide import RouteRequest
 from router.demo_auth import DEMO_CHANNELS, BadClientId, mint_token

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from frontend.keys import InvalidKey, KeySigner
+from kernel.keys import InvalidKey, KeySigner
 from router.decide import RouteRequest
 
 TAG_PARAM = "devtag"  # the query parameter a page's transportParams add to its connect URLs

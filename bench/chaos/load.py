@@ -20,8 +20,8 @@ from typing import Any
 
 import trio
 
-import client
-from client import ChannelEvent, ChannelState, ConnectionEvent, ConnectionState, Message
+import continuity
+from continuity import ChannelEvent, ChannelState, ConnectionEvent, ConnectionState, Message
 from tests.support.procs import API_KEY
 from tests.support.streams import FAST_BACKOFF
 from tests.support.tunnel import Tunnel
@@ -47,7 +47,7 @@ class ClientSpec:
 
 
 class Recorder:
-    """Quacks like ``client.Feed`` (``push``/``finish``): appends what the SDK dispatches to ``entries``."""
+    """Quacks like ``continuity.Feed`` (``push``/``finish``): appends what the SDK dispatches to entries."""
 
     def __init__(self, owner: ChaosClient) -> None:
         self.owner = owner
@@ -115,7 +115,7 @@ class ChaosClient:
     tunnel: Tunnel
     t0: float
     rate: float  # publishes per second on each channel it publishes to
-    conn: client.Connection | None = None
+    conn: continuity.Connection | None = None
     entries: list[dict[str, Any]] = field(default_factory=list)
     publishes: list[dict[str, Any]] = field(default_factory=list)
     finished: str | None = None  # why the recorder's feeds ended
@@ -133,7 +133,7 @@ class ChaosClient:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, attach, record and publish until ``stop``; close on cancellation."""
         spec = self.spec
-        async with client.connect(
+        async with continuity.connect(
             self.tunnel.url,
             key=API_KEY,
             format=spec.format,  # type: ignore[arg-type]
@@ -160,7 +160,7 @@ class ChaosClient:
                     nursery.start_soon(self._publish_loop, conn, name, i)
             await trio.sleep_forever()
 
-    async def _publish_loop(self, conn: client.Connection, name: str, index: int) -> None:
+    async def _publish_loop(self, conn: continuity.Connection, name: str, index: int) -> None:
         ch = conn.channel(name)
         n = 0
         while not self.stop.is_set():
@@ -173,14 +173,14 @@ class ChaosClient:
             with trio.move_on_after(1 / self.rate):  # pacing, not waiting for a condition
                 await self.stop.wait()
 
-    async def _publishable(self, conn: client.Connection) -> bool:
+    async def _publishable(self, conn: continuity.Connection) -> bool:
         """Wait while SUSPENDED (a publish would be refused at once); False if the connection ended."""
         while conn.state is ConnectionState.SUSPENDED and not self.stop.is_set():
             try:
                 await conn.wait_for_state(ConnectionState.CONNECTED)
             except trio.TooSlowError:
                 continue
-            except client.ClientError as exc:
+            except continuity.ClientError as exc:
                 if conn.state is ConnectionState.SUSPENDED:
                     continue
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -203,10 +203,10 @@ class ChaosClient:
 
     async def publish_one(
         self,
-        ch: client.Channel,
+        ch: continuity.Channel,
         recs: list[dict[str, Any]],
         data: dict[str, Any] | None,
-        batch: list[client.OutboundMessage] | None = None,
+        batch: list[continuity.OutboundMessage] | None = None,
     ) -> bool:
         """Publish (one message ``data``, or ``batch``), record each outcome; False if the connection died."""
         alive = True
@@ -214,13 +214,13 @@ class ChaosClient:
             serials = await (ch.publish(batch) if batch is not None else ch.publish("n", data))
             for rec, serial in zip(recs, serials, strict=True):
                 rec["outcome"], rec["serial"] = "ack", serial
-        except client.PublishError as exc:
+        except continuity.PublishError as exc:
             for rec in recs:
                 rec["outcome"], rec["code"] = "nack", exc.reason.code if exc.reason else None
-        except client.ConnectionSuspendedError as exc:
+        except continuity.ConnectionSuspendedError as exc:
             for rec in recs:  # RTN7e: failed on SUSPENDED; the server may or may not have it
                 rec["outcome"], rec["code"] = "indeterminate", exc.reason.code if exc.reason else None
-        except client.ClientError as exc:
+        except continuity.ClientError as exc:
             for rec in recs:
                 rec["outcome"], rec["code"] = "failed", exc.reason.code if exc.reason else None
             self.error = f"{type(exc).__name__}: {exc}"
@@ -239,7 +239,7 @@ class ChaosClient:
             recs = [
                 self.record(f"{self.name}:burst:{len(self.publishes)}", channel) for _ in range(BURST_BATCH)
             ]
-            batch = client.messages((None, {"pid": r["pid"], "pad": BURST_PAD}) for r in recs)
+            batch = continuity.messages((None, {"pid": r["pid"], "pad": BURST_PAD}) for r in recs)
             with trio.move_on_at(self.t0 + until + 30):  # an answer is due; past that it stays indeterminate
                 if not await self.publish_one(ch, recs, None, batch=batch):
                     break

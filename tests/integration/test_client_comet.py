@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import pytest
 import trio
 
-import client
-from client import ChannelEvent, ConnectionEvent, ConnectionState, Message
-from client.message import Data
+import continuity
+from continuity import ChannelEvent, ConnectionEvent, ConnectionState, Message
+from continuity.message import Data
 from tests.support.procs import API_KEY, FrontendProcess, parse_metrics
 from tests.support.streams import FAST_BACKOFF, assert_contiguous, wait_until
 from tests.support.tunnel import Tunnel
@@ -35,7 +35,7 @@ class NumberedStream:
         self.stop = trio.Event()
         self.stopped = trio.Event()
 
-    async def publish(self, ch: client.Channel) -> None:
+    async def publish(self, ch: continuity.Channel) -> None:
         n = 0
         while not self.stop.is_set():
             serials = await ch.publish("n", n)
@@ -44,7 +44,7 @@ class NumberedStream:
             await trio.sleep(PACE)
         self.stopped.set()
 
-    async def receive(self, sub: client.Subscription) -> None:
+    async def receive(self, sub: continuity.Subscription) -> None:
         async for msg in sub:
             self.received.append(msg)
 
@@ -71,21 +71,22 @@ class NumberedStream:
         assert all(self.acked[m.data] == m.serial for m in self.received if m.data in self.acked)  # type: ignore[index]
 
 
-def connected_events(conn: client.Connection) -> list[ConnectionEvent]:
-    return [e for e in conn.event_log
-            if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED]
+def connected_events(conn: continuity.Connection) -> list[ConnectionEvent]:
+    return [
+        e for e in conn.event_log if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED
+    ]
 
 
-def attached_events(conn: client.Connection) -> list[ChannelEvent]:
+def attached_events(conn: continuity.Connection) -> list[ChannelEvent]:
     return [e for e in conn.event_log if isinstance(e, ChannelEvent) and e.attached]
 
 
-async def reconnected(conn: client.Connection, opened: int) -> None:
+async def reconnected(conn: continuity.Connection, opened: int) -> None:
     """Wait until ``conn`` has opened a transport since it had opened ``opened`` and is CONNECTED."""
     await wait_until(lambda: conn.transports_opened > opened and conn.state is ConnectionState.CONNECTED)
 
 
-async def switch(conns: Sequence[client.Connection], transport: str) -> None:
+async def switch(conns: Sequence[continuity.Connection], transport: str) -> None:
     """Cut every connection's transport and make it resume over ``transport``; wait until it has."""
     for conn in conns:
         opened = conn.transports_opened
@@ -101,15 +102,15 @@ async def test_comet_pubsub_with_acks(frontend: FrontendProcess) -> None:
     payloads: list[Data] = ["text", b"\x00\xffbinary", {"k": [1, 2]}, 42, None]
     with trio.fail_after(30):
         async with (
-            client.connect(frontend.url, key=API_KEY, transports=[COMET]) as conn,
-            client.connect(frontend.url, key=API_KEY, transports=[WS]) as watcher,
+            continuity.connect(frontend.url, key=API_KEY, transports=[COMET]) as conn,
+            continuity.connect(frontend.url, key=API_KEY, transports=[WS]) as watcher,
         ):
             assert conn.transport == COMET and list(conn.transport_log) == [COMET]
             assert watcher.transport == WS
             ch, wch = conn.channel("comet:pubsub"), watcher.channel("comet:pubsub")
             async with ch.subscribe() as sub, wch.subscribe() as wsub:
                 serials = [s for data in payloads for s in await ch.publish("one", data)]
-                batch = await ch.publish(client.messages([("b", i) for i in range(50)]))
+                batch = await ch.publish(continuity.messages([("b", i) for i in range(50)]))
                 assert len(batch) == 50 and all(batch)
                 serials += batch
                 assert all(serials) and len(set(serials)) == len(serials)
@@ -135,7 +136,7 @@ async def test_comet_idle_connection_stays_up_on_heartbeats(frontend: FrontendPr
     """A quiet Comet connection outlives several maxIdleIntervals (2 s here): each recv answered
     with a HEARTBEAT (or nothing) counts as activity (RTN23), so there is no idle timeout."""
     with trio.fail_after(30):
-        async with client.connect(frontend.url, key=API_KEY, transports=[COMET]) as conn:
+        async with continuity.connect(frontend.url, key=API_KEY, transports=[COMET]) as conn:
             max_idle = conn.details["maxIdleInterval"] / 1000
             start = trio.current_time()
             async with conn.events() as events:
@@ -154,8 +155,12 @@ async def test_transport_switch_keeps_continuity(frontend: FrontendProcess, firs
     stream = NumberedStream()
     with trio.fail_after(60):
         async with (
-            client.connect(frontend.url, key=API_KEY, backoff=FAST_BACKOFF, transports=[first]) as pub_conn,
-            client.connect(frontend.url, key=API_KEY, backoff=FAST_BACKOFF, transports=[first]) as sub_conn,
+            continuity.connect(
+                frontend.url, key=API_KEY, backoff=FAST_BACKOFF, transports=[first]
+            ) as pub_conn,
+            continuity.connect(
+                frontend.url, key=API_KEY, backoff=FAST_BACKOFF, transports=[first]
+            ) as sub_conn,
         ):
             ids = (pub_conn.id, sub_conn.id)
             async with sub_conn.channel("switch").subscribe() as sub, trio.open_nursery() as nursery:
@@ -183,8 +188,8 @@ async def test_comet_resume_through_cuts(frontend: FrontendProcess, tunnel: Tunn
     cuts = (1.0, 3.0)
     with trio.fail_after(60):
         async with (
-            client.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF, transports=[COMET]) as pub_conn,
-            client.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF, transports=[COMET]) as sub_conn,
+            continuity.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF, transports=[COMET]) as pub_conn,
+            continuity.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF, transports=[COMET]) as sub_conn,
         ):
             ids = (pub_conn.id, sub_conn.id)
             async with sub_conn.channel("cut").subscribe() as sub, trio.open_nursery() as nursery:
@@ -215,9 +220,9 @@ async def test_comet_recover_in_a_new_client(frontend: FrontendProcess) -> None:
     """recover= over /comet/connect (RTN16): a new client takes over the same connection and
     gets exactly what the abandoned one missed."""
     with trio.fail_after(30):
-        async with client.connect(frontend.url, key=API_KEY, transports=[COMET]) as publisher:
+        async with continuity.connect(frontend.url, key=API_KEY, transports=[COMET]) as publisher:
             pub_ch = publisher.channel("recover")
-            async with client.connect(frontend.url, key=API_KEY, transports=[COMET]) as conn:
+            async with continuity.connect(frontend.url, key=API_KEY, transports=[COMET]) as conn:
                 async with conn.channel("recover").subscribe() as sub:
                     for n in range(5):
                         await pub_ch.publish("m", n)
@@ -227,7 +232,9 @@ async def test_comet_recover_in_a_new_client(frontend: FrontendProcess) -> None:
                 conn.abandon()  # as if the process died: no CLOSE
             for n in range(5, 10):
                 await pub_ch.publish("m", n)
-            async with client.connect(frontend.url, key=API_KEY, recover=key, transports=[COMET]) as again:
+            async with continuity.connect(
+                frontend.url, key=API_KEY, recover=key, transports=[COMET]
+            ) as again:
                 assert again.id == old_id and again.transport == COMET
                 ch = again.channel("recover")
                 async with ch.subscribe() as sub:
@@ -247,15 +254,18 @@ async def test_fallback_to_comet_when_the_upgrade_is_blocked(
     await nursery.start(gate.serve)
     with trio.fail_after(30):
         async with (
-            client.connect(gate.url, key=API_KEY, backoff=FAST_BACKOFF) as conn,
-            client.connect(frontend.url, key=API_KEY) as publisher,
+            continuity.connect(gate.url, key=API_KEY, backoff=FAST_BACKOFF) as conn,
+            continuity.connect(frontend.url, key=API_KEY) as publisher,
         ):
             assert conn.transports == (WS, COMET)
             assert conn.transport == COMET and list(conn.transport_log) == [COMET]
             assert gate.upgrades_blocked == 1
             assert len(connected_events(conn)) == 1  # one connect attempt: no DISCONNECTED on the way
-            assert not any(e.state is ConnectionState.DISCONNECTED for e in conn.event_log
-                           if isinstance(e, ConnectionEvent))
+            assert not any(
+                e.state is ConnectionState.DISCONNECTED
+                for e in conn.event_log
+                if isinstance(e, ConnectionEvent)
+            )
             assert conn.websocket_unavailable is (mode == "reject")
             ch = conn.channel("fallback")
             async with ch.subscribe() as sub:
@@ -279,11 +289,15 @@ async def test_fallback_after_the_upgrade_times_out(frontend: FrontendProcess, n
     gate = UpgradeGate("127.0.0.1", frontend.port, "hang")
     await nursery.start(gate.serve)
     with trio.fail_after(30):
-        async with client.connect(gate.url, key=API_KEY, backoff=FAST_BACKOFF, request_timeout=1.5,
-                                  connect_timeout=20) as conn:
+        async with continuity.connect(
+            gate.url, key=API_KEY, backoff=FAST_BACKOFF, request_timeout=1.5, connect_timeout=20
+        ) as conn:
             assert conn.transport == COMET and conn.websocket_unavailable
-            disconnected = [e for e in conn.event_log
-                            if isinstance(e, ConnectionEvent) and e.state is ConnectionState.DISCONNECTED]
+            disconnected = [
+                e
+                for e in conn.event_log
+                if isinstance(e, ConnectionEvent) and e.state is ConnectionState.DISCONNECTED
+            ]
             assert len(disconnected) == 1 and disconnected[0].reason is not None
             assert disconnected[0].reason.code == 80003
             assert gate.upgrades_blocked == 1

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from frontend.protocol import Action, ProtocolMessage
+from kernel.protocol import Action, ProtocolMessage
 from tests.support.comet import CometClient, HttpLane
 from tests.support.procs import API_KEY, FrontendProcess, run_frontend
 from tests.support.raw import raw_connect

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-import client
-from frontend.protocol import Action, ProtocolMessage
+import continuity
+from kernel.protocol import Action, ProtocolMessage
 from tests.support.procs import API_KEY, FrontendProcess
 from tests.support.raw import raw_connect
 from tests.support.streams import FAST_BACKOFF, parse_serial
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["json", "msgpack"])
 async def test_raw_message_sent_twice_is_published_once(frontend: FrontendProcess, fmt: str) -> None:
     with trio.fail_after(15):
-        async with client.connect(frontend.url, key=API_KEY) as watcher:
+        async with continuity.connect(frontend.url, key=API_KEY) as watcher:
             ch = watcher.channel("dup")
             raw_cm = raw_connect(frontend.url, fmt=fmt, key=API_KEY)  # type: ignore[arg-type]
             async with ch.subscribe() as sub, raw_cm as raw:
@@ -57,8 +57,8 @@ async def test_publish_cut_before_its_ack_is_resent_and_not_duplicated(
 ) -> None:
     with trio.fail_after(20):
         async with (
-            client.connect(frontend.url, key=API_KEY) as watcher,
-            client.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF) as publisher,
+            continuity.connect(frontend.url, key=API_KEY) as watcher,
+            continuity.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF) as publisher,
         ):
             pub_id = publisher.id
             async with watcher.channel("cut-ack").subscribe() as sub:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-import client
-from client import ConnectionState, Message
+import continuity
+from continuity import ConnectionState, Message
 from tests.support.procs import API_KEY, FrontendProcess
 from tests.support.streams import FAST_BACKOFF, assert_contiguous, wait_until, wait_until_async
 from tests.support.tunnel import Tunnel
@@ -24,8 +24,8 @@ async def test_detached_state_is_flat_while_10000_messages_are_published(
 ) -> None:
     with trio.fail_after(60):
         async with (
-            client.connect(frontend.url, key=API_KEY) as publisher,
-            client.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF) as away,
+            continuity.connect(frontend.url, key=API_KEY) as publisher,
+            continuity.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF) as away,
         ):
             away_id = away.id
             pub_ch = publisher.channel("busy")
@@ -42,7 +42,7 @@ async def test_detached_state_is_flat_while_10000_messages_are_published(
                 before = (await frontend.metrics())[DETACHED_BYTES]
                 assert before > 0
                 for start in range(0, TOTAL, BATCH):
-                    await pub_ch.publish(client.messages((None, n) for n in range(start, start + BATCH)))
+                    await pub_ch.publish(continuity.messages((None, n) for n in range(start, start + BATCH)))
                 metrics = await frontend.metrics()
                 after = metrics[DETACHED_BYTES]
                 assert metrics[DETACHED] == 1

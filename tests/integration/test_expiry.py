@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import trio
 
-import client
-from client import ChannelEvent, ConnectionEvent, ConnectionState
+import continuity
+from continuity import ChannelEvent, ConnectionEvent, ConnectionState
 from tests.support.fixtures import start_tunnel
 from tests.support.procs import API_KEY, run_frontend
 from tests.support.streams import FAST_BACKOFF, wait_until, wait_until_async
@@ -26,8 +26,8 @@ async def test_ttl_expiry_gives_80008_and_90003(tmp_path: Path, nursery: trio.Nu
         ) as fe:
             tunnel = await start_tunnel(nursery, fe.port)
             async with (
-                client.connect(fe.url, key=API_KEY) as publisher,
-                client.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF, suspended_retry=0.2) as sub,
+                continuity.connect(fe.url, key=API_KEY) as publisher,
+                continuity.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF, suspended_retry=0.2) as sub,
             ):
                 old_id = sub.id
                 pub_ch, sub_ch = publisher.channel("ttl"), sub.channel("ttl")
@@ -45,7 +45,7 @@ async def test_ttl_expiry_gives_80008_and_90003(tmp_path: Path, nursery: trio.Nu
                     await wait_until_async(expired)
                     tunnel.restore()
                     await wait_until(lambda: sub.state is ConnectionState.CONNECTED and sub.id != old_id)
-                    await wait_until(lambda: sub_ch.state is client.ChannelState.ATTACHED)
+                    await wait_until(lambda: sub_ch.state is continuity.ChannelState.ATTACHED)
 
             connected = [
                 e

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-import client
-from client import ConnectionEvent, ConnectionState
-from frontend.protocol import Action
+import continuity
+from continuity import ConnectionEvent, ConnectionState
+from kernel.protocol import Action
 from tests.support.procs import API_KEY, FrontendProcess
 from tests.support.raw import raw_connect
 
@@ -30,7 +30,7 @@ def impersonate(key: str) -> str:
 @pytest.mark.parametrize("forge", [tamper, impersonate, lambda key: "not-a-key"])
 async def test_forged_resume_key_gets_80018(frontend: FrontendProcess, forge: object) -> None:
     with trio.fail_after(15):
-        async with client.connect(frontend.url, key=API_KEY) as victim:
+        async with continuity.connect(frontend.url, key=API_KEY) as victim:
             assert victim.key is not None
             ch = victim.channel("private")
             await ch.attach()
@@ -52,14 +52,14 @@ async def test_forged_resume_key_gets_80018(frontend: FrontendProcess, forge: ob
 
 async def test_forged_recovery_key_gets_80018_and_a_fresh_connection(frontend: FrontendProcess) -> None:
     with trio.fail_after(15):
-        async with client.connect(frontend.url, key=API_KEY) as victim:
+        async with continuity.connect(frontend.url, key=API_KEY) as victim:
             ch = victim.channel("rk")
             await ch.attach()
             await ch.publish("m", 1)
             key = victim.recovery_key()
             assert key is not None and victim.key is not None
             forged = key.replace(victim.key, tamper(victim.key))
-            async with client.connect(frontend.url, key=API_KEY, recover=forged) as thief:
+            async with continuity.connect(frontend.url, key=API_KEY, recover=forged) as thief:
                 event = next(
                     e
                     for e in thief.event_log
@@ -77,9 +77,9 @@ async def test_forged_recovery_key_gets_80018_and_a_fresh_connection(frontend: F
 async def test_recover_from_a_recovery_key(frontend: FrontendProcess) -> None:
     """The genuine key recovers the same connection in a new client (RTN16), channels resumed."""
     with trio.fail_after(15):
-        async with client.connect(frontend.url, key=API_KEY) as publisher:
+        async with continuity.connect(frontend.url, key=API_KEY) as publisher:
             pub_ch = publisher.channel("recover")
-            async with client.connect(frontend.url, key=API_KEY) as conn:
+            async with continuity.connect(frontend.url, key=API_KEY) as conn:
                 ch = conn.channel("recover")
                 async with ch.subscribe() as sub:
                     await pub_ch.publish("m", 0)
@@ -89,7 +89,7 @@ async def test_recover_from_a_recovery_key(frontend: FrontendProcess) -> None:
                 assert key is not None
                 conn.abandon()  # as if the process died: no CLOSE
             await pub_ch.publish("m", 1)
-            async with client.connect(frontend.url, key=API_KEY, recover=key) as again:
+            async with continuity.connect(frontend.url, key=API_KEY, recover=key) as again:
                 assert again.id == old_id
                 ch = again.channel("recover")
                 async with ch.subscribe() as sub:

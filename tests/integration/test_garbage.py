@@ -8,9 +8,9 @@ import msgpack
 import pytest
 import trio
 
-import client
-from client import ConnectionEvent, ConnectionState
-from frontend.protocol import Action
+import continuity
+from continuity import ConnectionEvent, ConnectionState
+from kernel.protocol import Action
 from tests.support.procs import API_KEY, run_frontend
 from tests.support.raw import raw_connect
 
@@ -34,7 +34,7 @@ GARBAGE: list[tuple[str, str, str | bytes]] = [
 async def test_garbage_frames_get_40000_and_do_not_disturb_others(tmp_path: Path) -> None:
     with trio.fail_after(30):
         async with run_frontend(tmp_path / "fe", max_message_size=MAX_FRAME, max_frame_size=MAX_FRAME) as fe:
-            async with client.connect(fe.url, key=API_KEY) as healthy:
+            async with continuity.connect(fe.url, key=API_KEY) as healthy:
                 healthy_id = healthy.id
                 ch = healthy.channel("calm")
                 async with ch.subscribe() as sub:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-import client
-from client import ChannelEvent, ConnectionEvent, ConnectionState, Message
+import continuity
+from continuity import ChannelEvent, ConnectionEvent, ConnectionState, Message
 from tests.support.procs import API_KEY, FrontendProcess
 from tests.support.streams import FAST_BACKOFF, assert_contiguous, wait_until
 from tests.support.tunnel import Tunnel
@@ -23,7 +23,7 @@ async def test_numbered_stream_survives_cuts(frontend: FrontendProcess, tunnel: 
     received: list[Message] = []
     stop = trio.Event()
 
-    async def publisher(ch: client.Channel) -> None:
+    async def publisher(ch: continuity.Channel) -> None:
         n = 0
         while not stop.is_set():
             serials = await ch.publish("n", n)
@@ -31,14 +31,14 @@ async def test_numbered_stream_survives_cuts(frontend: FrontendProcess, tunnel: 
             n += 1
             await trio.sleep(PACE)
 
-    async def subscriber(sub: client.Subscription) -> None:
+    async def subscriber(sub: continuity.Subscription) -> None:
         async for msg in sub:
             received.append(msg)
 
     with trio.fail_after(60):
         async with (
-            client.connect(tunnel.url, key=API_KEY, format=fmt, backoff=FAST_BACKOFF) as pub_conn,  # type: ignore[arg-type]
-            client.connect(tunnel.url, key=API_KEY, format=fmt, backoff=FAST_BACKOFF) as sub_conn,  # type: ignore[arg-type]
+            continuity.connect(tunnel.url, key=API_KEY, format=fmt, backoff=FAST_BACKOFF) as pub_conn,  # type: ignore[arg-type]
+            continuity.connect(tunnel.url, key=API_KEY, format=fmt, backoff=FAST_BACKOFF) as sub_conn,  # type: ignore[arg-type]
         ):
             pub_id, sub_id = pub_conn.id, sub_conn.id
             pub_ch, sub_ch = pub_conn.channel("stream"), sub_conn.channel("stream")

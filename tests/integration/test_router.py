@@ -23,12 +23,12 @@ from typing import Any, BinaryIO
 import pytest
 import trio
 
-import client
+import continuity
 import gossip
-from client import ConnectionEvent, ConnectionState
-from frontend.errors import ErrorCode
-from frontend.placement import ClusterView, Peer
-from frontend.protocol import Action
+from continuity import ConnectionEvent, ConnectionState
+from kernel.errors import ErrorCode
+from kernel.placement import ClusterView, Peer
+from kernel.protocol import Action
 from router.cluster import ClusterMap
 from router.config import RouterConfig
 from router.server import Router, serve
@@ -149,7 +149,7 @@ class Cluster:
     frontends: dict[str, FrontendProcess]
     advertisers: dict[str, gossip.Member] = field(default_factory=dict)
 
-    def node_of(self, conn: client.Connection) -> str:
+    def node_of(self, conn: continuity.Connection) -> str:
         server_id = str(conn.details.get("serverId", ""))
         assert server_id.startswith("continuity."), conn.details
         return server_id.removeprefix("continuity.")
@@ -206,13 +206,13 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield Cluster(router=router, frontends=frontends, advertisers=advertisers)
 
 
-def _connected(conn: client.Connection) -> list[ConnectionEvent]:
+def _connected(conn: continuity.Connection) -> list[ConnectionEvent]:
     return [
         e for e in conn.event_log if isinstance(e, ConnectionEvent) and e.state is ConnectionState.CONNECTED
     ]
 
 
-async def _resume(conn: client.Connection) -> ConnectionEvent:
+async def _resume(conn: continuity.Connection) -> ConnectionEvent:
     """Drop the transport and return the CONNECTED that follows."""
     before = len(_connected(conn))
     conn.drop_transport()
@@ -222,7 +222,7 @@ async def _resume(conn: client.Connection) -> ConnectionEvent:
 
 async def test_new_connection_and_resume_reach_the_owner(cluster: Cluster) -> None:
     with trio.fail_after(20):
-        async with client.connect(cluster.router.url, key=API_KEY, backoff=FAST_BACKOFF) as conn:
+        async with continuity.connect(cluster.router.url, key=API_KEY, backoff=FAST_BACKOFF) as conn:
             owner = cluster.node_of(conn)
             assert owner in ZONES
             first_id = conn.id
@@ -245,7 +245,7 @@ async def test_new_connection_and_resume_reach_the_owner(cluster: Cluster) -> No
 
 async def test_forged_resume_key_is_answered_in_band(cluster: Cluster) -> None:
     with trio.fail_after(20):
-        async with client.connect(cluster.router.url, key=API_KEY) as conn:
+        async with continuity.connect(cluster.router.url, key=API_KEY) as conn:
             real = conn.key
         assert real is not None
         forged = real[:-3] + ("AAA" if not real.endswith("AAA") else "BBB")
@@ -260,7 +260,7 @@ async def test_forged_resume_key_is_answered_in_band(cluster: Cluster) -> None:
 async def test_killed_owner_resume_goes_to_a_live_frontend(cluster: Cluster) -> None:
     """The map still says the owner is alive (its advertiser lives on): the refused connect is enough."""
     with trio.fail_after(25):
-        async with client.connect(cluster.router.url, key=API_KEY, backoff=FAST_BACKOFF) as conn:
+        async with continuity.connect(cluster.router.url, key=API_KEY, backoff=FAST_BACKOFF) as conn:
             owner = cluster.node_of(conn)
             survivor = next(n for n in ZONES if n != owner)
             await cluster.frontends[owner].stop(kill=True)
@@ -280,7 +280,7 @@ async def test_killed_owner_resume_goes_to_a_live_frontend(cluster: Cluster) -> 
             await wait_until_async(lambda: _map_shows(cluster.router, {survivor}))
             refused_metric = f'continuity_router_target_refused_total{{target="{owner}"}}'
             refused = (await cluster.router.metrics())[refused_metric]
-            async with client.connect(cluster.router.url, key=API_KEY) as again:
+            async with continuity.connect(cluster.router.url, key=API_KEY) as again:
                 assert cluster.node_of(again) == survivor
             await _resume(conn)
             assert cluster.node_of(conn) == survivor

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-import client
-from client import ConnectionState, Message
+import continuity
+from continuity import ConnectionState, Message
 from tests.support.fixtures import start_tunnel
 from tests.support.procs import API_KEY, run_frontend
 from tests.support.streams import FAST_BACKOFF, assert_contiguous, wait_until
@@ -44,8 +44,8 @@ async def test_slow_consumer_is_cut_and_resumes_without_loss(
         async with run_frontend(tmp_path / "fe", max_idle_interval_ms=2_000, **RULES[rule]) as fe:
             tunnel = await start_tunnel(nursery, fe.port)
             async with (
-                client.connect(fe.url, key=API_KEY) as publisher,
-                client.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF) as slow,
+                continuity.connect(fe.url, key=API_KEY) as publisher,
+                continuity.connect(tunnel.url, key=API_KEY, backoff=FAST_BACKOFF) as slow,
             ):
                 slow_id = slow.id
                 pub_ch = publisher.channel("firehose")
@@ -55,7 +55,7 @@ async def test_slow_consumer_is_cut_and_resumes_without_loss(
                     published = 0
                     while (await fe.metrics()).get("continuity_slow_consumers_total", 0) < 1:
                         assert published < MAX_BATCHES * BATCH, "never cut as a slow consumer"
-                        batch = client.messages(
+                        batch = continuity.messages(
                             (None, {"n": published + i, "pad": PAYLOAD}) for i in range(BATCH)
                         )
                         await pub_ch.publish(batch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-import client
+import continuity
 from tests.support.procs import API_KEY, FrontendProcess
 from tests.support.tunnel import Tunnel
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["json", "msgpack"])
 async def test_publish_subscribe_ack_serials(frontend: FrontendProcess, tunnel: Tunnel, fmt: str) -> None:
     with trio.fail_after(15):
-        async with client.connect(tunnel.url, key=API_KEY, format=fmt) as conn:  # type: ignore[arg-type]
+        async with continuity.connect(tunnel.url, key=API_KEY, format=fmt) as conn:  # type: ignore[arg-type]
             assert conn.id and conn.key
             ch = conn.channel("smoke")
             async with ch.subscribe() as sub:
@@ -33,17 +33,17 @@ async def test_publish_subscribe_ack_serials(frontend: FrontendProcess, tunnel: 
 
 
 async def test_bad_key_fails_the_connection_in_band(frontend: FrontendProcess) -> None:
-    with trio.fail_after(15), pytest.raises(client.ConnectionFailedError) as info:
-        async with client.connect(frontend.url, key="app.key:wrong-secret"):
+    with trio.fail_after(15), pytest.raises(continuity.ConnectionFailedError) as info:
+        async with continuity.connect(frontend.url, key="app.key:wrong-secret"):
             pass
     assert info.value.code is not None and 40100 <= info.value.code < 40200
 
 
 async def test_nack_raises_publish_error_with_the_ably_code(frontend: FrontendProcess) -> None:
     with trio.fail_after(15):
-        async with client.connect(frontend.url, key=API_KEY) as conn:
+        async with continuity.connect(frontend.url, key=API_KEY) as conn:
             ch = conn.channel("big")
-            with pytest.raises(client.PublishError) as info:
+            with pytest.raises(continuity.PublishError) as info:
                 await ch.publish("huge", "x" * 70_000)
             assert info.value.code == 40009
             assert (await ch.publish("small", "ok"))[0] is not None  # the connection carries on

@@ -9,7 +9,7 @@ from urllib.parse import urlencode, urlsplit
 import trio
 import trio_websocket
 
-from frontend.protocol import Action, Format, ProtocolMessage, decode, encode
+from kernel.protocol import Action, Format, ProtocolMessage, decode, encode
 
 MAX_FRAME = 64 * 1024 * 1024
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from client import Backoff
+from continuity import Backoff
 
 # Reconnect quickly in tests (the production default caps at 5 s).
 FAST_BACKOFF = Backoff(base=0.05, cap=0.5)

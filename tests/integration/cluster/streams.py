@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import trio
 
-import client
+import continuity
 from tests.support.procs import API_KEY
 from tests.support.streams import FAST_BACKOFF, parse_serial
 
 
-def server_of(conn: client.Connection) -> str:
+def server_of(conn: continuity.Connection) -> str:
     """The frontend a connection is on, from CONNECTED's serverId (``continuity.<node_id>``)."""
     return str(conn.details.get("serverId", "")).removeprefix("continuity.")
 
@@ -31,9 +31,9 @@ class Publisher:
         url: str,
         *,
         rate: float,
-        task_status: trio.TaskStatus[client.Connection] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[continuity.Connection] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        async with client.connect(url, key=API_KEY, backoff=FAST_BACKOFF) as conn:
+        async with continuity.connect(url, key=API_KEY, backoff=FAST_BACKOFF) as conn:
             ch = conn.channel(self.channel)
             await ch.attach()
             task_status.started(conn)
@@ -42,7 +42,7 @@ class Publisher:
                 self.sent += 1
                 try:
                     [serial] = await ch.publish("n", {"n": n})
-                except client.PublishError as exc:
+                except continuity.PublishError as exc:
                     self.failed.append((n, str(exc.reason if hasattr(exc, "reason") else exc)))
                     continue
                 assert serial is not None
@@ -56,8 +56,8 @@ class Publisher:
 class Subscriber:
     channel: str
     got: list[tuple[int, str]] = field(default_factory=list)
-    events: list[client.ChannelEvent] = field(default_factory=list)
-    conn: client.Connection | None = None
+    events: list[continuity.ChannelEvent] = field(default_factory=list)
+    conn: continuity.Connection | None = None
     first_id: str | None = None
     attached_serial: str | None = None
 
@@ -68,7 +68,7 @@ class Subscriber:
         request_timeout: float = 10.0,
         task_status: trio.TaskStatus[Subscriber] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        async with client.connect(
+        async with continuity.connect(
             url, key=API_KEY, backoff=FAST_BACKOFF, request_timeout=request_timeout
         ) as conn:
             self.conn = conn

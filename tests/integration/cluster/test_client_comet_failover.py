@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import trio
 
-import client
-from client import ConnectionEvent, ConnectionState, Message
+import continuity
+from continuity import ConnectionEvent, ConnectionState, Message
 from tests.integration.cluster.streams import server_of
 from tests.support.cluster import run_cluster
 from tests.support.procs import API_KEY
@@ -25,14 +25,14 @@ async def test_comet_client_survives_kill_9_of_its_owner(tmp_path: Path) -> None
     received: list[Message] = []
     stop = trio.Event()
 
-    async def publish(ch: client.Channel) -> None:
+    async def publish(ch: continuity.Channel) -> None:
         n = 0
         while not stop.is_set():
             acked[n] = (await ch.publish("n", n))[0]
             n += 1
             await trio.sleep(0.01)
 
-    async def receive(sub: client.Subscription) -> None:
+    async def receive(sub: continuity.Subscription) -> None:
         async for msg in sub:
             received.append(msg)
 
@@ -40,8 +40,8 @@ async def test_comet_client_survives_kill_9_of_its_owner(tmp_path: Path) -> None
         async with run_cluster(tmp_path) as cluster:
             url = cluster.router_url()
             async with (
-                client.connect(url, key=API_KEY, backoff=FAST_BACKOFF, transports=COMET) as pub_conn,
-                client.connect(url, key=API_KEY, backoff=FAST_BACKOFF, transports=COMET) as sub_conn,
+                continuity.connect(url, key=API_KEY, backoff=FAST_BACKOFF, transports=COMET) as pub_conn,
+                continuity.connect(url, key=API_KEY, backoff=FAST_BACKOFF, transports=COMET) as sub_conn,
             ):
                 sub_id, victim = sub_conn.id, server_of(sub_conn)
                 async with sub_conn.channel("comet-feed").subscribe() as sub, trio.open_nursery() as nursery:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from frontend.protocol import Action
+from kernel.protocol import Action
 from tests.support.cluster import LocalCluster, run_cluster
 from tests.support.comet import CometClient, HttpLane
 from tests.support.procs import API_KEY, http_get, parse_metrics

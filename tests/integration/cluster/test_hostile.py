@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import trio
 
-import client
-from client import ConnectionEvent, ConnectionState
-from frontend.protocol import Action
+import continuity
+from continuity import ConnectionEvent, ConnectionState
+from kernel.protocol import Action
 from tests.integration.test_garbage import GARBAGE
 from tests.support.cluster import Node, run_cluster
 from tests.support.procs import API_KEY, http_get, parse_metrics
@@ -189,7 +189,7 @@ async def test_hostile_input_leaves_a_healthy_stream_whole(tmp_path: Path) -> No
                            for n in cluster.frontends}
 
             url = cluster.router_url()
-            async with client.connect(url, key=API_KEY, format="json") as sub_conn, client.connect(
+            async with continuity.connect(url, key=API_KEY, format="json") as sub_conn, continuity.connect(
                 url, key=API_KEY, format="msgpack"
             ) as pub_conn:
                 sub_id = sub_conn.id

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-import client
+import continuity
 from frontend import peerwire as W
 from tests.support.cluster import Node, run_cluster
 from tests.support.procs import API_KEY, http_get, parse_metrics
@@ -67,7 +67,7 @@ async def test_rogue_peer_links_and_gossip_datagrams_are_dropped_and_counted(tmp
             with trio.fail_after(10):
                 await wait_until_async(counted)
             # The frontend still serves clients.
-            async with client.connect(fe.url, key=API_KEY) as conn:
+            async with continuity.connect(fe.url, key=API_KEY) as conn:
                 ch = conn.channel("still-here")
                 async with ch.subscribe() as sub:
                     [serial] = await ch.publish("n", "ok")

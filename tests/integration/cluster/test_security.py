@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import trio
 
-import client
-from client import ChannelFailedError, ConnectionState, PublishError
-from frontend.keys import KeySigner
-from frontend.protocol import Action
+import continuity
+from continuity import ChannelFailedError, ConnectionState, PublishError
+from kernel.keys import KeySigner
+from kernel.protocol import Action
 from tests.support.cluster import CLUSTER_SECRET, run_cluster
 from tests.support.procs import API_KEY, run_frontend
 from tests.support.raw import raw_connect
@@ -46,7 +46,7 @@ async def test_forged_truncated_cross_node_and_replayed_keys_never_attach(tmp_pa
     with trio.fail_after(120):
         async with run_cluster(tmp_path, routers=[("rt1", "a")]) as cluster:
             url = cluster.router_url()
-            async with client.connect(url, key=API_KEY, format="json") as victim:
+            async with continuity.connect(url, key=API_KEY, format="json") as victim:
                 assert victim.key is not None and victim.id is not None
                 ch = victim.channel("vault")
                 async with ch.subscribe() as sub:
@@ -96,7 +96,7 @@ async def test_forged_truncated_cross_node_and_replayed_keys_never_attach(tmp_pa
                     await refused_with(fe.url, closed_key, 80008, old_id)
 
 
-async def _resumed_elsewhere(victim: client.Connection, old_key: str, cluster: object, dead: str) -> bool:
+async def _resumed_elsewhere(victim: continuity.Connection, old_key: str, cluster: object, dead: str) -> bool:
     if victim.state is not ConnectionState.CONNECTED or victim.key == old_key or victim.id is None:
         return False
     owner = await cluster.owner_of(victim.id)  # type: ignore[attr-defined]
@@ -115,9 +115,10 @@ async def test_capability_denies_publish_with_nack_40160_and_refuses_a_denied_su
     }
     with trio.fail_after(30):
         async with run_frontend(tmp_path / "fe", keys=keys) as fe:
-            async with client.connect(fe.url, key=f"{RO_KEY_NAME}:{RO_SECRET}") as reader, client.connect(
-                fe.url, key=API_KEY
-            ) as writer:
+            async with (
+                continuity.connect(fe.url, key=f"{RO_KEY_NAME}:{RO_SECRET}") as reader,
+                continuity.connect(fe.url, key=API_KEY) as writer,
+            ):
                 news = reader.channel("news")
                 async with news.subscribe() as sub:
                     with pytest.raises(PublishError) as nack:

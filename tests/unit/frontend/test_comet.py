@@ -17,10 +17,10 @@ from frontend.comet import (
     parse_path,
 )
 from frontend.config import FrontendConfig
-from frontend.errors import ErrorCode, ErrorInfo
-from frontend.keys import ConnectionKey
 from frontend.node import FrontendNode
-from frontend.protocol import Action, Encoded, ProtocolMessage
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.keys import ConnectionKey
+from kernel.protocol import Action, Encoded, ProtocolMessage
 
 KEY = "app.key:secret-secret-secret"
 
@@ -182,9 +182,9 @@ def test_a_refused_connect_answers_error_in_band() -> None:
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from frontend import protocol as P  # noqa: E402
-from frontend.errors import RemoteProtocolError  # noqa: E402
-from tests.unit.frontend.test_protocol import json_values, pm_like  # noqa: E402
+from kernel import protocol as P  # noqa: E402
+from kernel.errors import RemoteProtocolError  # noqa: E402
+from tests.unit.kernel.test_protocol import json_values, pm_like  # noqa: E402
 
 _json_values = json_values
 _pm_like = pm_like

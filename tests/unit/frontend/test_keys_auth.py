@@ -7,8 +7,8 @@ import jwt
 import pytest
 
 from frontend.auth import ApiKey, Authenticator, AuthError, allows, intersect, parse_capability
-from frontend.errors import ErrorCode
-from frontend.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
+from kernel.errors import ErrorCode
+from kernel.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
 
 KEY = ConnectionKey(owner="fe-a1", secondary="fe-b1", connection_id="AbC_-123xyz", epoch=3)
 

@@ -8,11 +8,11 @@ import random
 import pytest
 
 from frontend.config import FrontendConfig
-from frontend.errors import ErrorCode, RemoteProtocolError
 from frontend.node import FrontendNode
-from frontend.protocol import Action, Flag, ProtocolMessage
 from frontend.session import SessionState
 from frontend.testing import MemoryOutlet
+from kernel.errors import ErrorCode, RemoteProtocolError
+from kernel.protocol import Action, Flag, ProtocolMessage
 
 TTL = 10_000
 

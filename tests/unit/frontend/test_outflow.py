@@ -11,8 +11,8 @@ from wsproto.events import Pong
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from frontend.outflow import Outflow
-from frontend.protocol import Encoded
 from frontend.websocket import MAX_PROBES, WebSocketTransport
+from kernel.protocol import Encoded
 from tests.support.streams import wait_until
 
 BIG = 1 << 62

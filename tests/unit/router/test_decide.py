@@ -8,8 +8,8 @@ from urllib.parse import quote
 
 import pytest
 
-from frontend.keys import ConnectionKey, KeySigner
-from frontend.placement import ClusterView, Peer, Placement
+from kernel.keys import ConnectionKey, KeySigner
+from kernel.placement import ClusterView, Peer, Placement
 from router.decide import (
     NoRoute,
     Reason,
@@ -362,7 +362,7 @@ def test_refusal_memory_expires() -> None:
 
 
 def test_recent_assignments_spread_new_connections_between_load_reports():
-    from frontend.placement import ClusterView, Peer
+    from kernel.placement import ClusterView, Peer
     from router.decide import RecentAssignments
 
     view = ClusterView(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from frontend.auth import FULL_CAPABILITY, ApiKey, Authenticator, AuthError, allows
-from frontend.errors import ErrorCode
+from kernel.errors import ErrorCode
 from router.config import ConfigError, RouterConfig
 from router.demo_auth import TOKEN_TTL_S, BadClientId, mint_token
 

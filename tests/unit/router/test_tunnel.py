@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend.keys import ConnectionKey, KeySigner
+from kernel.keys import ConnectionKey, KeySigner
 from router.decide import RouteRequest
 from router.tunnel import MAX_SECONDS, Match, Tunnels, match_of
 

@@ -7,9 +7,9 @@ from typing import Generic, TypeVar
 
 import trio
 
-from client.errors import ClientError, SubscriptionOverflowError
-from client.events import StateEvent
-from client.message import Message
+from continuity.errors import ClientError, SubscriptionOverflowError
+from continuity.events import StateEvent
+from continuity.message import Message
 
 T = TypeVar("T")
 

@@ -38,12 +38,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from client.errors import (
+from continuity.errors import (
     ConnectionClosedError,
     ConnectionFailedError,
     ConnectionSuspendedError,
 )
-from client.events import (
+from continuity.events import (
     ChannelEvent,
     ChannelState,
     ConnectionEvent,
@@ -55,10 +55,10 @@ from client.events import (
     PublishFailed,
     TransportDropped,
 )
-from client.records import ChannelRecord, SessionConfig, _Pending
-from client.recovery import RecoveryKey
-from frontend.errors import ErrorCode, ErrorInfo
-from frontend.protocol import Action, Flag, ProtocolMessage
+from continuity.records import ChannelRecord, SessionConfig, _Pending
+from continuity.recovery import RecoveryKey
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.protocol import Action, Flag, ProtocolMessage
 
 # Codes the client raises itself, with the statuses Ably pairs them with.
 ATTACH_TIMEOUT = ErrorInfo(code=90007, status_code=408, message="timed out waiting for ATTACHED")

@@ -28,7 +28,7 @@ send that outlasts ``request_timeout``) raises, and the Connection treats it as
 transport loss and resumes exactly as for a WebSocket. An in-band DISCONNECTED
 ends the transport through the session (``TransportDropped``).
 
-It talks to its Connection only through ``client.transport.Link``:
+It talks to its Connection only through ``continuity.transport.Link``:
 ``reached()`` once TCP to the server is up, ``opened()`` at the first bytes of
 ``/comet/connect`` (the fallback logic reads both), ``deliver()`` per line.
 
@@ -46,9 +46,9 @@ from urllib.parse import urlencode
 import h11
 import trio
 
-from client.transport import CometError, Link
-from frontend.errors import ErrorInfo, RemoteProtocolError
-from frontend.protocol import Action, ProtocolMessage, decode_json_array, encode_json_array
+from continuity.transport import CometError, Link
+from kernel.errors import ErrorInfo, RemoteProtocolError
+from kernel.protocol import Action, ProtocolMessage, decode_json_array, encode_json_array
 
 COMET_PREFIX = "/comet/"
 # Query parameters that authenticate recv/send/close (PROTOCOL.md 6.2: "auth only").

@@ -1,6 +1,6 @@
 """What a ClientSession keeps per channel and per pending publish, and its timing configuration.
 
-Plain data, split out of ``client.session`` (which re-exports ``ChannelRecord`` and ``SessionConfig``).
+Plain data, split out of ``continuity.session`` (which re-exports ``ChannelRecord`` and ``SessionConfig``).
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.backoff import Backoff
-from client.events import ChannelState
-from frontend.errors import ErrorInfo
+from continuity.backoff import Backoff
+from continuity.events import ChannelState
+from kernel.errors import ErrorInfo
 
 
 @dataclass(slots=True, kw_only=True)

@@ -11,10 +11,10 @@ import h11
 import pytest
 import trio
 
-from client.comet import CometDecoder, HttpLane, connect_target, error_info, op_target, send_body
-from client.transport import CometError
-from frontend.errors import RemoteProtocolError
-from frontend.protocol import Action, ProtocolMessage, decode_json_array
+from continuity.comet import CometDecoder, HttpLane, connect_target, error_info, op_target, send_body
+from continuity.transport import CometError
+from kernel.errors import RemoteProtocolError
+from kernel.protocol import Action, ProtocolMessage, decode_json_array
 
 MAX = 1024 * 1024
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from client.errors import (
+from continuity.errors import (
     ChannelFailedError,
     ClientError,
     ConnectionClosedError,
@@ -17,13 +17,13 @@ from client.errors import (
     ConnectionSuspendedError,
     PublishError,
 )
-from client.events import ChannelEvent, ChannelState, ConnectionState
-from client.feed import Feed, Subscription
-from client.message import Data, OutboundMessage
-from frontend.errors import ErrorCode, ErrorInfo
+from continuity.events import ChannelEvent, ChannelState, ConnectionState
+from continuity.feed import Feed, Subscription
+from continuity.message import Data, OutboundMessage
+from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
-    from client.connection import Connection
+    from continuity.connection import Connection
 
 # Default buffer of one subscription before it overflows, in messages.
 DEFAULT_SUBSCRIPTION_BUFFER = 100_000

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import msgpack
 
-from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 
 Format = Literal["json", "msgpack"]
 FORMATS: tuple[Format, ...] = ("json", "msgpack")
@@ -335,7 +335,7 @@ class Encoded:
 
     Fan-out hands the same ``Encoded`` to every subscriber; each transport asks
     for its format and gets bytes shared with every other subscriber of that
-    format. ``ws`` holds the WebSocket frame per format (``frontend.wsframe``
+    format. ``ws`` holds the WebSocket frame per format (``kernel.wsframe``
     fills it), so a delivery costs one dict lookup, not an encode or a framing.
     """
 

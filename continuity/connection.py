@@ -7,8 +7,8 @@ fires the session's deadlines. Every core input is followed by ``_dispatch``,
 which routes the session's events to waiters, subscriptions and event streams.
 
 Transports are tried in the order of ``Connection.transports`` (``web_socket``
-then ``comet`` by default; the drivers are ``client.websocket`` and
-``client.comet``, the HTTP long-poll). A transport that reaches the server but
+then ``comet`` by default; the drivers are ``continuity.websocket`` and
+``continuity.comet``, the HTTP long-poll). A transport that reaches the server but
 does not open there (the upgrade is answered with an HTTP error, the socket is
 closed or reset before the 101, the handshake times out) is followed at once,
 in the same connect attempt, by the next one, with a connect deadline of its
@@ -34,11 +34,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import trio
 import trio_websocket
 
-from client.backoff import Backoff
-from client.channel import Channel, Waiter, connection_error
-from client.comet import DEFAULT_RECV_TIMEOUT, CometTarget, run_comet
-from client.errors import ConnectionFailedError
-from client.events import (
+from continuity.backoff import Backoff
+from continuity.channel import Channel, Waiter, connection_error
+from continuity.comet import DEFAULT_RECV_TIMEOUT, CometTarget, run_comet
+from continuity.errors import ConnectionFailedError
+from continuity.events import (
     ChannelEvent,
     ChannelState,
     ConnectionEvent,
@@ -50,11 +50,11 @@ from client.events import (
     StateEvent,
     TransportDropped,
 )
-from client.feed import EventStream, Feed
-from client.message import Data, Message, OutboundMessage
-from client.recovery import RecoveryKey
-from client.session import CONNECT_TIMEOUT, TERMINAL, ClientSession, SessionConfig
-from client.transport import (
+from continuity.feed import EventStream, Feed
+from continuity.message import Data, Message, OutboundMessage
+from continuity.recovery import RecoveryKey
+from continuity.session import CONNECT_TIMEOUT, TERMINAL, ClientSession, SessionConfig
+from continuity.transport import (
     COMET,
     TRANSPORT_ERRORS,
     TRANSPORTS,
@@ -64,9 +64,9 @@ from client.transport import (
     check_transports,
     transport_order,
 )
-from client.websocket import WebSocketTarget, run_websocket
-from frontend.errors import ErrorInfo, RemoteProtocolError
-from frontend.protocol import Format, ProtocolMessage
+from continuity.websocket import WebSocketTarget, run_websocket
+from kernel.errors import ErrorInfo, RemoteProtocolError
+from kernel.protocol import Format, ProtocolMessage
 
 PROTOCOL_VERSION = "6"
 # Largest inbound frame we accept from the server.
@@ -78,7 +78,7 @@ class Connection:
     def __init__(self, url: str, *, params: dict[str, str], fmt: Format, session: ClientSession,
                  operation_timeout: float, event_buffer: int,
                  transports: Iterable[str] = TRANSPORTS) -> None:
-        # ``transports``: the names to try, in order, on each connect attempt (``client.transport``).
+        # ``transports``: the names to try, in order, on each connect attempt (``continuity.transport``).
         self._base_url = url
         self._transports = check_transports(transports)
         # The transport now (or last) open, and every transport opened, in order.
@@ -365,7 +365,7 @@ def _most_telling(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 class _Link:
-    """A Connection as a ``client.transport.Link``: one transport's frames in and out of the session."""
+    """A Connection as a ``continuity.transport.Link``: one transport's frames in and out of the session."""
 
     def __init__(self, conn: Connection, attempt: Attempt, scope: trio.CancelScope) -> None:
         self._conn = conn

@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from frontend.errors import ErrorInfo
+from kernel.errors import ErrorInfo
 
 
 class ConnectionState(enum.StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from frontend.protocol import Encoded, Format
+from kernel.protocol import Encoded, Format
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2

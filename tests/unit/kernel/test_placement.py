@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from frontend.placement import ClusterView, Peer, Placement, rendezvous_order, weight
+from kernel.placement import ClusterView, Peer, Placement, rendezvous_order, weight
 
 NODES = {"fe-a1": "a", "fe-a2": "a", "fe-b1": "b", "fe-b2": "b"}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from wsproto.frame_protocol import Frame, FrameProtocol, Opcode
 
-from frontend import protocol as P
-from frontend.protocol import Encoded
-from frontend.wsframe import frame_for
+from kernel import protocol as P
+from kernel.protocol import Encoded
+from kernel.wsframe import frame_for
 
 
 def _parse(data: bytes) -> list[Frame]:

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio_websocket
 
-from client.transport import (
+from continuity.transport import (
     COMET,
     WEB_SOCKET,
     Attempt,
@@ -15,7 +15,7 @@ from client.transport import (
     failure_reason,
     transport_order,
 )
-from frontend.errors import ErrorInfo, RemoteProtocolError
+from kernel.errors import ErrorInfo, RemoteProtocolError
 
 
 @pytest.mark.parametrize(

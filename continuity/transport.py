@@ -1,4 +1,4 @@
-"""What the Connection and its transport drivers (``client.websocket``, ``client.comet``) share.
+"""What the Connection and its transport drivers (``continuity.websocket``, ``continuity.comet``) share.
 
 A driver runs one transport until it fails (it raises) or is cancelled. It talks
 to the Connection only through a :class:`Link`: inbound frames go to
@@ -17,8 +17,8 @@ from typing import Protocol
 import trio
 import trio_websocket
 
-from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
-from frontend.protocol import ProtocolMessage
+from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from kernel.protocol import ProtocolMessage
 
 # Transport names, as ably-js spells them (PROTOCOL.md 6.1).
 WEB_SOCKET = "web_socket"

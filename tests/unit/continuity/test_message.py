@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.message import Message, OutboundMessage, decode_data, encode_data
+from continuity.message import Message, OutboundMessage, decode_data, encode_data
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 ::
 
-    async with client.connect("ws://127.0.0.1:8080", key="app.key:secret") as conn:
+    async with continuity.connect("ws://127.0.0.1:8080", key="app.key:secret") as conn:
         ch = conn.channel("chat")
         async with ch.subscribe() as sub:
             serials = await ch.publish("greeting", "hello")
@@ -17,10 +17,10 @@ it timed out; ``["comet"]`` forces Comet.
 same guarantees; set ``conn.transports`` to change the order for later attempts.
 """
 
-from client.backoff import Backoff
-from client.channel import Channel
-from client.connection import Connection, connect, messages
-from client.errors import (
+from continuity.backoff import Backoff
+from continuity.channel import Channel
+from continuity.connection import Connection, connect, messages
+from continuity.errors import (
     ChannelFailedError,
     ClientError,
     ConnectionClosedError,
@@ -29,12 +29,12 @@ from client.errors import (
     PublishError,
     SubscriptionOverflowError,
 )
-from client.events import ChannelEvent, ChannelState, ConnectionEvent, ConnectionState, StateEvent
-from client.feed import EventStream, Feed, Subscription
-from client.message import Message, OutboundMessage
-from client.recovery import RecoveryKey
-from client.session import ClientSession, SessionConfig
-from frontend.errors import ErrorCode, ErrorInfo
+from continuity.events import ChannelEvent, ChannelState, ConnectionEvent, ConnectionState, StateEvent
+from continuity.feed import EventStream, Feed, Subscription
+from continuity.message import Message, OutboundMessage
+from continuity.recovery import RecoveryKey
+from continuity.session import ClientSession, SessionConfig
+from kernel.errors import ErrorCode, ErrorInfo
 
 __all__ = [
     "Backoff",

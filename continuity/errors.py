@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from frontend.errors import ErrorCode, ErrorInfo
+from kernel.errors import ErrorCode, ErrorInfo
 
 
 class ClientError(Exception):

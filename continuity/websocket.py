@@ -14,8 +14,8 @@ import trio
 import trio_websocket
 from wsproto import ConnectionType, WSConnection
 
-from client.transport import Link
-from frontend.protocol import Format, decode, encode
+from continuity.transport import Link
+from kernel.protocol import Format, decode, encode
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,7 +34,7 @@ class WebSocketTarget:
 async def run_websocket(link: Link, target: WebSocketTarget) -> None:
     """Open one WebSocket and pump it until it fails (raises) or the caller cancels it.
 
-    Raises one of ``client.transport.TRANSPORT_ERRORS`` (alone or in an ExceptionGroup):
+    Raises one of ``continuity.transport.TRANSPORT_ERRORS`` (alone or in an ExceptionGroup):
     trio.TooSlowError if TCP connect or the opening handshake outlasts ``request_timeout``,
     trio_websocket.ConnectionRejected if the server answers the upgrade with an HTTP status.
     """

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from frontend.placement import ClusterView, Peer
 from gossip import MemberInfo, MemberState, ServingState
+from kernel.placement import ClusterView, Peer
 
 ROLE_FRONTEND = "frontend"
 ROLE_ROUTER = "router"

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontend import protocol as P
-from frontend.errors import ErrorCode, ErrorInfo, RemoteProtocolError
-from frontend.protocol import Action, Encoded, Flag, ProtocolMessage
+from kernel import protocol as P
+from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
 
 MAX = 1 << 20
 

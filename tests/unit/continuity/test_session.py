@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from client.backoff import Backoff
-from client.errors import ConnectionClosedError, ConnectionSuspendedError
-from client.events import (
+from continuity.backoff import Backoff
+from continuity.errors import ConnectionClosedError, ConnectionSuspendedError
+from continuity.events import (
     ChannelEvent,
     ChannelState,
     ConnectionEvent,
@@ -19,10 +19,10 @@ from client.events import (
     PublishFailed,
     TransportDropped,
 )
-from client.recovery import RecoveryKey
-from client.session import ClientSession, SessionConfig
-from frontend.errors import ErrorCode, ErrorInfo
-from frontend.protocol import Action, Flag, ProtocolMessage
+from continuity.recovery import RecoveryKey
+from continuity.session import ClientSession, SessionConfig
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.protocol import Action, Flag, ProtocolMessage
 
 DETAILS = {"connectionKey": "key-1", "connectionStateTtl": 120_000, "maxIdleInterval": 15_000}
 
