@@ -46,6 +46,14 @@ class Entry:
     def count(self) -> int:
         return self.last_seq - self.first_seq + 1
 
+    def tail(self, count: int) -> Entry:
+        """This entry's last ``count`` messages (a rewind that starts inside a publish)."""
+        messages = self.frame.wire["messages"]
+        wire = dict(self.frame.wire)
+        wire["messages"] = messages[len(messages) - count :]
+        first = self.last_seq - count + 1
+        return Entry(first, self.last_seq, self.timestamp_ms, Encoded(wire), self.publisher, self.msg_serial)
+
     def to_wire(self) -> list[Any]:
         """A compact form for peer links (replication, replay to other frontends)."""
         return [
@@ -61,6 +69,24 @@ class Entry:
     def from_wire(cls, raw: list[Any]) -> Entry:
         first, last, ts, wire, publisher, msg_serial = raw
         return cls(int(first), int(last), int(ts), Encoded(wire), publisher, msg_serial)
+
+
+REWIND_PREFIX = "~rewind:"  # a replay cursor that asks for the newest entries (channel_params.py)
+
+
+def rewind_cursor(*, count: int | None = None, since_ms: int | None = None) -> str:
+    """A replay cursor for ``replay_after``: the last ``count`` messages, or those since ``since_ms``."""
+    return f"{REWIND_PREFIX}n:{count}" if count is not None else f"{REWIND_PREFIX}t:{since_ms}"
+
+
+def parse_rewind_cursor(cursor: str) -> tuple[str, int] | None:
+    """``("n", count)`` or ``("t", since_ms)`` for a rewind cursor; None for anything else."""
+    if not cursor.startswith(REWIND_PREFIX):
+        return None
+    kind, _, value = cursor[len(REWIND_PREFIX) :].partition(":")
+    if kind not in ("n", "t") or not value.lstrip("-").isdigit() or len(value) > 18:
+        return None
+    return kind, int(value)
 
 
 def parse_serial(serial: str) -> tuple[str, int] | None:
@@ -229,7 +255,13 @@ class ChannelLog:
 
     # -- replay ----------------------------------------------------------
     def replay_after(self, serial: str, upto: int | None = None) -> list[Entry] | None:
-        """Entries after ``serial`` (up to seq ``upto``), or None when continuity from it is lost."""
+        """Entries after ``serial`` (up to seq ``upto``), or None when continuity from it is lost.
+
+        ``serial`` may also be a rewind cursor (``rewind_cursor``): then the newest entries it asks
+        for, never None."""
+        rewind = parse_rewind_cursor(serial)
+        if rewind is not None:
+            return self._rewind(rewind, self.last_seq if upto is None else upto)
         parsed = parse_serial(serial)
         if parsed is None or parsed[0] != self.epoch:
             return None
@@ -242,6 +274,25 @@ class ChannelLog:
             return None  # not an entry boundary we ever issued
         end = bisect.bisect_right(self._entries, limit, lo=idx, key=lambda e: e.last_seq)
         return self._entries[idx:end]
+
+    def _rewind(self, rewind: tuple[str, int], limit: int) -> list[Entry]:
+        """The newest entries up to seq ``limit``: the last ``n`` messages (the oldest entry cut to
+        fit), or every entry stamped at or after ``t``."""
+        kind, value = rewind
+        end = bisect.bisect_right(self._entries, limit, lo=self._head, key=lambda e: e.last_seq)
+        start = end
+        if kind == "t":
+            while start > self._head and self._entries[start - 1].timestamp_ms >= value:
+                start -= 1
+            return self._entries[start:end]
+        held = 0
+        while start > self._head and held < value:
+            start -= 1
+            held += self._entries[start].count
+        picked = self._entries[start:end]
+        if held > value and picked:
+            picked[0] = picked[0].tail(picked[0].count - (held - value))
+        return picked
 
     # -- retention -------------------------------------------------------
     def expire(self, now_ms: int) -> None:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
-from frontend.channel_log import Entry, parse_serial
+from frontend.channel_log import Entry, parse_rewind_cursor, parse_serial
+from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
@@ -167,6 +168,12 @@ class PubSub:
                 f"at most {self.config.max_channels_per_connection} channels per connection",
             )
             return
+        try:
+            params = parse_attach_params(pm.params, now_ms)
+        except ParamError as exc:
+            log.info("channel.params_refused", connection_id=s.connection_id, channel=name, reason=str(exc))
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
+            return
         requested = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
         granted = self._granted_modes(s, name, requested)
         if cur is not None and cur.attached_gen == s.generation:
@@ -175,22 +182,34 @@ class PubSub:
                 now_ms,
                 s,
                 server_message(
-                    Action.ATTACHED, channel=name, channel_serial=cur.serial, flags=granted | Flag.RESUMED
+                    Action.ATTACHED,
+                    channel=name,
+                    channel_serial=cur.serial,
+                    flags=granted | Flag.RESUMED,
+                    params=params.echo or None,
                 ),
             )
             return
-        from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
+        # A resume continues from its serial; only a fresh attach rewinds (channel_params.py).
+        from_serial = pm.channel_serial or (cur.serial if cur is not None else None) or params.rewind_cursor
         generation = s.generation
 
         def done(res: AttachResult) -> None:
             if s.generation != generation or self.outlets.get(s.connection_id) is None:
                 return  # the transport that asked is gone; its successor will ATTACH again
-            self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res)
+            self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res, params.echo)
 
         self.channels.attach(now_ms, name, from_serial, done)
 
     def _complete_attach(
-        self, now_ms: int, s: Session, name: str, granted: int, from_serial: str | None, res: AttachResult
+        self,
+        now_ms: int,
+        s: Session,
+        name: str,
+        granted: int,
+        from_serial: str | None,
+        res: AttachResult,
+        params: dict[str, str] | None = None,
     ) -> None:
         """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b)."""
         if res.error is not None:
@@ -198,6 +217,9 @@ class PubSub:
             return
         replay = res.replay
         error = None
+        if from_serial and parse_rewind_cursor(from_serial) is not None:
+            self._complete_rewind(now_ms, s, name, granted, res, params)
+            return
         if from_serial and replay is None:
             error = ErrorInfo.of(
                 ErrorCode.CONTINUITY_LOST,
@@ -210,11 +232,57 @@ class PubSub:
         if not self._send(
             now_ms,
             s,
-            server_message(Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error),
+            server_message(
+                Action.ATTACHED,
+                channel=name,
+                channel_serial=serial,
+                flags=flags,
+                error=error,
+                params=params or None,
+            ),
         ):
             return
+        self._register_attached(now_ms, s, name, granted, res.last_serial, replay)
+        log.info(
+            "channel.attached",
+            connection_id=s.connection_id,
+            channel=name,
+            resumed=resumed,
+            serial=serial,
+            lost=error is not None,
+        )
+
+    def _complete_rewind(
+        self,
+        now_ms: int,
+        s: Session,
+        name: str,
+        granted: int,
+        res: AttachResult,
+        params: dict[str, str] | None,
+    ) -> None:
+        """A fresh attach with ``rewind``: ATTACHED (HAS_BACKLOG when there is some) whose
+        channelSerial is the point just before the first rewound message, then those messages,
+        then live. ``history(untilAttach)`` thus pages back from exactly where the rewind began."""
+        replay = res.replay or []
+        serial = res.last_serial
+        if replay:
+            epoch = str(replay[0].frame.wire["channelSerial"]).rpartition(":")[0]
+            serial = f"{epoch}:{replay[0].first_seq - 1}"
+        flags = granted | (Flag.HAS_BACKLOG if replay else 0)
+        attached = server_message(
+            Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, params=params or None
+        )
+        if not self._send(now_ms, s, attached):
+            return
+        self._register_attached(now_ms, s, name, granted, res.last_serial, replay)
+        log.info("channel.attached", connection_id=s.connection_id, channel=name, rewound=len(replay))
+
+    def _register_attached(
+        self, now_ms: int, s: Session, name: str, granted: int, last: str, replay: list[Entry] | None
+    ) -> None:
+        """After ATTACHED: queue the replay (if subscribing), then register for live traffic."""
         subscribing = bool(granted & Flag.SUBSCRIBE)
-        last = res.last_serial
         if replay and subscribing:
             last = str(replay[-1].frame.wire.get("channelSerial", last))
             own = None if s.echo else s.connection_id
@@ -231,14 +299,6 @@ class PubSub:
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
         self.ownership.replicate(s)
-        log.info(
-            "channel.attached",
-            connection_id=s.connection_id,
-            channel=name,
-            resumed=resumed,
-            serial=serial,
-            lost=error is not None,
-        )
 
     def notify_lost(self, now_ms: int, channel: str, last_serial: str) -> None:
         """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003)."""

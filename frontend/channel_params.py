@@ -1,0 +1,73 @@
+"""Channel params on ATTACH (Ably's channel params): which are served, and what ``rewind`` asks.
+
+Theory of operation
+-------------------
+A client names params in its ATTACH (``channels.get(name, {params: {rewind: '5'}})``). We serve
+one: ``rewind``, either a count of messages (``rewind=5``, at most ``REWIND_MAX_MESSAGES``) or a
+duration (``rewind=30s``, ``2m``, ``1h``; a bare number with a unit ``s``/``m``/``h``, at most
+``REWIND_MAX_MS``). Anything else is refused with a channel-scoped 40000 that names the param, never
+ignored: a client that asked for a behaviour must not believe it has it.
+
+A rewind applies only to an attach that does not resume (the client holds no channelSerial for
+the channel); a resume continues from its serial as always. The rewind becomes a *replay cursor*
+(``ChannelLog.rewind_cursor``) that travels to the channel's home in place of a serial, so the
+home picks the entries and the attach stays one atomic step there (ATTACHED, replay, then live).
+A duration is turned into an absolute time here, at the frontend that received the ATTACH.
+
+Pure: ``now_ms`` comes in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from frontend.channel_log import rewind_cursor
+
+REWIND_MAX_MESSAGES = 100
+REWIND_MAX_MS = 24 * 3600 * 1000  # bounded anyway by what the log (or the store) still holds
+SERVED_PARAMS = ("rewind",)
+_DURATION = re.compile(r"^(\d{1,9})(s|m|h)$")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+@dataclass(frozen=True, slots=True)
+class AttachParams:
+    """What an ATTACH's params ask for, once checked."""
+
+    echo: dict[str, str]  # the params we accepted, echoed in ATTACHED (ably-js: channel.params)
+    rewind_cursor: str | None  # where the replay of a fresh attach starts, or None
+
+
+class ParamError(ValueError):
+    """A param we do not serve or cannot parse; the message says which and why."""
+
+
+def parse_attach_params(params: Mapping[str, str] | None, now_ms: int) -> AttachParams:
+    """Check an ATTACH's params; raises ParamError for one we do not serve or a bad value."""
+    if not params:
+        return AttachParams({}, None)
+    unknown = sorted(k for k in params if k not in SERVED_PARAMS)
+    if unknown:
+        raise ParamError(
+            f"unsupported channel param {unknown[0]!r}; this server supports: {', '.join(SERVED_PARAMS)}"
+        )
+    value = params.get("rewind")
+    if value is None:
+        return AttachParams(dict(params), None)
+    value = value.strip()
+    if value.isdigit() and len(value) <= 9:
+        count = int(value)
+        if count > REWIND_MAX_MESSAGES:
+            raise ParamError(f"rewind={value}: at most {REWIND_MAX_MESSAGES} messages can be rewound")
+        return AttachParams({"rewind": value}, rewind_cursor(count=count) if count else None)
+    m = _DURATION.match(value)
+    if m is None:
+        raise ParamError(
+            f"rewind={value!r} is neither a message count (e.g. 5) nor a duration (e.g. 30s, 2m, 1h)"
+        )
+    span = int(m.group(1)) * _UNIT_MS[m.group(2)]
+    if span > REWIND_MAX_MS:
+        raise ParamError(f"rewind={value}: at most {REWIND_MAX_MS // 3_600_000}h can be rewound")
+    return AttachParams({"rewind": value}, rewind_cursor(since_ms=now_ms - span) if span else None)

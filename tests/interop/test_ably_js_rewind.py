@@ -1,0 +1,93 @@
+"""Channel params with the real npm ``ably`` under Node: ``rewind`` on attach, unknown params refused.
+
+On one frontend over WebSocket and Comet; and through the router of a real cluster after the
+channel's home is killed with SIGKILL (the replica's copy becomes the home and rewinds the same).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.interop._harness import API_KEY, node_script, run_frontend
+from tests.support.cluster import LocalCluster, run_cluster
+from tests.support.procs import API_KEY as CLUSTER_KEY
+
+pytestmark = pytest.mark.interop
+
+TRANSPORTS = {"web_socket": ["web_socket"], "comet": ["comet"]}
+
+
+async def rewind_run(tmp: Path, port: int, key: str = API_KEY, **config: Any) -> dict[str, Any]:
+    with trio.fail_after(40):
+        async with node_script(tmp, "rewind.mjs", {"port": port, "key": key, **config}) as script:
+            return await script.expect("result" if config.get("params") else "published")
+
+
+def check_rewound(result: dict[str, Any], published: list[str], n: int) -> None:
+    received = result["received"]
+    assert [m["serial"] for m in received[:-1]] == published[-n:], result
+    assert received[-1]["name"] == "live" and received[-1]["serial"] == result["live"][0]
+    assert result["attached"] == {"resumed": False, "hasBacklog": True, "reason": None}
+    # history(untilAttach) pages back from the attach point: just before the first rewound message.
+    epoch, _, seq = published[-n].rpartition(":")
+    assert result["attachSerial"] == f"{epoch}:{int(seq) - 1}"
+    assert result["logErrors"] == []
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+async def test_rewind_count_and_duration(tmp_path: Path, transport: str) -> None:
+    async with run_frontend(tmp_path) as fe:
+        base = {"transports": TRANSPORTS[transport]}
+        result = await rewind_run(
+            tmp_path, fe.port, channel="rw:n", publish=8, params={"rewind": "5"}, expect=5, **base
+        )
+        check_rewound(result, result["serials"], 5)
+        assert result["params"] == {"rewind": "5"}
+        # A duration: everything published within the last minute (all 8 here).
+        result = await rewind_run(
+            tmp_path, fe.port, channel="rw:t", publish=8, params={"rewind": "1m"}, expect=8, **base
+        )
+        check_rewound(result, result["serials"], 8)
+        assert result["params"] == {"rewind": "1m"}
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+async def test_unknown_param_fails_the_channel_with_a_clear_error(tmp_path: Path, transport: str) -> None:
+    async with run_frontend(tmp_path) as fe:
+        result = await rewind_run(
+            tmp_path,
+            fe.port,
+            channel="rw:bad",
+            params={"delta": "vcdiff"},
+            expectFailure=True,
+            transports=TRANSPORTS[transport],
+        )
+    assert result["error"]["code"] == 40000 and result["error"]["statusCode"] == 400
+    assert "unsupported channel param 'delta'" in result["error"]["message"]
+    assert result["state"] == "failed" and result["connection"] == "connected"
+
+
+async def home_of(cluster: LocalCluster, channel: str) -> str:
+    for fe in cluster.frontends:
+        if fe.running and channel in (await fe.get_json("/cluster"))["channels"]["home"]:
+            return fe.name
+    raise AssertionError(f"no running frontend is home of {channel}")
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+async def test_rewind_after_the_home_is_killed(tmp_path: Path, transport: str) -> None:
+    frontends = (("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"))
+    async with run_cluster(tmp_path / "cluster", frontends=frontends) as cluster:
+        port = int(cluster.router_url().rsplit(":", 1)[1])
+        channel = "rw:failover"
+        base = {"channel": channel, "transports": TRANSPORTS[transport], "key": CLUSTER_KEY}
+        first = await rewind_run(tmp_path, port, publish=10, **base)
+        home = await home_of(cluster, channel)
+        await cluster.kill(home)
+        await cluster.wait_converged(dead=[home])
+        result = await rewind_run(tmp_path, port, params={"rewind": "5"}, expect=5, **base)
+    check_rewound(result, first["serials"], 5)
