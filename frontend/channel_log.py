@@ -151,6 +151,10 @@ class ChannelLog:
         connectionId, timestamp); this adds ``channelSerial`` and ``messages``.
         Returns the serials given and the stored entry.
         """
+        if self._entries:
+            # Non-decreasing within an epoch (a clock step back, or a new home whose clock lags),
+            # so history's (time, epoch, seq) order agrees with serial order (store.py).
+            now_ms = max(now_ms, self._entries[-1].timestamp_ms)
         first = self.last_seq + 1
         serials = []
         for i, m in enumerate(messages):

@@ -51,6 +51,7 @@ from frontend.homes import (
     unavailable,
 )
 from frontend.metrics import Metrics
+from frontend.persistence import Persistence
 from kernel.errors import ErrorInfo
 from kernel.placement import ClusterView, Peer, Placement
 from kernel.protocol import Message
@@ -119,6 +120,7 @@ class ChannelService(HomeSide):
         self._local_interest = local_interest
         self.on_change: Callable[[], None] = lambda: None
         self.bus: Bus | None = None
+        self.persistence: Persistence | None = None  # set by the driver when a store is configured
         # False until the cluster map is complete enough to trust (a node that just joined may not
         # know of a channel's current home yet, and must not become home beside it).
         self.ready = True

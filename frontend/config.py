@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from frontend.auth import ApiKey, parse_capability
+from frontend.channel_rules import ChannelRule, RuleError, parse_rules, rule_for
 
 
 class ConfigError(ValueError):
@@ -105,6 +106,16 @@ class FrontendConfig:
     advertise_host: str | None = None
     # Seconds a SIGTERM drain may take before the process exits anyway.
     drain_timeout_s: float = 10.0
+    # Where persisted channels keep their history (frontend/store.py): "sqlite:<path>" (embedded,
+    # this frontend's disk; the default, for one node) or a "postgresql://..." URL (shared by every
+    # frontend of a cluster). Unset: "sqlite:continuity-<node_id>-history.sqlite3" in the working
+    # directory. Opened only when a channel rule persists something.
+    history_store: str = ""
+    # Channel rules, from [channels."<pattern>"] tables (frontend/channel_rules.py): persist = "24h",
+    # max_entries = 100000.
+    channel_rules: tuple[ChannelRule, ...] = ()
+    # Seconds between two pruning passes over the store (retention and size per rule).
+    history_prune_interval_s: float = 60.0
     # API keys by name ("appId.keyId").
     keys: dict[str, ApiKey] = field(default_factory=dict)
 
@@ -147,6 +158,13 @@ class FrontendConfig:
                 raise ConfigError(f"address {addr!r} must be host:port")
         if not 0.5 <= self.drain_timeout_s <= 600:
             raise ConfigError(f"drain_timeout_s={self.drain_timeout_s} is out of range [0.5, 600]")
+        store = self.history_store
+        if store and not (store.startswith("sqlite:") or store.startswith(("postgresql://", "postgres://"))):
+            raise ConfigError(f"history_store={store!r} must be sqlite:<path> or a postgresql:// URL")
+        if not 1 <= self.history_prune_interval_s <= 86_400:
+            raise ConfigError(
+                f"history_prune_interval_s={self.history_prune_interval_s} is out of range [1, 86400]"
+            )
         if not self.dev and len(self.cluster_secret.encode()) < 16:
             raise ConfigError("cluster_secret must be at least 16 bytes outside dev mode")
 
@@ -158,6 +176,14 @@ class FrontendConfig:
     def secrets(self) -> list[str]:
         return [self.cluster_secret, *self.old_cluster_secrets]
 
+    def persist_rule(self, channel: str) -> ChannelRule | None:
+        """The rule that persists ``channel``, if any."""
+        return rule_for(self.channel_rules, channel) if self.channel_rules else None
+
+    @property
+    def store_url(self) -> str:
+        return self.history_store or f"sqlite:continuity-{self.node_id}-history.sqlite3"
+
     @property
     def retention_ms(self) -> int:
         """How long channel logs keep messages: the TTL plus one idle interval (DESIGN 2)."""
@@ -167,6 +193,11 @@ class FrontendConfig:
     def from_mapping(cls, raw: dict[str, Any]) -> FrontendConfig:
         raw = dict(raw)
         keys_raw = raw.pop("keys", {}) or {}
+        if "channels" in raw:
+            try:
+                raw["channel_rules"] = parse_rules(raw.pop("channels"))
+            except RuleError as exc:
+                raise ConfigError(str(exc)) from None
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - names
         if unknown:
@@ -211,7 +242,7 @@ class FrontendConfig:
         environ: Mapping[str, str] = os.environ if env is None else env
         for f in dataclasses.fields(cls):
             value = environ.get(f"CONTINUITY_{f.name.upper()}")
-            if value is None or f.name == "keys":
+            if value is None or f.name in ("keys", "channel_rules"):
                 continue
             raw[f.name] = _coerce(f.name, value, f.type)
         raw.update({k: v for k, v in overrides.items() if v is not None})

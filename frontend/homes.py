@@ -20,6 +20,7 @@ import structlog
 
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
+from frontend.home_persist import PersistedHomes
 from frontend.metrics import Metrics
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.placement import ClusterView, Placement
@@ -27,6 +28,7 @@ from kernel.protocol import Message
 
 if TYPE_CHECKING:
     from frontend.channels import Bus, PublishDone
+    from frontend.persistence import Persistence
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -67,6 +69,11 @@ class Home:
     # waiting for the replica reaches every subscriber exactly once, by the fan-out.
     committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
+    # Persisted channels (write-through, docs/architecture.md): the last seq the store holds, None
+    # when the channel is not persisted. Nothing is committed (fanned out, ACKed) beyond it.
+    stored: int | None = None
+    replicated: int = 0  # the last seq ``replicated_by`` acknowledged
+    replicated_by: str | None = None
 
     def behind(self, serial: object) -> bool:
         """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
@@ -85,13 +92,14 @@ class Stream:
     resyncing: bool = False
 
 
-class HomeSide:
+class HomeSide(PersistedHomes):
     """Mixin: the homes and replica copies this frontend holds (ChannelService provides the state)."""
 
     node_id: str
     config: FrontendConfig
     metrics: Metrics
     bus: Bus | None
+    persistence: Persistence | None
     ready: bool
     view: ClusterView
     placement: Placement
@@ -147,13 +155,16 @@ class HomeSide:
             self._acquiring[channel] = [then]
             self._acquire(now_ms, channel)
 
-    def _new_log(self, channel: str, now_ms: int) -> ChannelLog:
-        epoch = "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8))
+    def _new_log(
+        self, channel: str, now_ms: int, *, epoch: str | None = None, start_seq: int = 0
+    ) -> ChannelLog:
+        epoch = epoch or "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8))
         lg = ChannelLog(
             channel,
             epoch,
             max_messages=self.config.channel_log_max_messages,
             retention_ms=self.config.retention_ms,
+            start_seq=start_seq,
         )
         lg.last_activity_ms = now_ms
         return lg
@@ -218,8 +229,19 @@ class HomeSide:
             self.bus.request(peer, "log_fetch", {"channel": channel}, replier(peer), RPC_TIMEOUT_S)
 
     def _become_home(
-        self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str
+        self,
+        now_ms: int,
+        channel: str,
+        lg: ChannelLog | None,
+        subs: set[str],
+        source: str,
+        *,
+        store_checked: bool = False,
     ) -> None:
+        persist = self.persistence if self.config.persist_rule(channel) else None
+        if lg is None and persist is not None and not store_checked:
+            self._acquire_from_store(persist, channel, subs, source)
+            return
         if lg is None:
             lg = self._new_log(channel, now_ms)
             if source != "fresh":
@@ -231,6 +253,9 @@ class HomeSide:
             replica_synced=False,
             committed=lg.last_seq,
         )
+        if persist is not None:
+            home.stored = lg.last_seq
+            persist.write_log(channel, lg)  # what a copy committed before us (idempotent)
         log.info(
             "channel.home_acquired", channel=channel, epoch=lg.epoch, last_seq=lg.last_seq, source=source
         )
@@ -312,6 +337,7 @@ class HomeSide:
         )
         item = _Append(entry, serials, [(done, abandon)])
         home.pending.append(item)
+        self._write_through(channel, home, entry)
         if self._replica_missing(home):
             return  # acknowledged once a replica in another zone holds it (_sync_replica)
         if home.replica is None or self.bus is None:
@@ -341,7 +367,12 @@ class HomeSide:
         )
 
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
-        """Fan out and ACK, in order, every pending append the replica now holds."""
+        """Fan out and ACK, in order, every pending append the replica (and the store, for a
+        persisted channel) now holds."""
+        if home.replicated_by != home.replica or upto > home.replicated:
+            home.replicated, home.replicated_by = upto, home.replica
+        if home.stored is not None:
+            upto = min(upto, home.stored)
         while home.pending and home.pending[0].entry.last_seq <= upto:
             item = home.pending.popleft()
             entry = item.entry

@@ -28,6 +28,7 @@ from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
 from frontend.metrics import CONTENT_TYPE
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
+from frontend.persistence import Persistence, open_store
 from frontend.websocket import run_websocket, wall_ms
 from kernel.membership import view_to_json
 
@@ -298,6 +299,11 @@ async def serve(
     port = listeners[0].socket.getsockname()[1]
     door = FrontDoor(node, cluster)
     async with trio.open_nursery() as nursery:
+        if cfg.channel_rules:
+            # Persisted channels: the store is open before any client or peer is served.
+            persistence = Persistence(cfg, node.metrics, open_store(cfg.store_url))
+            await nursery.start(persistence.run)
+            node.persistence = node.channels.persistence = persistence
         nursery.start_soon(_tick_loop, node)
         nursery.start_soon(door.comet.run)
         await nursery.start(door.outflow.run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -94,6 +94,33 @@ class Metrics:
         self.detached_state_bytes = Gauge(
             "continuity_detached_state_bytes",
             "Approximate bytes held by detached connections' state",
+            registry=r,
+        )
+
+        # Persisted channels (frontend/persistence.py).
+        self.history_written = Counter(
+            "continuity_history_written", "Entries written through to the history store", registry=r
+        )
+        self.history_write_seconds = Histogram(
+            "continuity_history_write_seconds",
+            "Time to write one batch through to the history store",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.history_pruned = Counter(
+            "continuity_history_pruned",
+            "Entries pruned from the history store by retention or size rules",
+            registry=r,
+        )
+        self.history_store_errors = Counter(
+            "continuity_history_store_errors",
+            "History store operations that failed, by op (write|tail|replay|page|prune)",
+            ["op"],
+            registry=r,
+        )
+        self.history_store_replays = Counter(
+            "continuity_history_store_replays",
+            "Resumes from before the memory window replayed from the history store",
             registry=r,
         )
 

@@ -41,6 +41,7 @@ from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.ownership import SESSION_OPS, Ownership
+from frontend.persistence import Persistence
 from frontend.pubsub import PubSub, server_message
 from frontend.session import Session, SessionState
 from kernel import protocol as P
@@ -98,6 +99,7 @@ class FrontendNode(PubSub):
             local_interest=lambda name: bool(self.subscribers.get(name)),
         )
         self.subscribers: dict[str, dict[str, Session]] = {}
+        self.persistence: Persistence | None = None  # set by the driver when a rule persists channels
         self._expiry: list[tuple[int, str]] = []
         self._next_sweep = 0
         self.ownership = Ownership(self)

@@ -1,0 +1,81 @@
+"""The home side of persisted channels: write-through before the ACK, and an epoch continued from
+the store when no copy survives in memory (docs/architecture.md, "History and persistence").
+
+Mixed into HomeSide (``homes.py``), which provides the state declared here. A persisted home
+(``Home.stored`` not None) sends each entry it numbers to the store as it sends it to the replica
+(``_write_through``); ``_complete_replicated`` commits (fans out, ACKs) only what both hold. Pure:
+the store is reached through ``Persistence``, whose callbacks come back on the trio thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from frontend.channel_log import ChannelLog, Entry
+
+if TYPE_CHECKING:
+    from frontend.homes import Home
+    from frontend.persistence import Persistence
+    from frontend.store import Tail
+
+
+class PersistedHomes:
+    persistence: Persistence | None
+    homes: dict[str, Home]
+    now_ms: int
+    _acquiring: dict[str, list[Callable[[bool], None]]]
+
+    def _new_log(
+        self, channel: str, now_ms: int, *, epoch: str | None = None, start_seq: int = 0
+    ) -> ChannelLog:
+        raise NotImplementedError
+
+    def _become_home(
+        self,
+        now_ms: int,
+        channel: str,
+        lg: ChannelLog | None,
+        subs: set[str],
+        source: str,
+        *,
+        store_checked: bool = False,
+    ) -> None:
+        raise NotImplementedError
+
+    def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
+        raise NotImplementedError
+
+    def _acquire_from_store(self, persist: Persistence, channel: str, subs: set[str], source: str) -> None:
+        """No copy survives in memory: continue the epoch the store holds (nothing beyond its tail
+        was ever fanned out or ACKed, so no serial anyone saw is numbered again), or start a new one
+        if the store has never seen the channel. Requests wait meanwhile, as for any acquire; if the
+        store cannot answer, they fail and are retried (never guess a new epoch)."""
+
+        def from_store(tail: Tail | None, ok: bool) -> None:
+            if channel not in self._acquiring or channel in self.homes:
+                return
+            if not ok:
+                for cb in self._acquiring.pop(channel, []):
+                    cb(False)
+                return
+            lg = None
+            if tail is not None:
+                lg = self._new_log(channel, self.now_ms, epoch=tail.epoch, start_seq=tail.last_seq)
+            self._become_home(self.now_ms, channel, lg, subs, "store" if tail else source, store_checked=True)
+
+        persist.tail(channel, from_store)
+
+    def _write_through(self, channel: str, home: Home, entry: Entry) -> None:
+        """Send a persisted channel's new entry to the store; commit what both copies now hold."""
+        if home.stored is None or self.persistence is None:
+            return
+
+        def stored() -> None:
+            if self.homes.get(channel) is not home or home.stored is None:
+                return
+            home.stored = max(home.stored, entry.last_seq)
+            if home.replicated_by == home.replica:
+                self._complete_replicated(self.now_ms, channel, home, upto=home.replicated)
+
+        self.persistence.write(channel, home.log.epoch, entry, stored)
