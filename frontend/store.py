@@ -11,7 +11,8 @@ one transaction, so a reader sees whole batches.
   epoch that starts inside its range (a stale home's leftover numbering of the same serials) and
   then upserts it; the tail only moves forward within an epoch, and moves to a new epoch outright.
 - ``after`` returns the entries of one epoch after a seq, oldest first (a resume's replay).
-- ``page`` returns entries in history order, newest or oldest first, strictly beyond a position.
+- ``page`` returns entries in history order, newest or oldest first, beyond a position (a message's
+  ``(timestamp_ms, epoch, seq)``; an entry that holds messages on both sides is included).
   History order is ``(timestamp_ms, epoch, first_seq)``: within an epoch the home stamps entries
   with non-decreasing times (``ChannelLog.append``), so it agrees with seq order; across epochs it
   is wall-clock order.
@@ -268,8 +269,10 @@ def _page_query(
     where = [f"channel={mark}"]
     args: list[Any] = [channel]
     if beyond is not None:
-        op = "<" if backwards else ">"
-        where.append(f"(ts, epoch, first_seq) {op} ({mark}, {mark}, {mark})")
+        # Backwards: entries that start before the position; forwards: entries that end after it
+        # (within an epoch the two orders agree), so an entry a position falls inside is included.
+        cond = "(ts, epoch, first_seq) <" if backwards else "(ts, epoch, last_seq) >"
+        where.append(f"{cond} ({mark}, {mark}, {mark})")
         args += list(beyond)
     if start_ms is not None:
         where.append(f"ts >= {mark}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from frontend.history import read_stored, until_attach_cursor
 from frontend.persistence import open_store
 from frontend.store import HistoryStore, StoredEntry, Tail
 from tests.support.postgres import running_postgres
@@ -87,3 +88,40 @@ async def test_prune_by_age_and_count(store: HistoryStore) -> None:
         assert [e.first_seq for e in left] == [16, 17, 18, 19, 20]
         assert await store.tail("ch") == Tail("e1", 20)  # the tail outlives pruning
         assert await store.prune(lambda name: None, 20_000) == 0
+
+
+async def test_read_stored_pages_by_serial_across_entries_and_epochs(store: HistoryStore) -> None:
+    with trio.fail_after(30):
+        # Epoch e1 (before a restart that lost the store's tail, say), then e2; batches of 2 and 3.
+        await store.append([entry(1, 100), entry(2, 101, count=2), entry(4, 102, count=3)])
+        await store.append([entry(1, 200, epoch="e2"), entry(2, 201, epoch="e2", count=2)])
+        everything = ["e1:1", "e1:2", "e1:3", "e1:4", "e1:5", "e1:6", "e2:1", "e2:2", "e2:3"]
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await read_stored(store, "ch", limit=2, cursor=cursor)
+            seen += [m["serial"] for m in page.messages]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == list(reversed(everything))
+        forward: list[str] = []
+        cursor = None
+        while True:
+            page = await read_stored(store, "ch", limit=4, backwards=False, cursor=cursor)
+            forward += [m["serial"] for m in page.messages]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert forward == everything
+
+
+async def test_until_attach_is_exactly_what_precedes_the_attach_point(store: HistoryStore) -> None:
+    with trio.fail_after(30):
+        await store.append([entry(s, 100 + s) for s in range(1, 9)])
+        # Attached at e1:5 (rewind or not): history untilAttach is 5, 4, ... 1; 6.. come live.
+        page = await read_stored(store, "ch", cursor=until_attach_cursor("e1:5"))
+        assert [m["serial"] for m in page.messages] == [f"e1:{s}" for s in range(5, 0, -1)]
+        # Attached at the newest serial: everything.
+        page = await read_stored(store, "ch", cursor=until_attach_cursor("e1:8"))
+        assert len(page.messages) == 8 and page.next_cursor is None

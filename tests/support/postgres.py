@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,33 +48,37 @@ def _as_owner(argv: list[str]) -> list[str]:
 
 @contextmanager
 def running_postgres(workdir: Path) -> Iterator[str]:
-    """Start a throwaway server under ``workdir``; yield its DSN; stop it and remove its files."""
+    """Start a throwaway server; yield its DSN; stop it and remove its files.
+
+    Its files live in a directory of their own under the system temp dir, not under ``workdir``:
+    the server user must traverse every parent, and pytest resets its own temp root to 0700
+    whenever any pytest session starts on the machine.
+    """
     bindir = pg_bindir()
     if bindir is None:
         pytest.skip(SKIP_REASON)
     workdir.mkdir(parents=True, exist_ok=True)
-    data = workdir / "pgdata"
-    sockets = workdir / "pgsock"
-    sockets.mkdir(exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="continuity-pg-"))
+    data = home / "data"
+    sockets = home / "sock"
+    sockets.mkdir()
     if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres")
-        shutil.chown(sockets, "postgres")
-        os.chmod(workdir, 0o755)
-        for parent in workdir.parents:  # the server user must reach its data directory
-            if str(parent).startswith(("/tmp", "/work")) and parent != Path("/"):
-                os.chmod(parent, os.stat(parent).st_mode | 0o011)
+        for path in (home, sockets):
+            shutil.chown(path, "postgres")
     port = _free_port()
-    run = lambda *args: subprocess.run(  # noqa: E731
-        _as_owner([str(bindir / args[0]), *args[1:]]), check=True, capture_output=True, timeout=120
-    )
+    log = home / "postgres.log"
+
+    def run(*args: str) -> None:
+        done = subprocess.run(
+            _as_owner([str(bindir / args[0]), *args[1:]]), capture_output=True, timeout=120, text=True
+        )
+        if done.returncode != 0:
+            text = log.read_text() if log.exists() else ""
+            raise AssertionError(f"{args[0]} failed: {done.stdout}{done.stderr}\n{text[-4000:]}")
+
     run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-    log = workdir / "postgres.log"
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-    try:
-        run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
-    except subprocess.CalledProcessError as exc:
-        text = log.read_text() if log.exists() else ""
-        raise AssertionError(f"pg_ctl start failed: {exc.stderr!r}\n{text[-4000:]}") from None
+    run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
@@ -82,4 +87,6 @@ def running_postgres(workdir: Path) -> Iterator[str]:
             capture_output=True,
             timeout=60,
         )
-        shutil.rmtree(data, ignore_errors=True)
+        if log.exists():
+            shutil.copy(log, workdir / "postgres.log")
+        shutil.rmtree(home, ignore_errors=True)

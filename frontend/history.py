@@ -1,0 +1,103 @@
+"""History of persisted channels, read from the store: the pages ``GET /channels/{id}/messages``
+and realtime ``channel.history()`` (ably-js sends ``from_serial`` for ``untilAttach``) serve.
+
+Theory of operation
+-------------------
+A persisted channel's home commits (fans out, ACKs) an entry only once the store holds it
+(``home_persist.py``), so the store holds every message any subscriber could have seen, across
+home moves, kills and whole-cluster restarts: its history is read from the store alone, in one
+order, with no seam between what is still in memory and what is only on disk. A channel no rule
+persists is read from its in-memory log at the home (the REST layer's reader).
+
+Paging is by serial, as for the memory log: ``cursor`` is the serial of the last message of the
+previous page and the next page continues strictly beyond it (backwards: older). A serial names a
+position in history order ``(timestamp_ms, epoch, seq)`` (``store.py``); it is resolved in the
+store by the entry that holds it, or, for a serial never issued (an attach point ``E:L`` turned
+into the cursor ``E:L+1`` for untilAttach), the first entry after it. So paging crosses epochs
+(a cluster restarted without any copy in memory starts a new epoch only if the store was lost)
+and an untilAttach page is exactly what precedes the attach point: no gap, no overlap with what
+the subscription delivers after it. ``start``/``end`` bound the time (inclusive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from frontend.channel_log import parse_serial
+from frontend.store import HistoryStore, Position, StoredEntry
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    messages: list[dict[str, Any]]
+    next_cursor: str | None  # the serial to continue beyond; None on the last page
+
+
+def until_attach_cursor(from_serial: str) -> str | None:
+    """ably-js's ``from_serial`` (the attach point ``E:L``, RTL10b) as a backwards cursor: the
+    messages up to and including ``E:L``, i.e. strictly before ``E:L+1``."""
+    parsed = parse_serial(from_serial)
+    return None if parsed is None else f"{parsed[0]}:{parsed[1] + 1}"
+
+
+async def read_stored(
+    store: HistoryStore,
+    channel: str,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    backwards: bool = True,
+    start: int | None = None,
+    end: int | None = None,
+    cursor: str | None = None,
+) -> StoredPage:
+    """One page of a persisted channel's history from ``store``."""
+    beyond: Position | None = None
+    edge: tuple[str, int] | None = None  # (epoch, seq) of the cursor: messages beyond it only
+    if cursor is not None:
+        parsed = parse_serial(cursor)
+        if parsed is None:
+            return StoredPage([], None)
+        epoch, seq = parsed
+        holder = await store.after(channel, epoch, seq - 1, 1)
+        if holder:
+            beyond = (holder[0].timestamp_ms, epoch, seq)
+            edge = parsed
+        elif not backwards:
+            return StoredPage([], None)  # nothing stored beyond it in its epoch, nor after it
+        # backwards past everything stored in its epoch: no bound (older epochs, and that one)
+    picked: list[dict[str, Any]] = []
+    more = False
+    scanned = beyond
+    while not more:
+        rows = await store.page(
+            channel, backwards=backwards, beyond=scanned, start_ms=start, end_ms=end, limit=limit + 1
+        )
+        for row in rows:
+            for msg in _messages(row, backwards, edge):
+                if len(picked) == limit:
+                    more = True
+                    break
+                picked.append(msg)
+            if more:
+                break
+        if len(rows) <= limit or more:
+            break
+        last = rows[-1]
+        scanned = last.position if backwards else (last.timestamp_ms, last.epoch, last.last_seq)
+        edge = None
+    next_cursor = str(picked[-1].get("serial")) if more and picked else None
+    return StoredPage(picked, next_cursor)
+
+
+def _messages(row: StoredEntry, backwards: bool, edge: tuple[str, int] | None) -> list[dict[str, Any]]:
+    """A row's messages in page order, less those at or beyond the cursor in its own epoch."""
+    msgs = list(enumerate(row.wire["messages"], start=row.first_seq))
+    if edge is not None and row.epoch == edge[0]:
+        msgs = [(s, m) for s, m in msgs if (s < edge[1] if backwards else s > edge[1])]
+    if backwards:
+        msgs.reverse()
+    return [m for _, m in msgs]
