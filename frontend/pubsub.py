@@ -60,6 +60,8 @@ def _payload_size(m: Mapping[str, Any]) -> int:
 
 
 REPLAY_BATCH_MESSAGES = 256
+# The most a resume replays from the store (older than the memory window); beyond it, 90003.
+STORE_REPLAY_MAX_MESSAGES = 50_000
 REPLAY_BATCH_BYTES = 256 * 1024
 
 
@@ -247,8 +249,7 @@ class PubSub:
 
             self.channels.attach(self.channels.now_ms, name, bridge, then)
 
-        limit = self.config.channel_log_max_messages
-        self.persistence.replay_after(name, from_serial, at[1], limit, stored)
+        self.persistence.replay_after(name, from_serial, at[1], STORE_REPLAY_MAX_MESSAGES, stored)
 
     def _complete_attach(
         self,
