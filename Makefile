@@ -7,10 +7,10 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install browser chaos-short test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
+.PHONY: install browser postgres cluster-up-pg run-pg chaos-short test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
 	bench bench-profile chaos
 
-install: $(STAMP_PY) $(STAMP_NPM) browser
+install: $(STAMP_PY) $(STAMP_NPM) browser postgres
 
 # The browser tests drive Debian's chromium (never a downloaded browser). Installed from apt when
 # absent and we may (root with apt-get); otherwise tests/browser skip with a loud reason.
@@ -18,6 +18,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
 		|| echo "chromium is absent and cannot be installed here: tests/browser will be skipped"; }
+
+# Persisted channels on PostgreSQL (tests/integration/test_persisted.py, make cluster-up-pg) use
+# Debian's server binaries, run from a temp dir by the tests. Installed from apt when absent and we
+# may (root with apt-get); otherwise those tests skip with a loud reason.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } \
+		|| echo "postgresql is absent and cannot be installed here: the PostgreSQL history tests will be skipped"; }
 
 $(STAMP_PY): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -88,6 +97,21 @@ cluster-start: install
 
 cluster-down:
 	$(CLUSTER) down
+	@if [ -d .cluster-pg ]; then $(BIN)/python deploy/localpg.py down; fi
+
+# The local cluster with persisted channels on one PostgreSQL shared by the four frontends
+# (deploy/localpg.py: Debian's postgresql, data in .cluster-pg/, kept across cluster-down).
+PERSIST ?= chat:*=24h demo:*=24h
+PG_DSN = $$($(BIN)/python deploy/localpg.py dsn)
+PERSIST_ARGS = --history-store "$(PG_DSN)" $(foreach p,$(PERSIST),--persist '$(p)')
+
+cluster-up-pg: install
+	@$(BIN)/python deploy/localpg.py up
+	$(CLUSTER) up $(PERSIST_ARGS)
+
+run-pg: install
+	@$(BIN)/python deploy/localpg.py up
+	$(CLUSTER) run $(PERSIST_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules bench/peers/socketio/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -619,7 +619,30 @@ def run_foreground(state: StateDir, specs: Sequence[NodeSpec], *, timeout: float
 # --- commands --------------------------------------------------------------------------------------
 
 
-def prepare(state: StateDir, offset: int, routers: bool) -> list[NodeSpec]:
+def with_history(specs: list[NodeSpec], store: str | None, persist: Sequence[str]) -> list[NodeSpec]:
+    """The frontends' configs with a history store and ``[channels."<pattern>"]`` persist rules."""
+    rules = {}
+    for item in persist:
+        pattern, sep, duration = item.rpartition("=")
+        if not sep or not pattern:
+            raise ClusterError(f"--persist {item!r} must look like PATTERN=DURATION, e.g. chat:*=24h")
+        rules[pattern] = {"persist": duration}
+    out = []
+    for spec in specs:
+        if spec.role == "frontend" and (store or rules):
+            config = dict(spec.config)
+            if store:
+                config["history_store"] = store
+            if rules:
+                config["channels"] = rules
+            spec = NodeSpec(name=spec.name, role=spec.role, config=config)
+        out.append(spec)
+    return out
+
+
+def prepare(
+    state: StateDir, offset: int, routers: bool, store: str | None = None, persist: Sequence[str] = ()
+) -> list[NodeSpec]:
     """Generate the configs for ``offset``; refuse if a cluster with another offset is running there."""
     recorded = state.recorded_offset()
     if recorded is not None and recorded != offset:
@@ -630,14 +653,14 @@ def prepare(state: StateDir, offset: int, routers: bool) -> list[NodeSpec]:
                 f"{', '.join(running)} running; "
                 "run `down` first or use the same offset"
             )
-    specs = topology(offset, routers=routers)
+    specs = with_history(topology(offset, routers=routers), store, persist)
     state.write(specs, offset)
     return specs
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     state = StateDir(args.state_dir)
-    specs = prepare(state, args.port_offset, not args.no_routers)
+    specs = prepare(state, args.port_offset, not args.no_routers, args.history_store, args.persist)
     missing = [s for s in specs if state.pid(s.name) is None]
     for spec in missing:  # all ports first, so a conflict starts nothing
         check_ports_free(spec)
@@ -709,7 +732,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     state = StateDir(args.state_dir)
-    specs = prepare(state, args.port_offset, not args.no_routers)
+    specs = prepare(state, args.port_offset, not args.no_routers, args.history_store, args.persist)
     running = [s.name for s in specs if state.pid(s.name) is not None]
     if running:
         raise ClusterError(
@@ -736,6 +759,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--port-offset", type=int, default=0, help="add this to every port of deploy/local/*.toml (default 0)"
     )
     starting.add_argument("--no-routers", action="store_true", help="start the four frontends only")
+    starting.add_argument(
+        "--history-store",
+        metavar="URL",
+        help="the frontends' history_store (e.g. a postgresql:// URL shared by all of them)",
+    )
+    starting.add_argument(
+        "--persist",
+        action="append",
+        default=[],
+        metavar="PATTERN=DURATION",
+        help='persist channels matching PATTERN for DURATION (e.g. "chat:*=24h"); repeatable',
+    )
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument(
         "--timeout",

@@ -48,7 +48,8 @@ class PersistedHomes:
 
     def _acquire_from_store(self, persist: Persistence, channel: str, subs: set[str], source: str) -> None:
         """No copy survives in memory: continue the epoch the store holds (nothing beyond its tail
-        was ever fanned out or ACKed, so no serial anyone saw is numbered again), or start a new one
+        was ever fanned out or ACKed, so no serial anyone saw is numbered again). Only a store every
+        frontend writes to (or a standalone node's own) knows the true tail. Or start a new epoch
         if the store has never seen the channel. Requests wait meanwhile, as for any acquire; if the
         store cannot answer, they fail and are retried (never guess a new epoch)."""
 

@@ -239,7 +239,12 @@ class HomeSide(PersistedHomes):
         store_checked: bool = False,
     ) -> None:
         persist = self.persistence if self.config.persist_rule(channel) else None
-        if lg is None and persist is not None and not store_checked:
+        if (
+            lg is None
+            and persist is not None
+            and not store_checked
+            and (persist.store.shared or self.bus is None)
+        ):
             self._acquire_from_store(persist, channel, subs, source)
             return
         if lg is None:

@@ -78,6 +78,9 @@ class HistoryStore(Protocol):
     """What persisted channels need from a database (SQLiteStore, PostgresStore)."""
 
     kind: str  # "sqlite" or "postgresql", for metrics and logs
+    # Whether every frontend of the cluster writes to this same store (PostgreSQL): only then may a
+    # new home trust its tail to continue an epoch (a local SQLite file may lag the cluster).
+    shared: bool
 
     async def open(self) -> None: ...
 
@@ -130,6 +133,7 @@ class SQLiteStore:
     """The embedded store: one SQLite file (WAL) on this frontend's disk."""
 
     kind = "sqlite"
+    shared = False
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -42,6 +42,7 @@ _SCHEMA_LOCK = 7_460_311  # pg_advisory_xact_lock key for creating the schema
 
 class PostgresStore:
     kind = "postgresql"
+    shared = True
 
     def __init__(self, dsn: str, *, pool_size: int = 4, timeout_s: float = 10.0) -> None:
         self.dsn = dsn

@@ -72,9 +72,7 @@ async def test_pages_in_both_directions_with_bounds(store: HistoryStore) -> None
             "ch", backwards=True, beyond=newest[-1].position, start_ms=None, end_ms=None, limit=3
         )
         assert [e.first_seq for e in older] == [7, 6, 5]
-        forward = await store.page(
-            "ch", backwards=False, beyond=None, start_ms=1003, end_ms=1005, limit=10
-        )
+        forward = await store.page("ch", backwards=False, beyond=None, start_ms=1003, end_ms=1005, limit=10)
         assert [e.first_seq for e in forward] == [3, 4, 5]
 
 
