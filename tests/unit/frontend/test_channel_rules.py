@@ -1,0 +1,40 @@
+"""Channel rules and the history store URL in FrontendConfig."""
+
+import pytest
+
+from frontend.channel_rules import ChannelRule, parse_duration, parse_rules, rule_for
+from frontend.config import ConfigError, FrontendConfig
+
+
+def test_first_matching_rule_applies_in_file_order():
+    rules = parse_rules({"chat:vip:*": {"persist": "7d"}, "chat:*": {"persist": "24h", "max_entries": 5}})
+    assert rule_for(rules, "chat:vip:1") == ChannelRule("chat:vip:*", 7 * 86_400_000)
+    assert rule_for(rules, "chat:lobby") == ChannelRule("chat:*", 86_400_000, 5)
+    assert rule_for(rules, "news") is None
+    assert rule_for(parse_rules({"room[1]": {"persist": "1h"}}), "room[1]") is not None  # no glob classes
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"x": {"persist": 5}}, "duration string"),
+        ({"x": {"persist": "5 days"}}, "must be a duration"),
+        ({"x": {"persist": "500d"}}, "out of range"),
+        ({"x": {"persist": "1h", "max_entries": 0}}, "max_entries"),
+        ({"x": {"persist": "1h", "keep": 1}}, "unknown keys keep"),
+        ({"x": "1h"}, "must be a table"),
+    ],
+)
+def test_bad_rules_name_the_field(raw, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        FrontendConfig.from_mapping({"channels": raw})
+
+
+def test_store_url_default_and_validation():
+    cfg = FrontendConfig.from_mapping({"node_id": "fe9", "channels": {"a:*": {"persist": "90s"}}})
+    assert cfg.store_url == "sqlite:continuity-fe9-history.sqlite3"
+    assert cfg.persist_rule("a:b") is not None and cfg.persist_rule("b") is None
+    assert FrontendConfig.from_mapping({"history_store": "postgresql://h/db"}).store_url == "postgresql://h/db"
+    with pytest.raises(ConfigError, match="history_store"):
+        FrontendConfig.from_mapping({"history_store": "mysql://h/db"})
+    assert parse_duration("2m", "x") == 120_000
