@@ -35,6 +35,8 @@ SUITE: dict[str, list[str]] = {
     "detached_memory": ["detached_memory.py"],
     "router_overhead": ["router_overhead.py"],
     "connections": ["connections.py"],
+    # Write-through cost of persisted channels: memory only vs SQLite vs PostgreSQL, same run.
+    "history_store": ["history_store.py", "--seconds", "5"],
 }
 
 
