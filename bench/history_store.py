@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness as H
 import trio
 
-import harness as H
-
 sys.path.insert(0, str(H.ROOT))
-import continuity  # noqa: E402
+import continuity
 
 CHANNEL = "bench:history"
 
@@ -107,7 +106,15 @@ def run_store(store: str, args: argparse.Namespace, workdir: Path, pg_dsn: str |
 def start_postgres(workdir: Path) -> tuple[str | None, str | None]:
     """The DSN of a fresh local PostgreSQL (deploy/localpg.py), or (None, why not)."""
     port = free_port()
-    cmd = [sys.executable, str(H.ROOT / "deploy" / "localpg.py"), "up", "--state-dir", str(workdir), "--port", str(port)]
+    cmd = [
+        sys.executable,
+        str(H.ROOT / "deploy" / "localpg.py"),
+        "up",
+        "--state-dir",
+        str(workdir),
+        "--port",
+        str(port),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     if done.returncode != 0:
         return None, (done.stderr or done.stdout).strip()
