@@ -22,10 +22,14 @@ the subscription delivers after it. ``start``/``end`` bound the time (inclusive)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from frontend.channel_log import parse_serial
 from frontend.store import HistoryStore, Position, StoredEntry
+
+if TYPE_CHECKING:
+    from frontend.config import FrontendConfig
+    from frontend.persistence import Persistence
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -101,3 +105,43 @@ def _messages(row: StoredEntry, backwards: bool, edge: tuple[str, int] | None) -
     if backwards:
         msgs.reverse()
     return [m for _, m in msgs]
+
+
+class PageQuery(Protocol):
+    """What a history read asks (the REST layer's HistoryQuery has these fields)."""
+
+    limit: int
+    backwards: bool
+    start: int | None
+    end: int | None
+    cursor: str | None
+
+
+class PageReader(Protocol):
+    async def read(self, channel: str, query: Any) -> Any: ...
+
+
+class PersistedHistory:
+    """A history reader: persisted channels from the store, every other channel from ``memory``
+    (the in-memory log at the home). The REST endpoint and realtime ``history()`` call ``read``."""
+
+    def __init__(self, config: FrontendConfig, persistence: Persistence | None, memory: PageReader) -> None:
+        self.config = config
+        self.persistence = persistence
+        self.memory = memory
+
+    def persisted(self, channel: str) -> bool:
+        return self.persistence is not None and self.config.persist_rule(channel) is not None
+
+    async def read(self, channel: str, query: PageQuery) -> Any:
+        if self.persistence is None or not self.persisted(channel):
+            return await self.memory.read(channel, query)
+        return await read_stored(
+            self.persistence.store,
+            channel,
+            limit=query.limit,
+            backwards=query.backwards,
+            start=query.start,
+            end=query.end,
+            cursor=query.cursor,
+        )
