@@ -46,7 +46,7 @@ chaos-short: install
 
 chaos: install
 	$(BIN)/python -m bench.chaos --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
-		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY))
+		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY)) $(if $(CLASSIC),--classic)
 
 # Every benchmark in bench/ (JSON on stdout, saved to bench/results/latest.json); see bench/README.md.
 BENCH_NPM := bench/peers/socketio/node_modules/.installed

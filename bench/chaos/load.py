@@ -44,6 +44,7 @@ class ClientSpec:
     subscribes: tuple[str, ...] = ()
     bursts: tuple[str, ...] = ()  # channels it publishes bursts to, during slow-consumer faults
     router: int = 0  # the router its tunnel prefers
+    pipeline: int = 1  # publishes in flight at once on each channel (>1: sent without awaiting each ACK)
 
 
 class Recorder:
@@ -122,6 +123,7 @@ class ChaosClient:
     error: str | None = None  # why the client stopped early
     stop: trio.Event = field(default_factory=trio.Event)
     ready: trio.Event = field(default_factory=trio.Event)
+    sent: int = 0  # publishes handed to the SDK so far: each one's ``seq`` (its msgSerial order)
 
     def now(self) -> float:
         return round(trio.current_time() - self.t0, 4)
@@ -161,17 +163,35 @@ class ChaosClient:
             await trio.sleep_forever()
 
     async def _publish_loop(self, conn: continuity.Connection, name: str, index: int) -> None:
+        """Publish numbered messages at ``rate``; with ``pipeline`` > 1, up to that many are in flight
+        (a publisher that does not await each ACK, whose order the checker holds the server to)."""
         ch = conn.channel(name)
         n = 0
-        while not self.stop.is_set():
-            if not await self._publishable(conn):
-                return
-            rec = self.record(f"{self.name}:{index}:{n}", name)
-            n += 1
-            if not await self.publish_one(ch, [rec], {"pid": rec["pid"], "pad": PAD}):
-                return
-            with trio.move_on_after(1 / self.rate):  # pacing, not waiting for a condition
-                await self.stop.wait()
+        in_flight = trio.Semaphore(self.spec.pipeline)
+        alive = True
+
+        async def one(rec: dict[str, Any]) -> None:
+            nonlocal alive
+            try:
+                if not await self.publish_one(ch, [rec], {"pid": rec["pid"], "pad": PAD}):
+                    alive = False
+            finally:
+                in_flight.release()
+
+        async with trio.open_nursery() as nursery:
+            while not self.stop.is_set() and alive:
+                await in_flight.acquire()
+                if not alive or not await self._publishable(conn):
+                    in_flight.release()
+                    return
+                rec = self.record(f"{self.name}:{index}:{n}", name)
+                n += 1
+                if self.spec.pipeline == 1:
+                    await one(rec)
+                else:
+                    nursery.start_soon(one, rec)
+                with trio.move_on_after(1 / self.rate):  # pacing, not waiting for a condition
+                    await self.stop.wait()
 
     async def _publishable(self, conn: continuity.Connection) -> bool:
         """Wait while SUSPENDED (a publish would be refused at once); False if the connection ended."""
@@ -210,6 +230,9 @@ class ChaosClient:
     ) -> bool:
         """Publish (one message ``data``, or ``batch``), record each outcome; False if the connection died."""
         alive = True
+        for rec in recs:
+            rec["seq"] = self.sent  # ch.publish hands it to the session before its first checkpoint
+        self.sent += 1
         try:
             serials = await (ch.publish(batch) if batch is not None else ch.publish("n", data))
             for rec, serial in zip(recs, serials, strict=True):
