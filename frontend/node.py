@@ -386,6 +386,7 @@ class FrontendNode(PubSub):
             self._next_sweep = now_ms + LOG_SWEEP_MS
             self.channels.retire_idle(now_ms)
             self.ownership.flush_dirty()
+            self.ownership.refresh_copies(now_ms)
             self.ownership.expire(now_ms)
             self.ownership.resend_discards(self.channels.view.alive)
 
