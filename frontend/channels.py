@@ -549,6 +549,7 @@ class ChannelService(HomeSide):
         for home in self.homes.values():
             home.log.expire(now_ms)
         self.drop_blocked(now_ms)
+        self.keep_replicas_alive(now_ms)
         for name in list(self.replicas):
             copy = self.replicas[name]
             copy.expire(now_ms)
