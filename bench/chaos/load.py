@@ -154,13 +154,25 @@ class ChaosClient:
             for name in spec.subscribes:
                 conn.channel(name)._subs.append(recorder)  # type: ignore[arg-type]
             for name in (*spec.subscribes, *spec.publishes, *spec.bursts):
-                await conn.channel(name).attach()
+                await self._attach(conn, name)
             task_status.started()
             self.ready.set()
             async with trio.open_nursery() as nursery:
                 for i, name in enumerate(spec.publishes):
                     nursery.start_soon(self._publish_loop, conn, name, i)
             await trio.sleep_forever()
+
+    async def _attach(self, conn: continuity.Connection, name: str) -> None:
+        """The first attach, retried while it times out (SUSPENDED, 90007): on a loaded machine the
+        cluster may answer late while it starts; the caller bounds the whole start-up."""
+        while True:
+            try:
+                await conn.channel(name).attach()
+                return
+            except continuity.ChannelFailedError:
+                if conn.channel(name).state is not ChannelState.SUSPENDED:
+                    raise
+            await trio.sleep(SUSPENDED_RETRY_S)  # a back-off before the retry, not a wait for a condition
 
     async def _publish_loop(self, conn: continuity.Connection, name: str, index: int) -> None:
         """Publish numbered messages at ``rate``; with ``pipeline`` > 1, up to that many are in flight
