@@ -98,6 +98,9 @@ class FrontendNode(PubSub):
             local_interest=lambda name: bool(self.subscribers.get(name)),
         )
         self.subscribers: dict[str, dict[str, Session]] = {}
+        self.channels.local_serials = lambda name: [
+            sub.channels[name].serial for sub in self.subscribers.get(name, {}).values()
+        ]
         self._expiry: list[tuple[int, str]] = []
         self._next_sweep = 0
         self.ownership = Ownership(self)

@@ -1,4 +1,4 @@
-"""ChannelService across three in-memory frontends: an idle channel's position survives its home.
+"""ChannelService across three in-memory frontends: copies, homes and streams across failures.
 
 Pure: the services talk through a synchronous in-memory bus, time is a number.
 """
@@ -91,3 +91,42 @@ def test_an_idle_channels_position_survives_its_homes_loss() -> None:
     assert got and got[0].error is None
     assert got[0].last_serial == f"{epoch}:1"  # the same epoch, at the same position
     assert got[0].replay == []  # continuity kept: nothing to replay, nothing lost
+
+
+def test_a_dropped_stream_restarts_from_its_subscribers_serials_not_with_90003() -> None:
+    # Chaos seed 12313: at a heal, fe-b2's subscribers of chaos:0 were cut (slow consumer) and resumed
+    # at 523; the stream had gone with them, and the first attach answer (last 558) restarted it with
+    # 90003 for every local subscriber, after a 6 s partition: well inside the TTL.
+    services, _ = cluster()
+    channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
+    acked: list[list[str] | None] = []
+    for n in range(5):
+        services["fe-a1"].publish(
+            0, channel, "conn", n, [{"name": "n", "data": n}], {}, lambda s, e: acked.append(s)
+        )
+    epoch = acked[0][0].rpartition(":")[0] if acked[0] else ""
+    follower = services["fe-b1"]
+    fanned: list[tuple[int, int]] = []
+    lost: list[str] = []
+    follower._fan_out = lambda now, ch, entry, pub: fanned.append((entry.first_seq, entry.last_seq))
+    follower._lost = lambda now, ch, last: lost.append(last)
+    follower.local_serials = lambda ch: [f"{epoch}:1", f"{epoch}:3"]  # two subscribers came back
+    assert channel not in follower.streams
+    got: list[Any] = []
+    follower.attach(0, channel, f"{epoch}:3", got.append)
+    assert got and got[0].error is None and got[0].last_serial == f"{epoch}:5"
+    assert lost == []
+    assert fanned == [(2, 2), (3, 3), (4, 4), (5, 5)]  # from the lowest subscriber on, in order
+    assert follower.streams[channel].cursor == 5
+
+
+def test_a_subscriber_in_another_epoch_still_gets_90003() -> None:
+    services, _ = cluster()
+    channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
+    services["fe-a1"].publish(0, channel, "conn", 0, [{"name": "n", "data": 0}], {}, lambda s, e: None)
+    follower = services["fe-b1"]
+    lost: list[str] = []
+    follower._lost = lambda now, ch, last: lost.append(last)
+    follower.local_serials = lambda ch: ["gone-epoch:7"]
+    follower.attach(0, channel, None, lambda res: None)
+    assert len(lost) == 1
