@@ -28,6 +28,7 @@ import h11
 import structlog
 import trio
 
+from kernel.http import is_websocket, peer_of, read_body, serve_http
 from kernel.keys import KeySigner
 from kernel.membership import view_to_json
 from router import proxy, static
@@ -51,25 +52,9 @@ from router.tunnel import Tunnels, match_of
 
 log = structlog.get_logger("continuity.router")
 
-MAX_HEAD_BYTES = 16 * 1024
-MAX_BODY_BYTES = 1024 * 1024
 LOCAL_PATHS = frozenset({"/health", "/metrics", "/cluster"})
 SWEEP_INTERVAL_S = 1.0
 _QUIET_REASONS = frozenset({Reason.NEW, Reason.OWNER})
-
-
-def _is_websocket(req: h11.Request) -> bool:
-    upgrade = (proxy.header(req.headers, b"upgrade") or b"").lower()
-    connection = (proxy.header(req.headers, b"connection") or b"").lower()
-    return req.method == b"GET" and upgrade == b"websocket" and b"upgrade" in connection
-
-
-def _peer_of(stream: trio.SocketStream) -> str:
-    try:
-        peer = stream.socket.getpeername()
-    except OSError:
-        return "unknown"
-    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
 class Router:
@@ -153,89 +138,60 @@ class FrontDoor:
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    async def handle(self, stream: trio.SocketStream) -> None:
-        router = self.router
-        metrics = router.metrics
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        peer = _peer_of(stream)
-        try:
-            while True:
-                with trio.move_on_after(router.config.header_timeout_s) as timeout:
-                    event = await self._next_event(conn, stream)
-                if timeout.cancelled_caught:
-                    metrics.header_timeouts.inc()
-                    log.debug("http.header_timeout", peer=peer)
-                    return
-                if not isinstance(event, h11.Request):
-                    return
-                target = event.target.decode("latin-1")
-                request = RouteRequest.from_target(target, upgrade=_is_websocket(event))
-                if request.path in LOCAL_PATHS and not request.upgrade:
-                    metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
-                    await self._drain_body(conn, stream)
-                    await self._serve_local(conn, stream, request.path)
-                elif static.handles(request.path) and not request.upgrade:
-                    metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
-                    await self._drain_body(conn, stream)
-                    await static.serve(router, conn, stream, event.method, request)
-                elif request.upgrade:
-                    metrics.requests.labels(kind=str(RequestKind.WEBSOCKET)).inc()
-                    with router.cuttable(request) as cut:
-                        if not cut.cancel_called:
-                            await self._websocket(conn, stream, event, request, peer)
-                    return
-                else:
-                    metrics.requests.labels(kind=str(request.kind)).inc()
-                    if conn.client_is_waiting_for_100_continue:
-                        go_on = h11.InformationalResponse(status_code=100, headers=[])
-                        await stream.send_all(conn.send(go_on) or b"")
-                    body = await self._drain_body(conn, stream)
-                    forwarded = False
-                    with router.cuttable(request) as cut:
-                        if not cut.cancel_called:
-                            forwarded = await self._forward(conn, stream, event, body, request, peer)
-                    if not forwarded:
-                        return
-                if conn.our_state is h11.MUST_CLOSE:
-                    return
-                conn.start_next_cycle()
-        except h11.RemoteProtocolError as exc:
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one client connection (the h11 loop is ``kernel.http.serve_http``)."""
+        metrics = self.router.metrics
+        peer = peer_of(stream)
+
+        def header_timeout() -> None:
+            metrics.header_timeouts.inc()
+            log.debug("http.header_timeout", peer=peer)
+
+        def protocol_error(exc: h11.RemoteProtocolError) -> None:
             metrics.protocol_errors.labels(side="client").inc()
             log.info("http.rejected", reason=str(exc), peer=peer)
-            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                try:
-                    await proxy.respond(stream, conn, exc.error_status_hint, b"text/plain", b"bad request\n")
-                except (h11.LocalProtocolError, *proxy.STREAM_ERRORS):
-                    pass
-        except proxy.STREAM_ERRORS:
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
 
-    async def _next_event(self, conn: h11.Connection, stream: trio.SocketStream) -> Any:
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-                continue
-            if event is h11.PAUSED:
-                return None
-            return event
+        async def dispatch(conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request) -> bool:
+            return await self.dispatch(conn, stream, event, peer)
 
-    async def _drain_body(self, conn: h11.Connection, stream: trio.SocketStream) -> bytes:
-        body = bytearray()
-        while True:
-            event = await self._next_event(conn, stream)
-            if isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY_BYTES:
-                    raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
-            elif isinstance(event, h11.EndOfMessage) or event is None:
-                return bytes(body)
-            else:
-                raise h11.RemoteProtocolError("unexpected event in body")
+        await serve_http(stream, dispatch, header_timeout_s=self.router.config.header_timeout_s,
+                         on_header_timeout=header_timeout, on_protocol_error=protocol_error)
 
-    async def _serve_local(self, conn: h11.Connection, stream: trio.SocketStream, path: str) -> None:
+    async def dispatch(self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request,
+                       peer: str) -> bool:
+        """Answer one request; False when the connection must end (piped, or the client left)."""
+        router = self.router
+        metrics = router.metrics
+        target = event.target.decode("latin-1")
+        request = RouteRequest.from_target(target, upgrade=is_websocket(event))
+        if request.path in LOCAL_PATHS and not request.upgrade:
+            metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
+            await read_body(conn, stream)
+            await self._serve_local(conn, stream, request.path)
+            return True
+        if static.handles(request.path) and not request.upgrade:
+            metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
+            await read_body(conn, stream)
+            await static.serve(router, conn, stream, event.method, request)
+            return True
+        if request.upgrade:
+            metrics.requests.labels(kind=str(RequestKind.WEBSOCKET)).inc()
+            with router.cuttable(request) as cut:
+                if not cut.cancel_called:
+                    await self._websocket(conn, stream, event, request, peer)
+            return False
+        metrics.requests.labels(kind=str(request.kind)).inc()
+        if conn.client_is_waiting_for_100_continue:
+            go_on = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            await stream.send_all(conn.send(go_on) or b"")
+        body = await read_body(conn, stream)
+        forwarded = False
+        with router.cuttable(request) as cut:
+            if not cut.cancel_called:
+                forwarded = await self._forward(conn, stream, event, body, request, peer)
+        return forwarded
+
+    async def _serve_local(self, conn: h11.Connection, stream: trio.abc.Stream, path: str) -> None:
         router = self.router
         if path == "/health":
             body = json.dumps(router.health()).encode()
@@ -246,7 +202,7 @@ class FrontDoor:
             body = json.dumps(view_to_json(router.cluster.view)).encode()
             await proxy.respond(stream, conn, 200, b"application/json", body)
 
-    async def _websocket(self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request,
+    async def _websocket(self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request,
                          request: RouteRequest, peer: str) -> None:
         router = self.router
         refused: set[str] = set()
@@ -277,7 +233,7 @@ class FrontDoor:
             router.metrics.websockets_live.dec()
             log.debug("route.pipe_closed", target=decision.target, peer=peer)
 
-    async def _forward(self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, body: bytes,
+    async def _forward(self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request, body: bytes,
                        request: RouteRequest, peer: str) -> bool:
         """Forward one request; return whether the client connection may carry another."""
         router = self.router

@@ -92,7 +92,7 @@ def static_file(path: str) -> tuple[Path, bytes] | None:
 
 
 async def serve(
-    router: Router, conn: h11.Connection, stream: trio.SocketStream, method: bytes, request: RouteRequest
+    router: Router, conn: h11.Connection, stream: trio.abc.Stream, method: bytes, request: RouteRequest
 ) -> None:
     """Answer one request for a path ``handles`` accepted (the body was already drained)."""
     path = request.path
@@ -137,7 +137,7 @@ async def serve(
 
 
 async def _file(
-    conn: h11.Connection, stream: trio.SocketStream, method: bytes, file: Path, ctype: bytes
+    conn: h11.Connection, stream: trio.abc.Stream, method: bytes, file: Path, ctype: bytes
 ) -> None:
     try:
         body = await trio.Path(file).read_bytes()
@@ -147,11 +147,11 @@ async def _file(
     await proxy.respond(stream, conn, 200, ctype, b"" if method == b"HEAD" else body, _NO_CACHE)
 
 
-async def _json(conn: h11.Connection, stream: trio.SocketStream, body: Any, status: int = 200) -> None:
+async def _json(conn: h11.Connection, stream: trio.abc.Stream, body: Any, status: int = 200) -> None:
     await proxy.respond(stream, conn, status, _JSON, json.dumps(body).encode(), _NO_CACHE)
 
 
-async def _error(conn: h11.Connection, stream: trio.SocketStream, code: ErrorCode, message: str) -> None:
+async def _error(conn: h11.Connection, stream: trio.abc.Stream, code: ErrorCode, message: str) -> None:
     status = status_for(code)
     await _json(
         conn, stream, {"error": {"code": int(code), "statusCode": status, "message": message}}, status
@@ -159,7 +159,7 @@ async def _error(conn: h11.Connection, stream: trio.SocketStream, code: ErrorCod
 
 
 async def _token(
-    router: Router, conn: h11.Connection, stream: trio.SocketStream, request: RouteRequest
+    router: Router, conn: h11.Connection, stream: trio.abc.Stream, request: RouteRequest
 ) -> None:
     demo_key = router.config.demo_key
     if demo_key is None:
@@ -179,7 +179,7 @@ async def _token(
 
 
 async def _tunnel(
-    router: Router, conn: h11.Connection, stream: trio.SocketStream, method: bytes, request: RouteRequest
+    router: Router, conn: h11.Connection, stream: trio.abc.Stream, method: bytes, request: RouteRequest
 ) -> None:
     if not router.config.dev:
         await _error(
