@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from frontend.auth import ApiKey, parse_capability
+from kernel.admin import AdminGate
 from kernel.config import (
     DEFAULT_GOSSIP_PROFILE,
     DEV_CLUSTER_SECRET,
     ConfigError,
+    admin_problem,
     check_gossip_profile,
     check_name,
     check_range,
@@ -57,6 +59,15 @@ class FrontendConfig:
     port: int = 8080
     # If set, the bound port is written to this file once listening (for tests and scripts).
     port_file: str | None = None
+    # Admin listener address: the admin surfaces (/cluster, /metrics, /admin/*, and on a router the
+    # dashboard) are served there when admin_port is set. Keep it 127.0.0.1 or a pod-internal port.
+    admin_host: str = "127.0.0.1"
+    # Admin listener port (0 picks one). Unset: the admin surfaces are served on the client port,
+    # which is refused outside dev mode unless that port is loopback or admin_token is set.
+    admin_port: int | None = None
+    # Bearer token every admin request must carry (Authorization: Bearer <token>), on either port.
+    # At least 16 bytes outside dev mode; the admin CLI reads it from CONTINUITY_ADMIN_TOKEN.
+    admin_token: str | None = None
     # HMAC secret shared by the cluster; signs connection keys. At least 16 bytes outside dev mode.
     cluster_secret: str = DEV_CLUSTER_SECRET
     # Development mode: any key or token is accepted with full capability. Never in production.
@@ -118,6 +129,8 @@ class FrontendConfig:
         check_name("node_id", self.node_id)
         check_name("zone", self.zone)
         check_range("port", self.port, 0, 65535)
+        if self.admin_port is not None:
+            check_range("admin_port", self.admin_port, 0, 65535)
         check_range("connection_state_ttl_ms", self.connection_state_ttl_ms, 100, 86_400_000)
         check_range("max_idle_interval_ms", self.max_idle_interval_ms, 100, 600_000)
         check_range("max_message_size", self.max_message_size, 256, 16 * 1024 * 1024)
@@ -158,6 +171,12 @@ class FrontendConfig:
         return self.gossip_bind is not None
 
     @property
+    def admin_gate(self) -> AdminGate:
+        """Where and for whom the admin surfaces are served (``kernel.admin``)."""
+        listener = None if self.admin_port is None else f"{self.admin_host}:{self.admin_port}"
+        return AdminGate(admin_listener=listener, token=self.admin_token)
+
+    @property
     def secrets(self) -> list[str]:
         return [self.cluster_secret, *self.old_cluster_secrets]
 
@@ -169,6 +188,10 @@ class FrontendConfig:
     def production_problems(self) -> list[str | None]:
         """What makes this config unsafe outside dev mode (None entries are fine), each with its fix."""
         problems = [secret_problem("cluster_secret", self.cluster_secret)]
+        problems.append(admin_problem(host=self.host, admin_port=self.admin_port,
+                                      admin_token=self.admin_token))
+        if self.admin_token is not None:
+            problems.append(secret_problem("admin_token", self.admin_token))
         problems += [secret_problem("old_cluster_secrets", s) for s in self.old_cluster_secrets]
         problems += [secret_problem(f'keys."{k.name}".secret', k.secret) for k in self.keys.values()]
         if self.clustered:

@@ -22,14 +22,14 @@ import h11
 import structlog
 import trio
 
+from frontend.admin import FrontendAdmin, error_answer, is_admin_path
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
-from frontend.metrics import CONTENT_TYPE
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
 from frontend.websocket import run_websocket, wall_ms
+from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import header, is_websocket, read_body, respond, serve_http
-from kernel.membership import view_to_json
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -56,6 +56,7 @@ class FrontDoor:
         self.node = node
         self.cluster = cluster
         self.comet = CometService(node, self._prepare())
+        self.admin = FrontendAdmin(node, cluster)
         cfg = node.config
         self.outflow = Outflow(
             high=cfg.publish_backlog_high_bytes,
@@ -74,39 +75,19 @@ class FrontDoor:
 
         return prepare
 
-    async def route(self, req: h11.Request) -> tuple[int, bytes, bytes]:
+    async def route(self, req: h11.Request, body: bytes = b"") -> tuple[int, bytes, bytes]:
         path = urlsplit(req.target.decode("latin-1")).path
         if req.method == b"OPTIONS":
             return 204, b"text/plain", b""
         if path == "/health":
-            body = {"status": "ok", "node_id": self.node.node_id, "time": wall_ms()}
-            return 200, b"application/json", json.dumps(body).encode()
-        if path == "/metrics":
-            self.node.refresh_gauges()
-            if self.cluster is not None and self.cluster.member is not None:
-                counters = self.cluster.member.counters
-                for reason in ("malformed", "unauthenticated", "oversized", "version"):
-                    value = getattr(counters, f"dropped_{reason}")
-                    self.node.metrics.gossip_dropped.labels(reason=reason).set(value)
-            return 200, CONTENT_TYPE.encode(), self.node.metrics.render()
-        if path == "/cluster":
-            body = {
-                **self.node.snapshot(),
-                "members": view_to_json(self.node.channels.view),
-                "draining": bool(self.cluster and self.cluster.draining),
-            }
-            return 200, b"application/json", json.dumps(body).encode()
-        if path.startswith("/debug/connections/"):
-            return 200, b"application/json", json.dumps(self.node.describe(path.rsplit("/", 1)[1])).encode()
+            return self.admin.health()
+        if path == "/livez":
+            return self.admin.livez()
+        if is_admin_path(path):
+            return await self.admin.answer(req, body, on_admin_listener=False)
         if path == "/time":
             return 200, b"application/json", json.dumps([wall_ms()]).encode()
-        return (
-            404,
-            b"application/json",
-            json.dumps(
-                {"error": {"code": 40400, "statusCode": 404, "message": f"no such path: {path}"}}
-            ).encode(),
-        )
+        return error_answer(ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such path: {path}"))
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one client connection (the h11 loop is ``kernel.http.serve_http``)."""
@@ -127,7 +108,7 @@ class FrontDoor:
         request_body = await read_body(conn, stream)
         if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
             return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
-        status, ctype, body = await self.route(event)
+        status, ctype, body = await self.route(event, request_body)
         await self._respond(conn, stream, status, ctype, body)
         return True
 
@@ -228,16 +209,24 @@ async def serve(
     listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
     port = listeners[0].socket.getsockname()[1]
     door = FrontDoor(node, cluster)
+    admin_port: int | None = None
     async with trio.open_nursery() as nursery:
+        if cfg.admin_port is not None:
+            admin_listeners = await trio.open_tcp_listeners(cfg.admin_port, host=cfg.admin_host)
+            admin_port = admin_listeners[0].socket.getsockname()[1]
+            await nursery.start(partial(trio.serve_listeners, door.admin.handle, admin_listeners))
         nursery.start_soon(_tick_loop, node)
         nursery.start_soon(door.comet.run)
         await nursery.start(door.outflow.run)
         if cluster is not None:
-            await nursery.start(cluster.run, port)
+            await nursery.start(cluster.run, port, admin_port)
         await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
         if cfg.port_file:
-            await trio.Path(cfg.port_file).write_text(f"{port}\n")
+            # The client port, then the admin listener's port when there is one.
+            ports = f"{port}\n" + (f"{admin_port}\n" if admin_port is not None else "")
+            await trio.Path(cfg.port_file).write_text(ports)
         log.info(
-            "frontend.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone, dev=cfg.dev
+            "frontend.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone, dev=cfg.dev,
+            admin=f"{cfg.admin_host}:{admin_port}" if admin_port is not None else "client port",
         )
         task_status.started(port)

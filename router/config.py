@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.admin import AdminGate
 from kernel.config import (
     DEFAULT_GOSSIP_PROFILE,
     DEV_CLUSTER_SECRET,
     GOSSIP_PROFILES,
     ConfigError,
+    admin_problem,
     check_gossip_profile,
     check_name,
     check_range,
@@ -58,6 +60,15 @@ class RouterConfig:
     port: int = 8080
     # If set, the bound port is written to this file once listening (for tests and scripts).
     port_file: str | None = None
+    # Admin listener address: the admin surfaces (/cluster, /metrics, /admin/*, and on a router the
+    # dashboard) are served there when admin_port is set. Keep it 127.0.0.1 or a pod-internal port.
+    admin_host: str = "127.0.0.1"
+    # Admin listener port (0 picks one). Unset: the admin surfaces are served on the client port,
+    # which is refused outside dev mode unless that port is loopback or admin_token is set.
+    admin_port: int | None = None
+    # Bearer token every admin request must carry (Authorization: Bearer <token>), on either port.
+    # At least 16 bytes outside dev mode; the admin CLI reads it from CONTINUITY_ADMIN_TOKEN.
+    admin_token: str | None = None
     # Host other members and operators use to reach this router's port (gossip "client" address);
     # None means ``host``. Set it when ``host`` is a wildcard such as 0.0.0.0.
     advertise_host: str | None = None
@@ -101,6 +112,8 @@ class RouterConfig:
         check_name("node_id", self.node_id)
         check_name("zone", self.zone)
         check_range("port", self.port, 0, 65535)
+        if self.admin_port is not None:
+            check_range("admin_port", self.admin_port, 0, 65535)
         parse_hostport(self.gossip_bind, name="gossip_bind", allow_zero=True)
         for seed in self.seeds:
             parse_hostport(seed, name="seeds", allow_zero=False)
@@ -128,6 +141,12 @@ class RouterConfig:
                 raise ConfigError(f"{name} must be at least 16 bytes outside dev mode")
 
     @property
+    def admin_gate(self) -> AdminGate:
+        """Where and for whom the admin surfaces are served (``kernel.admin``)."""
+        listener = None if self.admin_port is None else f"{self.admin_host}:{self.admin_port}"
+        return AdminGate(admin_listener=listener, token=self.admin_token)
+
+    @property
     def secrets(self) -> list[str]:
         """Every accepted cluster secret, the signing one first."""
         return [self.cluster_secret, *self.old_cluster_secrets]
@@ -143,6 +162,10 @@ class RouterConfig:
     def production_problems(self) -> list[str | None]:
         """What makes this config unsafe outside dev mode (None entries are fine), each with its fix."""
         problems = [secret_problem("cluster_secret", self.cluster_secret)]
+        problems.append(admin_problem(host=self.host, admin_port=self.admin_port,
+                                      admin_token=self.admin_token))
+        if self.admin_token is not None:
+            problems.append(secret_problem("admin_token", self.admin_token))
         problems += [secret_problem("old_cluster_secrets", s) for s in self.old_cluster_secrets]
         if self.demo_key is not None:
             problems.append(secret_problem("demo_key's secret", self.demo_key.partition(":")[2]))

@@ -3,8 +3,10 @@
 Per client socket: read a request head within ``header_timeout_s`` (no slowloris, at most
 ``MAX_HEAD_BYTES``), then
 
-- ``/health``, ``/metrics``, ``/cluster``: answered here, keep-alive;
-- ``/demo/``, ``/dashboard/``, ``/vendor/ably.min.js``, ``/dev/tunnel``: the router's own pages
+- ``/health`` (readiness), ``/livez``: answered here, keep-alive;
+- admin paths (``/cluster``, ``/metrics``, ``/dashboard/``, ``/admin/``): ``router.admin``, here
+  only when no admin listener is configured (and with the admin token when one is set);
+- ``/demo/``, ``/vendor/ably.min.js``, ``/dev/tunnel``, ``/assets/``: the router's own pages
   (``router.static``);
 - a WebSocket upgrade: routed (``router.decide``) and turned into a byte pipe to the target; the
   socket belongs to the pipe from then on;
@@ -18,11 +20,9 @@ for ``refused_memory_s``) and the decision is made again, up to ``connect_attemp
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
 
 import h11
 import structlog
@@ -30,8 +30,8 @@ import trio
 
 from kernel.http import is_websocket, peer_of, read_body, serve_http
 from kernel.keys import KeySigner
-from kernel.membership import view_to_json
 from router import proxy, static
+from router.admin import RouterAdmin, is_admin_path
 from router.cluster import ClusterMap
 from router.config import RouterConfig
 from router.decide import (
@@ -46,13 +46,13 @@ from router.decide import (
     RouteRequest,
     decide,
 )
-from router.metrics import CONTENT_TYPE, RouterMetrics
+from router.metrics import RouterMetrics
 from router.pool import Pools, TargetRefused, open_upstream
 from router.tunnel import Tunnels, match_of
 
 log = structlog.get_logger("continuity.router")
 
-LOCAL_PATHS = frozenset({"/health", "/metrics", "/cluster"})
+LOCAL_PATHS = frozenset({"/health", "/livez"})
 SWEEP_INTERVAL_S = 1.0
 _QUIET_REASONS = frozenset({Reason.NEW, Reason.OWNER})
 
@@ -71,7 +71,9 @@ class Router:
         self.pools = Pools(max_idle=config.pool_max_idle, idle_timeout_s=config.pool_idle_timeout_s,
                            connect_timeout_s=config.connect_timeout_s, metrics=self.metrics)
         self.port: int | None = None
+        self.admin_port: int | None = None  # the admin listener's bound port, when there is one
         self.tunnels = Tunnels()  # the dev-mode tunnel hook (router.tunnel); idle outside dev mode
+        self.admin = RouterAdmin(self)
 
     def choose(self, request: RouteRequest, refused: set[str], peer: str) -> Decision:
         """Decide for ``request`` with this request's and the remembered refusals; count and log it."""
@@ -112,23 +114,13 @@ class Router:
                              path=request.path)
                 yield scope
 
-    def health(self) -> dict[str, Any]:
-        view = self.cluster.view
-        return {
-            "status": "ok",
-            "role": "router",
-            "node_id": self.config.node_id,
-            "zone": self.config.zone,
-            "frontends_active": len(view.active_frontends()),
-            "time": int(time.time() * 1000),
-        }
-
     async def sweep_loop(self) -> None:
         """Close expired idle pooled connections and pools of frontends gone from the map."""
         while True:
             await trio.sleep(SWEEP_INTERVAL_S)
             view = self.cluster.view
             live = {(p.node_id, p.client_addr) for p in view.frontends() if p.alive}
+            live |= {(p.node_id, p.admin_addr) for p in view.frontends() if p.alive and p.admin_addr}
             await self.pools.sweep(trio.current_time(), live)
 
 
@@ -167,7 +159,13 @@ class FrontDoor:
         if request.path in LOCAL_PATHS and not request.upgrade:
             metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
             await read_body(conn, stream)
-            await self._serve_local(conn, stream, request.path)
+            status, health = router.admin.health() if request.path == "/health" else (200, {"status": "ok"})
+            await proxy.respond(stream, conn, status, b"application/json", json.dumps(health).encode())
+            return True
+        if is_admin_path(request.path) and not request.upgrade:
+            metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
+            body = await read_body(conn, stream)
+            await router.admin.serve(conn, stream, event, request, body, on_admin_listener=False)
             return True
         if static.handles(request.path) and not request.upgrade:
             metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
@@ -190,17 +188,6 @@ class FrontDoor:
             if not cut.cancel_called:
                 forwarded = await self._forward(conn, stream, event, body, request, peer)
         return forwarded
-
-    async def _serve_local(self, conn: h11.Connection, stream: trio.abc.Stream, path: str) -> None:
-        router = self.router
-        if path == "/health":
-            body = json.dumps(router.health()).encode()
-            await proxy.respond(stream, conn, 200, b"application/json", body)
-        elif path == "/metrics":
-            await proxy.respond(stream, conn, 200, CONTENT_TYPE.encode(), router.metrics.render())
-        else:
-            body = json.dumps(view_to_json(router.cluster.view)).encode()
-            await proxy.respond(stream, conn, 200, b"application/json", body)
 
     async def _websocket(self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request,
                          request: RouteRequest, peer: str) -> None:
@@ -284,10 +271,18 @@ async def serve(router: Router, *, task_status: trio.TaskStatus[int] = trio.TASK
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(router.sweep_loop)
+            if cfg.admin_port is not None:
+                admin_listeners = await trio.open_tcp_listeners(cfg.admin_port, host=cfg.admin_host)
+                router.admin_port = admin_listeners[0].socket.getsockname()[1]
+                await nursery.start(partial(trio.serve_listeners, router.admin.handle, admin_listeners))
             await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
             if cfg.port_file:
-                await trio.Path(cfg.port_file).write_text(f"{port}\n")
-            log.info("router.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone)
+                # The client port, then the admin listener's port when there is one.
+                ports = f"{port}\n" + (f"{router.admin_port}\n" if router.admin_port is not None else "")
+                await trio.Path(cfg.port_file).write_text(ports)
+            log.info("router.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone,
+                     admin=f"{cfg.admin_host}:{router.admin_port}" if router.admin_port is not None
+                     else "client port")
             task_status.started(port)
     finally:
         with trio.CancelScope(shield=True):

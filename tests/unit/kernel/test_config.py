@@ -18,6 +18,8 @@ from router.config import example as router_example
 
 REPO = Path(__file__).resolve().parents[3]
 GOOD = "a-long-enough-random-cluster-secret"
+PUBLIC = (f'cluster_secret = "{GOOD}"\nhost = "0.0.0.0"\nadvertise_host = "10.0.0.5"\n'
+          'gossip_bind = "10.0.0.5:7946"\n')
 PLACEHOLDER = 'cluster_secret = "REPLACE-ME-with-32-random-bytes"\n'
 WILD_GOSSIP = f'cluster_secret = "{GOOD}"\ngossip_bind = "0.0.0.0:7946"\nadvertise_host = "10.0.0.5"\n'
 KEY = '[keys."app.k"]\nsecret = "a-long-enough-api-key-secret"\n'
@@ -73,7 +75,18 @@ REFUSALS = [
      "host (advertised, as advertise_host is unset)='0.0.0.0'"),
     (RouterConfig, f'cluster_secret = "{GOOD}"\ngossip_bind = "10.0.0.5:7946"\nadvertise_host = "::"\n',
      "advertise_host='::' is a wildcard"),
+    (RouterConfig, PUBLIC,
+     "the admin surfaces (/dashboard, /cluster, /metrics, /admin) would be served without auth"),
+    (FrontendConfig, PUBLIC, "the admin surfaces"),
+    (RouterConfig, PUBLIC + 'admin_token = "short"\n', "admin_token is shorter than 16 bytes"),
 ]
+
+
+@pytest.mark.parametrize("cls", [FrontendConfig, RouterConfig])
+@pytest.mark.parametrize("fix", ["admin_port = 9090\n", 'admin_token = "a-long-enough-admin-token"\n'])
+def test_an_admin_listener_or_a_token_makes_a_public_port_safe(cls: type, tmp_path: Path, fix: str) -> None:
+    cfg = _load(cls, tmp_path, PUBLIC + fix)
+    assert cfg.admin_gate.admin_listener in (None, "127.0.0.1:9090")  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("cls", "text", "message"), REFUSALS)
