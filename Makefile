@@ -8,7 +8,7 @@ STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
 .PHONY: install browser chaos-short test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
-	bench bench-profile chaos
+	bench bench-profile chaos examples
 
 install: $(STAMP_PY) $(STAMP_NPM) browser
 
@@ -38,6 +38,11 @@ unit: install
 lint: install
 	$(BIN)/ruff check frontend kernel continuity gossip router tests bench deploy
 	$(BIN)/mypy frontend kernel continuity gossip router
+
+# deploy/*.example.toml from the config dataclasses (tests/unit/kernel/test_config.py fails on drift).
+examples: $(STAMP_PY)
+	$(BIN)/python -c "from frontend.config import example; open('deploy/frontend.example.toml', 'w').write(example())"
+	$(BIN)/python -c "from router.config import example; open('deploy/router.example.toml', 'w').write(example())"
 
 # The chaos run (bench/chaos): a seeded fault schedule against a local cluster, judged by a checker.
 FAULTS ?= 100
