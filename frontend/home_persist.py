@@ -15,12 +15,16 @@ from typing import TYPE_CHECKING
 from frontend.channel_log import ChannelLog, Entry
 
 if TYPE_CHECKING:
+    from frontend.channels import Bus
+    from frontend.config import FrontendConfig
     from frontend.homes import Home
     from frontend.persistence import Persistence
     from frontend.store import Tail
 
 
 class PersistedHomes:
+    config: FrontendConfig
+    bus: Bus | None
     persistence: Persistence | None
     homes: dict[str, Home]
     now_ms: int
@@ -32,26 +36,26 @@ class PersistedHomes:
         raise NotImplementedError
 
     def _become_home(
-        self,
-        now_ms: int,
-        channel: str,
-        lg: ChannelLog | None,
-        subs: set[str],
-        source: str,
-        *,
-        store_checked: bool = False,
+        self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str,
+        *, store_checked: bool = False,
     ) -> None:
         raise NotImplementedError
 
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
         raise NotImplementedError
 
-    def _acquire_from_store(self, persist: Persistence, channel: str, subs: set[str], source: str) -> None:
+    def _acquire_from_store(self, channel: str, subs: set[str], source: str) -> bool:
         """No copy survives in memory: continue the epoch the store holds (nothing beyond its tail
         was ever fanned out or ACKed, so no serial anyone saw is numbered again). Only a store every
-        frontend writes to (or a standalone node's own) knows the true tail. Or start a new epoch
-        if the store has never seen the channel. Requests wait meanwhile, as for any acquire; if the
-        store cannot answer, they fail and are retried (never guess a new epoch)."""
+        frontend writes to (or a standalone node's own) knows the true tail; False otherwise (the
+        caller starts a new epoch). Or start a new epoch if the store has never seen the channel.
+        Requests wait meanwhile, as for any acquire; if the store cannot answer, they fail and are
+        retried (never guess a new epoch)."""
+        persist = self.persistence
+        if persist is None or self.config.persist_rule(channel) is None:
+            return False
+        if not (persist.store.shared or self.bus is None):
+            return False
 
         def from_store(tail: Tail | None, ok: bool) -> None:
             if channel not in self._acquiring or channel in self.homes:
@@ -66,6 +70,21 @@ class PersistedHomes:
             self._become_home(self.now_ms, channel, lg, subs, "store" if tail else source, store_checked=True)
 
         persist.tail(channel, from_store)
+        return True
+
+    def _persist_home(self, channel: str, home: Home) -> None:
+        """A new home of a persisted channel: gate commits on the store from here on, and write
+        what a copy committed before us (idempotent)."""
+        if self.persistence is not None and self.config.persist_rule(channel) is not None:
+            home.stored = home.log.last_seq
+            self.persistence.write_log(channel, home.log)
+
+    @staticmethod
+    def _durable_upto(home: Home, replicated_upto: int) -> int:
+        """Record what the replica acknowledged; the last seq both it and the store hold."""
+        if home.replicated[0] != home.replica or replicated_upto > home.replicated[1]:
+            home.replicated = (home.replica, replicated_upto)
+        return replicated_upto if home.stored is None else min(replicated_upto, home.stored)
 
     def _write_through(self, channel: str, home: Home, entry: Entry) -> None:
         """Send a persisted channel's new entry to the store; commit what both copies now hold."""
@@ -76,7 +95,7 @@ class PersistedHomes:
             if self.homes.get(channel) is not home or home.stored is None:
                 return
             home.stored = max(home.stored, entry.last_seq)
-            if home.replicated_by == home.replica:
-                self._complete_replicated(self.now_ms, channel, home, upto=home.replicated)
+            if home.replicated[0] == home.replica:
+                self._complete_replicated(self.now_ms, channel, home, upto=home.replicated[1])
 
         self.persistence.write(channel, home.log.epoch, entry, stored)

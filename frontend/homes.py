@@ -69,11 +69,11 @@ class Home:
     # waiting for the replica reaches every subscriber exactly once, by the fan-out.
     committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
-    # Persisted channels (write-through, docs/architecture.md): the last seq the store holds, None
-    # when the channel is not persisted. Nothing is committed (fanned out, ACKed) beyond it.
+    # Persisted channels (home_persist.py): the last seq the store holds (None: not persisted), and
+    # the last seq ``replicated_by`` acknowledged. Nothing is committed beyond what both hold.
     stored: int | None = None
-    replicated: int = 0  # the last seq ``replicated_by`` acknowledged
-    replicated_by: str | None = None
+    replicated: tuple[str | None, int] = (None, 0)
+    replica_refreshed_ms: int = 0  # when an idle log was last re-sent to its replica (keep_replicas_alive)
 
     def behind(self, serial: object) -> bool:
         """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
@@ -129,6 +129,9 @@ class HomeSide(PersistedHomes):
         """Stop being home of ``name``: keep its durable part as a copy; re-route publishes in flight."""
         home = self.homes.pop(name)
         home.log.truncate_after(home.committed)
+        # A copy of an idle channel (empty once its messages expired) must outlive the next sweep of
+        # idle copies: it holds the channel's position, which the next home continues from.
+        home.log.last_activity_ms = max(home.log.last_activity_ms, self.now_ms)
         self.replicas[name] = home.log
         self.former_subs[name] = set(home.remote_subs)
         self.on_change()
@@ -229,24 +232,11 @@ class HomeSide(PersistedHomes):
             self.bus.request(peer, "log_fetch", {"channel": channel}, replier(peer), RPC_TIMEOUT_S)
 
     def _become_home(
-        self,
-        now_ms: int,
-        channel: str,
-        lg: ChannelLog | None,
-        subs: set[str],
-        source: str,
-        *,
-        store_checked: bool = False,
+        self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str,
+        *, store_checked: bool = False,
     ) -> None:
-        persist = self.persistence if self.config.persist_rule(channel) else None
-        if (
-            lg is None
-            and persist is not None
-            and not store_checked
-            and (persist.store.shared or self.bus is None)
-        ):
-            self._acquire_from_store(persist, channel, subs, source)
-            return
+        if lg is None and not store_checked and self._acquire_from_store(channel, subs, source):
+            return  # a persisted channel asks its store where its epoch stands first
         if lg is None:
             lg = self._new_log(channel, now_ms)
             if source != "fresh":
@@ -258,9 +248,7 @@ class HomeSide(PersistedHomes):
             replica_synced=False,
             committed=lg.last_seq,
         )
-        if persist is not None:
-            home.stored = lg.last_seq
-            persist.write_log(channel, lg)  # what a copy committed before us (idempotent)
+        self._persist_home(channel, home)
         log.info(
             "channel.home_acquired", channel=channel, epoch=lg.epoch, last_seq=lg.last_seq, source=source
         )
@@ -374,10 +362,7 @@ class HomeSide(PersistedHomes):
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
         """Fan out and ACK, in order, every pending append the replica (and the store, for a
         persisted channel) now holds."""
-        if home.replicated_by != home.replica or upto > home.replicated:
-            home.replicated, home.replicated_by = upto, home.replica
-        if home.stored is not None:
-            upto = min(upto, home.stored)
+        upto = self._durable_upto(home, upto)
         while home.pending and home.pending[0].entry.last_seq <= upto:
             item = home.pending.popleft()
             entry = item.entry
@@ -566,6 +551,21 @@ class HomeSide(PersistedHomes):
             for item in reversed(drop):
                 for waiter, _ in item.waiters:
                     waiter(None, unavailable(name))
+
+    def keep_replicas_alive(self, now_ms: int) -> None:
+        """Re-send an idle home's log to its replica once per retention window. A copy with no
+        message left and no activity for two windows is forgotten (ChannelService.tick), so without
+        this an idle channel that still has subscribers lost its replica's copy, and the next home
+        (after a kill or a healed partition) started a new epoch: every subscriber got 90003 though
+        no message was missing (chaos seed 25705, chaos:firehose between bursts)."""
+        window = self.config.retention_ms
+        for name, home in self.homes.items():
+            if home.replica is None or not home.replica_synced or home.pending:
+                continue
+            if now_ms - max(home.log.last_activity_ms, home.replica_refreshed_ms) < window:
+                continue
+            home.replica_refreshed_ms = now_ms
+            self._sync_replica(now_ms, name, home)
 
     def _publish_window(self) -> int:
         """How long a publish may be retried or held: the deadline, within the dedupe window."""

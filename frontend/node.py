@@ -100,6 +100,9 @@ class FrontendNode(PubSub):
         )
         self.subscribers: dict[str, dict[str, Session]] = {}
         self.persistence: Persistence | None = None  # set by the driver when a rule persists channels
+        self.channels.local_serials = lambda name: [
+            sub.channels[name].serial for sub in self.subscribers.get(name, {}).values()
+        ]
         self._expiry: list[tuple[int, str]] = []
         self._next_sweep = 0
         self.ownership = Ownership(self)
@@ -388,6 +391,7 @@ class FrontendNode(PubSub):
             self._next_sweep = now_ms + LOG_SWEEP_MS
             self.channels.retire_idle(now_ms)
             self.ownership.flush_dirty()
+            self.ownership.refresh_copies(now_ms)
             self.ownership.expire(now_ms)
             self.ownership.resend_discards(self.channels.view.alive)
 

@@ -6,6 +6,10 @@ from frontend.channel_rules import ChannelRule, parse_duration, parse_rules, rul
 from frontend.config import ConfigError, FrontendConfig
 
 
+def config(**fields: object) -> FrontendConfig:
+    return FrontendConfig.load(None, env={}, dev=True, **fields)
+
+
 def test_first_matching_rule_applies_in_file_order():
     rules = parse_rules({"chat:vip:*": {"persist": "7d"}, "chat:*": {"persist": "24h", "max_entries": 5}})
     assert rule_for(rules, "chat:vip:1") == ChannelRule("chat:vip:*", 7 * 86_400_000)
@@ -27,14 +31,14 @@ def test_first_matching_rule_applies_in_file_order():
 )
 def test_bad_rules_name_the_field(raw, fragment):
     with pytest.raises(ConfigError, match=fragment):
-        FrontendConfig.from_mapping({"channels": raw})
+        config(channels=raw)
 
 
 def test_store_url_default_and_validation():
-    cfg = FrontendConfig.from_mapping({"node_id": "fe9", "channels": {"a:*": {"persist": "90s"}}})
+    cfg = config(node_id="fe9", channels={"a:*": {"persist": "90s"}})
     assert cfg.store_url == "sqlite:continuity-fe9-history.sqlite3"
     assert cfg.persist_rule("a:b") is not None and cfg.persist_rule("b") is None
-    assert FrontendConfig.from_mapping({"history_store": "postgresql://h/db"}).store_url == "postgresql://h/db"
+    assert config(history_store="postgresql://h/db").store_url == "postgresql://h/db"
     with pytest.raises(ConfigError, match="history_store"):
-        FrontendConfig.from_mapping({"history_store": "mysql://h/db"})
+        config(history_store="mysql://h/db")
     assert parse_duration("2m", "x") == 120_000
