@@ -121,23 +121,28 @@ class PageReader(Protocol):
     async def read(self, channel: str, query: Any) -> Any: ...
 
 
+class Persisting(Protocol):
+    """What PersistedHistory reads of the node (FrontendNode has both)."""
+
+    config: FrontendConfig
+    persistence: Persistence | None
+
+
 class PersistedHistory:
     """A history reader: persisted channels from the store, every other channel from ``memory``
-    (the in-memory log at the home). The REST endpoint and realtime ``history()`` call ``read``."""
+    (the in-memory log at the home). The REST endpoint and realtime ``history()`` call ``read``.
+    The node's persistence is read at each call (the driver sets it once the store is open)."""
 
-    def __init__(self, config: FrontendConfig, persistence: Persistence | None, memory: PageReader) -> None:
-        self.config = config
-        self.persistence = persistence
+    def __init__(self, node: Persisting, memory: PageReader) -> None:
+        self.node = node
         self.memory = memory
 
-    def persisted(self, channel: str) -> bool:
-        return self.persistence is not None and self.config.persist_rule(channel) is not None
-
     async def read(self, channel: str, query: PageQuery) -> Any:
-        if self.persistence is None or not self.persisted(channel):
+        persistence = self.node.persistence
+        if persistence is None or self.node.config.persist_rule(channel) is None:
             return await self.memory.read(channel, query)
         return await read_stored(
-            self.persistence.store,
+            persistence.store,
             channel,
             limit=query.limit,
             backwards=query.backwards,
