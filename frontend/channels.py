@@ -133,6 +133,8 @@ class ChannelService(HomeSide):
         self.down: set[str] = set()
         self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
         self._retries: list[tuple[int, Callable[[int], None]]] = []
+        # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
+        self._unresolved: dict[tuple[str, str], list[int]] = {}
         self.now_ms = 0
 
     # ------------------------------------------------------------------
@@ -391,11 +393,18 @@ class ChannelService(HomeSide):
         """
         self.now_ms = now_ms
         window = self._publish_window()
+        channel = pub.channel
+        if attempt is None:
+            # Publisher order: while an earlier publish of this connection on this channel is
+            # unresolved, this one names it (``after``) and the home waits for it (issue 11).
+            queue = self._unresolved.setdefault((pub.connection_id, channel), [])
+            queue.append(pub.msg_serial)
+            done = self._resolving(pub.connection_id, channel, pub.msg_serial, done)
         st = attempt or _PublishAttempt(
             now_ms + window, now_ms + max(window, self.config.retention_ms * 3 // 4)
         )
-
-        channel = pub.channel
+        earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
+        pub = dataclasses.replace(pub, after=earlier[-1] if earlier else None)
 
         def again(t: int) -> None:
             self.publish(t, pub, done, attempt=st)
@@ -410,7 +419,7 @@ class ChannelService(HomeSide):
         if home == self.node_id:
 
             def local(ok: bool) -> None:
-                if not ok:
+                if not ok or self.homes[channel].waits_for(pub):
                     self._retry(self.now_ms, st.deadline, again, give_up)
                     return
 
@@ -445,6 +454,19 @@ class ChannelService(HomeSide):
                     self._retry(self.now_ms, st.deadline, again, give_up)
 
         self.bus.request(home, pub, on_reply, RPC_TIMEOUT_S)
+
+    def _resolving(self, conn: str, channel: str, msg_serial: int, done: PublishDone) -> PublishDone:
+        """``done``, which first forgets the publish as unresolved."""
+
+        def resolved(serials: list[str] | None, error: ErrorInfo | None) -> None:
+            queue = self._unresolved.get((conn, channel))
+            if queue is not None and msg_serial in queue:
+                queue.remove(msg_serial)
+                if not queue:
+                    del self._unresolved[(conn, channel)]
+            done(serials, error)
+
+        return resolved
 
     # ------------------------------------------------------------------
     # Requests and pushes from peers

@@ -65,6 +65,10 @@ class Home:
     committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
 
+    def waits_for(self, pub: O.Publish) -> bool:
+        """``pub`` must follow an earlier publish of its connection that this log has not numbered."""
+        return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None
+
     def behind(self, serial: object) -> bool:
         """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
         home has not (it is a stale copy not yet re-validated), so it must not answer "history lost"."""
@@ -233,7 +237,8 @@ class HomeSide:
         )
         self._sync_replica(now_ms, channel, home)
         for cb in self._acquiring.pop(channel, []):
-            cb(True)
+            # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
+            cb(self.homes.get(channel) is home)
 
     def _replica_missing(self, home: Home) -> bool:
         """No replica to write to, though the cluster spans another zone: appends wait (no ACK)."""
@@ -397,6 +402,9 @@ class HomeSide:
         def then(ok: bool) -> None:
             if not ok:
                 reply(False, O.Refused(O.Refusal.ACQUIRING, f"{channel} is being acquired elsewhere"))
+                return
+            if self.homes[channel].waits_for(pub):
+                reply(False, O.Refused(O.Refusal.OUT_OF_ORDER, f"msgSerial {pub.after} is not numbered yet"))
                 return
             self._append(
                 self.now_ms,

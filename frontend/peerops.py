@@ -54,10 +54,13 @@ class Refusal(enum.IntEnum):
     UNSENT = 10  # local: there was no link, the request never left
     LOST = 11  # local: the link was lost or the request timed out after it left
     BAD_REPLY = 12  # local: the reply did not decode
+    OUT_OF_ORDER = 13  # the publish it must follow (``Publish.after``) is not numbered yet
 
 
 # Failures after which the operation was certainly not executed by the receiver.
-NOT_EXECUTED = frozenset({Refusal.NOT_HOME, Refusal.ACQUIRING, Refusal.MAP_LAGS, Refusal.UNSENT})
+NOT_EXECUTED = frozenset(
+    {Refusal.NOT_HOME, Refusal.ACQUIRING, Refusal.MAP_LAGS, Refusal.UNSENT, Refusal.OUT_OF_ORDER}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,9 @@ class Publish:
     msg_serial: int
     messages: list[Message]  # stamped (TM2)
     envelope: dict[str, Any]  # the MESSAGE ProtocolMessage's own fields
+    # The msgSerial of this connection's latest earlier publish on the channel whose outcome the
+    # sender does not know yet: the home numbers this one only after that one (publisher order).
+    after: int | None = None
 
     def to_args(self) -> dict[str, Any]:
         return {
@@ -195,6 +201,7 @@ class Publish:
             "msg_serial": self.msg_serial,
             "messages": self.messages,
             "envelope": self.envelope,
+            "after": self.after,
         }
 
     @classmethod
@@ -208,6 +215,7 @@ class Publish:
             msg_serial=_int(a, "msg_serial"),
             messages=messages,
             envelope=_dict(a, "envelope"),
+            after=None if a.get("after") is None else _int(a, "after"),
         )
 
 

@@ -38,6 +38,7 @@ import os
 import random
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -247,6 +248,9 @@ class World:
             or self.sched.now >= self._started[node_id] + 3_000
         ):
             node.channels.ready = True
+        bus = node.channels.bus
+        assert isinstance(bus, SimBus)
+        bus.set_addresses({p.node_id for p in view.frontends() if p.alive})
         self.input(node_id, lambda: node.apply_view(self.sched.now, view))
 
     # -- clients ------------------------------------------------------------------
@@ -347,10 +351,18 @@ class World:
 
     # -- running --------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self.sched.run_until(self.cfg.end_ms)
+        try:
+            self.sched.run_until(self.cfg.end_ms)
+        except Exception:  # a core raised: that is a finding, reported like any violation
+            crash = traceback.format_exc(limit=-6)
+        else:
+            crash = None
         publishes = [r for c in self.clients for r in c.records]
         logs = [log for c in self.clients for log in c.logs()]
         verdict = check_run(publishes, logs)
+        if crash is not None:
+            verdict["violations"]["crash"] = 1
+            verdict["examples"].insert(0, {"kind": "crash", "at_ms": self.sched.now, "traceback": crash})
         digest = hashlib.sha256(json.dumps([publishes, logs], sort_keys=True).encode()).hexdigest()[:16]
         return {
             "seed": self.seed,

@@ -124,7 +124,7 @@ class SimNet:
 
     def heal(self) -> None:
         self.group = {}
-        for link in self._links.values():
+        for link in list(self._links.values()):
             held, link.held = link.held, []
             for deliver in held:
                 deliver()
@@ -157,7 +157,16 @@ class SimBus:
         self.node_id = node.node_id
         self._pending: dict[int, _Pending] = {}
         self._next = 1
+        # Whom this node can send to: as PeerBus's addresses, the peers alive in its map, plus any
+        # peer that dialed it since (PeerBus learns a dialer's address from its hello).
+        self.addresses: set[str] = set()
         net.buses[self.node_id] = self
+
+    def set_addresses(self, alive: set[str]) -> None:
+        self.addresses = alive - {self.node_id}
+
+    def heard_from(self, peer: str) -> None:
+        self.addresses.add(peer)
 
     def _clock(self) -> None:
         self.node.channels.now_ms = self.net.sched.now
@@ -176,8 +185,7 @@ class SimBus:
         self.net.after_input(self.node_id)
 
     def _linked(self, peer: str) -> bool:
-        view = self.node.channels._gossip_view
-        return peer != self.node_id and view.alive(peer)
+        return peer in self.addresses
 
     def request(
         self, peer: str, op: O.PeerOp, on_reply: Callable[[bool, Any], None], timeout_s: float = 5.0
@@ -215,6 +223,7 @@ class SimBus:
         if net.sched.now > deadline + CLOCK_SKEW_MS:
             net.stats["stale_dropped"] += 1
             return  # its caller timed out long ago and has retried: never execute it now
+        self.heard_from(src)
         try:
             op = O.decode(name, args)
         except RemoteProtocolError as exc:
@@ -259,6 +268,7 @@ class SimBus:
             bus = net.buses.get(peer)
             if bus is None:
                 return
+            bus.heard_from(self.node_id)
             try:
                 rec = O.decode(name, args)
             except RemoteProtocolError:
