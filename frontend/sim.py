@@ -351,12 +351,11 @@ class World:
 
     # -- running --------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        crash: str | None = None
         try:
             self.sched.run_until(self.cfg.end_ms)
         except Exception:  # a core raised: that is a finding, reported like any violation
             crash = traceback.format_exc(limit=-6)
-        else:
-            crash = None
         publishes = [r for c in self.clients for r in c.records]
         logs = [log for c in self.clients for log in c.logs()]
         verdict = check_run(publishes, logs)
