@@ -1,6 +1,6 @@
 """Ownership: replicate connection state to its secondary, hand it over, adopt it, discard stale copies.
 
-See ``replication.py`` for the theory of operation. This is the node-facing half:
+See ``session_copies.py`` for the theory of operation. This is the node-facing half:
 it reads and changes the node's sessions, and talks to peers only through the
 bus's non-blocking ``push``/``request``. Pure apart from that: times come in.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend import peerops as O
-from frontend.replication import SessionCopies, Tombstones
+from frontend.session_copies import SessionCopies, Tombstones
 from frontend.session import Session, SessionState
 from kernel.keys import ConnectionKey
 
