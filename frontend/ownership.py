@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend import peerops as O
-from frontend.session_copies import SessionCopies, Tombstones
 from frontend.session import Session, SessionState
+from frontend.session_copies import SessionCopies, Tombstones
 from kernel.keys import ConnectionKey
 
 if TYPE_CHECKING:
