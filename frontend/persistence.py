@@ -120,6 +120,10 @@ class Persistence:
 
         self._spawn(read)
 
+    def spawn(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` (async) in the driver's nursery: a store read the pure core asked for."""
+        self._spawn(fn)
+
     def _spawn(self, fn: Callable[[], Any]) -> None:
         assert self._nursery is not None, "Persistence.run has not started"
         self._nursery.start_soon(fn)

@@ -19,11 +19,12 @@ import structlog
 from frontend.auth import allows
 from frontend.channel_log import Entry, parse_rewind_cursor, parse_serial
 from frontend.channel_params import ParamError, parse_attach_params
-from frontend.channels import AttachDone, AttachResult, ChannelService
+from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.peerops import Publish
 from frontend.session import ChannelCursor, Session
+from frontend.store_attach import StoreAttach
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
@@ -31,7 +32,6 @@ from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
 if TYPE_CHECKING:
     from frontend.node import Outlet
     from frontend.ownership import Ownership
-    from frontend.persistence import Persistence
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -61,8 +61,6 @@ def _payload_size(m: Mapping[str, Any]) -> int:
 
 
 REPLAY_BATCH_MESSAGES = 256
-# The most a resume replays from the store (older than the memory window); beyond it, 90003.
-STORE_REPLAY_MAX_MESSAGES = 50_000
 REPLAY_BATCH_BYTES = 256 * 1024
 
 
@@ -104,13 +102,12 @@ def coalesce_replay(
     return frames
 
 
-class PubSub:
+class PubSub(StoreAttach):
     """Mixin: channel operations of FrontendNode (which provides the state declared here)."""
 
     config: FrontendConfig
     metrics: Metrics
     channels: ChannelService
-    persistence: Persistence | None
     ownership: Ownership
     sessions: dict[str, Session]
     outlets: dict[str, Outlet]
@@ -202,10 +199,8 @@ class PubSub:
         def done(res: AttachResult) -> None:
             if s.generation != generation or self.outlets.get(s.connection_id) is None:
                 return  # the transport that asked is gone; its successor will ATTACH again
-            if res.replay is None and res.error is None and self._from_store(from_serial, name):
-                self._attach_via_store(s, name, from_serial or "", res, finish)
-                return
-            finish(res)
+            if not self.attach_from_store(name, from_serial, res, finish):
+                finish(res)
 
         def finish(res: AttachResult) -> None:
             if s.generation != generation or self.outlets.get(s.connection_id) is None:
@@ -213,44 +208,6 @@ class PubSub:
             self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res, params.echo)
 
         self.channels.attach(now_ms, name, from_serial, done)
-
-    def _from_store(self, from_serial: str | None, name: str) -> bool:
-        """A resume the memory log cannot serve, on a persisted channel: try the store."""
-        return bool(
-            self.persistence is not None
-            and from_serial
-            and parse_serial(from_serial) is not None
-            and self.config.persist_rule(name) is not None
-        )
-
-    def _attach_via_store(
-        self, s: Session, name: str, from_serial: str, res: AttachResult, finish: AttachDone
-    ) -> None:
-        """The cursor is older than the memory window: replay the stored entries after it up to
-        the attach point, then attach again from the last of them, so the memory log's replay
-        follows on with no gap (or, if the store cannot bridge it, the first answer: 90003)."""
-        assert self.persistence is not None
-        at = parse_serial(res.last_serial)
-        asked = parse_serial(from_serial)
-        if at is None or asked is None or at[0] != asked[0]:
-            finish(res)  # another epoch: the store cannot bridge it either
-            return
-
-        def stored(entries: list[Entry] | None) -> None:
-            if not entries:
-                finish(res)
-                return
-            bridge = f"{at[0]}:{entries[-1].last_seq}"
-
-            def then(more: AttachResult) -> None:
-                if more.error is not None or more.replay is None:
-                    finish(res)
-                else:
-                    finish(AttachResult(more.last_serial, entries + more.replay))
-
-            self.channels.attach(self.channels.now_ms, name, bridge, then)
-
-        self.persistence.replay_after(name, from_serial, at[1], STORE_REPLAY_MAX_MESSAGES, stored)
 
     def _complete_attach(
         self,

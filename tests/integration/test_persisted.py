@@ -166,3 +166,32 @@ async def test_pruning_by_size_is_counted(tmp_path: Path, store_url: str) -> Non
 
             await wait_until_async(lambda: pruned_at_least(20))
             assert await pruned() == 20
+
+
+async def rewound(url: str, channel: str, rewind: str, expect: int) -> tuple[ProtocolMessage, list[str]]:
+    async with raw_connect(url, key=API_KEY) as raw:
+        await raw.recv_action(Action.CONNECTED)
+        await raw.send(ProtocolMessage(action=Action.ATTACH, channel=channel, params={"rewind": rewind}))
+        attached = await raw.recv_action(Action.ATTACHED)
+        got: list[str] = []
+        while len(got) < expect:
+            msg = await raw.recv_action(Action.MESSAGE)
+            got += [m["serial"] for m in msg.messages or []]
+        # Then live, right after: nothing rewound twice, nothing skipped.
+        [live] = await publish_numbered(url, channel, 1)
+        msg = await raw.recv_action(Action.MESSAGE)
+        assert [m["serial"] for m in msg.messages or []] == [live]
+        return attached, got
+
+
+async def test_rewind_reaches_into_the_store_past_the_memory_window(tmp_path: Path, store_url: str) -> None:
+    with trio.fail_after(90):
+        async with persisted_frontend(tmp_path / "fe", store_url) as fe:
+            published = await publish_numbered(fe.url, "p:rewind", 3 * MEMORY)
+            attached, got = await rewound(fe.url, "p:rewind", str(2 * MEMORY), 2 * MEMORY)
+            assert got == published[-2 * MEMORY :]
+            assert attached.has(Flag.HAS_BACKLOG) and attached.params == {"rewind": str(2 * MEMORY)}
+            epoch, _, seq = got[0].rpartition(":")
+            assert attached.channel_serial == f"{epoch}:{int(seq) - 1}"
+            _, got = await rewound(fe.url, "p:rewind", "1h", 3 * MEMORY + 1)
+            assert got == [*published, *got[3 * MEMORY :]] and len(got) == 3 * MEMORY + 1
