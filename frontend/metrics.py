@@ -107,6 +107,11 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
             registry=r,
         )
+        self.history_write_queue = Gauge(
+            "continuity_history_write_queue",
+            "Entries waiting to be written to the history store (grows while the store is down)",
+            registry=r,
+        )
         self.history_pruned = Counter(
             "continuity_history_pruned",
             "Entries pruned from the history store by retention or size rules",

@@ -65,8 +65,24 @@ class Persistence:
         self._wake.set()
 
     def write_log(self, channel: str, lg: ChannelLog) -> None:
-        for entry in lg.entries():
-            self.write(channel, lg.epoch, entry, None)
+        """A new home's log: write the entries the store does not hold yet (after its tail, in the
+        log's epoch; all of them if the store's tail is another epoch or it cannot say)."""
+        entries = lg.entries()
+        if not entries:
+            return
+
+        async def write_missing() -> None:
+            try:
+                tail = await self.store.tail(channel)
+            except Exception as exc:
+                self._read_failed("tail", channel, exc)
+                tail = None
+            held = tail.last_seq if tail is not None and tail.epoch == lg.epoch else 0
+            for entry in entries:
+                if entry.last_seq > held:
+                    self.write(channel, lg.epoch, entry, None)
+
+        self._spawn(write_missing)
 
     def tail(self, channel: str, done: Callable[[Tail | None, bool], None]) -> None:
         async def read() -> None:
@@ -152,6 +168,7 @@ class Persistence:
             if not self._queue:
                 self._wake = trio.Event()
                 await self._wake.wait()
+            self.metrics.history_write_queue.set(len(self._queue))
             batch = [self._queue[i] for i in range(min(len(self._queue), WRITE_BATCH))]
             started = time.perf_counter()
             try:

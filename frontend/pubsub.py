@@ -205,7 +205,18 @@ class PubSub(StoreAttach):
         def finish(res: AttachResult) -> None:
             if s.generation != generation or self.outlets.get(s.connection_id) is None:
                 return
-            self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res, params.echo)
+            now = self.channels.now_ms
+            held = s.channels.get(name)
+            if held is not None and held.attached_gen == s.generation:
+                # A repeated ATTACH (the client's attach timer fired while a remote home or the
+                # store answered) completed first: its replay is queued, so never replay twice.
+                resumed = granted | Flag.RESUMED
+                attached = server_message(
+                    Action.ATTACHED, channel=name, channel_serial=held.serial, flags=resumed
+                )
+                self._send(now, s, attached)
+                return
+            self._complete_attach(now, s, name, granted, from_serial, res, params.echo)
 
         self.channels.attach(now_ms, name, from_serial, done)
 

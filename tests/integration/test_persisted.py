@@ -98,7 +98,7 @@ async def test_resume_from_past_the_memory_window_loses_nothing(
                     published = before + await publish_numbered(fe.url, "p:resume", 10 * MEMORY)
                     await publish_numbered(fe.url, "m:resume", 10 * MEMORY)
                     tunnel.restore()
-                    await wait_until(lambda: len(got["p:resume"]) == len(published))
+                    await wait_until(lambda: len(got["p:resume"]) >= len(published))
                     await wait_until(lambda: len(lost(sub_conn, "m:resume")) > 0)
                     inner.cancel_scope.cancel()
                 assert sub_conn.id == conn_id

@@ -111,3 +111,24 @@ def test_parse_attach_params_values():
     assert parse_attach_params({"rewind": "3"}, 0).echo == {"rewind": "3"}
     with pytest.raises(ParamError):
         parse_attach_params({"rewind": "-1"}, 0)
+
+
+def test_a_repeated_attach_answered_late_never_replays_twice():
+    """The client's attach timer fires while a remote home (or the store) answers: two ATTACHes
+    are in flight on one transport; the second answer must not queue the replay again."""
+    node = make_node()
+    published(node, "ch", [["a"], ["b"]])
+    sub = Client(node, 3000)
+    sub.recv()
+    real_attach = node.channels.attach
+    answers = []
+    node.channels.attach = lambda now, ch, frm, done, **kw: answers.append((now, ch, frm, done, kw))
+    attach_with(sub, 3000, "ch", rewind="2")
+    attach_with(sub, 3100, "ch", rewind="2")
+    node.channels.attach = real_attach
+    for now, ch, frm, done, kw in answers:
+        real_attach(now, ch, frm, done, **kw)
+    first, *replay, second = sub.recv()
+    assert [m["data"] for f in replay for m in f.messages] == ["a", "b"]
+    assert second.action is Action.ATTACHED and second.has(Flag.RESUMED)
+    assert second.channel_serial == replay[-1].channel_serial
