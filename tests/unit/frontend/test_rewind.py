@@ -129,6 +129,7 @@ def test_a_repeated_attach_answered_late_never_replays_twice():
     for now, ch, frm, done, kw in answers:
         real_attach(now, ch, frm, done, **kw)
     first, *replay, second = sub.recv()
+    assert first.action is Action.ATTACHED and first.has(Flag.HAS_BACKLOG)
     assert [m["data"] for f in replay for m in f.messages] == ["a", "b"]
     assert second.action is Action.ATTACHED and second.has(Flag.RESUMED)
     assert second.channel_serial == replay[-1].channel_serial
