@@ -150,7 +150,12 @@ class Persistence:
 
     # -- the driver ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await self.store.open()
+        try:
+            await self.store.open()
+        except Exception as exc:
+            # Persisted channels cannot keep their promise without it: refuse to serve, loudly.
+            log.error("history.store_unavailable", kind=self.store.kind, error=repr(exc))
+            raise
         log.info("history.store_open", kind=self.store.kind)
         try:
             async with trio.open_nursery() as nursery:
