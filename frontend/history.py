@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from frontend.channel_log import parse_serial
+from frontend.channel_log import Entry, parse_serial
 from frontend.store import HistoryStore, Position, StoredEntry
 
 if TYPE_CHECKING:
@@ -95,6 +95,40 @@ async def read_stored(
         edge = None
     next_cursor = str(picked[-1].get("serial")) if more and picked else None
     return StoredPage(picked, next_cursor)
+
+
+def read_memory(
+    channel: str,
+    epoch: str,
+    entries: list[Entry],
+    *,
+    limit: int = DEFAULT_LIMIT,
+    backwards: bool = True,
+    start: int | None = None,
+    end: int | None = None,
+    cursor: str | None = None,
+) -> StoredPage:
+    """One page of a memory-only channel's history from its log's committed ``entries`` (one
+    epoch, in serial order), with the same paging as ``read_stored``."""
+    edge: tuple[str, int] | None = None
+    if cursor is not None:
+        edge = parse_serial(cursor)
+        if edge is None or edge[0] != epoch:
+            return StoredPage([], None)  # that epoch's history is gone
+    ordered = reversed(entries) if backwards else iter(entries)
+    picked: list[dict[str, Any]] = []
+    for entry in ordered:
+        ts = entry.timestamp_ms
+        if (start is not None and ts < start) or (end is not None and ts > end):
+            continue
+        if edge is not None and (entry.first_seq >= edge[1] if backwards else entry.last_seq <= edge[1]):
+            continue
+        row = StoredEntry(channel, epoch, entry.first_seq, entry.last_seq, ts, entry.frame.wire)
+        for msg in _messages(row, backwards, edge):
+            if len(picked) == limit:
+                return StoredPage(picked, str(picked[-1].get("serial")))
+            picked.append(msg)
+    return StoredPage(picked, None)
 
 
 def _messages(row: StoredEntry, backwards: bool, edge: tuple[str, int] | None) -> list[dict[str, Any]]:

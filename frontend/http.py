@@ -25,6 +25,7 @@ import trio
 from frontend.admin import FrontendAdmin, error_answer, is_admin_path
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
+from frontend.history_http import history_channel, serve_history
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
 from frontend.persistence import Persistence, open_store
@@ -109,6 +110,11 @@ class FrontDoor:
         request_body = await read_body(conn, stream)
         if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
             return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
+        channel = history_channel(event.method, target.path)
+        if channel is not None:
+            status, ctype, body, headers = await serve_history(self.node, event, channel)
+            await self._respond(conn, stream, status, ctype, body, headers)
+            return True
         status, ctype, body = await self.route(event, request_body)
         await self._respond(conn, stream, status, ctype, body)
         return True
