@@ -131,7 +131,8 @@ def _query(params: Mapping[str, str]) -> dict[str, object]:
         except ValueError:
             raise HistoryError(ErrorCode.BAD_REQUEST, f"{name} must be an integer") from None
 
-    limit = number("limit") or DEFAULT_LIMIT
+    limit = number("limit")
+    limit = DEFAULT_LIMIT if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
         raise HistoryError(ErrorCode.BAD_REQUEST, f"limit must be 1..{MAX_LIMIT}")
     direction = params.get("direction") or "backwards"
