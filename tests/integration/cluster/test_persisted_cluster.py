@@ -19,6 +19,7 @@ import continuity
 from frontend.history import read_stored, until_attach_cursor
 from frontend.persistence import open_store
 from kernel.protocol import Action, Flag, ProtocolMessage
+from tests.integration.test_history_http import basic, get
 from tests.support.cluster import LocalCluster, run_cluster
 from tests.support.postgres import running_postgres
 from tests.support.procs import API_KEY
@@ -83,6 +84,13 @@ async def test_history_survives_a_home_kill_and_a_whole_cluster_restart(tmp_path
                     replayed += [m["serial"] for m in msg.messages or []]
             assert replayed == published[5:]
             after = await publish(url, 1, start=40)
+            # The same history over HTTP, through the router, from whichever frontend it picks.
+            router_port = int(url.rsplit(":", 1)[1])
+            status, _, body = await get(
+                router_port, f"/channels/{CHANNEL}/messages?limit=100", basic(API_KEY)
+            )
+            assert status == 200, body
+            over_http = [m["serial"] for m in json.loads(body)]
         store = open_store(dsn)
         await store.open()
         try:
@@ -93,3 +101,4 @@ async def test_history_survives_a_home_kill_and_a_whole_cluster_restart(tmp_path
     assert after == [f"{epoch}:{int(last) + 1}"], "the epoch continues from the store"
     assert [m["serial"] for m in page.messages] == list(reversed(published))
     assert [json.loads(m["data"]) for m in page.messages] == list(reversed(range(40)))
+    assert over_http == list(reversed([*published, *after]))
