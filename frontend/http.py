@@ -23,12 +23,13 @@ import h11
 import structlog
 import trio
 
+from frontend.clock import wall_ms
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
 from frontend.metrics import CONTENT_TYPE
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
-from frontend.websocket import run_websocket, wall_ms
+from frontend.websocket import run_websocket
 from kernel.membership import view_to_json
 
 log = structlog.get_logger("continuity.frontend")
