@@ -298,6 +298,12 @@ class HomeSide:
                 if pending.entry.publisher == connection_id and pending.entry.msg_serial == msg_serial:
                     pending.waiters.append((done, abandon))  # still replicating: answer when it is
                     return
+            if not home.replica_synced:
+                # No replica has confirmed this log yet: it may be a stale copy whose serials were
+                # given out again elsewhere (frontend/sim.py seed 1166 saw serial 28 ACKed to two
+                # publishes, one of them from such a copy's dedupe record). Answer once it is synced.
+                abandon()
+                return
             done(prior, None)
             return
         serials, entry = lg.append(

@@ -25,6 +25,18 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]]]] = {
     # Issue 11: a home lost (zone b) under pipelined publishes; their retries raced and one
     # connection's publishes 15 and 16 on ch1 were numbered 16 first (publisher_order).
     "issue11_publisher_order": (2, [[3426, "drain", "fe-a2", 5841], [14179, "zone_loss", "b", 4691]]),
+    # Two restarts and a partition: a partitioned replica made itself home from its copy (serial 28
+    # included) while the old home demoted, re-acquired without it and numbered another publish 28;
+    # after the heal the stale home answered a re-sent publish from its dedupe record: serial 28 ACKed
+    # to two publishes (split_brain). Fixed: a home answers from its dedupe record only once synced.
+    "dedupe_from_stale_home": (
+        1166,
+        [
+            [6440, "restart", "fe-a1", 1483],
+            [7412, "restart", "fe-b1", 635],
+            [7467, "node_partition", "fe-b2", 3624],
+        ],
+    ),
 }
 
 
