@@ -42,6 +42,10 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
     # 67eebf9 reverted (a home ACKs alone while its map knows another zone): a 3 s partition of zone b;
     # both sides numbered the same serials (split_brain) and ACKed publishes were lost.
     "67eebf9_no_home_acks_alone": (6, [[3716, "zone_partition", "b", 3347]], []),
+    # a1febb0 reverted (a peer request executed after its sender's deadline): a 15 s partition of fe-a1
+    # held publish requests in its links' buffers; executed at the heal, past a 5 s TTL's dedupe
+    # window, publishes already NACKed were numbered and delivered (nacked_delivered).
+    "a1febb0_stale_requests_dropped": (8, [[2804, "node_partition", "fe-a1", 14932]], ["--ttl-ms", "5000"]),
     # 916f2bb reverted (a publish whose outcome is unknown NACKed at its deadline): a kill, a tunnel
     # cut and a 9 s drain with a 20 s TTL; 18 NACKed publishes were delivered (nacked_delivered).
     "916f2bb_nack_only_when_certain": (
