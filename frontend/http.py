@@ -52,11 +52,12 @@ def accept_token(key: bytes) -> bytes:
 
 
 class FrontDoor:
-    def __init__(self, node: FrontendNode, cluster: Cluster | None = None) -> None:
+    def __init__(self, node: FrontendNode, cluster: Cluster | None = None, config_path: str | None = None
+                 ) -> None:
         self.node = node
         self.cluster = cluster
         self.comet = CometService(node, self._prepare())
-        self.admin = FrontendAdmin(node, cluster)
+        self.admin = FrontendAdmin(node, cluster, config_path)
         cfg = node.config
         self.outflow = Outflow(
             high=cfg.publish_backlog_high_bytes,
@@ -199,6 +200,7 @@ async def serve(
     node: FrontendNode,
     cluster: Cluster | None = None,
     *,
+    config_path: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on the configured host/port and serve until cancelled. Reports the bound port.
@@ -208,7 +210,7 @@ async def serve(
     cfg = node.config
     listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
     port = listeners[0].socket.getsockname()[1]
-    door = FrontDoor(node, cluster)
+    door = FrontDoor(node, cluster, config_path)
     admin_port: int | None = None
     async with trio.open_nursery() as nursery:
         if cfg.admin_port is not None:

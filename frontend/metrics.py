@@ -88,6 +88,13 @@ class Metrics:
             "/disconnect, bad body)",
             registry=r,
         )
+        self.kicked = Counter(
+            "continuity_connections_kicked", "Connections ended by an operator (continuity-admin kick)",
+            registry=r,
+        )
+        self.key_reloads = Counter(
+            "continuity_key_reloads", "API keys reloaded from the config file (SIGHUP or admin)", registry=r
+        )
         self.retained_messages = Gauge(
             "continuity_retained_messages", "Messages held in channel logs", registry=r
         )

@@ -13,6 +13,7 @@ import gossip
 from kernel.cli import add_node_options, node_overrides, run_daemon
 from kernel.logs import configure
 from kernel.membership import ROLE_ROUTER
+from router import admin_cli
 from router.cluster import ClusterMap
 from router.config import ConfigError, RouterConfig
 from router.metrics import RouterMetrics
@@ -74,6 +75,9 @@ async def run(config: RouterConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["admin"]:  # python -m router admin ...: the admin CLI
+        return admin_cli.main(argv[1:])
     args = parse_args(argv)
     configure(args.log_level)
     try:
