@@ -68,12 +68,12 @@ async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure(args.log_level)
     try:
         config = FrontendConfig.load(args.config, **node_overrides(args))
     except (ConfigError, OSError) as exc:
         print(f"continuity-frontend: {exc}", file=sys.stderr)
         return 2
+    configure(args.log_level, node_id=config.node_id)
     if config.dev:
         log.warning(
             "frontend.dev_mode",

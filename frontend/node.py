@@ -172,6 +172,7 @@ class FrontendNode(PubSub):
             session, error = self._find_for_resume(requested, ident)
             if session is not None:
                 self._bind(now_ms, session, outlet, echo)
+                session.resumed_ms = now_ms
                 self.metrics.resumes.labels(result="ok").inc()
                 log.info("connection.resumed", connection_id=session.connection_id, kind=kind)
                 outlet.send(self._connected(session))

@@ -227,6 +227,8 @@ class PubSub:
                 sent += count
             self.metrics.replays.inc()
             self.metrics.replayed_messages.inc(sent)
+            if s.resumed_ms is not None:
+                self.metrics.resume_catch_up_seconds.observe(max(0, now_ms - s.resumed_ms) / 1000)
         s.channels[name] = ChannelCursor(granted, last, s.generation)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
@@ -311,7 +313,7 @@ class PubSub:
         if pm.msg_serial is None:
             raise RemoteProtocolError("MESSAGE needs a msgSerial")
         self.metrics.messages_in.inc(len(pm.messages or ()))
-        item = s.acks.add(pm.msg_serial)
+        item = s.acks.add(pm.msg_serial, now_ms)
         error = self._publish_error(s, pm)
         if error is not None:
             s.acks.complete(item, error=error)
@@ -386,6 +388,8 @@ class PubSub:
             else:
                 slow.append(sub)
         self.metrics.messages_out.inc(delivered * entry.count)
+        if delivered:
+            self.metrics.publish_deliver_seconds.observe(max(0, now_ms - entry.timestamp_ms) / 1000)
         for sub in slow:
             self.metrics.slow_consumers.inc()
             log.info("connection.slow_consumer", connection_id=sub.connection_id, channel=channel)
@@ -396,7 +400,10 @@ class PubSub:
             )
 
     def _flush_acks(self, now_ms: int, s: Session) -> None:
-        for msg_serial, count, res, error in s.acks.release():
+        runs = s.acks.release()
+        for added_ms in s.acks.take_released_times():
+            self.metrics.publish_ack_seconds.observe(max(0, now_ms - added_ms) / 1000)
+        for msg_serial, count, res, error in runs:
             if error is not None:
                 self.metrics.nacks.labels(code=str(error.code)).inc()
                 self._send(

@@ -79,12 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["admin"]:  # python -m router admin ...: the admin CLI
         return admin_cli.main(argv[1:])
     args = parse_args(argv)
-    configure(args.log_level)
     try:
         config = RouterConfig.load(args.config, **node_overrides(args))
     except (ConfigError, OSError) as exc:
         print(f"continuity-router: {exc}", file=sys.stderr)
         return 2
+    configure(args.log_level, node_id=config.node_id)
     status = run_daemon("continuity-router", run, config,
                         binds=f"{config.host}:{config.port}, gossip {config.gossip_bind}")
     log.info("router.stopped")

@@ -240,6 +240,7 @@ class FrontDoor:
                 except TargetRefused as exc:
                     router.target_refused(decision, refused, str(exc))
                     break
+                started = trio.current_time()
                 try:
                     status = await proxy.exchange(pool, up, upstream_req, body, stream, conn,
                                                   router.config.upstream_timeout_s)
@@ -256,6 +257,7 @@ class FrontDoor:
                         return True
                     return False
                 router.metrics.forwarded.labels(status=f"{status // 100}xx").inc()
+                router.metrics.forward_seconds.observe(trio.current_time() - started)
                 return True
         await proxy.respond_error(stream, conn, proxy.unavailable_error(message))
         return True

@@ -149,8 +149,8 @@ async def _wait_for_port(process: trio.Process, port_file: Path, log_path: Path)
         if process.returncode is not None or process.poll() is not None:
             raise RuntimeError(f"frontend exited with {process.returncode}:\n{_read(log_path)[-4000:]}")
         text = _read(port_file)
-        if text.endswith("\n") and text.strip().isdigit():
-            return int(text)
+        if text.endswith("\n") and text.split()[0].isdigit():  # the client port, then any admin port
+            return int(text.split()[0])
         await trio.sleep(0.02)
 
 
