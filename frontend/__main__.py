@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = FrontendConfig.load(args.config, **node_overrides(args))
+        config.tls_context()  # a certificate that does not load stops us here
     except (ConfigError, OSError) as exc:
         print(f"continuity-frontend: {exc}", file=sys.stderr)
         return 2

@@ -212,7 +212,9 @@ async def run_frontend(
     try:
         with trio.fail_after(START_TIMEOUT):
             port = await _wait_for_port(process, port_file, log_path)
-            await _wait_healthy(port)
+            ports = _read(port_file).split()
+            # With an admin listener (plain HTTP even when the client port is TLS), ask it.
+            await _wait_healthy(int(ports[1]) if len(ports) > 1 else port)
         fe = FrontendProcess(process=process, port=port, config_path=config_path, log_path=log_path)
         yield fe
     except BaseException:
