@@ -10,8 +10,7 @@ Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``no
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -25,7 +24,7 @@ from frontend.peerops import Publish
 from frontend.session import ChannelCursor, Session
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
-from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
+from kernel.protocol import Action, Encoded, Flag, ProtocolMessage, message_size
 
 if TYPE_CHECKING:
     from frontend.node import Outlet
@@ -41,21 +40,7 @@ def server_message(action: Action, **fields: Any) -> Encoded:
     return Encoded.of(ProtocolMessage(action=action, **fields))
 
 
-def _payload_size(m: Mapping[str, Any]) -> int:
-    """Message size as Ably counts it: data, name, clientId and extras (TO3l8)."""
-    size = 0
-    for key in ("data", "name", "clientId"):
-        v = m.get(key)
-        if isinstance(v, str):
-            size += len(v.encode("utf-8", "surrogatepass"))
-        elif isinstance(v, (bytes, bytearray)):
-            size += len(v)
-        elif v is not None:
-            size += len(json.dumps(v, default=str))
-    extras = m.get("extras")
-    if extras is not None:
-        size += len(json.dumps(extras, default=str))
-    return size
+_payload_size = message_size  # kernel.protocol: one count for the server and the SDK
 
 
 REPLAY_BATCH_MESSAGES = 256
