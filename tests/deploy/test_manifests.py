@@ -158,3 +158,20 @@ def test_the_fallback_renderer_refuses_what_it_does_not_know() -> None:
     for bad in bad_templates:
         with pytest.raises((TemplateError, KeyError)):
             render_text(bad, {"x": 1})
+
+
+def test_make_image_says_why_it_cannot_build() -> None:
+    """No container engine runs here: `make image` must say so in one clear line, not a traceback."""
+    for engine, message in (("", "neither docker nor podman is installed"), ("/bin/false", "cannot reach")):
+        done = subprocess.run(["make", "-s", "image", f"ENGINE={engine}"], cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
+def test_the_image_vendors_ably_js_where_the_router_serves_it() -> None:
+    containerfile = (REPO / "deploy" / "container" / "Containerfile").read_text()
+    assert "npm ci" in containerfile and "FROM node:" in containerfile
+    assert "COPY --from=ably /build/node_modules/ably/build/ably.min.js node_modules/ably/build/ably.min.js" \
+        in containerfile
+    # router/static.py looks under the working directory, which the image sets before that copy.
+    assert containerfile.index("WORKDIR /app") < containerfile.index("COPY --from=ably")
