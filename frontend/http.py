@@ -30,6 +30,7 @@ from frontend.outflow import Outflow
 from frontend.websocket import run_websocket, wall_ms
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import header, is_websocket, read_body, respond, serve_http
+from kernel.tls import wrap_listeners
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -52,11 +53,12 @@ def accept_token(key: bytes) -> bytes:
 
 
 class FrontDoor:
-    def __init__(self, node: FrontendNode, cluster: Cluster | None = None) -> None:
+    def __init__(self, node: FrontendNode, cluster: Cluster | None = None, config_path: str | None = None
+                 ) -> None:
         self.node = node
         self.cluster = cluster
         self.comet = CometService(node, self._prepare())
-        self.admin = FrontendAdmin(node, cluster)
+        self.admin = FrontendAdmin(node, cluster, config_path)
         cfg = node.config
         self.outflow = Outflow(
             high=cfg.publish_backlog_high_bytes,
@@ -199,6 +201,7 @@ async def serve(
     node: FrontendNode,
     cluster: Cluster | None = None,
     *,
+    config_path: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on the configured host/port and serve until cancelled. Reports the bound port.
@@ -206,9 +209,10 @@ async def serve(
     With a ``cluster``, the node joins it (gossip and peer links) before the port is reported.
     """
     cfg = node.config
+    tls = cfg.tls_context()
     listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
     port = listeners[0].socket.getsockname()[1]
-    door = FrontDoor(node, cluster)
+    door = FrontDoor(node, cluster, config_path)
     admin_port: int | None = None
     async with trio.open_nursery() as nursery:
         if cfg.admin_port is not None:
@@ -220,13 +224,14 @@ async def serve(
         await nursery.start(door.outflow.run)
         if cluster is not None:
             await nursery.start(cluster.run, port, admin_port)
-        await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
+        await nursery.start(partial(trio.serve_listeners, door.handle, wrap_listeners(listeners, tls)))
         if cfg.port_file:
             # The client port, then the admin listener's port when there is one.
             ports = f"{port}\n" + (f"{admin_port}\n" if admin_port is not None else "")
             await trio.Path(cfg.port_file).write_text(ports)
         log.info(
             "frontend.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone, dev=cfg.dev,
+            tls=tls is not None,
             admin=f"{cfg.admin_host}:{admin_port}" if admin_port is not None else "client port",
         )
         task_status.started(port)

@@ -179,6 +179,7 @@ class FrontendNode(PubSub):
             session, error = self._find_for_resume(requested, ident)
             if session is not None:
                 self._bind(now_ms, session, outlet, echo)
+                session.resumed_ms = now_ms
                 self.metrics.resumes.labels(result="ok").inc()
                 log.info("connection.resumed", connection_id=session.connection_id, kind=kind)
                 outlet.send(self._connected(session))
@@ -344,6 +345,17 @@ class FrontendNode(PubSub):
         if outlet is not None:
             outlet.send(server_message(Action.CLOSED, connection_id=s.connection_id))
             outlet.close(None)
+
+    def end_session(self, now_ms: int, s: Session, error: ErrorInfo) -> None:
+        """End a connection for good from the server side (an operator's kick): ERROR to its
+        client (no resume), its state and its copy discarded, as a client's CLOSE does."""
+        outlet = self.outlets.get(s.connection_id)
+        self._dispose(s)
+        s.close()
+        self.ownership.closed(now_ms, s)
+        log.info("connection.ended", connection_id=s.connection_id, code=error.code)
+        if outlet is not None:
+            outlet.close(server_message(Action.ERROR, error=error))
 
     def handle_disconnect(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         outlet = self.outlets.get(s.connection_id)

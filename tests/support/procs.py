@@ -149,8 +149,8 @@ async def _wait_for_port(process: trio.Process, port_file: Path, log_path: Path)
         if process.returncode is not None or process.poll() is not None:
             raise RuntimeError(f"frontend exited with {process.returncode}:\n{_read(log_path)[-4000:]}")
         text = _read(port_file)
-        if text.endswith("\n") and text.strip().isdigit():
-            return int(text)
+        if text.endswith("\n") and text.split()[0].isdigit():  # the client port, then any admin port
+            return int(text.split()[0])
         await trio.sleep(0.02)
 
 
@@ -212,7 +212,9 @@ async def run_frontend(
     try:
         with trio.fail_after(START_TIMEOUT):
             port = await _wait_for_port(process, port_file, log_path)
-            await _wait_healthy(port)
+            ports = _read(port_file).split()
+            # With an admin listener (plain HTTP even when the client port is TLS), ask it.
+            await _wait_healthy(int(ports[1]) if len(ports) > 1 else port)
         fe = FrontendProcess(process=process, port=port, config_path=config_path, log_path=log_path)
         yield fe
     except BaseException:
