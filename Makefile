@@ -46,7 +46,8 @@ chaos-short: install
 
 chaos: install
 	$(BIN)/python -m bench.chaos --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
-		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY)) $(if $(CLASSIC),--classic)
+		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY)) $(if $(CLASSIC),--classic) \
+		$(if $(PIPELINE),--pipeline $(PIPELINE))
 
 # Every benchmark in bench/ (JSON on stdout, saved to bench/results/latest.json); see bench/README.md.
 BENCH_NPM := bench/peers/socketio/node_modules/.installed

@@ -66,7 +66,7 @@ PIPELINE = 4  # publishes a "pub" client keeps in flight (the publisher-order ch
 UNEXPLAINED_OUTAGE_S = 1.0  # a client outage this long that no fault explains fails the run
 
 
-def roster(clients: int, comet_share: float) -> list[ClientSpec]:
+def roster(clients: int, comet_share: float, pipeline: int = PIPELINE) -> list[ClientSpec]:
     """The clients: publishers, subscribers and both, over CHANNELS, a mix of transports and formats;
     plus ``slow`` (the slow consumer's target), ``fh-watch`` on its channel, and ``burst``."""
     comet_every = round(1 / comet_share) if comet_share > 0 else 0
@@ -86,7 +86,7 @@ def roster(clients: int, comet_share: float) -> list[ClientSpec]:
                 publishes=pubs,
                 subscribes=subs,
                 router=i % 2,
-                pipeline=PIPELINE if role == "pub" else 1,
+                pipeline=pipeline if role == "pub" else 1,
             )
         )
     fh_transport = ("comet", "json") if comet_every else ("web_socket", "json")
@@ -308,7 +308,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     usable, why_not = netns.available() if not args.no_netns else (False, "--no-netns")
-    specs = roster(args.clients, args.comet_share)
+    specs = roster(args.clients, args.comet_share, args.pipeline)
     with chaos_net() if usable else contextlib.nullcontext() as net:
         targets = targets_for(specs, net)
         faults = schedule.generate(
@@ -511,7 +511,8 @@ def reproduction(
         "seed": args.seed,
         "faults": [f.as_json() for f in chosen],
         "command": f"make chaos FAULTS={args.faults} SEED={args.seed} CLIENTS={args.clients} ONLY={only}"
-        + (" CLASSIC=1" if args.classic else ""),
+        + (" CLASSIC=1" if args.classic else "")
+        + (f" PIPELINE={args.pipeline}" if args.pipeline != PIPELINE else ""),
     }
 
 
@@ -543,6 +544,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0.3,
         help="fraction of the load clients on Comet (default 0.3; 0: WebSocket only)",
     )
+    p.add_argument(
+        "--pipeline",
+        type=int,
+        default=PIPELINE,
+        help=f"publishes each 'pub' client keeps in flight (default {PIPELINE}; 1: await each ACK)",
+    )
     p.add_argument("--only", type=parse_only, default=None, help="replay only these fault indices (a,b,c)")
     p.add_argument("--no-netns", action="store_true", help="no network namespaces (and so no partitions)")
     p.add_argument(
@@ -552,8 +559,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--workdir", help="keep daemon logs and run.json here (a failing run always keeps them)")
     args = p.parse_args(argv)
-    if args.faults < 1 or args.clients < 4 or args.rate <= 0 or not 0 <= args.comet_share <= 1:
-        p.error("--faults >= 1, --clients >= 4, --rate > 0 and 0 <= --comet-share <= 1")
+    if (
+        args.faults < 1
+        or args.clients < 4
+        or args.rate <= 0
+        or not 0 <= args.comet_share <= 1
+        or args.pipeline < 1
+    ):
+        p.error("--faults >= 1, --clients >= 4, --rate > 0, 0 <= --comet-share <= 1 and --pipeline >= 1")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 31)
     try:
