@@ -255,7 +255,8 @@ def outages(
     clients: Sequence[ChaosClient], applied: Sequence[dict[str, Any]], until: float
 ) -> dict[str, Any]:
     """Longest client outage per fault kind: a disconnection is a fault's if it began while the fault
-    ran (or up to ATTRIBUTE_GRACE_S after) and, for a client fault, on that client."""
+    ran, or while the cluster settled from it (``settle_s``), or up to ATTRIBUTE_GRACE_S after, and,
+    for a client fault, on that client."""
     longest: dict[str, float] = {}
     unexplained: list[dict[str, Any]] = []
     for c in clients:
@@ -265,7 +266,9 @@ def outages(
                 for a in applied
                 if a["started"]
                 <= down
-                <= (a["ended"] if a["ended"] is not None else math.inf) + ATTRIBUTE_GRACE_S
+                <= (a["ended"] if a["ended"] is not None else math.inf)
+                + (a.get("settle_s") or 0.0)
+                + ATTRIBUTE_GRACE_S
                 and (
                     a["kind"] in schedule.CLUSTER_KINDS or a["kind"] == "router_kill" or a["target"] == c.name
                 )
