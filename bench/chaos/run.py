@@ -132,6 +132,22 @@ class Driver:
         self.anomalies: list[dict[str, Any]] = []
         self.down: list[dict[str, Any]] = []  # {"node", "from", "to"}: a process not running
         self.separations: list[dict[str, Any]] = []  # {"from", "to", "side"}: a partition
+        self.locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)  # one per daemon (_down_for)
+
+    async def _down_for(self, names: Sequence[str], seconds: float) -> None:
+        """Kill ``names`` together, keep them down ``seconds``, start them again. A process that another
+        group's fault holds down (a router_kill and a router kill while settling) is waited for, so
+        that one fault never kills a process another is restarting."""
+        locks = [self.locks[n] for n in sorted(names)]
+        for lock in locks:
+            await lock.acquire()
+        try:
+            await self._kill(names)
+            await trio.sleep(seconds)  # the planned downtime
+            await self._start(names)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
 
     async def _kill(self, names: Sequence[str], sig: int = signal.SIGKILL) -> list[int]:
         """Stop ``names`` together (kill -9 by default); their down-time starts now."""
@@ -167,15 +183,11 @@ class Driver:
         self.applied.append(rec)
         match f.kind:
             case "fe_kill" | "router_kill":
-                await self._kill([f.target])
-                await trio.sleep(f.duration)  # the planned downtime
-                await self._start([f.target])
+                await self._down_for([f.target], f.duration)
             case "zone_loss":
                 zone = [name for name, z in FRONTENDS if z == f.target]
                 rec["killed"] = zone
-                await self._kill(zone)
-                await trio.sleep(f.duration)
-                await self._start(zone)
+                await self._down_for(zone, f.duration)
             case "fe_drain":
                 # Down from the SIGTERM's answer: the drain hands its homes over before it exits.
                 rc = await self.cluster.stop(f.target, signal.SIGTERM)
@@ -213,9 +225,7 @@ class Driver:
             # The router pattern: the routers go while the cluster settles from this fault.
             routers = [name for name, _ in ROUTERS] if f.router == "both" else [f.router]
             rec["router_killed_at"] = self.now()
-            await self._kill(routers)
-            await trio.sleep(f.router_down)
-            await self._start(routers)
+            await self._down_for(routers, f.router_down)
         rec["ended"] = self.now()
         if f.group == "cluster":
             rec["settle_s"] = await self.settle(f.index)
