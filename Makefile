@@ -62,7 +62,8 @@ chaos-short: install
 
 chaos: install
 	$(BIN)/python -m bench.chaos --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
-		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY)) $(if $(CLASSIC),--classic)
+		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY)) $(if $(CLASSIC),--classic) \
+		$(if $(PIPELINE),--pipeline $(PIPELINE))
 
 # The deterministic simulation of a frontend cluster (frontend/sim.py): SEEDS seeded fault schedules
 # in virtual time, each judged by the chaos checker; prints a JSON summary (a failing seed comes with

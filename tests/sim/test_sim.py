@@ -25,6 +25,10 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]]]] = {
     # Issue 11: a home lost (zone b) under pipelined publishes; their retries raced and one
     # connection's publishes 15 and 16 on ch1 were numbered 16 first (publisher_order).
     "issue11_publisher_order": (2, [[3426, "drain", "fe-a2", 5841], [14179, "zone_loss", "b", 4691]]),
+    # Issue 18 (seed 12313's stale-home pattern): fe-a1, partitioned alone, became home of ch1 with no
+    # copy and started a new epoch; its subscribers got 90003 there, then were sent back to the old
+    # epoch at the heal (serial_backwards).
+    "issue18_fresh_epoch_when_cut_off": (4, [[13351, "node_partition", "fe-a1", 4167]]),
 }
 
 

@@ -63,7 +63,8 @@ def render_config(config: Mapping[str, Any], keys: Mapping[str, Mapping[str, Any
 
 
 async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
-    """A minimal HTTP/1.1 GET; returns ``(status, body)``. Raises OSError if unreachable."""
+    """A minimal HTTP/1.1 GET; returns ``(status, body)``. Raises OSError if unreachable, ValueError
+    if the answer is not HTTP (e.g. empty: the server was killed mid-request)."""
     stream = await trio.open_tcp_stream(host, port)
     async with stream:
         await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
@@ -73,7 +74,10 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
             chunks.append(chunk)
     raw = b"".join(chunks)
     head, _, body = raw.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
+    parts = head.split(b" ", 2)
+    if len(parts) < 2:  # the server closed before answering (killed mid-request)
+        raise ValueError(f"no HTTP status line from {host}:{port}{path}: {raw[:80]!r}")
+    status = int(parts[1])
     if b"transfer-encoding: chunked" in head.lower():
         body = _dechunk(body)
     return status, body
