@@ -26,10 +26,10 @@ import trio
 
 from frontend import admin_ops
 from frontend.admin_ops import AdminRequestError
+from frontend.clock import wall_ms
 from frontend.cluster import Cluster
 from frontend.metrics import CONTENT_TYPE
 from frontend.node import FrontendNode
-from frontend.websocket import wall_ms
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import read_body, respond, serve_http
 from kernel.membership import view_to_json

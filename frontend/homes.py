@@ -172,7 +172,11 @@ class HomeSide:
                 cb(False)
             return
         if self.bus is None or not peers:
-            own = self.replicas.pop(channel, None)
+            own = self.replicas.get(channel)
+            if own is None and self.bus is not None and len(self.view.frontends()) > 1:
+                self._defer_new_epoch(channel, "no other frontend in reach")
+                return
+            self.replicas.pop(channel, None)
             self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
             return
         replies: dict[str, Any] = {}
@@ -214,6 +218,9 @@ class HomeSide:
                     or (lg.last_seq > best.last_seq and source != "handover")
                 ):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
+            if best is None and self._zone_cut_off():
+                self._defer_new_epoch(channel, "another zone is out of sight")
+                return
             self._become_home(self.now_ms, channel, best, subs, source)
 
         def replier(peer: str) -> Callable[[bool, Any], None]:
@@ -221,6 +228,20 @@ class HomeSide:
 
         for peer in peers:
             self.bus.request(peer, O.LogFetch(channel=channel), replier(peer), RPC_TIMEOUT_S)
+
+    def _zone_cut_off(self) -> bool:
+        """Another zone is known but none of its frontends alive: nothing could be ACKed here anyway."""
+        zone = self.view.zone_of(self.node_id)
+        return self.placement.other_zone_known(self.node_id) and not any(
+            p.alive and p.zone != zone for p in self.view.frontends()
+        )
+
+    def _defer_new_epoch(self, channel: str, why: str) -> None:
+        """No copy was found, but frontends out of sight may hold one: a new epoch could fork the channel
+        (90003, then back to the real epoch at the heal: the sim's serial_backwards). Wait for the map."""
+        log.info("channel.acquire_deferred", channel=channel, reason=why)
+        for cb in self._acquiring.pop(channel, []):
+            cb(False)
 
     def _become_home(
         self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str
@@ -318,6 +339,12 @@ class HomeSide:
                 if pending.entry.publisher == connection_id and pending.entry.msg_serial == msg_serial:
                     pending.waiters.append((done, abandon))  # still replicating: answer when it is
                     return
+            if not home.replica_synced:
+                # No replica has confirmed this log yet: it may be a stale copy whose serials were
+                # given out again elsewhere (frontend/sim.py seed 1166 saw serial 28 ACKed to two
+                # publishes, one of them from such a copy's dedupe record). Answer once it is synced.
+                abandon()
+                return
             done(prior, None)
             return
         serials, entry = lg.append(

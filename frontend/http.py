@@ -23,11 +23,12 @@ import structlog
 import trio
 
 from frontend.admin import FrontendAdmin, error_answer, is_admin_path
+from frontend.clock import wall_ms
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
-from frontend.websocket import run_websocket, wall_ms
+from frontend.websocket import run_websocket
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import header, is_websocket, read_body, respond, serve_http
 from kernel.tls import wrap_listeners
