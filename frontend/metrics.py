@@ -88,6 +88,12 @@ class Metrics:
             "/disconnect, bad body)",
             registry=r,
         )
+        self.rest_requests = Counter(
+            "continuity_rest_requests",
+            "REST requests answered, by route and Ably error code (0: success)",
+            ["route", "code"],
+            registry=r,
+        )
         self.retained_messages = Gauge(
             "continuity_retained_messages", "Messages held in channel logs", registry=r
         )
