@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -25,6 +24,7 @@ import trio
 from tests.interop._harness import node_script
 from tests.support.cluster import LocalCluster, run_cluster
 from tests.support.procs import API_KEY
+from tests.support.rest import metric, rest_call
 
 pytestmark = pytest.mark.interop
 
@@ -33,48 +33,6 @@ EXPECTED = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"]
 
 def router_port(cluster: LocalCluster) -> int:
     return int(cluster.router_url().rsplit(":", 1)[1])
-
-
-async def raw_http(
-    port: int,
-    method: str,
-    path: str,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-    *,
-    read: bool = True,
-) -> tuple[int, dict[str, Any] | None]:
-    """One HTTP/1.1 request on a fresh socket; with ``read=False`` the socket is closed unread."""
-    hdrs = {
-        "host": "127.0.0.1",
-        "content-type": "application/json",
-        "content-length": str(len(body)),
-        "authorization": "Basic " + __import__("base64").b64encode(API_KEY.encode()).decode(),
-        "connection": "close",
-        **(headers or {}),
-    }
-    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(head.encode() + body)
-        if not read:
-            return 0, None
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    status = int(data.split(b" ", 2)[1])
-    payload = data.split(b"\r\n\r\n", 1)[1]
-    return status, json.loads(payload) if payload else None
-
-
-async def metric(port: int, name: str, labels: str) -> float:
-    from tests.support.procs import http_get
-
-    _, body = await http_get("127.0.0.1", port, "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(name) and labels in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def home_of(cluster: LocalCluster, channel: str) -> str:
@@ -114,24 +72,24 @@ async def test_rest_publish_reaches_realtime_subscribers_on_every_frontend(tmp_p
             body = json.dumps(
                 [{"name": "lost-0", "id": "lostbase:0"}, {"name": "lost-1", "id": "lostbase:1"}]
             )
-            await raw_http(ports[2], "POST", f"/channels/{channel}/messages", body.encode(), read=False)
-            status, first = await raw_http(ports[3], "POST", f"/channels/{channel}/messages", body.encode())
+            await rest_call(ports[2], "POST", f"/channels/{channel}/messages", body.encode(), read=False)
+            status, first = await rest_call(ports[3], "POST", f"/channels/{channel}/messages", body.encode())
             assert status == 201, first
-            status, again = await raw_http(ports[0], "POST", f"/channels/{channel}/messages", body.encode())
+            status, again = await rest_call(ports[0], "POST", f"/channels/{channel}/messages", body.encode())
             assert status == 201 and again is not None and first is not None
             assert again["serials"] == first["serials"], (first, again)
-            status, hist = await raw_http(ports[1], "GET", f"/channels/{channel}/messages?limit=5")
+            status, hist = await rest_call(ports[1], "GET", f"/channels/{channel}/messages?limit=5")
             assert status == 200 and isinstance(hist, list)
             assert [m["name"] for m in hist].count("lost-0") == 1, hist
 
             # Malformed bodies: their error, counted, and the frontend keeps serving.
             before = await metric(ports[1], "continuity_rest_requests_total", 'code="40001"')
             for bad in (b"{not json", b"42", b'[{"name": 5}]'):
-                status, err = await raw_http(ports[1], "POST", f"/channels/{channel}/messages", bad)
+                status, err = await rest_call(ports[1], "POST", f"/channels/{channel}/messages", bad)
                 assert status == 400 and err is not None and err["error"]["code"] == 40001, err
             after = await metric(ports[1], "continuity_rest_requests_total", 'code="40001"')
             assert after - before == 3
-            status, err = await raw_http(
+            status, err = await rest_call(
                 ports[1],
                 "POST",
                 "/keys/app.key/requestToken",
@@ -154,6 +112,7 @@ async def test_rest_publish_reaches_realtime_subscribers_on_every_frontend(tmp_p
     assert [m["name"] for m in received["other"]] == ["m7"]
     results = published["results"]
     assert results[3]["serials"] == results[4]["serials"]  # the re-published id: same serial
+    assert published["realtimeDup"]["serials"] == results[3]["serials"]  # and over realtime
     assert results[5]["serials"] == results[6]["serials"]  # the re-published atomic batch
     assert len(results[1]["serials"]) == 2
     batch = published["batch"]

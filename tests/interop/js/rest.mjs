@@ -62,11 +62,13 @@ async function fanout() {
   results.push(await ch.publish({ name: 'm4-again', data: 'dup', id: 'explicit-id-4' }));
   results.push(await ch.publish([{ name: 'm5', id: 'fixedbase:0' }, { name: 'm6', id: 'fixedbase:1' }]));
   results.push(await chJson.publish([{ name: 'm5-again', id: 'fixedbase:0' }, { name: 'm6-again', id: 'fixedbase:1' }]));
+  // The same id over realtime, from a connection on another frontend: deduplicated at the home too.
+  const realtimeDup = await subs[2].ch.publish({ name: 'm4-realtime', data: 'dup', id: 'explicit-id-4' });
   const batch = await rest.batchPublish([{ channels: [config.channel, config.channel2], messages: [{ name: 'm7', data: 'batch' }] }]);
   // On behalf of subscriber 0 (owned by the frontend at ports[0]), sent to the frontend at ports[1].
   const onBehalf = new Ably.Rest(at(config.ports[1], { key: config.key }));
   results.push(await onBehalf.channels.get(config.channel).publish({ name: 'm8', data: 'obo', connectionKey: subs[0].rt.connection.key }));
-  emit('published', { results, batch, sub0: subs[0].rt.connection.id });
+  emit('published', { results, batch, realtimeDup, sub0: subs[0].rt.connection.id });
 
   // Capability refusals with a token limited to subscribe on the channel.
   const narrow = new Ably.Rest(at(config.port, {
