@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import continuity
 import trio
 
+import continuity
 from tests.support.cluster import LocalCluster, run_cluster
 from tests.support.procs import API_KEY
 from tests.support.rest import rest_call
