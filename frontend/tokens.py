@@ -181,8 +181,8 @@ def issue(now_ms: int, key: ApiKey, params: Mapping[str, Any]) -> TokenDetails:
     return TokenDetails(f"{body}.{mac}", key.name, now_ms, now_ms + ttl, capability, client_id)
 
 
-def check_request(now_ms: int, key: ApiKey, request: Mapping[str, Any], nonces: NonceMemory) -> None:
-    """Verify a signed TokenRequest for ``key``: MAC, clock window, and a nonce never used."""
+def verify_request(now_ms: int, key: ApiKey, request: Mapping[str, Any]) -> str:
+    """Verify a signed TokenRequest's MAC and clock window for ``key``; return its nonce."""
     mac = request.get("mac")
     if not isinstance(mac, str) or not hmac.compare_digest(mac, request_mac(key.secret, request)):
         raise AuthError(ErrorCode.INVALID_CREDENTIALS, "token request MAC does not verify")
@@ -193,8 +193,14 @@ def check_request(now_ms: int, key: ApiKey, request: Mapping[str, Any], nonces: 
     if abs(now_ms - ts) > CLOCK_WINDOW_MS:
         raise AuthError(ErrorCode.TIMESTAMP_NOT_CURRENT, "token request timestamp is not current")
     nonce = request.get("nonce")
-    if not isinstance(nonce, str) or len(nonce) < 16:
-        raise AuthError(ErrorCode.INVALID_PARAMETER, "token request nonce must be at least 16 characters")
+    if not isinstance(nonce, str) or not 16 <= len(nonce) <= 256:
+        raise AuthError(ErrorCode.INVALID_PARAMETER, "token request nonce must have 16..256 characters")
+    return nonce
+
+
+def check_request(now_ms: int, key: ApiKey, request: Mapping[str, Any], nonces: NonceMemory) -> None:
+    """Verify a signed TokenRequest for ``key``: MAC, clock window, and a nonce never used."""
+    nonce = verify_request(now_ms, key, request)
     if not nonces.first_use(now_ms, key.name, nonce):
         raise AuthError(ErrorCode.NONCE_REPLAYED, "token request nonce was used already")
 

@@ -27,6 +27,7 @@ from frontend.auth import AuthError, Identity, allows
 from frontend.rest.channels import ChannelDirectory
 from frontend.rest.credentials import Credentials, credentials, identify
 from frontend.rest.history import HistoryQuery, HistoryReader, LogHistory
+from frontend.rest.nonces import NonceGuard
 from frontend.rest.publish import MAX_BATCH_SPECS, RestPublisher, check_channel, parse_messages
 from frontend.rest.wire import (
     RestError,
@@ -36,7 +37,7 @@ from frontend.rest.wire import (
     json_safe_messages,
     respond,
 )
-from frontend.tokens import NonceMemory, TokenAuthenticator, check_request, issue
+from frontend.tokens import TokenAuthenticator, issue, verify_request
 from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class RestService:
         self.publisher = RestPublisher(node, now_ms)
         self.history: HistoryReader = history or LogHistory(node, now_ms)
         self.directory = ChannelDirectory(node)
-        self.nonces = NonceMemory()
+        self.nonces = NonceGuard(node, now_ms)
 
     @staticmethod
     def serves(path: str) -> bool:
@@ -215,7 +216,9 @@ class RestService:
             if key is None:
                 raise RestError(ErrorCode.INVALID_CREDENTIALS, f"no such key: {key_name}")
             if key.secret or not auth.dev:
-                check_request(now, key, params, self.nonces)
+                nonce = verify_request(now, key, params)
+                if not await self.nonces.first_use(key_name, nonce):
+                    raise RestError(ErrorCode.NONCE_REPLAYED, "token request nonce was used already")
         else:
             creds: Credentials = credentials(req)
             if creds.key is None:
