@@ -242,10 +242,13 @@ def verify(now_ms: int, token: str, keys: Mapping[str, ApiKey], *, dev: bool = F
 class TokenAuthenticator(Authenticator):
     """The Authenticator that also accepts native tokens (``ctk1.``), besides keys and JWTs."""
 
-    def __init__(self, keys: Mapping[str, ApiKey], *, dev: bool = False) -> None:
-        super().__init__(keys, dev=dev)
-        self.keys = dict(keys)
-        self.dev = dev
+    @property
+    def keys(self) -> Mapping[str, ApiKey]:
+        return self._keys  # the base class's table, so keys added to it later count here too
+
+    @property
+    def dev(self) -> bool:
+        return self._dev
 
     def key_for(self, key_name: str, secret: str | None = None) -> ApiKey | None:
         """The configured key; in dev mode any key (with the secret its caller showed)."""
