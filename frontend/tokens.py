@@ -60,9 +60,19 @@ def is_native(token: str) -> bool:
     return token.startswith(PREFIX + ".")
 
 
+# The order operations are listed in a token's capability (Ably lists them this way; SDK tests
+# compare the lists as written), then any other operation alphabetically.
+_OP_ORDER = {
+    op: i for i, op in enumerate(["*", "presence", "publish", "subscribe", "push-subscribe", "push-admin"])
+}
+
+
 def capability_text(cap: Capability) -> str:
-    """Canonical JSON of a capability (sorted resources and operations)."""
-    return json.dumps({k: sorted(cap[k]) for k in sorted(cap)}, separators=(",", ":"))
+    """Canonical JSON of a capability (sorted resources, operations in Ably's order)."""
+    return json.dumps(
+        {k: sorted(cap[k], key=lambda op: (_OP_ORDER.get(op, len(_OP_ORDER)), op)) for k in sorted(cap)},
+        separators=(",", ":"),
+    )
 
 
 def _b64url(data: bytes) -> str:
@@ -150,7 +160,12 @@ def _capability(key: ApiKey, raw: object) -> Capability:
     if raw in (None, ""):
         return key.capability
     try:
-        requested = parse_capability(raw if isinstance(raw, (str, Mapping)) else str(raw))
+        loaded = json.loads(raw) if isinstance(raw, str) else raw
+        if isinstance(loaded, Mapping) and any(
+            isinstance(ops, list) and "*" in ops and len(ops) > 1 for ops in loaded.values()
+        ):
+            raise ValueError("'*' stands alone in an operation list")
+        requested = parse_capability(loaded)
     except (ValueError, TypeError) as exc:
         raise AuthError(ErrorCode.INVALID_PARAMETER, f"invalid capability: {exc}") from None
     granted = {

@@ -1,5 +1,7 @@
 """Native tokens: signed TokenRequests (MAC, clock window, nonce) and self-contained tokens."""
 
+import json
+
 import pytest
 
 from frontend.auth import ApiKey, AuthError, parse_capability
@@ -73,3 +75,42 @@ def test_the_authenticator_takes_native_tokens_beside_keys():
     assert code_of(lambda: auth.authenticate(1, key=None, token=td.token, client_id="eve")) == (
         ErrorCode.INVALID_CLIENT_ID
     )
+
+
+KEY2 = ApiKey(
+    "app.k2",
+    "s",
+    parse_capability(
+        {
+            "channel2": ["publish", "subscribe"],
+            "channel4": ["presence", "publish", "subscribe"],
+            "channel6": ["*"],
+        }
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("requested", "granted"),
+    [
+        (
+            None,
+            {
+                "channel2": ["publish", "subscribe"],
+                "channel4": ["presence", "publish", "subscribe"],
+                "channel6": ["*"],
+            },
+        ),
+        ({"channel2": ["presence", "subscribe"], "channelx": ["subscribe"]}, {"channel2": ["subscribe"]}),
+        ({"channel2": ["*"]}, {"channel2": ["publish", "subscribe"]}),
+        ({"channel6": ["subscribe", "publish"]}, {"channel6": ["publish", "subscribe"]}),
+    ],
+)
+def test_intersections_are_listed_as_ably_lists_them(requested, granted):
+    params = {} if requested is None else {"capability": json.dumps(requested)}
+    assert json.loads(issue(0, KEY2, params).capability) == granted
+
+
+@pytest.mark.parametrize("bad", [{"c": ["publish_"]}, {"c": ["*", "publish"]}, {"c": []}])
+def test_an_invalid_capability_is_a_400(bad):
+    assert code_of(lambda: issue(0, KEY2, {"capability": json.dumps(bad)})) == ErrorCode.INVALID_PARAMETER
