@@ -119,7 +119,8 @@ class RestService:
     @staticmethod
     def _expect(method: str, wanted: str) -> None:
         if method != wanted:
-            raise RestError(ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed here (use {wanted})")
+            # Ably answers a method a resource does not take as a missing resource (40400).
+            raise RestError(ErrorCode.NOT_FOUND, f"no such resource: {method} here (use {wanted})")
 
     # -- publish ---------------------------------------------------------------
 
@@ -151,6 +152,9 @@ class RestService:
                     ok.append({"channel": name, "error": exc.info().to_wire()})
             failures = sum(1 for r in ok if "error" in r)
             results.append({"successCount": len(ok) - failures, "failureCount": failures, "results": ok})
+        if isinstance(body, dict):
+            # One spec (not an array): Ably answers the flat per-channel results.
+            return respond(req, 201, results[0]["results"])
         return respond(req, 201, results)
 
     # -- history and channels ----------------------------------------------------
