@@ -52,7 +52,7 @@ PREFIX = "ctk1"
 CLOCK_WINDOW_MS = 10 * 60 * 1000
 DEFAULT_TTL_MS = 60 * 60 * 1000
 MAX_TTL_MS = 24 * 60 * 60 * 1000
-MIN_TTL_MS = 1000
+MIN_TTL_MS = 1  # Ably takes any positive ttl (the SDK suites ask for 1 ms to get an expired token)
 MAX_CLIENT_ID = 512
 
 

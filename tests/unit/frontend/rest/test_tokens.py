@@ -55,7 +55,9 @@ def test_a_token_binds_clientid_and_capability_intersected_with_the_key():
     assert dict(ident.capability) == {"chat:lobby": frozenset({"publish"})}
     assert td.capability == capability_text(ident.capability)
     assert code_of(lambda: issue(0, KEY, {"capability": '{"other":["*"]}'})) == ErrorCode.CAPABILITY_DENIED
-    assert code_of(lambda: issue(0, KEY, {"ttl": 10})) == ErrorCode.INVALID_PARAMETER
+    for bad_ttl in (0, -1, "notanumber", 365 * 24 * 3600 * 1000):
+        assert code_of(lambda t=bad_ttl: issue(0, KEY, {"ttl": t})) == ErrorCode.INVALID_PARAMETER
+    assert issue(0, KEY, {"ttl": 1}).expires_ms == 1
 
 
 def test_expired_forged_and_revoked_tokens_fail_with_their_codes():
