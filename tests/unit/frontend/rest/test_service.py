@@ -11,8 +11,10 @@ from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
 from frontend.rest.service import RestService
 
-KEY = ApiKey("app.k", "secret-secret-secret", parse_capability({"*": ["*"]}))
-BASIC = [(b"authorization", b"Basic " + base64.b64encode(b"app.k:secret-secret-secret"))]
+KEY = ApiKey("app.k", "secret-secret-secret-secret-secret-0123456", parse_capability({"*": ["*"]}))
+BASIC = [
+    (b"authorization", b"Basic " + base64.b64encode(b"app.k:secret-secret-secret-secret-secret-0123456"))
+]
 
 
 def service() -> RestService:
@@ -77,3 +79,22 @@ async def test_request_token_with_the_key_and_use_it_as_bearer():
     assert page[0]["clientId"] == "zed"
     status, body, _ = await call(svc, b"POST", b"/channels/c2/messages", {"clientId": "amy"}, headers=bearer)
     assert status == 400 and body["error"]["code"] == 40012
+
+
+async def test_a_jwt_works_as_bearer_with_its_capability():
+    import time
+
+    import jwt
+
+    svc = service()
+    claims = {
+        "exp": int(time.time()) + 60,
+        "x-ably-capability": '{"jwt:*":["publish"]}',
+        "x-ably-clientId": "j",
+    }
+    token = jwt.encode(claims, KEY.secret, algorithm="HS256", headers={"kid": KEY.name})
+    bearer = [(b"authorization", b"Bearer " + base64.b64encode(token.encode()))]
+    status, body, _ = await call(svc, b"POST", b"/channels/jwt:a/messages", {"data": "x"}, headers=bearer)
+    assert status == 201, body
+    status, body, _ = await call(svc, b"POST", b"/channels/other/messages", {"data": "x"}, headers=bearer)
+    assert status == 401 and body["error"]["code"] == 40160
