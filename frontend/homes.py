@@ -20,7 +20,7 @@ import structlog
 
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
-from frontend.idempotency import merge_serials
+from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.placement import ClusterView, Placement
@@ -312,23 +312,13 @@ class HomeSide:
                     return
             done(prior, None)
             return
-        known, fresh = lg.ids.check(messages)
-        if known:  # client-supplied ids seen within the dedupe window (frontend.idempotency)
+        # Client-supplied ids seen within the dedupe window (frontend.idempotency): answered, not appended.
+        screened = screen(lg.ids, messages, done, lambda seq, cb: wait_on(home.pending, seq, cb, abandon))
+        if screened.duplicate:
             self.metrics.duplicates.inc()
-            answer = done
-            if not fresh:
-                serials = list(known.values())
-                last = max((parse_serial(x) or ("", 0))[1] for x in serials)
-                for pending in home.pending:
-                    if pending.entry.first_seq <= last <= pending.entry.last_seq:
-                        pending.waiters.append((lambda _s, err: answer(serials, err), abandon))
-                        return  # still replicating: answer when it is
-                done(serials, None)
-                return
-            messages = [messages[i] for i in fresh]
-            done = lambda new, err: answer(  # noqa: E731
-                None if new is None else merge_serials(len(known) + len(fresh), known, fresh, new), err
-            )
+        if screened.fresh is None:
+            return
+        messages, done = screened.fresh, screened.done
         serials, entry = lg.append(
             now_ms, [dict(m) for m in messages], envelope, publisher=connection_id, msg_serial=msg_serial
         )

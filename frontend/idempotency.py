@@ -23,8 +23,11 @@ dedupe travels with the log. Pure: ``now_ms`` comes in.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from kernel.errors import ErrorInfo
 
 DEDUPE_WINDOW_MS = 120_000
 
@@ -127,3 +130,50 @@ def merge_serials(
     out = dict(known)
     out.update(zip(fresh, new, strict=True))
     return [out[i] for i in range(count)]
+
+
+PublishDone = Callable[[list[str] | None, ErrorInfo | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """What is left of a publish after the dedupe check."""
+
+    fresh: list[Any] | None  # the messages to append; None: all answered already
+    done: PublishDone  # call with the serials given to ``fresh``: it answers the whole publish
+    duplicate: bool  # some message was a duplicate
+
+
+def screen(
+    index: IdIndex,
+    messages: Sequence[Any],
+    done: PublishDone,
+    wait: Callable[[int, PublishDone], bool],
+) -> Screened:
+    """Check ``messages`` against ``index``. A full duplicate is answered with its serials, once the
+    append that holds them is replicated if it still waits (``wait(seq, answer)`` is True when it
+    queued ``answer`` on that append); a partial one leaves only the fresh messages to append."""
+    known, fresh = index.check(messages)
+    if not known:
+        return Screened(list(messages), done, False)
+    if not fresh:
+        serials = list(known.values())
+        last = max(int(x.rpartition(":")[2]) if x.rpartition(":")[2].isdigit() else 0 for x in serials)
+        if not wait(last, lambda _s, err: done(serials, err)):
+            done(serials, None)
+        return Screened(None, done, True)
+
+    def merged(new: list[str] | None, err: ErrorInfo | None) -> None:
+        done(None if new is None else merge_serials(len(known) + len(fresh), known, fresh, new), err)
+
+    return Screened([messages[i] for i in fresh], merged, True)
+
+
+def wait_on(pending: Iterable[Any], seq: int, answer: PublishDone, abandon: Callable[[], None]) -> bool:
+    """Queue ``answer`` on the pending append (a home's ``_Append``: ``entry``, ``waiters``) that
+    holds ``seq``; False when none does (it is replicated already)."""
+    for item in pending:
+        if item.entry.first_seq <= seq <= item.entry.last_seq:
+            item.waiters.append((answer, abandon))
+            return True
+    return False

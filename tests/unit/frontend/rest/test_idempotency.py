@@ -1,7 +1,7 @@
 """Idempotent publish by message id: keys, the index, and dedupe that travels with the log."""
 
 from frontend.channel_log import ChannelLog
-from frontend.idempotency import IdIndex, atomic_base, merge_serials, publish_keys
+from frontend.idempotency import IdIndex, atomic_base, merge_serials, publish_keys, screen
 
 ENV = {"action": 15, "channel": "c"}
 
@@ -57,3 +57,20 @@ def test_a_copy_built_from_a_snapshot_deduplicates_like_the_home():
     # Cut from the log (never made durable): forgotten, so a retry is appended again.
     home.truncate_after(0)
     assert home.ids.check([{"id": "client-1"}])[1] == [0]
+
+
+def test_screen_answers_a_duplicate_after_its_pending_append_and_merges_a_partial_one():
+    idx = IdIndex(window_ms=1000)
+    idx.record(0, 0, _stored(["e:1"], ["u1"]))
+    answers = []
+    waited = []
+    res = screen(
+        idx, [{"id": "u1"}], lambda s, e: answers.append(s), lambda seq, cb: waited.append((seq, cb)) or True
+    )
+    assert res.fresh is None and res.duplicate and waited[0][0] == 1 and answers == []
+    waited[0][1](["ignored"], None)  # the pending append is replicated: the duplicate gets its serials
+    assert answers == [["e:1"]]
+    res = screen(idx, [{"id": "u1"}, {"id": "u2"}], lambda s, e: answers.append(s), lambda seq, cb: False)
+    assert res.fresh == [{"id": "u2"}] and res.duplicate
+    res.done(["e:2"], None)
+    assert answers[-1] == ["e:1", "e:2"]
