@@ -125,7 +125,8 @@ async def test_rest_publish_reaches_realtime_subscribers_on_every_frontend(tmp_p
     assert refusals["wrong-secret"]["code"] == 40101
 
 
-async def test_token_flows_expiry_and_renewal_keep_the_connection(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lane", ["web_socket", "comet"])
+async def test_token_flows_expiry_and_renewal_keep_the_connection(tmp_path: Path, lane: str) -> None:
     with trio.fail_after(90):
         async with run_cluster(tmp_path / "cluster") as cluster:
             config = {
@@ -134,12 +135,14 @@ async def test_token_flows_expiry_and_renewal_keep_the_connection(tmp_path: Path
                 "key": API_KEY,
                 "channel": "rest:tokens",
                 "ttl": 4000,
+                "transports": [lane],
             }
             async with node_script(tmp_path, "rest.mjs", config) as script:
                 connected = await script.expect("connected")
                 refusal = await script.expect("refusal")
                 done = await script.expect("done")
     assert connected["clientIds"] == {"callback": "cb-user", "url": "url-user"}
+    assert connected["transports"] == [lane, lane]
     for name in ("callback", "url"):
         assert done["got"][name] == list(range(done["n"])), f"{name}: {done['got'][name]}"
         assert done["finalIds"][name] == done["ids"][name], done["states"][name]

@@ -101,7 +101,8 @@ async function tokens() {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const authUrl = `http://127.0.0.1:${server.address().port}/auth`;
-  const mk = (auth) => new Ably.Realtime(at(config.port, { disconnectedRetryTimeout: 300, ...auth }));
+  const lane = config.transports ? { transports: config.transports } : {};
+  const mk = (auth) => new Ably.Realtime(at(config.port, { disconnectedRetryTimeout: 300, ...lane, ...auth }));
   const clients = {
     callback: mk({ authCallback: (_p, cb) => { callbacks += 1; keyRest.auth.createTokenRequest({ clientId: 'cb-user', ttl: config.ttl }).then((tr) => cb(null, tr), cb); } }),
     url: mk({ authUrl }),
@@ -116,7 +117,8 @@ async function tokens() {
   }
   await Promise.all(Object.values(clients).map((rt) => rt.channels.get(config.channel).attach()));
   const ids = Object.fromEntries(Object.entries(clients).map(([k, rt]) => [k, rt.connection.id]));
-  emit('connected', { ids, clientIds: { callback: clients.callback.auth.clientId, url: clients.url.auth.clientId } });
+  emit('connected', { ids, clientIds: { callback: clients.callback.auth.clientId, url: clients.url.auth.clientId },
+    transports: Object.values(clients).map((rt) => rt.connection.connectionManager.activeProtocol.getTransport().shortName) });
   const ch = keyRest.channels.get(config.channel);
   let n = 0;
   const started = Date.now();
