@@ -251,6 +251,9 @@ class RestPublisher:
             fail(ErrorCode.PUBLISH_ON_BEHALF_FAILED, "connectionKey names no live connection on its owner")
             return
         channel = str(args.get("channel"))
+        if not allows(s.identity.capability, channel, "publish"):
+            fail(ErrorCode.CAPABILITY_DENIED, f"the connection may not publish on {channel}")
+            return
         messages = [dict(m) for m in args.get("messages") or [] if isinstance(m, dict)]
         for m in messages:
             if not s.may_publish_as(m.get("clientId")):
