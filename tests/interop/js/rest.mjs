@@ -83,9 +83,11 @@ async function fanout() {
   await expectError('clientId', () => bob.channels.get(config.channel).publish({ name: 'no', clientId: 'mallory' }));
   await expectError('wrong-secret', () => new Ably.Rest(at(config.port, { key: config.key.split(':')[0] + ':wrong' })).channels.get(config.channel).publish('no', 'no'));
 
-  const expected = config.expected;
-  await cond.wait(() => subs.every((s) => s.list.length >= expected) && other.list.length >= 1, 'all deliveries', 20000);
-  await sleep(300); // anything extra (a duplicate) would arrive meanwhile
+  // A last message on each channel: delivery is in order, so a duplicate would arrive before it.
+  await ch.publish('end', 'end');
+  await rest.channels.get(config.channel2).publish('end', 'end');
+  const ended = (list) => list.some((m) => m.name === 'end');
+  await cond.wait(() => subs.every((s) => ended(s.list)) && ended(other.list), 'all deliveries', 20000);
   emit('received', { subs: subs.map((s) => s.list), other: other.list, status: await ch.status() });
   for (const s of [...subs, other]) s.rt.close();
 }
@@ -129,14 +131,15 @@ async function tokens() {
     if (renewed === null && Date.now() - started > config.ttl / 2) {
       renewed = await clients.url.auth.authorize();  // AUTH on the live connection, before expiry
     }
-    await sleep(50);
+    await sleep(50); // pacing: the stream spans the token's expiry
   }
-  await cond.wait(() => Object.values(got).every((g) => g.length >= n), 'every message', 20000);
-  await sleep(300);
+  await ch.publish('n', '-1'); // the end: delivery is in order, so a duplicate would arrive before it
+  await cond.wait(() => Object.values(got).every((g) => g.includes(-1)), 'every message', 20000);
+  for (const g of Object.values(got)) g.splice(g.indexOf(-1), 1);
   // An expired token on REST, with no way to renew: refused.
   const shortTr = await keyRest.auth.createTokenRequest({ ttl: 1000 });
   const shortTd = await keyRest.auth.requestToken(null, { authCallback: (_p, cb) => cb(null, shortTr) });
-  await sleep(1200);
+  await sleep(1200); // the token's lifetime (1 s) runs out: time itself is what is waited for
   await expectError('expired', () => new Ably.Rest(at(config.port, { token: shortTd.token })).channels.get(config.channel).publish('x', 'y'));
   emit('done', { n, got, states, ids, callbacks, renewedToken: renewed && renewed.token ? true : false,
     finalIds: Object.fromEntries(Object.entries(clients).map(([k, rt]) => [k, rt.connection.id])) });
