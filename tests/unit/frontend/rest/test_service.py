@@ -98,3 +98,16 @@ async def test_a_jwt_works_as_bearer_with_its_capability():
     assert status == 201, body
     status, body, _ = await call(svc, b"POST", b"/channels/other/messages", {"data": "x"}, headers=bearer)
     assert status == 401 and body["error"]["code"] == 40160
+
+
+async def test_channel_listing_and_details():
+    svc = service()
+    for name in (b"pre:a", b"pre:b", b"other"):
+        await call(svc, b"POST", b"/channels/" + name + b"/messages", {"data": "x"})
+    status, names, _ = await call(svc, b"GET", b"/channels?prefix=pre:&by=id")
+    assert status == 200 and names == ["pre:a", "pre:b"]
+    status, details, _ = await call(svc, b"GET", b"/channels?limit=1")
+    assert [d["channelId"] for d in details] == ["other"]
+    status, detail, _ = await call(svc, b"GET", b"/channels/pre%3Aa")
+    metrics = detail["status"]["occupancy"]["metrics"]
+    assert detail["channelId"] == "pre:a" and metrics["connections"] == 0 and metrics["presenceMembers"] == 0
