@@ -133,6 +133,14 @@ def stamp(
     return base, stamped
 
 
+def known_code(code: int, default: ErrorCode) -> ErrorCode:
+    """``code`` as one of our ErrorCodes (a peer's NACK carries one), else ``default``."""
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return default
+
+
 async def wait_for(
     start: Callable[[Callable[[list[str] | None, ErrorInfo | None], None]], None],
 ) -> list[str]:
@@ -152,12 +160,7 @@ async def wait_for(
     if serials is not None:
         return list(serials)
     if error is not None:
-        raise RestError(
-            ErrorCode(error.code)
-            if error.code in ErrorCode._value2member_map_
-            else ErrorCode.INTERNAL_CHANNEL,
-            error.message,
-        )
+        raise RestError(known_code(error.code, ErrorCode.INTERNAL_CHANNEL), error.message)
     raise RestError(ErrorCode.INTERNAL_CHANNEL, "publish timed out: the channel's home did not answer")
 
 
@@ -228,8 +231,8 @@ class RestPublisher:
         if ok and isinstance(res, dict) and "serials" in res:
             return Published(channel, str(res.get("messageId", "")), [str(s) for s in res["serials"]])
         err = ErrorInfo.from_wire(res.get("error")) if ok and isinstance(res, dict) else None
-        if err is not None and err.code in ErrorCode._value2member_map_:
-            raise RestError(ErrorCode(err.code), err.message)
+        if err is not None:
+            raise RestError(known_code(err.code, ErrorCode.PUBLISH_ON_BEHALF_FAILED), err.message)
         raise RestError(ErrorCode.PUBLISH_ON_BEHALF_FAILED, f"publish on behalf failed: {res}")
 
     def _serve_on_behalf(
