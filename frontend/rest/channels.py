@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from frontend import peerops as O
 from kernel.protocol import Flag
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class ChannelDirectory:
                 event.set()
 
         for peer in peers:
-            bus.request(peer, op, dict(args, channel=args.get("channel", "")), on_reply, GATHER_TIMEOUT_S)
+            bus.request(peer, O.RestCall(kind=op, args=args), on_reply, GATHER_TIMEOUT_S)
         with trio.move_on_after(GATHER_TIMEOUT_S + 0.5):
             await event.wait()
         return answers

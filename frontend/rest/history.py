@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from frontend import peerops as O
 from frontend.channel_log import Entry, parse_serial
 from frontend.homes import OPERATION_DEADLINE_MS, RPC_TIMEOUT_S
 from frontend.rest.wire import RestError
@@ -215,7 +216,10 @@ class LogHistory:
                 retry()
 
         channels.bus.request(
-            home, "history", {"channel": channel, "query": query.to_wire()}, on_reply, RPC_TIMEOUT_S
+            home,
+            O.RestCall(kind="history", args={"channel": channel, "query": query.to_wire()}),
+            on_reply,
+            RPC_TIMEOUT_S,
         )
 
     def _local(
@@ -237,16 +241,16 @@ class LogHistory:
         """Peer op ``history``: a page from the log we are home of (refused if we are not)."""
         channel = args.get("channel")
         if not isinstance(channel, str) or not isinstance(args.get("query"), dict):
-            reply(False, "bad request")
+            reply(False, O.Refused(O.Refusal.BAD_REQUEST, "history needs a channel and a query"))
             return
         if self.node.channels.home_of(channel) != self.node.node_id:
-            reply(False, f"not home for {channel}")
+            reply(False, O.Refused(O.Refusal.NOT_HOME, f"not home for {channel}"))
             return
         query = HistoryQuery.from_wire(args["query"])
 
         def done(page: HistoryPage | None) -> None:
             if page is None:
-                reply(False, f"acquiring: {channel}")
+                reply(False, O.Refused(O.Refusal.ACQUIRING, f"acquiring {channel}"))
             else:
                 reply(True, {"messages": page.messages, "next": page.next_cursor})
 

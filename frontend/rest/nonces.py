@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
+from frontend import peerops as O
 from frontend.tokens import NonceMemory
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class NonceGuard:
     def _serve(self, now_ms: int, src: str, args: dict[str, Any], reply: Callable[[bool, Any], None]) -> None:
         key_name, nonce = args.get("key"), args.get("nonce")
         if not isinstance(key_name, str) or not isinstance(nonce, str):
-            reply(False, "bad request")
+            reply(False, O.Refused(O.Refusal.BAD_REQUEST, "token_nonce needs a key and a nonce"))
             return
         reply(True, self.memory.first_use(now_ms, key_name, nonce))
 
@@ -54,7 +55,8 @@ class NonceGuard:
             answer.append(res if ok else None)
             event.set()
 
-        bus.request(home, "token_nonce", {"key": key_name, "nonce": nonce}, on_reply, ASK_TIMEOUT_S)
+        op = O.RestCall(kind="token_nonce", args={"key": key_name, "nonce": nonce})
+        bus.request(home, op, on_reply, ASK_TIMEOUT_S)
         with trio.move_on_after(ASK_TIMEOUT_S + 0.5):
             await event.wait()
         if answer and isinstance(answer[0], bool):

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from frontend import peerops as O
 from frontend.auth import Identity, allows
 from frontend.homes import OPERATION_DEADLINE_MS
 from frontend.idempotency import atomic_base
@@ -187,11 +188,14 @@ class RestPublisher:
         publisher = f"rest:{base}"[:200]
         msg_serial = -random.getrandbits(62) - 1
         envelope = {"action": int(Action.MESSAGE), "channel": channel, "id": base, "timestamp": now}
-        serials = await wait_for(
-            lambda done: self.node.channels.publish(
-                now, channel, publisher, msg_serial, stamped, envelope, done
-            )
+        pub = O.Publish(
+            channel=channel,
+            connection_id=publisher,
+            msg_serial=msg_serial,
+            messages=stamped,
+            envelope=envelope,
         )
+        serials = await wait_for(lambda done: self.node.channels.publish(now, pub, done))
         return Published(channel, base, serials)
 
     # -- publish on behalf of a realtime connection -------------------------
@@ -222,7 +226,9 @@ class RestPublisher:
                 answer.append((ok, res))
                 event.set()
 
-            self.node.channels.bus.request(key.owner, "rest_publish", args, on_reply, WAIT_S)
+            self.node.channels.bus.request(
+                key.owner, O.RestCall(kind="rest_publish", args=args), on_reply, WAIT_S
+            )
             with trio.move_on_after(WAIT_S + 1):
                 await event.wait()
         if not answer:
@@ -283,5 +289,11 @@ class RestPublisher:
                     {"error": (error or ErrorInfo.of(ErrorCode.INTERNAL_CHANNEL, "not published")).to_wire()},
                 )
 
-        msg_serial = -random.getrandbits(62) - 1
-        node.channels.publish(now, channel, s.connection_id, msg_serial, stamped, envelope, done)
+        pub = O.Publish(
+            channel=channel,
+            connection_id=s.connection_id,
+            msg_serial=-random.getrandbits(62) - 1,  # never one of the connection's own msgSerials
+            messages=stamped,
+            envelope=envelope,
+        )
+        node.channels.publish(now, pub, done)
