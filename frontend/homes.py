@@ -21,6 +21,7 @@ import structlog
 from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
+from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.placement import ClusterView, Placement
@@ -347,9 +348,16 @@ class HomeSide:
                 return
             done(prior, None)
             return
+        # Client-supplied ids seen within the dedupe window (frontend.idempotency): answered, not appended.
+        screened = screen(lg.ids, pub.messages, done, lambda seq, cb: wait_on(home.pending, seq, cb, abandon))
+        if screened.duplicate:
+            self.metrics.duplicates.inc()
+        if screened.fresh is None:
+            return
+        done = screened.done
         serials, entry = lg.append(
             now_ms,
-            [dict(m) for m in pub.messages],
+            [dict(m) for m in screened.fresh],
             dict(pub.envelope),
             publisher=connection_id,
             msg_serial=msg_serial,

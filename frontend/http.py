@@ -1,7 +1,8 @@
 """The one-port front door: h11 for HTTP, upgrading ``/`` to a WebSocket.
 
 Plain requests (``/health``, ``/metrics``, ``/cluster``) are answered with
-keep-alive; ``/comet/...`` goes to the Comet transport (``frontend.comet``),
+keep-alive; Ably REST paths (``/channels``, ``/messages``, ``/keys``) go to
+``frontend.rest``; ``/comet/...`` goes to the Comet transport (``frontend.comet``),
 whose ``/recv`` long-poll is abandoned if the client closes its socket. A
 ``GET /`` with ``Upgrade: websocket`` is answered ``101`` by h11 and the socket
 is handed, with any bytes already read, to the WebSocket transport. Request
@@ -28,6 +29,7 @@ from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
+from frontend.rest.service import RestService
 from frontend.websocket import run_websocket
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import header, is_websocket, read_body, respond, serve_http
@@ -40,8 +42,11 @@ _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _COMET_HEADERS = [(b"cache-control", b"no-cache, no-store")]
 _CORS = [
     (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"content-type, accept, authorization, x-ably-version, ably-agent"),
+    (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+    (
+        b"access-control-allow-headers",
+        b"content-type, accept, authorization, x-ably-version, ably-agent, x-ably-clientid",
+    ),
     (b"access-control-expose-headers", b"x-ably-errorcode, x-ably-errormessage, link"),
 ]
 
@@ -66,6 +71,7 @@ class FrontDoor:
             low=cfg.publish_backlog_low_bytes,
             stall_s=cfg.slow_consumer_stall_s,
         )
+        self.rest = RestService(node, wall_ms)
 
     def _prepare(self) -> Prepare | None:
         """The cluster's takeover hook for resumes, once it has joined (else None)."""
@@ -111,6 +117,10 @@ class FrontDoor:
         request_body = await read_body(conn, stream)
         if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
             return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
+        if self.rest.serves(target.path) and event.method != b"OPTIONS":
+            rest = await self.rest.handle(event.method, event.target, event.headers, request_body)
+            await self._respond(conn, stream, rest.status, rest.content_type, rest.body, rest.headers)
+            return True
         status, ctype, body = await self.route(event, request_body)
         await self._respond(conn, stream, status, ctype, body)
         return True

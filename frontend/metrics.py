@@ -112,6 +112,12 @@ class Metrics:
         self.key_reloads = Counter(
             "continuity_key_reloads", "API keys reloaded from the config file (SIGHUP or admin)", registry=r
         )
+        self.rest_requests = Counter(
+            "continuity_rest_requests",
+            "REST requests answered, by route and Ably error code (0: success)",
+            ["route", "code"],
+            registry=r,
+        )
         self.retained_messages = Gauge(
             "continuity_retained_messages", "Messages held in channel logs", registry=r
         )

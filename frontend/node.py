@@ -45,6 +45,7 @@ from frontend.ownership import Ownership
 from frontend.pubsub import PubSub, server_message
 from frontend.session import Session, SessionState
 from frontend.takeover import Takeover
+from frontend.tokens import TokenAuthenticator
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
@@ -88,7 +89,7 @@ class FrontendNode(PubSub):
         self._rng = rng
         self.metrics = metrics or Metrics()
         self.signer = signer or KeySigner([config.cluster_secret])
-        self.auth = authenticator or Authenticator(config.keys, dev=config.dev)
+        self.auth = authenticator or TokenAuthenticator(config.keys, dev=config.dev)
         self.sessions: dict[str, Session] = {}
         self.outlets: dict[str, Outlet] = {}
         self.channels = ChannelService(
@@ -105,6 +106,9 @@ class FrontendNode(PubSub):
             sub.channels[name].serial for sub in self.subscribers.get(name, {}).values()
         ]
         self._expiry: list[tuple[int, str]] = []
+        self._token_expiry: list[tuple[int, str]] = []  # (expires, connectionId) of token identities
+        # Peer ops served outside the channel and session cores (the REST layer's, frontend.rest).
+        self.peer_ops: dict[str, Callable[[int, str, dict[str, Any], Callable[[bool, Any], None]], None]] = {}
         self._next_sweep = 0
         self.ownership = Ownership(self)
         self.takeover = Takeover(self)
@@ -178,6 +182,8 @@ class FrontendNode(PubSub):
         if requested:
             session, error = self._find_for_resume(requested, ident)
             if session is not None:
+                if ident.expires_ms is not None or session.identity.expires_ms is not None:
+                    session.identity = ident  # a renewed token (RTN15h2) replaces the expired one
                 self._bind(now_ms, session, outlet, echo)
                 session.resumed_ms = now_ms
                 self.metrics.resumes.labels(result="ok").inc()
@@ -245,6 +251,23 @@ class FrontendNode(PubSub):
         self.outlets[s.connection_id] = outlet
         self.metrics.connections_live.set(len(self.outlets))
         self.metrics.connections_detached.set(len(self.sessions) - len(self.outlets))
+        self._watch_token(s)
+
+    def _watch_token(self, s: Session) -> None:
+        if s.identity.expires_ms is not None:
+            heapq.heappush(self._token_expiry, (s.identity.expires_ms, s.connection_id))
+
+    def _expire_tokens(self, now_ms: int) -> None:
+        """A live connection whose token expired gets DISCONNECTED 40142: the SDK renews its token
+        and resumes (RTN15h2), so its continuity is kept; an AUTH before expiry moves the deadline."""
+        while self._token_expiry and self._token_expiry[0][0] <= now_ms:
+            expires, conn_id = heapq.heappop(self._token_expiry)
+            s = self.sessions.get(conn_id)
+            if s is None or s.identity.expires_ms != expires:
+                continue
+            log.info("connection.token_expired", connection_id=conn_id)
+            self.metrics.auth_failures.labels(code=str(int(ErrorCode.TOKEN_EXPIRED))).inc()
+            self.cut(now_ms, s, ErrorInfo.of(ErrorCode.TOKEN_EXPIRED, "token expired"))
 
     # ------------------------------------------------------------------
     # Transport lifecycle
@@ -380,6 +403,7 @@ class FrontendNode(PubSub):
                 self.transport_lost(now_ms, s, outlet)
             return
         s.identity = ident
+        self._watch_token(s)
         if s.client_id is None and ident.client_id is not None:
             s.client_id = ident.client_id
             self.ownership.replicate(s)
@@ -400,6 +424,7 @@ class FrontendNode(PubSub):
             s.expire()
             self.metrics.expired.inc()
             log.info("connection.expired", connection_id=conn_id)
+        self._expire_tokens(now_ms)
         self.channels.tick(now_ms)
         if now_ms >= self._next_sweep:
             self._next_sweep = now_ms + LOG_SWEEP_MS
@@ -413,6 +438,8 @@ class FrontendNode(PubSub):
         nxt = self._next_sweep
         if self._expiry:
             nxt = min(nxt, self._expiry[0][0])
+        if self._token_expiry:
+            nxt = min(nxt, self._token_expiry[0][0])
         retry = self.channels.next_deadline()
         return nxt if retry is None else min(nxt, retry)
 
@@ -426,6 +453,12 @@ class FrontendNode(PubSub):
         match op:
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_request(now_ms, src, op, reply)
+            case O.RestCall():
+                serve = self.peer_ops.get(op.kind)
+                if serve is None:
+                    reply(False, O.Refused(O.Refusal.BAD_REQUEST, f"unknown REST op {op.kind!r:.40}"))
+                else:
+                    serve(now_ms, src, op.args, reply)
             case _:
                 self.channels.handle_request(now_ms, src, op, reply)
 
@@ -433,6 +466,8 @@ class FrontendNode(PubSub):
         match op:
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_push(now_ms, src, op)
+            case O.RestCall():
+                log.warning("peer.unexpected_push", peer=src, op=op.OP)  # REST ops are requests
             case _:
                 self.channels.handle_push(now_ms, src, op)
 
