@@ -23,6 +23,7 @@ import h11
 import structlog
 import trio
 
+from frontend import sandbox
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
 from frontend.metrics import CONTENT_TYPE
@@ -40,7 +41,7 @@ _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _COMET_HEADERS = [(b"cache-control", b"no-cache, no-store")]
 _CORS = [
     (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
     (b"access-control-allow-headers", b"content-type, accept, authorization, x-ably-version, ably-agent"),
     (b"access-control-expose-headers", b"x-ably-errorcode, x-ably-errormessage, link"),
 ]
@@ -123,6 +124,20 @@ class FrontDoor:
             ).encode(),
         )
 
+    def _sandbox(self, req: h11.Request, path: str, query: str, body: bytes) -> tuple[int, bytes, bytes]:
+        """The dev-mode sandbox (frontend.sandbox): provision a test app for an SDK's test suite."""
+        assert self.node.sandbox_keys is not None
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers}
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        method = req.method.decode("latin-1")
+        status, reply = sandbox.handle(self.node.sandbox_keys, method, path, headers, params, body)
+        self.node.metrics.sandbox_requests.labels(status=str(status)).inc()
+        emit = log.info if status < 400 else log.warning
+        emit("sandbox.request", method=method, path=path, status=status,
+             app_id=reply.get("appId") if reply else None,
+             error=reply.get("error") if reply else None)
+        return status, b"application/json", json.dumps(reply).encode() if reply is not None else b""
+
     async def handle(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         cfg = self.node.config
@@ -151,7 +166,10 @@ class FrontDoor:
                         return
                     conn.start_next_cycle()
                     continue
-                status, ctype, body = await self.route(event)
+                if self.node.sandbox_keys is not None and sandbox.handles(target.path):
+                    status, ctype, body = self._sandbox(event, target.path, target.query, request_body)
+                else:
+                    status, ctype, body = await self.route(event)
                 await self._respond(conn, stream, status, ctype, body)
                 if conn.our_state is h11.MUST_CLOSE:
                     return

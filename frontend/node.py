@@ -42,6 +42,7 @@ from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.ownership import SESSION_OPS, Ownership
 from frontend.pubsub import PubSub, server_message
+from frontend.sandbox import SandboxKeys
 from frontend.session import Session, SessionState
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo
@@ -85,7 +86,13 @@ class FrontendNode(PubSub):
         self._rng = rng
         self.metrics = metrics or Metrics()
         self.signer = signer or KeySigner([config.cluster_secret])
-        self.auth = authenticator or Authenticator(config.keys, dev=config.dev)
+        # The dev-mode sandbox's self-verifying keys (frontend.sandbox); None outside dev mode.
+        self.sandbox_keys = SandboxKeys(config.secrets) if config.dev else None
+        self.auth = authenticator or Authenticator(
+            config.keys,
+            dev=config.dev,
+            extra_keys=self.sandbox_keys.resolve if self.sandbox_keys is not None else None,
+        )
         self.sessions: dict[str, Session] = {}
         self.outlets: dict[str, Outlet] = {}
         self.channels = ChannelService(
