@@ -35,6 +35,22 @@ log = structlog.get_logger("continuity.frontend")
 MAX_CHANNEL_NAME = 1024
 
 
+def channel_name_problem(name: str) -> str | None:
+    """Why Ably refuses ``name`` (40010), or None: empty, too long, a leading ``:`` (reserved), or a
+    ``[qualifier]`` prefix that is not closed, is empty, or qualifies an empty name."""
+    if not name:
+        return "invalid channel name: empty"
+    if len(name) > MAX_CHANNEL_NAME:
+        return f"invalid channel name: longer than {MAX_CHANNEL_NAME} characters"
+    if name.startswith(":"):
+        return f"invalid channel name: {name!r} starts with ':'"
+    if name.startswith("["):
+        qualifier, sep, rest = name[1:].partition("]")
+        if not sep or not qualifier or not rest or rest.startswith(":"):
+            return f"invalid channel name: malformed qualifier in {name!r}"
+    return None
+
+
 def server_message(action: Action, **fields: Any) -> Encoded:
     """A server-to-client ProtocolMessage, ready to queue on any outlet."""
     return Encoded.of(ProtocolMessage(action=action, **fields))
@@ -125,10 +141,6 @@ class PubSub:
         self.metrics.errors_sent.labels(code=str(int(code))).inc()
         self._send(now_ms, s, server_message(action, channel=name, error=ErrorInfo.of(code, msg)))
 
-    @staticmethod
-    def _valid_channel(name: str | None) -> bool:
-        return bool(name) and len(name or "") <= MAX_CHANNEL_NAME
-
     def _granted_modes(self, s: Session, name: str, requested: int) -> int:
         cap = s.identity.capability
         granted = requested
@@ -143,8 +155,16 @@ class PubSub:
     def handle_attach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         """RTL4: answer ATTACHED; resume from the client's channelSerial when covered (RTL15b)."""
         name = pm.channel
-        if name is None or not self._valid_channel(name):
-            raise RemoteProtocolError("ATTACH needs a channel name of 1..1024 characters")
+        if name is None:
+            raise RemoteProtocolError("ATTACH needs a channel")
+        # Refusals in the channel's scope (RTL14): the channel fails, the connection lives.
+        problem = channel_name_problem(name)
+        if problem is not None:
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.INVALID_CHANNEL_NAME, problem)
+            return
+        if pm.channel_problem is not None:
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, pm.channel_problem)
+            return
         cap = s.identity.capability
         if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
             self._channel_error(
@@ -170,7 +190,9 @@ class PubSub:
         requested = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
         granted = self._granted_modes(s, name, requested)
         if cur is not None and cur.attached_gen == s.generation:
-            # Already attached on this transport: everything up to the cursor is queued.
+            # Already attached on this transport: everything up to the cursor is queued. A re-attach
+            # may change the modes (RTL16a, setOptions): they take effect now.
+            self._apply_modes(s, name, cur, granted)
             self._send(
                 now_ms,
                 s,
@@ -188,6 +210,19 @@ class PubSub:
             self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res)
 
         self.channels.attach(now_ms, name, from_serial, done)
+
+    def _apply_modes(self, s: Session, name: str, cur: ChannelCursor, granted: int) -> None:
+        """New modes on an attached channel: subscribe starts or stops delivery, publish is checked
+        against them from the next MESSAGE."""
+        if cur.modes == granted:
+            return
+        cur.modes = granted
+        if granted & Flag.SUBSCRIBE:
+            self.subscribers.setdefault(name, {})[s.connection_id] = s
+        else:
+            self._unsubscribe(s, name)
+        self.ownership.replicate(s)
+        log.info("channel.modes", connection_id=s.connection_id, channel=name, modes=int(granted))
 
     def _complete_attach(
         self, now_ms: int, s: Session, name: str, granted: int, from_serial: str | None, res: AttachResult
@@ -283,8 +318,11 @@ class PubSub:
 
     def _publish_error(self, s: Session, pm: ProtocolMessage) -> ErrorInfo | None:
         name = pm.channel
-        if name is None or not self._valid_channel(name):
-            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs a channel name of 1..1024 characters")
+        if name is None:
+            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs a channel")
+        problem = channel_name_problem(name)
+        if problem is not None:
+            return ErrorInfo.of(ErrorCode.INVALID_CHANNEL_NAME, problem)
         if not pm.messages:
             return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs at least one message")
         cur = s.channels.get(name)

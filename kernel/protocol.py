@@ -118,6 +118,10 @@ class ProtocolMessage:
     res: list[dict[str, Any]] | None = None
     auth: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Inbound only: why the frame is invalid in its channel's scope (params not string -> string).
+    # The frame's channel is refused (ERROR with ``channel``); the connection and its other channels
+    # live (RTL14). Never serialised.
+    channel_problem: str | None = None
 
     def has(self, flag: Flag) -> bool:
         return bool(self.flags & flag)
@@ -208,9 +212,15 @@ def from_wire(raw: object) -> ProtocolMessage:
         act = Action(action)
     except ValueError:
         raise _bad(f"unknown action {action}") from None
-    params = _opt(raw, "params", dict)
-    if params is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
-        raise _bad("params must map strings to strings")
+    params = raw.get("params")
+    channel_problem = None
+    if params is not None and (
+        not isinstance(params, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items())
+    ):
+        if not isinstance(raw.get("channel"), str):
+            raise _bad("params must map strings to strings")
+        params, channel_problem = None, "channel params must map strings to strings"
     error = raw.get("error")
     return ProtocolMessage(
         action=act,
@@ -229,6 +239,7 @@ def from_wire(raw: object) -> ProtocolMessage:
         params=params,
         res=_opt(raw, "res", list),
         auth=_opt(raw, "auth", dict),
+        channel_problem=channel_problem,
     )
 
 

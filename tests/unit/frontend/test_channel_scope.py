@@ -1,0 +1,34 @@
+"""Channel-scoped refusals: Ably's channel-name rules (40010) and bad params kept in the channel's scope."""
+
+from __future__ import annotations
+
+import pytest
+
+from frontend.pubsub import channel_name_problem
+from kernel import protocol as P
+from kernel.errors import RemoteProtocolError
+
+
+@pytest.mark.parametrize("name", ["a", "chat:lobby", "[meta]log", "[?rewind=1]foo", "x" * 1024, "a]b", "ü"])
+def test_valid_names(name: str) -> None:
+    assert channel_name_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["", ":hell", "[meta", "[]name", "[meta]", "[meta]:x", "x" * 1025])
+def test_invalid_names(name: str) -> None:
+    assert channel_name_problem(name) is not None
+
+
+def test_bad_params_of_a_channel_frame_are_a_channel_problem() -> None:
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"rewind": 1}})
+    assert pm.params is None and pm.channel_problem is not None
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": "x"})
+    assert pm.channel_problem is not None
+    assert "channelProblem" not in str(pm.to_wire()) and "channel_problem" not in str(pm.to_wire())
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"rewind": "1"}})
+    assert pm.params == {"rewind": "1"} and pm.channel_problem is None
+
+
+def test_bad_params_without_a_channel_still_fail_the_frame() -> None:
+    with pytest.raises(RemoteProtocolError):
+        P.from_wire({"action": int(P.Action.ATTACH), "params": {"rewind": 1}})
