@@ -178,7 +178,11 @@ class FrontendNode(PubSub):
         if requested:
             session, error = self._find_for_resume(requested, ident)
             if session is not None:
+                if kind == "recover":
+                    self._supersede(now_ms, session)
                 self._bind(now_ms, session, outlet, echo)
+                if kind == "recover":
+                    self.ownership.replicate(session)
                 self.metrics.resumes.labels(result="ok").inc()
                 log.info("connection.resumed", connection_id=session.connection_id, kind=kind)
                 outlet.send(self._connected(session))
@@ -208,6 +212,33 @@ class FrontendNode(PubSub):
         log.info("connection.opened", connection_id=conn_id, client_id=ident.client_id, format=outlet.fmt)
         outlet.send(self._connected(session, error))
         return session
+
+    def _supersede(self, now_ms: int, s: Session) -> None:
+        """A recover (RTN16) moves the connection to a new holder under a new key (epoch + 1).
+
+        Exactly one client holds a connection: the previous key no longer resumes it (80008, a
+        new connectionId, RTN15c7), and a transport still bound to it, the previous holder if it
+        is alive, is closed with a DISCONNECTED saying why, so it resumes, is refused, and carries
+        on under a new connectionId with that error, never silently (and never takes it back).
+        """
+        s.epoch += 1
+        s.key = self.signer.sign(
+            ConnectionKey(
+                owner=self.node_id, secondary=s.secondary, connection_id=s.connection_id, epoch=s.epoch
+            )
+        )
+        s.replaced_key, s.key_confirmed = None, True
+        old = self.outlets.pop(s.connection_id, None)
+        if old is None:
+            return
+        self._unsubscribe_all(s)
+        error = ErrorInfo.of(
+            ErrorCode.CONNECTION_EXPIRED,
+            "this connection was recovered by another client; it continues there",
+        )
+        self.metrics.errors_sent.labels(code=str(error.code)).inc()
+        old.close(server_message(Action.DISCONNECTED, error=error))
+        log.info("connection.superseded", connection_id=s.connection_id, epoch=s.epoch)
 
     def _refuse(self, outlet: Outlet, error: ErrorInfo) -> None:
         self.metrics.errors_sent.labels(code=str(error.code)).inc()
