@@ -197,17 +197,22 @@ class PubSub:
                 now_ms,
                 s,
                 server_message(
-                    Action.ATTACHED, channel=name, channel_serial=cur.serial, flags=granted | Flag.RESUMED
+                    Action.ATTACHED,
+                    channel=name,
+                    channel_serial=cur.serial,
+                    flags=granted | Flag.RESUMED,
+                    params=pm.params or None,
                 ),
             )
             return
         from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
         generation = s.generation
+        params = pm.params or None  # echoed in ATTACHED, as Ably does (the SDK's channel.params)
 
         def done(res: AttachResult) -> None:
             if s.generation != generation or self.outlets.get(s.connection_id) is None:
                 return  # the transport that asked is gone; its successor will ATTACH again
-            self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res)
+            self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res, params)
 
         self.channels.attach(now_ms, name, from_serial, done)
 
@@ -225,7 +230,14 @@ class PubSub:
         log.info("channel.modes", connection_id=s.connection_id, channel=name, modes=int(granted))
 
     def _complete_attach(
-        self, now_ms: int, s: Session, name: str, granted: int, from_serial: str | None, res: AttachResult
+        self,
+        now_ms: int,
+        s: Session,
+        name: str,
+        granted: int,
+        from_serial: str | None,
+        res: AttachResult,
+        params: dict[str, str] | None = None,
     ) -> None:
         """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b)."""
         if res.error is not None:
@@ -245,7 +257,9 @@ class PubSub:
         if not self._send(
             now_ms,
             s,
-            server_message(Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error),
+            server_message(
+                Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error, params=params
+            ),
         ):
             return
         subscribing = bool(granted & Flag.SUBSCRIBE)

@@ -31,12 +31,16 @@ async function scope() {
   }
   const badParams = client.channels.get('scope:params', { params: { rewind: 1, delta: { x: 1 } } });
   attempts.params = { ...(await outcome(badParams.attach())), state: badParams.state, reason: errorInfo(badParams.errorReason) };
+  const goodParams = client.channels.get('scope:params-ok', { params: { occupancy: 'metrics', custom: 'x' } });
+  await goodParams.attach();
+  const echoedParams = goodParams.params;
   const publishInvalid = await outcome(client.channels.get(':hell2').publish('n', 'x'));
   await pub.channels.get('scope:live').publish('n', 'after');
   await cond.wait(() => got.includes('after'), 'the live channel still delivering');
   emit('result', {
     attempts,
     publishInvalid,
+    echoedParams,
     connectionState: client.connection.state,
     sameConnection: client.connection.id === connectionId,
     liveState: live.state,
