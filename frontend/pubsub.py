@@ -51,6 +51,27 @@ def channel_name_problem(name: str) -> str | None:
     return None
 
 
+MAX_REWIND = 100  # Ably's limit on rewind by count
+
+
+def rewind_count(params: Mapping[str, str] | None) -> int | None:
+    """The ``rewind`` channel param as a message count (1..100), or None (absent or not a count;
+    rewind by time is not supported and attaches from now)."""
+    raw = (params or {}).get("rewind")
+    if raw is None or not raw.isdigit():
+        return None
+    count = min(int(raw), MAX_REWIND)
+    return count or None
+
+
+def rewound_serial(last_serial: str, count: int | None) -> str | None:
+    """The serial to replay after so that the last ``count`` messages come again, or None."""
+    parsed = parse_serial(last_serial) if count else None
+    if parsed is None or count is None or parsed[1] <= 0:
+        return None
+    return f"{parsed[0]}:{max(parsed[1] - count, 0)}"
+
+
 def server_message(action: Action, **fields: Any) -> Encoded:
     """A server-to-client ProtocolMessage, ready to queue on any outlet."""
     return Encoded.of(ProtocolMessage(action=action, **fields))
@@ -209,10 +230,31 @@ class PubSub:
         generation = s.generation
         params = pm.params or None  # echoed in ATTACHED, as Ably does (the SDK's channel.params)
 
+        rewind = rewind_count(params) if from_serial is None else None
+
+        def gone() -> bool:
+            # The transport that asked is gone; its successor will ATTACH again.
+            return s.generation != generation or self.outlets.get(s.connection_id) is None
+
         def done(res: AttachResult) -> None:
-            if s.generation != generation or self.outlets.get(s.connection_id) is None:
-                return  # the transport that asked is gone; its successor will ATTACH again
-            self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res, params)
+            if gone():
+                return
+            start = rewound_serial(res.last_serial, rewind) if rewind and res.error is None else None
+            if start is None:
+                self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res, params)
+                return
+
+            def rewound(back: AttachResult) -> None:
+                if gone():
+                    return
+                if back.error is not None or back.replay is None:  # not retained: attach from now
+                    self._complete_attach(self.channels.now_ms, s, name, granted, None, res, params)
+                    return
+                self._complete_attach(
+                    self.channels.now_ms, s, name, granted, start, back, params, rewinding=True
+                )
+
+            self.channels.attach(self.channels.now_ms, name, start, rewound)
 
         self.channels.attach(now_ms, name, from_serial, done)
 
@@ -238,6 +280,8 @@ class PubSub:
         from_serial: str | None,
         res: AttachResult,
         params: dict[str, str] | None = None,
+        *,
+        rewinding: bool = False,
     ) -> None:
         """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b)."""
         if res.error is not None:
@@ -251,9 +295,9 @@ class PubSub:
                 f"unable to recover channel {name} from serial {from_serial}: continuity lost",
             )
             self.metrics.discontinuities.inc()
-        resumed = replay is not None
+        resumed = replay is not None and not rewinding  # a rewind replays on a fresh attach
         flags = granted | (Flag.RESUMED if resumed else 0)
-        serial = from_serial if resumed else res.last_serial
+        serial = from_serial if resumed or rewinding else res.last_serial
         if not self._send(
             now_ms,
             s,

@@ -6,6 +6,9 @@
    starts delivery, removing it stops it, adding publish is allowed when the capability permits it
    and still refused (40160) when it does not.
 3. Invalid channel names are refused with 40010, as Ably does (``:x``, malformed ``[qualifier]``).
+
+Also: ATTACHED echoes the channel params, and ``rewind=<count>`` replays the last messages on a
+fresh attach.
 """
 
 from __future__ import annotations
@@ -85,3 +88,21 @@ async def test_set_options_cannot_add_a_mode_the_capability_forbids(tmp_path: Pa
     assert result["publish"]["error"]["code"] == 40160
     assert result["connectionState"] == "connected"
     assert result["channelState"] == "attached"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_rewind_replays_the_last_messages_on_attach(tmp_path: Path, transport: str) -> None:
+    with trio.fail_after(60):
+        async with run_frontend(tmp_path) as fe:
+            config = {
+                "port": fe.port,
+                "key": API_KEY,
+                "transports": [transport],
+                "part": "rewind",
+                "channel": f"rewind:{transport}",
+            }
+            async with node_script(tmp_path, "channel_scope.mjs", config) as script:
+                result = await script.expect("result")
+    assert result["got"] == ["r2", "r3", "r4"]
+    assert result["attached"] == {"resumed": False, "reason": None}
+    assert result["wide"] == ["w1"]

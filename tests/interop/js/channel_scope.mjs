@@ -96,8 +96,32 @@ async function denied() {
   emit('result', { modes: channel.modes, publish, connectionState: client.connection.state, channelState: channel.state });
 }
 
+async function rewind() {
+  const pub = realtime();
+  await connected(pub);
+  const pch = pub.channels.get(config.channel);
+  for (const data of ['r1', 'r2', 'r3']) await pch.publish('n', data);
+  const client = realtime();
+  await connected(client);
+  const got = [];
+  const channel = client.channels.get(config.channel, { params: { rewind: '2' } });
+  let attached = null;
+  channel.once('attached', (c) => { attached = { resumed: c.resumed, reason: errorInfo(c.reason) }; });
+  await channel.subscribe((m) => { got.push(m.data); cond.poke(); });
+  await pch.publish('n', 'r4');
+  await cond.wait(() => got.includes('r4'), 'the live message after the rewind');
+  // A channel that asks for more than the log holds gets what there is.
+  const all = [];
+  const wide = client.channels.get(config.channel + ':wide', { params: { rewind: '50' } });
+  await pub.channels.get(config.channel + ':wide').publish('n', 'w1');
+  await wide.subscribe((m) => { all.push(m.data); cond.poke(); });
+  await cond.wait(() => all.includes('w1'), 'the rewound message of a short channel');
+  emit('result', { got, attached, wide: all });
+}
+
 main(async () => {
-  if (config.part === 'scope') await scope();
+  if (config.part === 'rewind') await rewind();
+  else if (config.part === 'scope') await scope();
   else if (config.part === 'modes') await modes();
   else await denied();
 });

@@ -32,3 +32,17 @@ def test_bad_params_of_a_channel_frame_are_a_channel_problem() -> None:
 def test_bad_params_without_a_channel_still_fail_the_frame() -> None:
     with pytest.raises(RemoteProtocolError):
         P.from_wire({"action": int(P.Action.ATTACH), "params": {"rewind": 1}})
+
+
+def test_rewind_by_count() -> None:
+    from frontend.pubsub import rewind_count, rewound_serial
+
+    assert rewind_count({"rewind": "2"}) == 2
+    assert rewind_count({"rewind": "1000"}) == 100
+    assert rewind_count({"rewind": "0"}) is None
+    assert rewind_count({"rewind": "10s"}) is None  # by time: not supported, attaches from now
+    assert rewind_count(None) is None
+    assert rewound_serial("e1:10", 2) == "e1:8"
+    assert rewound_serial("e1:1", 5) == "e1:0"
+    assert rewound_serial("e1:0", 5) is None  # nothing to replay
+    assert rewound_serial("", 5) is None
