@@ -51,6 +51,32 @@ def channel_name_problem(name: str) -> str | None:
     return None
 
 
+_MODE_NAMES = {
+    "presence": Flag.PRESENCE,
+    "publish": Flag.PUBLISH,
+    "subscribe": Flag.SUBSCRIBE,
+    "presence_subscribe": Flag.PRESENCE_SUBSCRIBE,
+    "annotation_publish": Flag.ANNOTATION_PUBLISH,
+    "annotation_subscribe": Flag.ANNOTATION_SUBSCRIBE,
+    "object_subscribe": Flag.OBJECT_SUBSCRIBE,
+    "object_publish": Flag.OBJECT_PUBLISH,
+}
+
+
+def modes_param(params: Mapping[str, str] | None) -> int:
+    """The ``modes`` channel param (``"presence,subscribe"``) as mode flags; 0 when absent.
+    Raises ValueError naming an unknown mode."""
+    raw = (params or {}).get("modes")
+    if raw is None:
+        return 0
+    flags = 0
+    for mode in filter(None, (m.strip().lower() for m in raw.split(","))):
+        if mode not in _MODE_NAMES:
+            raise ValueError(f"unknown channel mode {mode!r} in the modes param")
+        flags |= _MODE_NAMES[mode]
+    return flags
+
+
 MAX_REWIND = 100  # Ably's limit on rewind by count
 
 
@@ -208,7 +234,12 @@ class PubSub:
                 f"at most {self.config.max_channels_per_connection} channels per connection",
             )
             return
-        requested = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
+        requested: int = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
+        try:
+            requested = modes_param(pm.params) or requested  # the ``modes`` param wins, as in Ably
+        except ValueError as exc:
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
+            return
         granted = self._granted_modes(s, name, requested)
         if cur is not None and cur.attached_gen == s.generation:
             # Already attached on this transport: everything up to the cursor is queued. A re-attach

@@ -13,8 +13,11 @@ suite"); nothing is fetched here. This script
 3. reads what ran from ``reporter.js``'s event file. A file that aborts (a timeout, or mocha
    stopping after a test called ``done`` twice) leaves tests that never ran: they are re-run, in a
    new mocha with a ``--grep`` matching exactly them, until a round runs none of them;
-4. prints a JSON summary: per lane and file, passed, failed, pending, not_run (blocked by a failing
-   hook, or never reached), hook failures, rounds, seconds, and the failing titles with their error;
+4. re-runs each failure alone (up to ``--isolate`` per file): one that passes alone failed from an
+   earlier test's leftovers, and is counted in ``passed_alone`` (it stays in ``failed``);
+5. prints a JSON summary: per lane and file, passed, failed, pending, not_run (blocked by a failing
+   hook, or never reached), passed_alone, hook failures, rounds, seconds, and the failing titles with
+   their error;
    and writes it to ``--out``. Logs of every round are kept under ``--logs``.
 
 The cluster is stopped at the end, also on Ctrl-C.
@@ -68,6 +71,7 @@ class FileResult:
     failed: dict[str, str] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
     hook_failures: list[dict[str, str]] = field(default_factory=list)
+    passed_alone: set[str] = field(default_factory=set)
     rounds: int = 0
     timed_out: int = 0
     seconds: float = 0.0
@@ -83,11 +87,13 @@ class FileResult:
             "failed": len(self.failed),
             "pending": len(self.pending),
             "not_run": len(not_run),
+            "passed_alone": len(self.passed_alone),
             "hook_failures": len(self.hook_failures),
             "rounds": self.rounds,
             "timed_out_rounds": self.timed_out,
             "seconds": round(self.seconds, 1),
             "failures": dict(sorted(self.failed.items())),
+            "passed_alone_titles": sorted(self.passed_alone),
             "hooks": self.hook_failures,
             "not_run_titles": not_run,
         }
@@ -98,7 +104,9 @@ def check_checkout(root: Path) -> None:
         "build/ably-node.js": "copy node_modules/ably/build/* (the published npm ably) to build/",
         "node_modules/.bin/mocha": "install the test dependencies (README)",
         "node_modules/async/package.json": "install the ably-forks/async tarball (README)",
-        "test/common/ably-common/test-resources/test-app-setup.json": "place ably-common at test/common/ably-common",
+        "test/common/ably-common/test-resources/test-app-setup.json": (
+            "place ably-common at test/common/ably-common"
+        ),
         "test/realtime": "this is not an ably-js checkout",
     }
     missing = [f"{path}: {fix}" for path, fix in needed.items() if not (root / path).exists()]
@@ -163,7 +171,9 @@ def exact_grep(titles: list[str]) -> str:
     return "^(" + "|".join(re.escape(t) for t in titles) + ")$"
 
 
-def run_file(root: Path, test_file: str, lane: str, port: int, timeout_s: float, logs: Path) -> FileResult:
+def run_file(
+    root: Path, test_file: str, lane: str, port: int, timeout_s: float, logs: Path, isolate: int
+) -> FileResult:
     result = FileResult()
     log = logs / f"{lane}-{Path(test_file).name}.log"
     log.unlink(missing_ok=True)
@@ -196,6 +206,12 @@ def run_file(root: Path, test_file: str, lane: str, port: int, timeout_s: float,
         remaining = [t for t in result.planned if t not in result.seen()]
         if not remaining or len(result.seen()) == before:
             break
+    # A failure may come from an earlier test's leftovers (a timer firing into the next test, a
+    # callback called twice): re-run up to ``isolate`` failures alone and count those that pass.
+    for title in sorted(result.failed)[:isolate]:
+        events, _ = run_round(root, test_file, lane, port, exact_grep([title]), timeout_s, log)
+        if any(ev.get("e") == "pass" and ev.get("title") == title for ev in events):
+            result.passed_alone.add(title)
     result.seconds = time.monotonic() - started
     return result
 
@@ -218,6 +234,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="test files relative to the checkout (default: the realtime files of issue 17)")
     p.add_argument("--lanes", nargs="*", default=list(LANES), choices=LANES)
     p.add_argument("--file-timeout", type=float, default=900.0, help="seconds per mocha run (default 900)")
+    p.add_argument("--isolate", type=int, default=40,
+                   help="re-run up to this many failures of each file alone (counted as passed_alone)")
     p.add_argument("--port-offset", type=int, default=3000, help="cluster ports: deploy/local + this")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "conformance.json")
     p.add_argument("--logs", type=Path, default=REPO / "bench" / "results" / "conformance-logs")
@@ -234,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     port = ROUTER_PORT + args.port_offset
     state = Path(tempfile.mkdtemp(prefix="continuity-conformance-"))
+    # Each cluster port is deploy/local's plus the offset (client 80xx/81xx, gossip 70xx/71xx, peer
+    # 91xx): two runs at once need offsets that keep all three ranges apart (e.g. 3000 and 3400).
     summary: dict[str, Any] = {"ablyjs": str(root), "router": f"127.0.0.1:{port}", "lanes": {}}
     try:
         cluster("up", state, args.port_offset)
@@ -241,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
             files: dict[str, Any] = {}
             summary["lanes"][lane] = files
             for test_file in args.files:
-                res = run_file(root, test_file, lane, port, args.file_timeout, args.logs)
+                res = run_file(root, test_file, lane, port, args.file_timeout, args.logs, args.isolate)
                 files[test_file] = res.summary()
-                line = {k: files[test_file][k] for k in ("passed", "failed", "pending", "not_run")}
+                line = {
+                    k: files[test_file][k] for k in ("passed", "failed", "pending", "not_run", "passed_alone")
+                }
                 if not res.planned:
                     line["error"] = f"mocha never started the file: see {args.logs}"
                 print(f"conformance: {lane} {test_file} {json.dumps(line)}", file=sys.stderr, flush=True)
@@ -251,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         totals: dict[str, dict[str, int]] = {}
         for lane, files in summary["lanes"].items():
             totals[lane] = {
-                k: sum(f[k] for f in files.values()) for k in ("passed", "failed", "pending", "not_run")
+                k: sum(f[k] for f in files.values())
+                for k in ("passed", "failed", "pending", "not_run", "passed_alone")
             }
         summary["totals"] = totals
     finally:
@@ -263,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     brief = {
         "totals": summary.get("totals"),
         "files": {
-            lane: {f: {k: v[k] for k in ("passed", "failed", "pending", "not_run")} for f, v in files.items()}
+            lane: {
+                f: {k: v[k] for k in ("passed", "failed", "pending", "not_run", "passed_alone")}
+                for f, v in files.items()
+            }
             for lane, files in summary["lanes"].items()
         },
         "details": str(args.out),

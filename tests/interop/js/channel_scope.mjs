@@ -34,6 +34,9 @@ async function scope() {
   const goodParams = client.channels.get('scope:params-ok', { params: { occupancy: 'metrics', custom: 'x' } });
   await goodParams.attach();
   const echoedParams = goodParams.params;
+  const byParam = client.channels.get('scope:modes-param', { params: { modes: 'subscribe' } });
+  await byParam.attach();
+  const modesFromParam = byParam.modes;
   const publishInvalid = await outcome(client.channels.get(':hell2').publish('n', 'x'));
   await pub.channels.get('scope:live').publish('n', 'after');
   await cond.wait(() => got.includes('after'), 'the live channel still delivering');
@@ -41,6 +44,7 @@ async function scope() {
     attempts,
     publishInvalid,
     echoedParams,
+    modesFromParam,
     connectionState: client.connection.state,
     sameConnection: client.connection.id === connectionId,
     liveState: live.state,

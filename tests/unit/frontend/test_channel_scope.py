@@ -46,3 +46,13 @@ def test_rewind_by_count() -> None:
     assert rewound_serial("e1:1", 5) == "e1:0"
     assert rewound_serial("e1:0", 5) is None  # nothing to replay
     assert rewound_serial("", 5) is None
+
+
+def test_modes_param() -> None:
+    from frontend.pubsub import modes_param
+
+    assert modes_param(None) == 0
+    assert modes_param({"delta": "vcdiff"}) == 0
+    assert modes_param({"modes": "presence,subscribe"}) == P.Flag.PRESENCE | P.Flag.SUBSCRIBE
+    with pytest.raises(ValueError, match="fly"):
+        modes_param({"modes": "subscribe,fly"})
