@@ -9,7 +9,9 @@ suite"); nothing is fetched here. This script
    at the router (``ABLY_LOCAL_SANDBOX_URL``: the dev-mode sandbox provisions the test app, and its
    reply routes every client to the router). The ``comet`` lane sets ``ABLY_TEST_TRANSPORTS=comet``
    (tests that loop over transports) and requires ``comet_lane.js`` (every other client defaults to
-   Comet); the ``web_socket`` lane sets ``ABLY_TEST_TRANSPORTS=web_socket``;
+   Comet); the ``web_socket`` lane sets ``ABLY_TEST_TRANSPORTS=web_socket``. A file that defines no
+   test on a single-transport lane (``transports.test.js`` needs more than one) is run once with
+   both, reported under the lane ``both``;
 3. reads what ran from ``reporter.js``'s event file. A file that aborts (a timeout, or mocha
    stopping after a test called ``done`` twice) leaves tests that never ran: they are re-run, in a
    new mocha with a ``--grep`` matching exactly them, until a round runs none of them;
@@ -43,6 +45,7 @@ REPO = HERE.parents[1]
 CLUSTER = [sys.executable, str(REPO / "deploy" / "localcluster.py")]
 ROUTER_PORT = 8080  # rt1 in deploy/local/rt1.toml, before the offset
 LANES = ("web_socket", "comet")
+BOTH = "both"  # both transports: for files whose tests need more than one (upgrade, fallback)
 REALTIME_FILES = (
     "channel",
     "resume",
@@ -127,7 +130,7 @@ def run_round(
         "ABLY_PORT": str(port),
         "ABLY_TLS_PORT": str(port),
         "ABLY_USE_TLS": "false",
-        "ABLY_TEST_TRANSPORTS": lane,
+        "ABLY_TEST_TRANSPORTS": lane if lane in LANES else ",".join(LANES),
         "CONFORMANCE_EVENTS": str(events_path),
     }
     cmd = [
@@ -232,7 +235,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ablyjs", type=Path, required=True, help="a prepared ably-js checkout (README)")
     p.add_argument("--files", nargs="*", default=list(DEFAULT_FILES),
                    help="test files relative to the checkout (default: the realtime files of issue 17)")
-    p.add_argument("--lanes", nargs="*", default=list(LANES), choices=LANES)
+    p.add_argument("--lanes", nargs="*", default=list(LANES), choices=[*LANES, BOTH])
     p.add_argument("--file-timeout", type=float, default=900.0, help="seconds per mocha run (default 900)")
     p.add_argument("--isolate", type=int, default=40,
                    help="re-run up to this many failures of each file alone (counted as passed_alone)")
@@ -256,7 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     # 91xx): two runs at once need offsets that keep all three ranges apart (e.g. 3000 and 3400).
     summary: dict[str, Any] = {"ablyjs": str(root), "router": f"127.0.0.1:{port}", "lanes": {}}
     try:
-        cluster("up", state, args.port_offset)
+        try:
+            cluster("up", state, args.port_offset)
+        except subprocess.CalledProcessError:
+            raise SystemExit(
+                f"conformance: the cluster did not start (ports of deploy/local + {args.port_offset}, "
+                "see above): pick another --port-offset"
+            ) from None
         for lane in args.lanes:
             files: dict[str, Any] = {}
             summary["lanes"][lane] = files
@@ -267,10 +276,18 @@ def main(argv: list[str] | None = None) -> int:
                     k: files[test_file][k] for k in ("passed", "failed", "pending", "not_run", "passed_alone")
                 }
                 if not res.planned:
-                    line["error"] = f"mocha never started the file: see {args.logs}"
+                    line["error"] = f"no test defined on this lane: see {args.logs}"
                 print(f"conformance: {lane} {test_file} {json.dumps(line)}", file=sys.stderr, flush=True)
                 args.out.write_text(json.dumps(summary, indent=1) + "\n")
+                both = summary["lanes"].setdefault(BOTH, {})
+                if not res.planned and lane != BOTH and test_file not in both:
+                    res = run_file(root, test_file, BOTH, port, args.file_timeout, args.logs, args.isolate)
+                    both[test_file] = res.summary()
+                    line = {k: both[test_file][k] for k in ("passed", "failed", "pending", "not_run")}
+                    print(f"conformance: {BOTH} {test_file} {json.dumps(line)}", file=sys.stderr, flush=True)
+                    args.out.write_text(json.dumps(summary, indent=1) + "\n")
         totals: dict[str, dict[str, int]] = {}
+        summary["lanes"] = {lane: files for lane, files in summary["lanes"].items() if files}
         for lane, files in summary["lanes"].items():
             totals[lane] = {
                 k: sum(f[k] for f in files.values())
