@@ -261,7 +261,9 @@ class PubSub:
         generation = s.generation
         params = pm.params or None  # echoed in ATTACHED, as Ably does (the SDK's channel.params)
 
-        rewind = rewind_count(params) if from_serial is None else None
+        # A rewind applies to a fresh attach only, never to one resuming (ATTACH_RESUME, RTL4j).
+        fresh = from_serial is None and not pm.flags & Flag.ATTACH_RESUME
+        rewind = rewind_count(params) if fresh else None
 
         def gone() -> bool:
             # The transport that asked is gone; its successor will ATTACH again.

@@ -198,6 +198,28 @@ def _messages(raw: dict[str, Any], key: str) -> list[Message] | None:
     return value
 
 
+def _params(raw: object) -> tuple[dict[str, str] | None, str | None]:
+    """Channel params as strings, or why they are refused. Numbers and booleans are taken as their
+    text (SDKs send ``{rewind: 1}``, which Ably accepts); objects, arrays and nulls are refused."""
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        return None, "channel params must be an object of strings"
+    out: dict[str, str] = {}
+    for k, v in raw.items():
+        if not isinstance(k, str):
+            return None, "channel params must map strings to strings"
+        if isinstance(v, bool):
+            out[k] = "true" if v else "false"
+        elif isinstance(v, (str, int)):
+            out[k] = str(v)
+        elif isinstance(v, float) and v.is_integer():
+            out[k] = str(int(v))
+        else:
+            return None, f"channel param {k!r} must be a string"
+    return out, None
+
+
 def from_wire(raw: object) -> ProtocolMessage:
     """Build a ProtocolMessage from a decoded mapping.
 
@@ -212,15 +234,9 @@ def from_wire(raw: object) -> ProtocolMessage:
         act = Action(action)
     except ValueError:
         raise _bad(f"unknown action {action}") from None
-    params = raw.get("params")
-    channel_problem = None
-    if params is not None and (
-        not isinstance(params, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items())
-    ):
-        if not isinstance(raw.get("channel"), str):
-            raise _bad("params must map strings to strings")
-        params, channel_problem = None, "channel params must map strings to strings"
+    params, channel_problem = _params(raw.get("params"))
+    if channel_problem is not None and not isinstance(raw.get("channel"), str):
+        raise _bad(channel_problem)
     error = raw.get("error")
     return ProtocolMessage(
         action=act,

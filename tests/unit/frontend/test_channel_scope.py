@@ -20,8 +20,13 @@ def test_invalid_names(name: str) -> None:
 
 
 def test_bad_params_of_a_channel_frame_are_a_channel_problem() -> None:
-    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"rewind": 1}})
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"delta": {"x": 1}}})
     assert pm.params is None and pm.channel_problem is not None
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"a": [1], "b": None}})
+    assert pm.params is None and pm.channel_problem is not None
+    # Numbers and booleans are taken as text, as Ably does (ably-js sends {rewind: 1}).
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"rewind": 1, "x": True}})
+    assert pm.params == {"rewind": "1", "x": "true"} and pm.channel_problem is None
     pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": "x"})
     assert pm.channel_problem is not None
     assert "channelProblem" not in str(pm.to_wire()) and "channel_problem" not in str(pm.to_wire())
@@ -31,7 +36,7 @@ def test_bad_params_of_a_channel_frame_are_a_channel_problem() -> None:
 
 def test_bad_params_without_a_channel_still_fail_the_frame() -> None:
     with pytest.raises(RemoteProtocolError):
-        P.from_wire({"action": int(P.Action.ATTACH), "params": {"rewind": 1}})
+        P.from_wire({"action": int(P.Action.ATTACH), "params": {"rewind": [1]}})
 
 
 def test_rewind_by_count() -> None:
