@@ -115,7 +115,8 @@ class Authenticator:
 
     ``extra_keys`` resolves names the config does not hold (the dev-mode sandbox's self-verifying
     keys, ``frontend.sandbox``); such a key is verified, and its capability applied, even in dev
-    mode, where any other key is accepted with full capability.
+    mode, where any other key is accepted with full capability unless ``accept_any_key`` is false
+    (then only configured and extra keys are, as outside dev mode).
     """
 
     def __init__(
@@ -124,9 +125,11 @@ class Authenticator:
         *,
         dev: bool = False,
         extra_keys: Callable[[str], ApiKey | None] | None = None,
+        accept_any_key: bool = True,
     ) -> None:
         self._keys = dict(keys)
         self._dev = dev
+        self._any_key = accept_any_key
         self._extra_keys = extra_keys
 
     def _lookup(self, name: str) -> ApiKey | None:
@@ -162,7 +165,7 @@ class Authenticator:
     def _verify_key(self, key: str) -> str:
         name, sep, secret = key.partition(":")
         extra = self._extra_keys(name) if self._extra_keys is not None else None
-        if self._dev and extra is None:
+        if self._dev and extra is None and (self._any_key or name in self._keys):
             return name or "dev"
         api_key = self._keys.get(name) or extra
         if not sep or api_key is None:

@@ -92,6 +92,7 @@ class FrontendNode(PubSub):
             config.keys,
             dev=config.dev,
             extra_keys=self.sandbox_keys.resolve if self.sandbox_keys is not None else None,
+            accept_any_key=config.dev_accept_any_key,
         )
         self.sessions: dict[str, Session] = {}
         self.outlets: dict[str, Outlet] = {}

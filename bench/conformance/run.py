@@ -5,6 +5,7 @@ suite"); nothing is fetched here. This script
 
 1. starts a ``make run``-style cluster (``deploy/localcluster.py up``: 2 routers, 4 dev-mode
    frontends) with its ports shifted by ``--port-offset`` and its state in a temporary directory;
+   its frontends refuse unknown keys (``dev_accept_any_key = false``) as Ably does;
 2. runs each test file with mocha, once per lane, under ``--file-timeout``, with the harness pointed
    at the router (``ABLY_LOCAL_SANDBOX_URL``: the dev-mode sandbox provisions the test app, and its
    reply routes every client to the router). The ``comet`` lane sets ``ABLY_TEST_TRANSPORTS=comet``
@@ -223,7 +224,9 @@ def cluster(command: str, state: Path, offset: int) -> None:
     args = [*CLUSTER, command, "--state-dir", str(state)]
     if command == "up":
         args += ["--port-offset", str(offset), "--timeout", "60"]
-    subprocess.run(args, cwd=REPO, check=True, stdout=sys.stderr)
+    # Dev mode for the sandbox, but an unknown key gets 40101 as on Ably (the suite checks it).
+    env = {**os.environ, "CONTINUITY_DEV_ACCEPT_ANY_KEY": "false"}
+    subprocess.run(args, cwd=REPO, check=True, stdout=sys.stderr, env=env)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -156,3 +156,17 @@ def test_stats_fixtures_are_validated_against_a_key_of_an_app() -> None:
 def test_canonical_capability_sorts_resources_and_operations() -> None:
     cap = {"b": frozenset({"subscribe", "publish"}), "a": frozenset({"*"})}
     assert canonical_capability(cap) == '{"a":["*"],"b":["publish","subscribe"]}'
+
+
+def test_dev_mode_can_refuse_unknown_keys_and_still_take_sandbox_and_configured_ones() -> None:
+    from frontend.auth import ApiKey
+
+    keys = SandboxKeys([SECRET])
+    reply = _create(keys)
+    configured = {"app.conf": ApiKey("app.conf", "s3cret", {"*": frozenset({"*"})})}
+    auth = Authenticator(configured, dev=True, extra_keys=keys.resolve, accept_any_key=False)
+    with pytest.raises(AuthError) as exc:
+        auth.authenticate(0, key="this.is:wrong", token=None, client_id=None)
+    assert exc.value.code == ErrorCode.INVALID_CREDENTIALS
+    assert auth.authenticate(0, key=reply["keys"][0]["keyStr"], token=None, client_id=None)
+    assert auth.authenticate(0, key="app.conf:anything", token=None, client_id=None).key_name == "app.conf"
