@@ -2,11 +2,9 @@
 
 Theory of operation
 -------------------
-A :class:`ClientSession` is one logical Ably connection across any number of
-transports. The driver feeds it (``start_connect``, ``handle``,
-``transport_lost``, ``tick``, all taking ``now`` in seconds) and drains it
-(``outgoing()`` frames for the current transport, ``events()`` for the
-application and the driver).
+A :class:`ClientSession` is one logical Ably connection across any number of transports. The driver
+feeds it (``start_connect``, ``handle``, ``transport_lost``, ``tick``, all taking ``now`` in seconds)
+and drains it (``outgoing()`` frames for the current transport, ``events()`` for the application).
 
 Invariants:
 
@@ -24,12 +22,11 @@ Invariants:
   re-ATTACHes every channel that was attached or attaching, carrying its
   channelSerial (RTN15c6/c7, RTL3d, PROTOCOL.md 3.4). The server decides
   continuity: ATTACHED with RESUMED, or without it and with error 90003.
-* Frames are only produced while a transport is CONNECTED; anything asked for
-  while disconnected is remembered as intent and sent on the next CONNECTED.
-* Deadlines live in data: connect timeout, idle timeout (maxIdleInterval +
-  request timeout, RTN23), attach timeout, suspend (connectionStateTtl after the
-  last transport loss) and the next reconnect (full-jitter backoff).
-  ``next_deadline()`` says when ``tick`` is due.
+* Frames are only produced while a transport is CONNECTED; anything asked for while disconnected is
+  remembered as intent and sent on the next CONNECTED.
+* Deadlines live in data: connect timeout, idle timeout (maxIdleInterval + request timeout, RTN23),
+  attach timeout, suspend (connectionStateTtl after the last transport loss) and the next reconnect
+  (full-jitter backoff). ``next_deadline()`` says when ``tick`` is due.
 * CLOSED and FAILED are terminal: the session refuses further input.
 """
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.placement import ClusterView, Placement
-from kernel.protocol import Message
 
 if TYPE_CHECKING:
     from frontend.channels import Bus, PublishDone
@@ -33,9 +33,6 @@ log = structlog.get_logger("continuity.frontend")
 _EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 RPC_TIMEOUT_S = 3.0
 OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails
-# Replies to a publish request that mean it was not numbered (the caller may NACK at its deadline).
-CERTAINLY_NOT_NUMBERED = ("not home for", "no link to", "acquiring:")
-STALE = "stale"  # how a replica refuses a stale home's log (the home then steps down)
 
 
 def unavailable(channel: str) -> ErrorInfo:
@@ -67,6 +64,11 @@ class Home:
     # waiting for the replica reaches every subscriber exactly once, by the fan-out.
     committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
+    replica_refreshed_ms: int = 0  # when an idle log was last re-sent to its replica (keep_replicas_alive)
+
+    def waits_for(self, pub: O.Publish) -> bool:
+        """``pub`` must follow an earlier publish of its connection that this log has not numbered."""
+        return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None
 
     def behind(self, serial: object) -> bool:
         """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
@@ -121,6 +123,9 @@ class HomeSide:
         """Stop being home of ``name``: keep its durable part as a copy; re-route publishes in flight."""
         home = self.homes.pop(name)
         home.log.truncate_after(home.committed)
+        # A copy of an idle channel (empty once its messages expired) must outlive the next sweep of
+        # idle copies: it holds the channel's position, which the next home continues from.
+        home.log.last_activity_ms = max(home.log.last_activity_ms, self.now_ms)
         self.replicas[name] = home.log
         self.former_subs[name] = set(home.remote_subs)
         self.on_change()
@@ -215,7 +220,7 @@ class HomeSide:
             return lambda ok, res: on_reply(peer, ok, res)
 
         for peer in peers:
-            self.bus.request(peer, "log_fetch", {"channel": channel}, replier(peer), RPC_TIMEOUT_S)
+            self.bus.request(peer, O.LogFetch(channel=channel), replier(peer), RPC_TIMEOUT_S)
 
     def _become_home(
         self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str
@@ -236,7 +241,8 @@ class HomeSide:
         )
         self._sync_replica(now_ms, channel, home)
         for cb in self._acquiring.pop(channel, []):
-            cb(True)
+            # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
+            cb(self.homes.get(channel) is home)
 
     def _replica_missing(self, home: Home) -> bool:
         """No replica to write to, though the cluster spans another zone: appends wait (no ACK)."""
@@ -273,7 +279,7 @@ class HomeSide:
                 for item in list(home.pending):
                     if item.entry.last_seq > synced:
                         self._replicate(channel, home, item)
-            elif isinstance(result, str) and result.startswith(STALE):
+            elif isinstance(result, O.Refused) and result.code is O.Refusal.STALE:
                 self._step_down(channel, f"replica {replica} refused our log: {result}")
             else:
                 log.info("channel.replica_sync_failed", channel=channel, replica=replica, reason=str(result))
@@ -282,20 +288,11 @@ class HomeSide:
         for item in home.pending:
             item.sent = True
         self.bus.request(
-            replica, "replica_sync", {"channel": channel, "log": home.log.snapshot()}, on_reply, RPC_TIMEOUT_S
+            replica, O.ReplicaSync(channel=channel, log=home.log.snapshot()), on_reply, RPC_TIMEOUT_S
         )
 
-    def _append(
-        self,
-        now_ms: int,
-        channel: str,
-        connection_id: str,
-        msg_serial: int,
-        messages: list[Message],
-        envelope: dict[str, Any],
-        done: PublishDone,
-        abandon: Callable[[], None],
-    ) -> None:
+    def _append(self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]) -> None:
+        channel, connection_id, msg_serial = pub.channel, pub.connection_id, pub.msg_serial
         home = self.homes[channel]
         lg = home.log
         prior = lg.lookup(connection_id, msg_serial)
@@ -308,7 +305,11 @@ class HomeSide:
             done(prior, None)
             return
         serials, entry = lg.append(
-            now_ms, [dict(m) for m in messages], envelope, publisher=connection_id, msg_serial=msg_serial
+            now_ms,
+            [dict(m) for m in pub.messages],
+            dict(pub.envelope),
+            publisher=connection_id,
+            msg_serial=msg_serial,
         )
         item = _Append(entry, serials, [(done, abandon)])
         home.pending.append(item)
@@ -336,9 +337,7 @@ class HomeSide:
                 home.replica_synced = False
                 self._sync_replica(self.now_ms, channel, home)
 
-        self.bus.request(
-            replica, "replicate", {"channel": channel, "entry": entry.to_wire()}, on_reply, RPC_TIMEOUT_S
-        )
+        self.bus.request(replica, O.Replicate(channel=channel, entry=entry), on_reply, RPC_TIMEOUT_S)
 
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
         """Fan out and ACK, in order, every pending append the replica now holds."""
@@ -349,7 +348,7 @@ class HomeSide:
             self._fan_out(now_ms, channel, entry, entry.publisher)
             if self.bus is not None:
                 for sub in home.remote_subs:
-                    self.bus.push(sub, "deliver", {"channel": channel, "entry": entry.to_wire()})
+                    self.bus.push(sub, O.Deliver(channel=channel, entry=entry))
             for waiter, _ in item.waiters:
                 waiter(item.serials, None)
         if not home.pending:
@@ -357,32 +356,27 @@ class HomeSide:
             for cb in waiting:
                 cb()
 
-    def _serve_attach(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
-    ) -> None:
+    def _serve_attach(self, now_ms: int, src: str, op: O.Attach, reply: Callable[[bool, Any], None]) -> None:
+        channel = op.channel
         if self.home_of(channel) != self.node_id:
-            reply(False, f"not home for {channel}")
+            reply(False, O.Refused(O.Refusal.NOT_HOME, f"not home for {channel}"))
             return
 
         def then(ok: bool) -> None:
             if not ok:
-                reply(False, f"{channel} is being acquired elsewhere")
+                reply(False, O.Refused(O.Refusal.ACQUIRING, f"{channel} is being acquired elsewhere"))
                 return
             home = self.homes[channel]
-            if home.behind(args.get("from")) or home.behind(args.get("stream_from")):
-                reply(False, f"home of {channel} is behind the serial asked for; retry")
+            if home.behind(op.from_serial) or home.behind(op.stream_from):
+                reply(False, O.Refused(O.Refusal.BEHIND, f"home of {channel} is behind the serial asked for"))
                 self._step_down(channel, f"{src} asked past our committed {home.committed}")
                 return
-            if args.get("subscribe", True):
+            if op.subscribe:
                 home.remote_subs.add(src)
-            frm = args.get("from")
-            replay = home.log.replay_after(frm, home.committed) if isinstance(frm, str) and frm else None
-            stream_from = args.get("stream_from")
-            stream = (
-                home.log.replay_after(stream_from, home.committed)
-                if isinstance(stream_from, str) and stream_from
-                else None
-            )
+            frm = op.from_serial
+            replay = home.log.replay_after(frm, home.committed) if frm else None
+            stream_from = op.stream_from
+            stream = home.log.replay_after(stream_from, home.committed) if stream_from else None
             reply(
                 True,
                 {
@@ -395,38 +389,38 @@ class HomeSide:
         self._with_home(now_ms, channel, then)
 
     def _serve_publish(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, pub: O.Publish, reply: Callable[[bool, Any], None]
     ) -> None:
+        channel = pub.channel
         if self.home_of(channel) != self.node_id:
-            reply(False, f"not home for {channel}")
+            reply(False, O.Refused(O.Refusal.NOT_HOME, f"not home for {channel}"))
             return
 
         def done(serials: list[str] | None, error: ErrorInfo | None) -> None:
             if serials is not None:
-                reply(True, serials)
+                reply(True, O.PublishReply(O.Outcome.NUMBERED, tuple(serials)).to_wire())
             else:  # refused for certain (never numbered, or cut from the log): relay the NACK
                 info = error or unavailable(channel)
-                reply(True, {"refused": True, "error": info.to_wire()})
+                reply(True, O.PublishReply(O.Outcome.REFUSED, error=info).to_wire())
 
         def then(ok: bool) -> None:
             if not ok:
-                reply(False, f"acquiring: {channel} is being acquired elsewhere")
+                reply(False, O.Refused(O.Refusal.ACQUIRING, f"{channel} is being acquired elsewhere"))
+                return
+            if self.homes[channel].waits_for(pub):
+                reply(False, O.Refused(O.Refusal.OUT_OF_ORDER, f"msgSerial {pub.after} is not numbered yet"))
                 return
             self._append(
                 self.now_ms,
-                channel,
-                str(args["conn"]),
-                int(args["msg_serial"]),
-                list(args["messages"]),
-                dict(args["envelope"]),
+                pub,
                 done,
-                lambda: reply(False, f"{channel} changed home; retry"),
+                lambda: reply(False, O.Refused(O.Refusal.CHANGED_HOME, f"{channel} changed home; retry")),
             )
 
         self._with_home(now_ms, channel, then)
 
     def _serve_log_fetch(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, channel: str, reply: Callable[[bool, Any], None]
     ) -> None:
         home = self.homes.get(channel)
         if home is None:
@@ -463,27 +457,28 @@ class HomeSide:
             hand_over()
 
     def _serve_replicate(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, op: O.Replicate, reply: Callable[[bool, Any], None]
     ) -> None:
+        channel, entry = op.channel, op.entry
         copy = self.replicas.get(channel)
-        entry = Entry.from_wire(args["entry"])
         if channel in self.homes:
             # We hold the home ourselves: the sender is a stale home (e.g. just back from a
             # partition). Acknowledging would let it ACK serials we number too.
             log.warning("channel.replicate_refused", channel=channel, sender=src, reason="we are home")
-            reply(False, "not your replica: this node is home")
+            reply(False, O.Refused(O.Refusal.NOT_REPLICA, "not your replica: this node is home"))
             return
         if copy is None or not copy.install(now_ms, entry):
-            reply(False, "resync")
+            reply(False, O.Refused(O.Refusal.RESYNC, "send the whole log"))
             return
         reply(True, entry.last_seq)
 
     def _serve_replica_sync(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, op: O.ReplicaSync, reply: Callable[[bool, Any], None]
     ) -> None:
+        channel = op.channel
         lg = ChannelLog.from_snapshot(
             channel,
-            args["log"],
+            op.log,
             now_ms=now_ms,
             max_messages=self.config.channel_log_max_messages,
             retention_ms=self.config.retention_ms,
@@ -503,7 +498,7 @@ class HomeSide:
                 theirs=lg.last_seq,
                 ours=None if held is None else held.last_seq,
             )
-            reply(False, f"{STALE}: this node holds a longer copy or is home")
+            reply(False, O.Refused(O.Refusal.STALE, "this node holds a longer copy or is home"))
             return
         self.replicas[channel] = lg
         reply(True, lg.last_seq)
@@ -530,6 +525,21 @@ class HomeSide:
             for item in reversed(drop):
                 for waiter, _ in item.waiters:
                     waiter(None, unavailable(name))
+
+    def keep_replicas_alive(self, now_ms: int) -> None:
+        """Re-send an idle home's log to its replica once per retention window. A copy with no
+        message left and no activity for two windows is forgotten (ChannelService.tick), so without
+        this an idle channel that still has subscribers lost its replica's copy, and the next home
+        (after a kill or a healed partition) started a new epoch: every subscriber got 90003 though
+        no message was missing (chaos seed 25705, chaos:firehose between bursts)."""
+        window = self.config.retention_ms
+        for name, home in self.homes.items():
+            if home.replica is None or not home.replica_synced or home.pending:
+                continue
+            if now_ms - max(home.log.last_activity_ms, home.replica_refreshed_ms) < window:
+                continue
+            home.replica_refreshed_ms = now_ms
+            self._sync_replica(now_ms, name, home)
 
     def _publish_window(self) -> int:
         """How long a publish may be retried or held: the deadline, within the dedupe window."""
