@@ -212,7 +212,10 @@ def run_file(
             break
     # A failure may come from an earlier test's leftovers (a timer firing into the next test, a
     # callback called twice): re-run up to ``isolate`` failures alone and count those that pass.
-    for title in sorted(result.failed)[:isolate]:
+    # Those that look like leftovers (a callback or done called twice, a timeout) are tried first.
+    leftover = ("called multiple times", "already called", "Timeout of")
+    suspects = sorted(result.failed, key=lambda t: (not any(m in result.failed[t] for m in leftover), t))
+    for title in suspects[:isolate]:
         events, _ = run_round(root, test_file, lane, port, exact_grep([title]), timeout_s, log)
         if any(ev.get("e") == "pass" and ev.get("title") == title for ev in events):
             result.passed_alone.add(title)
