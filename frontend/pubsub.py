@@ -78,6 +78,18 @@ def modes_param(params: Mapping[str, str] | None) -> int:
     return flags
 
 
+# The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
+# annotation_publish is among them, though annotations themselves are refused (not supported).
+DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
+# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
+RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
+
+
+def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
+    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
+    return out or None
+
+
 MAX_REWIND = 100  # Ably's limit on rewind by count
 
 
@@ -196,6 +208,8 @@ class PubSub:
             granted &= ~Flag.PUBLISH
         if not allows(cap, name, "subscribe"):
             granted &= ~Flag.SUBSCRIBE
+        if not allows(cap, name, "annotation-publish"):
+            granted &= ~Flag.ANNOTATION_PUBLISH
         if not allows(cap, name, "presence"):
             granted &= ~(Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE)
         return granted
@@ -235,7 +249,7 @@ class PubSub:
                 f"at most {self.config.max_channels_per_connection} channels per connection",
             )
             return
-        requested: int = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
+        requested: int = (pm.flags & P.MODE_FLAGS) or DEFAULT_MODES
         try:
             requested = modes_param(pm.params) or requested  # the ``modes`` param wins, as in Ably
         except ValueError as exc:
@@ -254,13 +268,13 @@ class PubSub:
                     channel=name,
                     channel_serial=cur.serial,
                     flags=granted | Flag.RESUMED,
-                    params=pm.params or None,
+                    params=recognised_params(pm.params),
                 ),
             )
             return
         from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
         generation = s.generation
-        params = pm.params or None  # echoed in ATTACHED, as Ably does (the SDK's channel.params)
+        params = recognised_params(pm.params)  # echoed in ATTACHED (the SDK's channel.params)
 
         # A rewind applies to a fresh attach only, never to one resuming (ATTACH_RESUME, RTL4j).
         fresh = from_serial is None and not pm.flags & Flag.ATTACH_RESUME

@@ -41,7 +41,7 @@ async def test_channel_errors_stay_in_the_channel_scope(tmp_path: Path, transpor
     assert params["ok"] is False and params["state"] == "failed"
     assert params["error"]["code"] == 40000
     assert result["publishInvalid"]["error"]["code"] == 40010
-    assert result["echoedParams"] == {"occupancy": "metrics", "custom": "x"}  # ATTACHED echoes params
+    assert result["echoedParams"] == {"occupancy": "metrics"}  # ATTACHED echoes the params Ably knows
     assert result["modesFromParam"] == ["subscribe"]  # the modes param sets the modes
     assert result["connectionState"] == "connected"
     assert result["sameConnection"] is True
