@@ -32,7 +32,7 @@ async def test_channel_errors_stay_in_the_channel_scope(tmp_path: Path, transpor
             config = {"port": fe.port, "key": API_KEY, "transports": [transport], "part": "scope"}
             async with node_script(tmp_path, "channel_scope.mjs", config) as script:
                 result = await script.expect("result")
-    for name in (":hell", "[meta", "[]name", "[meta]"):
+    for name in ("", ":hell", "[meta", "[]name", "[meta]"):
         attempt = result["attempts"][name]
         assert attempt["ok"] is False, name
         assert attempt["error"]["code"] == 40010, (name, attempt)

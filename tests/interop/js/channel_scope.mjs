@@ -25,7 +25,7 @@ async function scope() {
   const got = [];
   await live.subscribe((m) => { got.push(m.data); cond.poke(); });
   const attempts = {};
-  for (const name of [':hell', '[meta', '[]name', '[meta]']) {
+  for (const name of ['', ':hell', '[meta', '[]name', '[meta]']) {
     const channel = client.channels.get(name);
     attempts[name] = { ...(await outcome(channel.attach())), state: channel.state, reason: errorInfo(channel.errorReason) };
   }
