@@ -8,7 +8,7 @@ STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
 .PHONY: install browser chaos-short test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
-	bench bench-profile chaos examples sim image
+	bench bench-profile chaos examples sim image conformance
 
 install: $(STAMP_PY) $(STAMP_NPM) browser
 
@@ -87,6 +87,13 @@ bench: $(STAMP_PY) $(BENCH_NPM)
 bench-profile: $(STAMP_PY) $(BENCH_NPM)
 	@$(BIN)/python bench/fanout_compare.py --subscribers 200 --targets continuity --seconds 10 \
 		--profile bench/results/profile
+
+# ably-js's own test suite against a local cluster through a router, file by file, on the WebSocket and
+# Comet lanes; prints a JSON summary. Needs a prepared ably-js checkout (README); fetches nothing.
+# CONFORMANCE_ARGS e.g. --files test/realtime/channel.test.js --lanes comet
+conformance: $(STAMP_PY)
+	@test -n "$(ABLYJS)" || { echo "usage: make conformance ABLYJS=<path to a prepared ably-js checkout>" >&2; exit 2; }
+	@$(BIN)/python bench/conformance/run.py --ablyjs "$(ABLYJS)" $(CONFORMANCE_ARGS)
 
 CLUSTER := $(BIN)/python deploy/localcluster.py
 SIG ?= TERM

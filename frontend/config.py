@@ -79,6 +79,9 @@ class FrontendConfig:
     cluster_secret: str = DEV_CLUSTER_SECRET
     # Development mode: any key or token is accepted with full capability. Never in production.
     dev: bool = False
+    # In dev mode, whether a key that is neither in [keys] nor a sandbox key (POST /apps) is accepted
+    # (with full capability). false: such keys get 40101 as on Ably (make conformance sets it).
+    dev_accept_any_key: bool = True
     # How long a disconnected connection's state is kept, in milliseconds (Ably: 120000).
     connection_state_ttl_ms: int = 120_000
     # Outbound silence after which a HEARTBEAT is sent, in milliseconds (Ably: 15000).

@@ -23,6 +23,7 @@ import h11
 import structlog
 import trio
 
+from frontend import sandbox
 from frontend.admin import FrontendAdmin, error_answer, is_admin_path
 from frontend.clock import wall_ms
 from frontend.cluster import Cluster
@@ -85,9 +86,12 @@ class FrontDoor:
         return prepare
 
     async def route(self, req: h11.Request, body: bytes = b"") -> tuple[int, bytes, bytes]:
-        path = urlsplit(req.target.decode("latin-1")).path
+        target = urlsplit(req.target.decode("latin-1"))
+        path = target.path
         if req.method == b"OPTIONS":
             return 204, b"text/plain", b""
+        if self.node.sandbox_keys is not None and sandbox.handles(path):
+            return self._sandbox(req, path, target.query, body)
         if path == "/health":
             return self.admin.health()
         if path == "/livez":
@@ -97,6 +101,20 @@ class FrontDoor:
         if path == "/time":
             return 200, b"application/json", json.dumps([wall_ms()]).encode()
         return error_answer(ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such path: {path}"))
+
+    def _sandbox(self, req: h11.Request, path: str, query: str, body: bytes) -> tuple[int, bytes, bytes]:
+        """The dev-mode sandbox (frontend.sandbox): provision a test app for an SDK's test suite."""
+        assert self.node.sandbox_keys is not None
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers}
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        method = req.method.decode("latin-1")
+        status, reply = sandbox.handle(self.node.sandbox_keys, method, path, headers, params, body)
+        self.node.metrics.sandbox_requests.labels(status=str(status)).inc()
+        emit = log.info if status < 400 else log.warning
+        emit("sandbox.request", method=method, path=path, status=status,
+             app_id=reply.get("appId") if reply else None,
+             error=reply.get("error") if reply else None)
+        return status, b"application/json", json.dumps(reply).encode() if reply is not None else b""
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one client connection (the h11 loop is ``kernel.http.serve_http``)."""

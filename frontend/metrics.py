@@ -99,6 +99,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.sandbox_requests = Counter(
+            "continuity_sandbox_requests",
+            "Dev-mode sandbox requests (/apps, /stats), by HTTP status",
+            ["status"],
+            registry=r,
+        )
         self.comet_transports_lost = Counter(
             "continuity_comet_transports_lost",
             "Comet transports lost without a close (no recv for comet_transport_timeout_ms, "

@@ -43,6 +43,7 @@ from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.ownership import Ownership
 from frontend.pubsub import PubSub, server_message
+from frontend.sandbox import SandboxKeys
 from frontend.session import Session, SessionState
 from frontend.takeover import Takeover
 from frontend.tokens import TokenAuthenticator
@@ -89,7 +90,14 @@ class FrontendNode(PubSub):
         self._rng = rng
         self.metrics = metrics or Metrics()
         self.signer = signer or KeySigner([config.cluster_secret])
-        self.auth = authenticator or TokenAuthenticator(config.keys, dev=config.dev)
+        # The dev-mode sandbox's self-verifying keys (frontend.sandbox); None outside dev mode.
+        self.sandbox_keys = SandboxKeys(config.secrets) if config.dev else None
+        self.auth = authenticator or TokenAuthenticator(
+            config.keys,
+            dev=config.dev,
+            extra_keys=self.sandbox_keys.resolve if self.sandbox_keys is not None else None,
+            accept_any_key=config.dev_accept_any_key,
+        )
         self.sessions: dict[str, Session] = {}
         self.outlets: dict[str, Outlet] = {}
         self.channels = ChannelService(
@@ -184,8 +192,12 @@ class FrontendNode(PubSub):
             if session is not None:
                 if ident.expires_ms is not None or session.identity.expires_ms is not None:
                     session.identity = ident  # a renewed token (RTN15h2) replaces the expired one
+                if kind == "recover":
+                    self._supersede(now_ms, session)
                 self._bind(now_ms, session, outlet, echo)
                 session.resumed_ms = now_ms
+                if kind == "recover":
+                    self.ownership.replicate(session)
                 self.metrics.resumes.labels(result="ok").inc()
                 log.info("connection.resumed", connection_id=session.connection_id, kind=kind)
                 outlet.send(self._connected(session))
@@ -215,6 +227,33 @@ class FrontendNode(PubSub):
         log.info("connection.opened", connection_id=conn_id, client_id=ident.client_id, format=outlet.fmt)
         outlet.send(self._connected(session, error))
         return session
+
+    def _supersede(self, now_ms: int, s: Session) -> None:
+        """A recover (RTN16) moves the connection to a new holder under a new key (epoch + 1).
+
+        Exactly one client holds a connection: the previous key no longer resumes it (80008, a
+        new connectionId, RTN15c7), and a transport still bound to it, the previous holder if it
+        is alive, is closed with a DISCONNECTED saying why, so it resumes, is refused, and carries
+        on under a new connectionId with that error, never silently (and never takes it back).
+        """
+        s.epoch += 1
+        s.key = self.signer.sign(
+            ConnectionKey(
+                owner=self.node_id, secondary=s.secondary, connection_id=s.connection_id, epoch=s.epoch
+            )
+        )
+        s.replaced_key, s.key_confirmed = None, True
+        old = self.outlets.pop(s.connection_id, None)
+        if old is None:
+            return
+        self._unsubscribe_all(s)
+        error = ErrorInfo.of(
+            ErrorCode.CONNECTION_EXPIRED,
+            "this connection was recovered by another client; it continues there",
+        )
+        self.metrics.errors_sent.labels(code=str(error.code)).inc()
+        old.close(server_message(Action.DISCONNECTED, error=error))
+        log.info("connection.superseded", connection_id=s.connection_id, epoch=s.epoch)
 
     def _refuse(self, outlet: Outlet, error: ErrorInfo) -> None:
         self.metrics.errors_sent.labels(code=str(error.code)).inc()

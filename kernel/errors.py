@@ -15,6 +15,7 @@ class ErrorCode(enum.IntEnum):
 
     BAD_REQUEST = 40000
     MAX_MESSAGE_SIZE_EXCEEDED = 40009
+    INVALID_CHANNEL_NAME = 40010
     INVALID_CLIENT_ID = 40012
     RATE_LIMITED = 40030  # too many channels on one connection
     UNAUTHORIZED = 40100
@@ -50,6 +51,7 @@ class ErrorCode(enum.IntEnum):
 _STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED: 400,
+    ErrorCode.INVALID_CHANNEL_NAME: 400,
     ErrorCode.INVALID_CLIENT_ID: 400,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAUTHORIZED: 401,
