@@ -21,6 +21,7 @@ import structlog
 from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
+from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.placement import ClusterView, Placement
@@ -246,6 +247,15 @@ class HomeSide:
     def _become_home(
         self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str
     ) -> None:
+        if lg is None and self._other_zone_out_of_reach():
+            # No copy in reach, and the other zone, where a copy of every ACKed message lives, is
+            # out of sight: a new epoch here would hide the channel's history from our subscribers
+            # (90003) and send them back to the old epoch when the cut heals (frontend.sim seed 4:
+            # fe-a1 partitioned alone; chaos seed 12313: fe-b2 during a zone-a partition). Wait.
+            log.info("channel.acquire_deferred", channel=channel, reason="no copy and no other zone in reach")
+            for cb in self._acquiring.pop(channel, []):
+                cb(False)
+            return
         if lg is None:
             lg = self._new_log(channel, now_ms)
             if source != "fresh":
@@ -264,6 +274,13 @@ class HomeSide:
         for cb in self._acquiring.pop(channel, []):
             # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
             cb(self.homes.get(channel) is home)
+
+    def _other_zone_out_of_reach(self) -> bool:
+        """The map knows a frontend in another zone, and none of them is alive in it."""
+        if self.bus is None or not self.placement.other_zone_known(self.node_id):
+            return False
+        zone = self.view.zone_of(self.node_id)
+        return not any(p.alive and p.zone != zone for p in self.view.frontends())
 
     def _replica_missing(self, home: Home) -> bool:
         """No replica to write to, though the cluster spans another zone: appends wait (no ACK)."""
@@ -331,9 +348,16 @@ class HomeSide:
                 return
             done(prior, None)
             return
+        # Client-supplied ids seen within the dedupe window (frontend.idempotency): answered, not appended.
+        screened = screen(lg.ids, pub.messages, done, lambda seq, cb: wait_on(home.pending, seq, cb, abandon))
+        if screened.duplicate:
+            self.metrics.duplicates.inc()
+        if screened.fresh is None:
+            return
+        done = screened.done
         serials, entry = lg.append(
             now_ms,
-            [dict(m) for m in pub.messages],
+            [dict(m) for m in screened.fresh],
             dict(pub.envelope),
             publisher=connection_id,
             msg_serial=msg_serial,

@@ -64,6 +64,10 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         ],
         ["--ttl-ms", "20000"],
     ),
+    # Issue 18 (seed 12313's stale-home pattern): fe-a1, partitioned alone, became home of ch1 with no
+    # copy and started a new epoch; its subscribers got 90003 there, then were sent back to the old
+    # epoch at the heal (serial_backwards).
+    "issue18_fresh_epoch_when_cut_off": (4, [[13351, "node_partition", "fe-a1", 4167]], []),
 }
 
 
