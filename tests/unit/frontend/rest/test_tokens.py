@@ -108,7 +108,7 @@ KEY2 = ApiKey(
         ({"channel6": ["subscribe", "publish"]}, {"channel6": ["publish", "subscribe"]}),
     ],
 )
-def test_intersections_are_listed_as_ably_lists_them(requested, granted):
+def test_intersections_list_operations_sorted(requested, granted):
     params = {} if requested is None else {"capability": json.dumps(requested)}
     assert json.loads(issue(0, KEY2, params).capability) == granted
 
