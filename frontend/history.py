@@ -171,7 +171,8 @@ class PersistedHistory:
         self.node = node
         self.memory = memory
 
-    async def read(self, channel: str, query: PageQuery) -> Any:
+    async def read(self, channel: str, query: Any) -> Any:
+        """One page for ``query`` (a ``PageQuery``: the REST layer's HistoryQuery)."""
         persistence = self.node.persistence
         if persistence is None or self.node.config.persist_rule(channel) is None:
             return await self.memory.read(channel, query)

@@ -10,7 +10,6 @@ Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``no
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from frontend.session import ChannelCursor, Session
 from frontend.store_attach import StoreAttach
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
-from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
+from kernel.protocol import Action, Encoded, Flag, ProtocolMessage, message_size
 
 if TYPE_CHECKING:
     from frontend.node import Outlet
@@ -38,26 +37,87 @@ log = structlog.get_logger("continuity.frontend")
 MAX_CHANNEL_NAME = 1024
 
 
+def channel_name_problem(name: str) -> str | None:
+    """Why Ably refuses ``name`` (40010), or None: empty, too long, a leading ``:`` (reserved), or a
+    ``[qualifier]`` prefix that is not closed, is empty, or qualifies an empty name."""
+    if not name:
+        return "invalid channel name: empty"
+    if len(name) > MAX_CHANNEL_NAME:
+        return f"invalid channel name: longer than {MAX_CHANNEL_NAME} characters"
+    if name.startswith(":"):
+        return f"invalid channel name: {name!r} starts with ':'"
+    if name.startswith("["):
+        qualifier, sep, rest = name[1:].partition("]")
+        if not sep or not qualifier or not rest or rest.startswith(":"):
+            return f"invalid channel name: malformed qualifier in {name!r}"
+    return None
+
+
+_MODE_NAMES = {
+    "presence": Flag.PRESENCE,
+    "publish": Flag.PUBLISH,
+    "subscribe": Flag.SUBSCRIBE,
+    "presence_subscribe": Flag.PRESENCE_SUBSCRIBE,
+    "annotation_publish": Flag.ANNOTATION_PUBLISH,
+    "annotation_subscribe": Flag.ANNOTATION_SUBSCRIBE,
+    "object_subscribe": Flag.OBJECT_SUBSCRIBE,
+    "object_publish": Flag.OBJECT_PUBLISH,
+}
+
+
+def modes_param(params: Mapping[str, str] | None) -> int:
+    """The ``modes`` channel param (``"presence,subscribe"``) as mode flags; 0 when absent.
+    Raises ValueError naming an unknown mode."""
+    raw = (params or {}).get("modes")
+    if raw is None:
+        return 0
+    flags = 0
+    for mode in filter(None, (m.strip().lower() for m in raw.split(","))):
+        if mode not in _MODE_NAMES:
+            raise ValueError(f"unknown channel mode {mode!r} in the modes param")
+        flags |= _MODE_NAMES[mode]
+    return flags
+
+
+# The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
+# annotation_publish is among them, though annotations themselves are refused (not supported).
+DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
+# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
+RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
+
+
+def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
+    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
+    return out or None
+
+
+MAX_REWIND = 100  # Ably's limit on rewind by count
+
+
+def rewind_count(params: Mapping[str, str] | None) -> int | None:
+    """The ``rewind`` channel param as a message count (1..100), or None (absent or not a count;
+    rewind by time is not supported and attaches from now)."""
+    raw = (params or {}).get("rewind")
+    if raw is None or not raw.isdigit():
+        return None
+    count = min(int(raw), MAX_REWIND)
+    return count or None
+
+
+def rewound_serial(last_serial: str, count: int | None) -> str | None:
+    """The serial to replay after so that the last ``count`` messages come again, or None."""
+    parsed = parse_serial(last_serial) if count else None
+    if parsed is None or count is None or parsed[1] <= 0:
+        return None
+    return f"{parsed[0]}:{max(parsed[1] - count, 0)}"
+
+
 def server_message(action: Action, **fields: Any) -> Encoded:
     """A server-to-client ProtocolMessage, ready to queue on any outlet."""
     return Encoded.of(ProtocolMessage(action=action, **fields))
 
 
-def _payload_size(m: Mapping[str, Any]) -> int:
-    """Message size as Ably counts it: data, name, clientId and extras (TO3l8)."""
-    size = 0
-    for key in ("data", "name", "clientId"):
-        v = m.get(key)
-        if isinstance(v, str):
-            size += len(v.encode("utf-8", "surrogatepass"))
-        elif isinstance(v, (bytes, bytearray)):
-            size += len(v)
-        elif v is not None:
-            size += len(json.dumps(v, default=str))
-    extras = m.get("extras")
-    if extras is not None:
-        size += len(json.dumps(extras, default=str))
-    return size
+_payload_size = message_size  # kernel.protocol: one count for the server and the SDK
 
 
 REPLAY_BATCH_MESSAGES = 256
@@ -128,10 +188,6 @@ class PubSub(StoreAttach):
         self.metrics.errors_sent.labels(code=str(int(code))).inc()
         self._send(now_ms, s, server_message(action, channel=name, error=ErrorInfo.of(code, msg)))
 
-    @staticmethod
-    def _valid_channel(name: str | None) -> bool:
-        return bool(name) and len(name or "") <= MAX_CHANNEL_NAME
-
     def _granted_modes(self, s: Session, name: str, requested: int) -> int:
         cap = s.identity.capability
         granted = requested
@@ -139,6 +195,8 @@ class PubSub(StoreAttach):
             granted &= ~Flag.PUBLISH
         if not allows(cap, name, "subscribe"):
             granted &= ~Flag.SUBSCRIBE
+        if not allows(cap, name, "annotation-publish"):
+            granted &= ~Flag.ANNOTATION_PUBLISH
         if not allows(cap, name, "presence"):
             granted &= ~(Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE)
         return granted
@@ -146,8 +204,16 @@ class PubSub(StoreAttach):
     def handle_attach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         """RTL4: answer ATTACHED; resume from the client's channelSerial when covered (RTL15b)."""
         name = pm.channel
-        if name is None or not self._valid_channel(name):
-            raise RemoteProtocolError("ATTACH needs a channel name of 1..1024 characters")
+        if name is None:
+            raise RemoteProtocolError("ATTACH needs a channel")
+        # Refusals in the channel's scope (RTL14): the channel fails, the connection lives.
+        problem = channel_name_problem(name)
+        if problem is not None:
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.INVALID_CHANNEL_NAME, problem)
+            return
+        if pm.channel_problem is not None:
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, pm.channel_problem)
+            return
         cap = s.identity.capability
         if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
             self._channel_error(
@@ -170,16 +236,23 @@ class PubSub(StoreAttach):
                 f"at most {self.config.max_channels_per_connection} channels per connection",
             )
             return
+        requested: int = (pm.flags & P.MODE_FLAGS) or DEFAULT_MODES
         try:
-            params = parse_attach_params(pm.params, now_ms)
+            requested = modes_param(pm.params) or requested  # the ``modes`` param wins, as in Ably
+        except ValueError as exc:
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
+            return
+        try:
+            attach_params = parse_attach_params(pm.params, now_ms)
         except ParamError as exc:
             log.info("channel.params_refused", connection_id=s.connection_id, channel=name, reason=str(exc))
             self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
             return
-        requested = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
         granted = self._granted_modes(s, name, requested)
         if cur is not None and cur.attached_gen == s.generation:
-            # Already attached on this transport: everything up to the cursor is queued.
+            # Already attached on this transport: everything up to the cursor is queued. A re-attach
+            # may change the modes (RTL16a, setOptions): they take effect now.
+            self._apply_modes(s, name, cur, granted)
             self._send(
                 now_ms,
                 s,
@@ -188,22 +261,32 @@ class PubSub(StoreAttach):
                     channel=name,
                     channel_serial=cur.serial,
                     flags=granted | Flag.RESUMED,
-                    params=params.echo or None,
+                    params=recognised_params(pm.params),
                 ),
             )
             return
-        # A resume continues from its serial; only a fresh attach rewinds (channel_params.py).
-        from_serial = pm.channel_serial or (cur.serial if cur is not None else None) or params.rewind_cursor
+        from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
         generation = s.generation
+        params = recognised_params(pm.params)  # echoed in ATTACHED (the SDK's channel.params)
+
+        # A rewind applies to a fresh attach only, never to one resuming (ATTACH_RESUME, RTL4j). It
+        # travels to the home as a replay cursor (channel_params.py), so the attach stays atomic.
+        fresh = from_serial is None and not pm.flags & Flag.ATTACH_RESUME
+        if fresh and attach_params.rewind_cursor is not None:
+            from_serial = attach_params.rewind_cursor
+
+        def gone() -> bool:
+            # The transport that asked is gone; its successor will ATTACH again.
+            return s.generation != generation or self.outlets.get(s.connection_id) is None
 
         def done(res: AttachResult) -> None:
-            if s.generation != generation or self.outlets.get(s.connection_id) is None:
-                return  # the transport that asked is gone; its successor will ATTACH again
+            if gone():
+                return
             if not self.attach_from_store(name, from_serial, res, finish):
                 finish(res)
 
         def finish(res: AttachResult) -> None:
-            if s.generation != generation or self.outlets.get(s.connection_id) is None:
+            if gone():
                 return
             now = self.channels.now_ms
             held = s.channels.get(name)
@@ -212,13 +295,39 @@ class PubSub(StoreAttach):
                 # store answered) completed first: its replay is queued, so never replay twice.
                 resumed = granted | Flag.RESUMED
                 attached = server_message(
-                    Action.ATTACHED, channel=name, channel_serial=held.serial, flags=resumed
+                    Action.ATTACHED, channel=name, channel_serial=held.serial, flags=resumed, params=params
                 )
                 self._send(now, s, attached)
                 return
-            self._complete_attach(now, s, name, granted, from_serial, res, params.echo)
+            rewind = parse_rewind_cursor(from_serial) if from_serial else None
+            if rewind is None:
+                self._complete_attach(now, s, name, granted, from_serial, res, params)
+                return
+            replay = res.replay or []
+            if not replay:  # nothing retained to rewind: attach from now
+                fresh_res = AttachResult(res.last_serial, None)
+                self._complete_attach(now, s, name, granted, None, fresh_res, params)
+                return
+            # ATTACHED's channelSerial is the point just before the first rewound message, so
+            # history(untilAttach) pages back from exactly there (no gap, no overlap).
+            epoch = str(replay[0].frame.wire["channelSerial"]).rpartition(":")[0]
+            start = f"{epoch}:{replay[0].first_seq - 1}"
+            self._complete_attach(now, s, name, granted, start, res, params, rewinding=True)
 
         self.channels.attach(now_ms, name, from_serial, done)
+
+    def _apply_modes(self, s: Session, name: str, cur: ChannelCursor, granted: int) -> None:
+        """New modes on an attached channel: subscribe starts or stops delivery, publish is checked
+        against them from the next MESSAGE."""
+        if cur.modes == granted:
+            return
+        cur.modes = granted
+        if granted & Flag.SUBSCRIBE:
+            self.subscribers.setdefault(name, {})[s.connection_id] = s
+        else:
+            self._unsubscribe(s, name)
+        self.ownership.replicate(s)
+        log.info("channel.modes", connection_id=s.connection_id, channel=name, modes=int(granted))
 
     def _complete_attach(
         self,
@@ -229,6 +338,8 @@ class PubSub(StoreAttach):
         from_serial: str | None,
         res: AttachResult,
         params: dict[str, str] | None = None,
+        *,
+        rewinding: bool = False,
     ) -> None:
         """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b)."""
         if res.error is not None:
@@ -236,72 +347,25 @@ class PubSub(StoreAttach):
             return
         replay = res.replay
         error = None
-        if from_serial and parse_rewind_cursor(from_serial) is not None:
-            self._complete_rewind(now_ms, s, name, granted, res, params)
-            return
         if from_serial and replay is None:
             error = ErrorInfo.of(
                 ErrorCode.CONTINUITY_LOST,
                 f"unable to recover channel {name} from serial {from_serial}: continuity lost",
             )
             self.metrics.discontinuities.inc()
-        resumed = replay is not None
-        flags = granted | (Flag.RESUMED if resumed else 0)
-        serial = from_serial if resumed else res.last_serial
+        resumed = replay is not None and not rewinding  # a rewind replays on a fresh attach
+        flags = granted | (Flag.RESUMED if resumed else 0) | (Flag.HAS_BACKLOG if rewinding and replay else 0)
+        serial = from_serial if resumed or rewinding else res.last_serial
         if not self._send(
             now_ms,
             s,
             server_message(
-                Action.ATTACHED,
-                channel=name,
-                channel_serial=serial,
-                flags=flags,
-                error=error,
-                params=params or None,
+                Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error, params=params
             ),
         ):
             return
-        self._register_attached(now_ms, s, name, granted, res.last_serial, replay)
-        log.info(
-            "channel.attached",
-            connection_id=s.connection_id,
-            channel=name,
-            resumed=resumed,
-            serial=serial,
-            lost=error is not None,
-        )
-
-    def _complete_rewind(
-        self,
-        now_ms: int,
-        s: Session,
-        name: str,
-        granted: int,
-        res: AttachResult,
-        params: dict[str, str] | None,
-    ) -> None:
-        """A fresh attach with ``rewind``: ATTACHED (HAS_BACKLOG when there is some) whose
-        channelSerial is the point just before the first rewound message, then those messages,
-        then live. ``history(untilAttach)`` thus pages back from exactly where the rewind began."""
-        replay = res.replay or []
-        serial = res.last_serial
-        if replay:
-            epoch = str(replay[0].frame.wire["channelSerial"]).rpartition(":")[0]
-            serial = f"{epoch}:{replay[0].first_seq - 1}"
-        flags = granted | (Flag.HAS_BACKLOG if replay else 0)
-        attached = server_message(
-            Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, params=params or None
-        )
-        if not self._send(now_ms, s, attached):
-            return
-        self._register_attached(now_ms, s, name, granted, res.last_serial, replay)
-        log.info("channel.attached", connection_id=s.connection_id, channel=name, rewound=len(replay))
-
-    def _register_attached(
-        self, now_ms: int, s: Session, name: str, granted: int, last: str, replay: list[Entry] | None
-    ) -> None:
-        """After ATTACHED: queue the replay (if subscribing), then register for live traffic."""
         subscribing = bool(granted & Flag.SUBSCRIBE)
+        last = res.last_serial
         if replay and subscribing:
             last = str(replay[-1].frame.wire.get("channelSerial", last))
             own = None if s.echo else s.connection_id
@@ -314,10 +378,20 @@ class PubSub(StoreAttach):
                 sent += count
             self.metrics.replays.inc()
             self.metrics.replayed_messages.inc(sent)
+            if s.resumed_ms is not None:
+                self.metrics.resume_catch_up_seconds.observe(max(0, now_ms - s.resumed_ms) / 1000)
         s.channels[name] = ChannelCursor(granted, last, s.generation)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
         self.ownership.replicate(s)
+        log.info(
+            "channel.attached",
+            connection_id=s.connection_id,
+            channel=name,
+            resumed=resumed,
+            serial=serial,
+            lost=error is not None,
+        )
 
     def notify_lost(self, now_ms: int, channel: str, last_serial: str) -> None:
         """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003)."""
@@ -362,8 +436,11 @@ class PubSub(StoreAttach):
 
     def _publish_error(self, s: Session, pm: ProtocolMessage) -> ErrorInfo | None:
         name = pm.channel
-        if name is None or not self._valid_channel(name):
-            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs a channel name of 1..1024 characters")
+        if name is None:
+            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs a channel")
+        problem = channel_name_problem(name)
+        if problem is not None:
+            return ErrorInfo.of(ErrorCode.INVALID_CHANNEL_NAME, problem)
         if not pm.messages:
             return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs at least one message")
         cur = s.channels.get(name)
@@ -390,7 +467,7 @@ class PubSub(StoreAttach):
         if pm.msg_serial is None:
             raise RemoteProtocolError("MESSAGE needs a msgSerial")
         self.metrics.messages_in.inc(len(pm.messages or ()))
-        item = s.acks.add(pm.msg_serial)
+        item = s.acks.add(pm.msg_serial, now_ms)
         error = self._publish_error(s, pm)
         if error is not None:
             s.acks.complete(item, error=error)
@@ -468,6 +545,8 @@ class PubSub(StoreAttach):
             else:
                 slow.append(sub)
         self.metrics.messages_out.inc(delivered * entry.count)
+        if delivered:
+            self.metrics.publish_deliver_seconds.observe(max(0, now_ms - entry.timestamp_ms) / 1000)
         for sub in slow:
             self.metrics.slow_consumers.inc()
             log.info("connection.slow_consumer", connection_id=sub.connection_id, channel=channel)
@@ -478,7 +557,10 @@ class PubSub(StoreAttach):
             )
 
     def _flush_acks(self, now_ms: int, s: Session) -> None:
-        for msg_serial, count, res, error in s.acks.release():
+        runs = s.acks.release()
+        for added_ms in s.acks.take_released_times():
+            self.metrics.publish_ack_seconds.observe(max(0, now_ms - added_ms) / 1000)
+        for msg_serial, count, res, error in runs:
             if error is not None:
                 self.metrics.nacks.labels(code=str(error.code)).inc()
                 self._send(

@@ -56,18 +56,18 @@ async def test_rewind_count_and_duration(tmp_path: Path, transport: str) -> None
 
 
 @pytest.mark.parametrize("transport", sorted(TRANSPORTS))
-async def test_unknown_param_fails_the_channel_with_a_clear_error(tmp_path: Path, transport: str) -> None:
+async def test_a_bad_rewind_fails_the_channel_clearly(tmp_path: Path, transport: str) -> None:
     async with run_frontend(tmp_path) as fe:
         result = await rewind_run(
             tmp_path,
             fe.port,
             channel="rw:bad",
-            params={"delta": "vcdiff"},
+            params={"rewind": "lots"},
             expectFailure=True,
             transports=TRANSPORTS[transport],
         )
     assert result["error"]["code"] == 40000 and result["error"]["statusCode"] == 400
-    assert "unsupported channel param 'delta'" in result["error"]["message"]
+    assert "rewind='lots' is neither a message count" in result["error"]["message"]
     assert result["state"] == "failed" and result["connection"] == "connected"
 
 

@@ -8,6 +8,7 @@ order, once, with RESUMED; a page of history untilAttach ends exactly at the att
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 from pathlib import Path
@@ -19,10 +20,9 @@ import continuity
 from frontend.history import read_stored, until_attach_cursor
 from frontend.persistence import open_store
 from kernel.protocol import Action, Flag, ProtocolMessage
-from tests.integration.test_history_http import basic, get
 from tests.support.cluster import LocalCluster, run_cluster
 from tests.support.postgres import running_postgres
-from tests.support.procs import API_KEY
+from tests.support.procs import API_KEY, _dechunk
 from tests.support.raw import raw_connect
 from tests.support.streams import FAST_BACKOFF
 
@@ -30,6 +30,27 @@ pytestmark = pytest.mark.integration
 
 CHANNEL = "p:cluster"
 FRONTENDS = (("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"))
+
+
+async def get(port: int, path: str, auth: str) -> tuple[int, dict[str, str], bytes]:
+    """A minimal HTTP GET with an Authorization header: (status, headers, body)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        head = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {auth}\r\n\r\n"
+        await stream.send_all(head.encode())
+        chunks = []
+        while chunk := await stream.receive_some(65536):
+            chunks.append(chunk)
+    top, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = top.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        body = _dechunk(body)
+    return int(lines[0].split(" ", 2)[1]), headers, body
+
+
+def basic(key: str) -> str:
+    return "Basic " + base64.b64encode(key.encode()).decode()
 
 
 async def publish(url: str, count: int, start: int = 0) -> list[str]:
