@@ -21,12 +21,15 @@ from continuity.events import ChannelEvent, ChannelState, ConnectionState
 from continuity.feed import Feed, Subscription
 from continuity.message import Data, OutboundMessage
 from kernel.errors import ErrorCode, ErrorInfo
+from kernel.protocol import message_size
 
 if TYPE_CHECKING:
     from continuity.connection import Connection
 
 # Default buffer of one subscription before it overflows, in messages.
 DEFAULT_SUBSCRIPTION_BUFFER = 100_000
+# Ably's default maxMessageSize (TO3l8), used before a CONNECTED has advertised the server's.
+DEFAULT_MAX_MESSAGE_SIZE = 65_536
 
 
 @dataclass(slots=True)
@@ -108,6 +111,13 @@ class Channel:
         else:
             wire = [m.to_wire() for m in name]
         conn = self._conn
+        # RSL1i: over the server's advertised maxMessageSize, refuse here with 40009, as ably-js
+        # does; sent, it would be NACKed, or (over maxFrameSize) end the transport.
+        limit = conn.details.get("maxMessageSize") or DEFAULT_MAX_MESSAGE_SIZE
+        size = sum(message_size(m) for m in wire)
+        if isinstance(limit, int) and size > limit:
+            raise PublishError(f"publish to {self.name!r} refused before sending", ErrorInfo.of(
+                ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED, f"message size {size} exceeds the maximum of {limit}"))
         token = conn._session.publish(self.name, wire)
         waiter = conn._publishes[token] = Waiter(trio.Event())
         conn._dispatch()

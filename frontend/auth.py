@@ -138,6 +138,20 @@ class Authenticator:
             key = self._extra_keys(name)
         return key
 
+    # Key management at runtime (the admin surface, SIGHUP): connections already authenticated
+    # are untouched; the next authentication sees the new set.
+    def key_names(self) -> list[str]:
+        return sorted(self._keys)
+
+    def replace_keys(self, keys: Mapping[str, ApiKey]) -> None:
+        self._keys = dict(keys)
+
+    def add_key(self, key: ApiKey) -> None:
+        self._keys[key.name] = key
+
+    def revoke_key(self, name: str) -> bool:
+        return self._keys.pop(name, None) is not None
+
     def authenticate(
         self, now_ms: int, *, key: str | None, token: str | None, client_id: str | None
     ) -> Identity:

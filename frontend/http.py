@@ -1,7 +1,8 @@
 """The one-port front door: h11 for HTTP, upgrading ``/`` to a WebSocket.
 
 Plain requests (``/health``, ``/metrics``, ``/cluster``) are answered with
-keep-alive; ``/comet/...`` goes to the Comet transport (``frontend.comet``),
+keep-alive; Ably REST paths (``/channels``, ``/messages``, ``/keys``) go to
+``frontend.rest``; ``/comet/...`` goes to the Comet transport (``frontend.comet``),
 whose ``/recv`` long-poll is abandoned if the client closes its socket. A
 ``GET /`` with ``Upgrade: websocket`` is answered ``101`` by h11 and the socket
 is handed, with any bytes already read, to the WebSocket transport. Request
@@ -24,13 +25,16 @@ import trio
 
 from frontend import sandbox
 from frontend.admin import FrontendAdmin, error_answer, is_admin_path
+from frontend.clock import wall_ms
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
-from frontend.websocket import run_websocket, wall_ms
+from frontend.rest.service import RestService
+from frontend.websocket import run_websocket
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import header, is_websocket, read_body, respond, serve_http
+from kernel.tls import wrap_listeners
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -40,7 +44,10 @@ _COMET_HEADERS = [(b"cache-control", b"no-cache, no-store")]
 _CORS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
-    (b"access-control-allow-headers", b"content-type, accept, authorization, x-ably-version, ably-agent"),
+    (
+        b"access-control-allow-headers",
+        b"content-type, accept, authorization, x-ably-version, ably-agent, x-ably-clientid",
+    ),
     (b"access-control-expose-headers", b"x-ably-errorcode, x-ably-errormessage, link"),
 ]
 
@@ -53,17 +60,19 @@ def accept_token(key: bytes) -> bytes:
 
 
 class FrontDoor:
-    def __init__(self, node: FrontendNode, cluster: Cluster | None = None) -> None:
+    def __init__(self, node: FrontendNode, cluster: Cluster | None = None, config_path: str | None = None
+                 ) -> None:
         self.node = node
         self.cluster = cluster
         self.comet = CometService(node, self._prepare())
-        self.admin = FrontendAdmin(node, cluster)
+        self.admin = FrontendAdmin(node, cluster, config_path)
         cfg = node.config
         self.outflow = Outflow(
             high=cfg.publish_backlog_high_bytes,
             low=cfg.publish_backlog_low_bytes,
             stall_s=cfg.slow_consumer_stall_s,
         )
+        self.rest = RestService(node, wall_ms)
 
     def _prepare(self) -> Prepare | None:
         """The cluster's takeover hook for resumes, once it has joined (else None)."""
@@ -126,6 +135,10 @@ class FrontDoor:
         request_body = await read_body(conn, stream)
         if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
             return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
+        if self.rest.serves(target.path) and event.method != b"OPTIONS":
+            rest = await self.rest.handle(event.method, event.target, event.headers, request_body)
+            await self._respond(conn, stream, rest.status, rest.content_type, rest.body, rest.headers)
+            return True
         status, ctype, body = await self.route(event, request_body)
         await self._respond(conn, stream, status, ctype, body)
         return True
@@ -217,6 +230,7 @@ async def serve(
     node: FrontendNode,
     cluster: Cluster | None = None,
     *,
+    config_path: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on the configured host/port and serve until cancelled. Reports the bound port.
@@ -224,9 +238,10 @@ async def serve(
     With a ``cluster``, the node joins it (gossip and peer links) before the port is reported.
     """
     cfg = node.config
+    tls = cfg.tls_context()
     listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
     port = listeners[0].socket.getsockname()[1]
-    door = FrontDoor(node, cluster)
+    door = FrontDoor(node, cluster, config_path)
     admin_port: int | None = None
     async with trio.open_nursery() as nursery:
         if cfg.admin_port is not None:
@@ -238,13 +253,14 @@ async def serve(
         await nursery.start(door.outflow.run)
         if cluster is not None:
             await nursery.start(cluster.run, port, admin_port)
-        await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
+        await nursery.start(partial(trio.serve_listeners, door.handle, wrap_listeners(listeners, tls)))
         if cfg.port_file:
             # The client port, then the admin listener's port when there is one.
             ports = f"{port}\n" + (f"{admin_port}\n" if admin_port is not None else "")
             await trio.Path(cfg.port_file).write_text(ports)
         log.info(
             "frontend.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone, dev=cfg.dev,
+            tls=tls is not None,
             admin=f"{cfg.admin_host}:{admin_port}" if admin_port is not None else "client port",
         )
         task_status.started(port)

@@ -10,7 +10,6 @@ Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``no
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from frontend.peerops import Publish
 from frontend.session import ChannelCursor, Session
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
-from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
+from kernel.protocol import Action, Encoded, Flag, ProtocolMessage, message_size
 
 if TYPE_CHECKING:
     from frontend.node import Outlet
@@ -116,21 +115,7 @@ def server_message(action: Action, **fields: Any) -> Encoded:
     return Encoded.of(ProtocolMessage(action=action, **fields))
 
 
-def _payload_size(m: Mapping[str, Any]) -> int:
-    """Message size as Ably counts it: data, name, clientId and extras (TO3l8)."""
-    size = 0
-    for key in ("data", "name", "clientId"):
-        v = m.get(key)
-        if isinstance(v, str):
-            size += len(v.encode("utf-8", "surrogatepass"))
-        elif isinstance(v, (bytes, bytearray)):
-            size += len(v)
-        elif v is not None:
-            size += len(json.dumps(v, default=str))
-    extras = m.get("extras")
-    if extras is not None:
-        size += len(json.dumps(extras, default=str))
-    return size
+_payload_size = message_size  # kernel.protocol: one count for the server and the SDK
 
 
 REPLAY_BATCH_MESSAGES = 256
@@ -368,6 +353,8 @@ class PubSub:
                 sent += count
             self.metrics.replays.inc()
             self.metrics.replayed_messages.inc(sent)
+            if s.resumed_ms is not None:
+                self.metrics.resume_catch_up_seconds.observe(max(0, now_ms - s.resumed_ms) / 1000)
         s.channels[name] = ChannelCursor(granted, last, s.generation)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
@@ -455,7 +442,7 @@ class PubSub:
         if pm.msg_serial is None:
             raise RemoteProtocolError("MESSAGE needs a msgSerial")
         self.metrics.messages_in.inc(len(pm.messages or ()))
-        item = s.acks.add(pm.msg_serial)
+        item = s.acks.add(pm.msg_serial, now_ms)
         error = self._publish_error(s, pm)
         if error is not None:
             s.acks.complete(item, error=error)
@@ -533,6 +520,8 @@ class PubSub:
             else:
                 slow.append(sub)
         self.metrics.messages_out.inc(delivered * entry.count)
+        if delivered:
+            self.metrics.publish_deliver_seconds.observe(max(0, now_ms - entry.timestamp_ms) / 1000)
         for sub in slow:
             self.metrics.slow_consumers.inc()
             log.info("connection.slow_consumer", connection_id=sub.connection_id, channel=channel)
@@ -543,7 +532,10 @@ class PubSub:
             )
 
     def _flush_acks(self, now_ms: int, s: Session) -> None:
-        for msg_serial, count, res, error in s.acks.release():
+        runs = s.acks.release()
+        for added_ms in s.acks.take_released_times():
+            self.metrics.publish_ack_seconds.observe(max(0, now_ms - added_ms) / 1000)
+        for msg_serial, count, res, error in runs:
             if error is not None:
                 self.metrics.nacks.labels(code=str(error.code)).inc()
                 self._send(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -383,3 +384,21 @@ class Encoded:
             data = encode_wire(self.wire, fmt)
             self._cache[fmt] = data
         return data
+
+
+def message_size(m: Mapping[str, Any]) -> int:
+    """A message's size as Ably counts it against maxMessageSize: data, name, clientId and extras
+    (TO3l8). The server checks it (NACK 40009) and the SDK checks it before sending."""
+    size = 0
+    for key in ("data", "name", "clientId"):
+        v = m.get(key)
+        if isinstance(v, str):
+            size += len(v.encode("utf-8", "surrogatepass"))
+        elif isinstance(v, (bytes, bytearray)):
+            size += len(v)
+        elif v is not None:
+            size += len(json.dumps(v, default=str))
+    extras = m.get("extras")
+    if extras is not None:
+        size += len(json.dumps(extras, default=str))
+    return size

@@ -127,11 +127,13 @@ class Script:
 
 
 @asynccontextmanager
-async def run_script(tmp: Path, argv: list[str], config: dict[str, Any]) -> AsyncIterator[Script]:
-    """Start ``argv`` with ``config`` as JSON in argv[-1]; kill it when the block ends."""
+async def run_script(tmp: Path, argv: list[str], config: dict[str, Any],
+                     env: dict[str, str] | None = None) -> AsyncIterator[Script]:
+    """Start ``argv`` with ``config`` as JSON in argv[-1] (and ``env`` added to the environment);
+    kill it when the block ends."""
     name = Path(argv[-1]).stem
     stderr_path = tmp / f"{name}-{next(_serial)}.stderr"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with _open_log(stderr_path) as err:
         proc = await trio.lowlevel.open_process(
             [*argv, json.dumps(config)],
@@ -159,8 +161,8 @@ async def run_script(tmp: Path, argv: list[str], config: dict[str, Any]) -> Asyn
                 await trio.aclose_forcefully(proc.stdout)
 
 
-def node_script(tmp: Path, script: str, config: dict[str, Any]) -> Any:
-    return run_script(tmp, [NODE, str(HERE / "js" / script)], config)
+def node_script(tmp: Path, script: str, config: dict[str, Any], env: dict[str, str] | None = None) -> Any:
+    return run_script(tmp, [NODE, str(HERE / "js" / script)], config, env)
 
 
 def python_script(tmp: Path, script: str, config: dict[str, Any]) -> Any:
