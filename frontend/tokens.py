@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import json
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,11 +259,14 @@ class TokenAuthenticator(Authenticator):
 
     @property
     def keys(self) -> Mapping[str, ApiKey]:
-        return self._keys  # the base class's table, so keys added to it later count here too
+        # The base class's table (keys added to it later count here too) plus the keys its
+        # extra_keys resolve (the dev-mode sandbox's, with their own secret and capability).
+        return _KnownKeys(self)
 
     @property
     def dev(self) -> bool:
-        return self._dev
+        """Dev mode that takes unknown keys (and their tokens) with full capability."""
+        return self.accepts_any_key
 
     def key_for(self, key_name: str, secret: str | None = None) -> ApiKey | None:
         """The configured key; in dev mode any key (with the secret its caller showed)."""
@@ -276,3 +279,22 @@ class TokenAuthenticator(Authenticator):
         if is_native(token):
             return verify(now_ms, token, self.keys, dev=self.dev)
         return super()._verify_token(now_ms, token)
+
+
+class _KnownKeys(Mapping[str, ApiKey]):
+    """A read-only view: the authenticator's configured keys, and any name its ``lookup`` resolves."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self._auth = auth
+
+    def __getitem__(self, name: str) -> ApiKey:
+        key = self._auth.lookup(name)
+        if key is None:
+            raise KeyError(name)
+        return key
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._auth.key_names())
+
+    def __len__(self) -> int:
+        return len(self._auth.key_names())
