@@ -447,6 +447,7 @@ class FrontendNode(PubSub):
             s.client_id = ident.client_id
             self.ownership.replicate(s)
         self._send(now_ms, s, self._connected(s))
+        self.apply_capability(now_ms, s)
 
     # ------------------------------------------------------------------
     # Time

@@ -304,6 +304,27 @@ class PubSub:
         self.ownership.replicate(s)
         log.info("channel.modes", connection_id=s.connection_id, channel=name, modes=int(granted))
 
+    def apply_capability(self, now_ms: int, s: Session) -> None:
+        """After a reauth (RTN22) changed the capability: a channel it no longer allows fails in its
+        own scope (ERROR 40160, RTL14); modes it no longer allows are dropped (never added back:
+        the modes asked for at attach are not kept)."""
+        cap = s.identity.capability
+        for name, cur in list(s.channels.items()):
+            if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
+                s.channels.pop(name, None)
+                self._unsubscribe(s, name)
+                self._channel_error(
+                    now_ms,
+                    s,
+                    Action.ERROR,
+                    name,
+                    ErrorCode.CAPABILITY_DENIED,
+                    f"channel denied access based on capability: {name}",
+                )
+                continue
+            self._apply_modes(s, name, cur, self._granted_modes(s, name, cur.modes))
+        self.ownership.replicate(s)
+
     def _complete_attach(
         self,
         now_ms: int,
