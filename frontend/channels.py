@@ -80,6 +80,7 @@ class AttachResult:
     last_serial: str  # the channel's serial when the attach took effect
     replay: list[Entry] | None  # entries after the requested serial; None if continuity is lost
     error: ErrorInfo | None = None  # set when the attach could not be served at all
+    presence: list[Message] | None = None  # the presence set at ``last_serial`` (presence_set.py)
 
 
 @dataclass(slots=True)
@@ -280,7 +281,7 @@ class ChannelService(HomeSide):
                 held = self.homes[channel]
                 lg = held.log
                 replay = lg.replay_after(from_serial, held.committed) if from_serial else None
-                done(AttachResult(lg.serial(held.committed), replay))
+                done(AttachResult(lg.serial(held.committed), replay, presence=lg.presence.to_wire()))
 
             self._with_home(now_ms, channel, local)
             return
@@ -332,7 +333,8 @@ class ChannelService(HomeSide):
             if subscribe:
                 self._catch_up(channel, home, stream_from, last, result.get("stream_entries"))
             replay = result.get("entries")
-            done(AttachResult(last, None if replay is None else [Entry.from_wire(e) for e in replay]))
+            entries = None if replay is None else [Entry.from_wire(e) for e in replay]
+            done(AttachResult(last, entries, presence=result.get("presence")))
 
         args = {"channel": channel, "from": from_serial, "subscribe": subscribe, "stream_from": stream_from}
         self.bus.request(home, "attach", args, on_reply, RPC_TIMEOUT_S)
@@ -552,7 +554,11 @@ class ChannelService(HomeSide):
         for name in list(self.replicas):
             copy = self.replicas[name]
             copy.expire(now_ms)
-            if not len(copy) and copy.last_activity_ms < now_ms - 2 * self.config.retention_ms:
+            if (
+                not len(copy)
+                and not len(copy.presence)
+                and copy.last_activity_ms < now_ms - 2 * self.config.retention_ms
+            ):
                 del self.replicas[name]
 
     def next_deadline(self) -> int | None:

@@ -65,6 +65,12 @@ class FrontendConfig:
     max_frame_size: int = 524_288
     # Channels one connection may have attached at once; more gets ERROR 40030 on the channel.
     max_channels_per_connection: int = 200
+    # How long the presence members of a connection that went away without CLOSE stay present,
+    # in milliseconds (Ably: 15000). A resume within it is invisible to everyone; a resume later
+    # (within the connection TTL) re-enters them. CLOSE and DETACH leave at once.
+    presence_linger_ms: int = 15_000
+    # Members per SYNC frame when a presence set is sent on attach (paged with sync cursors).
+    presence_sync_page: int = 1_000
     # Frames queued for one transport before it is cut as a slow consumer (state kept, resumable).
     outbox_limit: int = 4_096
     # Publisher flow control (frontend/outflow.py): when the bytes queued for WebSocket clients and
@@ -119,6 +125,8 @@ class FrontendConfig:
         _check_range("max_message_size", self.max_message_size, 256, 16 * 1024 * 1024)
         _check_range("max_frame_size", self.max_frame_size, self.max_message_size, 64 * 1024 * 1024)
         _check_range("max_channels_per_connection", self.max_channels_per_connection, 1, 100_000)
+        _check_range("presence_linger_ms", self.presence_linger_ms, 0, 86_400_000)
+        _check_range("presence_sync_page", self.presence_sync_page, 1, 100_000)
         _check_range("comet_transport_timeout_ms", self.comet_transport_timeout_ms, 100, 600_000)
         _check_range("outbox_limit", self.outbox_limit, 16, 10_000_000)
         _check_range("publish_backlog_high_bytes", self.publish_backlog_high_bytes, 64 * 1024, 1 << 40)

@@ -77,6 +77,7 @@ class Ownership:
         expiry = s.expires_at(node.config.connection_state_ttl_ms)
         assert expiry is not None
         heapq.heappush(node._expiry, (expiry, conn_id))
+        node.presence.detached(now_ms, s)
         self.copies.drop(conn_id)
         self.replicate(s)
         node.metrics.takeovers.inc()
@@ -126,11 +127,15 @@ class Ownership:
             reply(False, "bad request: no connection id")
             return
         if op == "session_fetch":
+            self.node.presence.copy_fetched(conn_id)
             reply(True, {"state": self.copies.get(now_ms, conn_id)})
         elif op == "handover":
             reply(True, self._hand_over(now_ms, src, conn_id, int(args.get("epoch", 0))))
         elif op == "session_put":
-            reply(self.copies.put(now_ms, dict(args["state"])), None)
+            taken = self.copies.put(now_ms, dict(args["state"]))
+            if taken:
+                self.node.presence.copy_put(now_ms, src, args["state"])
+            reply(taken, None)
         elif op == "discard":
             self._discard(now_ms, conn_id, int(args.get("epoch", 0)))
             reply(True, None)
@@ -140,7 +145,8 @@ class Ownership:
     def handle_push(self, now_ms: int, src: str, op: str, args: dict[str, Any]) -> None:
         conn_id = args.get("id")
         if op == "session_put" and isinstance(args.get("state"), dict):
-            self.copies.put(now_ms, args["state"])
+            if self.copies.put(now_ms, args["state"]):
+                self.node.presence.copy_put(now_ms, src, args["state"])
         elif op == "discard" and isinstance(conn_id, str):
             self._discard(now_ms, conn_id, int(args.get("epoch", 0)))
 
@@ -164,7 +170,10 @@ class Ownership:
         return {"state": state}
 
     def _discard(self, now_ms: int, conn_id: str, epoch: int) -> None:
-        self.copies.discard(conn_id, epoch)
+        if self.copies.get(now_ms, conn_id) is not None:
+            self.copies.discard(conn_id, epoch)
+            if self.copies.get(now_ms, conn_id) is None:
+                self.node.presence.copy_dropped(conn_id)
         s = self.node.sessions.get(conn_id)
         if s is not None and s.epoch < epoch and s.state is not SessionState.CLOSED:
             log.info("connection.discarded", connection_id=conn_id, epoch=s.epoch, newer=epoch)

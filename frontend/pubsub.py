@@ -29,6 +29,7 @@ from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
 if TYPE_CHECKING:
     from frontend.node import Outlet
     from frontend.ownership import Ownership
+    from frontend.presence import Presence
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -62,12 +63,19 @@ REPLAY_BATCH_BYTES = 256 * 1024
 
 
 def coalesce_replay(
-    channel: str, entries: list[Entry], *, skip_publisher: str | None
+    channel: str,
+    entries: list[Entry],
+    *,
+    skip_publisher: str | None,
+    messages: bool = True,
+    presence: bool = False,
 ) -> list[tuple[Encoded, int]]:
     """Pack replayed entries into few MESSAGE frames (each message keeps its own id and serial).
 
     A frame's channelSerial is that of its last entry, so a client that stops mid-replay resumes
-    from the right place. Entries by ``skip_publisher`` (echo off) are left out.
+    from the right place. Message entries by ``skip_publisher`` (echo off) are left out, and so are
+    message entries unless ``messages`` (SUBSCRIBE mode) and presence entries unless ``presence``
+    (PRESENCE_SUBSCRIBE mode); a presence entry goes as its own PRESENCE frame, in log order.
     """
     frames: list[tuple[Encoded, int]] = []
     batch: list[P.Message] = []
@@ -87,7 +95,12 @@ def coalesce_replay(
         batch, size = [], 0
 
     for entry in entries:
-        if skip_publisher is not None and entry.publisher == skip_publisher:
+        if entry.is_presence:
+            if presence:
+                flush()
+                frames.append((entry.frame, 1))
+            continue
+        if not messages or (skip_publisher is not None and entry.publisher == skip_publisher):
             continue
         msgs = entry.frame.wire["messages"]
         if batch and (len(batch) + len(msgs) > REPLAY_BATCH_MESSAGES or size > REPLAY_BATCH_BYTES):
@@ -106,6 +119,7 @@ class PubSub:
     metrics: Metrics
     channels: ChannelService
     ownership: Ownership
+    presence: Presence
     sessions: dict[str, Session]
     outlets: dict[str, Outlet]
     subscribers: dict[str, dict[str, Session]]
@@ -205,7 +219,13 @@ class PubSub:
             )
             self.metrics.discontinuities.inc()
         resumed = replay is not None
-        flags = granted | (Flag.RESUMED if resumed else 0)
+        # RTP1: the set at the attach point follows the replay as SYNC pages, flagged HAS_PRESENCE.
+        sync = (
+            self.presence.sync_frames(name, res.presence, res.last_serial)
+            if granted & Flag.PRESENCE_SUBSCRIBE
+            else []
+        )
+        flags = granted | (Flag.RESUMED if resumed else 0) | (Flag.HAS_PRESENCE if sync else 0)
         serial = from_serial if resumed else res.last_serial
         if not self._send(
             now_ms,
@@ -213,20 +233,29 @@ class PubSub:
             server_message(Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error),
         ):
             return
-        subscribing = bool(granted & Flag.SUBSCRIBE)
+        subscribing = bool(granted & (Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE))
         last = res.last_serial
+        outlet = self.outlets.get(s.connection_id)
+        if outlet is None:
+            return
         if replay and subscribing:
             last = str(replay[-1].frame.wire.get("channelSerial", last))
             own = None if s.echo else s.connection_id
-            outlet = self.outlets.get(s.connection_id)
-            if outlet is None:
-                return
             sent = 0
-            for frame, count in coalesce_replay(name, replay, skip_publisher=own):
+            for frame, count in coalesce_replay(
+                name,
+                replay,
+                skip_publisher=own,
+                messages=bool(granted & Flag.SUBSCRIBE),
+                presence=bool(granted & Flag.PRESENCE_SUBSCRIBE),
+            ):
                 outlet.send(frame, force=True)
                 sent += count
             self.metrics.replays.inc()
             self.metrics.replayed_messages.inc(sent)
+        if sync:
+            for frame in sync:
+                outlet.send(frame, force=True)
         s.channels[name] = ChannelCursor(granted, last, s.generation)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
@@ -261,6 +290,7 @@ class PubSub:
         name = pm.channel
         if name is None:
             raise RemoteProtocolError("DETACH needs a channel")
+        self.presence.leave_now(now_ms, s, name)  # RTP5a: a detach leaves the connection's members
         s.channels.pop(name, None)
         self._unsubscribe(s, name)
         self.ownership.replicate(s)
@@ -363,6 +393,7 @@ class PubSub:
             return
         frame = entry.frame
         serial = frame.wire["channelSerial"]
+        presence = entry.is_presence  # presence goes to PRESENCE_SUBSCRIBE, whatever the echo setting
         epoch = serial.rpartition(":")[0]
         follows = f"{epoch}:{entry.first_seq - 1}"  # the cursor of a subscriber that is up to date
         slow: list[Session] = []
@@ -376,7 +407,10 @@ class PubSub:
                 continue
             cur.serial = serial
             sub.dirty = True
-            if publisher == sub.connection_id and not sub.echo:
+            if presence:
+                if not cur.modes & Flag.PRESENCE_SUBSCRIBE:
+                    continue
+            elif (publisher == sub.connection_id and not sub.echo) or not cur.modes & Flag.SUBSCRIBE:
                 continue
             outlet = self.outlets.get(sub.connection_id)
             if outlet is None:
