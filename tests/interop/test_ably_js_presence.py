@@ -272,7 +272,7 @@ async def test_abrupt_drop_leaves_once_after_the_linger(tmp_path: Path) -> None:
             killed_at = trio.current_time()
             member.kill()  # its process dies: the transport drops and it never resumes
             await observer.wait_for(
-                lambda e: e.get("action") == "leave", "leave after the linger", timeout=20
+                lambda e: e.get("action") == "leave", "leave after the linger", within=20
             )
             assert trio.current_time() - killed_at >= LINGER_MS / 1000 - 0.2
             # Observation window for a second leave, closed by the observer's own enter (in log order).
