@@ -23,6 +23,7 @@ import h11
 import structlog
 import trio
 
+from frontend import rest_presence
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
 from frontend.metrics import CONTENT_TYPE
@@ -151,8 +152,14 @@ class FrontDoor:
                         return
                     conn.start_next_cycle()
                     continue
-                status, ctype, body = await self.route(event)
-                await self._respond(conn, stream, status, ctype, body)
+                if rest_presence.handles(target.path):
+                    status, ctype, body, extra = await rest_presence.serve(
+                        self.node, event.method, event.headers, target, wall_ms()
+                    )
+                    await self._respond(conn, stream, status, ctype, body, extra)
+                else:
+                    status, ctype, body = await self.route(event)
+                    await self._respond(conn, stream, status, ctype, body)
                 if conn.our_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()

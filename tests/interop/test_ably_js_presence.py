@@ -140,6 +140,12 @@ async def test_enter_update_leave_get_and_enter_client(tmp_path: Path, binary: b
             )
             late = await start("late", fe.port, binary=binary)
             assert len(await late.do("get")) == 2  # SYNC on attach
+            rest = await watcher.do("restGet", limit=1)  # GET /channels/{id}/presence, paged
+            assert rest["pages"] == 2
+            assert sorted((m["clientId"], m["data"], m["action"]) for m in rest["members"]) == [
+                ("alice", "plain text", "present"),
+                ("bot", "beep", "present"),
+            ]
             await alice.do("leave")
             await watcher.do("leaveClient", clientId="bot")
             await late.wait_for(lambda e: e.get("action") == "leave" and e["clientId"] == "bot", "bot left")

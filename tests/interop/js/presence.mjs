@@ -5,8 +5,10 @@
 //   {cmd: 'enter'|'update'|'leave', data?}      presence.enter/update/leave
 //   {cmd: 'enterClient'|'leaveClient', clientId, data?}
 //   {cmd: 'get', waitForSync?}                 answers with the members
+//   {cmd: 'restGet', limit?}                   Ably.Rest presence.get(), every page followed
 //   {cmd: 'close'}                             connection.close(), then exits
 import * as readline from 'node:readline';
+import * as Ably from 'ably';
 import { config, emit, realtime, connected, errorInfo, logErrors, main } from './common.mjs';
 
 function describe(p) {
@@ -51,6 +53,22 @@ await main(async () => {
         case 'enterClient': await p.enterClient(cmd.clientId, cmd.data); break;
         case 'leaveClient': await p.leaveClient(cmd.clientId, cmd.data); break;
         case 'get': result = (await p.get({ waitForSync: cmd.waitForSync ?? true })).map(describe); break;
+        case 'restGet': {
+          const rest = new Ably.Rest({
+            key: config.key, endpoint: '127.0.0.1', port: config.port, tls: false,
+            useBinaryProtocol: config.binary,
+          });
+          let page = await rest.channels.get(config.channel).presence.get(cmd.limit ? { limit: cmd.limit } : {});
+          const items = [...page.items];
+          let pages = 1;
+          while (page.hasNext()) {
+            page = await page.next();
+            items.push(...page.items);
+            pages += 1;
+          }
+          result = { members: items.map(describe), pages };
+          break;
+        }
         case 'close':
           client.close();
           await client.connection.once('closed');
