@@ -10,6 +10,7 @@ observers (no leave, no enter; get() still lists the member); a member whose pro
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -216,9 +217,14 @@ async def test_cluster_enter_get_subscribe_leave_across_frontends_and_routers(tm
             assert observer.presence() == [("enter", "member"), ("enter", observer.name), ("leave", "member")]
 
 
-@pytest.mark.parametrize("transport", ["web_socket", "comet"])
-async def test_kill_9_of_the_members_frontend_is_invisible(tmp_path: Path, transport: str) -> None:
-    """The member's frontend dies: it resumes elsewhere under the same id; observers see nothing."""
+@pytest.mark.parametrize(
+    ("transport", "how"), [("web_socket", "kill"), ("comet", "kill"), ("web_socket", "drain")]
+)
+async def test_kill_9_or_drain_of_the_members_frontend_is_invisible(
+    tmp_path: Path, transport: str, how: str
+) -> None:
+    """The member's frontend dies (SIGKILL) or drains (SIGTERM): the member resumes elsewhere under
+    the same connectionId, and observers on other frontends see no leave and no enter."""
     with trio.fail_after(90):
         async with presence_cluster(tmp_path) as cluster, agents(tmp_path) as start:
             member = await start(
@@ -239,7 +245,10 @@ async def test_kill_9_of_the_members_frontend_is_invisible(tmp_path: Path, trans
                 await ob.wait_for(lambda e: e.get("action") == "enter", "enter seen")
             marks = [len(ob.events) for ob in observers]
             victim = member.server
-            await cluster.kill(victim)
+            if how == "kill":
+                await cluster.kill(victim)
+            else:
+                await cluster.stop(victim, signal.SIGTERM)
             back = await member.wait_for(
                 lambda e: (
                     e["event"] == "conn"
@@ -268,6 +277,31 @@ async def test_kill_9_of_the_members_frontend_is_invisible(tmp_path: Path, trans
                 await ob.wait_for(lambda e: e.get("action") == "leave", "leave after failover")
 
 
+async def test_member_and_its_frontend_both_die_the_copy_holder_leaves_once(tmp_path: Path) -> None:
+    """Nobody will resume the connection and its owner is dead: the frontend holding the
+    connection's copy leaves its member, once, after the linger."""
+    with trio.fail_after(60):
+        async with presence_cluster(tmp_path) as cluster, agents(tmp_path) as start:
+            member, observer = await _on_different_frontends(start, cluster)
+            await member.do("enter", data="gone")
+            await observer.wait_for(lambda e: e.get("action") == "enter", "enter seen")
+            mark = len(observer.events)
+            member.kill()
+            await cluster.kill(member.server)
+            leave = await observer.wait_for(
+                lambda e: e.get("action") == "leave", "leave by the copy holder", within=30
+            )
+            assert leave["connectionId"] == member.id and leave["data"] == "gone"
+            # Observation window for a second leave, closed by the observer's own enter (in log order).
+            await trio.sleep(2 * LINGER_MS / 1000)
+            await observer.do("enter")
+            await observer.wait_for(
+                lambda e: e.get("action") == "enter" and e["clientId"] == observer.name, "own"
+            )
+            assert observer.presence(mark) == [("leave", "member"), ("enter", observer.name)]
+            assert [m["clientId"] for m in await observer.do("get")] == [observer.name]
+
+
 async def test_abrupt_drop_leaves_once_after_the_linger(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with presence_cluster(tmp_path) as cluster, agents(tmp_path) as start:
@@ -277,9 +311,7 @@ async def test_abrupt_drop_leaves_once_after_the_linger(tmp_path: Path) -> None:
             mark = len(observer.events)
             killed_at = trio.current_time()
             member.kill()  # its process dies: the transport drops and it never resumes
-            await observer.wait_for(
-                lambda e: e.get("action") == "leave", "leave after the linger", within=20
-            )
+            await observer.wait_for(lambda e: e.get("action") == "leave", "leave after the linger", within=20)
             assert trio.current_time() - killed_at >= LINGER_MS / 1000 - 0.2
             # Observation window for a second leave, closed by the observer's own enter (in log order).
             await trio.sleep(2 * LINGER_MS / 1000)
