@@ -17,7 +17,9 @@ not empty, and the set follows the replay as SYNC pages whose channelSerial is a
 (``Session.presence``, copied to its secondary with the rest of its state), so:
 
 - a resume or a takeover (even after kill -9 of the owner) keeps them: nothing
-  is published, nobody sees a leave or an enter;
+  is published, nobody sees a leave or an enter (the copy is rewritten on each
+  presence change, or, past IMMEDIATE_COPY_MEMBERS members on one connection,
+  with the once-a-second cursor batch);
 - CLOSE, and DETACH of the channel, leave them at once;
 - a connection away for ``presence_linger_ms`` has them left on its behalf by
   whoever holds its state: its owner (a timer from the detach), or, when the
@@ -55,6 +57,9 @@ log = structlog.get_logger("continuity.frontend")
 
 SYNC_PAGE_BYTES = 256 * 1024
 RETRY_MS = 1000  # a server leave or re-enter that failed is tried again after this
+# A connection with at most this many members has its copy rewritten on every presence change;
+# beyond, with the cursor batch each second (the copy holds all its members: O(n) per write).
+IMMEDIATE_COPY_MEMBERS = 32
 
 
 @dataclass(slots=True)
@@ -146,7 +151,10 @@ class Presence:
             if serials is not None:
                 for e in events:
                     s.presence.record(channel, e)
-                node.ownership.replicate(s)
+                if s.presence.count() <= IMMEDIATE_COPY_MEMBERS:
+                    node.ownership.replicate(s)
+                else:
+                    s.dirty = True  # a big enterClient user: copied with the next batch (each second)
             acks.complete(item, serials=serials, error=err)
             if s.acks is acks:
                 node._flush_acks(node.channels.now_ms, s)

@@ -172,6 +172,9 @@ class OwnMembers:
     def __bool__(self) -> bool:
         return bool(self.channels)
 
+    def count(self) -> int:
+        return sum(len(m) for m in self.channels.values())
+
     def record(self, channel: str, event: Member) -> None:
         """An event of this connection was committed: remember (or forget) the member."""
         client_id = str(event.get("clientId"))
