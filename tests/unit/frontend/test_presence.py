@@ -259,3 +259,93 @@ def test_set_travels_in_the_log_snapshot_beyond_retention():
     copy = ChannelLog.from_snapshot("ch", lg.snapshot(), now_ms=10_000, max_messages=2, retention_ms=1000)
     assert sorted(m["clientId"] for m in copy.presence) == [f"u{i}" for i in range(5)]
     assert copy.last_seq == 5
+
+
+def _copy_of_a_member(node: FrontendNode, now: int) -> tuple[dict, str, Client]:
+    """alice enters on ``node``, then her session leaves it silently (as if owned elsewhere);
+    returns the copy of her state, her connection id, and an observer on the channel."""
+    observer = Client(node, clientId="bob")
+    observer.attach(now, "room")
+    a = Client(node, clientId="alice")
+    a.attach(now, "room")
+    a.presence(now, "room", ENTER, data="d")
+    state = a.session.to_wire()
+    node.drop_session(a.session)  # no presence event: a handover looks the same
+    observer.recv()
+    return state, a.id, observer
+
+
+def _with_owner(node: FrontendNode, now: int, alive: bool) -> None:
+    from kernel.placement import ClusterView, Peer
+
+    me = Peer(node_id=node.node_id, role="frontend", zone="a")
+    # Not active (draining, then dead): the channel stays homed on the node under test.
+    owner = Peer(
+        node_id="fe-owner",
+        role="frontend",
+        zone="b",
+        alive=alive,
+        active=False,
+        status="alive" if alive else "dead",
+    )
+    new_owner = Peer(node_id="fe-new", role="frontend", zone="b", active=False)
+    node.channels.set_view(now, ClusterView({p.node_id: p for p in (me, owner, new_owner)}))
+
+
+def test_copy_holder_leaves_once_for_a_dead_owner_after_the_linger():
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, conn, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", "session_put", {"state": state})
+    node.tick(5_000)
+    _with_owner(node, 5_000, alive=False)  # seen dead from here
+    for t in range(6_000, 5_000 + LINGER, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []
+    for t in range(5_000 + LINGER, 5_000 + 3 * LINGER, 1000):
+        node.tick(t)
+    out = observer.recv()
+    assert events(out) == [(LEAVE, "alice")]
+    [leave] = [p for f in out for p in f.presence or ()]
+    assert leave["connectionId"] == conn and synthesized(leave) and leave["data"] == "d"
+    # A takeover from this copy now re-enters her (the copy says her members were left).
+    assert node.ownership.copies.get(5_000 + 3 * LINGER, conn)["presence"]["gone"] is True
+
+
+def test_copy_holder_does_not_leave_while_a_takeover_holds_the_fetched_copy():
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, conn, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", "session_put", {"state": state})
+    _with_owner(node, 3_000, alive=False)
+    replies = []
+    node.handle_peer_request(
+        3_500, "fe-other", "session_fetch", {"id": conn}, lambda ok, r: replies.append(r)
+    )
+    assert replies[0]["state"]["id"] == conn
+    for t in range(4_000, 4_000 + 3 * LINGER, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []
+    # The new owner wrote its own copy here (same secondary): alive, so nothing is ever left.
+    node.handle_peer_push(
+        4_000 + 3 * LINGER, "fe-new", "session_put", {"state": {**state, "epoch": state["epoch"] + 1}}
+    )
+    for t in range(4_000 + 3 * LINGER, 4_000 + 6 * LINGER, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []
+
+
+def test_a_fetched_copy_that_expires_unclaimed_is_left_then():
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, conn, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", "session_put", {"state": state})
+    _with_owner(node, 3_000, alive=False)
+    node.handle_peer_request(3_500, "fe-other", "session_fetch", {"id": conn}, lambda ok, r: None)
+    expiry = 2 + TTL + 1000  # the copy's TTL: connectionStateTtl + maxIdleInterval after its last write
+    for t in range(4_000, expiry, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []
+    for t in range(expiry, expiry + 3_000, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [(LEAVE, "alice")]
