@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("continuity.frontend")
 
 SYNC_PAGE_BYTES = 256 * 1024
+SYNC_CACHE_CHANNELS = 64  # channels whose latest SYNC frames are kept for the next attach
 RETRY_MS = 1000  # a server leave or re-enter that failed is tried again after this
 # A connection with at most this many members has its copy rewritten on every presence change;
 # beyond, with the cursor batch each second (the copy holds all its members: O(n) per write).
@@ -78,6 +80,7 @@ class Presence:
         self._linger: list[tuple[int, str]] = []  # (due, connection id) for the owner's timers
         self.watches: dict[str, _Watch] = {}
         self._ids = itertools.count(1)
+        self._sync_cache: OrderedDict[str, tuple[str, list[Encoded]]] = OrderedDict()
 
     @property
     def linger_ms(self) -> int:
@@ -178,9 +181,18 @@ class Presence:
     # Attach: HAS_PRESENCE and SYNC
 
     def sync_frames(self, channel: str, members: list[Member] | None, last_serial: str) -> list[Encoded]:
-        """The SYNC pages sending ``members`` (the set at ``last_serial``); empty when there are none."""
+        """The SYNC pages sending ``members`` (the set at ``last_serial``); empty when there are none.
+
+        The frames of a channel's latest serial are cached: a burst of attaches (a reconnect storm
+        after a failover) shares one encoding per wire format instead of building the set again.
+        """
         if not members:
             return []
+        cached = self._sync_cache.get(channel)
+        if cached is not None and cached[0] == last_serial:
+            self._sync_cache.move_to_end(channel)
+            self.node.metrics.presence_syncs.inc()
+            return cached[1]
         sync_id = "".join(c if c.isalnum() else "-" for c in last_serial) or "s"
         pages = sync_pages(
             members, max_members=self.node.config.presence_sync_page, max_bytes=SYNC_PAGE_BYTES
@@ -192,9 +204,12 @@ class Presence:
                 "action": int(Action.SYNC),
                 "channel": channel,
                 "channelSerial": f"{sync_id}:{cursor}",
-                "presence": [{**m, "action": int(PresenceAction.PRESENT)} for m in page],
+                "presence": page,  # members are stored with action PRESENT (presence_set.py)
             }
             frames.append(Encoded(wire))
+        self._sync_cache[channel] = (last_serial, frames)
+        if len(self._sync_cache) > SYNC_CACHE_CHANNELS:
+            self._sync_cache.popitem(last=False)
         self.node.metrics.presence_syncs.inc()
         return frames
 

@@ -145,12 +145,15 @@ def sync_pages(members: list[Member], *, max_members: int, max_bytes: int) -> li
 
 
 def _rough_size(m: Member) -> int:
+    """A cheap upper-ish estimate of a member's encoded size (exact for string and binary data)."""
     size = 0
     for v in m.values():
         if isinstance(v, (str, bytes, bytearray)):
             size += len(v)
-        elif isinstance(v, (dict, list)):
-            size += len(repr(v))
+        elif isinstance(v, dict):
+            size += 64 + sum(16 + (len(x) if isinstance(x, (str, bytes)) else 16) for x in v.values())
+        elif isinstance(v, list):
+            size += 64 + sum(16 + (len(x) if isinstance(x, (str, bytes)) else 16) for x in v)
         else:
             size += 8
     return size
