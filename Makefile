@@ -8,7 +8,7 @@ STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
 .PHONY: install browser chaos-short test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
-	bench bench-profile chaos
+	bench bench-profile chaos examples
 
 install: $(STAMP_PY) $(STAMP_NPM) browser
 
@@ -39,6 +39,11 @@ lint: install
 	$(BIN)/ruff check frontend kernel continuity gossip router tests bench deploy
 	$(BIN)/mypy frontend kernel continuity gossip router
 
+# deploy/*.example.toml from the config dataclasses (tests/unit/kernel/test_config.py fails on drift).
+examples: $(STAMP_PY)
+	$(BIN)/python -c "from frontend.config import example; open('deploy/frontend.example.toml', 'w').write(example())"
+	$(BIN)/python -c "from router.config import example; open('deploy/router.example.toml', 'w').write(example())"
+
 # The chaos run (bench/chaos): a seeded fault schedule against a local cluster, judged by a checker.
 FAULTS ?= 100
 chaos-short: install
@@ -46,7 +51,7 @@ chaos-short: install
 
 chaos: install
 	$(BIN)/python -m bench.chaos --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
-		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY))
+		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY)) $(if $(CLASSIC),--classic)
 
 # Every benchmark in bench/ (JSON on stdout, saved to bench/results/latest.json); see bench/README.md.
 BENCH_NPM := bench/peers/socketio/node_modules/.installed

@@ -15,6 +15,7 @@ from frontend.cluster import Cluster
 from frontend.config import ConfigError, FrontendConfig
 from frontend.http import serve
 from frontend.node import FrontendNode
+from kernel.cli import add_node_options, node_overrides, run_daemon
 from kernel.logs import configure
 
 log = structlog.get_logger("continuity.frontend")
@@ -23,20 +24,12 @@ log = structlog.get_logger("continuity.frontend")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="continuity-frontend",
-        description="Continuity frontend: serves the Ably realtime protocol over WebSocket on one port.",
+        description="Continuity frontend: serves the Ably realtime protocol over WebSocket on one port. "
+        "With --gossip-bind (or gossip_bind in the config) it joins a cluster.",
     )
-    p.add_argument("--config", metavar="FILE", help="TOML config file (see frontend/config.py for every key)")
-    p.add_argument("--host", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="listen port; 0 picks a free one (default 8080)")
-    p.add_argument("--node-id", help="this node's id in the cluster")
-    p.add_argument("--zone", help="this node's availability zone")
-    p.add_argument(
-        "--dev",
-        action="store_true",
-        default=None,
-        help="development mode: accept any key or token with full capability",
-    )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_node_options(p, role="frontend", config_module="frontend/config.py",
+                     dev_help="development mode: accept any key or token with full capability, and "
+                     "allow the built-in cluster secret and other unsafe settings")
     return p.parse_args(argv)
 
 
@@ -69,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure(args.log_level)
     try:
-        config = FrontendConfig.load(
-            args.config, host=args.host, port=args.port, node_id=args.node_id, zone=args.zone, dev=args.dev
-        )
+        config = FrontendConfig.load(args.config, **node_overrides(args))
     except (ConfigError, OSError) as exc:
         print(f"continuity-frontend: {exc}", file=sys.stderr)
         return 2
@@ -81,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             warning="DEVELOPMENT MODE: every key and token is accepted with full "
             "capability. Never expose this to a network.",
         )
-    trio.run(run, config)
+    binds = f"{config.host}:{config.port}"
+    if config.clustered:
+        binds += f", gossip {config.gossip_bind}, peer {config.peer_host}:{config.peer_port}"
+    status = run_daemon("continuity-frontend", run, config, binds=binds)
     log.info("frontend.stopped")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -119,6 +119,8 @@ class ChannelService(HomeSide):
         self._lost = lost
         self._local_interest = local_interest
         self.on_change: Callable[[], None] = lambda: None
+        # The channel serials our local subscribers hold (None: not known), set by the node.
+        self.local_serials: Callable[[str], list[str | None]] = lambda channel: []
         self.bus: Bus | None = None
         # False until the cluster map is complete enough to trust (a node that just joined may not
         # know of a channel's current home yet, and must not become home beside it).
@@ -348,8 +350,16 @@ class ChannelService(HomeSide):
             return
         stream = self.streams.get(channel)
         if stream is None:
+            behind = self._lowest_local(channel, parsed[0])
+            if behind is not None and behind < parsed[1]:
+                # Our stream was dropped (its subscribers' transports went) and the subscribers that
+                # came back hold an older serial of this epoch: follow from the lowest of them and
+                # replay, so that each gets exactly what it lacks (fan-out skips what one already has).
+                stream = self.streams[channel] = Stream(home=home, epoch=parsed[0], cursor=behind)
+                self._resync(self.now_ms, channel, stream)
+                return
             self.streams[channel] = Stream(home=home, epoch=parsed[0], cursor=parsed[1])
-            if self._local_interest(channel):
+            if self._local_interest(channel) and behind is None:
                 # Local subscribers we cannot bring up to ``last`` exactly: say so, never skip silently.
                 log.warning("channel.stream_restarted", channel=channel, home=home)
                 self._lost(self.now_ms, channel, last)
@@ -375,6 +385,17 @@ class ChannelService(HomeSide):
             if entry.first_seq == stream.cursor + 1:
                 stream.cursor = entry.last_seq
                 self._fan_out(self.now_ms, channel, entry, entry.publisher)
+
+    def _lowest_local(self, channel: str, epoch: str) -> int | None:
+        """The lowest seq our local subscribers hold in ``epoch``; None if any of them holds another
+        epoch or an unknown serial (or there are none with a serial)."""
+        seqs = []
+        for serial in self.local_serials(channel):
+            parsed = parse_serial(serial) if serial else None
+            if parsed is None or parsed[0] != epoch:
+                return None
+            seqs.append(parsed[1])
+        return min(seqs, default=None)
 
     def release(self, channel: str) -> None:
         """No local client listens to ``channel`` any more: stop its stream."""
@@ -551,6 +572,7 @@ class ChannelService(HomeSide):
         for home in self.homes.values():
             home.log.expire(now_ms)
         self.drop_blocked(now_ms)
+        self.keep_replicas_alive(now_ms)
         for name in list(self.replicas):
             copy = self.replicas[name]
             copy.expire(now_ms)

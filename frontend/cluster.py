@@ -16,10 +16,12 @@ import structlog
 import trio
 
 import gossip
+from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
 from frontend.peer import PeerBus, PeerError
 from frontend.peerwire import Request
 from frontend.session import Session
+from kernel.config import is_wildcard
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.keys import InvalidKey
 from kernel.membership import ROLE_FRONTEND, view_from_members
@@ -49,6 +51,18 @@ def gossip_profile(name: str) -> gossip.GossipConfig:
     }[name]()
 
 
+def advertised_addresses(cfg: FrontendConfig, client_port: int, peer_port: int,
+                         admin_port: int | None) -> dict[str, str]:
+    """The gossip metadata's addresses: client and peer at the advertised host; the admin listener
+    at its own host (the advertised one if it listens on a wildcard)."""
+    advertise = cfg.advertise_host or cfg.host
+    out = {"client": f"{advertise}:{client_port}", "peer": f"{advertise}:{peer_port}"}
+    if admin_port is not None:
+        admin_host = advertise if is_wildcard(cfg.admin_host) else cfg.admin_host
+        out["admin"] = f"{admin_host}:{admin_port}"
+    return out
+
+
 class Cluster:
     def __init__(self, node: FrontendNode) -> None:
         self.node = node
@@ -62,9 +76,11 @@ class Cluster:
 
     # -- running -------------------------------------------------------------
     async def run(
-        self, client_port: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, client_port: int, admin_port: int | None = None, *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Join the cluster and keep the node's map current until cancelled."""
+        """Join the cluster and keep the node's map current until cancelled. The admin listener's
+        address (when there is one) is advertised too, for the routers' dashboards."""
         cfg = self.config
         assert cfg.gossip_bind is not None
         bus = self.bus = PeerBus(
@@ -80,13 +96,12 @@ class Cluster:
         self.node.channels.ready = False
         # A lone frontend (no peer ever answers) starts serving channels after this long.
         self._settle_deadline = trio.current_time() + SETTLE_ALONE_S
-        advertise = cfg.advertise_host or cfg.host
         async with trio.open_nursery() as nursery:
             peer_port = await nursery.start(bus.serve, cfg.peer_host, cfg.peer_port)
             meta = gossip.Metadata(
                 role=ROLE_FRONTEND,
                 zone=cfg.zone,
-                addresses={"client": f"{advertise}:{client_port}", "peer": f"{advertise}:{peer_port}"},
+                addresses=advertised_addresses(cfg, client_port, peer_port, admin_port),
                 load=0.0,
                 state=gossip.ServingState.ACTIVE,
             )

@@ -13,32 +13,40 @@ which live in ``[keys."<appId>.<keyId>"]`` tables::
     secret = "long-random-secret"
     capability = { "chat:*" = ["publish", "subscribe"], "*" = ["subscribe"] }
 
-Environment variables ``CONTINUITY_<FIELD>`` (upper case) override the file
-for scalar fields, and command-line flags override both.
+Environment variables ``CONTINUITY_<FIELD>`` (upper case) override the file for
+every field but ``keys`` (lists take a comma-separated value), and command-line
+flags override both; ``kernel.config`` loads and type-checks all three, and
+``load`` refuses an unsafe config outside dev mode. ``example()`` renders
+deploy/frontend.example.toml from the comments above each field.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from frontend.auth import ApiKey, parse_capability
+from kernel.admin import AdminGate
+from kernel.config import (
+    DEFAULT_GOSSIP_PROFILE,
+    DEV_CLUSTER_SECRET,
+    ConfigError,
+    admin_problem,
+    check_gossip_profile,
+    check_name,
+    check_range,
+    example_toml,
+    load_config,
+    parse_hostport,
+    refuse,
+    secret_problem,
+    wildcard_problem,
+)
 
+__all__ = ["ENV_PREFIX", "ConfigError", "FrontendConfig"]
 
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the field and its allowed range."""
-
-
-def _check_range(name: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is out of range [{low}, {high}]")
-
-
+ENV_PREFIX = "CONTINUITY_"
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrontendConfig:
     # Identity of this node in the cluster; goes into every connection key. [A-Za-z0-9_-]{1,32}
@@ -51,8 +59,17 @@ class FrontendConfig:
     port: int = 8080
     # If set, the bound port is written to this file once listening (for tests and scripts).
     port_file: str | None = None
+    # Admin listener address: the admin surfaces (/cluster, /metrics, /admin/*, and on a router the
+    # dashboard) are served there when admin_port is set. Keep it 127.0.0.1 or a pod-internal port.
+    admin_host: str = "127.0.0.1"
+    # Admin listener port (0 picks one). Unset: the admin surfaces are served on the client port,
+    # which is refused outside dev mode unless that port is loopback or admin_token is set.
+    admin_port: int | None = None
+    # Bearer token every admin request must carry (Authorization: Bearer <token>), on either port.
+    # At least 16 bytes outside dev mode; the admin CLI reads it from CONTINUITY_ADMIN_TOKEN.
+    admin_token: str | None = None
     # HMAC secret shared by the cluster; signs connection keys. At least 16 bytes outside dev mode.
-    cluster_secret: str = "dev-cluster-secret-not-for-production"
+    cluster_secret: str = DEV_CLUSTER_SECRET
     # Development mode: any key or token is accepted with full capability. Never in production.
     dev: bool = False
     # How long a disconnected connection's state is kept, in milliseconds (Ably: 120000).
@@ -103,7 +120,7 @@ class FrontendConfig:
     # Gossip seeds, "host:port" each; re-contacted until known alive, so start order does not matter.
     seeds: tuple[str, ...] = ()
     # Gossip timing profile: "local" (fast, tests and one host), "lan" (memberlist's LAN values) or "wan".
-    gossip_profile: str = "local"
+    gossip_profile: str = DEFAULT_GOSSIP_PROFILE
     # Peer-link listen address (frontend to frontend); port 0 picks one. Used only in a cluster.
     peer_host: str = "127.0.0.1"
     peer_port: int = 0
@@ -115,44 +132,43 @@ class FrontendConfig:
     keys: dict[str, ApiKey] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("node_id", "zone"):
-            value = getattr(self, name)
-            if not value or len(value) > 32 or not all(c.isalnum() or c in "_-" for c in value):
-                raise ConfigError(f"{name}={value!r} must match [A-Za-z0-9_-]{{1,32}}")
-        _check_range("port", self.port, 0, 65535)
-        _check_range("connection_state_ttl_ms", self.connection_state_ttl_ms, 100, 86_400_000)
-        _check_range("max_idle_interval_ms", self.max_idle_interval_ms, 100, 600_000)
-        _check_range("max_message_size", self.max_message_size, 256, 16 * 1024 * 1024)
-        _check_range("max_frame_size", self.max_frame_size, self.max_message_size, 64 * 1024 * 1024)
-        _check_range("max_channels_per_connection", self.max_channels_per_connection, 1, 100_000)
-        _check_range("presence_linger_ms", self.presence_linger_ms, 0, 86_400_000)
-        _check_range("presence_sync_page", self.presence_sync_page, 1, 100_000)
-        _check_range("comet_transport_timeout_ms", self.comet_transport_timeout_ms, 100, 600_000)
-        _check_range("outbox_limit", self.outbox_limit, 16, 10_000_000)
-        _check_range("publish_backlog_high_bytes", self.publish_backlog_high_bytes, 64 * 1024, 1 << 40)
-        _check_range(
+        check_name("node_id", self.node_id)
+        check_name("zone", self.zone)
+        check_range("port", self.port, 0, 65535)
+        if self.admin_port is not None:
+            check_range("admin_port", self.admin_port, 0, 65535)
+        check_range("connection_state_ttl_ms", self.connection_state_ttl_ms, 100, 86_400_000)
+        check_range("max_idle_interval_ms", self.max_idle_interval_ms, 100, 600_000)
+        check_range("max_message_size", self.max_message_size, 256, 16 * 1024 * 1024)
+        check_range("max_frame_size", self.max_frame_size, self.max_message_size, 64 * 1024 * 1024)
+        check_range("max_channels_per_connection", self.max_channels_per_connection, 1, 100_000)
+        check_range("presence_linger_ms", self.presence_linger_ms, 0, 86_400_000)
+        check_range("presence_sync_page", self.presence_sync_page, 1, 100_000)
+        check_range("comet_transport_timeout_ms", self.comet_transport_timeout_ms, 100, 600_000)
+        check_range("outbox_limit", self.outbox_limit, 16, 10_000_000)
+        check_range("publish_backlog_high_bytes", self.publish_backlog_high_bytes, 64 * 1024, 1 << 40)
+        check_range(
             "publish_backlog_low_bytes",
             self.publish_backlog_low_bytes,
             0,
             self.publish_backlog_high_bytes - 1,
         )
-        _check_range("consumer_window_bytes", self.consumer_window_bytes, 0, 1 << 30)
+        check_range("consumer_window_bytes", self.consumer_window_bytes, 0, 1 << 30)
         if not 0.1 <= self.slow_consumer_stall_s <= 600:
             raise ConfigError(
                 f"slow_consumer_stall_s={self.slow_consumer_stall_s} is out of range [0.1, 600]"
             )
-        _check_range("channel_log_max_messages", self.channel_log_max_messages, 16, 100_000_000)
+        check_range("channel_log_max_messages", self.channel_log_max_messages, 16, 100_000_000)
         if not 0.1 <= self.header_timeout_s <= 600:
             raise ConfigError(f"header_timeout_s={self.header_timeout_s} is out of range [0.1, 600]")
         if not 0.1 <= self.close_timeout_s <= 60:
             raise ConfigError(f"close_timeout_s={self.close_timeout_s} is out of range [0.1, 60]")
-        if self.gossip_profile not in ("local", "lan", "wan"):
-            raise ConfigError(f"gossip_profile={self.gossip_profile!r} must be one of local, lan, wan")
-        _check_range("peer_port", self.peer_port, 0, 65535)
-        for addr in (*self.seeds, *([self.gossip_bind] if self.gossip_bind else [])):
-            host, sep, port = addr.rpartition(":")
-            if not sep or not host or not port.isdigit() or int(port) > 65535:
-                raise ConfigError(f"address {addr!r} must be host:port")
+        check_gossip_profile(self.gossip_profile)
+        check_range("peer_port", self.peer_port, 0, 65535)
+        for seed in self.seeds:
+            parse_hostport(seed, name="seeds", allow_zero=False)
+        if self.gossip_bind is not None:
+            parse_hostport(self.gossip_bind, name="gossip_bind", allow_zero=True)
         if not 0.5 <= self.drain_timeout_s <= 600:
             raise ConfigError(f"drain_timeout_s={self.drain_timeout_s} is out of range [0.5, 600]")
         if not self.dev and len(self.cluster_secret.encode()) < 16:
@@ -163,6 +179,12 @@ class FrontendConfig:
         return self.gossip_bind is not None
 
     @property
+    def admin_gate(self) -> AdminGate:
+        """Where and for whom the admin surfaces are served (``kernel.admin``)."""
+        listener = None if self.admin_port is None else f"{self.admin_host}:{self.admin_port}"
+        return AdminGate(admin_listener=listener, token=self.admin_token)
+
+    @property
     def secrets(self) -> list[str]:
         return [self.cluster_secret, *self.old_cluster_secrets]
 
@@ -171,70 +193,84 @@ class FrontendConfig:
         """How long channel logs keep messages: the TTL plus one idle interval (DESIGN 2)."""
         return self.connection_state_ttl_ms + self.max_idle_interval_ms
 
-    @classmethod
-    def from_mapping(cls, raw: dict[str, Any]) -> FrontendConfig:
-        raw = dict(raw)
-        keys_raw = raw.pop("keys", {}) or {}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(raw) - names
-        if unknown:
-            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        keys: dict[str, ApiKey] = {}
-        if not isinstance(keys_raw, dict):
-            raise ConfigError("[keys] must be a table of API keys")
-        for name, spec in keys_raw.items():
-            if not isinstance(spec, dict) or not isinstance(spec.get("secret"), str):
-                raise ConfigError(f"keys.{name} needs a string 'secret'")
-            try:
-                cap = parse_capability(spec.get("capability", {"*": ["*"]}))
-            except ValueError as exc:
-                raise ConfigError(f"keys.{name}.capability: {exc}") from None
-            if "." not in name:
-                raise ConfigError(f"key name {name!r} must look like appId.keyId")
-            keys[name] = ApiKey(name=name, secret=spec["secret"], capability=cap)
-        for name in ("seeds", "old_cluster_secrets"):
-            if name in raw:
-                if isinstance(raw[name], str):
-                    raw[name] = tuple(x.strip() for x in raw[name].split(",") if x.strip())
-                elif not isinstance(raw[name], (list, tuple)):
-                    raise ConfigError(f"{name} must be a list of strings")
-                raw[name] = tuple(str(x) for x in raw[name])
-        try:
-            return cls(keys=keys, **raw)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from None
+    def production_problems(self) -> list[str | None]:
+        """What makes this config unsafe outside dev mode (None entries are fine), each with its fix."""
+        problems = [secret_problem("cluster_secret", self.cluster_secret)]
+        problems.append(admin_problem(host=self.host, admin_port=self.admin_port,
+                                      admin_token=self.admin_token))
+        if self.admin_token is not None:
+            problems.append(secret_problem("admin_token", self.admin_token))
+        problems += [secret_problem("old_cluster_secrets", s) for s in self.old_cluster_secrets]
+        problems += [secret_problem(f'keys."{k.name}".secret', k.secret) for k in self.keys.values()]
+        if self.clustered:
+            assert self.gossip_bind is not None
+            problems.append(wildcard_problem(
+                "gossip_bind", parse_hostport(self.gossip_bind, name="gossip_bind", allow_zero=True)[0],
+                "gossip advertises its bind address; bind this node's own IP (in k8s, the pod IP)"))
+            advertised = self.advertise_host or self.host
+            problems.append(wildcard_problem(
+                "advertise_host" if self.advertise_host else "host (advertised, as advertise_host is unset)",
+                advertised, "set advertise_host to this node's own IP (in k8s, the pod IP)"))
+        return problems
 
     @classmethod
     def load(
         cls, path: str | Path | None, env: dict[str, str] | None = None, **overrides: Any
     ) -> FrontendConfig:
-        """Load ``path`` (if any), apply ``CONTINUITY_*`` env overrides, then ``overrides``."""
-        raw: dict[str, Any] = {}
-        if path is not None:
-            with open(path, "rb") as fh:
-                try:
-                    raw = tomllib.load(fh)
-                except tomllib.TOMLDecodeError as exc:
-                    raise ConfigError(f"{path}: {exc}") from None
-        environ: Mapping[str, str] = os.environ if env is None else env
-        for f in dataclasses.fields(cls):
-            value = environ.get(f"CONTINUITY_{f.name.upper()}")
-            if value is None or f.name == "keys":
-                continue
-            raw[f.name] = _coerce(f.name, value, f.type)
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(raw)
+        """Load ``path`` (if any), apply ``CONTINUITY_*`` env overrides, then ``overrides``; refuse
+        an unsafe config outside dev mode (``production_problems``)."""
+        config = load_config(cls, path, env_prefix=ENV_PREFIX, env=env, overrides=overrides,
+                             tables={"keys": parse_keys})
+        refuse(config.production_problems(), dev=config.dev)
+        return config
 
 
-def _coerce(name: str, value: str, kind: Any) -> Any:
-    kind = str(kind)
-    try:
-        if kind.startswith("bool"):
-            return value.lower() in ("1", "true", "yes", "on")
-        if kind.startswith("int"):
-            return int(value)
-        if kind.startswith("float"):
-            return float(value)
-    except ValueError:
-        raise ConfigError(f"CONTINUITY_{name.upper()}={value!r} is not a valid {kind}") from None
-    return value
+def parse_keys(raw: Any) -> dict[str, ApiKey]:
+    """The ``[keys."appId.keyId"]`` tables: a secret and an Ably capability each."""
+    if not isinstance(raw, dict):
+        raise ConfigError("keys: expected a table of API keys, [keys.\"appId.keyId\"]")
+    keys: dict[str, ApiKey] = {}
+    for name, spec in raw.items():
+        if "." not in name:
+            raise ConfigError(f"key name {name!r} must look like appId.keyId")
+        if not isinstance(spec, dict) or not isinstance(spec.get("secret"), str):
+            raise ConfigError(f"keys.{name}.secret: expected a string")
+        unknown = sorted(set(spec) - {"secret", "capability"})
+        if unknown:
+            raise ConfigError(f"keys.{name}: unknown keys {', '.join(unknown)} (secret, capability)")
+        try:
+            cap = parse_capability(spec.get("capability", {"*": ["*"]}))
+        except ValueError as exc:
+            raise ConfigError(f"keys.{name}.capability: {exc}") from None
+        keys[name] = ApiKey(name=name, secret=spec["secret"], capability=cap)
+    return keys
+
+
+EXAMPLE_HEADER = """\
+# Continuity frontend configuration: every key, with its default (generated from
+# frontend/config.py by `make examples`; a test fails if this file drifts from the code).
+# Environment variables CONTINUITY_<KEY> override this file (lists are comma-separated, e.g.
+# CONTINUITY_SEEDS=10.0.0.1:7946,10.0.0.2:7946), and command-line flags override both.
+# Outside dev mode the daemon refuses built-in, placeholder or short secrets, wildcard advertised
+# addresses and admin surfaces on a public port without a token; the message says what to do.
+"""
+
+EXAMPLE_TRAILER = """\
+# API keys: [keys."<appId>.<keyId>"] with a secret (at least 16 bytes outside dev mode) and an
+# Ably-style capability (default: everything). Replace these example secrets.
+[keys."app.main"]
+secret = "REPLACE-ME-with-a-long-random-secret"
+capability = { "*" = ["*"] }
+
+[keys."app.readonly"]
+secret = "REPLACE-ME-with-another-long-random-secret"
+capability = { "chat:*" = ["subscribe"], "news" = ["subscribe"] }
+"""
+
+
+def example() -> str:
+    """deploy/frontend.example.toml, generated from the dataclass so that it cannot drift."""
+    return example_toml(
+        FrontendConfig, header=EXAMPLE_HEADER, trailer=EXAMPLE_TRAILER, skip=("keys",),
+        examples={"cluster_secret": "REPLACE-ME-with-32-random-bytes-of-base64"},
+    )

@@ -67,6 +67,7 @@ class Home:
     # waiting for the replica reaches every subscriber exactly once, by the fan-out.
     committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
+    replica_refreshed_ms: int = 0  # when an idle log was last re-sent to its replica (keep_replicas_alive)
 
     def behind(self, serial: object) -> bool:
         """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
@@ -121,6 +122,9 @@ class HomeSide:
         """Stop being home of ``name``: keep its durable part as a copy; re-route publishes in flight."""
         home = self.homes.pop(name)
         home.log.truncate_after(home.committed)
+        # A copy of an idle channel (empty once its messages expired) must outlive the next sweep of
+        # idle copies: it holds the channel's position, which the next home continues from.
+        home.log.last_activity_ms = max(home.log.last_activity_ms, self.now_ms)
         self.replicas[name] = home.log
         self.former_subs[name] = set(home.remote_subs)
         self.on_change()
@@ -533,6 +537,21 @@ class HomeSide:
             for item in reversed(drop):
                 for waiter, _ in item.waiters:
                     waiter(None, unavailable(name))
+
+    def keep_replicas_alive(self, now_ms: int) -> None:
+        """Re-send an idle home's log to its replica once per retention window. A copy with no
+        message left and no activity for two windows is forgotten (ChannelService.tick), so without
+        this an idle channel that still has subscribers lost its replica's copy, and the next home
+        (after a kill or a healed partition) started a new epoch: every subscriber got 90003 though
+        no message was missing (chaos seed 25705, chaos:firehose between bursts)."""
+        window = self.config.retention_ms
+        for name, home in self.homes.items():
+            if home.replica is None or not home.replica_synced or home.pending:
+                continue
+            if now_ms - max(home.log.last_activity_ms, home.replica_refreshed_ms) < window:
+                continue
+            home.replica_refreshed_ms = now_ms
+            self._sync_replica(now_ms, name, home)
 
     def _publish_window(self) -> int:
         """How long a publish may be retried or held: the deadline, within the dedupe window."""

@@ -16,7 +16,6 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
@@ -24,19 +23,18 @@ import structlog
 import trio
 
 from frontend import rest_presence
+from frontend.admin import FrontendAdmin, error_answer, is_admin_path
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
-from frontend.metrics import CONTENT_TYPE
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
 from frontend.websocket import run_websocket, wall_ms
-from kernel.membership import view_to_json
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.http import header, is_websocket, read_body, respond, serve_http
 
 log = structlog.get_logger("continuity.frontend")
 
-MAX_HEAD_BYTES = 16 * 1024
 TICK_MAX_MS = 50
-MAX_BODY_BYTES = 1024 * 1024
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _COMET_HEADERS = [(b"cache-control", b"no-cache, no-store")]
 _CORS = [
@@ -49,19 +47,6 @@ _CORS = [
 Handler = Callable[[h11.Request], Awaitable[tuple[int, bytes, bytes]]]
 
 
-def _header(req: h11.Request, name: bytes) -> bytes | None:
-    for k, v in req.headers:
-        if k == name:
-            return v
-    return None
-
-
-def _is_websocket(req: h11.Request) -> bool:
-    upgrade = (_header(req, b"upgrade") or b"").lower()
-    connection = (_header(req, b"connection") or b"").lower()
-    return req.method == b"GET" and upgrade == b"websocket" and b"upgrade" in connection
-
-
 def accept_token(key: bytes) -> bytes:
     """RFC 6455 Sec-WebSocket-Accept for a client's Sec-WebSocket-Key."""
     return base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
@@ -72,6 +57,7 @@ class FrontDoor:
         self.node = node
         self.cluster = cluster
         self.comet = CometService(node, self._prepare())
+        self.admin = FrontendAdmin(node, cluster)
         cfg = node.config
         self.outflow = Outflow(
             high=cfg.publish_backlog_high_bytes,
@@ -90,96 +76,53 @@ class FrontDoor:
 
         return prepare
 
-    async def route(self, req: h11.Request) -> tuple[int, bytes, bytes]:
+    async def route(self, req: h11.Request, body: bytes = b"") -> tuple[int, bytes, bytes]:
         path = urlsplit(req.target.decode("latin-1")).path
         if req.method == b"OPTIONS":
             return 204, b"text/plain", b""
         if path == "/health":
-            body = {"status": "ok", "node_id": self.node.node_id, "time": wall_ms()}
-            return 200, b"application/json", json.dumps(body).encode()
-        if path == "/metrics":
-            self.node.refresh_gauges()
-            if self.cluster is not None and self.cluster.member is not None:
-                counters = self.cluster.member.counters
-                for reason in ("malformed", "unauthenticated", "oversized", "version"):
-                    value = getattr(counters, f"dropped_{reason}")
-                    self.node.metrics.gossip_dropped.labels(reason=reason).set(value)
-            return 200, CONTENT_TYPE.encode(), self.node.metrics.render()
-        if path == "/cluster":
-            body = {
-                **self.node.snapshot(),
-                "members": view_to_json(self.node.channels.view),
-                "draining": bool(self.cluster and self.cluster.draining),
-            }
-            return 200, b"application/json", json.dumps(body).encode()
-        if path.startswith("/debug/connections/"):
-            return 200, b"application/json", json.dumps(self.node.describe(path.rsplit("/", 1)[1])).encode()
+            return self.admin.health()
+        if path == "/livez":
+            return self.admin.livez()
+        if is_admin_path(path):
+            return await self.admin.answer(req, body, on_admin_listener=False)
         if path == "/time":
             return 200, b"application/json", json.dumps([wall_ms()]).encode()
-        return (
-            404,
-            b"application/json",
-            json.dumps(
-                {"error": {"code": 40400, "statusCode": 404, "message": f"no such path: {path}"}}
-            ).encode(),
-        )
+        return error_answer(ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such path: {path}"))
 
-    async def handle(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        cfg = self.node.config
-        try:
-            while True:
-                with trio.move_on_after(cfg.header_timeout_s) as timeout:
-                    event = await self._next_event(conn, stream)
-                if timeout.cancelled_caught:
-                    log.debug("http.header_timeout")
-                    return
-                if isinstance(event, (h11.ConnectionClosed, type(None))):
-                    return
-                if not isinstance(event, h11.Request):
-                    return
-                if _is_websocket(event) and urlsplit(event.target.decode("latin-1")).path == "/":
-                    await self._upgrade(conn, stream, event)
-                    return
-                request_body = await self._drain_body(conn, stream)
-                target = urlsplit(event.target.decode("latin-1"))
-                if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
-                    if not await self._comet(
-                        conn, stream, event.method, target.path, target.query, request_body
-                    ):
-                        return
-                    if conn.our_state is h11.MUST_CLOSE:
-                        return
-                    conn.start_next_cycle()
-                    continue
-                if rest_presence.handles(target.path):
-                    status, ctype, body, extra = await rest_presence.serve(
-                        self.node, event.method, event.headers, target, wall_ms()
-                    )
-                    await self._respond(conn, stream, status, ctype, body, extra)
-                else:
-                    status, ctype, body = await self.route(event)
-                    await self._respond(conn, stream, status, ctype, body)
-                if conn.our_state is h11.MUST_CLOSE:
-                    return
-                conn.start_next_cycle()
-        except h11.RemoteProtocolError as exc:
-            self.node.metrics.protocol_errors.labels(transport="http").inc()
-            log.info("http.rejected", reason=str(exc))
-            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                try:
-                    await self._respond(conn, stream, exc.error_status_hint, b"text/plain", b"bad request\n")
-                except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one client connection (the h11 loop is ``kernel.http.serve_http``)."""
+        await serve_http(stream, self.dispatch, header_timeout_s=self.node.config.header_timeout_s,
+                         on_header_timeout=lambda: log.debug("http.header_timeout"),
+                         on_protocol_error=self._protocol_error)
+
+    def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
+        self.node.metrics.protocol_errors.labels(transport="http").inc()
+        log.info("http.rejected", reason=str(exc))
+
+    async def dispatch(self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request) -> bool:
+        """Answer one request; False when the connection must end (upgraded, or the client left)."""
+        target = urlsplit(event.target.decode("latin-1"))
+        if is_websocket(event) and target.path == "/":
+            await self._upgrade(conn, stream, event)
+            return False
+        request_body = await read_body(conn, stream)
+        if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
+            return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
+        if rest_presence.handles(target.path):
+            status, ctype, body, extra = await rest_presence.serve(
+                self.node, event.method, event.headers, target, wall_ms()
+            )
+            await self._respond(conn, stream, status, ctype, body, extra)
+            return True
+        status, ctype, body = await self.route(event, request_body)
+        await self._respond(conn, stream, status, ctype, body)
+        return True
 
     async def _comet(
         self,
         conn: h11.Connection,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         method: bytes,
         path: str,
         query: str,
@@ -207,62 +150,30 @@ class FrontDoor:
         return True
 
     async def _watch_client(
-        self, conn: h11.Connection, stream: trio.SocketStream, scope: trio.CancelScope
+        self, conn: h11.Connection, stream: trio.abc.Stream, scope: trio.CancelScope
     ) -> None:
         """During a long-poll: cancel ``scope`` if the client closes; keep any pipelined bytes for h11."""
         try:
             while data := await stream.receive_some(65536):
-                conn.receive_data(data)
+                conn.receive_data(bytes(data))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         scope.cancel()
 
-    async def _next_event(self, conn: h11.Connection, stream: trio.SocketStream) -> Any:
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                conn.receive_data(data)
-                continue
-            if event is h11.PAUSED:
-                return None
-            return event
-
-    async def _drain_body(self, conn: h11.Connection, stream: trio.SocketStream) -> bytes:
-        body = bytearray()
-        while True:
-            event = await self._next_event(conn, stream)
-            if isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY_BYTES:
-                    raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
-            elif isinstance(event, h11.EndOfMessage) or event is None:
-                return bytes(body)
-            else:
-                raise h11.RemoteProtocolError("unexpected event in body")
-
     async def _respond(
         self,
         conn: h11.Connection,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         status: int,
         ctype: bytes,
         body: bytes,
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        headers = [
-            (b"content-type", ctype),
-            (b"content-length", str(len(body)).encode()),
-            *_CORS,
-            *(extra or []),
-        ]
-        await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
-        await stream.send_all(conn.send(h11.Data(data=body)) or b"")
-        await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+        await respond(conn, stream, status, ctype, body, [*_CORS, *(extra or [])])
 
-    async def _upgrade(self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request) -> None:
-        key = _header(req, b"sec-websocket-key")
-        version = _header(req, b"sec-websocket-version")
+    async def _upgrade(self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request) -> None:
+        key = header(req.headers, b"sec-websocket-key")
+        version = header(req.headers, b"sec-websocket-version")
         if key is None or version != b"13":
             await self._respond(
                 conn, stream, 400, b"text/plain", b"websocket upgrade needs version 13 and a key\n"
@@ -273,7 +184,8 @@ class FrontDoor:
             (b"connection", b"Upgrade"),
             (b"sec-websocket-accept", accept_token(key)),
         ]
-        await stream.send_all(conn.send(h11.InformationalResponse(status_code=101, headers=headers)) or b"")
+        switching = h11.InformationalResponse(status_code=101, headers=headers, reason=b"Switching Protocols")
+        await stream.send_all(conn.send(switching) or b"")
         trailing, _ = conn.trailing_data
         query = urlsplit(req.target.decode("latin-1")).query
         params = dict(parse_qsl(query, keep_blank_values=True))
@@ -304,16 +216,24 @@ async def serve(
     listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
     port = listeners[0].socket.getsockname()[1]
     door = FrontDoor(node, cluster)
+    admin_port: int | None = None
     async with trio.open_nursery() as nursery:
+        if cfg.admin_port is not None:
+            admin_listeners = await trio.open_tcp_listeners(cfg.admin_port, host=cfg.admin_host)
+            admin_port = admin_listeners[0].socket.getsockname()[1]
+            await nursery.start(partial(trio.serve_listeners, door.admin.handle, admin_listeners))
         nursery.start_soon(_tick_loop, node)
         nursery.start_soon(door.comet.run)
         await nursery.start(door.outflow.run)
         if cluster is not None:
-            await nursery.start(cluster.run, port)
+            await nursery.start(cluster.run, port, admin_port)
         await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
         if cfg.port_file:
-            await trio.Path(cfg.port_file).write_text(f"{port}\n")
+            # The client port, then the admin listener's port when there is one.
+            ports = f"{port}\n" + (f"{admin_port}\n" if admin_port is not None else "")
+            await trio.Path(cfg.port_file).write_text(ports)
         log.info(
-            "frontend.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone, dev=cfg.dev
+            "frontend.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone, dev=cfg.dev,
+            admin=f"{cfg.admin_host}:{admin_port}" if admin_port is not None else "client port",
         )
         task_status.started(port)

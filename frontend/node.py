@@ -99,6 +99,9 @@ class FrontendNode(PubSub):
             local_interest=lambda name: bool(self.subscribers.get(name)),
         )
         self.subscribers: dict[str, dict[str, Session]] = {}
+        self.channels.local_serials = lambda name: [
+            sub.channels[name].serial for sub in self.subscribers.get(name, {}).values()
+        ]
         self._expiry: list[tuple[int, str]] = []
         self._next_sweep = 0
         self.ownership = Ownership(self)
@@ -393,6 +396,7 @@ class FrontendNode(PubSub):
             self._next_sweep = now_ms + LOG_SWEEP_MS
             self.channels.retire_idle(now_ms)
             self.ownership.flush_dirty()
+            self.ownership.refresh_copies(now_ms)
             self.ownership.expire(now_ms)
             self.ownership.resend_discards(self.channels.view.alive)
             self.presence.sweep(now_ms)

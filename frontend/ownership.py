@@ -33,6 +33,10 @@ class Ownership:
         self.tombstones = Tombstones(ttl)
         # Discards not yet known delivered, re-sent whenever the peer is (again) in the map.
         self.discards: dict[str, dict[str, int]] = {}
+        # A secondary forgets a copy not written for ``ttl`` (SessionCopies), so every copy is
+        # re-written at least this often, whether or not its connection changed.
+        self.refresh_ms = max(1, ttl // 3)
+        self._next_refresh = 0
 
     # -- owner side ---------------------------------------------------------
     def replicate(self, s: Session) -> None:
@@ -54,6 +58,17 @@ class Ownership:
             if secondary is not None and secondary != s.secondary:
                 s.secondary = secondary
                 self.replicate(s)
+
+    def refresh_copies(self, now_ms: int) -> None:
+        """Re-write every session's copy once per ``refresh_ms``. An idle connection (attached, no
+        message, no state change) wrote nothing, so its secondary let the copy expire while the
+        client was still connected; the owner's later loss then failed the takeover and the client
+        got 80008 and a new connectionId after a sub-second absence (chaos seed 25705, fh-watch)."""
+        if now_ms < self._next_refresh:
+            return
+        self._next_refresh = now_ms + self.refresh_ms
+        for s in self.node.sessions.values():
+            self.replicate(s)
 
     def flush_dirty(self) -> None:
         for s in self.node.sessions.values():

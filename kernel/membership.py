@@ -1,7 +1,8 @@
 """From gossip's member list to the ClusterView that placement and routing read.
 
 Both daemons are gossip members; a frontend's metadata carries
-``addresses = {"client": "host:port", "peer": "host:port"}``. The member's
+``addresses = {"client": "host:port", "peer": "host:port"}`` (plus ``"admin"`` when the node has
+an admin listener). The member's
 gossip name is its node id. Pure.
 """
 
@@ -24,6 +25,7 @@ def peer_from_member(info: MemberInfo) -> Peer:
         zone=meta.zone,
         client_addr=meta.addresses.get("client", ""),
         peer_addr=meta.addresses.get("peer", ""),
+        admin_addr=meta.addresses.get("admin", ""),
         alive=info.state in (MemberState.ALIVE, MemberState.SUSPECT),
         active=meta.state == ServingState.ACTIVE,
         load=meta.load,
@@ -49,6 +51,7 @@ def view_to_json(view: ClusterView) -> list[dict[str, object]]:
             "incarnation": p.incarnation,
             "client_addr": p.client_addr,
             "peer_addr": p.peer_addr,
+            "admin_addr": p.admin_addr,
         }
         for p in sorted(view.peers.values(), key=lambda p: (p.role, p.node_id))
     ]

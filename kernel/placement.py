@@ -38,6 +38,7 @@ class Peer:
     zone: str
     client_addr: str = ""  # host:port clients (and routers) connect to
     peer_addr: str = ""  # host:port of the frontend peer link
+    admin_addr: str = ""  # host:port of the admin listener, "" when admin surfaces share client_addr
     alive: bool = True  # alive or suspect in gossip; False once dead or left
     active: bool = True  # False while draining
     load: float = 0.0

@@ -10,6 +10,7 @@ import structlog
 import trio
 
 import gossip
+from kernel.cli import add_node_options, node_overrides, run_daemon
 from kernel.logs import configure
 from kernel.membership import ROLE_ROUTER
 from router.cluster import ClusterMap
@@ -32,18 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Continuity router: routes WebSocket and Comet clients to the frontend that owns "
         "their connection, reading the cluster map from gossip.",
     )
-    p.add_argument("--config", metavar="FILE", help="TOML config file (see router/config.py for every key)")
-    p.add_argument("--host", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="listen port; 0 picks a free one (default 8080)")
-    p.add_argument("--node-id", help="this router's id in the cluster")
-    p.add_argument("--zone", help="this router's availability zone")
-    p.add_argument("--gossip-bind", metavar="HOST:PORT", help="gossip bind address (port 0 allowed)")
-    p.add_argument("--seed", dest="seeds", action="append", metavar="HOST:PORT",
-                   help="gossip seed; repeat for several (replaces the config's seeds)")
-    p.add_argument("--gossip-profile", choices=["local", "lan", "wan"], help="gossip timing profile")
-    p.add_argument("--dev", action="store_true", default=None,
-                   help="development mode: allow a short cluster secret, enable the /dev/tunnel test hook")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_node_options(p, role="router", config_module="router/config.py",
+                     dev_help="development mode: allow the built-in cluster secret and other unsafe "
+                     "settings, enable the /dev/tunnel test hook")
     return p.parse_args(argv)
 
 
@@ -85,16 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure(args.log_level)
     try:
-        config = RouterConfig.load(
-            args.config, host=args.host, port=args.port, node_id=args.node_id, zone=args.zone,
-            gossip_bind=args.gossip_bind, seeds=args.seeds, gossip_profile=args.gossip_profile, dev=args.dev,
-        )
+        config = RouterConfig.load(args.config, **node_overrides(args))
     except (ConfigError, OSError) as exc:
         print(f"continuity-router: {exc}", file=sys.stderr)
         return 2
-    trio.run(run, config)
+    status = run_daemon("continuity-router", run, config,
+                        binds=f"{config.host}:{config.port}, gossip {config.gossip_bind}")
     log.info("router.stopped")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -14,44 +14,38 @@ Every field below is a top-level TOML key of the same name::
 
 Environment variables ``CONTINUITY_ROUTER_<FIELD>`` (upper case) override the file; list fields
 (``seeds``, ``old_cluster_secrets``) take a comma-separated value. Command-line flags override both.
+``kernel.config`` loads and type-checks all three; ``load`` refuses an unsafe config outside dev
+mode, and ``example()`` renders deploy/router.example.toml from the comments above each field.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.admin import AdminGate
+from kernel.config import (
+    DEFAULT_GOSSIP_PROFILE,
+    DEV_CLUSTER_SECRET,
+    GOSSIP_PROFILES,
+    ConfigError,
+    admin_problem,
+    check_gossip_profile,
+    check_name,
+    check_range,
+    example_toml,
+    load_config,
+    parse_hostport,
+    refuse,
+    secret_problem,
+    wildcard_problem,
+)
+
+__all__ = ["ENV_PREFIX", "GOSSIP_PROFILES", "ConfigError", "RouterConfig", "parse_hostport"]
+
 ENV_PREFIX = "CONTINUITY_ROUTER_"
-GOSSIP_PROFILES = ("local", "lan", "wan")
-_LIST_FIELDS = ("seeds", "old_cluster_secrets")
 DEMO_SECRET_MIN_BYTES = 32  # HS256 (RFC 7518 3.2); router/demo_auth.py signs with it
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the field and its allowed range."""
-
-
-def parse_hostport(text: str, *, name: str, allow_zero: bool) -> tuple[str, int]:
-    """``"host:port"`` (or ``"[v6]:port"``) → ``(host, port)``; raise ConfigError naming ``name``."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ConfigError(f"{name}={text!r} must look like host:port")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    port = int(port_text)
-    low = 0 if allow_zero else 1
-    if not low <= port <= 65535:
-        raise ConfigError(f"{name}={text!r}: port is out of range [{low}, 65535]")
-    return host, port
-
-
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is out of range [{low}, {high}]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,12 +60,21 @@ class RouterConfig:
     port: int = 8080
     # If set, the bound port is written to this file once listening (for tests and scripts).
     port_file: str | None = None
+    # Admin listener address: the admin surfaces (/cluster, /metrics, /admin/*, and on a router the
+    # dashboard) are served there when admin_port is set. Keep it 127.0.0.1 or a pod-internal port.
+    admin_host: str = "127.0.0.1"
+    # Admin listener port (0 picks one). Unset: the admin surfaces are served on the client port,
+    # which is refused outside dev mode unless that port is loopback or admin_token is set.
+    admin_port: int | None = None
+    # Bearer token every admin request must carry (Authorization: Bearer <token>), on either port.
+    # At least 16 bytes outside dev mode; the admin CLI reads it from CONTINUITY_ADMIN_TOKEN.
+    admin_token: str | None = None
     # Host other members and operators use to reach this router's port (gossip "client" address);
     # None means ``host``. Set it when ``host`` is a wildcard such as 0.0.0.0.
     advertise_host: str | None = None
     # HMAC secret shared by the cluster: verifies connection keys and authenticates gossip.
     # At least 16 bytes outside dev mode.
-    cluster_secret: str = "dev-cluster-secret-not-for-production"
+    cluster_secret: str = DEV_CLUSTER_SECRET
     # Earlier cluster secrets still accepted (keys and gossip) during a rotation; newest first.
     old_cluster_secrets: tuple[str, ...] = ()
     # Development mode: relaxes the secret length check and enables the demo page's tunnel test hook
@@ -87,7 +90,7 @@ class RouterConfig:
     # Gossip seeds to join through, each "host:port" (usually some frontends).
     seeds: tuple[str, ...] = ()
     # Gossip timing profile: "local" (fast, one machine), "lan" (memberlist LAN) or "wan".
-    gossip_profile: str = "lan"
+    gossip_profile: str = DEFAULT_GOSSIP_PROFILE
     # Seconds allowed for a TCP connect to a frontend, [0.05, 60]; a timeout counts as a refusal.
     connect_timeout_s: float = 2.0
     # Targets tried per request when connects are refused, [1, 16].
@@ -106,23 +109,22 @@ class RouterConfig:
     pool_idle_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("node_id", "zone"):
-            value = getattr(self, name)
-            if not value or len(value) > 32 or not all(c.isalnum() or c in "_-" for c in value):
-                raise ConfigError(f"{name}={value!r} must match [A-Za-z0-9_-]{{1,32}}")
-        _check_range("port", self.port, 0, 65535)
+        check_name("node_id", self.node_id)
+        check_name("zone", self.zone)
+        check_range("port", self.port, 0, 65535)
+        if self.admin_port is not None:
+            check_range("admin_port", self.admin_port, 0, 65535)
         parse_hostport(self.gossip_bind, name="gossip_bind", allow_zero=True)
         for seed in self.seeds:
             parse_hostport(seed, name="seeds", allow_zero=False)
-        if self.gossip_profile not in GOSSIP_PROFILES:
-            raise ConfigError(f"gossip_profile={self.gossip_profile!r} must be one of {GOSSIP_PROFILES}")
-        _check_range("connect_timeout_s", self.connect_timeout_s, 0.05, 60)
-        _check_range("connect_attempts", self.connect_attempts, 1, 16)
-        _check_range("refused_memory_s", self.refused_memory_s, 0, 60)
-        _check_range("header_timeout_s", self.header_timeout_s, 0.1, 600)
-        _check_range("upstream_timeout_s", self.upstream_timeout_s, 1, 3600)
-        _check_range("pool_max_idle", self.pool_max_idle, 0, 10_000)
-        _check_range("pool_idle_timeout_s", self.pool_idle_timeout_s, 0.1, 3600)
+        check_gossip_profile(self.gossip_profile)
+        check_range("connect_timeout_s", self.connect_timeout_s, 0.05, 60)
+        check_range("connect_attempts", self.connect_attempts, 1, 16)
+        check_range("refused_memory_s", self.refused_memory_s, 0, 60)
+        check_range("header_timeout_s", self.header_timeout_s, 0.1, 600)
+        check_range("upstream_timeout_s", self.upstream_timeout_s, 1, 3600)
+        check_range("pool_max_idle", self.pool_max_idle, 0, 10_000)
+        check_range("pool_idle_timeout_s", self.pool_idle_timeout_s, 0.1, 3600)
         if self.demo_key is not None:
             name, sep, secret = self.demo_key.partition(":")
             if not sep or "." not in name or not secret:
@@ -139,6 +141,12 @@ class RouterConfig:
                 raise ConfigError(f"{name} must be at least 16 bytes outside dev mode")
 
     @property
+    def admin_gate(self) -> AdminGate:
+        """Where and for whom the admin surfaces are served (``kernel.admin``)."""
+        listener = None if self.admin_port is None else f"{self.admin_host}:{self.admin_port}"
+        return AdminGate(admin_listener=listener, token=self.admin_token)
+
+    @property
     def secrets(self) -> list[str]:
         """Every accepted cluster secret, the signing one first."""
         return [self.cluster_secret, *self.old_cluster_secrets]
@@ -151,58 +159,48 @@ class RouterConfig:
     def seed_addresses(self) -> list[tuple[str, int]]:
         return [parse_hostport(s, name="seeds", allow_zero=False) for s in self.seeds]
 
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> RouterConfig:
-        """Build from a TOML-shaped mapping; raise ConfigError on unknown keys or bad values."""
-        raw = dict(raw)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(raw) - names
-        if unknown:
-            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        for name in _LIST_FIELDS:
-            if name in raw:
-                value = raw[name]
-                if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                    raise ConfigError(f"{name} must be a list of strings")
-                raw[name] = tuple(value)
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from None
+    def production_problems(self) -> list[str | None]:
+        """What makes this config unsafe outside dev mode (None entries are fine), each with its fix."""
+        problems = [secret_problem("cluster_secret", self.cluster_secret)]
+        problems.append(admin_problem(host=self.host, admin_port=self.admin_port,
+                                      admin_token=self.admin_token))
+        if self.admin_token is not None:
+            problems.append(secret_problem("admin_token", self.admin_token))
+        problems += [secret_problem("old_cluster_secrets", s) for s in self.old_cluster_secrets]
+        if self.demo_key is not None:
+            problems.append(secret_problem("demo_key's secret", self.demo_key.partition(":")[2]))
+        problems.append(wildcard_problem(
+            "gossip_bind", self.gossip_address[0],
+            "gossip advertises its bind address; bind this router's own IP (in k8s, the pod IP)"))
+        advertised = self.advertise_host or self.host
+        problems.append(wildcard_problem(
+            "advertise_host" if self.advertise_host else "host (advertised, as advertise_host is unset)",
+            advertised, "set advertise_host to this router's own IP (in k8s, the pod IP)"))
+        return problems
 
     @classmethod
     def load(
-        cls, path: str | Path | None, env: Mapping[str, str] | None = None, **overrides: Any
+        cls, path: str | Path | None, env: dict[str, str] | None = None, **overrides: Any
     ) -> RouterConfig:
         """Load ``path`` (if any), apply ``CONTINUITY_ROUTER_*`` env overrides, then ``overrides``
-        (None values are ignored). Raise ConfigError (or OSError if the file cannot be read)."""
-        raw: dict[str, Any] = {}
-        if path is not None:
-            with open(path, "rb") as fh:
-                try:
-                    raw = tomllib.load(fh)
-                except tomllib.TOMLDecodeError as exc:
-                    raise ConfigError(f"{path}: {exc}") from None
-        environ: Mapping[str, str] = os.environ if env is None else env
-        for f in dataclasses.fields(cls):
-            value = environ.get(f"{ENV_PREFIX}{f.name.upper()}")
-            if value is not None:
-                raw[f.name] = _coerce(f.name, value, f.type)
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(raw)
+        (None values are ignored); refuse an unsafe config outside dev mode. Raise ConfigError (or
+        OSError if the file cannot be read)."""
+        config = load_config(cls, path, env_prefix=ENV_PREFIX, env=env, overrides=overrides)
+        refuse(config.production_problems(), dev=config.dev)
+        return config
 
 
-def _coerce(name: str, value: str, kind: Any) -> Any:
-    kind = str(kind)
-    try:
-        if name in _LIST_FIELDS:
-            return [v.strip() for v in value.split(",") if v.strip()]
-        if kind.startswith("bool"):
-            return value.lower() in ("1", "true", "yes", "on")
-        if kind.startswith("int"):
-            return int(value)
-        if kind.startswith("float"):
-            return float(value)
-    except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a valid {kind}") from None
-    return value
+EXAMPLE_HEADER = """\
+# Continuity router configuration: every key, with its default (generated from router/config.py
+# by `make examples`; a test fails if this file drifts from the code).
+# Environment variables CONTINUITY_ROUTER_<KEY> override this file (lists are comma-separated),
+# and command-line flags override both.
+# Outside dev mode the router refuses built-in, placeholder or short secrets, wildcard advertised
+# addresses and admin surfaces on a public port without a token; the message says what to do.
+"""
+
+
+def example() -> str:
+    """deploy/router.example.toml, generated from the dataclass so that it cannot drift."""
+    return example_toml(RouterConfig, header=EXAMPLE_HEADER,
+                        examples={"cluster_secret": "REPLACE-ME-with-32-random-bytes-of-base64"})

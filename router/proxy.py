@@ -24,6 +24,7 @@ from typing import Any
 import h11
 import trio
 
+from kernel import http
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.protocol import Action, encode_wire
 from kernel.wsframe import OPCODE_BINARY, OPCODE_TEXT, frame
@@ -43,7 +44,7 @@ _CORS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-expose-headers", b"x-ably-errorcode, x-ably-errormessage, link"),
 ]
-STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+STREAM_ERRORS = http.STREAM_ERRORS
 
 
 class StaleConnection(Exception):
@@ -59,11 +60,7 @@ def accept_token(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
 
 
-def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for k, v in headers:
-        if k == name:
-            return v
-    return None
+header = http.header
 
 
 def _forwarded_for(headers: Iterable[tuple[bytes, bytes]], peer: str) -> bytes:
@@ -88,14 +85,22 @@ def unavailable_error(message: str) -> ErrorInfo:
 # ------------------------------------------------------------------------------------ WebSocket
 
 
-async def pipe(client: trio.SocketStream, upstream: trio.SocketStream, preamble: bytes) -> None:
+async def send_eof(stream: trio.abc.Stream) -> None:
+    """Half-close ``stream`` if it can (TCP); a TLS stream cannot, so it is closed instead."""
+    if isinstance(stream, trio.abc.HalfCloseableStream):
+        await stream.send_eof()
+    else:
+        await stream.aclose()
+
+
+async def pipe(client: trio.abc.Stream, upstream: trio.SocketStream, preamble: bytes) -> None:
     """Send ``preamble`` upstream, then copy both ways until both sides closed (or one broke)."""
 
-    async def copy(src: trio.SocketStream, dst: trio.SocketStream, scope: trio.CancelScope) -> None:
+    async def copy(src: trio.abc.Stream, dst: trio.abc.Stream, scope: trio.CancelScope) -> None:
         try:
             while data := await src.receive_some(PIPE_BUFFER):
                 await dst.send_all(data)
-            await dst.send_eof()
+            await send_eof(dst)
         except STREAM_ERRORS:
             scope.cancel()  # a reset or a write to a closed socket: nothing more can pass
             return
@@ -111,7 +116,7 @@ async def pipe(client: trio.SocketStream, upstream: trio.SocketStream, preamble:
         nursery.start_soon(copy, upstream, client, nursery.cancel_scope)
 
 
-async def refuse_websocket(stream: trio.SocketStream, conn: h11.Connection, req: h11.Request,
+async def refuse_websocket(stream: trio.abc.Stream, conn: h11.Connection, req: h11.Request,
                            fmt: str, error: ErrorInfo) -> None:
     """Accept the upgrade, send DISCONNECTED with ``error`` in ``fmt``, close the WebSocket cleanly."""
     key = header(req.headers, b"sec-websocket-key")
@@ -119,7 +124,7 @@ async def refuse_websocket(stream: trio.SocketStream, conn: h11.Connection, req:
         await respond(stream, conn, HTTPStatus.BAD_REQUEST, b"text/plain",
                       b"websocket upgrade needs version 13 and a key\n")
         return
-    accept = h11.InformationalResponse(status_code=101, headers=[
+    accept = h11.InformationalResponse(status_code=101, reason=b"Switching Protocols", headers=[
         (b"upgrade", b"websocket"), (b"connection", b"Upgrade"), (b"sec-websocket-accept", accept_token(key)),
     ])
     wire = {"action": int(Action.DISCONNECTED), "error": error.to_wire()}
@@ -129,7 +134,7 @@ async def refuse_websocket(stream: trio.SocketStream, conn: h11.Connection, req:
         message = frame(OPCODE_TEXT, encode_wire(wire, "json"))
     close = frame(OPCODE_CLOSE, WS_CLOSE_NORMAL.to_bytes(2, "big"))
     await stream.send_all((conn.send(accept) or b"") + message + close)
-    await stream.send_eof()
+    await send_eof(stream)
     with trio.move_on_after(CLOSE_DRAIN_S):  # read the client's close so our close sends no RST
         while await stream.receive_some(PIPE_BUFFER):
             pass
@@ -138,16 +143,13 @@ async def refuse_websocket(stream: trio.SocketStream, conn: h11.Connection, req:
 # ------------------------------------------------------------------------------------ plain HTTP
 
 
-async def respond(stream: trio.SocketStream, conn: h11.Connection, status: int, ctype: bytes, body: bytes,
+async def respond(stream: trio.abc.Stream, conn: h11.Connection, status: int, ctype: bytes, body: bytes,
                   extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
     """Send one complete response on the client connection."""
-    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()), *_CORS, *extra]
-    await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
-    await stream.send_all(conn.send(h11.Data(data=body)) or b"")
-    await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+    await http.respond(conn, stream, status, ctype, body, [*_CORS, *extra])
 
 
-async def respond_error(stream: trio.SocketStream, conn: h11.Connection, error: ErrorInfo) -> None:
+async def respond_error(stream: trio.abc.Stream, conn: h11.Connection, error: ErrorInfo) -> None:
     """An Ably-style JSON error body, with the ``x-ably-errorcode`` headers browsers can read."""
     body = json.dumps({"error": error.to_wire()}).encode()
     extra = [(b"x-ably-errorcode", str(error.code).encode()),
@@ -180,7 +182,7 @@ async def _next_upstream_event(up: Upstream) -> Any:
 
 
 async def exchange(pool: FrontendPool, up: Upstream, request: h11.Request, body: bytes,
-                   client: trio.SocketStream, client_conn: h11.Connection, timeout_s: float) -> int:
+                   client: trio.abc.Stream, client_conn: h11.Connection, timeout_s: float) -> int:
     """Send ``request`` on ``up`` and stream the response to the client; return the status.
 
     Raise StaleConnection if a reused ``up`` failed before any response byte (the caller retries on

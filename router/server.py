@@ -3,8 +3,10 @@
 Per client socket: read a request head within ``header_timeout_s`` (no slowloris, at most
 ``MAX_HEAD_BYTES``), then
 
-- ``/health``, ``/metrics``, ``/cluster``: answered here, keep-alive;
-- ``/demo/``, ``/dashboard/``, ``/vendor/ably.min.js``, ``/dev/tunnel``: the router's own pages
+- ``/health`` (readiness), ``/livez``: answered here, keep-alive;
+- admin paths (``/cluster``, ``/metrics``, ``/dashboard/``, ``/admin/``): ``router.admin``, here
+  only when no admin listener is configured (and with the admin token when one is set);
+- ``/demo/``, ``/vendor/ably.min.js``, ``/dev/tunnel``, ``/assets/``: the router's own pages
   (``router.static``);
 - a WebSocket upgrade: routed (``router.decide``) and turned into a byte pipe to the target; the
   socket belongs to the pipe from then on;
@@ -18,19 +20,18 @@ for ``refused_memory_s``) and the decision is made again, up to ``connect_attemp
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
 
 import h11
 import structlog
 import trio
 
+from kernel.http import is_websocket, peer_of, read_body, serve_http
 from kernel.keys import KeySigner
-from kernel.membership import view_to_json
 from router import proxy, static
+from router.admin import RouterAdmin, is_admin_path
 from router.cluster import ClusterMap
 from router.config import RouterConfig
 from router.decide import (
@@ -45,31 +46,15 @@ from router.decide import (
     RouteRequest,
     decide,
 )
-from router.metrics import CONTENT_TYPE, RouterMetrics
+from router.metrics import RouterMetrics
 from router.pool import Pools, TargetRefused, open_upstream
 from router.tunnel import Tunnels, match_of
 
 log = structlog.get_logger("continuity.router")
 
-MAX_HEAD_BYTES = 16 * 1024
-MAX_BODY_BYTES = 1024 * 1024
-LOCAL_PATHS = frozenset({"/health", "/metrics", "/cluster"})
+LOCAL_PATHS = frozenset({"/health", "/livez"})
 SWEEP_INTERVAL_S = 1.0
 _QUIET_REASONS = frozenset({Reason.NEW, Reason.OWNER})
-
-
-def _is_websocket(req: h11.Request) -> bool:
-    upgrade = (proxy.header(req.headers, b"upgrade") or b"").lower()
-    connection = (proxy.header(req.headers, b"connection") or b"").lower()
-    return req.method == b"GET" and upgrade == b"websocket" and b"upgrade" in connection
-
-
-def _peer_of(stream: trio.SocketStream) -> str:
-    try:
-        peer = stream.socket.getpeername()
-    except OSError:
-        return "unknown"
-    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
 class Router:
@@ -86,7 +71,9 @@ class Router:
         self.pools = Pools(max_idle=config.pool_max_idle, idle_timeout_s=config.pool_idle_timeout_s,
                            connect_timeout_s=config.connect_timeout_s, metrics=self.metrics)
         self.port: int | None = None
+        self.admin_port: int | None = None  # the admin listener's bound port, when there is one
         self.tunnels = Tunnels()  # the dev-mode tunnel hook (router.tunnel); idle outside dev mode
+        self.admin = RouterAdmin(self)
 
     def choose(self, request: RouteRequest, refused: set[str], peer: str) -> Decision:
         """Decide for ``request`` with this request's and the remembered refusals; count and log it."""
@@ -127,23 +114,13 @@ class Router:
                              path=request.path)
                 yield scope
 
-    def health(self) -> dict[str, Any]:
-        view = self.cluster.view
-        return {
-            "status": "ok",
-            "role": "router",
-            "node_id": self.config.node_id,
-            "zone": self.config.zone,
-            "frontends_active": len(view.active_frontends()),
-            "time": int(time.time() * 1000),
-        }
-
     async def sweep_loop(self) -> None:
         """Close expired idle pooled connections and pools of frontends gone from the map."""
         while True:
             await trio.sleep(SWEEP_INTERVAL_S)
             view = self.cluster.view
             live = {(p.node_id, p.client_addr) for p in view.frontends() if p.alive}
+            live |= {(p.node_id, p.admin_addr) for p in view.frontends() if p.alive and p.admin_addr}
             await self.pools.sweep(trio.current_time(), live)
 
 
@@ -153,100 +130,66 @@ class FrontDoor:
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    async def handle(self, stream: trio.SocketStream) -> None:
-        router = self.router
-        metrics = router.metrics
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        peer = _peer_of(stream)
-        try:
-            while True:
-                with trio.move_on_after(router.config.header_timeout_s) as timeout:
-                    event = await self._next_event(conn, stream)
-                if timeout.cancelled_caught:
-                    metrics.header_timeouts.inc()
-                    log.debug("http.header_timeout", peer=peer)
-                    return
-                if not isinstance(event, h11.Request):
-                    return
-                target = event.target.decode("latin-1")
-                request = RouteRequest.from_target(target, upgrade=_is_websocket(event))
-                if request.path in LOCAL_PATHS and not request.upgrade:
-                    metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
-                    await self._drain_body(conn, stream)
-                    await self._serve_local(conn, stream, request.path)
-                elif static.handles(request.path) and not request.upgrade:
-                    metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
-                    await self._drain_body(conn, stream)
-                    await static.serve(router, conn, stream, event.method, request)
-                elif request.upgrade:
-                    metrics.requests.labels(kind=str(RequestKind.WEBSOCKET)).inc()
-                    with router.cuttable(request) as cut:
-                        if not cut.cancel_called:
-                            await self._websocket(conn, stream, event, request, peer)
-                    return
-                else:
-                    metrics.requests.labels(kind=str(request.kind)).inc()
-                    if conn.client_is_waiting_for_100_continue:
-                        go_on = h11.InformationalResponse(status_code=100, headers=[])
-                        await stream.send_all(conn.send(go_on) or b"")
-                    body = await self._drain_body(conn, stream)
-                    forwarded = False
-                    with router.cuttable(request) as cut:
-                        if not cut.cancel_called:
-                            forwarded = await self._forward(conn, stream, event, body, request, peer)
-                    if not forwarded:
-                        return
-                if conn.our_state is h11.MUST_CLOSE:
-                    return
-                conn.start_next_cycle()
-        except h11.RemoteProtocolError as exc:
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one client connection (the h11 loop is ``kernel.http.serve_http``)."""
+        metrics = self.router.metrics
+        peer = peer_of(stream)
+
+        def header_timeout() -> None:
+            metrics.header_timeouts.inc()
+            log.debug("http.header_timeout", peer=peer)
+
+        def protocol_error(exc: h11.RemoteProtocolError) -> None:
             metrics.protocol_errors.labels(side="client").inc()
             log.info("http.rejected", reason=str(exc), peer=peer)
-            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                try:
-                    await proxy.respond(stream, conn, exc.error_status_hint, b"text/plain", b"bad request\n")
-                except (h11.LocalProtocolError, *proxy.STREAM_ERRORS):
-                    pass
-        except proxy.STREAM_ERRORS:
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
 
-    async def _next_event(self, conn: h11.Connection, stream: trio.SocketStream) -> Any:
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-                continue
-            if event is h11.PAUSED:
-                return None
-            return event
+        async def dispatch(conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request) -> bool:
+            return await self.dispatch(conn, stream, event, peer)
 
-    async def _drain_body(self, conn: h11.Connection, stream: trio.SocketStream) -> bytes:
-        body = bytearray()
-        while True:
-            event = await self._next_event(conn, stream)
-            if isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY_BYTES:
-                    raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
-            elif isinstance(event, h11.EndOfMessage) or event is None:
-                return bytes(body)
-            else:
-                raise h11.RemoteProtocolError("unexpected event in body")
+        await serve_http(stream, dispatch, header_timeout_s=self.router.config.header_timeout_s,
+                         on_header_timeout=header_timeout, on_protocol_error=protocol_error)
 
-    async def _serve_local(self, conn: h11.Connection, stream: trio.SocketStream, path: str) -> None:
+    async def dispatch(self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request,
+                       peer: str) -> bool:
+        """Answer one request; False when the connection must end (piped, or the client left)."""
         router = self.router
-        if path == "/health":
-            body = json.dumps(router.health()).encode()
-            await proxy.respond(stream, conn, 200, b"application/json", body)
-        elif path == "/metrics":
-            await proxy.respond(stream, conn, 200, CONTENT_TYPE.encode(), router.metrics.render())
-        else:
-            body = json.dumps(view_to_json(router.cluster.view)).encode()
-            await proxy.respond(stream, conn, 200, b"application/json", body)
+        metrics = router.metrics
+        target = event.target.decode("latin-1")
+        request = RouteRequest.from_target(target, upgrade=is_websocket(event))
+        if request.path in LOCAL_PATHS and not request.upgrade:
+            metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
+            await read_body(conn, stream)
+            status, health = router.admin.health() if request.path == "/health" else (200, {"status": "ok"})
+            await proxy.respond(stream, conn, status, b"application/json", json.dumps(health).encode())
+            return True
+        if is_admin_path(request.path) and not request.upgrade:
+            metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
+            body = await read_body(conn, stream)
+            await router.admin.serve(conn, stream, event, request, body, on_admin_listener=False)
+            return True
+        if static.handles(request.path) and not request.upgrade:
+            metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
+            await read_body(conn, stream)
+            await static.serve(router, conn, stream, event.method, request)
+            return True
+        if request.upgrade:
+            metrics.requests.labels(kind=str(RequestKind.WEBSOCKET)).inc()
+            with router.cuttable(request) as cut:
+                if not cut.cancel_called:
+                    await self._websocket(conn, stream, event, request, peer)
+            return False
+        metrics.requests.labels(kind=str(request.kind)).inc()
+        if conn.client_is_waiting_for_100_continue:
+            go_on = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            await stream.send_all(conn.send(go_on) or b"")
+        body = await read_body(conn, stream)
+        forwarded = False
+        with router.cuttable(request) as cut:
+            if not cut.cancel_called:
+                forwarded = await self._forward(conn, stream, event, body, request, peer)
+        return forwarded
 
-    async def _websocket(self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request,
+    async def _websocket(self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request,
                          request: RouteRequest, peer: str) -> None:
         router = self.router
         refused: set[str] = set()
@@ -277,7 +220,7 @@ class FrontDoor:
             router.metrics.websockets_live.dec()
             log.debug("route.pipe_closed", target=decision.target, peer=peer)
 
-    async def _forward(self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, body: bytes,
+    async def _forward(self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request, body: bytes,
                        request: RouteRequest, peer: str) -> bool:
         """Forward one request; return whether the client connection may carry another."""
         router = self.router
@@ -328,10 +271,18 @@ async def serve(router: Router, *, task_status: trio.TaskStatus[int] = trio.TASK
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(router.sweep_loop)
+            if cfg.admin_port is not None:
+                admin_listeners = await trio.open_tcp_listeners(cfg.admin_port, host=cfg.admin_host)
+                router.admin_port = admin_listeners[0].socket.getsockname()[1]
+                await nursery.start(partial(trio.serve_listeners, router.admin.handle, admin_listeners))
             await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
             if cfg.port_file:
-                await trio.Path(cfg.port_file).write_text(f"{port}\n")
-            log.info("router.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone)
+                # The client port, then the admin listener's port when there is one.
+                ports = f"{port}\n" + (f"{router.admin_port}\n" if router.admin_port is not None else "")
+                await trio.Path(cfg.port_file).write_text(ports)
+            log.info("router.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone,
+                     admin=f"{cfg.admin_host}:{router.admin_port}" if router.admin_port is not None
+                     else "client port")
             task_status.started(port)
     finally:
         with trio.CancelScope(shield=True):

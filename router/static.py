@@ -9,7 +9,8 @@
 - ``/demo/token?clientId=<name>``: a short-lived JWT for the demo page (``router.demo_auth``), only
   when ``demo_key`` is configured; 404 with the reason otherwise.
 - ``/dashboard/state.json``: this router's cluster map plus each reachable frontend's own
-  ``/cluster`` (connections, channel homes and replicas), fetched on the router's keep-alive pools,
+  ``/cluster`` (connections, channel homes and replicas; from its admin listener when it has one,
+  with this router's admin token when set), fetched on the router's keep-alive pools,
   concurrently and each within ``FRONTEND_FETCH_TIMEOUT_S``; the dashboard polls it.
 - ``POST /dev/tunnel``: the tunnel test hook (``router.tunnel``), only in dev mode; 403 with the
   reason otherwise.
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
+from kernel.admin import bearer_headers
 from kernel.errors import ErrorCode, status_for
 from kernel.membership import view_to_json
 from router import proxy
@@ -92,7 +94,7 @@ def static_file(path: str) -> tuple[Path, bytes] | None:
 
 
 async def serve(
-    router: Router, conn: h11.Connection, stream: trio.SocketStream, method: bytes, request: RouteRequest
+    router: Router, conn: h11.Connection, stream: trio.abc.Stream, method: bytes, request: RouteRequest
 ) -> None:
     """Answer one request for a path ``handles`` accepted (the body was already drained)."""
     path = request.path
@@ -137,7 +139,7 @@ async def serve(
 
 
 async def _file(
-    conn: h11.Connection, stream: trio.SocketStream, method: bytes, file: Path, ctype: bytes
+    conn: h11.Connection, stream: trio.abc.Stream, method: bytes, file: Path, ctype: bytes
 ) -> None:
     try:
         body = await trio.Path(file).read_bytes()
@@ -147,11 +149,11 @@ async def _file(
     await proxy.respond(stream, conn, 200, ctype, b"" if method == b"HEAD" else body, _NO_CACHE)
 
 
-async def _json(conn: h11.Connection, stream: trio.SocketStream, body: Any, status: int = 200) -> None:
+async def _json(conn: h11.Connection, stream: trio.abc.Stream, body: Any, status: int = 200) -> None:
     await proxy.respond(stream, conn, status, _JSON, json.dumps(body).encode(), _NO_CACHE)
 
 
-async def _error(conn: h11.Connection, stream: trio.SocketStream, code: ErrorCode, message: str) -> None:
+async def _error(conn: h11.Connection, stream: trio.abc.Stream, code: ErrorCode, message: str) -> None:
     status = status_for(code)
     await _json(
         conn, stream, {"error": {"code": int(code), "statusCode": status, "message": message}}, status
@@ -159,7 +161,7 @@ async def _error(conn: h11.Connection, stream: trio.SocketStream, code: ErrorCod
 
 
 async def _token(
-    router: Router, conn: h11.Connection, stream: trio.SocketStream, request: RouteRequest
+    router: Router, conn: h11.Connection, stream: trio.abc.Stream, request: RouteRequest
 ) -> None:
     demo_key = router.config.demo_key
     if demo_key is None:
@@ -179,7 +181,7 @@ async def _token(
 
 
 async def _tunnel(
-    router: Router, conn: h11.Connection, stream: trio.SocketStream, method: bytes, request: RouteRequest
+    router: Router, conn: h11.Connection, stream: trio.abc.Stream, method: bytes, request: RouteRequest
 ) -> None:
     if not router.config.dev:
         await _error(
@@ -229,18 +231,21 @@ async def dashboard_state(router: Router) -> dict[str, Any]:
     members = view_to_json(view)
     frontends: dict[str, dict[str, Any]] = {}
 
+    auth = bearer_headers(router.config.admin_token)
+
     async def ask(node_id: str, address: str) -> None:
         try:
             with trio.fail_after(FRONTEND_FETCH_TIMEOUT_S):
-                body = await fetch_json(router.pools.get(node_id, address), "/cluster")
+                body = await fetch_json(router.pools.get(node_id, address), "/cluster", auth)
             frontends[node_id] = {"ok": True, "cluster": body}
         except (TargetRefused, trio.TooSlowError, ValueError, h11.ProtocolError, *proxy.STREAM_ERRORS) as exc:
             frontends[node_id] = {"ok": False, "error": type(exc).__name__}
 
     async with trio.open_nursery() as nursery:
         for peer in view.frontends():
-            if peer.alive and peer.client_addr:
-                nursery.start_soon(ask, peer.node_id, peer.client_addr)
+            if peer.alive and (peer.admin_addr or peer.client_addr):
+                # A frontend with an admin listener serves /cluster there only.
+                nursery.start_soon(ask, peer.node_id, peer.admin_addr or peer.client_addr)
             else:
                 frontends[peer.node_id] = {"ok": False, "error": "not alive"}
     return {
@@ -251,7 +256,7 @@ async def dashboard_state(router: Router) -> dict[str, Any]:
     }
 
 
-async def fetch_json(pool: FrontendPool, path: str) -> Any:
+async def fetch_json(pool: FrontendPool, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> Any:
     """GET ``path`` on a pooled connection and return the decoded JSON body.
 
     A reused connection that turns out closed is retried once on a fresh one. Raise TargetRefused,
@@ -265,7 +270,7 @@ async def fetch_json(pool: FrontendPool, path: str) -> Any:
             request = h11.Request(
                 method=b"GET",
                 target=path.encode(),
-                headers=[(b"host", pool.address.encode()), (b"accept", _JSON)],
+                headers=[(b"host", pool.address.encode()), (b"accept", _JSON), *(headers or [])],
             )
             head = up.conn.send(request) or b""
             await up.stream.send_all(head + (up.conn.send(h11.EndOfMessage()) or b""))

@@ -35,7 +35,19 @@ Verdicts (DESIGN section 7):
    two payloads; and a message reaches a client only while its connection is CONNECTED
    (``split_brain``);
 4. nothing NACKed or failed is delivered (``nacked_delivered``, ``failed_delivered``), and a payload is
-   delivered only with the serial its ACK gave it (``serial_mismatch``).
+   delivered only with the serial its ACK gave it (``serial_mismatch``);
+5. a subscriber's channelSerial never moves backwards: an ATTACHED that leaves it below a serial it
+   already held (an older epoch, or a lower seq of the same one) is a ``serial_backwards``, announced
+   or not (the client would be sent what it has again);
+6. one connection's publishes on a channel are numbered, and delivered, in the order it sent them
+   (``publisher_order``): a publish's ``seq`` is its place in the client's send order (the order of
+   its msgSerials); without one, the number at the end of its pid is used;
+7. with ``ttl_s``: a discontinuity (ATTACHED without RESUMED with 90003, or a new connectionId)
+   is announced only to a client that was away longer than the TTL, or hit by a fault longer than
+   it (``faults``); otherwise a ``discontinuity_within_ttl``;
+8. with ``cluster`` (the nodes' home tenures, from their logs; see ``homes.py``): never two homes
+   of a channel at once between nodes that can reach each other (``two_homes``), and never a home
+   taken from a copy older than a serial already ACKed (``stale_home``).
 
 Pure: no I/O, no clock.
 """
@@ -43,10 +55,13 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench.chaos import tenures
 
 CONTINUITY_LOST = 90003
 VIOLATION_KINDS = (
@@ -58,9 +73,18 @@ VIOLATION_KINDS = (
     "nacked_delivered",
     "failed_delivered",
     "serial_mismatch",
+    "serial_backwards",
+    "publisher_order",
+    "discontinuity_within_ttl",
+    "two_homes",
+    "stale_home",
 )
 OUTCOMES = ("ack", "nack", "failed", "indeterminate")
 MAX_EXAMPLES = 20
+# A discontinuity is explained by a long absence or fault that ended at most this long before it
+# (the re-attach that announces it follows the reconnection).
+EXPLAINS_FOR_S = 30.0
+CLIENT_FAULTS = ("tunnel_cut", "slow_consumer")  # faults that touch only their target client
 
 Order = tuple[int, int]
 
@@ -131,8 +155,16 @@ class _Gap:
     causes: list[str]
 
 
-def check(publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, Any]]) -> Verdict:
-    """Judge one run (see the module docstring)."""
+def check(
+    publishes: Sequence[Mapping[str, Any]],
+    logs: Sequence[Mapping[str, Any]],
+    *,
+    faults: Sequence[Mapping[str, Any]] = (),
+    ttl_s: float | None = None,
+    cluster: tenures.ClusterRecord | None = None,
+) -> Verdict:
+    """Judge one run (see the module docstring). ``faults`` are the applied faults (``kind``,
+    ``target``, ``started``, ``ended``), needed with ``ttl_s`` for check 7."""
     v = Verdict()
     order = EpochOrder(_sightings(publishes, logs))
     acked_by_channel: dict[str, list[tuple[Order, str, str]]] = defaultdict(list)
@@ -149,9 +181,121 @@ def check(publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, An
         acked.sort()
 
     _check_owners(v, publishes, logs)
+    send_order = {p["pid"]: _send_order(p) for p in publishes}
+    _check_publisher_order(v, publishes, order, send_order)
     for log in logs:
-        _check_subscriber(v, log, order, acked_by_channel.get(log["channel"], []), ack_serial, outcome)
+        _check_subscriber(
+            v, log, order, acked_by_channel.get(log["channel"], []), ack_serial, outcome, send_order
+        )
+    if ttl_s is not None:
+        for log in logs:
+            _check_discontinuities(v, log, faults, ttl_s)
+    if cluster is not None:
+        for found in tenures.two_homes(cluster):
+            v.flag("two_homes", **found)
+        acks = []
+        for p in publishes:
+            if p["outcome"] == "ack" and p.get("serial"):
+                epoch, seq = split_serial(p["serial"])
+                acks.append((p["channel"], p["t"], epoch, seq))
+        for found in tenures.stale_homes(cluster, acks):
+            v.flag("stale_home", **found)
     return v
+
+
+def _send_order(p: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(the publisher's stream: client and channel, place in its send order), if known."""
+    if p.get("seq") is not None:
+        return f"{p['client']}|{p['channel']}", int(p["seq"])
+    head, _, tail = str(p["pid"]).rpartition(":")
+    if not tail.isdigit() or not head:
+        return None
+    return f"{head}|{p['channel']}", int(tail)
+
+
+def _check_publisher_order(
+    v: Verdict,
+    publishes: Sequence[Mapping[str, Any]],
+    order: EpochOrder,
+    send_order: Mapping[str, tuple[str, int] | None],
+) -> None:
+    """6 (ACK side): a publisher's ACKed serials on a channel increase with its send order."""
+    streams: dict[str, list[tuple[int, Order, Mapping[str, Any]]]] = defaultdict(list)
+    for p in publishes:
+        key = send_order.get(p["pid"])
+        if key is not None and p["outcome"] == "ack" and p.get("serial"):
+            streams[key[0]].append((key[1], order(p["serial"]), p))
+    for sent in streams.values():
+        sent.sort(key=lambda x: x[0])
+        top: tuple[Order, Mapping[str, Any]] | None = None
+        for _, o, p in sent:
+            if top is not None and o < top[0]:
+                v.flag(
+                    "publisher_order",
+                    client=p["client"],
+                    channel=p["channel"],
+                    pid=p["pid"],
+                    serial=p["serial"],
+                    t=p["t"],
+                    sent_after=top[1]["pid"],  # ... yet numbered before it
+                    which_got=top[1]["serial"],
+                )
+            if top is None or o > top[0]:
+                top = (o, p)
+
+
+def _check_discontinuities(
+    v: Verdict, log: Mapping[str, Any], faults: Sequence[Mapping[str, Any]], ttl_s: float
+) -> None:
+    """7: an announced discontinuity needs an absence, or a fault, longer than the TTL before it."""
+    who = log["client"]
+    away_since: float | None = None
+    last_away = (0.0, -math.inf)  # the latest stretch not CONNECTED: (length, when it ended)
+    conn_id: str | None = None
+    for e in log["entries"]:
+        if e["k"] == "conn":
+            if e["state"] == "connected":
+                if away_since is not None:
+                    last_away = (e["t"] - away_since, e["t"])
+                away_since = None
+                announced = conn_id is not None and e["id"] != conn_id
+                conn_id = e["id"]
+                if not announced:
+                    continue
+                what = f"new connectionId (code {e.get('code')})"
+            else:
+                if away_since is None:
+                    away_since = e["t"]
+                continue
+        elif e["k"] == "attach" and not e.get("resumed") and e.get("code") == CONTINUITY_LOST:
+            what = "attached without RESUMED, 90003"
+        else:
+            continue
+        t = e["t"]
+        away, back = last_away
+        if (away > ttl_s and t - back <= EXPLAINS_FOR_S) or _long_fault(faults, who, t, ttl_s):
+            continue
+        v.flag(
+            "discontinuity_within_ttl",
+            client=who,
+            channel=log["channel"],
+            t=t,
+            what=what,
+            last_away_s=round(away, 3),
+        )
+
+
+def _long_fault(faults: Sequence[Mapping[str, Any]], client: str, t: float, ttl_s: float) -> bool:
+    """A fault longer than the TTL that touched ``client`` (its own, or the whole cluster's) began
+    before ``t`` and ended at most EXPLAINS_FOR_S before it."""
+    for f in faults:
+        start, end = f.get("started"), f.get("ended")
+        if start is None or start > t or (end is not None and t - end > EXPLAINS_FOR_S):
+            continue
+        length = (end if end is not None else t) - start
+        if length > ttl_s and (f.get("target") == client or f.get("kind") not in CLIENT_FAULTS):
+            return True
+    return False
 
 
 def _check_owners(
@@ -191,8 +335,11 @@ def _check_subscriber(
     acked: list[tuple[Order, str, str]],
     ack_serial: Mapping[str, str],
     outcome: Mapping[str, Mapping[str, Any]],
+    send_order: Mapping[str, tuple[str, int] | None],
 ) -> None:
     who, channel = log["client"], log["channel"]
+    held: Order | None = None  # the highest serial this subscriber has held (message or ATTACHED)
+    sent_top: dict[str, tuple[int, str]] = {}  # publisher stream -> (highest send index delivered, pid)
     started = False
     start: Order | None = None
     prev: Order | None = None
@@ -217,12 +364,27 @@ def _check_subscriber(
                 connected = False
             continue
         if k == "attach":
+            at = order(e["serial"]) if e.get("serial") else None
             if not started:
                 started = True
-                if e.get("serial"):
-                    start = prev = order(e["serial"])
-            elif not e.get("resumed") and e.get("code") == CONTINUITY_LOST:
-                pending.append("attached without RESUMED, 90003")
+                if at is not None:
+                    start = prev = at
+            else:
+                if not e.get("resumed") and e.get("code") == CONTINUITY_LOST:
+                    pending.append("attached without RESUMED, 90003")
+                if at is not None and held is not None and at < held:
+                    # 5: the server moved the client's serial back (a stale home answered).
+                    v.flag(
+                        "serial_backwards",
+                        client=who,
+                        channel=channel,
+                        serial=e["serial"],
+                        t=e["t"],
+                        held=list(held),
+                        code=e.get("code"),
+                    )
+            if at is not None and (held is None or at > held):
+                held = at
             continue
         if k != "msg":
             continue
@@ -251,6 +413,16 @@ def _check_subscriber(
         received.add(serial)
         v.delivered += 1
         o = order(serial)
+        if held is None or o > held:
+            held = o
+        key = send_order.get(pid) if pid is not None else None
+        if key is not None:
+            # 6 (delivery side): one publisher's messages arrive in the order it sent them.
+            top = sent_top.get(key[0])
+            if top is not None and key[1] < top[0]:
+                v.flag("publisher_order", **where, pid=pid, delivered_after=top[1])
+            if top is None or key[1] > top[0]:
+                sent_top[key[0]] = (key[1], str(pid))
         if prev is not None:
             if o < prev:
                 v.flag("out_of_order", **where, previous=list(prev))

@@ -44,6 +44,7 @@ class ClientSpec:
     subscribes: tuple[str, ...] = ()
     bursts: tuple[str, ...] = ()  # channels it publishes bursts to, during slow-consumer faults
     router: int = 0  # the router its tunnel prefers
+    pipeline: int = 1  # publishes in flight at once on each channel (>1: sent without awaiting each ACK)
 
 
 class Recorder:
@@ -122,6 +123,7 @@ class ChaosClient:
     error: str | None = None  # why the client stopped early
     stop: trio.Event = field(default_factory=trio.Event)
     ready: trio.Event = field(default_factory=trio.Event)
+    sent: int = 0  # publishes handed to the SDK so far: each one's ``seq`` (its msgSerial order)
 
     def now(self) -> float:
         return round(trio.current_time() - self.t0, 4)
@@ -152,7 +154,7 @@ class ChaosClient:
             for name in spec.subscribes:
                 conn.channel(name)._subs.append(recorder)  # type: ignore[arg-type]
             for name in (*spec.subscribes, *spec.publishes, *spec.bursts):
-                await conn.channel(name).attach()
+                await self._attach(conn, name)
             task_status.started()
             self.ready.set()
             async with trio.open_nursery() as nursery:
@@ -160,18 +162,48 @@ class ChaosClient:
                     nursery.start_soon(self._publish_loop, conn, name, i)
             await trio.sleep_forever()
 
+    async def _attach(self, conn: continuity.Connection, name: str) -> None:
+        """The first attach, retried while it times out (SUSPENDED, 90007): on a loaded machine the
+        cluster may answer late while it starts; the caller bounds the whole start-up."""
+        while True:
+            try:
+                await conn.channel(name).attach()
+                return
+            except continuity.ChannelFailedError:
+                if conn.channel(name).state is not ChannelState.SUSPENDED:
+                    raise
+            await trio.sleep(SUSPENDED_RETRY_S)  # a back-off before the retry, not a wait for a condition
+
     async def _publish_loop(self, conn: continuity.Connection, name: str, index: int) -> None:
+        """Publish numbered messages at ``rate``; with ``pipeline`` > 1, up to that many are in flight
+        (a publisher that does not await each ACK, whose order the checker holds the server to)."""
         ch = conn.channel(name)
         n = 0
-        while not self.stop.is_set():
-            if not await self._publishable(conn):
-                return
-            rec = self.record(f"{self.name}:{index}:{n}", name)
-            n += 1
-            if not await self.publish_one(ch, [rec], {"pid": rec["pid"], "pad": PAD}):
-                return
-            with trio.move_on_after(1 / self.rate):  # pacing, not waiting for a condition
-                await self.stop.wait()
+        in_flight = trio.Semaphore(self.spec.pipeline)
+        alive = True
+
+        async def one(rec: dict[str, Any]) -> None:
+            nonlocal alive
+            try:
+                if not await self.publish_one(ch, [rec], {"pid": rec["pid"], "pad": PAD}):
+                    alive = False
+            finally:
+                in_flight.release()
+
+        async with trio.open_nursery() as nursery:
+            while not self.stop.is_set() and alive:
+                await in_flight.acquire()
+                if not alive or not await self._publishable(conn):
+                    in_flight.release()
+                    return
+                rec = self.record(f"{self.name}:{index}:{n}", name)
+                n += 1
+                if self.spec.pipeline == 1:
+                    await one(rec)
+                else:
+                    nursery.start_soon(one, rec)
+                with trio.move_on_after(1 / self.rate):  # pacing, not waiting for a condition
+                    await self.stop.wait()
 
     async def _publishable(self, conn: continuity.Connection) -> bool:
         """Wait while SUSPENDED (a publish would be refused at once); False if the connection ended."""
@@ -210,6 +242,9 @@ class ChaosClient:
     ) -> bool:
         """Publish (one message ``data``, or ``batch``), record each outcome; False if the connection died."""
         alive = True
+        for rec in recs:
+            rec["seq"] = self.sent  # ch.publish hands it to the session before its first checkpoint
+        self.sent += 1
         try:
             serials = await (ch.publish(batch) if batch is not None else ch.publish("n", data))
             for rec, serial in zip(recs, serials, strict=True):

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.chaos import checker, schedule  # noqa: E402
+from bench.chaos import checker, nodelogs, schedule, tenures  # noqa: E402
 from bench.chaos.load import ChaosClient, ClientSpec  # noqa: E402
 from bench.chaos.net import ChaosNet, chaos_net  # noqa: E402
 from tests.support import netns  # noqa: E402
@@ -62,6 +62,8 @@ TAIL_S = 3.0
 ANSWER_TIMEOUT_S = 30.0
 CATCH_UP_TIMEOUT_S = 40.0
 ATTRIBUTE_GRACE_S = 5.0  # a disconnection starting this long after a fault ended is still its doing
+PIPELINE = 4  # publishes a "pub" client keeps in flight (the publisher-order check's subject)
+UNEXPLAINED_OUTAGE_S = 1.0  # a client outage this long that no fault explains fails the run
 
 
 def roster(clients: int, comet_share: float) -> list[ClientSpec]:
@@ -84,6 +86,7 @@ def roster(clients: int, comet_share: float) -> list[ClientSpec]:
                 publishes=pubs,
                 subscribes=subs,
                 router=i % 2,
+                pipeline=PIPELINE if role == "pub" else 1,
             )
         )
     fh_transport = ("comet", "json") if comet_every else ("web_socket", "json")
@@ -111,6 +114,7 @@ def targets_for(specs: Sequence[ClientSpec], net: ChaosNet | None) -> schedule.T
         clients=[n for n in names if n != "burst"],
         slow=["slow"],
         long_cut=[s.name for s in specs if s.publishes and s.subscribes] or names,
+        zones={z: [name for name, zone in FRONTENDS if zone == z] for z in sorted({z for _, z in FRONTENDS})},
     )
 
 
@@ -126,6 +130,29 @@ class Driver:
         self.t0 = t0
         self.applied: list[dict[str, Any]] = []
         self.anomalies: list[dict[str, Any]] = []
+        self.down: list[dict[str, Any]] = []  # {"node", "from", "to"}: a process not running
+        self.separations: list[dict[str, Any]] = []  # {"from", "to", "side"}: a partition
+
+    async def _kill(self, names: Sequence[str], sig: int = signal.SIGKILL) -> list[int]:
+        """Stop ``names`` together (kill -9 by default); their down-time starts now."""
+        recs = [{"node": n, "from": self.now(), "to": None} for n in names]
+        self.down.extend(recs)
+        codes: list[int] = []
+        async with trio.open_nursery() as n:
+            for name in names:
+                n.start_soon(self._stop_one, name, sig, codes)
+        return codes
+
+    async def _stop_one(self, name: str, sig: int, codes: list[int]) -> None:
+        codes.append(await self.cluster.stop(name, sig))
+
+    async def _start(self, names: Sequence[str]) -> None:
+        async with trio.open_nursery() as n:
+            for name in names:
+                n.start_soon(self.cluster.start, name)
+        for rec in self.down:
+            if rec["node"] in names and rec["to"] is None:
+                rec["to"] = self.now()
 
     def now(self) -> float:
         return round(trio.current_time() - self.t0, 3)
@@ -140,24 +167,36 @@ class Driver:
         self.applied.append(rec)
         match f.kind:
             case "fe_kill" | "router_kill":
-                await self.cluster.kill(f.target)
+                await self._kill([f.target])
                 await trio.sleep(f.duration)  # the planned downtime
-                await self.cluster.start(f.target)
+                await self._start([f.target])
+            case "zone_loss":
+                zone = [name for name, z in FRONTENDS if z == f.target]
+                rec["killed"] = zone
+                await self._kill(zone)
+                await trio.sleep(f.duration)
+                await self._start(zone)
             case "fe_drain":
+                # Down from the SIGTERM's answer: the drain hands its homes over before it exits.
                 rc = await self.cluster.stop(f.target, signal.SIGTERM)
+                self.down.append({"node": f.target, "from": self.now(), "to": None})
                 rec["exit_code"] = rc
                 if rc != 0:
                     self.anomalies.append({"fault": f.index, "what": f"drain of {f.target} exited {rc}"})
                 await trio.sleep(f.duration)
-                await self.cluster.start(f.target)
+                await self._start([f.target])
             case "partition_fe" | "partition_zone":
                 assert self.net is not None
                 host = self.net.lone if f.kind == "partition_fe" else self.net.zone
+                side = ["fe-b2"] if f.kind == "partition_fe" else [n for n, z in FRONTENDS if z == "a"]
+                cut = {"from": self.now(), "to": None, "side": side}
+                self.separations.append(cut)
                 host.cut()
                 try:
                     await trio.sleep(f.duration)
                 finally:
                     host.heal()
+                    cut["to"] = self.now()
             case "tunnel_cut":
                 self.clients[f.target].tunnel.cut(f.duration)
                 await trio.sleep(f.duration)
@@ -170,6 +209,13 @@ class Driver:
                     )
                 finally:
                     tunnel.release()
+        if f.router is not None:
+            # The router pattern: the routers go while the cluster settles from this fault.
+            routers = [name for name, _ in ROUTERS] if f.router == "both" else [f.router]
+            rec["router_killed_at"] = self.now()
+            await self._kill(routers)
+            await trio.sleep(f.router_down)
+            await self._start(routers)
         rec["ended"] = self.now()
         if f.group == "cluster":
             rec["settle_s"] = await self.settle(f.index)
@@ -211,7 +257,7 @@ def outages(
     """Longest client outage per fault kind: a disconnection is a fault's if it began while the fault
     ran (or up to ATTRIBUTE_GRACE_S after) and, for a client fault, on that client."""
     longest: dict[str, float] = {}
-    unexplained = []
+    unexplained: list[dict[str, Any]] = []
     for c in clients:
         for down, up in c.outages(until):
             kinds = [
@@ -228,9 +274,12 @@ def outages(
                 longest[kind] = max(longest.get(kind, 0.0), up - down)
             if not kinds:
                 unexplained.append({"client": c.name, "down": down, "up": up})
+    long = [u for u in unexplained if u["up"] - u["down"] >= UNEXPLAINED_OUTAGE_S]
     return {
         "longest_s": {k: (round(v, 3) if math.isfinite(v) else None) for k, v in sorted(longest.items())},
         "unexplained": unexplained[:20],
+        "unexplained_long": long[:20],
+        "unexplained_long_count": len(long),
     }
 
 
@@ -263,7 +312,12 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     with chaos_net() if usable else contextlib.nullcontext() as net:
         targets = targets_for(specs, net)
         faults = schedule.generate(
-            args.seed, args.faults, targets, ttl_s=TTL_MS / 1000, long_cut_s=LONG_CUT_S
+            args.seed,
+            args.faults,
+            targets,
+            ttl_s=TTL_MS / 1000,
+            long_cut_s=LONG_CUT_S,
+            patterns=not args.classic,
         )
         if args.only is not None:
             faults = schedule.only(faults, args.only)
@@ -292,6 +346,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             cluster_up_s = round(time.monotonic() - wall0, 1)
             routers = [(r.host, r.port) for r in cluster.routers]
             t0 = trio.current_time()
+            wall_t0 = time.time()
             clients: dict[str, ChaosClient] = {}
             for spec in specs:
                 first, *rest = routers[spec.router :] + routers[: spec.router]
@@ -315,6 +370,9 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             for rec in driver.applied:
                 rec["started"] = round(rec["started"] + shift, 3)
                 rec["ended"] = round(rec["ended"] + shift, 3) if rec["ended"] is not None else None
+            for span in (*driver.down, *driver.separations):
+                span["from"] = round(span["from"] + shift, 3)
+                span["to"] = round(span["to"] + shift, 3) if span["to"] is not None else None
             final_settle = await driver.settle(None)
             await trio.sleep(TAIL_S)  # publish a little more on the settled cluster
             load_end = round(trio.current_time() - t0, 3)
@@ -333,9 +391,19 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             )
             logs = [log for c in everyone for log in c.logs()]
             publishes = [dict(p) for p in publishes]
+            run_end = round(trio.current_time() - t0, 3)
+            log_paths = [(fe.name, fe.log_path) for fe in cluster.frontends]
             nursery.cancel_scope.cancel()
 
-    verdict = checker.check(publishes, logs)
+    record = tenures.ClusterRecord(
+        events=nodelogs.home_events(log_paths, wall_t0),
+        down=driver.down,
+        separations=driver.separations,
+        retention_s=(TTL_MS + IDLE_MS) / 1000,
+        end=run_end,
+    )
+    verdict = checker.check(publishes, logs, faults=driver.applied, ttl_s=TTL_MS / 1000, cluster=record)
+    outage = outages(everyone, driver.applied, load_end)
     outcomes = Counter(p["outcome"] for p in publishes)
     summary: dict[str, Any] = {
         "seed": args.seed,
@@ -365,12 +433,17 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         "duplicated": verdict.counts["duplicated"],
         "out_of_order": verdict.counts["out_of_order"],
         "silent_gaps": verdict.counts["silent_gap"],
+        "serial_backwards": verdict.counts["serial_backwards"],
+        "publisher_order": verdict.counts["publisher_order"],
+        "discontinuity_within_ttl": verdict.counts["discontinuity_within_ttl"],
+        "two_homes": verdict.counts["two_homes"],
+        "stale_home": verdict.counts["stale_home"],
         "announced_discontinuities": {
             "count": len(verdict.announced),
             "causes": verdict.causes(),
             "samples": verdict.announced[:5],
         },
-        "outage": outages(everyone, driver.applied, load_end),
+        "outage": outage,
         "caught_up_at_end": caught,
         "not_attached_at_end": verdict.not_attached_at_end,
         "settle": {
@@ -388,6 +461,11 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         problems.append("nothing was ACKed or delivered: the run proves nothing")
     if not caught:
         problems.append("some attached subscriber never caught up with the last ACKed serial")
+    if outage["unexplained_long_count"]:
+        problems.append(
+            f"{outage['unexplained_long_count']} outage(s) of {UNEXPLAINED_OUTAGE_S:g} s or more"
+            " that no fault explains"
+        )
     ok = verdict.ok and not problems
     summary["problems"] = problems
     summary["ok"] = ok
@@ -396,7 +474,16 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         summary["reproduction"] = reproduction(args, faults, driver.applied, verdict, publishes)
     if args.workdir or not ok:
         summary["workdir"] = str(workdir)
-        run_json = {"summary": summary, "faults": driver.applied, "publishes": publishes, "logs": logs}
+        run_json = {
+            "summary": summary,
+            "faults": driver.applied,
+            "publishes": publishes,
+            "logs": logs,
+            "down": driver.down,
+            "separations": driver.separations,
+            "home_events": list(record.events),
+            "wall_t0": wall_t0,
+        }
         (workdir / "run.json").write_text(json.dumps(run_json))
     else:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -423,7 +510,8 @@ def reproduction(
     return {
         "seed": args.seed,
         "faults": [f.as_json() for f in chosen],
-        "command": f"make chaos FAULTS={args.faults} SEED={args.seed} CLIENTS={args.clients} ONLY={only}",
+        "command": f"make chaos FAULTS={args.faults} SEED={args.seed} CLIENTS={args.clients} ONLY={only}"
+        + (" CLASSIC=1" if args.classic else ""),
     }
 
 
@@ -445,7 +533,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--faults", type=int, default=20, help="faults to apply (default 20)")
     p.add_argument("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
-    p.add_argument("--clients", type=int, default=10, help="load clients besides slow/fh-watch/burst")
+    p.add_argument(
+        "--clients", type=int, default=30, help="load clients besides slow/fh-watch/burst (default 30)"
+    )
     p.add_argument("--rate", type=float, default=3.0, help="publishes/s per publishing client and channel")
     p.add_argument(
         "--comet-share",
@@ -455,6 +545,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--only", type=parse_only, default=None, help="replay only these fault indices (a,b,c)")
     p.add_argument("--no-netns", action="store_true", help="no network namespaces (and so no partitions)")
+    p.add_argument(
+        "--classic",
+        action="store_true",
+        help="the schedule without zone losses and router kills while settling (as seeds ran before them)",
+    )
     p.add_argument("--workdir", help="keep daemon logs and run.json here (a failing run always keeps them)")
     args = p.parse_args(argv)
     if args.faults < 1 or args.clients < 4 or args.rate <= 0 or not 0 <= args.comet_share <= 1:

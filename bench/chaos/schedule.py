@@ -10,23 +10,31 @@ promises to survive (DESIGN 7.1: "while the channel's home or replica survives")
   the exit, restart after ``duration``), ``partition_fe`` (one frontend cut off from every other
   daemon for ``duration``, then healed), ``partition_zone`` (zone a cut off from zone b and the
   routers); after each, the driver waits for the cluster to settle before the next;
+  ``zone_loss`` (every frontend of zone ``target`` killed together with -9, all restarted after
+  ``duration``); a drain or a partition may carry ``router`` (a router, or ``"both"``): that router
+  is killed as soon as the fault ends (the drained node restarted, or the partition healed), while
+  the cluster is settling, and restarted ``router_down`` seconds later;
 * ``router``: ``router_kill`` (kill -9 of a router, restart after ``duration``);
 * ``client:<name>``: ``tunnel_cut`` (the client's TCP path reset for ``duration``; exactly one cut,
   ``long``, outlasts the connection-state TTL plus the idle interval) and ``slow_consumer`` (the
   client stops reading for ``duration`` while a burst is published to its channel).
 
 ``generate`` is deterministic in its arguments; ``implicated`` picks the faults that can explain a
-violation seen at time ``t``, for the minimized reproduction (``--only``).
+violation seen at time ``t``, for the minimized reproduction (``--only``). The zone losses and the
+router kills while settling are drawn last, from a second generator seeded by the same seed
+(``_patterns``): they turn some ``fe_kill`` into a ``zone_loss`` and give some drains and partitions a
+``router``, so a seed's faults keep the times, targets and durations they had before these patterns
+existed (``patterns=False`` gives exactly that earlier schedule).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-CLUSTER_KINDS = ("fe_kill", "fe_drain", "partition_fe", "partition_zone")
+CLUSTER_KINDS = ("fe_kill", "fe_drain", "partition_fe", "partition_zone", "zone_loss")
 KINDS = (*CLUSTER_KINDS, "router_kill", "tunnel_cut", "slow_consumer")
 # Relative frequency of each kind beyond the first one of each.
 WEIGHTS = {
@@ -43,6 +51,11 @@ WEIGHTS = {
 CLUSTER_SLOT_S = 9.0
 # A violation is blamed on a fault that started before it and ended at most this long before it.
 BLAME_AFTER_S = 15.0
+# The new patterns: one zone loss per ZONE_LOSS_EVERY faults, one router kill while settling per
+# ROUTER_SETTLE_EVERY faults (at least one of each when the schedule has room for them).
+ZONE_LOSS_EVERY = 40
+ROUTER_SETTLE_EVERY = 20
+PATTERN_SALT = 0x5EED_2026
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +66,8 @@ class Fault:
     at: float  # planned start, seconds after the load started
     duration: float  # seconds down / cut / partitioned / held
     long: bool = False  # the one tunnel cut that outlasts the connection-state TTL
+    router: str | None = None  # drain/partition: kill this router ("both": every one) as it ends
+    router_down: float = 0.0  # seconds that router stays down
 
     @property
     def group(self) -> str:
@@ -77,6 +92,7 @@ class Targets:
     clients: Sequence[str]  # clients whose tunnel may be cut
     slow: Sequence[str]  # clients that may become slow consumers
     long_cut: Sequence[str]  # clients that may get the long cut
+    zones: Mapping[str, Sequence[str]] = field(default_factory=dict)  # zone -> its frontends
 
 
 def _duration(kind: str, rng: random.Random, ttl_s: float) -> float:
@@ -86,6 +102,8 @@ def _duration(kind: str, rng: random.Random, ttl_s: float) -> float:
             return rng.uniform(0.5, 4.0)
         case "fe_drain":
             return rng.uniform(0.2, 2.0)
+        case "zone_loss":
+            return rng.uniform(2.0, 8.0)
         case "partition_fe" | "partition_zone":
             return rng.uniform(3.0, 8.0)
         case "router_kill":
@@ -107,13 +125,44 @@ def kinds_for(targets: Targets) -> list[str]:
             continue
         if kind == "slow_consumer" and not targets.slow:
             continue
+        if kind == "zone_loss":
+            continue  # only ever made from an fe_kill (_patterns)
         out.append(kind)
     return out
 
 
-def generate(seed: int, count: int, targets: Targets, *, ttl_s: float, long_cut_s: float) -> list[Fault]:
+def generate(
+    seed: int, count: int, targets: Targets, *, ttl_s: float, long_cut_s: float, patterns: bool = True
+) -> list[Fault]:
     """``count`` faults: at least one of every allowed kind (when ``count`` allows), exactly one
-    long tunnel cut of ``long_cut_s`` (> the TTL), the rest drawn by WEIGHTS; in planned order."""
+    long tunnel cut of ``long_cut_s`` (> the TTL), the rest drawn by WEIGHTS; in planned order.
+    With ``patterns``, some kills become zone losses and some drains and partitions end with a
+    router kill (``_patterns``)."""
+    faults = _base(seed, count, targets, ttl_s=ttl_s, long_cut_s=long_cut_s)
+    return _patterns(seed, faults, targets) if patterns else faults
+
+
+def _patterns(seed: int, faults: list[Fault], targets: Targets) -> list[Fault]:
+    rng = random.Random(seed ^ PATTERN_SALT)
+    out = list(faults)
+    kills = [i for i, f in enumerate(out) if f.kind == "fe_kill"]
+    zones = sorted(z for z, members in targets.zones.items() if members)
+    if len(zones) >= 2 and kills:
+        for i in rng.sample(kills, min(len(kills), max(1, len(out) // ZONE_LOSS_EVERY))):
+            zone = next(z for z in zones if out[i].target in targets.zones[z])
+            out[i] = replace(out[i], kind="zone_loss", target=zone, duration=round(rng.uniform(2.0, 8.0), 3))
+    settling = [i for i, f in enumerate(out) if f.kind in ("fe_drain", "partition_fe", "partition_zone")]
+    if targets.routers and settling:
+        for i in rng.sample(settling, min(len(settling), max(1, len(out) // ROUTER_SETTLE_EVERY))):
+            router = (
+                rng.choice([*targets.routers, "both"]) if len(targets.routers) > 1 else targets.routers[0]
+            )
+            out[i] = replace(out[i], router=router, router_down=round(rng.uniform(0.3, 3.0), 3))
+    return out
+
+
+def _base(seed: int, count: int, targets: Targets, *, ttl_s: float, long_cut_s: float) -> list[Fault]:
+    """The schedule as it was before the zone-loss and router-while-settling patterns."""
     if count < 1:
         raise ValueError("count must be >= 1")
     rng = random.Random(seed)

@@ -72,7 +72,7 @@ class RouterProcess:
     async def cluster(self) -> list[dict[str, Any]]:
         status, body = await self.get("/cluster")
         assert status == 200
-        result: list[dict[str, Any]] = json.loads(body)
+        result: list[dict[str, Any]] = json.loads(body)["members"]
         return result
 
     async def metrics(self) -> dict[str, float]:

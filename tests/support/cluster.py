@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import trio
 
-from tests.support.procs import KEY_NAME, KEY_SECRET, REPO, http_get, render_config
+from tests.support.procs import ADMIN_TOKEN, KEY_NAME, KEY_SECRET, REPO, http_get, render_config
 
 CLUSTER_SECRET = "integration-cluster-secret-0123456789"
 START_TIMEOUT = 20.0
@@ -133,7 +133,7 @@ class LocalCluster:
                         f"{name} exited with {node.process.returncode}:\n{node.log_text()[-4000:]}"
                     )
                 try:
-                    status, _ = await http_get(node.host, node.port, "/health")
+                    status, _ = await http_get(node.host, node.port, "/livez")
                     if status == 200:
                         return
                 except (OSError, ValueError, IndexError, trio.BrokenResourceError):
@@ -207,8 +207,14 @@ def _frontend_config(node: Node, seeds: list[str], overrides: Mapping[str, Any])
         "gossip_profile": "local",
         "peer_port": node.extra["peer_port"],
         "drain_timeout_s": 8.0,
+        **_admin_token(node.host),
         **overrides,
     }
+
+
+def _admin_token(host: str) -> dict[str, str]:
+    """A daemon listening beyond loopback must protect its admin surfaces (kernel.config)."""
+    return {} if host.startswith("127.") else {"admin_token": ADMIN_TOKEN}
 
 
 @asynccontextmanager
@@ -275,6 +281,7 @@ async def run_cluster(
                 "gossip_bind": f"{n.host}:{n.gossip_port}",
                 "seeds": seeds,
                 "gossip_profile": "local",
+                **_admin_token(n.host),
                 **(router_overrides or {}),
             }
             n.config_path.write_text(render_config(cfg, {}))

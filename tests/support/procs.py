@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 KEY_NAME = "app.key"
 KEY_SECRET = "integration-secret"
 API_KEY = f"{KEY_NAME}:{KEY_SECRET}"
+# Sent by http_get to every daemon; configured as admin_token where the harness needs one (a daemon
+# listening beyond loopback, e.g. in a network namespace), ignored by the others.
+ADMIN_TOKEN = "integration-admin-token-0123456789"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
@@ -63,7 +66,8 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
     """A minimal HTTP/1.1 GET; returns ``(status, body)``. Raises OSError if unreachable."""
     stream = await trio.open_tcp_stream(host, port)
     async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+                              f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n".encode())
         chunks = []
         while chunk := await stream.receive_some(65536):
             chunks.append(chunk)

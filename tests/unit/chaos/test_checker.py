@@ -154,8 +154,8 @@ def test_a_failed_publish_delivered_is_caught() -> None:
 
 
 def test_an_indeterminate_publish_may_be_delivered_once() -> None:
-    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2, pid="p:9"), msg(3)]
-    v = check([ack(1), ack(9, outcome="indeterminate"), ack(3)], [sub(entries)])
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2, pid="q:9"), msg(3)]
+    v = check([ack(1), ack(9, outcome="indeterminate", client="q"), ack(3)], [sub(entries)])
     assert v.ok, v.examples
 
 
@@ -193,3 +193,111 @@ def test_a_serial_reused_for_another_payload_does_not_hide_a_loss() -> None:
     entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2, pid="q:7")]
     v = check([ack(1), ack(2)], [sub(entries)])
     assert v.counts["lost"] == 1 and v.counts["split_brain"] == 1
+
+
+# -- 5: a subscriber's serial never moves backwards ------------------------------------------------
+
+
+def test_an_attach_that_moves_the_serial_back_is_caught_even_when_announced() -> None:
+    # Seed 12313: a stale home answered ATTACHED at 2 (with 90003) to a subscriber that held 4.
+    entries = [
+        conn(0),
+        attach(0.1, f"{E}:0"),
+        *(msg(n) for n in range(1, 5)),
+        attach(4.6, f"{E}:2", code=CONTINUITY_LOST),
+        msg(5),
+    ]
+    v = check([ack(n) for n in range(1, 6)], [sub(entries)])
+    assert only(v.counts, "serial_backwards") and v.counts["serial_backwards"] == 1
+    assert v.examples[0]["held"] == [0, 4]
+
+
+def test_an_attach_back_into_an_older_epoch_is_caught() -> None:
+    # New epoch ep2 announced (fine), then ATTACHED back in ep1: backwards.
+    entries = [
+        conn(0),
+        attach(0.1, f"{E}:0"),
+        msg(1),
+        msg(2),
+        attach(2.6, "ep2:0", code=CONTINUITY_LOST),
+        attach(2.7, f"{E}:1", code=CONTINUITY_LOST),
+    ]
+    v = check([ack(1), ack(2)], [sub(entries)])
+    assert v.counts["serial_backwards"] == 1
+
+
+def test_an_attach_at_the_serial_held_or_later_is_fine() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2), attach(2.6, f"{E}:2", resumed=True), msg(3)]
+    v = check([ack(n) for n in range(1, 4)], [sub(entries)])
+    assert v.ok, v.examples
+
+
+# -- 6: publisher order -------------------------------------------------------------------------------
+
+
+def test_two_publishes_numbered_in_the_reverse_of_their_send_order_are_caught() -> None:
+    # Issue 11: sent k=49 then k=50 (pipelined), numbered 50 before 49, every subscriber saw the swap.
+    pubs = [ack(1), {**ack(2), "seq": 3}, {**ack(3), "seq": 2}]
+    pubs[0]["seq"] = 1
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2), msg(3)]
+    v = check(pubs, [sub(entries)])
+    assert only(v.counts, "publisher_order")
+    assert v.counts["publisher_order"] == 2  # the ACK side once, this subscriber once
+    ack_side = next(ex for ex in v.examples if "sent_after" in ex)
+    assert ack_side["pid"] == "p:2" and ack_side["sent_after"] == "p:3"
+
+
+def test_publisher_order_falls_back_to_the_pid_number() -> None:
+    pubs = [{**ack(1), "pid": "w:0:2"}, {**ack(2), "pid": "w:0:1"}]
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1, pid="w:0:2"), msg(2, pid="w:0:1")]
+    v = check(pubs, [sub(entries)])
+    assert only(v.counts, "publisher_order")
+
+
+def test_interleaved_publishers_in_their_own_order_are_fine() -> None:
+    pubs = [ack(1, client="a"), ack(2, client="b"), ack(3, client="a"), ack(4, client="b")]
+    entries = [conn(0), attach(0.1, f"{E}:0"), *(msg(n, pid=p["pid"]) for n, p in enumerate(pubs, 1))]
+    v = check(pubs, [sub(entries)])
+    assert v.ok, v.examples
+
+
+# -- 7: a discontinuity needs an absence or a fault longer than the TTL ----------------------------------
+
+
+def _announced_after(down: float, up: float) -> list[dict[str, Any]]:
+    return [
+        conn(0),
+        attach(0.1, f"{E}:0"),
+        msg(1),
+        conn(down, state="disconnected"),
+        conn(up),
+        attach(up + 0.1, f"{E}:4", code=CONTINUITY_LOST),
+        msg(5, t=up + 0.2),
+    ]
+
+
+def test_a_90003_after_a_short_absence_is_caught() -> None:
+    # Seed 12313: 90003 after a 5 s partition, with a 20 s TTL.
+    v = check([ack(1), ack(5)], [sub(_announced_after(10.0, 15.0))], ttl_s=20.0, faults=[])
+    assert only(v.counts, "discontinuity_within_ttl")
+    assert v.examples[0]["last_away_s"] == 5.0
+
+
+def test_a_90003_after_an_absence_longer_than_the_ttl_is_fine() -> None:
+    v = check([ack(1), ack(5)], [sub(_announced_after(10.0, 33.0))], ttl_s=20.0, faults=[])
+    assert v.ok, v.examples
+
+
+def test_a_90003_explained_by_a_long_fault_on_that_client_only() -> None:
+    long_cut = {"kind": "tunnel_cut", "target": "s", "started": 9.0, "ended": 32.0}
+    entries = _announced_after(10.0, 15.0)
+    assert check([ack(1), ack(5)], [sub(entries)], ttl_s=20.0, faults=[long_cut]).ok
+    other = {**long_cut, "target": "someone-else"}
+    v = check([ack(1), ack(5)], [sub(entries)], ttl_s=20.0, faults=[other])
+    assert only(v.counts, "discontinuity_within_ttl")
+
+
+def test_a_new_connection_id_after_a_short_absence_is_caught() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), conn(2, state="disconnected"), conn(3, "C2")]
+    v = check([ack(1)], [sub(entries)], ttl_s=20.0, faults=[])
+    assert only(v.counts, "discontinuity_within_ttl")

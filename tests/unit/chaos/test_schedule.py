@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_the_same_seed_gives_the_same_schedule() -> None:
 def test_every_kind_and_exactly_one_long_cut(seed: int) -> None:
     faults = generate(seed, 20, TARGETS, ttl_s=6, long_cut_s=9.5)
     assert len(faults) == 20 and [f.index for f in faults] == list(range(20))
-    assert set(Counter(f.kind for f in faults)) == set(KINDS)
+    assert set(Counter(f.kind for f in faults)) == set(KINDS) - {"zone_loss"}  # TARGETS has no zones
     longs = [f for f in faults if f.long]
     assert len(longs) == 1 and longs[0].kind == "tunnel_cut" and longs[0].target == "c2"
     assert longs[0].duration > 6
@@ -68,3 +69,32 @@ def test_implicated_faults_started_before_and_ended_recently() -> None:
     assert implicated(applied, 10.0) == [0, 1]
     assert implicated(applied, 2.0 + BLAME_AFTER_S + 1) == [1]
     assert implicated(applied, 40.0) == [2]
+
+
+ZONED = replace(
+    TARGETS,
+    frontends=["fe-b1", "fe-a1", "fe-a2", "fe-b2"],
+    zones={"a": ["fe-a1", "fe-a2"], "b": ["fe-b1", "fe-b2"]},
+)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_patterns_only_intensify_the_earlier_schedule(seed: int) -> None:
+    base = generate(seed, 40, ZONED, ttl_s=6, long_cut_s=9.5, patterns=False)
+    faults = generate(seed, 40, ZONED, ttl_s=6, long_cut_s=9.5)
+    assert set(Counter(f.kind for f in faults)) == set(KINDS)
+    assert [(f.index, f.at) for f in faults] == [(f.index, f.at) for f in base]
+    losses = [f for f in faults if f.kind == "zone_loss"]
+    assert len(losses) == 1
+    was = base[losses[0].index]
+    assert was.kind == "fe_kill" and was.target in ZONED.zones[losses[0].target]
+    settling = [f for f in faults if f.router is not None]
+    assert len(settling) == 2
+    assert all(f.kind in ("fe_drain", "partition_fe", "partition_zone") for f in settling)
+    assert all(f.router in ("rt1", "rt2", "both") and 0.3 <= f.router_down <= 3.0 for f in settling)
+    changed = {f.index for f in losses + settling}
+    assert [f for f in faults if f.index not in changed] == [f for f in base if f.index not in changed]
+
+
+def test_the_patterns_are_seeded() -> None:
+    assert generate(5, 40, ZONED, ttl_s=6, long_cut_s=9.5) == generate(5, 40, ZONED, ttl_s=6, long_cut_s=9.5)

@@ -3,6 +3,7 @@
 Pure: every call takes ``now`` in milliseconds; a 120 s TTL takes no time.
 """
 
+import itertools
 import random
 
 import pytest
@@ -407,3 +408,37 @@ def test_second_transport_resuming_replaces_the_first():
     r = c.resume(1)
     assert c.outlet.closed
     assert node.outlets[c.session.connection_id] is r.outlet
+
+
+class RecordingBus:
+    def __init__(self) -> None:
+        self.pushes: list[tuple[str, str, dict]] = []
+
+    def push(self, peer, op, args):
+        self.pushes.append((peer, op, args))
+        return True
+
+    def request(self, peer, op, args, on_reply, timeout_s=3.0):
+        pass
+
+
+def test_an_idle_connections_copy_is_rewritten_before_its_secondary_forgets_it():
+    # Chaos seed 25705: an attached but idle connection wrote its copy once; the secondary dropped it
+    # after TTL + idle without a write, and the owner's loss 22 s later ended in 80008.
+    node = make_node()
+    bus = RecordingBus()
+    node.channels.bus = bus
+    c = Client(node, 0)
+    c.session.secondary = "fe-b1"
+    c.attach(0, "idle")
+    lifetime = TTL + 1000  # what SessionCopies keeps a copy without a write
+    now = 0
+    written = []
+    while now <= 3 * lifetime:
+        node.tick(now)
+        written += [now for peer, op, args in bus.pushes if op == "session_put" and peer == "fe-b1"]
+        bus.pushes.clear()
+        now += 250
+    assert written, "the copy was never written"
+    gaps = [b - a for a, b in itertools.pairwise(written)]
+    assert max(gaps) < lifetime and 3 * lifetime - written[-1] < lifetime

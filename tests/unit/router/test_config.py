@@ -107,7 +107,7 @@ def test_load_toml_env_and_overrides(tmp_path: Path) -> None:
     ("toml", "message"),
     [
         ("bogus = 1\n", "unknown config keys: bogus"),
-        ('seeds = "127.0.0.1:1"\n', "seeds must be a list"),
+        ('seeds = "127.0.0.1:1"\n', "seeds: expected a list"),
         ("port = [\n", "router.toml"),
         ('port = "eighty"\n', "port"),
     ],

@@ -1,0 +1,126 @@
+"""The frontend's health and admin surfaces.
+
+- ``/health`` (client port and admin listener): readiness. 200 only when this node can number
+  publishes: standalone, or in a cluster once it has joined and its map has settled, and not
+  draining. Otherwise 503 with ``status`` ``joining`` or ``draining`` (load balancers and k8s
+  stop sending it clients).
+- ``/livez``: liveness, 200 while the process answers at all.
+- Admin paths (``/cluster``, ``/metrics``, ``/debug/connections/<id>``, ``/admin/...``): served
+  where ``kernel.admin.AdminGate`` allows (the admin listener when ``admin_port`` is set, and
+  with a bearer token when ``admin_token`` is set).
+
+``FrontendAdmin.handle`` serves the admin listener; ``frontend.http`` calls ``answer`` for admin
+paths arriving on the client port.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+import structlog
+import trio
+
+from frontend.cluster import Cluster
+from frontend.metrics import CONTENT_TYPE
+from frontend.node import FrontendNode
+from frontend.websocket import wall_ms
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.http import read_body, respond, serve_http
+from kernel.membership import view_to_json
+
+log = structlog.get_logger("continuity.frontend")
+
+ADMIN_PATHS = frozenset({"/cluster", "/metrics"})
+ADMIN_PREFIXES = ("/debug/", "/admin/")
+_JSON = b"application/json"
+
+Answer = tuple[int, bytes, bytes]
+
+
+def is_admin_path(path: str) -> bool:
+    return path in ADMIN_PATHS or path.startswith(ADMIN_PREFIXES)
+
+
+def error_answer(error: ErrorInfo) -> Answer:
+    return error.status_code, _JSON, json.dumps({"error": error.to_wire()}).encode()
+
+
+class FrontendAdmin:
+    def __init__(self, node: FrontendNode, cluster: Cluster | None) -> None:
+        self.node = node
+        self.cluster = cluster
+
+    # -- health -------------------------------------------------------------------------------
+    def readiness(self) -> str:
+        """``ready``, ``joining`` (in a cluster, map not settled: cannot number) or ``draining``."""
+        cluster = self.cluster
+        if cluster is None:
+            return "ready"
+        if cluster.draining:
+            return "draining"
+        if cluster.member is None or not self.node.channels.ready:
+            return "joining"
+        return "ready"
+
+    def health(self) -> Answer:
+        state = self.readiness()
+        body = {"status": "ok" if state == "ready" else state, "role": "frontend", "ready": state == "ready",
+                "node_id": self.node.node_id, "zone": self.node.config.zone, "time": wall_ms()}
+        return (200 if state == "ready" else 503), _JSON, json.dumps(body).encode()
+
+    def livez(self) -> Answer:
+        body = {"status": "ok", "node_id": self.node.node_id, "time": wall_ms()}
+        return 200, _JSON, json.dumps(body).encode()
+
+    # -- admin paths --------------------------------------------------------------------------
+    def cluster_json(self) -> dict[str, Any]:
+        """``GET /cluster``: this node and the map, the same shape as a router's."""
+        return {
+            **self.node.snapshot(),
+            "ready": self.readiness() == "ready",
+            "members": view_to_json(self.node.channels.view),
+            "draining": bool(self.cluster and self.cluster.draining),
+        }
+
+    async def answer(self, req: h11.Request, body: bytes, *, on_admin_listener: bool) -> Answer:
+        """Answer an admin path, or the gate's refusal (404 or 401)."""
+        refusal = self.node.config.admin_gate.check(req.headers, on_admin_listener=on_admin_listener)
+        if refusal is not None:
+            return error_answer(refusal)
+        path = urlsplit(req.target.decode("latin-1")).path
+        if path == "/metrics":
+            self.node.refresh_gauges()
+            if self.cluster is not None and self.cluster.member is not None:
+                counters = self.cluster.member.counters
+                for reason in ("malformed", "unauthenticated", "oversized", "version"):
+                    value = getattr(counters, f"dropped_{reason}")
+                    self.node.metrics.gossip_dropped.labels(reason=reason).set(value)
+            return 200, CONTENT_TYPE.encode(), self.node.metrics.render()
+        if path == "/cluster":
+            return 200, _JSON, json.dumps(self.cluster_json()).encode()
+        if path.startswith("/debug/connections/"):
+            return 200, _JSON, json.dumps(self.node.describe(path.rsplit("/", 1)[1])).encode()
+        return error_answer(ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such admin path: {path}"))
+
+    # -- the admin listener -------------------------------------------------------------------
+    async def dispatch(self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request) -> bool:
+        body = await read_body(conn, stream)
+        path = urlsplit(req.target.decode("latin-1")).path
+        if path == "/health":
+            answer = self.health()
+        elif path == "/livez":
+            answer = self.livez()
+        elif is_admin_path(path):
+            answer = await self.answer(req, body, on_admin_listener=True)
+        else:
+            answer = error_answer(ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such path on the admin listener: "
+                                               f"{path}"))
+        status, ctype, payload = answer
+        await respond(conn, stream, status, ctype, payload)
+        return True
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        await serve_http(stream, self.dispatch, header_timeout_s=self.node.config.header_timeout_s)

@@ -1,0 +1,132 @@
+"""ChannelService across three in-memory frontends: copies, homes and streams across failures.
+
+Pure: the services talk through a synchronous in-memory bus, time is a number.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from frontend.channels import ChannelService
+from frontend.config import FrontendConfig
+from frontend.metrics import Metrics
+from kernel.placement import ClusterView, Peer
+
+TTL_MS = 10_000
+IDLE_MS = 1_000
+NODES = (("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"))
+
+
+class MemoryBus:
+    def __init__(self, cluster: dict[str, ChannelService], me: str, now: Callable[[], int]) -> None:
+        self.cluster, self.me, self.now = cluster, me, now
+
+    def request(
+        self, peer: str, op: str, args: dict[str, Any], on_reply: Any, timeout_s: float = 3.0
+    ) -> None:
+        target = self.cluster.get(peer)
+        if target is None:
+            on_reply(False, "no link to " + peer)
+            return
+        target.handle_request(self.now(), self.me, op, args, on_reply)
+
+    def push(self, peer: str, op: str, args: dict[str, Any]) -> bool:
+        target = self.cluster.get(peer)
+        if target is not None:
+            target.handle_push(self.now(), self.me, op, args)
+        return target is not None
+
+
+def cluster() -> tuple[dict[str, ChannelService], list[int]]:
+    clock = [0]
+    services: dict[str, ChannelService] = {}
+    for node, zone in NODES:
+        cfg = FrontendConfig(
+            dev=True, zone=zone, connection_state_ttl_ms=TTL_MS, max_idle_interval_ms=IDLE_MS
+        )
+        svc = ChannelService(
+            node,
+            cfg,
+            rng=random.Random(node),
+            metrics=Metrics(),
+            fan_out=lambda *a: None,
+            lost=lambda *a: None,
+            local_interest=lambda ch: True,  # every node has a subscriber: nothing retires on its own
+        )
+        svc.bus = MemoryBus(services, node, lambda: clock[0])
+        services[node] = svc
+    view(services, clock[0], dead=())
+    return services, clock
+
+
+def view(services: dict[str, ChannelService], now: int, dead: tuple[str, ...]) -> None:
+    v = ClusterView({n: Peer(node_id=n, role="frontend", zone=z, alive=n not in dead) for n, z in NODES})
+    for name, svc in services.items():
+        if name not in dead:
+            svc.set_view(now, v)
+
+
+def test_an_idle_channels_position_survives_its_homes_loss() -> None:
+    # Chaos seed 25705 (chaos:firehose): a channel idle between bursts lost every copy of its
+    # position; the next home started a new epoch and its subscribers got 90003 for nothing.
+    services, clock = cluster()
+    channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
+    home = services["fe-a1"]
+    acked: list[list[str] | None] = []
+    home.publish(0, channel, "conn", 0, [{"name": "n", "data": 1}], {}, lambda s, e: acked.append(s))
+    assert acked and acked[0] is not None
+    epoch = acked[0][0].rpartition(":")[0]
+    retention = TTL_MS + IDLE_MS
+    while clock[0] < 4 * retention:  # idle for four retention windows: the message expires
+        clock[0] += 500
+        for svc in services.values():
+            svc.tick(clock[0])
+    del services["fe-a1"]  # kill -9
+    view(services, clock[0], dead=("fe-a1",))
+    successor = next(s for s in services.values() if s.home_of(channel) == s.node_id)
+    got: list[Any] = []
+    successor.attach(clock[0], channel, f"{epoch}:1", got.append)
+    assert got and got[0].error is None
+    assert got[0].last_serial == f"{epoch}:1"  # the same epoch, at the same position
+    assert got[0].replay == []  # continuity kept: nothing to replay, nothing lost
+
+
+def test_a_dropped_stream_restarts_from_its_subscribers_serials_not_with_90003() -> None:
+    # Chaos seed 12313: at a heal, fe-b2's subscribers of chaos:0 were cut (slow consumer) and resumed
+    # at 523; the stream had gone with them, and the first attach answer (last 558) restarted it with
+    # 90003 for every local subscriber, after a 6 s partition: well inside the TTL.
+    services, _ = cluster()
+    channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
+    acked: list[list[str] | None] = []
+    for n in range(5):
+        services["fe-a1"].publish(
+            0, channel, "conn", n, [{"name": "n", "data": n}], {}, lambda s, e: acked.append(s)
+        )
+    epoch = acked[0][0].rpartition(":")[0] if acked[0] else ""
+    follower = services["fe-b1"]
+    fanned: list[tuple[int, int]] = []
+    lost: list[str] = []
+    follower._fan_out = lambda now, ch, entry, pub: fanned.append((entry.first_seq, entry.last_seq))
+    follower._lost = lambda now, ch, last: lost.append(last)
+    follower.local_serials = lambda ch: [f"{epoch}:1", f"{epoch}:3"]  # two subscribers came back
+    assert channel not in follower.streams
+    got: list[Any] = []
+    follower.attach(0, channel, f"{epoch}:3", got.append)
+    assert got and got[0].error is None and got[0].last_serial == f"{epoch}:5"
+    assert lost == []
+    assert fanned == [(2, 2), (3, 3), (4, 4), (5, 5)]  # from the lowest subscriber on, in order
+    assert follower.streams[channel].cursor == 5
+
+
+def test_a_subscriber_in_another_epoch_still_gets_90003() -> None:
+    services, _ = cluster()
+    channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
+    services["fe-a1"].publish(0, channel, "conn", 0, [{"name": "n", "data": 0}], {}, lambda s, e: None)
+    follower = services["fe-b1"]
+    lost: list[str] = []
+    follower._lost = lambda now, ch, last: lost.append(last)
+    follower.local_serials = lambda ch: ["gone-epoch:7"]
+    follower.attach(0, channel, None, lambda res: None)
+    assert len(lost) == 1
