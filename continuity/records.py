@@ -35,6 +35,7 @@ class _Pending:
     channel: str
     messages: list[dict[str, Any]]
     msg_serial: int | None = None
+    presence: bool = False  # a PRESENCE (enter/update/leave) rather than a MESSAGE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

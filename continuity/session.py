@@ -38,6 +38,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from continuity import presence
 from continuity.errors import (
     ConnectionClosedError,
     ConnectionFailedError,
@@ -251,7 +252,7 @@ class ClientSession:
 
     # --------------------------------------------------------------- app inputs
 
-    def publish(self, channel: str, messages: list[dict[str, Any]]) -> int:
+    def publish(self, channel: str, messages: list[dict[str, Any]], *, presence: bool = False) -> int:
         """Queue a publish; returns the token its PublishAcked/PublishFailed will carry.
 
         Raises a ClientError subclass when the connection cannot publish (SUSPENDED, CLOSED, FAILED).
@@ -259,7 +260,7 @@ class ClientSession:
         self._check_publishable()
         token = self._next_token
         self._next_token += 1
-        entry = _Pending(token=token, channel=channel, messages=messages)
+        entry = _Pending(token=token, channel=channel, messages=messages, presence=presence)
         self._pending.append(entry)
         if self.state is ConnectionState.CONNECTED:
             self._send_pending(entry)
@@ -501,6 +502,10 @@ class ClientSession:
         if entry.msg_serial is None:
             entry.msg_serial = self.msg_serial
             self.msg_serial += 1
+        if entry.presence:
+            self._out.append(ProtocolMessage(action=Action.PRESENCE, channel=entry.channel,
+                                             msg_serial=entry.msg_serial, presence=entry.messages))
+            return
         self._out.append(ProtocolMessage(action=Action.MESSAGE, channel=entry.channel,
                                          msg_serial=entry.msg_serial, messages=entry.messages))
 
@@ -599,5 +604,7 @@ _HANDLERS = {
     Action.ATTACHED: ClientSession.handle_attached,
     Action.DETACHED: ClientSession.handle_detached,
     Action.MESSAGE: ClientSession.handle_message,
+    Action.PRESENCE: lambda session, now, pm: presence.handle(session, pm, sync=False),
+    Action.SYNC: lambda session, now, pm: presence.handle(session, pm, sync=True),
 }
 
