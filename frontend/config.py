@@ -47,6 +47,8 @@ from kernel.config import (
 __all__ = ["ENV_PREFIX", "ConfigError", "FrontendConfig"]
 
 ENV_PREFIX = "CONTINUITY_"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrontendConfig:
     # Identity of this node in the cluster; goes into every connection key. [A-Za-z0-9_-]{1,32}
@@ -196,21 +198,32 @@ class FrontendConfig:
     def production_problems(self) -> list[str | None]:
         """What makes this config unsafe outside dev mode (None entries are fine), each with its fix."""
         problems = [secret_problem("cluster_secret", self.cluster_secret)]
-        problems.append(admin_problem(host=self.host, admin_port=self.admin_port,
-                                      admin_token=self.admin_token))
+        problems.append(
+            admin_problem(host=self.host, admin_port=self.admin_port, admin_token=self.admin_token)
+        )
         if self.admin_token is not None:
             problems.append(secret_problem("admin_token", self.admin_token))
         problems += [secret_problem("old_cluster_secrets", s) for s in self.old_cluster_secrets]
         problems += [secret_problem(f'keys."{k.name}".secret', k.secret) for k in self.keys.values()]
         if self.clustered:
             assert self.gossip_bind is not None
-            problems.append(wildcard_problem(
-                "gossip_bind", parse_hostport(self.gossip_bind, name="gossip_bind", allow_zero=True)[0],
-                "gossip advertises its bind address; bind this node's own IP (in k8s, the pod IP)"))
+            problems.append(
+                wildcard_problem(
+                    "gossip_bind",
+                    parse_hostport(self.gossip_bind, name="gossip_bind", allow_zero=True)[0],
+                    "gossip advertises its bind address; bind this node's own IP (in k8s, the pod IP)",
+                )
+            )
             advertised = self.advertise_host or self.host
-            problems.append(wildcard_problem(
-                "advertise_host" if self.advertise_host else "host (advertised, as advertise_host is unset)",
-                advertised, "set advertise_host to this node's own IP (in k8s, the pod IP)"))
+            problems.append(
+                wildcard_problem(
+                    "advertise_host"
+                    if self.advertise_host
+                    else "host (advertised, as advertise_host is unset)",
+                    advertised,
+                    "set advertise_host to this node's own IP (in k8s, the pod IP)",
+                )
+            )
         return problems
 
     @classmethod
@@ -219,8 +232,9 @@ class FrontendConfig:
     ) -> FrontendConfig:
         """Load ``path`` (if any), apply ``CONTINUITY_*`` env overrides, then ``overrides``; refuse
         an unsafe config outside dev mode (``production_problems``)."""
-        config = load_config(cls, path, env_prefix=ENV_PREFIX, env=env, overrides=overrides,
-                             tables={"keys": parse_keys})
+        config = load_config(
+            cls, path, env_prefix=ENV_PREFIX, env=env, overrides=overrides, tables={"keys": parse_keys}
+        )
         refuse(config.production_problems(), dev=config.dev)
         return config
 
@@ -228,7 +242,7 @@ class FrontendConfig:
 def parse_keys(raw: Any) -> dict[str, ApiKey]:
     """The ``[keys."appId.keyId"]`` tables: a secret and an Ably capability each."""
     if not isinstance(raw, dict):
-        raise ConfigError("keys: expected a table of API keys, [keys.\"appId.keyId\"]")
+        raise ConfigError('keys: expected a table of API keys, [keys."appId.keyId"]')
     keys: dict[str, ApiKey] = {}
     for name, spec in raw.items():
         if "." not in name:
@@ -271,6 +285,9 @@ capability = { "chat:*" = ["subscribe"], "news" = ["subscribe"] }
 def example() -> str:
     """deploy/frontend.example.toml, generated from the dataclass so that it cannot drift."""
     return example_toml(
-        FrontendConfig, header=EXAMPLE_HEADER, trailer=EXAMPLE_TRAILER, skip=("keys",),
+        FrontendConfig,
+        header=EXAMPLE_HEADER,
+        trailer=EXAMPLE_TRAILER,
+        skip=("keys",),
         examples={"cluster_secret": "REPLACE-ME-with-32-random-bytes-of-base64"},
     )

@@ -92,9 +92,13 @@ class FrontDoor:
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one client connection (the h11 loop is ``kernel.http.serve_http``)."""
-        await serve_http(stream, self.dispatch, header_timeout_s=self.node.config.header_timeout_s,
-                         on_header_timeout=lambda: log.debug("http.header_timeout"),
-                         on_protocol_error=self._protocol_error)
+        await serve_http(
+            stream,
+            self.dispatch,
+            header_timeout_s=self.node.config.header_timeout_s,
+            on_header_timeout=lambda: log.debug("http.header_timeout"),
+            on_protocol_error=self._protocol_error,
+        )
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         self.node.metrics.protocol_errors.labels(transport="http").inc()
@@ -233,7 +237,12 @@ async def serve(
             ports = f"{port}\n" + (f"{admin_port}\n" if admin_port is not None else "")
             await trio.Path(cfg.port_file).write_text(ports)
         log.info(
-            "frontend.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone, dev=cfg.dev,
+            "frontend.listening",
+            host=cfg.host,
+            port=port,
+            node_id=cfg.node_id,
+            zone=cfg.zone,
+            dev=cfg.dev,
             admin=f"{cfg.admin_host}:{admin_port}" if admin_port is not None else "client port",
         )
         task_status.started(port)

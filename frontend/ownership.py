@@ -95,6 +95,11 @@ class Ownership:
         node.presence.detached(now_ms, s)
         self.copies.drop(conn_id)
         self.replicate(s)
+        # Copies of the connection may sit on other frontends too (an older secondary, a drain's
+        # leftover); all are stale now: have every frontend drop them (presence.py watches them).
+        for peer in node.channels.view.frontends():
+            if peer.alive and peer.node_id not in (node.node_id, secondary):
+                self.remember_discard(peer.node_id, conn_id, epoch)
         node.metrics.takeovers.inc()
         log.info("connection.taken_over", connection_id=conn_id, epoch=epoch, secondary=secondary)
         return s
@@ -142,7 +147,6 @@ class Ownership:
             reply(False, "bad request: no connection id")
             return
         if op == "session_fetch":
-            self.node.presence.copy_fetched(conn_id)
             reply(True, {"state": self.copies.get(now_ms, conn_id)})
         elif op == "handover":
             reply(True, self._hand_over(now_ms, src, conn_id, int(args.get("epoch", 0))))
@@ -185,10 +189,8 @@ class Ownership:
         return {"state": state}
 
     def _discard(self, now_ms: int, conn_id: str, epoch: int) -> None:
-        if self.copies.get(now_ms, conn_id) is not None:
-            self.copies.discard(conn_id, epoch)
-            if self.copies.get(now_ms, conn_id) is None:
-                self.node.presence.copy_dropped(conn_id)
+        self.copies.discard(conn_id, epoch)
+        self.node.presence.copy_discarded(conn_id, epoch)
         s = self.node.sessions.get(conn_id)
         if s is not None and s.epoch < epoch and s.state is not SessionState.CLOSED:
             log.info("connection.discarded", connection_id=conn_id, epoch=s.epoch, newer=epoch)

@@ -22,9 +22,12 @@ not empty, and the set follows the replay as SYNC pages whose channelSerial is a
   with the once-a-second cursor batch);
 - CLOSE, and DETACH of the channel, leave them at once;
 - a connection away for ``presence_linger_ms`` has them left on its behalf by
-  whoever holds its state: its owner (a timer from the detach), or, when the
-  owner is dead, the frontend holding its copy (a timer from when the owner was
-  seen dead; not while a takeover has fetched the copy, until the copy expires);
+  its owner (a timer from the detach); when the owner is out of sight, the
+  frontend holding its copy leaves them once that copy expires unclaimed (the
+  connection's state is then certainly gone; before, the owner may only be
+  partitioned away with its client connected, or a takeover may still come);
+- a takeover tells every frontend to discard older copies of the connection, so
+  no stale copy outlives it and leaves members that are still present;
 - a connection that resumes after that (within the TTL) has them re-entered by
   its new or old owner, so it is present again, and the others see one leave
   and one enter; after the TTL the SDK re-enters itself (RTP17) on its new
@@ -70,8 +73,9 @@ class _Watch:
 
     owner: str
     members: dict[str, dict[str, Member]]  # channel -> clientId -> member, as the copy says
+    put_ms: int  # when the owner last wrote the copy: it expires a TTL (plus idle) later
+    epoch: int  # the ownership epoch of the copy: a discard of a newer one ends the watch
     dead_since: int | None = None
-    fetched: bool = False
 
 
 class Presence:
@@ -329,25 +333,26 @@ class Presence:
         conn = str(state.get("id"))
         raw = state.get("presence")
         if isinstance(raw, dict) and raw.get("channels") and not raw.get("gone"):
-            self.watches[conn] = _Watch(owner, dict(raw["channels"]))
+            self.watches[conn] = _Watch(owner, dict(raw["channels"]), now_ms, int(state.get("epoch", 0)))
         else:
             self.watches.pop(conn, None)
 
-    def copy_fetched(self, conn: str) -> None:
+    def copy_discarded(self, conn: str, below_epoch: int) -> None:
+        """A newer owner discarded copies below ``below_epoch`` (it took the connection over)."""
         watch = self.watches.get(conn)
-        if watch is not None:
-            watch.fetched = True
-
-    def copy_dropped(self, conn: str) -> None:
-        """A newer owner discarded the copy (it took the connection over): its timers rule now."""
-        self.watches.pop(conn, None)
+        if watch is not None and watch.epoch < below_epoch:
+            del self.watches[conn]
 
     def _check_watches(self, now_ms: int) -> None:
-        """Leave the members of copies whose owner has been dead for the linger: at once if nobody
-        fetched the copy for a takeover, else once the copy expires (the takeover never completed:
-        a completed one re-puts or discards it)."""
+        """Leave the members of copies whose owner is not alive once the copy expires unclaimed.
+
+        Only then is the connection certainly gone: until its state expires it may still be taken
+        over from this copy, and an owner out of sight may be partitioned, not dead, with its
+        client still connected (a leave then would be a lie). A takeover, or the owner writing
+        again, supersedes the copy (put or discard) and ends the watch."""
         node = self.node
         view = node.channels.view
+        ttl = node.ownership.copies.ttl_ms
         for conn, watch in list(self.watches.items()):
             if conn in node.sessions:
                 del self.watches[conn]  # we took it over ourselves
@@ -357,20 +362,10 @@ class Presence:
                 continue
             if watch.dead_since is None:
                 watch.dead_since = now_ms
-            state = node.ownership.copies.get(now_ms, conn)
-            if now_ms < watch.dead_since + self.linger_ms or (watch.fetched and state is not None):
+            if now_ms < max(watch.put_ms + ttl, watch.dead_since + self.linger_ms):
                 continue
-            if state is not None:
-                raw = state.get("presence")
-                if isinstance(raw, dict):
-                    raw["gone"] = True  # a takeover from this copy re-enters them
             del self.watches[conn]
-            log.info(
-                "presence.owner_dead_leave",
-                connection_id=conn,
-                owner=watch.owner,
-                channels=len(watch.members),
-            )
+            log.info("presence.owner_dead_leave", connection_id=conn, owner=watch.owner, n=len(watch.members))
             self._emit(now_ms, conn, PresenceAction.LEAVE, watch.members, lambda ok: None)
 
     # ------------------------------------------------------------------
