@@ -8,7 +8,7 @@ STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
 .PHONY: install browser chaos-short test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
-	bench bench-profile chaos examples
+	bench bench-profile chaos examples sim
 
 install: $(STAMP_PY) $(STAMP_NPM) browser
 
@@ -52,6 +52,14 @@ chaos-short: install
 chaos: install
 	$(BIN)/python -m bench.chaos --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
 		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY)) $(if $(CLASSIC),--classic)
+
+# The deterministic simulation of a frontend cluster (frontend/sim.py): SEEDS seeded fault schedules
+# in virtual time, each judged by the chaos checker; prints a JSON summary (a failing seed comes with
+# its shrunk schedule and the command that replays it).
+SEEDS ?= 1000
+SIM_PROCS ?= 2
+sim: install
+	PYTHONHASHSEED=0 $(BIN)/python -m frontend.sim --seeds $(SEEDS) --procs $(SIM_PROCS) $(if $(START),--start $(START))
 
 # Every benchmark in bench/ (JSON on stdout, saved to bench/results/latest.json); see bench/README.md.
 BENCH_NPM := bench/peers/socketio/node_modules/.installed

@@ -10,11 +10,12 @@ new connectionId. Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from continuity.events import ChannelState, PresenceEvent
 from continuity.records import ChannelRecord
-from kernel.protocol import ProtocolMessage
+from kernel.protocol import Action, ProtocolMessage
 
 ACTIONS = {"absent": 0, "present": 1, "enter": 2, "leave": 3, "update": 4}  # TP2
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
@@ -51,3 +52,10 @@ def handle(session: _Session, pm: ProtocolMessage, *, sync: bool) -> None:
                 sync_last=last,
             )
         )
+
+
+# The session's handlers for the two presence actions (continuity.session._HANDLERS).
+HANDLERS: dict[Action, Callable[[Any, float, ProtocolMessage], None]] = {
+    Action.PRESENCE: lambda session, now, pm: handle(session, pm, sync=False),
+    Action.SYNC: lambda session, now, pm: handle(session, pm, sync=True),
+}

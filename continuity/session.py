@@ -2,11 +2,9 @@
 
 Theory of operation
 -------------------
-A :class:`ClientSession` is one logical Ably connection across any number of
-transports. The driver feeds it (``start_connect``, ``handle``,
-``transport_lost``, ``tick``, all taking ``now`` in seconds) and drains it
-(``outgoing()`` frames for the current transport, ``events()`` for the
-application and the driver).
+A :class:`ClientSession` is one logical Ably connection across any number of transports. The driver
+feeds it (``start_connect``, ``handle``, ``transport_lost``, ``tick``, all taking ``now`` in seconds)
+and drains it (``outgoing()`` frames for the current transport, ``events()`` for the application).
 
 Invariants:
 
@@ -24,12 +22,11 @@ Invariants:
   re-ATTACHes every channel that was attached or attaching, carrying its
   channelSerial (RTN15c6/c7, RTL3d, PROTOCOL.md 3.4). The server decides
   continuity: ATTACHED with RESUMED, or without it and with error 90003.
-* Frames are only produced while a transport is CONNECTED; anything asked for
-  while disconnected is remembered as intent and sent on the next CONNECTED.
-* Deadlines live in data: connect timeout, idle timeout (maxIdleInterval +
-  request timeout, RTN23), attach timeout, suspend (connectionStateTtl after the
-  last transport loss) and the next reconnect (full-jitter backoff).
-  ``next_deadline()`` says when ``tick`` is due.
+* Frames are only produced while a transport is CONNECTED; anything asked for while disconnected is
+  remembered as intent and sent on the next CONNECTED.
+* Deadlines live in data: connect timeout, idle timeout (maxIdleInterval + request timeout, RTN23),
+  attach timeout, suspend (connectionStateTtl after the last transport loss) and the next reconnect
+  (full-jitter backoff). ``next_deadline()`` says when ``tick`` is due.
 * CLOSED and FAILED are terminal: the session refuses further input.
 """
 
@@ -56,7 +53,7 @@ from continuity.events import (
     PublishFailed,
     TransportDropped,
 )
-from continuity.records import ChannelRecord, SessionConfig, _Pending
+from continuity.records import ChannelRecord, SessionConfig, _Pending, idle_timeout_error
 from continuity.recovery import RecoveryKey
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.protocol import Action, Flag, ProtocolMessage
@@ -66,11 +63,6 @@ ATTACH_TIMEOUT = ErrorInfo(code=90007, status_code=408, message="timed out waiti
 CONNECT_TIMEOUT = ErrorInfo(code=80003, status_code=408, message="timed out waiting for CONNECTED")
 TERMINAL = frozenset({ConnectionState.CLOSED, ConnectionState.FAILED})
 _REATTACH = frozenset({ChannelState.ATTACHED, ChannelState.ATTACHING, ChannelState.SUSPENDED})
-
-
-def idle_timeout_error(ms: int) -> ErrorInfo:
-    return ErrorInfo(code=int(ErrorCode.DISCONNECTED), status_code=408,
-                     message=f"No activity seen from realtime in {ms} ms")
 
 
 class ClientSession:
@@ -502,12 +494,7 @@ class ClientSession:
         if entry.msg_serial is None:
             entry.msg_serial = self.msg_serial
             self.msg_serial += 1
-        if entry.presence:
-            self._out.append(ProtocolMessage(action=Action.PRESENCE, channel=entry.channel,
-                                             msg_serial=entry.msg_serial, presence=entry.messages))
-            return
-        self._out.append(ProtocolMessage(action=Action.MESSAGE, channel=entry.channel,
-                                         msg_serial=entry.msg_serial, messages=entry.messages))
+        self._out.append(entry.frame())
 
     def _send_attach(self, now: float, ch: ChannelRecord) -> None:
         ch.attach_deadline = now + self.config.request_timeout
@@ -604,7 +591,6 @@ _HANDLERS = {
     Action.ATTACHED: ClientSession.handle_attached,
     Action.DETACHED: ClientSession.handle_detached,
     Action.MESSAGE: ClientSession.handle_message,
-    Action.PRESENCE: lambda session, now, pm: presence.handle(session, pm, sync=False),
-    Action.SYNC: lambda session, now, pm: presence.handle(session, pm, sync=True),
+    **presence.HANDLERS,
 }
 

@@ -39,10 +39,10 @@ from typing import Any, Protocol
 
 import structlog
 
+from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
 from frontend.homes import (
-    CERTAINLY_NOT_NUMBERED,
     OPERATION_DEADLINE_MS,
     RPC_TIMEOUT_S,
     Home,
@@ -66,13 +66,12 @@ class Bus(Protocol):
     def request(
         self,
         peer: str,
-        op: str,
-        args: dict[str, Any],
+        op: O.PeerOp,
         on_reply: Callable[[bool, Any], None],
         timeout_s: float = ...,
     ) -> None: ...
 
-    def push(self, peer: str, op: str, args: dict[str, Any]) -> bool: ...
+    def push(self, peer: str, op: O.PeerOp) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +137,8 @@ class ChannelService(HomeSide):
         self.down: set[str] = set()
         self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
         self._retries: list[tuple[int, Callable[[int], None]]] = []
+        # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
+        self._unresolved: dict[tuple[str, str], list[int]] = {}
         self.now_ms = 0
 
     # ------------------------------------------------------------------
@@ -338,8 +339,8 @@ class ChannelService(HomeSide):
             entries = None if replay is None else [Entry.from_wire(e) for e in replay]
             done(AttachResult(last, entries, presence=result.get("presence")))
 
-        args = {"channel": channel, "from": from_serial, "subscribe": subscribe, "stream_from": stream_from}
-        self.bus.request(home, "attach", args, on_reply, RPC_TIMEOUT_S)
+        op = O.Attach(channel=channel, from_serial=from_serial, subscribe=subscribe, stream_from=stream_from)
+        self.bus.request(home, op, on_reply, RPC_TIMEOUT_S)
 
     def _catch_up(
         self, channel: str, home: str, sent_from: str | None, last: str, stream_entries: list[Any] | None
@@ -401,21 +402,12 @@ class ChannelService(HomeSide):
         """No local client listens to ``channel`` any more: stop its stream."""
         stream = self.streams.pop(channel, None)
         if stream is not None and self.bus is not None:
-            self.bus.push(stream.home, "unsubscribe", {"channel": channel})
+            self.bus.push(stream.home, O.Unsubscribe(channel=channel))
 
     def publish(
-        self,
-        now_ms: int,
-        channel: str,
-        connection_id: str,
-        msg_serial: int,
-        messages: list[Message],
-        envelope: dict[str, Any],
-        done: PublishDone,
-        *,
-        attempt: _PublishAttempt | None = None,
+        self, now_ms: int, pub: O.Publish, done: PublishDone, *, attempt: _PublishAttempt | None = None
     ) -> None:
-        """Have the channel's home number, replicate and fan out ``messages``; ``done(serials, error)``.
+        """Have the channel's home number, replicate and fan out ``pub``; ``done(serials, error)``.
 
         A NACK is sent only when the publish was certainly not numbered: its retries stop at the
         deadline unless some attempt's outcome is unknown (a remote home that did not answer may
@@ -425,12 +417,21 @@ class ChannelService(HomeSide):
         """
         self.now_ms = now_ms
         window = self._publish_window()
+        channel = pub.channel
+        if attempt is None:
+            # Publisher order: while an earlier publish of this connection on this channel is
+            # unresolved, this one names it (``after``) and the home waits for it (issue 11).
+            queue = self._unresolved.setdefault((pub.connection_id, channel), [])
+            queue.append(pub.msg_serial)
+            done = self._resolving(pub.connection_id, channel, pub.msg_serial, done)
         st = attempt or _PublishAttempt(
             now_ms + window, now_ms + max(window, self.config.retention_ms * 3 // 4)
         )
+        earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
+        pub = dataclasses.replace(pub, after=earlier[-1] if earlier else None)
 
         def again(t: int) -> None:
-            self.publish(t, channel, connection_id, msg_serial, messages, envelope, done, attempt=st)
+            self.publish(t, pub, done, attempt=st)
 
         def give_up() -> None:
             if st.uncertain and self.now_ms + RETRY_MS <= st.final:
@@ -442,7 +443,7 @@ class ChannelService(HomeSide):
         if home == self.node_id:
 
             def local(ok: bool) -> None:
-                if not ok:
+                if not ok or self.homes[channel].waits_for(pub):
                     self._retry(self.now_ms, st.deadline, again, give_up)
                     return
 
@@ -457,72 +458,78 @@ class ChannelService(HomeSide):
                     else:
                         done(serials, error)
 
-                self._append(
-                    self.now_ms, channel, connection_id, msg_serial, messages, envelope, answered, abandoned
-                )
+                self._append(self.now_ms, pub, answered, abandoned)
 
             self._with_home(now_ms, channel, local)
             return
         assert self.bus is not None
 
         def on_reply(ok: bool, result: Any) -> None:
-            if ok and isinstance(result, list):
-                done([str(s) for s in result], None)
-            elif ok and isinstance(result, dict) and "refused" in result and not st.uncertain:
-                done(None, ErrorInfo.from_wire(result.get("error")) or unavailable(channel))
-            else:
-                if not (isinstance(result, str) and result.startswith(CERTAINLY_NOT_NUMBERED)):
+            answer = O.publish_outcome(ok, result)
+            match answer.outcome:
+                case O.Outcome.NUMBERED:
+                    done(list(answer.serials), None)
+                case O.Outcome.REFUSED if not st.uncertain:
+                    done(None, answer.error or unavailable(channel))
+                case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
+                    self._retry(self.now_ms, st.deadline, again, give_up)
+                case O.Outcome.UNKNOWN:
                     st.uncertain = True
-                self._retry(self.now_ms, st.deadline, again, give_up)
+                    self._retry(self.now_ms, st.deadline, again, give_up)
 
-        args = {
-            "channel": channel,
-            "conn": connection_id,
-            "msg_serial": msg_serial,
-            "messages": messages,
-            "envelope": envelope,
-        }
-        self.bus.request(home, "publish", args, on_reply, RPC_TIMEOUT_S)
+        self.bus.request(home, pub, on_reply, RPC_TIMEOUT_S)
+
+    def _resolving(self, conn: str, channel: str, msg_serial: int, done: PublishDone) -> PublishDone:
+        """``done``, which first forgets the publish as unresolved."""
+
+        def resolved(serials: list[str] | None, error: ErrorInfo | None) -> None:
+            queue = self._unresolved.get((conn, channel))
+            if queue is not None and msg_serial in queue:
+                queue.remove(msg_serial)
+                if not queue:
+                    del self._unresolved[(conn, channel)]
+            done(serials, error)
+
+        return resolved
 
     # ------------------------------------------------------------------
     # Requests and pushes from peers
 
     def handle_request(
-        self, now_ms: int, src: str, op: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, op: O.ChannelOp, reply: Callable[[bool, Any], None]
     ) -> None:
         self.now_ms = now_ms
-        channel = args.get("channel")
-        if not isinstance(channel, str):
-            reply(False, "bad request: no channel")
+        if isinstance(op, (O.Attach, O.Publish, O.LogFetch)) and src not in self.view.peers:
+            # Our map lags: let the caller retry.
+            reply(False, O.Refused(O.Refusal.MAP_LAGS, f"{src} is not in this node's map yet"))
             return
-        if op in ("attach", "publish", "log_fetch") and src not in self.view.peers:
-            reply(False, f"{src} is not in this node's map yet")  # our map lags: let the caller retry
-            return
-        handler = {
-            "attach": self._serve_attach,
-            "publish": self._serve_publish,
-            "log_fetch": self._serve_log_fetch,
-            "replicate": self._serve_replicate,
-            "replica_sync": self._serve_replica_sync,
-        }.get(op)
-        if handler is None:
-            reply(False, f"unknown op {op}")
-            return
-        handler(now_ms, src, channel, args, reply)
+        match op:
+            case O.Attach():
+                self._serve_attach(now_ms, src, op, reply)
+            case O.Publish():
+                self._serve_publish(now_ms, src, op, reply)
+            case O.LogFetch():
+                self._serve_log_fetch(now_ms, src, op.channel, reply)
+            case O.Replicate():
+                self._serve_replicate(now_ms, src, op, reply)
+            case O.ReplicaSync():
+                self._serve_replica_sync(now_ms, src, op, reply)
+            case _:
+                reply(False, O.Refused(O.Refusal.BAD_REQUEST, f"{op.OP} is not a request"))
 
-    def handle_push(self, now_ms: int, src: str, op: str, args: dict[str, Any]) -> None:
+    def handle_push(self, now_ms: int, src: str, op: O.ChannelOp) -> None:
         self.now_ms = now_ms
-        channel = args.get("channel")
-        if not isinstance(channel, str):
-            return
-        if op == "deliver":
-            self._on_deliver(now_ms, src, channel, Entry.from_wire(args["entry"]))
-        elif op == "take":
-            self.handle_take(now_ms, channel)
-        elif op == "unsubscribe":
-            home = self.homes.get(channel)
-            if home is not None:
-                home.remote_subs.discard(src)
+        match op:
+            case O.Deliver(channel=channel, entry=entry):
+                self._on_deliver(now_ms, src, channel, entry)
+            case O.Take(channel=channel):
+                self.handle_take(now_ms, channel)
+            case O.Unsubscribe(channel=channel):
+                home = self.homes.get(channel)
+                if home is not None:
+                    home.remote_subs.discard(src)
+            case _:
+                log.warning("peer.unexpected_push", peer=src, op=op.OP)
 
     def _on_deliver(self, now_ms: int, src: str, channel: str, entry: Entry) -> None:
         stream = self.streams.get(channel)

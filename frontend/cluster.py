@@ -16,14 +16,13 @@ import structlog
 import trio
 
 import gossip
+from frontend import peerops as O
 from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
 from frontend.peer import PeerBus, PeerError
-from frontend.peerwire import Request
 from frontend.session import Session
 from kernel.config import is_wildcard
 from kernel.errors import ErrorCode, ErrorInfo
-from kernel.keys import InvalidKey
 from kernel.membership import ROLE_FRONTEND, view_from_members
 from kernel.placement import ClusterView, Peer
 
@@ -71,7 +70,6 @@ class Cluster:
         self.bus: PeerBus | None = None
         self.member: gossip.Member | None = None
         self.draining = False
-        self._taking: dict[str, trio.Event] = {}
         self._load = -1.0
         self._settle_deadline = 0.0
 
@@ -93,6 +91,7 @@ class Cluster:
             on_request=self._on_request,
             on_push=self._on_push,
             on_rejected=lambda reason: self.node.metrics.peer_links_rejected.inc(),
+            on_bad_op=lambda reason: self.node.metrics.protocol_errors.labels(transport="peer").inc(),
             on_refused=lambda peer: self.node.channels.mark_down(wall_ms(), peer),
             on_connected=lambda peer: self.node.channels.mark_up(wall_ms(), peer),
         )
@@ -147,9 +146,7 @@ class Cluster:
         self.bus.set_addresses(
             {p.node_id: split_address(p.peer_addr) for p in view.frontends() if p.alive and p.peer_addr}
         )
-        self.node.channels.set_view(wall_ms(), view)
-        self.node.ownership.resend_discards(view.alive)
-        self.node.ownership.reassign_secondaries()
+        self.node.apply_view(wall_ms(), view)
 
     async def _settle_alone(self) -> None:
         await trio.sleep_until(self._settle_deadline)
@@ -169,111 +166,26 @@ class Cluster:
                 await member.update_metadata(load=load)
 
     # -- peer handlers (bad input from a peer is answered, logged and counted, never fatal) ---
-    def _on_request(self, src: str, req: Request, reply: Any) -> None:
-        try:
-            self.node.handle_peer_request(wall_ms(), src, req.op, req.args, reply)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self.node.metrics.protocol_errors.labels(transport="peer").inc()
-            log.warning("peer.bad_request", peer=src, op=req.op, reason=repr(exc))
-            reply(False, f"bad request: {type(exc).__name__}")
+    def _on_request(self, src: str, op: O.PeerOp, reply: Any) -> None:
+        self.node.handle_peer_request(wall_ms(), src, op, reply)
 
-    def _on_push(self, src: str, op: str, args: dict[str, Any]) -> None:
-        try:
-            self.node.handle_peer_push(wall_ms(), src, op, args)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self.node.metrics.protocol_errors.labels(transport="peer").inc()
-            log.warning("peer.bad_push", peer=src, op=op, reason=repr(exc))
+    def _on_push(self, src: str, op: O.PeerOp) -> None:
+        self.node.handle_peer_push(wall_ms(), src, op)
 
     # -- takeover ---------------------------------------------------------------
     async def prepare(self, params: Mapping[str, str]) -> Mapping[str, str]:
-        """Before a resume/recover is answered: take the connection over if another node owns it.
+        """Before a resume/recover is answered: take the connection over if another node owns it
+        (``takeover.py``, pure steps; this only waits for them)."""
+        done = trio.Event()
+        box: list[Mapping[str, str]] = []
 
-        Returns the params to connect with (the resume key replaced by our new key after a
-        takeover). When no state can be found, returns them unchanged and the node answers
-        in-band (80008), with a new connection.
-        """
-        param = "resume" if params.get("resume") else "recover" if params.get("recover") else None
-        if param is None or self.bus is None:
-            return params
-        text = params[param]
-        try:
-            key = self.node.signer.verify(text)
-        except InvalidKey:
-            return params
-        conn_id = key.connection_id
-        while conn_id in self._taking:
-            await self._taking[conn_id].wait()
-        current = self.node.sessions.get(conn_id)
-        if current is not None and current.key == text:
-            current.key_confirmed = True
-            return params  # ours already
-        if current is not None and current.epoch > key.epoch:
-            if current.replaced_key == text and not current.key_confirmed:
-                # We took it over for this very key, but the client gave up on that attempt
-                # before it saw the new key (e.g. it fell back to another transport): the same
-                # connection, no ping-pong (it stays here).
-                log.info("connection.takeover_repeated", connection_id=conn_id, epoch=current.epoch)
-                return {**params, param: current.key}
-            # An older key after the client has the new one: never taken back (80008).
-            return params
-        done = self._taking[conn_id] = trio.Event()
-        try:
-            new_key = await self._take_over(key.owner, key.secondary, conn_id, key.epoch)
-        finally:
-            del self._taking[conn_id]
+        def finished(out: Mapping[str, str]) -> None:
+            box.append(out)
             done.set()
-        if new_key is None:
-            return params
-        taken = self.node.sessions.get(conn_id)
-        if taken is not None and taken.key == new_key:
-            taken.replaced_key, taken.key_confirmed = text, False
-        out = dict(params)
-        out[param] = new_key
-        return out
 
-    async def _take_over(self, owner: str, secondary: str | None, conn_id: str, key_epoch: int) -> str | None:
-        node = self.node
-        assert self.bus is not None
-        view = node.channels.view
-        now = wall_ms()
-        if node.ownership.tombstones.get(now, conn_id) is not None:
-            return None  # handed over from here already: an old key never takes it back
-        state: dict[str, Any] | None = None
-        source = None
-        if owner != node.node_id and view.alive(owner):
-            try:
-                res = await self.bus.call(
-                    owner, "handover", {"id": conn_id, "epoch": key_epoch}, TAKEOVER_RPC_TIMEOUT_S
-                )
-                if res.get("stale") or (res.get("owner") and res.get("state") is None):
-                    return None
-                state, source = res.get("state"), owner
-            except PeerError as exc:
-                log.info("connection.handover_failed", connection_id=conn_id, owner=owner, reason=str(exc))
-        if state is None:
-            state, source = node.ownership.copies.get(now, conn_id), node.node_id
-        if state is None:
-            # The secondaries first; then anyone (a draining owner may have left its copy elsewhere).
-            candidates = [secondary, node.channels.placement.connection_secondary(conn_id, owner)]
-            candidates += [p.node_id for p in view.frontends()]
-            for cand in dict.fromkeys(c for c in candidates if c and c != node.node_id and view.alive(c)):
-                try:
-                    res = await self.bus.call(cand, "session_fetch", {"id": conn_id}, TAKEOVER_RPC_TIMEOUT_S)
-                except PeerError:
-                    continue
-                if res.get("state") is not None:
-                    state, source = res["state"], cand
-                    break
-        if state is None or int(state["epoch"]) > key_epoch:
-            node.metrics.takeover_failures.inc()
-            log.info("connection.takeover_failed", connection_id=conn_id, owner=owner)
-            return None
-        s = node.ownership.adopt(wall_ms(), state, key_epoch)
-        log.info("connection.takeover", connection_id=conn_id, old_owner=owner, source=source, epoch=s.epoch)
-        node.ownership.remember_discard(owner, conn_id, s.epoch)
-        if secondary != s.secondary:
-            node.ownership.remember_discard(secondary, conn_id, s.epoch)
-        return s.key
+        self.node.takeover.prepare(wall_ms(), params, finished)
+        await done.wait()
+        return box[0]
 
     # -- drain --------------------------------------------------------------------
     async def drain(self) -> None:
@@ -291,7 +203,7 @@ class Cluster:
         for name in list(node.channels.homes):
             target = node.channels.placement.channel_home(name)
             if target is not None and target != node.node_id:
-                bus.push(target, "take", {"channel": name})
+                bus.push(target, O.Take(channel=name))
         await self._wait_until(lambda: not node.channels.homes, deadline)
         # 2. Let "draining" reach the routers, so that the clients we cut next resume elsewhere
         #    (a rumour needs a few gossip rounds; this is that time, not a guess at a condition).
@@ -338,9 +250,7 @@ class Cluster:
         state = s.to_wire()
         for peer in dict.fromkeys(c for c in candidates if c and c != node.node_id and view.alive(c)):
             try:
-                await self.bus.call(
-                    peer, "session_put", {"id": state["id"], "state": state}, TAKEOVER_RPC_TIMEOUT_S
-                )
+                await self.bus.call(peer, O.SessionPut(state=state), TAKEOVER_RPC_TIMEOUT_S)
                 return
             except PeerError as exc:
                 log.warning("connection.copy_failed", connection_id=state["id"], peer=peer, reason=str(exc))

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.placement import ClusterView, Placement
-from kernel.protocol import Message
 
 if TYPE_CHECKING:
     from frontend.channels import Bus, PublishDone
@@ -33,9 +33,6 @@ log = structlog.get_logger("continuity.frontend")
 _EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 RPC_TIMEOUT_S = 3.0
 OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails
-# Replies to a publish request that mean it was not numbered (the caller may NACK at its deadline).
-CERTAINLY_NOT_NUMBERED = ("not home for", "no link to", "acquiring:")
-STALE = "stale"  # how a replica refuses a stale home's log (the home then steps down)
 
 
 def unavailable(channel: str) -> ErrorInfo:
@@ -68,6 +65,10 @@ class Home:
     committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
     replica_refreshed_ms: int = 0  # when an idle log was last re-sent to its replica (keep_replicas_alive)
+
+    def waits_for(self, pub: O.Publish) -> bool:
+        """``pub`` must follow an earlier publish of its connection that this log has not numbered."""
+        return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None
 
     def behind(self, serial: object) -> bool:
         """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
@@ -219,7 +220,7 @@ class HomeSide:
             return lambda ok, res: on_reply(peer, ok, res)
 
         for peer in peers:
-            self.bus.request(peer, "log_fetch", {"channel": channel}, replier(peer), RPC_TIMEOUT_S)
+            self.bus.request(peer, O.LogFetch(channel=channel), replier(peer), RPC_TIMEOUT_S)
 
     def _become_home(
         self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str
@@ -240,7 +241,8 @@ class HomeSide:
         )
         self._sync_replica(now_ms, channel, home)
         for cb in self._acquiring.pop(channel, []):
-            cb(True)
+            # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
+            cb(self.homes.get(channel) is home)
 
     def _replica_missing(self, home: Home) -> bool:
         """No replica to write to, though the cluster spans another zone: appends wait (no ACK)."""
@@ -277,7 +279,7 @@ class HomeSide:
                 for item in list(home.pending):
                     if item.entry.last_seq > synced:
                         self._replicate(channel, home, item)
-            elif isinstance(result, str) and result.startswith(STALE):
+            elif isinstance(result, O.Refused) and result.code is O.Refusal.STALE:
                 self._step_down(channel, f"replica {replica} refused our log: {result}")
             else:
                 log.info("channel.replica_sync_failed", channel=channel, replica=replica, reason=str(result))
@@ -286,20 +288,11 @@ class HomeSide:
         for item in home.pending:
             item.sent = True
         self.bus.request(
-            replica, "replica_sync", {"channel": channel, "log": home.log.snapshot()}, on_reply, RPC_TIMEOUT_S
+            replica, O.ReplicaSync(channel=channel, log=home.log.snapshot()), on_reply, RPC_TIMEOUT_S
         )
 
-    def _append(
-        self,
-        now_ms: int,
-        channel: str,
-        connection_id: str,
-        msg_serial: int,
-        messages: list[Message],
-        envelope: dict[str, Any],
-        done: PublishDone,
-        abandon: Callable[[], None],
-    ) -> None:
+    def _append(self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]) -> None:
+        channel, connection_id, msg_serial = pub.channel, pub.connection_id, pub.msg_serial
         home = self.homes[channel]
         lg = home.log
         prior = lg.lookup(connection_id, msg_serial)
@@ -312,7 +305,11 @@ class HomeSide:
             done(prior, None)
             return
         serials, entry = lg.append(
-            now_ms, [dict(m) for m in messages], envelope, publisher=connection_id, msg_serial=msg_serial
+            now_ms,
+            [dict(m) for m in pub.messages],
+            dict(pub.envelope),
+            publisher=connection_id,
+            msg_serial=msg_serial,
         )
         item = _Append(entry, serials, [(done, abandon)])
         home.pending.append(item)
@@ -340,9 +337,7 @@ class HomeSide:
                 home.replica_synced = False
                 self._sync_replica(self.now_ms, channel, home)
 
-        self.bus.request(
-            replica, "replicate", {"channel": channel, "entry": entry.to_wire()}, on_reply, RPC_TIMEOUT_S
-        )
+        self.bus.request(replica, O.Replicate(channel=channel, entry=entry), on_reply, RPC_TIMEOUT_S)
 
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
         """Fan out and ACK, in order, every pending append the replica now holds."""
@@ -354,7 +349,7 @@ class HomeSide:
             self._fan_out(now_ms, channel, entry, entry.publisher)
             if self.bus is not None:
                 for sub in home.remote_subs:
-                    self.bus.push(sub, "deliver", {"channel": channel, "entry": entry.to_wire()})
+                    self.bus.push(sub, O.Deliver(channel=channel, entry=entry))
             for waiter, _ in item.waiters:
                 waiter(item.serials, None)
         if not home.pending:
@@ -362,32 +357,27 @@ class HomeSide:
             for cb in waiting:
                 cb()
 
-    def _serve_attach(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
-    ) -> None:
+    def _serve_attach(self, now_ms: int, src: str, op: O.Attach, reply: Callable[[bool, Any], None]) -> None:
+        channel = op.channel
         if self.home_of(channel) != self.node_id:
-            reply(False, f"not home for {channel}")
+            reply(False, O.Refused(O.Refusal.NOT_HOME, f"not home for {channel}"))
             return
 
         def then(ok: bool) -> None:
             if not ok:
-                reply(False, f"{channel} is being acquired elsewhere")
+                reply(False, O.Refused(O.Refusal.ACQUIRING, f"{channel} is being acquired elsewhere"))
                 return
             home = self.homes[channel]
-            if home.behind(args.get("from")) or home.behind(args.get("stream_from")):
-                reply(False, f"home of {channel} is behind the serial asked for; retry")
+            if home.behind(op.from_serial) or home.behind(op.stream_from):
+                reply(False, O.Refused(O.Refusal.BEHIND, f"home of {channel} is behind the serial asked for"))
                 self._step_down(channel, f"{src} asked past our committed {home.committed}")
                 return
-            if args.get("subscribe", True):
+            if op.subscribe:
                 home.remote_subs.add(src)
-            frm = args.get("from")
-            replay = home.log.replay_after(frm, home.committed) if isinstance(frm, str) and frm else None
-            stream_from = args.get("stream_from")
-            stream = (
-                home.log.replay_after(stream_from, home.committed)
-                if isinstance(stream_from, str) and stream_from
-                else None
-            )
+            frm = op.from_serial
+            replay = home.log.replay_after(frm, home.committed) if frm else None
+            stream_from = op.stream_from
+            stream = home.log.replay_after(stream_from, home.committed) if stream_from else None
             reply(
                 True,
                 {
@@ -401,38 +391,38 @@ class HomeSide:
         self._with_home(now_ms, channel, then)
 
     def _serve_publish(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, pub: O.Publish, reply: Callable[[bool, Any], None]
     ) -> None:
+        channel = pub.channel
         if self.home_of(channel) != self.node_id:
-            reply(False, f"not home for {channel}")
+            reply(False, O.Refused(O.Refusal.NOT_HOME, f"not home for {channel}"))
             return
 
         def done(serials: list[str] | None, error: ErrorInfo | None) -> None:
             if serials is not None:
-                reply(True, serials)
+                reply(True, O.PublishReply(O.Outcome.NUMBERED, tuple(serials)).to_wire())
             else:  # refused for certain (never numbered, or cut from the log): relay the NACK
                 info = error or unavailable(channel)
-                reply(True, {"refused": True, "error": info.to_wire()})
+                reply(True, O.PublishReply(O.Outcome.REFUSED, error=info).to_wire())
 
         def then(ok: bool) -> None:
             if not ok:
-                reply(False, f"acquiring: {channel} is being acquired elsewhere")
+                reply(False, O.Refused(O.Refusal.ACQUIRING, f"{channel} is being acquired elsewhere"))
+                return
+            if self.homes[channel].waits_for(pub):
+                reply(False, O.Refused(O.Refusal.OUT_OF_ORDER, f"msgSerial {pub.after} is not numbered yet"))
                 return
             self._append(
                 self.now_ms,
-                channel,
-                str(args["conn"]),
-                int(args["msg_serial"]),
-                list(args["messages"]),
-                dict(args["envelope"]),
+                pub,
                 done,
-                lambda: reply(False, f"{channel} changed home; retry"),
+                lambda: reply(False, O.Refused(O.Refusal.CHANGED_HOME, f"{channel} changed home; retry")),
             )
 
         self._with_home(now_ms, channel, then)
 
     def _serve_log_fetch(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, channel: str, reply: Callable[[bool, Any], None]
     ) -> None:
         home = self.homes.get(channel)
         if home is None:
@@ -469,28 +459,29 @@ class HomeSide:
             hand_over()
 
     def _serve_replicate(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, op: O.Replicate, reply: Callable[[bool, Any], None]
     ) -> None:
+        channel, entry = op.channel, op.entry
         copy = self.replicas.get(channel)
-        entry = Entry.from_wire(args["entry"])
         if channel in self.homes:
             # We hold the home ourselves: the sender is a stale home (e.g. just back from a
             # partition). Acknowledging would let it ACK serials we number too.
             log.warning("channel.replicate_refused", channel=channel, sender=src, reason="we are home")
-            reply(False, "not your replica: this node is home")
+            reply(False, O.Refused(O.Refusal.NOT_REPLICA, "not your replica: this node is home"))
             return
         if copy is None or not copy.install(now_ms, entry):
-            reply(False, "resync")
+            reply(False, O.Refused(O.Refusal.RESYNC, "send the whole log"))
             return
         copy.advance_presence()
         reply(True, entry.last_seq)
 
     def _serve_replica_sync(
-        self, now_ms: int, src: str, channel: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, op: O.ReplicaSync, reply: Callable[[bool, Any], None]
     ) -> None:
+        channel = op.channel
         lg = ChannelLog.from_snapshot(
             channel,
-            args["log"],
+            op.log,
             now_ms=now_ms,
             max_messages=self.config.channel_log_max_messages,
             retention_ms=self.config.retention_ms,
@@ -510,7 +501,7 @@ class HomeSide:
                 theirs=lg.last_seq,
                 ours=None if held is None else held.last_seq,
             )
-            reply(False, f"{STALE}: this node holds a longer copy or is home")
+            reply(False, O.Refused(O.Refusal.STALE, "this node holds a longer copy or is home"))
             return
         self.replicas[channel] = lg
         reply(True, lg.last_seq)

@@ -36,17 +36,20 @@ from typing import Any, Protocol
 
 import structlog
 
+from frontend import peerops as O
 from frontend.auth import Authenticator, AuthError, Identity
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
-from frontend.ownership import SESSION_OPS, Ownership
+from frontend.ownership import Ownership
 from frontend.presence import Presence
 from frontend.pubsub import PubSub, server_message
 from frontend.session import Session, SessionState
+from frontend.takeover import Takeover
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
+from kernel.placement import ClusterView
 from kernel.protocol import Action, Encoded, ProtocolMessage
 
 log = structlog.get_logger("continuity.frontend")
@@ -105,6 +108,7 @@ class FrontendNode(PubSub):
         self._expiry: list[tuple[int, str]] = []
         self._next_sweep = 0
         self.ownership = Ownership(self)
+        self.takeover = Takeover(self)
         self.presence = Presence(self)
         # Called when sessions or channel homes go away (the drain waits on it).
         self.on_change: Callable[[], None] = lambda: None
@@ -415,19 +419,27 @@ class FrontendNode(PubSub):
     # Peers
 
     def handle_peer_request(
-        self, now_ms: int, src: str, op: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, op: O.PeerOp, reply: Callable[[bool, Any], None]
     ) -> None:
         """A request from another frontend; ``reply(ok, result)`` exactly once."""
-        if op in SESSION_OPS:
-            self.ownership.handle_request(now_ms, src, op, args, reply)
-        else:
-            self.channels.handle_request(now_ms, src, op, args, reply)
+        match op:
+            case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
+                self.ownership.handle_request(now_ms, src, op, reply)
+            case _:
+                self.channels.handle_request(now_ms, src, op, reply)
 
-    def handle_peer_push(self, now_ms: int, src: str, op: str, args: dict[str, Any]) -> None:
-        if op in SESSION_OPS:
-            self.ownership.handle_push(now_ms, src, op, args)
-        else:
-            self.channels.handle_push(now_ms, src, op, args)
+    def handle_peer_push(self, now_ms: int, src: str, op: O.PeerOp) -> None:
+        match op:
+            case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
+                self.ownership.handle_push(now_ms, src, op)
+            case _:
+                self.channels.handle_push(now_ms, src, op)
+
+    def apply_view(self, now_ms: int, view: ClusterView) -> None:
+        """A new cluster map: re-place channels, re-send unconfirmed discards, re-pick secondaries."""
+        self.channels.set_view(now_ms, view)
+        self.ownership.resend_discards(view.alive)
+        self.ownership.reassign_secondaries()
 
     def refresh_gauges(self) -> None:
         """Recompute gauges that are too costly to keep current on every event."""

@@ -1,6 +1,6 @@
 """Ownership: replicate connection state to its secondary, hand it over, adopt it, discard stale copies.
 
-See ``replication.py`` for the theory of operation. This is the node-facing half:
+See ``session_copies.py`` for the theory of operation. This is the node-facing half:
 it reads and changes the node's sessions, and talks to peers only through the
 bus's non-blocking ``push``/``request``. Pure apart from that: times come in.
 """
@@ -13,16 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from frontend.replication import SessionCopies, Tombstones
+from frontend import peerops as O
 from frontend.session import Session, SessionState
+from frontend.session_copies import SessionCopies, Tombstones
 from kernel.keys import ConnectionKey
 
 if TYPE_CHECKING:
     from frontend.node import FrontendNode
 
 log = structlog.get_logger("continuity.frontend")
-
-SESSION_OPS = frozenset({"session_put", "session_fetch", "handover", "discard"})
 
 
 class Ownership:
@@ -45,7 +44,7 @@ class Ownership:
         bus = self.node.channels.bus
         if bus is None or s.secondary is None or s.terminal:
             return
-        bus.push(s.secondary, "session_put", {"state": s.to_wire()})
+        bus.push(s.secondary, O.SessionPut(state=s.to_wire()))
 
     def reassign_secondaries(self) -> None:
         """After a map change: sessions whose secondary is gone get a live one, and a fresh copy."""
@@ -136,38 +135,36 @@ class Ownership:
                 if not pending:
                     del self.discards[peer]
 
-        bus.request(peer, "discard", {"id": conn_id, "epoch": epoch}, confirmed, 2.0)
+        bus.request(peer, O.Discard(connection_id=conn_id, epoch=epoch), confirmed, 2.0)
 
     # -- requests and pushes from peers ---------------------------------------
     def handle_request(
-        self, now_ms: int, src: str, op: str, args: dict[str, Any], reply: Callable[[bool, Any], None]
+        self, now_ms: int, src: str, op: O.SessionOp, reply: Callable[[bool, Any], None]
     ) -> None:
-        conn_id = args.get("id")
-        if not isinstance(conn_id, str):
-            reply(False, "bad request: no connection id")
-            return
-        if op == "session_fetch":
-            reply(True, {"state": self.copies.get(now_ms, conn_id)})
-        elif op == "handover":
-            reply(True, self._hand_over(now_ms, src, conn_id, int(args.get("epoch", 0))))
-        elif op == "session_put":
-            taken = self.copies.put(now_ms, dict(args["state"]))
-            if taken:
-                self.node.presence.copy_put(now_ms, src, args["state"])
-            reply(taken, None)
-        elif op == "discard":
-            self._discard(now_ms, conn_id, int(args.get("epoch", 0)))
-            reply(True, None)
-        else:
-            reply(False, f"unknown op {op}")
+        match op:
+            case O.SessionFetch(connection_id=conn_id):
+                reply(True, {"state": self.copies.get(now_ms, conn_id)})
+            case O.Handover(connection_id=conn_id, epoch=epoch):
+                reply(True, self._hand_over(now_ms, src, conn_id, epoch))
+            case O.SessionPut(state=state):
+                if self.copies.put(now_ms, dict(state)):
+                    self.node.presence.copy_put(now_ms, src, state)
+                    reply(True, None)
+                else:
+                    reply(False, O.Refused(O.Refusal.STALE, "a newer copy is held"))
+            case O.Discard(connection_id=conn_id, epoch=epoch):
+                self._discard(now_ms, conn_id, epoch)
+                reply(True, None)
 
-    def handle_push(self, now_ms: int, src: str, op: str, args: dict[str, Any]) -> None:
-        conn_id = args.get("id")
-        if op == "session_put" and isinstance(args.get("state"), dict):
-            if self.copies.put(now_ms, args["state"]):
-                self.node.presence.copy_put(now_ms, src, args["state"])
-        elif op == "discard" and isinstance(conn_id, str):
-            self._discard(now_ms, conn_id, int(args.get("epoch", 0)))
+    def handle_push(self, now_ms: int, src: str, op: O.SessionOp) -> None:
+        match op:
+            case O.SessionPut(state=state):
+                if self.copies.put(now_ms, state):
+                    self.node.presence.copy_put(now_ms, src, state)
+            case O.Discard(connection_id=conn_id, epoch=epoch):
+                self._discard(now_ms, conn_id, epoch)
+            case _:
+                log.warning("peer.unexpected_push", peer=src, op=op.OP)
 
     def _hand_over(self, now_ms: int, src: str, conn_id: str, key_epoch: int) -> dict[str, Any]:
         node = self.node

@@ -4,8 +4,11 @@ Each node dials every peer it needs to talk to and *sends* only on its own
 dialed link, so whatever A sends B (requests, replies, pushes) arrives in
 order. Inbound links are only read. Requests carry ids and a deadline; a lost
 link or an elapsed deadline fails the request at once (``on_reply(False,
-reason)``), so callers retry rather than hang.
+Refused(...))``), so callers retry rather than hang.
 
+This is the edge of the typed peer protocol (``peerops``): requests and pushes
+are sent as records and decoded into records here, once; one that does not
+decode is counted and dropped (a request is answered ``BAD_REQUEST``).
 Handlers run synchronously in the inbound reader task: the node core stays
 free of ``await``.
 """
@@ -21,13 +24,15 @@ from typing import Any
 import structlog
 import trio
 
+from frontend import peerops as O
 from frontend import peerwire as W
+from kernel.errors import RemoteProtocolError
 
 log = structlog.get_logger("continuity.peer")
 
 ReplyCallback = Callable[[bool, Any], None]
-RequestHandler = Callable[[str, W.Request, Callable[[bool, Any], None]], None]
-PushHandler = Callable[[str, str, dict[str, Any]], None]
+RequestHandler = Callable[[str, O.PeerOp, Callable[[bool, Any], None]], None]
+PushHandler = Callable[[str, O.PeerOp], None]
 
 RECONNECT_MIN_S = 0.05
 RECONNECT_MAX_S = 1.0
@@ -85,16 +90,19 @@ class PeerBus:
         on_rejected: Callable[[str], None] | None = None,
         on_refused: Callable[[str], None] | None = None,
         on_connected: Callable[[str], None] | None = None,
+        on_bad_op: Callable[[str], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self._secrets = list(secrets)
         self._on_request = on_request
         self.stale_requests = 0  # requests dropped because they arrived after their deadline
+        self.bad_ops = 0  # requests and pushes that did not decode (answered BAD_REQUEST / dropped)
         self._on_push = on_push
         self._on_rejected = on_rejected or (lambda reason: None)
         # A refused TCP connect means nothing listens there: the peer process is gone.
         self._on_refused = on_refused or (lambda peer: None)
         self._on_connected = on_connected or (lambda peer: None)
+        self._on_bad_op = on_bad_op or (lambda reason: None)
         self._addresses: dict[str, tuple[str, int]] = {}
         self._links: dict[str, _Link] = {}
         self._pending: dict[int, tuple[str, float, ReplyCallback]] = {}
@@ -121,7 +129,7 @@ class PeerBus:
         for req_id, (p, _, cb) in list(self._pending.items()):
             if p == peer:
                 del self._pending[req_id]
-                cb(False, reason)
+                cb(False, O.Refused(O.Refusal.LOST, reason))
 
     def _link(self, peer: str) -> _Link | None:
         link = self._links.get(peer)
@@ -135,13 +143,11 @@ class PeerBus:
         return link
 
     # -- sending --------------------------------------------------------------
-    def request(
-        self, peer: str, op: str, args: dict[str, Any], on_reply: ReplyCallback, timeout_s: float = 5.0
-    ) -> None:
-        """Send a request; ``on_reply(ok, result)`` is called exactly once."""
+    def request(self, peer: str, op: O.PeerOp, on_reply: ReplyCallback, timeout_s: float = 5.0) -> None:
+        """Send a request; ``on_reply(ok, result)`` is called exactly once (a failure is ``Refused``)."""
         link = self._link(peer)
         if link is None:
-            on_reply(False, f"no link to {peer}")
+            on_reply(False, O.Refused(O.Refusal.UNSENT, f"no link to {peer}"))
             return
         req_id = self._next_id
         self._next_id += 1
@@ -149,10 +155,10 @@ class PeerBus:
         # The receiver drops a request that arrives after this: a partition can hold it in a TCP
         # buffer for as long as it lasts, and by then the caller has retried (bench/chaos saw a
         # publish executed 25 s late, past the dedupe window, numbered twice).
-        stamped = {**args, DEADLINE_ARG: _wall_ms() + int(timeout_s * 1000)}
-        link.send(W.encode(W.Request(req_id=req_id, op=op, args=stamped)))
+        stamped = {**op.to_args(), DEADLINE_ARG: _wall_ms() + int(timeout_s * 1000)}
+        link.send(W.encode(W.Request(req_id=req_id, op=op.OP, args=stamped)))
 
-    async def call(self, peer: str, op: str, args: dict[str, Any], timeout_s: float = 5.0) -> Any:
+    async def call(self, peer: str, op: O.PeerOp, timeout_s: float = 5.0) -> Any:
         """Send a request and wait for its result; raise PeerError on failure."""
         done = trio.Event()
         box: list[Any] = []
@@ -161,24 +167,26 @@ class PeerBus:
             box.append((ok, result))
             done.set()
 
-        self.request(peer, op, args, on_reply, timeout_s)
+        self.request(peer, op, on_reply, timeout_s)
         await done.wait()
         ok, result = box[0]
         if not ok:
-            raise PeerError(str(result))
+            raise PeerError(result.reason if isinstance(result, O.Refused) else str(result))
         return result
 
-    def push(self, peer: str, op: str, args: dict[str, Any]) -> bool:
+    def push(self, peer: str, op: O.PeerOp) -> bool:
         """Send a one-way message; False if there is no way to reach ``peer``."""
         link = self._link(peer)
         if link is None:
             return False
-        link.send(W.encode(W.Push(op=op, args=args)))
+        link.send(W.encode(W.Push(op=op.OP, args=op.to_args())))
         return True
 
     def _reply(self, peer: str, req_id: int, ok: bool, result: Any) -> None:
         link = self._link(peer)
         if link is not None:
+            if isinstance(result, O.Refused):
+                result = result.to_wire()
             link.send(W.encode(W.Reply(req_id=req_id, ok=ok, result=result)))
 
     # -- tasks ----------------------------------------------------------------
@@ -201,7 +209,7 @@ class PeerBus:
             for req_id, (peer, deadline, cb) in list(self._pending.items()):
                 if deadline <= now:
                     del self._pending[req_id]
-                    cb(False, f"request to {peer} timed out")
+                    cb(False, O.Refused(O.Refusal.LOST, f"request to {peer} timed out"))
 
     async def _run_link(self, link: _Link) -> None:
         delay = RECONNECT_MIN_S
@@ -277,7 +285,8 @@ class PeerBus:
             pending = self._pending.get(frame.req_id)
             if pending is not None and pending[0] == peer:
                 del self._pending[frame.req_id]
-                pending[2](frame.ok, frame.result)
+                result = frame.result if frame.ok else O.Refused.from_wire(frame.result)
+                pending[2](frame.ok, result)
         elif isinstance(frame, W.Request):
             req_id = frame.req_id
             deadline = frame.args.get(DEADLINE_ARG)
@@ -285,6 +294,22 @@ class PeerBus:
                 self.stale_requests += 1
                 log.warning("peer.stale_request", peer=peer, op=frame.op, late_ms=_wall_ms() - deadline)
                 return  # its caller timed out long ago and has retried: never execute it now
-            self._on_request(peer, frame, lambda ok, result: self._reply(peer, req_id, ok, result))
+            try:
+                op = O.decode(frame.op, frame.args)
+            except RemoteProtocolError as exc:
+                self._bad_op(peer, frame.op, exc)
+                self._reply(peer, req_id, False, O.Refused(O.Refusal.BAD_REQUEST, str(exc)))
+                return
+            self._on_request(peer, op, lambda ok, result: self._reply(peer, req_id, ok, result))
         else:
-            self._on_push(peer, frame.op, frame.args)
+            try:
+                op = O.decode(frame.op, frame.args)
+            except RemoteProtocolError as exc:
+                self._bad_op(peer, frame.op, exc)
+                return
+            self._on_push(peer, op)
+
+    def _bad_op(self, peer: str, op: str, exc: Exception) -> None:
+        self.bad_ops += 1
+        self._on_bad_op(str(exc))
+        log.warning("peer.bad_op", peer=peer, op=op[:40], reason=str(exc))

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
+from frontend.peerops import Publish
 from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, sync_pages
 from frontend.session import Session, SessionState
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
@@ -179,7 +180,10 @@ class Presence:
             "connectionId": conn,
             "timestamp": now_ms,
         }
-        self.node.channels.publish(now_ms, channel, conn, msg_serial, events, envelope, done)
+        pub = Publish(
+            channel=channel, connection_id=conn, msg_serial=msg_serial, messages=events, envelope=envelope
+        )
+        self.node.channels.publish(now_ms, pub, done)
 
     # ------------------------------------------------------------------
     # Attach: HAS_PRESENCE and SYNC

@@ -21,6 +21,7 @@ from frontend.channel_log import Entry, parse_serial
 from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
+from frontend.peerops import Publish
 from frontend.session import ChannelCursor, Session
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
@@ -384,7 +385,10 @@ class PubSub:
             "connectionId": conn,
             "timestamp": now_ms,
         }
-        self.channels.publish(now_ms, channel, conn, msg_serial, stamped, envelope, done)
+        pub = Publish(
+            channel=channel, connection_id=conn, msg_serial=msg_serial, messages=stamped, envelope=envelope
+        )
+        self.channels.publish(now_ms, pub, done)
 
     def fan_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
         """Queue one shared frame on every subscribing transport of ``channel``."""

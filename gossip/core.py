@@ -36,7 +36,6 @@ rumours have run out of retransmissions.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from . import formulas
 from .config import GossipConfig
@@ -51,6 +50,7 @@ from .members import (
     Verdict,
     precedence,
 )
+from .tallies import Counters, Outgoing, Probe, Relay
 from .wire import (
     ARRAY_HEADER_BYTES,
     ENVELOPE_OVERHEAD,
@@ -79,64 +79,7 @@ from .wire import (
 
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outgoing:
-    """Bytes to send to `dst`: a datagram, or with `stream=True` one message over a TCP connection."""
-
-    dst: Address
-    data: bytes
-    stream: bool = False
-
-
-@dataclass(slots=True, kw_only=True)
-class Counters:
-    """Traffic and drop counters of one member (exposed as `Member.counters`)."""
-
-    packets_sent: int = 0
-    bytes_sent: int = 0
-    packets_received: int = 0
-    bytes_received: int = 0
-    streams_sent: int = 0
-    streams_received: int = 0
-    dropped_malformed: int = 0
-    dropped_unauthenticated: int = 0
-    dropped_oversized: int = 0
-    dropped_version: int = 0
-    probes: int = 0
-    probe_failures: int = 0
-    refutations: int = 0
-
-    @property
-    def dropped(self) -> int:
-        """Return the number of packets dropped for any reason."""
-        return (
-            self.dropped_malformed
-            + self.dropped_unauthenticated
-            + self.dropped_oversized
-            + self.dropped_version
-        )
-
-
-@dataclass(slots=True, kw_only=True)
-class _Probe:
-    target: str
-    seq: int
-    timeout_at: float  # send indirect pings if no ack by then
-    indirect_sent: bool = False
-    acked: bool = False
-    expected_nacks: int = 0
-    nacks: int = 0
-
-
-@dataclass(slots=True, kw_only=True)
-class _Relay:
-    """An indirect ping we are doing on behalf of `requester`."""
-
-    requester: Address
-    their_seq: int
-    nack: bool
-    deadline: float
+__all__ = ["Counters", "Outgoing", "SwimCore"]
 
 
 class SwimCore:
@@ -168,10 +111,10 @@ class SwimCore:
         self._members: dict[str, MemberRecord] = {name: self._self}
         self._awareness = 0
         self._seq = 0
-        self._probe: _Probe | None = None
+        self._probe: Probe | None = None
         self._probe_order: list[str] = []
         self._probe_index = 0
-        self._relays: dict[int, _Relay] = {}
+        self._relays: dict[int, Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
         self._queue = RumourQueue()
         self._out: list[Outgoing] = []
@@ -317,7 +260,7 @@ class SwimCore:
 
     def handle_indirect_ping(self, now: float, src: Address, msg: IndirectPing) -> None:
         seq = self._next_seq()
-        self._relays[seq] = _Relay(
+        self._relays[seq] = Relay(
             requester=src, their_seq=msg.seq, nack=msg.nack, deadline=now + self.config.probe_timeout
         )
         self._send(msg.target_address, [encode_message(Ping(seq=seq, target=msg.target))])
@@ -510,14 +453,14 @@ class SwimCore:
             return
         rec = self._members[target]
         seq = self._next_seq()
-        self._probe = _Probe(target=target, seq=seq, timeout_at=now + self._scaled(self.config.probe_timeout))
+        self._probe = Probe(target=target, seq=seq, timeout_at=now + self._scaled(self.config.probe_timeout))
         self.counters.probes += 1
         messages = [encode_message(Ping(seq=seq, target=target))]
         if rec.state == MemberState.SUSPECT and self.config.lifeguard:  # buddy system: tell it at once
             messages.append(encode_message(Suspect(name=target, incarnation=rec.incarnation, by=self.name)))
         self._send(rec.address, messages)
 
-    def _send_indirect(self, now: float, p: _Probe) -> None:
+    def _send_indirect(self, now: float, p: Probe) -> None:
         p.indirect_sent = True
         target = self._members.get(p.target)
         if target is None:
@@ -534,7 +477,7 @@ class SwimCore:
             msg = IndirectPing(seq=p.seq, target=p.target, target_address=target.address, nack=nack)
             self._send(peer.address, [encode_message(msg)])
 
-    def _probe_failed(self, now: float, p: _Probe) -> None:
+    def _probe_failed(self, now: float, p: Probe) -> None:
         self.counters.probe_failures += 1
         if p.expected_nacks > 0:
             self._apply_awareness(max(0, p.expected_nacks - p.nacks))

@@ -12,6 +12,7 @@ from typing import Any
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
+from frontend.peerops import Publish
 from kernel.placement import ClusterView, Peer
 
 TTL_MS = 10_000
@@ -23,19 +24,17 @@ class MemoryBus:
     def __init__(self, cluster: dict[str, ChannelService], me: str, now: Callable[[], int]) -> None:
         self.cluster, self.me, self.now = cluster, me, now
 
-    def request(
-        self, peer: str, op: str, args: dict[str, Any], on_reply: Any, timeout_s: float = 3.0
-    ) -> None:
+    def request(self, peer: str, op: Any, on_reply: Any, timeout_s: float = 3.0) -> None:
         target = self.cluster.get(peer)
         if target is None:
             on_reply(False, "no link to " + peer)
             return
-        target.handle_request(self.now(), self.me, op, args, on_reply)
+        target.handle_request(self.now(), self.me, op, on_reply)
 
-    def push(self, peer: str, op: str, args: dict[str, Any]) -> bool:
+    def push(self, peer: str, op: Any) -> bool:
         target = self.cluster.get(peer)
         if target is not None:
-            target.handle_push(self.now(), self.me, op, args)
+            target.handle_push(self.now(), self.me, op)
         return target is not None
 
 
@@ -61,6 +60,11 @@ def cluster() -> tuple[dict[str, ChannelService], list[int]]:
     return services, clock
 
 
+def pub(channel: str, msg_serial: int, data: int) -> Publish:
+    messages = [{"name": "n", "data": data}]
+    return Publish(channel=channel, connection_id="conn", msg_serial=msg_serial, messages=messages, envelope={})
+
+
 def view(services: dict[str, ChannelService], now: int, dead: tuple[str, ...]) -> None:
     v = ClusterView({n: Peer(node_id=n, role="frontend", zone=z, alive=n not in dead) for n, z in NODES})
     for name, svc in services.items():
@@ -75,7 +79,7 @@ def test_an_idle_channels_position_survives_its_homes_loss() -> None:
     channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
     home = services["fe-a1"]
     acked: list[list[str] | None] = []
-    home.publish(0, channel, "conn", 0, [{"name": "n", "data": 1}], {}, lambda s, e: acked.append(s))
+    home.publish(0, pub(channel, 0, 1), lambda s, e: acked.append(s))
     assert acked and acked[0] is not None
     epoch = acked[0][0].rpartition(":")[0]
     retention = TTL_MS + IDLE_MS
@@ -101,9 +105,7 @@ def test_a_dropped_stream_restarts_from_its_subscribers_serials_not_with_90003()
     channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
     acked: list[list[str] | None] = []
     for n in range(5):
-        services["fe-a1"].publish(
-            0, channel, "conn", n, [{"name": "n", "data": n}], {}, lambda s, e: acked.append(s)
-        )
+        services["fe-a1"].publish(0, pub(channel, n, n), lambda s, e: acked.append(s))
     epoch = acked[0][0].rpartition(":")[0] if acked[0] else ""
     follower = services["fe-b1"]
     fanned: list[tuple[int, int]] = []
@@ -123,7 +125,7 @@ def test_a_dropped_stream_restarts_from_its_subscribers_serials_not_with_90003()
 def test_a_subscriber_in_another_epoch_still_gets_90003() -> None:
     services, _ = cluster()
     channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
-    services["fe-a1"].publish(0, channel, "conn", 0, [{"name": "n", "data": 0}], {}, lambda s, e: None)
+    services["fe-a1"].publish(0, pub(channel, 0, 0), lambda s, e: None)
     follower = services["fe-b1"]
     lost: list[str] = []
     follower._lost = lambda now, ch, last: lost.append(last)

@@ -414,11 +414,11 @@ class RecordingBus:
     def __init__(self) -> None:
         self.pushes: list[tuple[str, str, dict]] = []
 
-    def push(self, peer, op, args):
-        self.pushes.append((peer, op, args))
+    def push(self, peer, op):
+        self.pushes.append((peer, op.OP, op))
         return True
 
-    def request(self, peer, op, args, on_reply, timeout_s=3.0):
+    def request(self, peer, op, on_reply, timeout_s=3.0):
         pass
 
 

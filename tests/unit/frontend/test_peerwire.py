@@ -109,10 +109,15 @@ def test_a_request_arriving_after_its_deadline_is_never_executed() -> None:
     from frontend.peer import DEADLINE_ARG, PeerBus, _wall_ms
 
     seen: list[str] = []
-    bus = PeerBus("fe-a1", ["s" * 32], on_request=lambda peer, req, reply: seen.append(req.op),
-                  on_push=lambda peer, op, args: None)
-    bus._dispatch("fe-b1", W.Request(req_id=1, op="publish", args={DEADLINE_ARG: _wall_ms() - 25_000}))
+    bus = PeerBus("fe-a1", ["s" * 32], on_request=lambda peer, op, reply: seen.append(op.OP),
+                  on_push=lambda peer, op: None)
+    pub = {"channel": "ch", "conn": "c", "msg_serial": 0, "messages": [{"data": 1}], "envelope": {}}
+    bus._dispatch("fe-b1", W.Request(req_id=1, op="publish", args={**pub, DEADLINE_ARG: _wall_ms() - 25_000}))
     assert seen == [] and bus.stale_requests == 1
-    bus._dispatch("fe-b1", W.Request(req_id=2, op="publish", args={DEADLINE_ARG: _wall_ms() + 3_000}))
-    bus._dispatch("fe-b1", W.Request(req_id=3, op="attach", args={}))  # an older sender: no deadline
+    bus._dispatch("fe-b1", W.Request(req_id=2, op="publish", args={**pub, DEADLINE_ARG: _wall_ms() + 3_000}))
+    bus._dispatch("fe-b1", W.Request(req_id=3, op="attach", args={"channel": "ch"}))  # no deadline
     assert seen == ["publish", "attach"] and bus.stale_requests == 1
+    # A request that does not decode is counted and dropped, never handed to the node.
+    bus._dispatch("fe-b1", W.Request(req_id=4, op="attach", args={}))
+    bus._dispatch("fe-b1", W.Push(op="deliver", args={"channel": "ch", "entry": "x"}))
+    assert seen == ["publish", "attach"] and bus.bad_ops == 2

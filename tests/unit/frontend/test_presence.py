@@ -8,6 +8,7 @@ import random
 from frontend.channel_log import ChannelLog
 from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
+from frontend.peerops import Discard, SessionPut
 from frontend.presence_set import PresenceAction, PresenceSet, newer, synthesized
 from frontend.testing import MemoryOutlet
 from kernel.errors import ErrorCode
@@ -299,7 +300,7 @@ def test_copy_holder_leaves_once_when_the_copy_of_a_dead_owner_expires_unclaimed
     node = make_node()
     _with_owner(node, 0, alive=True)
     state, conn, observer = _copy_of_a_member(node, 1)
-    node.handle_peer_push(2, "fe-owner", "session_put", {"state": state})
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
     _with_owner(node, 5_000, alive=False)  # seen dead (or partitioned away) from here
     for t in range(6_000, 2 + COPY_TTL, 1000):
         node.tick(t)
@@ -316,14 +317,14 @@ def test_copy_holder_never_leaves_for_an_owner_that_is_alive_or_a_connection_tak
     node = make_node()
     _with_owner(node, 0, alive=True)
     state, conn, observer = _copy_of_a_member(node, 1)
-    node.handle_peer_push(2, "fe-owner", "session_put", {"state": state})
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
     for t in range(1_000, 3 * COPY_TTL, 1000):  # alive: its own timers rule, however old the copy
         node.tick(t)
     assert events(observer.recv()) == []
     _with_owner(node, 3 * COPY_TTL, alive=False)
     # A takeover elsewhere tells every frontend to discard older copies.
     node.handle_peer_request(
-        3 * COPY_TTL, "fe-new", "discard", {"id": conn, "epoch": state["epoch"] + 1}, lambda ok, r: None
+        3 * COPY_TTL, "fe-new", Discard(connection_id=conn, epoch=state["epoch"] + 1), lambda ok, r: None
     )
     for t in range(3 * COPY_TTL, 6 * COPY_TTL, 1000):
         node.tick(t)
@@ -334,7 +335,7 @@ def test_a_copy_rewritten_by_a_new_owner_is_watched_for_that_owner():
     node = make_node()
     _with_owner(node, 0, alive=False)
     state, _, observer = _copy_of_a_member(node, 1)
-    node.handle_peer_push(2, "fe-new", "session_put", {"state": {**state, "epoch": state["epoch"] + 1}})
+    node.handle_peer_push(2, "fe-new", SessionPut(state={**state, "epoch": state["epoch"] + 1}))
     for t in range(1_000, 3 * COPY_TTL, 1000):  # fe-new is alive: nothing is left on its behalf
         node.tick(t)
     assert events(observer.recv()) == []

@@ -1,0 +1,176 @@
+"""Takeover: the pure steps by which a frontend takes over a connection another node owns.
+
+Theory of operation
+-------------------
+A resume or recover whose key names another owner reaches this node when the
+router could not reach the owner (or the owner is draining). Before the node
+answers it, ``prepare`` takes the connection over:
+
+1. A tombstone here (we handed it over, or its client closed it) ends it: the
+   node then answers the old key in-band (80008).
+2. If the owner is alive in our map, it is asked to hand the state over
+   (``Handover``); it closes its transports and leaves a tombstone naming us.
+3. Otherwise (or if it did not answer) the state comes from our own copy, or
+   from the secondaries, then any live frontend (``SessionFetch``).
+4. The state is adopted under a higher epoch and a new key; the old owner and
+   secondary are told to discard what they hold below it (fencing).
+
+Takeovers of one connection are serialized. A client that retries with the key
+a takeover already replaced, before it saw the new one, gets the same
+connection back (c257f29). Pure: time comes in; peers are reached through the
+non-blocking ``Bus`` and every step continues in its reply callback, so the
+trio driver (``cluster.py``) and the simulation (``sim.py``) run the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from frontend import peerops as O
+from kernel.keys import InvalidKey
+
+if TYPE_CHECKING:
+    from frontend.node import FrontendNode
+
+log = structlog.get_logger("continuity.cluster")
+
+TAKEOVER_RPC_TIMEOUT_S = 2.0
+
+Params = Mapping[str, str]
+
+
+class Takeover:
+    def __init__(self, node: FrontendNode) -> None:
+        self.node = node
+        self._taking: dict[str, list[Callable[[], None]]] = {}  # conn_id -> prepares waiting for it
+
+    def busy(self) -> bool:
+        return bool(self._taking)
+
+    def prepare(self, now_ms: int, params: Params, done: Callable[[Params], None]) -> None:
+        """Take the connection a resume/recover names over if another node owns it; then
+        ``done(params)`` with the params to connect with (the key replaced by our new key after a
+        takeover, unchanged when no state can be found: the node then answers in-band)."""
+        node = self.node
+        param = "resume" if params.get("resume") else "recover" if params.get("recover") else None
+        if param is None or node.channels.bus is None:
+            done(params)
+            return
+        text = params[param]
+        try:
+            key = node.signer.verify(text)
+        except InvalidKey:
+            done(params)
+            return
+        conn_id = key.connection_id
+        if conn_id in self._taking:
+            self._taking[conn_id].append(lambda: self.prepare(node.channels.now_ms, params, done))
+            return
+        current = node.sessions.get(conn_id)
+        if current is not None and current.key == text:
+            current.key_confirmed = True
+            done(params)  # ours already
+            return
+        if current is not None and current.epoch > key.epoch:
+            if current.replaced_key == text and not current.key_confirmed:
+                # We took it over for this very key, but the client gave up on that attempt
+                # before it saw the new key (e.g. it fell back to another transport): the same
+                # connection, no ping-pong (it stays here).
+                log.info("connection.takeover_repeated", connection_id=conn_id, epoch=current.epoch)
+                done({**params, param: current.key})
+                return
+            done(params)  # an older key after the client has the new one: never taken back (80008)
+            return
+        self._taking[conn_id] = []
+
+        def finished(new_key: str | None) -> None:
+            waiting = self._taking.pop(conn_id, [])
+            out = params
+            if new_key is not None:
+                taken = node.sessions.get(conn_id)
+                if taken is not None and taken.key == new_key:
+                    taken.replaced_key, taken.key_confirmed = text, False
+                out = {**params, param: new_key}
+            done(out)
+            for again in waiting:
+                again()
+
+        self._take_over(now_ms, key.owner, key.secondary, conn_id, key.epoch, finished)
+
+    def _take_over(
+        self,
+        now_ms: int,
+        owner: str,
+        secondary: str | None,
+        conn_id: str,
+        key_epoch: int,
+        done: Callable[[str | None], None],
+    ) -> None:
+        node = self.node
+        bus = node.channels.bus
+        assert bus is not None
+        view = node.channels.view
+        if node.ownership.tombstones.get(now_ms, conn_id) is not None:
+            done(None)  # handed over from here already: an old key never takes it back
+            return
+
+        def adopt(state: dict[str, Any] | None, source: str | None) -> None:
+            if state is None or int(state["epoch"]) > key_epoch:
+                node.metrics.takeover_failures.inc()
+                log.info("connection.takeover_failed", connection_id=conn_id, owner=owner)
+                done(None)
+                return
+            s = node.ownership.adopt(node.channels.now_ms, state, key_epoch)
+            log.info(
+                "connection.takeover", connection_id=conn_id, old_owner=owner, source=source, epoch=s.epoch
+            )
+            node.ownership.remember_discard(owner, conn_id, s.epoch)
+            if secondary != s.secondary:
+                node.ownership.remember_discard(secondary, conn_id, s.epoch)
+            done(s.key)
+
+        def from_copies() -> None:
+            state = node.ownership.copies.get(node.channels.now_ms, conn_id)
+            if state is not None:
+                adopt(state, node.node_id)
+                return
+            # The secondaries first; then anyone (a draining owner may have left its copy elsewhere).
+            candidates = [secondary, node.channels.placement.connection_secondary(conn_id, owner)]
+            candidates += [p.node_id for p in view.frontends()]
+            order = list(dict.fromkeys(c for c in candidates if c and c != node.node_id and view.alive(c)))
+            ask(order)
+
+        def ask(order: list[str]) -> None:
+            if not order:
+                adopt(None, None)
+                return
+            cand, rest = order[0], order[1:]
+
+            def answered(ok: bool, res: Any) -> None:
+                if ok and isinstance(res, dict) and isinstance(res.get("state"), dict):
+                    adopt(res["state"], cand)
+                else:
+                    ask(rest)
+
+            bus.request(cand, O.SessionFetch(connection_id=conn_id), answered, TAKEOVER_RPC_TIMEOUT_S)
+
+        if owner == node.node_id or not view.alive(owner):
+            from_copies()
+            return
+
+        def handed(ok: bool, res: Any) -> None:
+            if ok and isinstance(res, dict):
+                if res.get("stale") or (res.get("owner") and res.get("state") is None):
+                    done(None)
+                    return
+                if isinstance(res.get("state"), dict):
+                    adopt(res["state"], owner)
+                    return
+            else:
+                log.info("connection.handover_failed", connection_id=conn_id, owner=owner, reason=str(res))
+            from_copies()
+
+        bus.request(owner, O.Handover(connection_id=conn_id, epoch=key_epoch), handed, TAKEOVER_RPC_TIMEOUT_S)
