@@ -157,7 +157,8 @@ def _entry_of(raw: Any) -> Entry:
         or not all(isinstance(x, int) for x in raw[:3])
         or not isinstance(raw[3], dict)
         or not isinstance(raw[3].get("channelSerial"), str)
-        or not isinstance(raw[3].get("messages"), list)
+        # A message entry carries ``messages``; a presence entry (channel_log.py) ``presence``.
+        or not isinstance(raw[3].get("messages", raw[3].get("presence")), list)
         or (raw[4] is not None and not isinstance(raw[4], str))
         or (raw[5] is not None and not isinstance(raw[5], int))
     ):

@@ -194,9 +194,11 @@ def _port(cluster: LocalCluster, router: int) -> int:
 
 
 @asynccontextmanager
-async def presence_cluster(tmp: Path) -> AsyncIterator[LocalCluster]:
+async def presence_cluster(tmp: Path, **overrides: Any) -> AsyncIterator[LocalCluster]:
     routers = (("rt1", "a"), ("rt2", "b"))
-    async with run_cluster(tmp / "cluster", routers=routers, presence_linger_ms=LINGER_MS) as cluster:
+    async with run_cluster(
+        tmp / "cluster", routers=routers, presence_linger_ms=LINGER_MS, **overrides
+    ) as cluster:
         yield cluster
 
 
@@ -279,9 +281,13 @@ async def test_kill_9_or_drain_of_the_members_frontend_is_invisible(
 
 async def test_member_and_its_frontend_both_die_the_copy_holder_leaves_once(tmp_path: Path) -> None:
     """Nobody will resume the connection and its owner is dead: the frontend holding the
-    connection's copy leaves its member, once, after the linger."""
+    connection's copy leaves its member, once, when that copy expires unclaimed (connection TTL
+    plus idle interval: 6 s here)."""
     with trio.fail_after(60):
-        async with presence_cluster(tmp_path) as cluster, agents(tmp_path) as start:
+        async with (
+            presence_cluster(tmp_path, connection_state_ttl_ms=4000, max_idle_interval_ms=2000) as cluster,
+            agents(tmp_path) as start,
+        ):
             member, observer = await _on_different_frontends(start, cluster)
             await member.do("enter", data="gone")
             await observer.wait_for(lambda e: e.get("action") == "enter", "enter seen")

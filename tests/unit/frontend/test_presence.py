@@ -339,3 +339,15 @@ def test_a_copy_rewritten_by_a_new_owner_is_watched_for_that_owner():
     for t in range(1_000, 3 * COPY_TTL, 1000):  # fe-new is alive: nothing is left on its behalf
         node.tick(t)
     assert events(observer.recv()) == []
+
+
+def test_presence_entries_cross_the_typed_peer_protocol():
+    from frontend.peerops import Replicate
+
+    lg = ChannelLog("ch", "ep", max_messages=10, retention_ms=1000)
+    ev = {"action": ENTER, "id": "c:0:0", "connectionId": "c", "clientId": "u", "timestamp": 1}
+    _, entry = lg.append(
+        1, [ev], {"action": int(Action.PRESENCE), "channel": "ch"}, publisher="c", msg_serial=0
+    )
+    back = Replicate.from_args(Replicate(channel="ch", entry=entry).to_args()).entry
+    assert back.is_presence and back.frame.wire["presence"] == [ev] and back.first_seq == back.last_seq == 1
