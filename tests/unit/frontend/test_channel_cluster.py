@@ -62,7 +62,9 @@ def cluster() -> tuple[dict[str, ChannelService], list[int]]:
 
 def pub(channel: str, msg_serial: int, data: int) -> Publish:
     messages = [{"name": "n", "data": data}]
-    return Publish(channel=channel, connection_id="conn", msg_serial=msg_serial, messages=messages, envelope={})
+    return Publish(
+        channel=channel, connection_id="conn", msg_serial=msg_serial, messages=messages, envelope={}
+    )
 
 
 def view(services: dict[str, ChannelService], now: int, dead: tuple[str, ...]) -> None:
