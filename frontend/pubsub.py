@@ -270,22 +270,29 @@ class PubSub:
             lost=error is not None,
         )
 
-    def notify_lost(self, now_ms: int, channel: str, last_serial: str) -> None:
-        """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003)."""
+    def notify_lost(
+        self, now_ms: int, channel: str, last_serial: str, presence: list[P.Message] | None = None
+    ) -> None:
+        """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003).
+
+        The presence set at ``last_serial`` follows as a SYNC (HAS_PRESENCE): an SDK re-syncs its
+        members on a non-resumed ATTACHED, and without the flag it would clear them (RTP19a)."""
         error = ErrorInfo.of(
             ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
         )
+        sync = self.presence.sync_frames(channel, presence, last_serial)
         for sub in list(self.subscribers.get(channel, {}).values()):
             cur = sub.channels[channel]
             cur.serial = last_serial
             self.metrics.discontinuities.inc()
-            self._send(
-                now_ms,
-                sub,
-                server_message(
-                    Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=cur.modes, error=error
-                ),
+            pages = sync if cur.modes & Flag.PRESENCE_SUBSCRIBE else []
+            flags = cur.modes | (Flag.HAS_PRESENCE if pages else 0)
+            attached = server_message(
+                Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=flags, error=error
             )
+            if self._send(now_ms, sub, attached):
+                for frame in pages:
+                    self._send(now_ms, sub, frame)
 
     def handle_detach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         name = pm.channel

@@ -351,3 +351,20 @@ def test_presence_entries_cross_the_typed_peer_protocol():
     )
     back = Replicate.from_args(Replicate(channel="ch", entry=entry).to_args()).entry
     assert back.is_presence and back.frame.wire["presence"] == [ev] and back.first_seq == back.last_seq == 1
+
+
+def test_a_lost_history_announcement_carries_the_presence_set():
+    """An SDK clears its members on a non-resumed ATTACHED without HAS_PRESENCE (RTP19a)."""
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    b.recv()
+    members = node.channels.homes["room"].log.presence.to_wire()
+    node.notify_lost(3, "room", "ep:9", members)
+    attached, sync = b.recv()
+    assert attached.action is Action.ATTACHED and attached.error.code == ErrorCode.CONTINUITY_LOST
+    assert attached.has(Flag.HAS_PRESENCE) and attached.channel_serial == "ep:9"
+    assert [(p["action"], p["clientId"]) for p in sync.presence] == [(PRESENT, "alice")]
