@@ -423,6 +423,9 @@ class FrontendNode(PubSub):
     ) -> None:
         """A request from another frontend; ``reply(ok, result)`` exactly once."""
         match op:
+            case O.PresenceOwned(connection_id=conn_id, epoch=epoch):
+                self.presence.copy_discarded(conn_id, epoch)
+                reply(True, None)
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_request(now_ms, src, op, reply)
             case _:
@@ -430,6 +433,8 @@ class FrontendNode(PubSub):
 
     def handle_peer_push(self, now_ms: int, src: str, op: O.PeerOp) -> None:
         match op:
+            case O.PresenceOwned(connection_id=conn_id, epoch=epoch):
+                self.presence.copy_discarded(conn_id, epoch)
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_push(now_ms, src, op)
             case _:

@@ -94,11 +94,12 @@ class Ownership:
         node.presence.detached(now_ms, s)
         self.copies.drop(conn_id)
         self.replicate(s)
-        # Copies of the connection may sit on other frontends too (an older secondary, a drain's
-        # leftover); all are stale now: have every frontend drop them (presence.py watches them).
+        # Older copies of the connection may sit on other frontends (an older secondary, a drain's
+        # leftover): none may leave its presence members on the dead owner's behalf now.
+        bus = node.channels.bus
         for peer in node.channels.view.frontends():
-            if peer.alive and peer.node_id not in (node.node_id, secondary):
-                self.remember_discard(peer.node_id, conn_id, epoch)
+            if bus is not None and peer.alive and peer.node_id not in (node.node_id, secondary):
+                bus.push(peer.node_id, O.PresenceOwned(connection_id=conn_id, epoch=epoch))
         node.metrics.takeovers.inc()
         log.info("connection.taken_over", connection_id=conn_id, epoch=epoch, secondary=secondary)
         return s

@@ -399,9 +399,26 @@ class Discard:
         return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresenceOwned:
+    """Push: a connection was taken over at ``epoch``. A frontend holding an older copy of it stops
+    watching that copy for presence leaves (frontend/presence.py); the copy itself is untouched."""
+
+    OP: ClassVar[str] = "presence_owned"
+    connection_id: str
+    epoch: int
+
+    def to_args(self) -> dict[str, Any]:
+        return {"id": self.connection_id, "epoch": self.epoch}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> PresenceOwned:
+        return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
+
+
 ChannelOp = Publish | Attach | LogFetch | Replicate | ReplicaSync | Deliver | Take | Unsubscribe
 SessionOp = SessionPut | SessionFetch | Handover | Discard
-PeerOp = ChannelOp | SessionOp
+PeerOp = ChannelOp | SessionOp | PresenceOwned
 
 _RECORDS: dict[str, Any] = {
     r.OP: r
@@ -418,6 +435,7 @@ _RECORDS: dict[str, Any] = {
         SessionFetch,
         Handover,
         Discard,
+        PresenceOwned,
     )
 }
 

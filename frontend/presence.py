@@ -26,8 +26,9 @@ not empty, and the set follows the replay as SYNC pages whose channelSerial is a
   frontend holding its copy leaves them once that copy expires unclaimed (the
   connection's state is then certainly gone; before, the owner may only be
   partitioned away with its client connected, or a takeover may still come);
-- a takeover tells every frontend to discard older copies of the connection, so
-  no stale copy outlives it and leaves members that are still present;
+- a takeover tells every frontend that it owns the connection now (a
+  ``presence_owned`` push), so no older copy (a former secondary's, a drain's
+  leftover) leaves members that are still present;
 - a connection that resumes after that (within the TTL) has them re-entered by
   its new or old owner, so it is present again, and the others see one leave
   and one enter; after the TTL the SDK re-enters itself (RTP17) on its new

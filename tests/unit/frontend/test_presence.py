@@ -8,7 +8,7 @@ import random
 from frontend.channel_log import ChannelLog
 from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
-from frontend.peerops import Discard, SessionPut
+from frontend.peerops import PresenceOwned, SessionPut
 from frontend.presence_set import PresenceAction, PresenceSet, newer, synthesized
 from frontend.testing import MemoryOutlet
 from kernel.errors import ErrorCode
@@ -322,10 +322,8 @@ def test_copy_holder_never_leaves_for_an_owner_that_is_alive_or_a_connection_tak
         node.tick(t)
     assert events(observer.recv()) == []
     _with_owner(node, 3 * COPY_TTL, alive=False)
-    # A takeover elsewhere tells every frontend to discard older copies.
-    node.handle_peer_request(
-        3 * COPY_TTL, "fe-new", Discard(connection_id=conn, epoch=state["epoch"] + 1), lambda ok, r: None
-    )
+    # A takeover elsewhere tells every frontend that it owns the connection now.
+    node.handle_peer_push(3 * COPY_TTL, "fe-new", PresenceOwned(connection_id=conn, epoch=state["epoch"] + 1))
     for t in range(3 * COPY_TTL, 6 * COPY_TTL, 1000):
         node.tick(t)
     assert events(observer.recv()) == []
