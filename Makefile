@@ -8,7 +8,7 @@ STAMP_NPM := node_modules/.installed
 PYTEST_ARGS ?=
 
 .PHONY: install browser chaos-short test lint run run-standalone clean unit cluster-up cluster-status cluster-kill cluster-start cluster-down \
-	bench bench-profile chaos examples sim
+	bench bench-profile chaos examples sim image conformance
 
 install: $(STAMP_PY) $(STAMP_NPM) browser
 
@@ -44,6 +44,17 @@ examples: $(STAMP_PY)
 	$(BIN)/python -c "from frontend.config import example; open('deploy/frontend.example.toml', 'w').write(example())"
 	$(BIN)/python -c "from router.config import example; open('deploy/router.example.toml', 'w').write(example())"
 
+# The container image (deploy/container/Containerfile, ably-js vendored from npm at build time) with
+# docker or podman, whichever is installed.
+IMAGE ?= continuity:0.1.0
+ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+image:
+	@test -n "$(ENGINE)" || { echo "make image: neither docker nor podman is installed here; install one" \
+		"(or build deploy/container/Containerfile with any OCI builder, e.g. buildah)" >&2; exit 1; }
+	@$(ENGINE) info >/dev/null 2>&1 || { echo "make image: $(ENGINE) is installed but cannot reach its" \
+		"engine (daemon not running, or no permission): start it and retry" >&2; exit 1; }
+	$(ENGINE) build -f deploy/container/Containerfile -t $(IMAGE) .
+
 # The chaos run (bench/chaos): a seeded fault schedule against a local cluster, judged by a checker.
 FAULTS ?= 100
 chaos-short: install
@@ -51,7 +62,8 @@ chaos-short: install
 
 chaos: install
 	$(BIN)/python -m bench.chaos --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
-		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY)) $(if $(CLASSIC),--classic)
+		$(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ONLY),--only $(ONLY)) $(if $(CLASSIC),--classic) \
+		$(if $(PIPELINE),--pipeline $(PIPELINE))
 
 # The deterministic simulation of a frontend cluster (frontend/sim.py): SEEDS seeded fault schedules
 # in virtual time, each judged by the chaos checker; prints a JSON summary (a failing seed comes with
@@ -75,6 +87,13 @@ bench: $(STAMP_PY) $(BENCH_NPM)
 bench-profile: $(STAMP_PY) $(BENCH_NPM)
 	@$(BIN)/python bench/fanout_compare.py --subscribers 200 --targets continuity --seconds 10 \
 		--profile bench/results/profile
+
+# ably-js's own test suite against a local cluster through a router, file by file, on the WebSocket and
+# Comet lanes; prints a JSON summary. Needs a prepared ably-js checkout (README); fetches nothing.
+# CONFORMANCE_ARGS e.g. --files test/realtime/channel.test.js --lanes comet
+conformance: $(STAMP_PY)
+	@test -n "$(ABLYJS)" || { echo "usage: make conformance ABLYJS=<path to a prepared ably-js checkout>" >&2; exit 2; }
+	@$(BIN)/python bench/conformance/run.py --ablyjs "$(ABLYJS)" $(CONFORMANCE_ARGS)
 
 CLUSTER := $(BIN)/python deploy/localcluster.py
 SIG ?= TERM

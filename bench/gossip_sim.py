@@ -2,7 +2,10 @@
 
 Prints JSON: detection p50/p99 and dissemination rounds for N in {10, 50, 100, 200}; false positives
 with and without Lifeguard under loss and under a stall; bytes sent per member per second; partition
-heal time. All with memberlist's LAN profile (GossipConfig.lan()). Run: python bench/gossip_sim.py
+heal time. All with memberlist's LAN profile (GossipConfig.lan()). Then the chaos cluster's pattern
+with the local profile (and with LAN's suspicion multipliers at local speed, as the local profile had
+them): 6 members (4 frontends, 2 routers), a router (or both) killed and restarted after 0.3-3 s while
+a frontend stalls (a loaded machine): false deaths and crash detection. Run: python bench/gossip_sim.py
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 import statistics
 import sys
 import time
@@ -114,6 +118,44 @@ def false_positives_under_stall(lifeguard: bool, n: int = 10, seeds: int = 20) -
     }  # fmt: skip
 
 
+def false_positives_router_restart(name: str, config: GossipConfig, seeds: int = 40) -> dict[str, object]:
+    """The chaos run's router kill and restart while a frontend stalls: per stall length, the runs in
+    which some member that was never killed was declared dead; and the crash detection time."""
+    by_stall: dict[str, object] = {}
+    for stall in (0.5, 1.0, 1.5, 2.0):
+        runs_with_death = events = 0
+        for seed in range(seeds):
+            sim = settled(6, config, seed=seed)
+            rng = random.Random(seed)
+            start = sim.now
+            routers = ["m4", "m5"] if seed % 2 else [rng.choice(["m4", "m5"])]
+            for r in routers:
+                sim.kill(r)
+            sim.stall(rng.choice(["m0", "m1", "m2", "m3"]), stall)
+            sim.run_until(start + rng.uniform(0.3, 3.0))
+            for r in routers:
+                sim.restart(r)
+            sim.run_until(start + 30.0)
+            fd = [o for o in sim.false_deaths(after=start) if o.subject not in routers]
+            events += len(fd)
+            runs_with_death += bool(fd)
+        by_stall[f"{stall}s"] = {"runs_with_a_false_death": runs_with_death, "false_dead_events": events}
+    detect: list[float] = []
+    for seed in range(10):
+        sim = settled(6, config, seed=seed)
+        t = sim.now
+        sim.kill("m2")
+        sim.run_until(t + 60.0, stop=lambda: len(sim.first_seen("m2", EventKind.DEAD, after=t)) == 5)  # noqa: B023
+        seen = sim.first_seen("m2", EventKind.DEAD, after=t)
+        detect.append(max(seen.values()) - t if len(seen) == 5 else math.inf)
+    return {
+        "profile": name, "n": 6, "runs": seeds, "suspicion_min_s": round(config.suspicion_min(6), 2),
+        "suspicion_max_s": round(config.suspicion_max(6), 2), "by_stall": by_stall,
+        "crash_detected_by_all_p50_s": round(statistics.median(detect), 2),
+        "crash_detected_by_all_max_s": round(max(detect), 2),
+    }  # fmt: skip
+
+
 def partition_heal(n: int = 50, seeds: int = 3) -> dict[str, object]:
     heal: list[float] = []
     for seed in range(seeds):
@@ -143,6 +185,13 @@ def main() -> None:
         ],
         "false_positives_stall": [false_positives_under_stall(lg) for lg in (True, False)],
         "partition_heal": partition_heal(),
+        "false_positives_router_restart": [
+            false_positives_router_restart(
+                "local with LAN's suspicion multipliers (4 / 6), as before",
+                dataclasses.replace(GossipConfig.local(), suspicion_mult=4, suspicion_max_mult=6),
+            ),
+            false_positives_router_restart("local", GossipConfig.local()),
+        ],
     }
     result["wall_clock_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))

@@ -21,6 +21,7 @@ from continuity.events import ChannelEvent, ChannelState, ConnectionState, Prese
 from continuity.feed import Feed, Subscription
 from continuity.message import Data, OutboundMessage
 from kernel.errors import ErrorCode, ErrorInfo
+from kernel.protocol import message_size
 
 if TYPE_CHECKING:
     from continuity.connection import Connection
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 PRESENCE_ACTIONS = {"enter": 2, "leave": 3, "update": 4}  # TP2
 # Default buffer of one subscription before it overflows, in messages.
 DEFAULT_SUBSCRIPTION_BUFFER = 100_000
+# Ably's default maxMessageSize (TO3l8), used before a CONNECTED has advertised the server's.
+DEFAULT_MAX_MESSAGE_SIZE = 65_536
 
 
 @dataclass(slots=True)
@@ -140,6 +143,13 @@ class Channel:
 
     async def _send_and_wait(self, wire: list[dict[str, Any]], *, presence: bool = False) -> list[str | None]:
         conn = self._conn
+        # RSL1i: over the server's advertised maxMessageSize, refuse here with 40009, as ably-js
+        # does; sent, it would be NACKed, or (over maxFrameSize) end the transport.
+        limit = conn.details.get("maxMessageSize") or DEFAULT_MAX_MESSAGE_SIZE
+        size = sum(message_size(m) for m in wire)
+        if isinstance(limit, int) and size > limit:
+            raise PublishError(f"publish to {self.name!r} refused before sending", ErrorInfo.of(
+                ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED, f"message size {size} exceeds the maximum of {limit}"))
         token = conn._session.publish(self.name, wire, presence=presence)
         waiter = conn._publishes[token] = Waiter(trio.Event())
         conn._dispatch()

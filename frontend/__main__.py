@@ -7,10 +7,12 @@ import random
 import signal
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 
 import structlog
 import trio
 
+from frontend import admin_ops
 from frontend.cluster import Cluster
 from frontend.config import ConfigError, FrontendConfig
 from frontend.http import serve
@@ -37,13 +39,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def run(config: FrontendConfig) -> None:
+async def run(config: FrontendConfig, config_path: str | None = None) -> None:
     node = FrontendNode(config, rng=random.SystemRandom())
     cluster = Cluster(node) if config.clustered else None
     async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            await nursery.start(serve, node, cluster)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            await nursery.start(partial(serve, node, cluster, config_path=config_path))
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    try:  # API keys from the config file again; no connection is touched
+                        admin_ops.reload_keys(node, config_path)
+                    except admin_ops.AdminRequestError as exc:
+                        log.warning("frontend.sighup_ignored", reason=str(exc))
+                    continue
                 log.info("frontend.stopping", signal=signal.Signals(signum).name)
                 if cluster is not None:
                     # Drain: a second signal while draining stops at once.
@@ -64,12 +72,13 @@ async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure(args.log_level)
     try:
         config = FrontendConfig.load(args.config, **node_overrides(args))
+        config.tls_context()  # a certificate that does not load stops us here
     except (ConfigError, OSError) as exc:
         print(f"continuity-frontend: {exc}", file=sys.stderr)
         return 2
+    configure(args.log_level, node_id=config.node_id)
     if config.dev:
         log.warning(
             "frontend.dev_mode",
@@ -79,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     binds = f"{config.host}:{config.port}"
     if config.clustered:
         binds += f", gossip {config.gossip_bind}, peer {config.peer_host}:{config.peer_port}"
-    status = run_daemon("continuity-frontend", run, config, binds=binds)
+    status = run_daemon("continuity-frontend", partial(run, config_path=args.config), config, binds=binds)
     log.info("frontend.stopped")
     return status
 

@@ -5,7 +5,8 @@
   draining. Otherwise 503 with ``status`` ``joining`` or ``draining`` (load balancers and k8s
   stop sending it clients).
 - ``/livez``: liveness, 200 while the process answers at all.
-- Admin paths (``/cluster``, ``/metrics``, ``/debug/connections/<id>``, ``/admin/...``): served
+- Admin paths (``/cluster``, ``/metrics``, ``/debug/connections/<id>``, ``/admin/...``, the
+  operations of ``frontend.admin_ops``): served
   where ``kernel.admin.AdminGate`` allows (the admin listener when ``admin_port`` is set, and
   with a bearer token when ``admin_token`` is set).
 
@@ -23,10 +24,12 @@ import h11
 import structlog
 import trio
 
+from frontend import admin_ops
+from frontend.admin_ops import AdminRequestError
+from frontend.clock import wall_ms
 from frontend.cluster import Cluster
 from frontend.metrics import CONTENT_TYPE
 from frontend.node import FrontendNode
-from frontend.websocket import wall_ms
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import read_body, respond, serve_http
 from kernel.membership import view_to_json
@@ -44,14 +47,25 @@ def is_admin_path(path: str) -> bool:
     return path in ADMIN_PATHS or path.startswith(ADMIN_PREFIXES)
 
 
+def _json_body(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body or b"{}")
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise AdminRequestError(ErrorInfo.of(ErrorCode.BAD_REQUEST, "expected a JSON object body"))
+    return parsed
+
+
 def error_answer(error: ErrorInfo) -> Answer:
     return error.status_code, _JSON, json.dumps({"error": error.to_wire()}).encode()
 
 
 class FrontendAdmin:
-    def __init__(self, node: FrontendNode, cluster: Cluster | None) -> None:
+    def __init__(self, node: FrontendNode, cluster: Cluster | None, config_path: str | None = None) -> None:
         self.node = node
         self.cluster = cluster
+        self.config_path = config_path  # where keys are reloaded from (SIGHUP, /admin/keys/reload)
 
     # -- health -------------------------------------------------------------------------------
     def readiness(self) -> str:
@@ -109,7 +123,43 @@ class FrontendAdmin:
             return 200, _JSON, json.dumps(self.cluster_json()).encode()
         if path.startswith("/debug/connections/"):
             return 200, _JSON, json.dumps(self.node.describe(path.rsplit("/", 1)[1])).encode()
-        return error_answer(ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such admin path: {path}"))
+        try:
+            return self._operation(req.method, path, body)
+        except AdminRequestError as exc:
+            return error_answer(exc.error)
+
+    def _operation(self, method: bytes, path: str, body: bytes) -> Answer:
+        """``/admin/...`` (frontend.admin_ops); raise AdminRequestError for a bad request."""
+        node = self.node
+        result: Any
+        if method == b"GET" and path == "/admin/connections":
+            result = {"connections": admin_ops.connections(node)}
+        elif method == b"GET" and path == "/admin/channels":
+            result = {"channels": admin_ops.channels(node)}
+        elif method == b"GET" and path == "/admin/keys":
+            result = {"keys": admin_ops.key_list(node)}
+        elif method == b"POST" and path == "/admin/keys":
+            result = {"added": admin_ops.key_add(node, _json_body(body))}
+        elif method == b"POST" and path == "/admin/keys/revoke":
+            name = _json_body(body).get("name")
+            if not isinstance(name, str) or not admin_ops.key_revoke(node, name):
+                raise AdminRequestError(ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such key: {name!r}"))
+            result = {"revoked": name}
+        elif method == b"POST" and path == "/admin/keys/reload":
+            result = {"keys": admin_ops.reload_keys(node, self.config_path)}
+        elif method == b"POST" and path == "/admin/kick":
+            cid = _json_body(body).get("connection_id")
+            if not isinstance(cid, str) or not admin_ops.kick(node, cid):
+                raise AdminRequestError(ErrorInfo.of(ErrorCode.NOT_FOUND,
+                                                     f"no such connection here: {cid!r}"))
+            result = {"kicked": cid, "node_id": node.node_id}
+        elif method == b"POST" and path == "/admin/drain":
+            admin_ops.drain()
+            return 202, _JSON, json.dumps({"draining": node.node_id}).encode()
+        else:
+            raise AdminRequestError(ErrorInfo.of(ErrorCode.NOT_FOUND,
+                                                 f"no such admin operation: {method.decode()} {path}"))
+        return 200, _JSON, json.dumps(result).encode()
 
     # -- the admin listener -------------------------------------------------------------------
     async def dispatch(self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request) -> bool:

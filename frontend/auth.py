@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import jwt
@@ -111,11 +111,46 @@ class Identity:
 
 
 class Authenticator:
-    """Verifies ``key=`` basic credentials and Ably JWTs against configured keys."""
+    """Verifies ``key=`` basic credentials and Ably JWTs against configured keys.
 
-    def __init__(self, keys: Mapping[str, ApiKey], *, dev: bool = False) -> None:
+    ``extra_keys`` resolves names the config does not hold (the dev-mode sandbox's self-verifying
+    keys, ``frontend.sandbox``); such a key is verified, and its capability applied, even in dev
+    mode, where any other key is accepted with full capability unless ``accept_any_key`` is false
+    (then only configured and extra keys are, as outside dev mode).
+    """
+
+    def __init__(
+        self,
+        keys: Mapping[str, ApiKey],
+        *,
+        dev: bool = False,
+        extra_keys: Callable[[str], ApiKey | None] | None = None,
+        accept_any_key: bool = True,
+    ) -> None:
         self._keys = dict(keys)
         self._dev = dev
+        self._any_key = accept_any_key
+        self._extra_keys = extra_keys
+
+    def _lookup(self, name: str) -> ApiKey | None:
+        key = self._keys.get(name)
+        if key is None and self._extra_keys is not None:
+            key = self._extra_keys(name)
+        return key
+
+    # Key management at runtime (the admin surface, SIGHUP): connections already authenticated
+    # are untouched; the next authentication sees the new set.
+    def key_names(self) -> list[str]:
+        return sorted(self._keys)
+
+    def replace_keys(self, keys: Mapping[str, ApiKey]) -> None:
+        self._keys = dict(keys)
+
+    def add_key(self, key: ApiKey) -> None:
+        self._keys[key.name] = key
+
+    def revoke_key(self, name: str) -> bool:
+        return self._keys.pop(name, None) is not None
 
     def authenticate(
         self, now_ms: int, *, key: str | None, token: str | None, client_id: str | None
@@ -138,14 +173,15 @@ class Authenticator:
 
     def _capability_for_key(self, key: str) -> Capability:
         name = key.partition(":")[0]
-        api_key = self._keys.get(name)
+        api_key = self._lookup(name)
         return api_key.capability if api_key else FULL_CAPABILITY
 
     def _verify_key(self, key: str) -> str:
         name, sep, secret = key.partition(":")
-        if self._dev:
+        extra = self._extra_keys(name) if self._extra_keys is not None else None
+        if self._dev and extra is None and (self._any_key or name in self._keys):
             return name or "dev"
-        api_key = self._keys.get(name)
+        api_key = self._keys.get(name) or extra
         if not sep or api_key is None:
             raise AuthError(ErrorCode.INVALID_CREDENTIALS, "unknown API key")
         if not hmac.compare_digest(api_key.secret.encode(), secret.encode()):
@@ -160,7 +196,7 @@ class Authenticator:
                 return Identity("dev", None, FULL_CAPABILITY, None)
             raise AuthError(ErrorCode.TOKEN_UNRECOGNISED, "token is not a JWT") from None
         kid = header.get("kid")
-        api_key = self._keys.get(kid) if isinstance(kid, str) else None
+        api_key = self._lookup(kid) if isinstance(kid, str) else None
         if api_key is None:
             if self._dev:
                 claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})

@@ -18,7 +18,9 @@ dropped: that is ``replay_after``. Otherwise the answer is "continuity lost"
 
 Idempotent publish: the log remembers, for its retention window, the serials it
 gave each ``(connectionId, msgSerial)``; a re-sent publish gets the original
-serials back and is not appended twice.
+serials back and is not appended twice. It also remembers client-supplied
+message ids for the dedupe window (``ids``, ``frontend.idempotency``), filled
+from every stored entry, so a copy that becomes home deduplicates too.
 
 Pure: ``now_ms`` comes in; no I/O.
 """
@@ -30,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from frontend.idempotency import IdIndex
 from frontend.presence_set import PresenceSet
 from kernel.protocol import Action, Encoded
 
@@ -93,6 +96,7 @@ class ChannelLog:
         self._floor = start_seq
         self._published: dict[tuple[str, int], tuple[int, list[str]]] = {}
         self._published_order: deque[tuple[int, tuple[str, int]]] = deque()
+        self.ids = IdIndex(max_keys=max(max_messages, 1))
         self.last_activity_ms = 0
         # The presence set as of seq ``presence_seq`` (presence_set.py): a home folds entries in as
         # it commits them, a replica as it installs them (``advance_presence``).
@@ -190,6 +194,7 @@ class ChannelLog:
             key = (entry.publisher, entry.msg_serial)
             self._published[key] = (entry.timestamp_ms, serials)
             self._published_order.append((entry.timestamp_ms, key))
+        self.ids.record(now_ms, entry.timestamp_ms, entry.frame.wire.get("messages", ()))  # not presence
         self.last_activity_ms = now_ms
         self._trim(now_ms)
 
@@ -200,6 +205,7 @@ class ChannelLog:
             self._retained_messages -= entry.count
             if entry.publisher is not None and entry.msg_serial is not None:
                 self._published.pop((entry.publisher, entry.msg_serial), None)
+            self.ids.forget(entry.frame.wire.get("messages", ()))
         self.last_seq = min(self.last_seq, max(seq, self._floor))
 
     def agrees_with(self, other: ChannelLog) -> bool:
@@ -288,6 +294,9 @@ class ChannelLog:
             times.append(self._entries[self._head].timestamp_ms + self.retention_ms)
         if self._published_order:
             times.append(self._published_order[0][0] + self.retention_ms)
+        ids = self.ids.next_deadline()
+        if ids is not None:
+            times.append(ids)
         return min(times) if times else None
 
     def _trim(self, now_ms: int) -> None:
@@ -307,3 +316,4 @@ class ChannelLog:
         while order and (order[0][0] <= cutoff or len(order) > self.max_messages):
             _, key = order.popleft()
             self._published.pop(key, None)
+        self.ids.expire(now_ms)

@@ -8,7 +8,6 @@ connection over on resume), and drains the node on SIGTERM (DESIGN section 5).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ import trio
 
 import gossip
 from frontend import peerops as O
+from frontend.clock import wall_ms
 from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
 from frontend.peer import PeerBus, PeerError
@@ -31,10 +31,6 @@ log = structlog.get_logger("continuity.cluster")
 TAKEOVER_RPC_TIMEOUT_S = 2.0
 LOAD_REPORT_S = 1.0
 SETTLE_ALONE_S = 3.0
-
-
-def wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def split_address(text: str) -> tuple[str, int]:

@@ -33,7 +33,6 @@ is the thin trio driver the front door calls.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from urllib.parse import unquote
 import structlog
 import trio
 
+from frontend.clock import wall_ms
 from frontend.node import FrontendNode
 from frontend.session import Session
 from kernel import protocol as P
@@ -58,10 +58,6 @@ HEARTBEAT = b'[{"action":0}]\n'
 SWEEP_MAX_S = 1.0
 
 Prepare = Callable[[Mapping[str, str]], Awaitable[Mapping[str, str]]]
-
-
-def wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

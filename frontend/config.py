@@ -22,6 +22,7 @@ deploy/frontend.example.toml from the comments above each field.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from kernel.config import (
     secret_problem,
     wildcard_problem,
 )
+from kernel.tls import server_context
 
 __all__ = ["ENV_PREFIX", "ConfigError", "FrontendConfig"]
 
@@ -70,10 +72,18 @@ class FrontendConfig:
     # Bearer token every admin request must carry (Authorization: Bearer <token>), on either port.
     # At least 16 bytes outside dev mode; the admin CLI reads it from CONTINUITY_ADMIN_TOKEN.
     admin_token: str | None = None
+    # TLS on the client port: PEM certificate chain and private key (both or neither); clients then
+    # use wss:// and https:// (ably-js: tls: true). Standalone (direct use) only: routers reach
+    # frontends over plain TCP, so in a cluster TLS ends at the router (or a load balancer).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     # HMAC secret shared by the cluster; signs connection keys. At least 16 bytes outside dev mode.
     cluster_secret: str = DEV_CLUSTER_SECRET
     # Development mode: any key or token is accepted with full capability. Never in production.
     dev: bool = False
+    # In dev mode, whether a key that is neither in [keys] nor a sandbox key (POST /apps) is accepted
+    # (with full capability). false: such keys get 40101 as on Ably (make conformance sets it).
+    dev_accept_any_key: bool = True
     # How long a disconnected connection's state is kept, in milliseconds (Ably: 120000).
     connection_state_ttl_ms: int = 120_000
     # Outbound silence after which a HEARTBEAT is sent, in milliseconds (Ably: 15000).
@@ -139,6 +149,11 @@ class FrontendConfig:
         check_range("port", self.port, 0, 65535)
         if self.admin_port is not None:
             check_range("admin_port", self.admin_port, 0, 65535)
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("tls_cert_file and tls_key_file go together: set both (TLS) or neither")
+        if self.gossip_bind is not None and self.tls_cert_file is not None:
+            raise ConfigError("tls_cert_file on a clustered frontend: routers reach frontends over plain "
+                              "TCP; terminate TLS at the routers (their tls_cert_file) or a load balancer")
         check_range("connection_state_ttl_ms", self.connection_state_ttl_ms, 100, 86_400_000)
         check_range("max_idle_interval_ms", self.max_idle_interval_ms, 100, 600_000)
         check_range("max_message_size", self.max_message_size, 256, 16 * 1024 * 1024)
@@ -179,6 +194,13 @@ class FrontendConfig:
     @property
     def clustered(self) -> bool:
         return self.gossip_bind is not None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client port's TLS context (kernel.tls), or None without TLS; ConfigError if the
+        files do not load."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        return server_context(self.tls_cert_file, self.tls_key_file)
 
     @property
     def admin_gate(self) -> AdminGate:

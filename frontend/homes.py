@@ -21,6 +21,7 @@ import structlog
 from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
+from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.placement import ClusterView, Placement
@@ -172,7 +173,11 @@ class HomeSide:
                 cb(False)
             return
         if self.bus is None or not peers:
-            own = self.replicas.pop(channel, None)
+            own = self.replicas.get(channel)
+            if own is None and self.bus is not None and len(self.view.frontends()) > 1:
+                self._defer_new_epoch(channel, "no other frontend in reach")
+                return
+            self.replicas.pop(channel, None)
             self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
             return
         replies: dict[str, Any] = {}
@@ -214,6 +219,9 @@ class HomeSide:
                     or (lg.last_seq > best.last_seq and source != "handover")
                 ):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
+            if best is None and self._zone_cut_off():
+                self._defer_new_epoch(channel, "another zone is out of sight")
+                return
             self._become_home(self.now_ms, channel, best, subs, source)
 
         def replier(peer: str) -> Callable[[bool, Any], None]:
@@ -222,9 +230,32 @@ class HomeSide:
         for peer in peers:
             self.bus.request(peer, O.LogFetch(channel=channel), replier(peer), RPC_TIMEOUT_S)
 
+    def _zone_cut_off(self) -> bool:
+        """Another zone is known but none of its frontends alive: nothing could be ACKed here anyway."""
+        zone = self.view.zone_of(self.node_id)
+        return self.placement.other_zone_known(self.node_id) and not any(
+            p.alive and p.zone != zone for p in self.view.frontends()
+        )
+
+    def _defer_new_epoch(self, channel: str, why: str) -> None:
+        """No copy was found, but frontends out of sight may hold one: a new epoch could fork the channel
+        (90003, then back to the real epoch at the heal: the sim's serial_backwards). Wait for the map."""
+        log.info("channel.acquire_deferred", channel=channel, reason=why)
+        for cb in self._acquiring.pop(channel, []):
+            cb(False)
+
     def _become_home(
         self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str
     ) -> None:
+        if lg is None and self._other_zone_out_of_reach():
+            # No copy in reach, and the other zone, where a copy of every ACKed message lives, is
+            # out of sight: a new epoch here would hide the channel's history from our subscribers
+            # (90003) and send them back to the old epoch when the cut heals (frontend.sim seed 4:
+            # fe-a1 partitioned alone; chaos seed 12313: fe-b2 during a zone-a partition). Wait.
+            log.info("channel.acquire_deferred", channel=channel, reason="no copy and no other zone in reach")
+            for cb in self._acquiring.pop(channel, []):
+                cb(False)
+            return
         if lg is None:
             lg = self._new_log(channel, now_ms)
             if source != "fresh":
@@ -243,6 +274,13 @@ class HomeSide:
         for cb in self._acquiring.pop(channel, []):
             # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
             cb(self.homes.get(channel) is home)
+
+    def _other_zone_out_of_reach(self) -> bool:
+        """The map knows a frontend in another zone, and none of them is alive in it."""
+        if self.bus is None or not self.placement.other_zone_known(self.node_id):
+            return False
+        zone = self.view.zone_of(self.node_id)
+        return not any(p.alive and p.zone != zone for p in self.view.frontends())
 
     def _replica_missing(self, home: Home) -> bool:
         """No replica to write to, though the cluster spans another zone: appends wait (no ACK)."""
@@ -302,11 +340,24 @@ class HomeSide:
                 if pending.entry.publisher == connection_id and pending.entry.msg_serial == msg_serial:
                     pending.waiters.append((done, abandon))  # still replicating: answer when it is
                     return
+            if not home.replica_synced:
+                # No replica has confirmed this log yet: it may be a stale copy whose serials were
+                # given out again elsewhere (frontend/sim.py seed 1166 saw serial 28 ACKed to two
+                # publishes, one of them from such a copy's dedupe record). Answer once it is synced.
+                abandon()
+                return
             done(prior, None)
             return
+        # Client-supplied ids seen within the dedupe window (frontend.idempotency): answered, not appended.
+        screened = screen(lg.ids, pub.messages, done, lambda seq, cb: wait_on(home.pending, seq, cb, abandon))
+        if screened.duplicate:
+            self.metrics.duplicates.inc()
+        if screened.fresh is None:
+            return
+        done = screened.done
         serials, entry = lg.append(
             now_ms,
-            [dict(m) for m in pub.messages],
+            [dict(m) for m in screened.fresh],
             dict(pub.envelope),
             publisher=connection_id,
             msg_serial=msg_serial,

@@ -1,7 +1,8 @@
 """The one-port front door: h11 for HTTP, upgrading ``/`` to a WebSocket.
 
 Plain requests (``/health``, ``/metrics``, ``/cluster``) are answered with
-keep-alive; ``/comet/...`` goes to the Comet transport (``frontend.comet``),
+keep-alive; Ably REST paths (``/channels``, ``/messages``, ``/keys``) go to
+``frontend.rest``; ``/comet/...`` goes to the Comet transport (``frontend.comet``),
 whose ``/recv`` long-poll is abandoned if the client closes its socket. A
 ``GET /`` with ``Upgrade: websocket`` is answered ``101`` by h11 and the socket
 is handed, with any bytes already read, to the WebSocket transport. Request
@@ -22,15 +23,18 @@ import h11
 import structlog
 import trio
 
-from frontend import rest_presence
+from frontend import rest_presence, sandbox
 from frontend.admin import FrontendAdmin, error_answer, is_admin_path
+from frontend.clock import wall_ms
 from frontend.cluster import Cluster
 from frontend.comet import COMET_PREFIX, CometService, Prepare, parse_path
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
-from frontend.websocket import run_websocket, wall_ms
+from frontend.rest.service import RestService
+from frontend.websocket import run_websocket
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import header, is_websocket, read_body, respond, serve_http
+from kernel.tls import wrap_listeners
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -39,8 +43,11 @@ _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _COMET_HEADERS = [(b"cache-control", b"no-cache, no-store")]
 _CORS = [
     (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"content-type, accept, authorization, x-ably-version, ably-agent"),
+    (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+    (
+        b"access-control-allow-headers",
+        b"content-type, accept, authorization, x-ably-version, ably-agent, x-ably-clientid",
+    ),
     (b"access-control-expose-headers", b"x-ably-errorcode, x-ably-errormessage, link"),
 ]
 
@@ -53,17 +60,19 @@ def accept_token(key: bytes) -> bytes:
 
 
 class FrontDoor:
-    def __init__(self, node: FrontendNode, cluster: Cluster | None = None) -> None:
+    def __init__(self, node: FrontendNode, cluster: Cluster | None = None, config_path: str | None = None
+                 ) -> None:
         self.node = node
         self.cluster = cluster
         self.comet = CometService(node, self._prepare())
-        self.admin = FrontendAdmin(node, cluster)
+        self.admin = FrontendAdmin(node, cluster, config_path)
         cfg = node.config
         self.outflow = Outflow(
             high=cfg.publish_backlog_high_bytes,
             low=cfg.publish_backlog_low_bytes,
             stall_s=cfg.slow_consumer_stall_s,
         )
+        self.rest = RestService(node, wall_ms)
 
     def _prepare(self) -> Prepare | None:
         """The cluster's takeover hook for resumes, once it has joined (else None)."""
@@ -77,9 +86,12 @@ class FrontDoor:
         return prepare
 
     async def route(self, req: h11.Request, body: bytes = b"") -> tuple[int, bytes, bytes]:
-        path = urlsplit(req.target.decode("latin-1")).path
+        target = urlsplit(req.target.decode("latin-1"))
+        path = target.path
         if req.method == b"OPTIONS":
             return 204, b"text/plain", b""
+        if self.node.sandbox_keys is not None and sandbox.handles(path):
+            return self._sandbox(req, path, target.query, body)
         if path == "/health":
             return self.admin.health()
         if path == "/livez":
@@ -89,6 +101,20 @@ class FrontDoor:
         if path == "/time":
             return 200, b"application/json", json.dumps([wall_ms()]).encode()
         return error_answer(ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such path: {path}"))
+
+    def _sandbox(self, req: h11.Request, path: str, query: str, body: bytes) -> tuple[int, bytes, bytes]:
+        """The dev-mode sandbox (frontend.sandbox): provision a test app for an SDK's test suite."""
+        assert self.node.sandbox_keys is not None
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers}
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        method = req.method.decode("latin-1")
+        status, reply = sandbox.handle(self.node.sandbox_keys, method, path, headers, params, body)
+        self.node.metrics.sandbox_requests.labels(status=str(status)).inc()
+        emit = log.info if status < 400 else log.warning
+        emit("sandbox.request", method=method, path=path, status=status,
+             app_id=reply.get("appId") if reply else None,
+             error=reply.get("error") if reply else None)
+        return status, b"application/json", json.dumps(reply).encode() if reply is not None else b""
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one client connection (the h11 loop is ``kernel.http.serve_http``)."""
@@ -118,6 +144,10 @@ class FrontDoor:
                 self.node, event.method, event.headers, target, wall_ms()
             )
             await self._respond(conn, stream, status, ctype, body, extra)
+            return True
+        if self.rest.serves(target.path) and event.method != b"OPTIONS":
+            rest = await self.rest.handle(event.method, event.target, event.headers, request_body)
+            await self._respond(conn, stream, rest.status, rest.content_type, rest.body, rest.headers)
             return True
         status, ctype, body = await self.route(event, request_body)
         await self._respond(conn, stream, status, ctype, body)
@@ -210,6 +240,7 @@ async def serve(
     node: FrontendNode,
     cluster: Cluster | None = None,
     *,
+    config_path: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on the configured host/port and serve until cancelled. Reports the bound port.
@@ -217,9 +248,10 @@ async def serve(
     With a ``cluster``, the node joins it (gossip and peer links) before the port is reported.
     """
     cfg = node.config
+    tls = cfg.tls_context()
     listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
     port = listeners[0].socket.getsockname()[1]
-    door = FrontDoor(node, cluster)
+    door = FrontDoor(node, cluster, config_path)
     admin_port: int | None = None
     async with trio.open_nursery() as nursery:
         if cfg.admin_port is not None:
@@ -231,18 +263,14 @@ async def serve(
         await nursery.start(door.outflow.run)
         if cluster is not None:
             await nursery.start(cluster.run, port, admin_port)
-        await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
+        await nursery.start(partial(trio.serve_listeners, door.handle, wrap_listeners(listeners, tls)))
         if cfg.port_file:
             # The client port, then the admin listener's port when there is one.
             ports = f"{port}\n" + (f"{admin_port}\n" if admin_port is not None else "")
             await trio.Path(cfg.port_file).write_text(ports)
         log.info(
-            "frontend.listening",
-            host=cfg.host,
-            port=port,
-            node_id=cfg.node_id,
-            zone=cfg.zone,
-            dev=cfg.dev,
+            "frontend.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone, dev=cfg.dev,
+            tls=tls is not None,
             admin=f"{cfg.admin_host}:{admin_port}" if admin_port is not None else "client port",
         )
         task_status.started(port)

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kernel.metrics import LATENCY_BUCKETS, new_registry
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
+        r = self.registry = new_registry()
+        self.publish_ack_seconds = Histogram(
+            "continuity_publish_ack_seconds",
+            "From a publish's arrival to its ACK or NACK being queued to the publisher",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.publish_deliver_seconds = Histogram(
+            "continuity_publish_deliver_seconds",
+            "From a message's numbering at its channel home to its fan-out to this node's subscribers",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.resume_catch_up_seconds = Histogram(
+            "continuity_resume_catch_up_seconds",
+            "From a resume's CONNECTED to the replay of a channel's missed messages being queued",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
         self.connections_live = Gauge(
             "continuity_connections_live", "Connections with a live transport", registry=r
         )
@@ -94,10 +111,29 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.sandbox_requests = Counter(
+            "continuity_sandbox_requests",
+            "Dev-mode sandbox requests (/apps, /stats), by HTTP status",
+            ["status"],
+            registry=r,
+        )
         self.comet_transports_lost = Counter(
             "continuity_comet_transports_lost",
             "Comet transports lost without a close (no recv for comet_transport_timeout_ms, "
             "/disconnect, bad body)",
+            registry=r,
+        )
+        self.kicked = Counter(
+            "continuity_connections_kicked", "Connections ended by an operator (continuity-admin kick)",
+            registry=r,
+        )
+        self.key_reloads = Counter(
+            "continuity_key_reloads", "API keys reloaded from the config file (SIGHUP or admin)", registry=r
+        )
+        self.rest_requests = Counter(
+            "continuity_rest_requests",
+            "REST requests answered, by route and Ably error code (0: success)",
+            ["route", "code"],
             registry=r,
         )
         self.retained_messages = Gauge(

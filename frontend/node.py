@@ -44,8 +44,10 @@ from frontend.metrics import Metrics
 from frontend.ownership import Ownership
 from frontend.presence import Presence
 from frontend.pubsub import PubSub, server_message
+from frontend.sandbox import SandboxKeys
 from frontend.session import Session, SessionState
 from frontend.takeover import Takeover
+from frontend.tokens import TokenAuthenticator
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.keys import ConnectionKey, InvalidKey, KeySigner, new_connection_id
@@ -89,7 +91,14 @@ class FrontendNode(PubSub):
         self._rng = rng
         self.metrics = metrics or Metrics()
         self.signer = signer or KeySigner([config.cluster_secret])
-        self.auth = authenticator or Authenticator(config.keys, dev=config.dev)
+        # The dev-mode sandbox's self-verifying keys (frontend.sandbox); None outside dev mode.
+        self.sandbox_keys = SandboxKeys(config.secrets) if config.dev else None
+        self.auth = authenticator or TokenAuthenticator(
+            config.keys,
+            dev=config.dev,
+            extra_keys=self.sandbox_keys.resolve if self.sandbox_keys is not None else None,
+            accept_any_key=config.dev_accept_any_key,
+        )
         self.sessions: dict[str, Session] = {}
         self.outlets: dict[str, Outlet] = {}
         self.channels = ChannelService(
@@ -106,6 +115,9 @@ class FrontendNode(PubSub):
             sub.channels[name].serial for sub in self.subscribers.get(name, {}).values()
         ]
         self._expiry: list[tuple[int, str]] = []
+        self._token_expiry: list[tuple[int, str]] = []  # (expires, connectionId) of token identities
+        # Peer ops served outside the channel and session cores (the REST layer's, frontend.rest).
+        self.peer_ops: dict[str, Callable[[int, str, dict[str, Any], Callable[[bool, Any], None]], None]] = {}
         self._next_sweep = 0
         self.ownership = Ownership(self)
         self.takeover = Takeover(self)
@@ -180,7 +192,14 @@ class FrontendNode(PubSub):
         if requested:
             session, error = self._find_for_resume(requested, ident)
             if session is not None:
+                if ident.expires_ms is not None or session.identity.expires_ms is not None:
+                    session.identity = ident  # a renewed token (RTN15h2) replaces the expired one
+                if kind == "recover":
+                    self._supersede(now_ms, session)
                 self._bind(now_ms, session, outlet, echo)
+                session.resumed_ms = now_ms
+                if kind == "recover":
+                    self.ownership.replicate(session)
                 self.metrics.resumes.labels(result="ok").inc()
                 log.info("connection.resumed", connection_id=session.connection_id, kind=kind)
                 outlet.send(self._connected(session))
@@ -211,6 +230,33 @@ class FrontendNode(PubSub):
         log.info("connection.opened", connection_id=conn_id, client_id=ident.client_id, format=outlet.fmt)
         outlet.send(self._connected(session, error))
         return session
+
+    def _supersede(self, now_ms: int, s: Session) -> None:
+        """A recover (RTN16) moves the connection to a new holder under a new key (epoch + 1).
+
+        Exactly one client holds a connection: the previous key no longer resumes it (80008, a
+        new connectionId, RTN15c7), and a transport still bound to it, the previous holder if it
+        is alive, is closed with a DISCONNECTED saying why, so it resumes, is refused, and carries
+        on under a new connectionId with that error, never silently (and never takes it back).
+        """
+        s.epoch += 1
+        s.key = self.signer.sign(
+            ConnectionKey(
+                owner=self.node_id, secondary=s.secondary, connection_id=s.connection_id, epoch=s.epoch
+            )
+        )
+        s.replaced_key, s.key_confirmed = None, True
+        old = self.outlets.pop(s.connection_id, None)
+        if old is None:
+            return
+        self._unsubscribe_all(s)
+        error = ErrorInfo.of(
+            ErrorCode.CONNECTION_EXPIRED,
+            "this connection was recovered by another client; it continues there",
+        )
+        self.metrics.errors_sent.labels(code=str(error.code)).inc()
+        old.close(server_message(Action.DISCONNECTED, error=error))
+        log.info("connection.superseded", connection_id=s.connection_id, epoch=s.epoch)
 
     def _refuse(self, outlet: Outlet, error: ErrorInfo) -> None:
         self.metrics.errors_sent.labels(code=str(error.code)).inc()
@@ -247,6 +293,23 @@ class FrontendNode(PubSub):
         self.outlets[s.connection_id] = outlet
         self.metrics.connections_live.set(len(self.outlets))
         self.metrics.connections_detached.set(len(self.sessions) - len(self.outlets))
+        self._watch_token(s)
+
+    def _watch_token(self, s: Session) -> None:
+        if s.identity.expires_ms is not None:
+            heapq.heappush(self._token_expiry, (s.identity.expires_ms, s.connection_id))
+
+    def _expire_tokens(self, now_ms: int) -> None:
+        """A live connection whose token expired gets DISCONNECTED 40142: the SDK renews its token
+        and resumes (RTN15h2), so its continuity is kept; an AUTH before expiry moves the deadline."""
+        while self._token_expiry and self._token_expiry[0][0] <= now_ms:
+            expires, conn_id = heapq.heappop(self._token_expiry)
+            s = self.sessions.get(conn_id)
+            if s is None or s.identity.expires_ms != expires:
+                continue
+            log.info("connection.token_expired", connection_id=conn_id)
+            self.metrics.auth_failures.labels(code=str(int(ErrorCode.TOKEN_EXPIRED))).inc()
+            self.cut(now_ms, s, ErrorInfo.of(ErrorCode.TOKEN_EXPIRED, "token expired"))
 
     # ------------------------------------------------------------------
     # Transport lifecycle
@@ -350,6 +413,17 @@ class FrontendNode(PubSub):
             outlet.send(server_message(Action.CLOSED, connection_id=s.connection_id))
             outlet.close(None)
 
+    def end_session(self, now_ms: int, s: Session, error: ErrorInfo) -> None:
+        """End a connection for good from the server side (an operator's kick): ERROR to its
+        client (no resume), its state and its copy discarded, as a client's CLOSE does."""
+        outlet = self.outlets.get(s.connection_id)
+        self._dispose(s)
+        s.close()
+        self.ownership.closed(now_ms, s)
+        log.info("connection.ended", connection_id=s.connection_id, code=error.code)
+        if outlet is not None:
+            outlet.close(server_message(Action.ERROR, error=error))
+
     def handle_disconnect(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         outlet = self.outlets.get(s.connection_id)
         if outlet is not None:
@@ -373,6 +447,7 @@ class FrontendNode(PubSub):
                 self.transport_lost(now_ms, s, outlet)
             return
         s.identity = ident
+        self._watch_token(s)
         if s.client_id is None and ident.client_id is not None:
             s.client_id = ident.client_id
             self.ownership.replicate(s)
@@ -394,6 +469,7 @@ class FrontendNode(PubSub):
             s.expire()
             self.metrics.expired.inc()
             log.info("connection.expired", connection_id=conn_id)
+        self._expire_tokens(now_ms)
         self.channels.tick(now_ms)
         self.presence.tick(now_ms)
         if now_ms >= self._next_sweep:
@@ -412,6 +488,8 @@ class FrontendNode(PubSub):
         linger = self.presence.next_deadline()
         if linger is not None:
             nxt = min(nxt, linger)
+        if self._token_expiry:
+            nxt = min(nxt, self._token_expiry[0][0])
         retry = self.channels.next_deadline()
         return nxt if retry is None else min(nxt, retry)
 
@@ -428,6 +506,12 @@ class FrontendNode(PubSub):
                 reply(True, None)
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_request(now_ms, src, op, reply)
+            case O.RestCall():
+                serve = self.peer_ops.get(op.kind)
+                if serve is None:
+                    reply(False, O.Refused(O.Refusal.BAD_REQUEST, f"unknown REST op {op.kind!r:.40}"))
+                else:
+                    serve(now_ms, src, op.args, reply)
             case _:
                 self.channels.handle_request(now_ms, src, op, reply)
 
@@ -437,6 +521,8 @@ class FrontendNode(PubSub):
                 self.presence.copy_discarded(conn_id, epoch)
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_push(now_ms, src, op)
+            case O.RestCall():
+                log.warning("peer.unexpected_push", peer=src, op=op.OP)  # REST ops are requests
             case _:
                 self.channels.handle_push(now_ms, src, op)
 

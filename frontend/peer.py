@@ -16,7 +16,6 @@ free of ``await``.
 from __future__ import annotations
 
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +25,7 @@ import trio
 
 from frontend import peerops as O
 from frontend import peerwire as W
+from frontend.clock import wall_ms
 from kernel.errors import RemoteProtocolError
 
 log = structlog.get_logger("continuity.peer")
@@ -56,10 +56,6 @@ class PeerError(Exception):
 
 DEADLINE_ARG = "_deadline_ms"  # added to every request's args: the sender's wall-clock deadline
 CLOCK_SKEW_MS = 1_000  # tolerated difference between two hosts' clocks
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class _Link:
@@ -155,7 +151,7 @@ class PeerBus:
         # The receiver drops a request that arrives after this: a partition can hold it in a TCP
         # buffer for as long as it lasts, and by then the caller has retried (bench/chaos saw a
         # publish executed 25 s late, past the dedupe window, numbered twice).
-        stamped = {**op.to_args(), DEADLINE_ARG: _wall_ms() + int(timeout_s * 1000)}
+        stamped = {**op.to_args(), DEADLINE_ARG: wall_ms() + int(timeout_s * 1000)}
         link.send(W.encode(W.Request(req_id=req_id, op=op.OP, args=stamped)))
 
     async def call(self, peer: str, op: O.PeerOp, timeout_s: float = 5.0) -> Any:
@@ -232,7 +228,7 @@ class PeerBus:
                 self._on_connected(link.peer)
                 try:
                     await stream.send_all(
-                        W.encode_hello(self._secrets[0], self.node_id, _wall_ms(), os.urandom(12), self.port)
+                        W.encode_hello(self._secrets[0], self.node_id, wall_ms(), os.urandom(12), self.port)
                     )
                     while True:
                         if not link.queue:
@@ -262,7 +258,7 @@ class PeerBus:
                 reader.feed(data)
                 for body in reader.frames():
                     if peer is None:
-                        hello = W.verify_hello(self._secrets, body, _wall_ms())
+                        hello = W.verify_hello(self._secrets, body, wall_ms())
                         peer = hello.node_id
                         if peer not in self._addresses:
                             # Not in our map yet (it just joined): answer it where it listens.
@@ -290,9 +286,9 @@ class PeerBus:
         elif isinstance(frame, W.Request):
             req_id = frame.req_id
             deadline = frame.args.get(DEADLINE_ARG)
-            if isinstance(deadline, int) and _wall_ms() > deadline + CLOCK_SKEW_MS:
+            if isinstance(deadline, int) and wall_ms() > deadline + CLOCK_SKEW_MS:
                 self.stale_requests += 1
-                log.warning("peer.stale_request", peer=peer, op=frame.op, late_ms=_wall_ms() - deadline)
+                log.warning("peer.stale_request", peer=peer, op=frame.op, late_ms=wall_ms() - deadline)
                 return  # its caller timed out long ago and has retried: never execute it now
             try:
                 op = O.decode(frame.op, frame.args)

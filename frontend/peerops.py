@@ -416,9 +416,29 @@ class PresenceOwned:
         return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
 
 
+# -- the REST layer's operations (frontend.rest) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestCall:
+    """Request: one of the REST layer's operations (history, occupancy, channels, rest_publish,
+    token_nonce; ``FrontendNode.peer_ops``). The handler ``kind`` names checks its ``args``."""
+
+    OP: ClassVar[str] = "rest"
+    kind: str
+    args: dict[str, Any]
+
+    def to_args(self) -> dict[str, Any]:
+        return {"kind": self.kind, "args": self.args}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> RestCall:
+        return cls(kind=_str(a, "kind"), args=_dict(a, "args"))
+
+
 ChannelOp = Publish | Attach | LogFetch | Replicate | ReplicaSync | Deliver | Take | Unsubscribe
 SessionOp = SessionPut | SessionFetch | Handover | Discard
-PeerOp = ChannelOp | SessionOp | PresenceOwned
+PeerOp = ChannelOp | SessionOp | PresenceOwned | RestCall
 
 _RECORDS: dict[str, Any] = {
     r.OP: r
@@ -436,6 +456,7 @@ _RECORDS: dict[str, Any] = {
         Handover,
         Discard,
         PresenceOwned,
+        RestCall,
     )
 }
 

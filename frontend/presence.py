@@ -52,6 +52,7 @@ import structlog
 from frontend.auth import allows
 from frontend.peerops import Publish
 from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, sync_pages
+from frontend.pubsub import channel_name_problem
 from frontend.session import Session, SessionState
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
@@ -98,8 +99,10 @@ class Presence:
     def _error(self, s: Session, pm: ProtocolMessage) -> ErrorInfo | None:
         node = self.node
         name = pm.channel
-        if name is None or not node._valid_channel(name):
-            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "PRESENCE needs a channel name of 1..1024 characters")
+        problem = "PRESENCE needs a channel" if name is None else channel_name_problem(name)
+        if problem is not None:
+            return ErrorInfo.of(ErrorCode.INVALID_CHANNEL_NAME, problem)
+        assert name is not None
         if not pm.presence:
             return ErrorInfo.of(ErrorCode.BAD_REQUEST, "PRESENCE needs at least one presence message")
         cur = s.channels.get(name)

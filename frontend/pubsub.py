@@ -10,7 +10,6 @@ Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``no
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from frontend.peerops import Publish
 from frontend.session import ChannelCursor, Session
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
-from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
+from kernel.protocol import Action, Encoded, Flag, ProtocolMessage, message_size
 
 if TYPE_CHECKING:
     from frontend.node import Outlet
@@ -37,26 +36,87 @@ log = structlog.get_logger("continuity.frontend")
 MAX_CHANNEL_NAME = 1024
 
 
+def channel_name_problem(name: str) -> str | None:
+    """Why Ably refuses ``name`` (40010), or None: empty, too long, a leading ``:`` (reserved), or a
+    ``[qualifier]`` prefix that is not closed, is empty, or qualifies an empty name."""
+    if not name:
+        return "invalid channel name: empty"
+    if len(name) > MAX_CHANNEL_NAME:
+        return f"invalid channel name: longer than {MAX_CHANNEL_NAME} characters"
+    if name.startswith(":"):
+        return f"invalid channel name: {name!r} starts with ':'"
+    if name.startswith("["):
+        qualifier, sep, rest = name[1:].partition("]")
+        if not sep or not qualifier or not rest or rest.startswith(":"):
+            return f"invalid channel name: malformed qualifier in {name!r}"
+    return None
+
+
+_MODE_NAMES = {
+    "presence": Flag.PRESENCE,
+    "publish": Flag.PUBLISH,
+    "subscribe": Flag.SUBSCRIBE,
+    "presence_subscribe": Flag.PRESENCE_SUBSCRIBE,
+    "annotation_publish": Flag.ANNOTATION_PUBLISH,
+    "annotation_subscribe": Flag.ANNOTATION_SUBSCRIBE,
+    "object_subscribe": Flag.OBJECT_SUBSCRIBE,
+    "object_publish": Flag.OBJECT_PUBLISH,
+}
+
+
+def modes_param(params: Mapping[str, str] | None) -> int:
+    """The ``modes`` channel param (``"presence,subscribe"``) as mode flags; 0 when absent.
+    Raises ValueError naming an unknown mode."""
+    raw = (params or {}).get("modes")
+    if raw is None:
+        return 0
+    flags = 0
+    for mode in filter(None, (m.strip().lower() for m in raw.split(","))):
+        if mode not in _MODE_NAMES:
+            raise ValueError(f"unknown channel mode {mode!r} in the modes param")
+        flags |= _MODE_NAMES[mode]
+    return flags
+
+
+# The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
+# annotation_publish is among them, though annotations themselves are refused (not supported).
+DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
+# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
+RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
+
+
+def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
+    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
+    return out or None
+
+
+MAX_REWIND = 100  # Ably's limit on rewind by count
+
+
+def rewind_count(params: Mapping[str, str] | None) -> int | None:
+    """The ``rewind`` channel param as a message count (1..100), or None (absent or not a count;
+    rewind by time is not supported and attaches from now)."""
+    raw = (params or {}).get("rewind")
+    if raw is None or not raw.isdigit():
+        return None
+    count = min(int(raw), MAX_REWIND)
+    return count or None
+
+
+def rewound_serial(last_serial: str, count: int | None) -> str | None:
+    """The serial to replay after so that the last ``count`` messages come again, or None."""
+    parsed = parse_serial(last_serial) if count else None
+    if parsed is None or count is None or parsed[1] <= 0:
+        return None
+    return f"{parsed[0]}:{max(parsed[1] - count, 0)}"
+
+
 def server_message(action: Action, **fields: Any) -> Encoded:
     """A server-to-client ProtocolMessage, ready to queue on any outlet."""
     return Encoded.of(ProtocolMessage(action=action, **fields))
 
 
-def _payload_size(m: Mapping[str, Any]) -> int:
-    """Message size as Ably counts it: data, name, clientId and extras (TO3l8)."""
-    size = 0
-    for key in ("data", "name", "clientId"):
-        v = m.get(key)
-        if isinstance(v, str):
-            size += len(v.encode("utf-8", "surrogatepass"))
-        elif isinstance(v, (bytes, bytearray)):
-            size += len(v)
-        elif v is not None:
-            size += len(json.dumps(v, default=str))
-    extras = m.get("extras")
-    if extras is not None:
-        size += len(json.dumps(extras, default=str))
-    return size
+_payload_size = message_size  # kernel.protocol: one count for the server and the SDK
 
 
 REPLAY_BATCH_MESSAGES = 256
@@ -140,10 +200,6 @@ class PubSub:
         self.metrics.errors_sent.labels(code=str(int(code))).inc()
         self._send(now_ms, s, server_message(action, channel=name, error=ErrorInfo.of(code, msg)))
 
-    @staticmethod
-    def _valid_channel(name: str | None) -> bool:
-        return bool(name) and len(name or "") <= MAX_CHANNEL_NAME
-
     def _granted_modes(self, s: Session, name: str, requested: int) -> int:
         cap = s.identity.capability
         granted = requested
@@ -151,6 +207,8 @@ class PubSub:
             granted &= ~Flag.PUBLISH
         if not allows(cap, name, "subscribe"):
             granted &= ~Flag.SUBSCRIBE
+        if not allows(cap, name, "annotation-publish"):
+            granted &= ~Flag.ANNOTATION_PUBLISH
         if not allows(cap, name, "presence"):
             granted &= ~(Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE)
         return granted
@@ -158,8 +216,16 @@ class PubSub:
     def handle_attach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         """RTL4: answer ATTACHED; resume from the client's channelSerial when covered (RTL15b)."""
         name = pm.channel
-        if name is None or not self._valid_channel(name):
-            raise RemoteProtocolError("ATTACH needs a channel name of 1..1024 characters")
+        if name is None:
+            raise RemoteProtocolError("ATTACH needs a channel")
+        # Refusals in the channel's scope (RTL14): the channel fails, the connection lives.
+        problem = channel_name_problem(name)
+        if problem is not None:
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.INVALID_CHANNEL_NAME, problem)
+            return
+        if pm.channel_problem is not None:
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, pm.channel_problem)
+            return
         cap = s.identity.capability
         if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
             self._channel_error(
@@ -182,30 +248,87 @@ class PubSub:
                 f"at most {self.config.max_channels_per_connection} channels per connection",
             )
             return
-        requested = (pm.flags & P.MODE_FLAGS) or P.DEFAULT_MODES
+        requested: int = (pm.flags & P.MODE_FLAGS) or DEFAULT_MODES
+        try:
+            requested = modes_param(pm.params) or requested  # the ``modes`` param wins, as in Ably
+        except ValueError as exc:
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
+            return
         granted = self._granted_modes(s, name, requested)
         if cur is not None and cur.attached_gen == s.generation:
-            # Already attached on this transport: everything up to the cursor is queued.
+            # Already attached on this transport: everything up to the cursor is queued. A re-attach
+            # may change the modes (RTL16a, setOptions): they take effect now.
+            self._apply_modes(s, name, cur, granted)
             self._send(
                 now_ms,
                 s,
                 server_message(
-                    Action.ATTACHED, channel=name, channel_serial=cur.serial, flags=granted | Flag.RESUMED
+                    Action.ATTACHED,
+                    channel=name,
+                    channel_serial=cur.serial,
+                    flags=granted | Flag.RESUMED,
+                    params=recognised_params(pm.params),
                 ),
             )
             return
         from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
         generation = s.generation
+        params = recognised_params(pm.params)  # echoed in ATTACHED (the SDK's channel.params)
+
+        # A rewind applies to a fresh attach only, never to one resuming (ATTACH_RESUME, RTL4j).
+        fresh = from_serial is None and not pm.flags & Flag.ATTACH_RESUME
+        rewind = rewind_count(params) if fresh else None
+
+        def gone() -> bool:
+            # The transport that asked is gone; its successor will ATTACH again.
+            return s.generation != generation or self.outlets.get(s.connection_id) is None
 
         def done(res: AttachResult) -> None:
-            if s.generation != generation or self.outlets.get(s.connection_id) is None:
-                return  # the transport that asked is gone; its successor will ATTACH again
-            self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res)
+            if gone():
+                return
+            start = rewound_serial(res.last_serial, rewind) if rewind and res.error is None else None
+            if start is None:
+                self._complete_attach(self.channels.now_ms, s, name, granted, from_serial, res, params)
+                return
+
+            def rewound(back: AttachResult) -> None:
+                if gone():
+                    return
+                if back.error is not None or back.replay is None:  # not retained: attach from now
+                    self._complete_attach(self.channels.now_ms, s, name, granted, None, res, params)
+                    return
+                self._complete_attach(
+                    self.channels.now_ms, s, name, granted, start, back, params, rewinding=True
+                )
+
+            self.channels.attach(self.channels.now_ms, name, start, rewound)
 
         self.channels.attach(now_ms, name, from_serial, done)
 
+    def _apply_modes(self, s: Session, name: str, cur: ChannelCursor, granted: int) -> None:
+        """New modes on an attached channel: subscribe starts or stops delivery, publish is checked
+        against them from the next MESSAGE."""
+        if cur.modes == granted:
+            return
+        cur.modes = granted
+        if granted & Flag.SUBSCRIBE:
+            self.subscribers.setdefault(name, {})[s.connection_id] = s
+        else:
+            self._unsubscribe(s, name)
+        self.ownership.replicate(s)
+        log.info("channel.modes", connection_id=s.connection_id, channel=name, modes=int(granted))
+
     def _complete_attach(
-        self, now_ms: int, s: Session, name: str, granted: int, from_serial: str | None, res: AttachResult
+        self,
+        now_ms: int,
+        s: Session,
+        name: str,
+        granted: int,
+        from_serial: str | None,
+        res: AttachResult,
+        params: dict[str, str] | None = None,
+        *,
+        rewinding: bool = False,
     ) -> None:
         """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b)."""
         if res.error is not None:
@@ -219,7 +342,7 @@ class PubSub:
                 f"unable to recover channel {name} from serial {from_serial}: continuity lost",
             )
             self.metrics.discontinuities.inc()
-        resumed = replay is not None
+        resumed = replay is not None and not rewinding  # a rewind replays on a fresh attach
         # RTP1: the set at the attach point follows the replay as SYNC pages, flagged HAS_PRESENCE.
         sync = (
             self.presence.sync_frames(name, res.presence, res.last_serial)
@@ -227,11 +350,13 @@ class PubSub:
             else []
         )
         flags = granted | (Flag.RESUMED if resumed else 0) | (Flag.HAS_PRESENCE if sync else 0)
-        serial = from_serial if resumed else res.last_serial
+        serial = from_serial if resumed or rewinding else res.last_serial
         if not self._send(
             now_ms,
             s,
-            server_message(Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error),
+            server_message(
+                Action.ATTACHED, channel=name, channel_serial=serial, flags=flags, error=error, params=params
+            ),
         ):
             return
         subscribing = bool(granted & (Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE))
@@ -254,6 +379,8 @@ class PubSub:
                 sent += count
             self.metrics.replays.inc()
             self.metrics.replayed_messages.inc(sent)
+            if s.resumed_ms is not None:
+                self.metrics.resume_catch_up_seconds.observe(max(0, now_ms - s.resumed_ms) / 1000)
         if sync:
             for frame in sync:
                 outlet.send(frame, force=True)
@@ -321,8 +448,11 @@ class PubSub:
 
     def _publish_error(self, s: Session, pm: ProtocolMessage) -> ErrorInfo | None:
         name = pm.channel
-        if name is None or not self._valid_channel(name):
-            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs a channel name of 1..1024 characters")
+        if name is None:
+            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs a channel")
+        problem = channel_name_problem(name)
+        if problem is not None:
+            return ErrorInfo.of(ErrorCode.INVALID_CHANNEL_NAME, problem)
         if not pm.messages:
             return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs at least one message")
         cur = s.channels.get(name)
@@ -349,7 +479,7 @@ class PubSub:
         if pm.msg_serial is None:
             raise RemoteProtocolError("MESSAGE needs a msgSerial")
         self.metrics.messages_in.inc(len(pm.messages or ()))
-        item = s.acks.add(pm.msg_serial)
+        item = s.acks.add(pm.msg_serial, now_ms)
         error = self._publish_error(s, pm)
         if error is not None:
             s.acks.complete(item, error=error)
@@ -431,6 +561,8 @@ class PubSub:
             else:
                 slow.append(sub)
         self.metrics.messages_out.inc(delivered * entry.count)
+        if delivered:
+            self.metrics.publish_deliver_seconds.observe(max(0, now_ms - entry.timestamp_ms) / 1000)
         for sub in slow:
             self.metrics.slow_consumers.inc()
             log.info("connection.slow_consumer", connection_id=sub.connection_id, channel=channel)
@@ -441,7 +573,10 @@ class PubSub:
             )
 
     def _flush_acks(self, now_ms: int, s: Session) -> None:
-        for msg_serial, count, res, error in s.acks.release():
+        runs = s.acks.release()
+        for added_ms in s.acks.take_released_times():
+            self.metrics.publish_ack_seconds.observe(max(0, now_ms - added_ms) / 1000)
+        for msg_serial, count, res, error in runs:
             if error is not None:
                 self.metrics.nacks.labels(code=str(error.code)).inc()
                 self._send(

@@ -26,6 +26,7 @@ from frontend.auth import AuthError, allows
 from frontend.channels import AttachResult
 from frontend.homes import OPERATION_DEADLINE_MS
 from frontend.presence_set import PresenceSet
+from frontend.pubsub import channel_name_problem
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.protocol import to_json_wire
 
@@ -88,8 +89,9 @@ async def serve(
     hdrs = {k.lower(): v for k, v in headers}
     query = dict(parse_qsl(target.query))
     channel = unquote(target.path[len(PREFIX) : -len(SUFFIX)])
-    if not node._valid_channel(channel):
-        return _error(ErrorCode.BAD_REQUEST, "a channel name of 1..1024 characters is needed", node)
+    problem = channel_name_problem(channel)
+    if problem is not None:
+        return _error(ErrorCode.INVALID_CHANNEL_NAME, problem, node)
     key, token = _credentials(hdrs, query)
     if key is None and token is None:
         return _error(ErrorCode.UNAUTHORIZED, "authentication required (key or token)", node)

@@ -63,6 +63,7 @@ class ChannelCursor:
 @dataclass(slots=True)
 class _Pending:
     msg_serial: int
+    added_ms: int = 0  # when the publish arrived, for the publish->ACK histogram
     count: int = 1
     serials: list[str] | None = None
     error: ErrorInfo | None = None
@@ -74,12 +75,13 @@ class PendingAcks:
 
     def __init__(self) -> None:
         self._queue: deque[_Pending] = deque()
+        self._released_added: list[int] = []  # added_ms of what release() popped since last taken
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    def add(self, msg_serial: int) -> _Pending:
-        item = _Pending(msg_serial)
+    def add(self, msg_serial: int, now_ms: int = 0) -> _Pending:
+        item = _Pending(msg_serial, now_ms)
         self._queue.append(item)
         return item
 
@@ -88,6 +90,11 @@ class PendingAcks:
         item.serials = serials
         item.error = error
         item.done = True
+
+    def take_released_times(self) -> list[int]:
+        """When each publish answered by ``release`` since the last call arrived (``added_ms``)."""
+        taken, self._released_added = self._released_added, []
+        return taken
 
     def release(self) -> list[tuple[int, int, list[dict[str, Any]] | None, ErrorInfo | None]]:
         """Pop the completed head as runs: ``(msgSerial, count, res | None, error | None)``.
@@ -99,6 +106,7 @@ class PendingAcks:
         q = self._queue
         while q and q[0].done:
             item = q.popleft()
+            self._released_added.append(item.added_ms)
             if item.error is not None:
                 runs.append((item.msg_serial, 1, None, item.error))
                 continue
@@ -131,6 +139,7 @@ class Session:
     dirty: bool = False  # cursors moved since the copy was last written
     state: SessionState = SessionState.ACTIVE
     detached_ms: int | None = None
+    resumed_ms: int | None = None  # when the last resume bound a transport, for the catch-up histogram
     generation: int = 0
     channels: dict[str, ChannelCursor] = field(default_factory=dict)
     acks: PendingAcks = field(default_factory=PendingAcks)

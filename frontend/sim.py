@@ -90,6 +90,11 @@ class SimConfig:
     burst_every_ms: tuple[int, int] = (700, 3_000)
     burst: tuple[int, int] = (1, 4)
     kinds: tuple[str, ...] = FAULT_KINDS
+    max_fault_ms: int = 6_000  # the longest partition, or downtime of a restart
+    ttl_ms: int = 120_000  # connectionStateTtl; the dedupe window is this plus maxIdleInterval
+
+
+DEFAULT = SimConfig()
 
 
 def make_schedule(seed: int, cfg: SimConfig) -> list[Fault]:
@@ -99,7 +104,7 @@ def make_schedule(seed: int, cfg: SimConfig) -> list[Fault]:
     for _ in range(cfg.faults):
         kind = rng.choice(cfg.kinds)
         at = rng.randint(*cfg.fault_window_ms)
-        dur = rng.randint(500, 6_000)
+        dur = rng.randint(500, cfg.max_fault_ms)
         if kind in ("zone_partition", "zone_loss"):
             target = rng.choice("ab")
         elif kind == "tunnel_cut":
@@ -153,7 +158,8 @@ class World:
 
     # -- processes ------------------------------------------------------------
     def _start(self, node_id: str) -> None:
-        config = FrontendConfig(node_id=node_id, zone=self.zone[node_id], dev=True, cluster_secret=SECRET)
+        config = FrontendConfig(node_id=node_id, zone=self.zone[node_id], dev=True, cluster_secret=SECRET,
+                                connection_state_ttl_ms=self.cfg.ttl_ms)  # fmt: skip
         node = FrontendNode(config, rng=random.Random(self.rng.getrandbits(64)), metrics=_METRICS,
                             signer=self.signer)  # fmt: skip
         node.channels.now_ms = self.sched.now
@@ -445,8 +451,13 @@ def run_seeds(seeds: list[int], cfg: SimConfig, procs: int = 1) -> dict[str, Any
     }
 
 
-def _replay(seed: int, schedule: list[Any]) -> str:
-    return f"python -m frontend.sim --seed {seed} --schedule '{json.dumps(schedule)}'"
+def _replay(seed: int, schedule: list[Any], cfg: SimConfig) -> str:
+    flags = "".join(
+        f" --{name.replace('_', '-')} {getattr(cfg, name)}"
+        for name in ("max_fault_ms", "ttl_ms")
+        if getattr(cfg, name) != getattr(DEFAULT, name)
+    )
+    return f"python -m frontend.sim --seed {seed}{flags} --schedule '{json.dumps(schedule)}'"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,13 +470,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="run this one seed and print its whole result")
     parser.add_argument("--schedule", help="with --seed: the fault schedule to replay (JSON list)")
     parser.add_argument("--shrink", action="store_true", help="with --seed: shrink a failing schedule")
+    parser.add_argument("--faults", type=int, default=DEFAULT.faults, help="faults per run (default 3)")
+    parser.add_argument("--max-fault-ms", type=int, default=DEFAULT.max_fault_ms,
+                        help="the longest partition or restart downtime, ms (default 6000)")  # fmt: skip
+    parser.add_argument("--ttl-ms", type=int, default=DEFAULT.ttl_ms,
+                        help="connectionStateTtl, ms (default 120000): sets the dedupe window")  # fmt: skip
+    parser.add_argument("--kinds", help="comma-separated fault kinds (default: all)")
     args = parser.parse_args(argv)
     if os.environ.get("PYTHONHASHSEED") != "0":
         # Set iteration order is part of a run: fix it so that a seed replays bit for bit anywhere.
         os.execve(sys.executable, [sys.executable, "-m", "frontend.sim", *sys.argv[1:]],
                   {**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
     quiet_logs()
-    cfg = SimConfig()
+    kinds = tuple(args.kinds.split(",")) if args.kinds else FAULT_KINDS
+    if not set(kinds) <= set(FAULT_KINDS):
+        parser.error(f"--kinds: unknown fault kinds {sorted(set(kinds) - set(FAULT_KINDS))}")
+    cfg = SimConfig(faults=args.faults, max_fault_ms=args.max_fault_ms, ttl_ms=args.ttl_ms, kinds=kinds)
     if args.seed is not None:
         schedule = None
         if args.schedule:
@@ -474,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         if not result["ok"] and args.shrink:
             small = shrink(args.seed, cfg, [Fault.from_json(f) for f in result["schedule"]])
             result["shrunk_schedule"] = [f.to_json() for f in small]
-            result["replay"] = _replay(args.seed, result["shrunk_schedule"])
+            result["replay"] = _replay(args.seed, result["shrunk_schedule"], cfg)
         print(json.dumps(result, indent=2))
         return 0 if result["ok"] else 1
     summary = run_seeds(list(range(args.start, args.start + args.seeds)), cfg, args.procs)
@@ -482,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     if first is not None:
         small = shrink(first["seed"], cfg, [Fault.from_json(f) for f in first["schedule"]])
         first["shrunk_schedule"] = [f.to_json() for f in small]
-        first["replay"] = _replay(first["seed"], first["shrunk_schedule"])
+        first["replay"] = _replay(first["seed"], first["shrunk_schedule"], cfg)
     print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
 

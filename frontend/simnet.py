@@ -160,6 +160,7 @@ class SimBus:
         # Whom this node can send to: as PeerBus's addresses, the peers alive in its map, plus any
         # peer that dialed it since (PeerBus learns a dialer's address from its hello).
         self.addresses: set[str] = set()
+        self._redialing: set[str] = set()
         net.buses[self.node_id] = self
 
     def set_addresses(self, alive: set[str]) -> None:
@@ -204,6 +205,7 @@ class SimBus:
             def refused() -> None:
                 self.fail_pending(peer, f"cannot connect to {peer}")
                 self._in(lambda: self.node.channels.mark_down(net.sched.now, peer))
+                self._redial(peer, 50)
 
             net.sched.at(now + 1, refused)
             return
@@ -212,6 +214,26 @@ class SimBus:
         net.send(
             self.node_id, peer, lambda: net.buses[peer]._serve(self.node_id, req_id, name, args, deadline)
         )
+
+    def _redial(self, peer: str, delay_ms: int) -> None:
+        """PeerBus's link task: keep dialing a refused peer (backing off to 1 s) while it is in the
+        address map; when a connect succeeds the peer is marked up again."""
+        if peer in self._redialing:
+            return
+        self._redialing.add(peer)
+
+        def attempt(delay: int) -> None:
+            if self.net.buses.get(self.node_id) is not self or peer not in self.addresses:
+                self._redialing.discard(peer)
+                return
+            if peer in self.net.nodes:
+                self._redialing.discard(peer)
+                self._in(lambda: self.node.channels.mark_up(self.net.sched.now, peer))
+                return
+            nxt = min(delay * 2, 1_000)
+            self.net.sched.at(self.net.sched.now + delay, lambda: attempt(nxt))
+
+        self.net.sched.at(self.net.sched.now + delay_ms, lambda: attempt(delay_ms))
 
     def _timeout(self, req_id: int, peer: str) -> None:
         p = self._pending.pop(req_id, None)

@@ -17,7 +17,6 @@ high-water mark.
 from __future__ import annotations
 
 import os
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -26,6 +25,7 @@ import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
+from frontend.clock import wall_ms
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
 from frontend.session import Session
@@ -39,10 +39,6 @@ log = structlog.get_logger("continuity.frontend")
 _HEARTBEAT = Encoded.of(ProtocolMessage(action=Action.HEARTBEAT))
 READ_CHUNK = 65536
 MAX_PROBES = 64  # read-receipt Pings awaiting their Pong, at most (the oldest is forgotten)
-
-
-def wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class WebSocketTransport:

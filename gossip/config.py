@@ -85,11 +85,22 @@ class GossipConfig:
 
     @classmethod
     def local(cls) -> GossipConfig:
-        """Fast timings for tests and a cluster on one machine: every interval 5x shorter than LAN."""
+        """Fast timings for tests and a cluster on one machine: every interval 5x shorter than LAN,
+        but a suspicion that lasts 2 s to 6 s for up to 10 members (suspicion_mult 10, max_mult 3).
+
+        Processes on one loaded machine stall for a second or more. With LAN's multipliers (0.8 s
+        once two others confirm, for 6 members), a frontend that stalled while one or both routers
+        were killed and restarted was declared dead in 8 of 40 simulated runs for a 1 s stall and
+        22 of 40 for 1.5 s, and in the chaos runs a live frontend lost its homes to a second node;
+        with these, 1 and 8 of 40, for a crash detected by every member in 2.35 s (p50) instead of
+        1.16 s (bench/gossip_sim.py, ``false_positives_router_restart``).
+        """
         return dataclasses.replace(
             cls.lan(),
             probe_interval=0.2,
             probe_timeout=0.1,
+            suspicion_mult=10,
+            suspicion_max_mult=3,
             gossip_interval=0.05,
             gossip_to_dead_time=6.0,
             push_pull_interval=6.0,

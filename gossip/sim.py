@@ -82,6 +82,23 @@ class Simulation:
         """Crash member `name`: from now on it neither sends, receives nor ticks."""
         self.killed.add(self.names[name])
 
+    def restart(self, name: str) -> None:
+        """Start killed member `name` again as a new process: same name and address, fresh state
+        (incarnation 0, knowing nobody), rejoining through the seed (or m1 when it is the seed)."""
+        addr = self.names[name]
+        old = self.cores[addr]
+        self.cores[addr] = SwimCore(
+            self.config,
+            name=name,
+            address=addr,
+            now=self.now,
+            rng=random.Random(hash((name, self.now, self._order))),
+            keyring=old.keyring,
+        )
+        self.killed.discard(addr)
+        self._joined.discard(addr)
+        self._push(self.now, addr)
+
     def stall(self, name: str, duration: float) -> None:
         """Freeze member `name` for `duration` seconds: datagrams to it are lost and it does not tick."""
         addr = self.names[name]
@@ -151,6 +168,8 @@ class Simulation:
             self._joined.add(addr)
             if addr != self.seed_address:
                 core.join(self.now, [self.seed_address])
+            elif len(self.names) > 1:
+                core.join(self.now, [a for a in self.cores if a != addr][:1])
             self._after(core)
             return
         until = self.stalled_until.get(addr)

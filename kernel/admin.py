@@ -5,12 +5,16 @@ Ably protocol, ``/health``, ``/livez``, the demo) and, when ``admin_port`` is co
 admin listener on ``admin_host`` (127.0.0.1 by default, or a pod-internal port). With an admin
 listener, the admin paths are served there only; without one they are served on the client port
 (which ``kernel.config`` refuses outside dev mode unless that port is loopback or a token is set).
-With ``admin_token``, every admin request must carry ``Authorization: Bearer <token>``, wherever
-it arrives. ``AdminGate.check`` is that rule, pure.
+With ``admin_token``, every admin request must carry ``Authorization: Bearer <token>`` (the CLI,
+Prometheus), or HTTP Basic auth whose password is the token (a browser on the dashboard: the 401
+carries ``WWW-Authenticate: Basic``, so the browser asks once and its fetches reuse it), wherever it
+arrives. ``AdminGate.check`` is that rule, pure.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +23,9 @@ from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import header
 
 BEARER = b"bearer "
+BASIC = b"basic "
+# Sent with a 401 so that a browser prompts (any user name, the token as password).
+CHALLENGE = [(b"www-authenticate", b'Basic realm="Continuity admin", charset="UTF-8"')]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +41,24 @@ class AdminGate:
             return ErrorInfo.of(ErrorCode.NOT_FOUND, "admin surfaces are served on the admin listener only")
         if self.token is None:
             return None
-        given = header(headers, b"authorization") or b""
-        if given[: len(BEARER)].lower() == BEARER and hmac.compare_digest(
-                given[len(BEARER):].strip(), self.token.encode()):
+        given = presented(header(headers, b"authorization") or b"")
+        if given is not None and hmac.compare_digest(given, self.token.encode()):
             return None
-        return ErrorInfo.of(ErrorCode.UNAUTHORIZED, "admin surfaces need Authorization: Bearer <admin_token>")
+        return ErrorInfo.of(ErrorCode.UNAUTHORIZED, "admin surfaces need Authorization: Bearer "
+                            "<admin_token> (or Basic auth with the token as password)")
+
+
+def presented(authorization: bytes) -> bytes | None:
+    """The token an Authorization header carries: Bearer, or the password of Basic; else None."""
+    if authorization[:len(BEARER)].lower() == BEARER:
+        return authorization[len(BEARER):].strip()
+    if authorization[:len(BASIC)].lower() == BASIC:
+        try:
+            decoded = base64.b64decode(authorization[len(BASIC):].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return decoded.partition(b":")[2]
+    return None
 
 
 def bearer_headers(token: str | None) -> list[tuple[bytes, bytes]]:

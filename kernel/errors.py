@@ -15,6 +15,7 @@ class ErrorCode(enum.IntEnum):
 
     BAD_REQUEST = 40000
     MAX_MESSAGE_SIZE_EXCEEDED = 40009
+    INVALID_CHANNEL_NAME = 40010
     INVALID_CLIENT_ID = 40012
     RATE_LIMITED = 40030  # too many channels on one connection
     UNAUTHORIZED = 40100
@@ -39,11 +40,18 @@ class ErrorCode(enum.IntEnum):
     FORBIDDEN = 40300  # the router's pages: a dev-mode-only hook asked outside dev mode
     METHOD_NOT_ALLOWED = 40500  # the router's pages
     NOT_FOUND = 40400  # an alias of KEY_NOT_FOUND, for any missing page or resource
+    INVALID_BODY = 40001  # REST: a request body that does not decode or has the wrong shape
+    INVALID_PARAMETER = 40003  # REST: a query parameter or field out of range
+    INCOMPATIBLE_CREDENTIALS = 40102  # a token request for another key than the one used
+    TIMESTAMP_NOT_CURRENT = 40104  # a signed TokenRequest outside the clock window
+    NONCE_REPLAYED = 40105  # a signed TokenRequest seen before
+    PUBLISH_ON_BEHALF_FAILED = 40006  # a REST publish's connectionKey names no live connection
 
 
 _STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED: 400,
+    ErrorCode.INVALID_CHANNEL_NAME: 400,
     ErrorCode.INVALID_CLIENT_ID: 400,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAUTHORIZED: 401,
@@ -67,6 +75,12 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.PRESENCE_UNSUPPORTED: 400,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.INVALID_BODY: 400,
+    ErrorCode.INVALID_PARAMETER: 400,
+    ErrorCode.INCOMPATIBLE_CREDENTIALS: 401,
+    ErrorCode.TIMESTAMP_NOT_CURRENT: 401,
+    ErrorCode.NONCE_REPLAYED: 401,
+    ErrorCode.PUBLISH_ON_BEHALF_FAILED: 400,
 }
 
 

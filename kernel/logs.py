@@ -8,7 +8,17 @@ import sys
 import structlog
 
 
-def configure(level: str = "info") -> None:
+def configure(level: str = "info", node_id: str | None = None) -> None:
+    """Key-value events on stderr; with ``node_id``, every line carries it (several daemons' logs
+    are often read merged)."""
+    stamp: list[structlog.types.Processor] = []
+    if node_id is not None:
+
+        def add_node_id(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+            event.setdefault("node_id", node_id)
+            return event
+
+        stamp.append(add_node_id)
     renderer: structlog.types.Processor
     if sys.stderr.isatty():
         renderer = structlog.dev.ConsoleRenderer()
@@ -16,6 +26,7 @@ def configure(level: str = "info") -> None:
         renderer = structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[
+            *stamp,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -118,6 +119,10 @@ class ProtocolMessage:
     res: list[dict[str, Any]] | None = None
     auth: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Inbound only: why the frame is invalid in its channel's scope (params not string -> string).
+    # The frame's channel is refused (ERROR with ``channel``); the connection and its other channels
+    # live (RTL14). Never serialised.
+    channel_problem: str | None = None
 
     def has(self, flag: Flag) -> bool:
         return bool(self.flags & flag)
@@ -194,6 +199,28 @@ def _messages(raw: dict[str, Any], key: str) -> list[Message] | None:
     return value
 
 
+def _params(raw: object) -> tuple[dict[str, str] | None, str | None]:
+    """Channel params as strings, or why they are refused. Numbers and booleans are taken as their
+    text (SDKs send ``{rewind: 1}``, which Ably accepts); objects, arrays and nulls are refused."""
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        return None, "channel params must be an object of strings"
+    out: dict[str, str] = {}
+    for k, v in raw.items():
+        if not isinstance(k, str):
+            return None, "channel params must map strings to strings"
+        if isinstance(v, bool):
+            out[k] = "true" if v else "false"
+        elif isinstance(v, (str, int)):
+            out[k] = str(v)
+        elif isinstance(v, float) and v.is_integer():
+            out[k] = str(int(v))
+        else:
+            return None, f"channel param {k!r} must be a string"
+    return out, None
+
+
 def from_wire(raw: object) -> ProtocolMessage:
     """Build a ProtocolMessage from a decoded mapping.
 
@@ -208,9 +235,9 @@ def from_wire(raw: object) -> ProtocolMessage:
         act = Action(action)
     except ValueError:
         raise _bad(f"unknown action {action}") from None
-    params = _opt(raw, "params", dict)
-    if params is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
-        raise _bad("params must map strings to strings")
+    params, channel_problem = _params(raw.get("params"))
+    if channel_problem is not None and not isinstance(raw.get("channel"), str):
+        raise _bad(channel_problem)
     error = raw.get("error")
     return ProtocolMessage(
         action=act,
@@ -229,6 +256,7 @@ def from_wire(raw: object) -> ProtocolMessage:
         params=params,
         res=_opt(raw, "res", list),
         auth=_opt(raw, "auth", dict),
+        channel_problem=channel_problem,
     )
 
 
@@ -356,3 +384,21 @@ class Encoded:
             data = encode_wire(self.wire, fmt)
             self._cache[fmt] = data
         return data
+
+
+def message_size(m: Mapping[str, Any]) -> int:
+    """A message's size as Ably counts it against maxMessageSize: data, name, clientId and extras
+    (TO3l8). The server checks it (NACK 40009) and the SDK checks it before sending."""
+    size = 0
+    for key in ("data", "name", "clientId"):
+        v = m.get(key)
+        if isinstance(v, str):
+            size += len(v.encode("utf-8", "surrogatepass"))
+        elif isinstance(v, (bytes, bytearray)):
+            size += len(v)
+        elif v is not None:
+            size += len(json.dumps(v, default=str))
+    extras = m.get("extras")
+    if extras is not None:
+        size += len(json.dumps(extras, default=str))
+    return size

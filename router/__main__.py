@@ -13,6 +13,7 @@ import gossip
 from kernel.cli import add_node_options, node_overrides, run_daemon
 from kernel.logs import configure
 from kernel.membership import ROLE_ROUTER
+from router import admin_cli
 from router.cluster import ClusterMap
 from router.config import ConfigError, RouterConfig
 from router.metrics import RouterMetrics
@@ -74,13 +75,17 @@ async def run(config: RouterConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["admin"]:  # python -m router admin ...: the admin CLI
+        return admin_cli.main(argv[1:])
     args = parse_args(argv)
-    configure(args.log_level)
     try:
         config = RouterConfig.load(args.config, **node_overrides(args))
+        config.tls_context()  # a certificate that does not load stops us here
     except (ConfigError, OSError) as exc:
         print(f"continuity-router: {exc}", file=sys.stderr)
         return 2
+    configure(args.log_level, node_id=config.node_id)
     status = run_daemon("continuity-router", run, config,
                         binds=f"{config.host}:{config.port}, gossip {config.gossip_bind}")
     log.info("router.stopped")

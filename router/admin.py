@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
+from kernel.admin import CHALLENGE
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import read_body, serve_http
 from kernel.membership import view_to_json
@@ -86,7 +87,8 @@ class RouterAdmin:
         router = self.router
         refusal = router.config.admin_gate.check(req.headers, on_admin_listener=on_admin_listener)
         if refusal is not None:
-            await proxy.respond_error(stream, conn, refusal)
+            challenge = CHALLENGE if refusal.status_code == 401 else []
+            await proxy.respond_error(stream, conn, refusal, challenge)
             return
         path = request.path
         if path == "/metrics":

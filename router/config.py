@@ -20,6 +20,7 @@ mode, and ``example()`` renders deploy/router.example.toml from the comments abo
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from kernel.config import (
     secret_problem,
     wildcard_problem,
 )
+from kernel.tls import server_context
 
 __all__ = ["ENV_PREFIX", "GOSSIP_PROFILES", "ConfigError", "RouterConfig", "parse_hostport"]
 
@@ -69,6 +71,10 @@ class RouterConfig:
     # Bearer token every admin request must carry (Authorization: Bearer <token>), on either port.
     # At least 16 bytes outside dev mode; the admin CLI reads it from CONTINUITY_ADMIN_TOKEN.
     admin_token: str | None = None
+    # TLS on the client port: PEM certificate chain and private key (both or neither); clients then
+    # use wss:// and https:// (ably-js: tls: true).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     # Host other members and operators use to reach this router's port (gossip "client" address);
     # None means ``host``. Set it when ``host`` is a wildcard such as 0.0.0.0.
     advertise_host: str | None = None
@@ -114,6 +120,8 @@ class RouterConfig:
         check_range("port", self.port, 0, 65535)
         if self.admin_port is not None:
             check_range("admin_port", self.admin_port, 0, 65535)
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("tls_cert_file and tls_key_file go together: set both (TLS) or neither")
         parse_hostport(self.gossip_bind, name="gossip_bind", allow_zero=True)
         for seed in self.seeds:
             parse_hostport(seed, name="seeds", allow_zero=False)
@@ -139,6 +147,13 @@ class RouterConfig:
                 raise ConfigError(f"{name} must not be empty")
             if not self.dev and len(secret.encode()) < 16:
                 raise ConfigError(f"{name} must be at least 16 bytes outside dev mode")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client port's TLS context (kernel.tls), or None without TLS; ConfigError if the
+        files do not load."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        return server_context(self.tls_cert_file, self.tls_key_file)
 
     @property
     def admin_gate(self) -> AdminGate:

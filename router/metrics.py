@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kernel.metrics import LATENCY_BUCKETS, new_registry
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -12,7 +14,13 @@ class RouterMetrics:
     """Counters and gauges of one router; ``render()`` gives the Prometheus text."""
 
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
+        r = self.registry = new_registry()
+        self.forward_seconds = Histogram(
+            "continuity_router_forward_seconds",
+            "A forwarded HTTP request, from sending it to a frontend to the end of the response streamed "
+            "back (Comet long-polls included, so the top buckets hold parked /recv requests)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
         self.requests = Counter(
             "continuity_router_requests", "Requests received, by kind (websocket|comet|http|local)",
             ["kind"], registry=r,

@@ -149,11 +149,12 @@ async def respond(stream: trio.abc.Stream, conn: h11.Connection, status: int, ct
     await http.respond(conn, stream, status, ctype, body, [*_CORS, *extra])
 
 
-async def respond_error(stream: trio.abc.Stream, conn: h11.Connection, error: ErrorInfo) -> None:
+async def respond_error(stream: trio.abc.Stream, conn: h11.Connection, error: ErrorInfo,
+                        headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
     """An Ably-style JSON error body, with the ``x-ably-errorcode`` headers browsers can read."""
     body = json.dumps({"error": error.to_wire()}).encode()
     extra = [(b"x-ably-errorcode", str(error.code).encode()),
-             (b"x-ably-errormessage", error.message.encode("latin-1", "replace"))]
+             (b"x-ably-errormessage", error.message.encode("latin-1", "replace")), *headers]
     await respond(stream, conn, error.status_code, b"application/json", body, extra)
 
 

@@ -30,6 +30,7 @@ import trio
 
 from kernel.http import is_websocket, peer_of, read_body, serve_http
 from kernel.keys import KeySigner
+from kernel.tls import wrap_listeners
 from router import proxy, static
 from router.admin import RouterAdmin, is_admin_path
 from router.cluster import ClusterMap
@@ -240,6 +241,7 @@ class FrontDoor:
                 except TargetRefused as exc:
                     router.target_refused(decision, refused, str(exc))
                     break
+                started = trio.current_time()
                 try:
                     status = await proxy.exchange(pool, up, upstream_req, body, stream, conn,
                                                   router.config.upstream_timeout_s)
@@ -256,6 +258,7 @@ class FrontDoor:
                         return True
                     return False
                 router.metrics.forwarded.labels(status=f"{status // 100}xx").inc()
+                router.metrics.forward_seconds.observe(trio.current_time() - started)
                 return True
         await proxy.respond_error(stream, conn, proxy.unavailable_error(message))
         return True
@@ -264,6 +267,7 @@ class FrontDoor:
 async def serve(router: Router, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Listen on the configured host/port and serve until cancelled. Reports the bound port."""
     cfg = router.config
+    tls = cfg.tls_context()
     listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
     port = listeners[0].socket.getsockname()[1]
     router.port = port
@@ -275,12 +279,13 @@ async def serve(router: Router, *, task_status: trio.TaskStatus[int] = trio.TASK
                 admin_listeners = await trio.open_tcp_listeners(cfg.admin_port, host=cfg.admin_host)
                 router.admin_port = admin_listeners[0].socket.getsockname()[1]
                 await nursery.start(partial(trio.serve_listeners, router.admin.handle, admin_listeners))
-            await nursery.start(partial(trio.serve_listeners, door.handle, listeners))
+            await nursery.start(partial(trio.serve_listeners, door.handle, wrap_listeners(listeners, tls)))
             if cfg.port_file:
                 # The client port, then the admin listener's port when there is one.
                 ports = f"{port}\n" + (f"{router.admin_port}\n" if router.admin_port is not None else "")
                 await trio.Path(cfg.port_file).write_text(ports)
             log.info("router.listening", host=cfg.host, port=port, node_id=cfg.node_id, zone=cfg.zone,
+                     tls=tls is not None,
                      admin=f"{cfg.admin_host}:{router.admin_port}" if router.admin_port is not None
                      else "client port")
             task_status.started(port)

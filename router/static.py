@@ -15,6 +15,8 @@
 - ``POST /dev/tunnel``: the tunnel test hook (``router.tunnel``), only in dev mode; 403 with the
   reason otherwise.
 
+- ``/``: a page linking to the above (the dashboard only when it is served on this port).
+
 Every file name is checked against a plain pattern before any disk access: no path traversal.
 """
 
@@ -65,7 +67,8 @@ _JSON = b"application/json"
 def handles(path: str) -> bool:
     """Whether ``path`` is one of the router's own pages (never forwarded to a frontend)."""
     return (
-        path in _REDIRECTS
+        path == "/"
+        or path in _REDIRECTS
         or path == TUNNEL_PATH
         or path == "/vendor/ably.min.js"
         or any(path.startswith(prefix) for prefix in _MOUNTS)
@@ -104,7 +107,10 @@ async def serve(
     if method not in (b"GET", b"HEAD"):
         await _error(conn, stream, ErrorCode.METHOD_NOT_ALLOWED, "method not allowed")
         return
-    if path in _REDIRECTS:
+    if path == "/":
+        await proxy.respond(stream, conn, 200, _TYPES["html"], b"" if method == b"HEAD" else _index(router),
+                            _NO_CACHE)
+    elif path in _REDIRECTS:
         await proxy.respond(stream, conn, 301, b"text/plain", b"", [(b"location", _REDIRECTS[path].encode())])
     elif path == "/vendor/ably.min.js":
         found = ably_build_path()
@@ -136,6 +142,28 @@ async def serve(
             await _error(conn, stream, ErrorCode.NOT_FOUND, f"no such page: {path}")
             return
         await _file(conn, stream, method, *found_static)
+
+
+def _index(router: Router) -> bytes:
+    """``GET /``: where to go from here (a WebSocket or Comet client never asks for it)."""
+    cfg = router.config
+    if cfg.admin_port is None:
+        dashboard = ('<li><a href="/dashboard/">/dashboard/</a>: the cluster dashboard (members, zones, '
+                     "channels)</li>")
+    else:
+        dashboard = ("<li>the cluster dashboard is on this router's admin listener "
+                     "(<code>admin_port</code>), not on this port</li>")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Continuity router {cfg.node_id}</title>
+<link rel="stylesheet" href="/assets/style.css"></head>
+<body><header><h1>Continuity</h1><span class="sub">router {cfg.node_id}, zone {cfg.zone}</span></header>
+<main><section class="card"><p>This is a Continuity router: point an Ably SDK at this address.</p><ul>
+<li><a href="/demo/">/demo/</a>: a group chat on the real ably-js, with resume and failover</li>
+{dashboard}
+<li><a href="/health">/health</a>: readiness (503 until a frontend is live)</li>
+</ul></section></main></body></html>
+"""
+    return page.encode()
 
 
 async def _file(

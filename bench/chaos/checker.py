@@ -55,7 +55,6 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import bisect
-import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,7 +81,7 @@ VIOLATION_KINDS = (
 )
 OUTCOMES = ("ack", "nack", "failed", "indeterminate")
 MAX_EXAMPLES = 20
-# A discontinuity is explained by a long absence or fault that ended at most this long before it
+# A discontinuity is explained by a fault longer than the TTL that ended at most this long before it
 # (the re-attach that announces it follows the reconnection).
 EXPLAINS_FOR_S = 30.0
 CLIENT_FAULTS = ("tunnel_cut", "slow_consumer")  # faults that touch only their target client
@@ -253,42 +252,41 @@ def _check_publisher_order(
 def _check_discontinuities(
     v: Verdict, log: Mapping[str, Any], faults: Sequence[Mapping[str, Any]], ttl_s: float
 ) -> None:
-    """7: an announced discontinuity needs an absence, or a fault, longer than the TTL before it."""
+    """7: an announced discontinuity needs an absence, or a fault, longer than the TTL before it. The
+    absence is the longest stretch not CONNECTED since the channel last showed continuity (a message
+    or an ATTACHED): brief reconnections in between, with the channel still re-attaching, do not
+    shorten it."""
     who = log["client"]
     away_since: float | None = None
-    last_away = (0.0, -math.inf)  # the latest stretch not CONNECTED: (length, when it ended)
+    longest = 0.0  # the longest stretch not CONNECTED since the channel's last message or ATTACHED
     conn_id: str | None = None
     for e in log["entries"]:
+        what = None
         if e["k"] == "conn":
             if e["state"] == "connected":
                 if away_since is not None:
-                    last_away = (e["t"] - away_since, e["t"])
+                    longest = max(longest, e["t"] - away_since)
                 away_since = None
-                announced = conn_id is not None and e["id"] != conn_id
+                if conn_id is not None and e["id"] != conn_id:
+                    what = f"new connectionId (code {e.get('code')})"
                 conn_id = e["id"]
-                if not announced:
-                    continue
-                what = f"new connectionId (code {e.get('code')})"
-            else:
-                if away_since is None:
-                    away_since = e["t"]
-                continue
+            elif away_since is None:
+                away_since = e["t"]
         elif e["k"] == "attach" and not e.get("resumed") and e.get("code") == CONTINUITY_LOST:
             what = "attached without RESUMED, 90003"
-        else:
-            continue
-        t = e["t"]
-        away, back = last_away
-        if (away > ttl_s and t - back <= EXPLAINS_FOR_S) or _long_fault(faults, who, t, ttl_s):
-            continue
-        v.flag(
-            "discontinuity_within_ttl",
-            client=who,
-            channel=log["channel"],
-            t=t,
-            what=what,
-            last_away_s=round(away, 3),
-        )
+        if what is not None:
+            t = e["t"]
+            if longest <= ttl_s and not _long_fault(faults, who, t, ttl_s):
+                v.flag(
+                    "discontinuity_within_ttl",
+                    client=who,
+                    channel=log["channel"],
+                    t=t,
+                    what=what,
+                    longest_away_s=round(longest, 3),
+                )
+        if e["k"] in ("msg", "attach"):
+            longest = 0.0
 
 
 def _long_fault(faults: Sequence[Mapping[str, Any]], client: str, t: float, ttl_s: float) -> bool:

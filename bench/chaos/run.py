@@ -68,7 +68,7 @@ PIPELINE = 4  # publishes a "pub" client keeps in flight (the publisher-order ch
 UNEXPLAINED_OUTAGE_S = 1.0  # a client outage this long that no fault explains fails the run
 
 
-def roster(clients: int, comet_share: float) -> list[ClientSpec]:
+def roster(clients: int, comet_share: float, pipeline: int = PIPELINE) -> list[ClientSpec]:
     """The clients: publishers, subscribers and both, over CHANNELS, a mix of transports and formats;
     plus ``slow`` (the slow consumer's target), ``fh-watch`` on its channel, and ``burst``."""
     comet_every = round(1 / comet_share) if comet_share > 0 else 0
@@ -88,7 +88,7 @@ def roster(clients: int, comet_share: float) -> list[ClientSpec]:
                 publishes=pubs,
                 subscribes=subs,
                 router=i % 2,
-                pipeline=PIPELINE if role == "pub" else 1,
+                pipeline=pipeline if role == "pub" else 1,
             )
         )
     fh_transport = ("comet", "json") if comet_every else ("web_socket", "json")
@@ -134,6 +134,22 @@ class Driver:
         self.anomalies: list[dict[str, Any]] = []
         self.down: list[dict[str, Any]] = []  # {"node", "from", "to"}: a process not running
         self.separations: list[dict[str, Any]] = []  # {"from", "to", "side"}: a partition
+        self.locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)  # one per daemon (_down_for)
+
+    async def _down_for(self, names: Sequence[str], seconds: float) -> None:
+        """Kill ``names`` together, keep them down ``seconds``, start them again. A process that another
+        group's fault holds down (a router_kill and a router kill while settling) is waited for, so
+        that one fault never kills a process another is restarting."""
+        locks = [self.locks[n] for n in sorted(names)]
+        for lock in locks:
+            await lock.acquire()
+        try:
+            await self._kill(names)
+            await trio.sleep(seconds)  # the planned downtime
+            await self._start(names)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
 
     async def _kill(self, names: Sequence[str], sig: int = signal.SIGKILL) -> list[int]:
         """Stop ``names`` together (kill -9 by default); their down-time starts now."""
@@ -169,15 +185,11 @@ class Driver:
         self.applied.append(rec)
         match f.kind:
             case "fe_kill" | "router_kill":
-                await self._kill([f.target])
-                await trio.sleep(f.duration)  # the planned downtime
-                await self._start([f.target])
+                await self._down_for([f.target], f.duration)
             case "zone_loss":
                 zone = [name for name, z in FRONTENDS if z == f.target]
                 rec["killed"] = zone
-                await self._kill(zone)
-                await trio.sleep(f.duration)
-                await self._start(zone)
+                await self._down_for(zone, f.duration)
             case "fe_drain":
                 # Down from the SIGTERM's answer: the drain hands its homes over before it exits.
                 rc = await self.cluster.stop(f.target, signal.SIGTERM)
@@ -215,9 +227,7 @@ class Driver:
             # The router pattern: the routers go while the cluster settles from this fault.
             routers = [name for name, _ in ROUTERS] if f.router == "both" else [f.router]
             rec["router_killed_at"] = self.now()
-            await self._kill(routers)
-            await trio.sleep(f.router_down)
-            await self._start(routers)
+            await self._down_for(routers, f.router_down)
         rec["ended"] = self.now()
         if f.group == "cluster":
             rec["settle_s"] = await self.settle(f.index)
@@ -257,7 +267,8 @@ def outages(
     clients: Sequence[ChaosClient], applied: Sequence[dict[str, Any]], until: float
 ) -> dict[str, Any]:
     """Longest client outage per fault kind: a disconnection is a fault's if it began while the fault
-    ran (or up to ATTRIBUTE_GRACE_S after) and, for a client fault, on that client."""
+    ran, or while the cluster settled from it (``settle_s``), or up to ATTRIBUTE_GRACE_S after, and,
+    for a client fault, on that client."""
     longest: dict[str, float] = {}
     unexplained: list[dict[str, Any]] = []
     for c in clients:
@@ -267,7 +278,9 @@ def outages(
                 for a in applied
                 if a["started"]
                 <= down
-                <= (a["ended"] if a["ended"] is not None else math.inf) + ATTRIBUTE_GRACE_S
+                <= (a["ended"] if a["ended"] is not None else math.inf)
+                + (a.get("settle_s") or 0.0)
+                + ATTRIBUTE_GRACE_S
                 and (
                     a["kind"] in schedule.CLUSTER_KINDS or a["kind"] == "router_kill" or a["target"] == c.name
                 )
@@ -310,7 +323,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     usable, why_not = netns.available() if not args.no_netns else (False, "--no-netns")
-    specs = roster(args.clients, args.comet_share)
+    specs = roster(args.clients, args.comet_share, args.pipeline)
     with chaos_net() if usable else contextlib.nullcontext() as net:
         targets = targets_for(specs, net)
         faults = schedule.generate(
@@ -521,7 +534,8 @@ def reproduction(
         "seed": args.seed,
         "faults": [f.as_json() for f in chosen],
         "command": f"make chaos FAULTS={args.faults} SEED={args.seed} CLIENTS={args.clients} ONLY={only}"
-        + (" CLASSIC=1" if args.classic else ""),
+        + (" CLASSIC=1" if args.classic else "")
+        + (f" PIPELINE={args.pipeline}" if args.pipeline != PIPELINE else ""),
     }
 
 
@@ -553,6 +567,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0.3,
         help="fraction of the load clients on Comet (default 0.3; 0: WebSocket only)",
     )
+    p.add_argument(
+        "--pipeline",
+        type=int,
+        default=PIPELINE,
+        help=f"publishes each 'pub' client keeps in flight (default {PIPELINE}; 1: await each ACK)",
+    )
     p.add_argument("--only", type=parse_only, default=None, help="replay only these fault indices (a,b,c)")
     p.add_argument("--no-netns", action="store_true", help="no network namespaces (and so no partitions)")
     p.add_argument(
@@ -562,8 +582,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--workdir", help="keep daemon logs and run.json here (a failing run always keeps them)")
     args = p.parse_args(argv)
-    if args.faults < 1 or args.clients < 4 or args.rate <= 0 or not 0 <= args.comet_share <= 1:
-        p.error("--faults >= 1, --clients >= 4, --rate > 0 and 0 <= --comet-share <= 1")
+    if (
+        args.faults < 1
+        or args.clients < 4
+        or args.rate <= 0
+        or not 0 <= args.comet_share <= 1
+        or args.pipeline < 1
+    ):
+        p.error("--faults >= 1, --clients >= 4, --rate > 0, 0 <= --comet-share <= 1 and --pipeline >= 1")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 31)
     try:

@@ -14,7 +14,9 @@ off from which, into :class:`ClusterRecord`; times are seconds on the run's cloc
 * ``stale_home``: a home taken from a log that ends before a serial of its epoch that a client had
   already been ACKed (numbered and replicated, so a fuller copy existed), or a new epoch started
   while the channel's ACKed history is still within its retention (``retention_s``): either way
-  an ACKed message is missing from the new home's history.
+  an ACKed message is missing from the new home's history. Not while the node is on the cut-off
+  side of a partition (or within ``HEAL_GRACE_S`` of its heal): there it can reach no replica in
+  another zone, so it numbers nothing durable, and it steps down when the partition heals.
 """
 
 from __future__ import annotations
@@ -133,6 +135,15 @@ def _uncovered(lo: float, hi: float, covers: list[tuple[float, float]]) -> float
     return max(0.0, left)
 
 
+def _cut_off(node: str, t: float, record: ClusterRecord) -> bool:
+    """``node`` is on the cut-off side of a partition at ``t`` (or within the grace after its heal)."""
+    for s in record.separations:
+        to = float(s["to"]) if s.get("to") is not None else record.end
+        if node in s["side"] and float(s["from"]) <= t <= to + HEAL_GRACE_S:
+            return True
+    return False
+
+
 def two_homes(record: ClusterRecord) -> list[dict[str, Any]]:
     """Pairs of tenures of one channel by two nodes that overlap outside every excusing partition."""
     by_channel: dict[str, list[Tenure]] = defaultdict(list)
@@ -179,6 +190,8 @@ def stale_homes(record: ClusterRecord, acks: Iterable[tuple[str, float, str, int
         by_channel[channel].append((t, epoch, seq))
     found = []
     for ten in tenures(record):
+        if _cut_off(ten.node, ten.start, record):
+            continue
         before = [(t, e, s) for t, e, s in by_channel.get(ten.channel, ()) if t < ten.start]
         same = [s for _, e, s in before if e == ten.epoch]
         if same and max(same) > ten.last_seq:

@@ -73,8 +73,15 @@ async def test_dashboard_shows_the_live_cluster_and_a_killed_frontend_as_dead(cl
         trio.from_thread.run(cluster.kill, victim)
         dead = '(node) => document.querySelector(`#members tr[data-node="${node}"]`)?.dataset.state'
         dash.wait_for_function(f"{dead} === 'dead'", arg=victim)
+        # The timeline tells the kill; the legend names both zones; incarnation is explained.
+        timeline = dash.wait_for_function(
+            """(node) => window.dashboard.timeline.find(e => e.text.startsWith(`${node}: `)
+                && e.text.includes('dead'))?.text""", arg=victim).json_value()
         shots.append(screenshot(dash, "dashboard-after-kill"))
         return {
+            "timeline": timeline,
+            "legend": dash.inner_text("#zones"),
+            "incarnation_help": dash.get_attribute('#members th[title*="incarnation"]', "title"),
             "before": before,
             "home": home,
             "replica": replica,
@@ -108,3 +115,6 @@ async def test_dashboard_shows_the_live_cluster_and_a_killed_frontend_as_dead(cl
     assert last > first
     assert "dead" in str(result["victim_row_class"])
     assert set(result["others"].values()) <= {"alive", "suspect"}
+    assert str(result["victim"]) in str(result["timeline"])
+    assert "zone a" in str(result["legend"]) and "zone b" in str(result["legend"])
+    assert "refute a suspicion" in str(result["incarnation_help"])

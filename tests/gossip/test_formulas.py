@@ -74,8 +74,8 @@ def test_suspicion_confirmations_needed(mult: int, n: int, expected: int) -> Non
 
 
 def test_detection_bound_of_local_profile_for_five_members() -> None:
-    # 9 intervals of 0.2 s + 0.1 s timeout, 6 * 0.8 s suspicion, (4 + 1) * 0.05 s gossip.
-    assert GossipConfig.local().detection_bound(5) == pytest.approx(1.9 + 4.8 + 0.25)
+    # 9 intervals of 0.2 s + 0.1 s timeout, 3 * 2.0 s suspicion, (4 + 1) * 0.05 s gossip.
+    assert GossipConfig.local().detection_bound(5) == pytest.approx(1.9 + 6.0 + 0.25)
 
 
 def test_lan_profile_is_memberlists() -> None:

@@ -123,3 +123,44 @@ async def test_partition_of_thirty_seconds_heals_within_two_reconnect_intervals(
         assert await run(sim, healed_at + bound, sim.converged, check=0.1)
     print(f"n={n}: re-converged {sim.now - healed_at:.1f} s after the heal (bound {bound:.0f} s)")
     assert sim.false_deaths(after=healed_at) == []
+
+
+async def test_a_restarted_member_rejoins_under_its_name() -> None:
+    with trio.fail_after(30):
+        sim = await settled(6, GossipConfig.local(), seed=3)
+        sim.kill("m4")
+        await run(sim, sim.now + 1.5)
+        sim.restart("m4")
+        assert await run(sim, sim.now + 30.0, sim.converged), "the restarted member never rejoined"
+        assert sim.cores[sim.address("m4")].incarnation > 0  # it refuted what the others held of it
+
+
+def _router_restart_with_stall(config: GossipConfig, seed: int, stall: float) -> list[str]:
+    """The chaos pattern: a router (m4) killed and restarted 1 s later while frontend m2 stalls
+    (a loaded machine); returns who was falsely declared dead within 30 s."""
+    sim = Simulation(6, config, seed=seed)
+    assert sim.run_until(60.0, stop=sim.converged, check_every=0.2)
+    sim.run_until(sim.now + 3.0)
+    start = sim.now
+    sim.kill("m4")
+    sim.stall("m2", stall)
+    sim.run_until(start + 1.0)
+    sim.restart("m4")
+    sim.run_until(start + 30.0)
+    return sorted({o.subject for o in sim.false_deaths(after=start) if o.subject != "m4"})
+
+
+@pytest.mark.parametrize("seed", range(10))
+async def test_a_one_second_stall_during_a_router_restart_is_not_a_death(seed: int) -> None:
+    # Chaos seed 25705: fe-b2 declared a live fe-b1 dead while both routers restarted.
+    with trio.fail_after(30):
+        await trio.lowlevel.checkpoint()
+        assert _router_restart_with_stall(GossipConfig.local(), seed, 1.0) == []
+
+
+async def test_the_lan_multipliers_at_local_speed_fail_that_pattern() -> None:
+    # The figure the local profile's longer suspicion answers: 0.8 s once confirmed is not enough.
+    with trio.fail_after(60):
+        await trio.lowlevel.checkpoint()
+        short = dataclasses.replace(GossipConfig.local(), suspicion_mult=4, suspicion_max_mult=6)
+        assert any(_router_restart_with_stall(short, seed, 1.0) for seed in range(10))

@@ -151,3 +151,28 @@ def test_frontend_readiness_states() -> None:
     status, _, body = admin.health()
     assert status == 503 and json.loads(body)["status"] == "draining"
     assert admin.livez()[0] == 200
+
+
+async def test_router_admin_token_as_basic_auth_for_a_browser(nursery: trio.Nursery) -> None:
+    import base64
+
+    router = await _router(nursery, admin_token=TOKEN)
+    assert router.port is not None
+    with trio.fail_after(TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", router.port)
+        async with stream:
+            await stream.send_all(b"GET /dashboard/ HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            raw = b""
+            while chunk := await stream.receive_some(65536):
+                raw += chunk
+        assert raw.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+        assert b'\r\nwww-authenticate: Basic realm="Continuity admin"' in raw
+        basic = base64.b64encode(f"anyone:{TOKEN}".encode()).decode()
+        for auth, want in ((f"Basic {basic}", 200), ("Basic !!!", 401),
+                           (f"Basic {base64.b64encode(b'anyone:wrong').decode()}", 401)):
+            stream = await trio.open_tcp_stream("127.0.0.1", router.port)
+            async with stream:
+                await stream.send_all(f"GET /dashboard/ HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\n"
+                                      "connection: close\r\n\r\n".encode())
+                head = await stream.receive_some(65536)
+            assert head.startswith(f"HTTP/1.1 {want} ".encode()), (auth, head[:40])

@@ -123,3 +123,14 @@ async def test_tunnel_hook_cuts_a_tagged_client_for_its_duration(nursery: trio.N
         }
         assert await request(port, "GET", "/comet/connect?devtag=t1") == (0, {}, b"")  # closed, unanswered
         assert (await request(port, "GET", "/comet/connect?devtag=t2"))[0] == 503  # others unaffected
+
+
+async def test_the_root_page_links_to_the_demo_and_the_dashboard(nursery: trio.Nursery) -> None:
+    port = await start(nursery)
+    private = await start(nursery, admin_port=0)
+    with trio.fail_after(TIMEOUT):
+        status, headers, body = await request(port, "GET", "/")
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert b'href="/demo/"' in body and b'href="/dashboard/"' in body
+        status, _, body = await request(private, "GET", "/")
+        assert status == 200 and b'href="/demo/"' in body and b'href="/dashboard/"' not in body

@@ -6,7 +6,9 @@ import pytest
 import trio
 
 import continuity
+from kernel.protocol import Action, ProtocolMessage
 from tests.support.procs import API_KEY, FrontendProcess
+from tests.support.raw import raw_connect
 from tests.support.tunnel import Tunnel
 
 pytestmark = pytest.mark.integration
@@ -40,10 +42,22 @@ async def test_bad_key_fails_the_connection_in_band(frontend: FrontendProcess) -
 
 
 async def test_nack_raises_publish_error_with_the_ably_code(frontend: FrontendProcess) -> None:
+    """Over the advertised maxMessageSize the SDK refuses with 40009 before sending (as ably-js does),
+    and the connection carries on; the server NACKs one that gets there anyway."""
     with trio.fail_after(15):
         async with continuity.connect(frontend.url, key=API_KEY) as conn:
+            assert conn.details["maxMessageSize"] == 65_536
             ch = conn.channel("big")
             with pytest.raises(continuity.PublishError) as info:
                 await ch.publish("huge", "x" * 70_000)
-            assert info.value.code == 40009
+            assert info.value.code == 40009 and "refused before sending" in str(info.value)
+            assert conn.state is continuity.ConnectionState.CONNECTED and conn.transports_opened == 1
             assert (await ch.publish("small", "ok"))[0] is not None  # the connection carries on
+            nacks = (await frontend.metrics()).get('continuity_nacks_total{code="40009"}', 0)
+            assert nacks == 0  # never sent
+        async with raw_connect(frontend.url, key=API_KEY) as raw:
+            await raw.recv_action(Action.CONNECTED)
+            await raw.send(ProtocolMessage(action=Action.MESSAGE, channel="big", msg_serial=0,
+                                           messages=[{"name": "huge", "data": "x" * 70_000}]))
+            nack = await raw.recv_action(Action.NACK)
+            assert nack.error is not None and nack.error.code == 40009

@@ -133,14 +133,18 @@ class Script:
 
 @asynccontextmanager
 async def run_script(
-    tmp: Path, argv: list[str], config: dict[str, Any], *, stdin: bool = False
+    tmp: Path,
+    argv: list[str],
+    config: dict[str, Any],
+    env: dict[str, str] | None = None,
+    *,
+    stdin: bool = False,
 ) -> AsyncIterator[Script]:
-    """Start ``argv`` with ``config`` as JSON in argv[-1]; kill it when the block ends.
-
-    With ``stdin``, the script reads commands (``Script.command``) from a pipe."""
+    """Start ``argv`` with ``config`` as JSON in argv[-1] (and ``env`` added to the environment);
+    kill it when the block ends. With ``stdin``, the script reads commands (``Script.command``)."""
     name = Path(argv[-1]).stem
     stderr_path = tmp / f"{name}-{next(_serial)}.stderr"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with _open_log(stderr_path) as err:
         proc = await trio.lowlevel.open_process(
             [*argv, json.dumps(config)],
@@ -168,8 +172,10 @@ async def run_script(
                 await trio.aclose_forcefully(proc.stdout)
 
 
-def node_script(tmp: Path, script: str, config: dict[str, Any], *, stdin: bool = False) -> Any:
-    return run_script(tmp, [NODE, str(HERE / "js" / script)], config, stdin=stdin)
+def node_script(
+    tmp: Path, script: str, config: dict[str, Any], env: dict[str, str] | None = None, *, stdin: bool = False
+) -> Any:
+    return run_script(tmp, [NODE, str(HERE / "js" / script)], config, env, stdin=stdin)
 
 
 def python_script(tmp: Path, script: str, config: dict[str, Any]) -> Any:

@@ -70,11 +70,17 @@ class Node:
         return f"ws://{self.host}:{self.port}"
 
     @property
+    def http_port(self) -> int:
+        """Where the harness reads /livez and /cluster: the admin listener when the node has one
+        (a TLS client port is not plain HTTP), else the client port."""
+        return int(self.extra.get("admin_port", self.port))
+
+    @property
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
     async def get_json(self, path: str) -> Any:
-        status, body = await http_get(self.host, self.port, path)
+        status, body = await http_get(self.host, self.http_port, path)
         if status != 200:
             raise AssertionError(f"{self.name} {path} answered {status}")
         return json.loads(body)
@@ -133,7 +139,7 @@ class LocalCluster:
                         f"{name} exited with {node.process.returncode}:\n{node.log_text()[-4000:]}"
                     )
                 try:
-                    status, _ = await http_get(node.host, node.port, "/livez")
+                    status, _ = await http_get(node.host, node.http_port, "/livez")
                     if status == 200:
                         return
                 except (OSError, ValueError, IndexError, trio.BrokenResourceError):
@@ -284,6 +290,8 @@ async def run_cluster(
                 **_admin_token(n.host),
                 **(router_overrides or {}),
             }
+            if "tls_cert_file" in cfg:  # the harness speaks plain HTTP to its admin listener
+                n.extra["admin_port"] = cfg["admin_port"] = free_port()
             n.config_path.write_text(render_config(cfg, {}))
     cluster = LocalCluster(workdir, nodes)
     spare_names = {name for name, _ in spare}

@@ -63,7 +63,8 @@ def render_config(config: Mapping[str, Any], keys: Mapping[str, Mapping[str, Any
 
 
 async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
-    """A minimal HTTP/1.1 GET; returns ``(status, body)``. Raises OSError if unreachable."""
+    """A minimal HTTP/1.1 GET; returns ``(status, body)``. Raises OSError if unreachable, ValueError
+    if the answer is not HTTP (e.g. empty: the server was killed mid-request)."""
     stream = await trio.open_tcp_stream(host, port)
     async with stream:
         await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
@@ -73,7 +74,10 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
             chunks.append(chunk)
     raw = b"".join(chunks)
     head, _, body = raw.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
+    parts = head.split(b" ", 2)
+    if len(parts) < 2:  # the server closed before answering (killed mid-request)
+        raise ValueError(f"no HTTP status line from {host}:{port}{path}: {raw[:80]!r}")
+    status = int(parts[1])
     if b"transfer-encoding: chunked" in head.lower():
         body = _dechunk(body)
     return status, body
@@ -149,8 +153,8 @@ async def _wait_for_port(process: trio.Process, port_file: Path, log_path: Path)
         if process.returncode is not None or process.poll() is not None:
             raise RuntimeError(f"frontend exited with {process.returncode}:\n{_read(log_path)[-4000:]}")
         text = _read(port_file)
-        if text.endswith("\n") and text.strip().isdigit():
-            return int(text)
+        if text.endswith("\n") and text.split()[0].isdigit():  # the client port, then any admin port
+            return int(text.split()[0])
         await trio.sleep(0.02)
 
 
@@ -212,7 +216,9 @@ async def run_frontend(
     try:
         with trio.fail_after(START_TIMEOUT):
             port = await _wait_for_port(process, port_file, log_path)
-            await _wait_healthy(port)
+            ports = _read(port_file).split()
+            # With an admin listener (plain HTTP even when the client port is TLS), ask it.
+            await _wait_healthy(int(ports[1]) if len(ports) > 1 else port)
         fe = FrontendProcess(process=process, port=port, config_path=config_path, log_path=log_path)
         yield fe
     except BaseException:

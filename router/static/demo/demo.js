@@ -196,8 +196,10 @@
       authCallback: (_params, callback) => fetchToken(name).then((t) => callback(null, t), (e) => callback(e, null)),
       clientId: name,
       endpoint: location.hostname,
-      port: Number(location.port) || 80,
-      tls: false,
+      // Served over https (the router's tls_cert_file, or a TLS load balancer): wss:// likewise.
+      ...(location.protocol === "https:"
+        ? { tls: true, tlsPort: Number(location.port) || 443 }
+        : { tls: false, port: Number(location.port) || 80 }),
       transports: [transport],
       transportParams: { [cfg.tagParam]: demo.tag },
       disableConnectivityCheck: true,

@@ -103,7 +103,7 @@ async def _resumed_elsewhere(victim: continuity.Connection, old_key: str, cluste
     return owner is not None and owner != dead
 
 
-RO_KEY_NAME, RO_SECRET = "app.readonly", "readonly-secret"
+RO_KEY_NAME, RO_SECRET = "app.readonly", "readonly-secret-0123456789"
 
 
 async def test_capability_denies_publish_with_nack_40160_and_refuses_a_denied_subscribe(

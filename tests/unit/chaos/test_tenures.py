@@ -101,3 +101,14 @@ def test_the_checker_reports_both() -> None:
     v = check([pub], [], cluster=ClusterRecord(events=events, end=3.0))
     assert v.counts["two_homes"] == 1 and v.counts["stale_home"] == 1
     assert not v.ok
+
+
+def test_a_cut_off_node_taking_a_stale_copy_is_not_stale_home() -> None:
+    # The short run: fe-b2, partitioned alone, re-acquired from its replica copy (196 while 215 was
+    # ACKed); blocked without a replica in another zone, it numbers nothing durable.
+    events = [acquired(65.5, "fe-b2", epoch="E", last_seq=196, source="replica")]
+    acks = [("c", 60.0, "E", 215)]
+    cut = {"from": 59.3, "to": 66.0, "side": ["fe-b2"]}
+    assert stale_homes(ClusterRecord(events=events, separations=[cut]), acks) == []
+    other_side = {**cut, "side": ["fe-a1", "fe-a2"]}
+    assert stale_homes(ClusterRecord(events=events, separations=[other_side]), acks)

@@ -12,7 +12,7 @@ from typing import Any
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
-from frontend.peerops import Publish
+from frontend.peerops import Publish, Refusal, Refused
 from kernel.placement import ClusterView, Peer
 
 TTL_MS = 10_000
@@ -27,7 +27,7 @@ class MemoryBus:
     def request(self, peer: str, op: Any, on_reply: Any, timeout_s: float = 3.0) -> None:
         target = self.cluster.get(peer)
         if target is None:
-            on_reply(False, "no link to " + peer)
+            on_reply(False, Refused(Refusal.UNSENT, "no link to " + peer))
             return
         target.handle_request(self.now(), self.me, op, on_reply)
 

@@ -415,7 +415,7 @@ class RecordingBus:
         self.pushes: list[tuple[str, str, dict]] = []
 
     def push(self, peer, op):
-        self.pushes.append((peer, op.OP, op))
+        self.pushes.append((peer, op.OP, op.to_args()))
         return True
 
     def request(self, peer, op, on_reply, timeout_s=3.0):

@@ -106,11 +106,16 @@ def test_fuzz_structured_frames_raise_only_peer_protocol_error(body):
 def test_a_request_arriving_after_its_deadline_is_never_executed() -> None:
     """A partition can hold a request in a TCP buffer until it heals; by then its caller has retried,
     so executing it could number a publish twice (bench/chaos). It is dropped and counted."""
-    from frontend.peer import DEADLINE_ARG, PeerBus, _wall_ms
+    from frontend.clock import wall_ms as _wall_ms
+    from frontend.peer import DEADLINE_ARG, PeerBus
 
     seen: list[str] = []
-    bus = PeerBus("fe-a1", ["s" * 32], on_request=lambda peer, op, reply: seen.append(op.OP),
-                  on_push=lambda peer, op: None)
+    bus = PeerBus(
+        "fe-a1",
+        ["s" * 32],
+        on_request=lambda peer, op, reply: seen.append(op.OP),
+        on_push=lambda peer, op: None,
+    )
     pub = {"channel": "ch", "conn": "c", "msg_serial": 0, "messages": [{"data": 1}], "envelope": {}}
     bus._dispatch("fe-b1", W.Request(req_id=1, op="publish", args={**pub, DEADLINE_ARG: _wall_ms() - 25_000}))
     assert seen == [] and bus.stale_requests == 1

@@ -138,3 +138,14 @@ def test_both_daemons_take_the_same_cluster_options() -> None:
         assert args.seeds == ["10.0.0.1:7946", "10.0.0.2:7946"]
         assert (args.gossip_bind, args.gossip_profile, args.zone, args.node_id) == ("10.0.0.9:7946", "wan",
                                                                                    "b", "n1")
+
+
+def test_tls_files_go_together_and_must_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tls_cert_file and tls_key_file go together"):
+        RouterConfig(tls_cert_file="cert.pem")
+    with pytest.raises(ConfigError, match="clustered frontend: routers reach frontends over plain TCP"):
+        FrontendConfig(gossip_bind="127.0.0.1:0", tls_cert_file="c.pem", tls_key_file="k.pem")
+    missing = RouterConfig(tls_cert_file=str(tmp_path / "nope.pem"), tls_key_file=str(tmp_path / "k.pem"))
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        missing.tls_context()
+    assert RouterConfig().tls_context() is None

@@ -69,7 +69,7 @@ def test_encoded_is_built_once_per_format():
         (b'{"action":15,"messages":[1]}', "json"),
         (b'{"action":15,"messages":[{"name":3}]}', "json"),
         (b'{"action":10,"channel":5}', "json"),
-        (b'{"action":10,"params":{"a":1}}', "json"),
+        (b'{"action":10,"params":{"a":{}}}', "json"),
         (b"\xc1", "msgpack"),
         (msgpack.packb({"action": 15})[:-1], "msgpack"),
         (msgpack.packb({1: 2}), "msgpack"),

@@ -1,0 +1,1 @@
+"""The Ably REST surface of a frontend: publish, history, channel status, tokens (see service.py)."""

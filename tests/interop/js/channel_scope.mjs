@@ -1,0 +1,131 @@
+// Channel-scoped refusals and channel modes (issue 17, points 1-3), with the unmodified SDK.
+//  part "scope": invalid names and params fail their channel only; the connection and a live
+//                channel keep working.
+//  part "modes": setOptions re-attaches with new modes (RTL16a) and they take effect.
+//  part "denied": adding publish through setOptions when the token's capability forbids it.
+import { config, emit, realtime, connected, Condition, errorInfo, main } from './common.mjs';
+
+const cond = new Condition();
+
+async function outcome(promise) {
+  try {
+    await promise;
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, error: errorInfo(err) };
+  }
+}
+
+async function scope() {
+  const client = realtime();
+  const pub = realtime();
+  const connectionId = await connected(client);
+  await connected(pub);
+  const live = client.channels.get('scope:live');
+  const got = [];
+  await live.subscribe((m) => { got.push(m.data); cond.poke(); });
+  const attempts = {};
+  for (const name of ['', ':hell', '[meta', '[]name', '[meta]']) {
+    const channel = client.channels.get(name);
+    attempts[name] = { ...(await outcome(channel.attach())), state: channel.state, reason: errorInfo(channel.errorReason) };
+  }
+  const badParams = client.channels.get('scope:params', { params: { rewind: 1, delta: { x: 1 } } });
+  attempts.params = { ...(await outcome(badParams.attach())), state: badParams.state, reason: errorInfo(badParams.errorReason) };
+  const goodParams = client.channels.get('scope:params-ok', { params: { occupancy: 'metrics', custom: 'x' } });
+  await goodParams.attach();
+  const echoedParams = goodParams.params;
+  const byParam = client.channels.get('scope:modes-param', { params: { modes: 'subscribe' } });
+  await byParam.attach();
+  const modesFromParam = byParam.modes;
+  const publishInvalid = await outcome(client.channels.get(':hell2').publish('n', 'x'));
+  await pub.channels.get('scope:live').publish('n', 'after');
+  await cond.wait(() => got.includes('after'), 'the live channel still delivering');
+  emit('result', {
+    attempts,
+    publishInvalid,
+    echoedParams,
+    modesFromParam,
+    connectionState: client.connection.state,
+    sameConnection: client.connection.id === connectionId,
+    liveState: live.state,
+    got,
+  });
+}
+
+async function modes() {
+  const client = realtime();
+  const pub = realtime();
+  await Promise.all([connected(client), connected(pub)]);
+  const name = config.channel;
+  const channel = client.channels.get(name, { modes: ['PUBLISH'] });
+  await channel.attach();
+  const got = [];
+  const sentinels = [];
+  // strictMode rejects a subscribe without the subscribe mode (90009), with the listener registered.
+  const refused = await outcome(channel.subscribe((m) => { got.push(m.data); cond.poke(); }));
+  const sentinel = client.channels.get(name + ':sentinel');
+  await sentinel.subscribe((m) => { sentinels.push(m.data); cond.poke(); });
+  const pch = pub.channels.get(name);
+  const psent = pub.channels.get(name + ':sentinel');
+  const step = async (data) => {
+    await pch.publish('n', data);
+    await psent.publish('n', data);
+    await cond.wait(() => sentinels.includes(data), `sentinel ${data}`);
+  };
+  const result = { modes: [channel.modes], subscribeWithoutMode: refused };
+  await step('while-publish-only');
+  await channel.setOptions({ modes: ['PUBLISH', 'SUBSCRIBE'] });
+  result.modes.push(channel.modes);
+  await step('after-adding-subscribe');
+  await cond.wait(() => got.includes('after-adding-subscribe'), 'delivery after adding subscribe');
+  await channel.setOptions({ modes: ['SUBSCRIBE'] });
+  result.modes.push(channel.modes);
+  result.publishWithoutMode = await outcome(channel.publish('n', 'own'));
+  await channel.setOptions({ modes: ['PUBLISH'] });
+  result.modes.push(channel.modes);
+  result.publishWithMode = await outcome(channel.publish('n', 'own'));
+  await step('after-removing-subscribe');
+  result.got = got;
+  result.connectionState = client.connection.state;
+  emit('result', result);
+}
+
+async function denied() {
+  const client = realtime();
+  await connected(client);
+  const channel = client.channels.get(config.channel, { modes: ['SUBSCRIBE'] });
+  await channel.attach();
+  await channel.setOptions({ modes: ['SUBSCRIBE', 'PUBLISH'] });
+  const publish = await outcome(channel.publish('n', 'x'));
+  emit('result', { modes: channel.modes, publish, connectionState: client.connection.state, channelState: channel.state });
+}
+
+async function rewind() {
+  const pub = realtime();
+  await connected(pub);
+  const pch = pub.channels.get(config.channel);
+  for (const data of ['r1', 'r2', 'r3']) await pch.publish('n', data);
+  const client = realtime();
+  await connected(client);
+  const got = [];
+  const channel = client.channels.get(config.channel, { params: { rewind: '2' } });
+  let attached = null;
+  channel.once('attached', (c) => { attached = { resumed: c.resumed, reason: errorInfo(c.reason) }; });
+  await channel.subscribe((m) => { got.push(m.data); cond.poke(); });
+  await pch.publish('n', 'r4');
+  await cond.wait(() => got.includes('r4'), 'the live message after the rewind');
+  // A channel that asks for more than the log holds gets what there is.
+  const all = [];
+  const wide = client.channels.get(config.channel + ':wide', { params: { rewind: '50' } });
+  await pub.channels.get(config.channel + ':wide').publish('n', 'w1');
+  await wide.subscribe((m) => { all.push(m.data); cond.poke(); });
+  await cond.wait(() => all.includes('w1'), 'the rewound message of a short channel');
+  emit('result', { got, attached, wide: all });
+}
+
+main(async () => {
+  if (config.part === 'rewind') await rewind();
+  else if (config.part === 'scope') await scope();
+  else if (config.part === 'modes') await modes();
+  else await denied();
+});

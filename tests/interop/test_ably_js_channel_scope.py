@@ -1,0 +1,109 @@
+"""Issue 17, points 1-3, with the real ably-js over WebSocket and Comet.
+
+1. An invalid channel name or channel params that are not string -> string fail that channel only
+   (ERROR with ``channel``, RTL14): the connection keeps its id and its other channels deliver.
+2. ``setOptions`` with new modes re-attaches (RTL16a) and the modes take effect: adding subscribe
+   starts delivery, removing it stops it, adding publish is allowed when the capability permits it
+   and still refused (40160) when it does not.
+3. Invalid channel names are refused with 40010, as Ably does (``:x``, malformed ``[qualifier]``).
+
+Also: ATTACHED echoes the channel params, and ``rewind=<count>`` replays the last messages on a
+fresh attach.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.interop._harness import API_KEY, make_jwt, node_script, run_frontend
+
+pytestmark = pytest.mark.interop
+
+TRANSPORTS = ["web_socket", "comet"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_channel_errors_stay_in_the_channel_scope(tmp_path: Path, transport: str) -> None:
+    with trio.fail_after(60):
+        async with run_frontend(tmp_path) as fe:
+            config = {"port": fe.port, "key": API_KEY, "transports": [transport], "part": "scope"}
+            async with node_script(tmp_path, "channel_scope.mjs", config) as script:
+                result = await script.expect("result")
+    for name in ("", ":hell", "[meta", "[]name", "[meta]"):
+        attempt = result["attempts"][name]
+        assert attempt["ok"] is False, name
+        assert attempt["error"]["code"] == 40010, (name, attempt)
+        assert attempt["state"] == "failed" and attempt["reason"]["code"] == 40010, (name, attempt)
+    params = result["attempts"]["params"]
+    assert params["ok"] is False and params["state"] == "failed"
+    assert params["error"]["code"] == 40000
+    assert result["publishInvalid"]["error"]["code"] == 40010
+    assert result["echoedParams"] == {"occupancy": "metrics"}  # ATTACHED echoes the params Ably knows
+    assert result["modesFromParam"] == ["subscribe"]  # the modes param sets the modes
+    assert result["connectionState"] == "connected"
+    assert result["sameConnection"] is True
+    assert result["liveState"] == "attached"
+    assert result["got"] == ["after"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_set_options_modes_take_effect(tmp_path: Path, transport: str) -> None:
+    with trio.fail_after(60):
+        async with run_frontend(tmp_path) as fe:
+            config = {
+                "port": fe.port,
+                "key": API_KEY,
+                "transports": [transport],
+                "part": "modes",
+                "channel": f"modes:{transport}",
+            }
+            async with node_script(tmp_path, "channel_scope.mjs", config) as script:
+                result = await script.expect("result")
+    assert result["modes"] == [["publish"], ["publish", "subscribe"], ["subscribe"], ["publish"]]
+    assert result["subscribeWithoutMode"]["error"]["code"] == 90009  # the SDK's own warning
+    # Only what was published while the channel had the subscribe mode was delivered.
+    assert result["got"] == ["after-adding-subscribe"]
+    assert result["publishWithoutMode"]["error"]["code"] == 40160
+    assert result["publishWithMode"] == {"ok": True}
+    assert result["connectionState"] == "connected"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_set_options_cannot_add_a_mode_the_capability_forbids(tmp_path: Path, transport: str) -> None:
+    token = make_jwt(client_id=None, capability={"modes:*": ["subscribe"]})
+    with trio.fail_after(60):
+        async with run_frontend(tmp_path) as fe:
+            config = {
+                "port": fe.port,
+                "token": token,
+                "transports": [transport],
+                "part": "denied",
+                "channel": "modes:denied",
+            }
+            async with node_script(tmp_path, "channel_scope.mjs", config) as script:
+                result = await script.expect("result")
+    assert result["modes"] == ["subscribe"]
+    assert result["publish"]["error"]["code"] == 40160
+    assert result["connectionState"] == "connected"
+    assert result["channelState"] == "attached"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_rewind_replays_the_last_messages_on_attach(tmp_path: Path, transport: str) -> None:
+    with trio.fail_after(60):
+        async with run_frontend(tmp_path) as fe:
+            config = {
+                "port": fe.port,
+                "key": API_KEY,
+                "transports": [transport],
+                "part": "rewind",
+                "channel": f"rewind:{transport}",
+            }
+            async with node_script(tmp_path, "channel_scope.mjs", config) as script:
+                result = await script.expect("result")
+    assert result["got"] == ["r2", "r3", "r4"]
+    assert result["attached"] == {"resumed": False, "reason": None}
+    assert result["wide"] == ["w1"]

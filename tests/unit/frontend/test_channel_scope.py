@@ -1,0 +1,63 @@
+"""Channel-scoped refusals: Ably's channel-name rules (40010) and bad params kept in the channel's scope."""
+
+from __future__ import annotations
+
+import pytest
+
+from frontend.pubsub import channel_name_problem
+from kernel import protocol as P
+from kernel.errors import RemoteProtocolError
+
+
+@pytest.mark.parametrize("name", ["a", "chat:lobby", "[meta]log", "[?rewind=1]foo", "x" * 1024, "a]b", "ü"])
+def test_valid_names(name: str) -> None:
+    assert channel_name_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["", ":hell", "[meta", "[]name", "[meta]", "[meta]:x", "x" * 1025])
+def test_invalid_names(name: str) -> None:
+    assert channel_name_problem(name) is not None
+
+
+def test_bad_params_of_a_channel_frame_are_a_channel_problem() -> None:
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"delta": {"x": 1}}})
+    assert pm.params is None and pm.channel_problem is not None
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"a": [1], "b": None}})
+    assert pm.params is None and pm.channel_problem is not None
+    # Numbers and booleans are taken as text, as Ably does (ably-js sends {rewind: 1}).
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"rewind": 1, "x": True}})
+    assert pm.params == {"rewind": "1", "x": "true"} and pm.channel_problem is None
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": "x"})
+    assert pm.channel_problem is not None
+    assert "channelProblem" not in str(pm.to_wire()) and "channel_problem" not in str(pm.to_wire())
+    pm = P.from_wire({"action": int(P.Action.ATTACH), "channel": "c", "params": {"rewind": "1"}})
+    assert pm.params == {"rewind": "1"} and pm.channel_problem is None
+
+
+def test_bad_params_without_a_channel_still_fail_the_frame() -> None:
+    with pytest.raises(RemoteProtocolError):
+        P.from_wire({"action": int(P.Action.ATTACH), "params": {"rewind": [1]}})
+
+
+def test_rewind_by_count() -> None:
+    from frontend.pubsub import rewind_count, rewound_serial
+
+    assert rewind_count({"rewind": "2"}) == 2
+    assert rewind_count({"rewind": "1000"}) == 100
+    assert rewind_count({"rewind": "0"}) is None
+    assert rewind_count({"rewind": "10s"}) is None  # by time: not supported, attaches from now
+    assert rewind_count(None) is None
+    assert rewound_serial("e1:10", 2) == "e1:8"
+    assert rewound_serial("e1:1", 5) == "e1:0"
+    assert rewound_serial("e1:0", 5) is None  # nothing to replay
+    assert rewound_serial("", 5) is None
+
+
+def test_modes_param() -> None:
+    from frontend.pubsub import modes_param
+
+    assert modes_param(None) == 0
+    assert modes_param({"delta": "vcdiff"}) == 0
+    assert modes_param({"modes": "presence,subscribe"}) == P.Flag.PRESENCE | P.Flag.SUBSCRIBE
+    with pytest.raises(ValueError, match="fly"):
+        modes_param({"modes": "subscribe,fly"})
