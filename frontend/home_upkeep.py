@@ -88,6 +88,7 @@ class HomeUpkeep:
             lg = home.log
             if (
                 not len(lg)
+                and not len(lg.presence)
                 and not home.remote_subs
                 and not home.pending
                 and not self._local_interest(name)

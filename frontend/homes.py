@@ -414,6 +414,7 @@ class HomeSide(PersistedHomes, HomeUpkeep):
             item = home.pending.popleft()
             entry = item.entry
             home.committed = entry.last_seq
+            home.log.advance_presence(home.committed)
             self._fan_out(now_ms, channel, entry, entry.publisher)
             if self.bus is not None:
                 for sub in home.remote_subs:
@@ -452,6 +453,7 @@ class HomeSide(PersistedHomes, HomeUpkeep):
                     "last_serial": home.log.serial(home.committed),
                     "entries": None if replay is None else [e.to_wire() for e in replay],
                     "stream_entries": None if stream is None else [e.to_wire() for e in stream],
+                    "presence": home.log.presence.to_wire() or None,
                 },
             )
 
@@ -539,6 +541,7 @@ class HomeSide(PersistedHomes, HomeUpkeep):
         if copy is None or not copy.install(now_ms, entry):
             reply(False, O.Refused(O.Refusal.RESYNC, "send the whole log"))
             return
+        copy.advance_presence()
         reply(True, entry.last_seq)
 
     def _serve_replica_sync(

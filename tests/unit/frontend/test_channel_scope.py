@@ -40,17 +40,17 @@ def test_bad_params_without_a_channel_still_fail_the_frame() -> None:
 
 
 def test_rewind_by_count() -> None:
-    from frontend.pubsub import rewind_count, rewound_serial
+    from frontend.channel_log import rewind_cursor
+    from frontend.channel_params import parse_attach_params
 
-    assert rewind_count({"rewind": "2"}) == 2
-    assert rewind_count({"rewind": "1000"}) == 100
-    assert rewind_count({"rewind": "0"}) is None
-    assert rewind_count({"rewind": "10s"}) is None  # by time: not supported, attaches from now
-    assert rewind_count(None) is None
-    assert rewound_serial("e1:10", 2) == "e1:8"
-    assert rewound_serial("e1:1", 5) == "e1:0"
-    assert rewound_serial("e1:0", 5) is None  # nothing to replay
-    assert rewound_serial("", 5) is None
+    def cursor(value: str, now: int = 0) -> str | None:
+        return parse_attach_params({"rewind": value}, now).rewind_cursor
+
+    assert cursor("2") == rewind_cursor(count=2)
+    assert cursor("1000") == rewind_cursor(count=100)  # Ably's limit
+    assert cursor("0") is None
+    assert cursor("10s", 60_000) == rewind_cursor(since_ms=50_000)  # by time: served too
+    assert parse_attach_params(None, 0).rewind_cursor is None
 
 
 def test_modes_param() -> None:
