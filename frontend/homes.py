@@ -11,19 +11,18 @@ partition (``_demote``). Pure: ``now_ms`` comes in; peers are reached through ``
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from frontend import peerops as O
-from frontend.channel_log import ChannelLog, Entry, parse_serial
+from frontend.channel_log import ChannelLog, Entry
 from frontend.config import FrontendConfig
+from frontend.home_records import OPERATION_DEADLINE_MS, RPC_TIMEOUT_S, Home, Stream, _Append, unavailable
 from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
-from kernel.errors import ErrorCode, ErrorInfo
+from kernel.errors import ErrorInfo
 from kernel.placement import ClusterView, Placement
 
 if TYPE_CHECKING:
@@ -31,61 +30,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("continuity.frontend")
 
+__all__ = ["OPERATION_DEADLINE_MS", "RPC_TIMEOUT_S", "Home", "HomeSide", "Stream", "unavailable"]
 _EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-RPC_TIMEOUT_S = 3.0
-OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails
-
-
-def unavailable(channel: str) -> ErrorInfo:
-    return ErrorInfo.of(
-        ErrorCode.INTERNAL_CHANNEL, f"channel {channel} is unavailable: its home cannot be reached"
-    )
-
-
-@dataclass(slots=True)
-class _Append:
-    entry: Entry
-    serials: list[str]
-    # (done, abandon): ``abandon`` re-routes the publish if this home is demoted before the replica
-    # acknowledged it (the retry is answered from whichever copy survives, never numbered twice).
-    waiters: list[tuple[PublishDone, Callable[[], None]]]
-    # Sent to a replica (by replicate or inside a snapshot): a copy may hold it, so it can no
-    # longer be refused for certain. Never-sent appends of a blocked home can be (drop_blocked).
-    sent: bool = False
-
-
-@dataclass(slots=True)
-class Home:
-    log: ChannelLog
-    remote_subs: set[str] = field(default_factory=set)
-    pending: deque[_Append] = field(default_factory=deque)  # appended, awaiting the replica
-    replica: str | None = None
-    replica_synced: bool = True
-    # The last seq fanned out: readers (attach, replay) see nothing beyond it, so an entry still
-    # waiting for the replica reaches every subscriber exactly once, by the fan-out.
-    committed: int = 0
-    relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
-    replica_refreshed_ms: int = 0  # when an idle log was last re-sent to its replica (keep_replicas_alive)
-
-    def waits_for(self, pub: O.Publish) -> bool:
-        """``pub`` must follow an earlier publish of its connection that this log has not numbered."""
-        return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None
-
-    def behind(self, serial: object) -> bool:
-        """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
-        home has not (it is a stale copy not yet re-validated), so it must not answer "history lost"."""
-        parsed = parse_serial(serial) if isinstance(serial, str) else None
-        return parsed is not None and parsed[0] == self.log.epoch and parsed[1] > self.committed
-
-
-@dataclass(slots=True)
-class Stream:
-    """This frontend's subscription to a channel homed elsewhere."""
-
-    home: str
-    epoch: str | None = None
-    cursor: int = 0
-    resyncing: bool = False
 
 
 class HomeSide:
@@ -175,7 +121,7 @@ class HomeSide:
         if self.bus is None or not peers:
             own = self.replicas.get(channel)
             if own is None and self.bus is not None and len(self.view.frontends()) > 1:
-                self._defer_new_epoch(channel, "no other frontend in reach")
+                self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
                 return
             self.replicas.pop(channel, None)
             self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
@@ -219,9 +165,6 @@ class HomeSide:
                     or (lg.last_seq > best.last_seq and source != "handover")
                 ):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
-            if best is None and self._zone_cut_off():
-                self._defer_new_epoch(channel, "another zone is out of sight")
-                return
             self._become_home(self.now_ms, channel, best, subs, source)
 
         def replier(peer: str) -> Callable[[bool, Any], None]:
@@ -229,20 +172,6 @@ class HomeSide:
 
         for peer in peers:
             self.bus.request(peer, O.LogFetch(channel=channel), replier(peer), RPC_TIMEOUT_S)
-
-    def _zone_cut_off(self) -> bool:
-        """Another zone is known but none of its frontends alive: nothing could be ACKed here anyway."""
-        zone = self.view.zone_of(self.node_id)
-        return self.placement.other_zone_known(self.node_id) and not any(
-            p.alive and p.zone != zone for p in self.view.frontends()
-        )
-
-    def _defer_new_epoch(self, channel: str, why: str) -> None:
-        """No copy was found, but frontends out of sight may hold one: a new epoch could fork the channel
-        (90003, then back to the real epoch at the heal: the sim's serial_backwards). Wait for the map."""
-        log.info("channel.acquire_deferred", channel=channel, reason=why)
-        for cb in self._acquiring.pop(channel, []):
-            cb(False)
 
     def _become_home(
         self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str
@@ -252,9 +181,7 @@ class HomeSide:
             # out of sight: a new epoch here would hide the channel's history from our subscribers
             # (90003) and send them back to the old epoch when the cut heals (frontend.sim seed 4:
             # fe-a1 partitioned alone; chaos seed 12313: fe-b2 during a zone-a partition). Wait.
-            log.info("channel.acquire_deferred", channel=channel, reason="no copy and no other zone in reach")
-            for cb in self._acquiring.pop(channel, []):
-                cb(False)
+            self._defer_new_epoch(channel, "no copy and no other zone in reach")
             return
         if lg is None:
             lg = self._new_log(channel, now_ms)
@@ -274,6 +201,11 @@ class HomeSide:
         for cb in self._acquiring.pop(channel, []):
             # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
             cb(self.homes.get(channel) is home)
+
+    def _defer_new_epoch(self, channel: str, why: str) -> None:
+        log.info("channel.acquire_deferred", channel=channel, reason=why)
+        for cb in self._acquiring.pop(channel, []):
+            cb(False)
 
     def _other_zone_out_of_reach(self) -> bool:
         """The map knows a frontend in another zone, and none of them is alive in it."""
