@@ -29,6 +29,7 @@ from kernel.protocol import Action, Encoded, Flag, ProtocolMessage, message_size
 if TYPE_CHECKING:
     from frontend.node import Outlet
     from frontend.ownership import Ownership
+    from frontend.presence import Presence
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -123,12 +124,19 @@ REPLAY_BATCH_BYTES = 256 * 1024
 
 
 def coalesce_replay(
-    channel: str, entries: list[Entry], *, skip_publisher: str | None
+    channel: str,
+    entries: list[Entry],
+    *,
+    skip_publisher: str | None,
+    messages: bool = True,
+    presence: bool = False,
 ) -> list[tuple[Encoded, int]]:
     """Pack replayed entries into few MESSAGE frames (each message keeps its own id and serial).
 
     A frame's channelSerial is that of its last entry, so a client that stops mid-replay resumes
-    from the right place. Entries by ``skip_publisher`` (echo off) are left out.
+    from the right place. Message entries by ``skip_publisher`` (echo off) are left out, and so are
+    message entries unless ``messages`` (SUBSCRIBE mode) and presence entries unless ``presence``
+    (PRESENCE_SUBSCRIBE mode); a presence entry goes as its own PRESENCE frame, in log order.
     """
     frames: list[tuple[Encoded, int]] = []
     batch: list[P.Message] = []
@@ -148,7 +156,12 @@ def coalesce_replay(
         batch, size = [], 0
 
     for entry in entries:
-        if skip_publisher is not None and entry.publisher == skip_publisher:
+        if entry.is_presence:
+            if presence:
+                flush()
+                frames.append((entry.frame, 1))
+            continue
+        if not messages or (skip_publisher is not None and entry.publisher == skip_publisher):
             continue
         msgs = entry.frame.wire["messages"]
         if batch and (len(batch) + len(msgs) > REPLAY_BATCH_MESSAGES or size > REPLAY_BATCH_BYTES):
@@ -167,6 +180,7 @@ class PubSub:
     metrics: Metrics
     channels: ChannelService
     ownership: Ownership
+    presence: Presence
     sessions: dict[str, Session]
     outlets: dict[str, Outlet]
     subscribers: dict[str, dict[str, Session]]
@@ -304,6 +318,27 @@ class PubSub:
         self.ownership.replicate(s)
         log.info("channel.modes", connection_id=s.connection_id, channel=name, modes=int(granted))
 
+    def apply_capability(self, now_ms: int, s: Session) -> None:
+        """After a reauth (RTN22) changed the capability: a channel it no longer allows fails in its
+        own scope (ERROR 40160, RTL14); modes it no longer allows are dropped (never added back:
+        the modes asked for at attach are not kept)."""
+        cap = s.identity.capability
+        for name, cur in list(s.channels.items()):
+            if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
+                s.channels.pop(name, None)
+                self._unsubscribe(s, name)
+                self._channel_error(
+                    now_ms,
+                    s,
+                    Action.ERROR,
+                    name,
+                    ErrorCode.CAPABILITY_DENIED,
+                    f"channel denied access based on capability: {name}",
+                )
+                continue
+            self._apply_modes(s, name, cur, self._granted_modes(s, name, cur.modes))
+        self.ownership.replicate(s)
+
     def _complete_attach(
         self,
         now_ms: int,
@@ -329,7 +364,13 @@ class PubSub:
             )
             self.metrics.discontinuities.inc()
         resumed = replay is not None and not rewinding  # a rewind replays on a fresh attach
-        flags = granted | (Flag.RESUMED if resumed else 0)
+        # RTP1: the set at the attach point follows the replay as SYNC pages, flagged HAS_PRESENCE.
+        sync = (
+            self.presence.sync_frames(name, res.presence, res.last_serial)
+            if granted & Flag.PRESENCE_SUBSCRIBE
+            else []
+        )
+        flags = granted | (Flag.RESUMED if resumed else 0) | (Flag.HAS_PRESENCE if sync else 0)
         serial = from_serial if resumed or rewinding else res.last_serial
         if not self._send(
             now_ms,
@@ -339,22 +380,31 @@ class PubSub:
             ),
         ):
             return
-        subscribing = bool(granted & Flag.SUBSCRIBE)
+        subscribing = bool(granted & (Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE))
         last = res.last_serial
+        outlet = self.outlets.get(s.connection_id)
+        if outlet is None:
+            return
         if replay and subscribing:
             last = str(replay[-1].frame.wire.get("channelSerial", last))
             own = None if s.echo else s.connection_id
-            outlet = self.outlets.get(s.connection_id)
-            if outlet is None:
-                return
             sent = 0
-            for frame, count in coalesce_replay(name, replay, skip_publisher=own):
+            for frame, count in coalesce_replay(
+                name,
+                replay,
+                skip_publisher=own,
+                messages=bool(granted & Flag.SUBSCRIBE),
+                presence=bool(granted & Flag.PRESENCE_SUBSCRIBE),
+            ):
                 outlet.send(frame, force=True)
                 sent += count
             self.metrics.replays.inc()
             self.metrics.replayed_messages.inc(sent)
             if s.resumed_ms is not None:
                 self.metrics.resume_catch_up_seconds.observe(max(0, now_ms - s.resumed_ms) / 1000)
+        if sync:
+            for frame in sync:
+                outlet.send(frame, force=True)
         s.channels[name] = ChannelCursor(granted, last, s.generation)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
@@ -368,27 +418,35 @@ class PubSub:
             lost=error is not None,
         )
 
-    def notify_lost(self, now_ms: int, channel: str, last_serial: str) -> None:
-        """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003)."""
+    def notify_lost(
+        self, now_ms: int, channel: str, last_serial: str, presence: list[P.Message] | None = None
+    ) -> None:
+        """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003).
+
+        The presence set at ``last_serial`` follows as a SYNC (HAS_PRESENCE): an SDK re-syncs its
+        members on a non-resumed ATTACHED, and without the flag it would clear them (RTP19a)."""
         error = ErrorInfo.of(
             ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
         )
+        sync = self.presence.sync_frames(channel, presence, last_serial)
         for sub in list(self.subscribers.get(channel, {}).values()):
             cur = sub.channels[channel]
             cur.serial = last_serial
             self.metrics.discontinuities.inc()
-            self._send(
-                now_ms,
-                sub,
-                server_message(
-                    Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=cur.modes, error=error
-                ),
+            pages = sync if cur.modes & Flag.PRESENCE_SUBSCRIBE else []
+            flags = cur.modes | (Flag.HAS_PRESENCE if pages else 0)
+            attached = server_message(
+                Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=flags, error=error
             )
+            if self._send(now_ms, sub, attached):
+                for frame in pages:
+                    self._send(now_ms, sub, frame)
 
     def handle_detach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         name = pm.channel
         if name is None:
             raise RemoteProtocolError("DETACH needs a channel")
+        self.presence.leave_now(now_ms, s, name)  # RTP5a: a detach leaves the connection's members
         s.channels.pop(name, None)
         self._unsubscribe(s, name)
         self.ownership.replicate(s)
@@ -497,6 +555,7 @@ class PubSub:
             return
         frame = entry.frame
         serial = frame.wire["channelSerial"]
+        presence = entry.is_presence  # presence goes to PRESENCE_SUBSCRIBE, whatever the echo setting
         epoch = serial.rpartition(":")[0]
         follows = f"{epoch}:{entry.first_seq - 1}"  # the cursor of a subscriber that is up to date
         slow: list[Session] = []
@@ -510,7 +569,10 @@ class PubSub:
                 continue
             cur.serial = serial
             sub.dirty = True
-            if publisher == sub.connection_id and not sub.echo:
+            if presence:
+                if not cur.modes & Flag.PRESENCE_SUBSCRIBE:
+                    continue
+            elif (publisher == sub.connection_id and not sub.echo) or not cur.modes & Flag.SUBSCRIBE:
                 continue
             outlet = self.outlets.get(sub.connection_id)
             if outlet is None:

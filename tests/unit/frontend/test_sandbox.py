@@ -170,3 +170,17 @@ def test_dev_mode_can_refuse_unknown_keys_and_still_take_sandbox_and_configured_
     assert exc.value.code == ErrorCode.INVALID_CREDENTIALS
     assert auth.authenticate(0, key=reply["keys"][0]["keyStr"], token=None, client_id=None)
     assert auth.authenticate(0, key="app.conf:anything", token=None, client_id=None).key_name == "app.conf"
+
+
+def test_tokens_of_a_sandbox_key_carry_its_capability() -> None:
+    from frontend.tokens import TokenAuthenticator
+
+    keys = SandboxKeys([SECRET])
+    narrow = _create(keys)["keys"][2]  # {"*": ["subscribe"]}
+    auth = TokenAuthenticator({}, dev=True, extra_keys=keys.resolve, accept_any_key=False)
+    key = auth.key_for(narrow["keyName"])
+    assert key is not None and key.secret == narrow["keySecret"]
+    assert allows(key.capability, "x", "subscribe") and not allows(key.capability, "x", "publish")
+    assert narrow["keyName"] in auth.keys
+    assert auth.key_for("app.unknown", "s") is None  # unknown keys are refused here
+    assert TokenAuthenticator({}, dev=True).key_for("app.unknown", "s") is not None  # any key
