@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("continuity.frontend")
 
-ROOTS = frozenset({"channels", "messages", "keys"})
+ROOTS = frozenset({"channels", "messages", "keys", "time"})
 
 
 class RestService:
@@ -97,6 +97,9 @@ class RestService:
         if len(seg) == 3 and seg[0] == "keys" and seg[2] == "requestToken":
             self._expect(method, "POST")
             return await self._request_token(req, seg[1])
+        if seg == ("time",):
+            self._expect(method, "GET")
+            return respond(req, 200, [self.now_ms()])  # in the asked format (msgpack too); no auth
         ident = identify(self.node.auth, self.now_ms(), credentials(req))
         if seg == ("messages",):
             self._expect(method, "POST")

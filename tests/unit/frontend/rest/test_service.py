@@ -111,3 +111,12 @@ async def test_channel_listing_and_details():
     status, detail, _ = await call(svc, b"GET", b"/channels/pre%3Aa")
     metrics = detail["status"]["occupancy"]["metrics"]
     assert detail["channelId"] == "pre:a" and metrics["connections"] == 0 and metrics["presenceMembers"] == 0
+
+
+async def test_time_answers_in_the_asked_format_without_credentials():
+    import msgpack
+
+    svc = service()
+    with trio.fail_after(5):
+        resp = await svc.handle(b"GET", b"/time", [(b"accept", b"application/x-msgpack")], b"")
+    assert resp.status == 200 and isinstance(msgpack.unpackb(resp.body)[0], int)
