@@ -351,6 +351,8 @@ class PubSub:
             self.metrics.discontinuities.inc()
         resumed = replay is not None and not rewinding  # a rewind replays on a fresh attach
         flags = granted | (Flag.RESUMED if resumed else 0)
+        if rewinding and replay:
+            flags |= Flag.HAS_BACKLOG  # the client is told that a rewind's messages follow
         serial = from_serial if resumed or rewinding else res.last_serial
         if not self._send(
             now_ms,

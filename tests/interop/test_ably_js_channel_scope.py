@@ -105,7 +105,7 @@ async def test_rewind_replays_the_last_messages_on_attach(tmp_path: Path, transp
             async with node_script(tmp_path, "channel_scope.mjs", config) as script:
                 result = await script.expect("result")
     assert result["got"] == ["r2", "r3", "r4"]
-    assert result["attached"] == {"resumed": False, "reason": None}
+    assert result["attached"] == {"resumed": False, "hasBacklog": True, "reason": None}
     assert result["wide"] == ["w1"]
 
 

@@ -110,7 +110,7 @@ async function rewind() {
   const got = [];
   const channel = client.channels.get(config.channel, { params: { rewind: '2' } });
   let attached = null;
-  channel.once('attached', (c) => { attached = { resumed: c.resumed, reason: errorInfo(c.reason) }; });
+  channel.once('attached', (c) => { attached = { resumed: c.resumed, hasBacklog: !!c.hasBacklog, reason: errorInfo(c.reason) }; });
   await channel.subscribe((m) => { got.push(m.data); cond.poke(); });
   await pch.publish('n', 'r4');
   await cond.wait(() => got.includes('r4'), 'the live message after the rewind');
