@@ -29,7 +29,14 @@ from continuity.errors import (
     PublishError,
     SubscriptionOverflowError,
 )
-from continuity.events import ChannelEvent, ChannelState, ConnectionEvent, ConnectionState, StateEvent
+from continuity.events import (
+    ChannelEvent,
+    ChannelState,
+    ConnectionEvent,
+    ConnectionState,
+    PresenceEvent,
+    StateEvent,
+)
 from continuity.feed import EventStream, Feed, Subscription
 from continuity.message import Message, OutboundMessage
 from continuity.recovery import RecoveryKey
@@ -56,6 +63,7 @@ __all__ = [
     "Feed",
     "Message",
     "OutboundMessage",
+    "PresenceEvent",
     "PublishError",
     "RecoveryKey",
     "SessionConfig",

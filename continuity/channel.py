@@ -17,7 +17,7 @@ from continuity.errors import (
     ConnectionSuspendedError,
     PublishError,
 )
-from continuity.events import ChannelEvent, ChannelState, ConnectionState
+from continuity.events import ChannelEvent, ChannelState, ConnectionState, PresenceEvent
 from continuity.feed import Feed, Subscription
 from continuity.message import Data, OutboundMessage
 from kernel.errors import ErrorCode, ErrorInfo
@@ -26,6 +26,7 @@ from kernel.protocol import message_size
 if TYPE_CHECKING:
     from continuity.connection import Connection
 
+PRESENCE_ACTIONS = {"enter": 2, "leave": 3, "update": 4}  # TP2
 # Default buffer of one subscription before it overflows, in messages.
 DEFAULT_SUBSCRIPTION_BUFFER = 100_000
 # Ably's default maxMessageSize (TO3l8), used before a CONNECTED has advertised the server's.
@@ -49,6 +50,7 @@ class Channel:
         self._conn = conn
         self.name = name
         self._subs: list[Subscription] = []
+        self._presence_subs: list[Feed[PresenceEvent]] = []
         self.last_attach: ChannelEvent | None = None
 
     @property
@@ -98,8 +100,35 @@ class Channel:
                 conn._raise_if_dead()
                 await conn._changed()
 
-    async def publish(self, name: str | Sequence[OutboundMessage] | None = None,
-                      data: Data = None) -> list[str | None]:
+    async def presence(self, action: str, data: Data = None, *, client_id: str | None = None) -> None:
+        """RTP8/9/10/14/15: ``"enter"``, ``"update"`` or ``"leave"`` (as ``client_id``, else the
+        connection's clientId). Returns once ACKed; raises PublishError on NACK (e.g. 40160)."""
+        if action not in ("enter", "update", "leave"):
+            raise ValueError(f"presence action must be enter, update or leave, got {action!r}")
+        wire: dict[str, Any] = {"action": PRESENCE_ACTIONS[action]}
+        if data is not None:
+            wire["data"] = data
+        if client_id is not None:
+            wire["clientId"] = client_id
+        await self._send_and_wait([wire], presence=True)
+
+    @asynccontextmanager
+    async def presence_subscribe(
+        self, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
+    ) -> AsyncIterator[Feed[PresenceEvent]]:
+        """Yield a feed of this channel's presence events and SYNC members (attaches first)."""
+        feed: Feed[PresenceEvent] = Feed(buffer, None)
+        self._presence_subs.append(feed)
+        try:
+            await self.attach()
+            yield feed
+        finally:
+            self._presence_subs.remove(feed)
+            feed.finish()
+
+    async def publish(
+        self, name: str | Sequence[OutboundMessage] | None = None, data: Data = None
+    ) -> list[str | None]:
         """Publish one message (``name, data``) or a list of OutboundMessage; return their serials.
 
         Returns once ACKed (``res[].serials``). Survives transport loss: an un-ACKed publish is re-sent
@@ -110,6 +139,9 @@ class Channel:
             wire = [OutboundMessage(name=name, data=data).to_wire()]
         else:
             wire = [m.to_wire() for m in name]
+        return await self._send_and_wait(wire)
+
+    async def _send_and_wait(self, wire: list[dict[str, Any]], *, presence: bool = False) -> list[str | None]:
         conn = self._conn
         # RSL1i: over the server's advertised maxMessageSize, refuse here with 40009, as ably-js
         # does; sent, it would be NACKed, or (over maxFrameSize) end the transport.
@@ -118,7 +150,7 @@ class Channel:
         if isinstance(limit, int) and size > limit:
             raise PublishError(f"publish to {self.name!r} refused before sending", ErrorInfo.of(
                 ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED, f"message size {size} exceeds the maximum of {limit}"))
-        token = conn._session.publish(self.name, wire)
+        token = conn._session.publish(self.name, wire, presence=presence)
         waiter = conn._publishes[token] = Waiter(trio.Event())
         conn._dispatch()
         try:
@@ -133,8 +165,9 @@ class Channel:
         return serials
 
     @asynccontextmanager
-    async def subscribe(self, name: str | None = None, *, attach: bool = True,
-                        buffer: int = DEFAULT_SUBSCRIPTION_BUFFER) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, name: str | None = None, *, attach: bool = True, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
+    ) -> AsyncIterator[Subscription]:
         """Yield a feed of this channel's messages (only those called ``name``, if given).
 
         Attaches first unless ``attach=False``. The feed ends when the connection closes.
@@ -151,8 +184,9 @@ class Channel:
 
 
 def connection_error(state: ConnectionState, reason: ErrorInfo | None) -> ClientError:
-    if state is ConnectionState.SUSPENDED or (reason is not None
-                                              and reason.code == ErrorCode.CONNECTION_SUSPENDED):
+    if state is ConnectionState.SUSPENDED or (
+        reason is not None and reason.code == ErrorCode.CONNECTION_SUSPENDED
+    ):
         return ConnectionSuspendedError("connection suspended", reason)
     if state is ConnectionState.FAILED:
         return ConnectionFailedError("connection failed", reason)

@@ -45,6 +45,7 @@ from continuity.events import (
     ConnectionState,
     MessageReceived,
     Pong,
+    PresenceEvent,
     PublishAcked,
     PublishFailed,
     StateEvent,
@@ -238,6 +239,11 @@ class Connection:
                         msg = Message.from_wire(name, raw, serial)
                         for sub in ch._subs:
                             sub.push(msg)
+                case PresenceEvent(channel=name):
+                    ch = self._channels.get(name)
+                    if ch is not None:
+                        for psub in ch._presence_subs:
+                            psub.push(event)
                 case PublishAcked(token=token, serials=serials):
                     waiter = self._publishes.get(token)
                     if waiter is not None:

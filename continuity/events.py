@@ -117,6 +117,31 @@ class TransportDropped:
 
 
 StateEvent = ConnectionEvent | ChannelEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresenceEvent:
+    """One presence event or SYNC member, as the server sent it."""
+
+    channel: str
+    action: str  # "enter" | "update" | "leave" | "present" (a SYNC member)
+    client_id: str | None
+    connection_id: str | None
+    id: str | None
+    timestamp: int | None
+    data: Any
+    channel_serial: str | None  # the log serial of an event; the sync cursor of a SYNC page
+    sync: bool = False  # a member of a SYNC page
+    sync_last: bool = False  # ... of its last page
+
+
 CoreEvent = (
-    ConnectionEvent | ChannelEvent | MessageReceived | PublishAcked | PublishFailed | Pong | TransportDropped
+    ConnectionEvent
+    | ChannelEvent
+    | MessageReceived
+    | PresenceEvent
+    | PublishAcked
+    | PublishFailed
+    | Pong
+    | TransportDropped
 )

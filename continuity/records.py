@@ -10,7 +10,8 @@ from typing import Any
 
 from continuity.backoff import Backoff
 from continuity.events import ChannelState
-from kernel.errors import ErrorInfo
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.protocol import Action, ProtocolMessage
 
 
 @dataclass(slots=True, kw_only=True)
@@ -35,6 +36,28 @@ class _Pending:
     channel: str
     messages: list[dict[str, Any]]
     msg_serial: int | None = None
+    presence: bool = False  # a PRESENCE (enter/update/leave) rather than a MESSAGE
+
+    def frame(self) -> ProtocolMessage:
+        """The frame that sends (or re-sends) it, once it has its msgSerial."""
+        if self.presence:
+            return ProtocolMessage(
+                action=Action.PRESENCE,
+                channel=self.channel,
+                msg_serial=self.msg_serial,
+                presence=self.messages,
+            )
+        return ProtocolMessage(
+            action=Action.MESSAGE, channel=self.channel, msg_serial=self.msg_serial, messages=self.messages
+        )
+
+
+def idle_timeout_error(ms: int) -> ErrorInfo:
+    return ErrorInfo(
+        code=int(ErrorCode.DISCONNECTED),
+        status_code=408,
+        message=f"No activity seen from realtime in {ms} ms",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from continuity import presence
 from continuity.errors import (
     ConnectionClosedError,
     ConnectionFailedError,
@@ -52,7 +53,7 @@ from continuity.events import (
     PublishFailed,
     TransportDropped,
 )
-from continuity.records import ChannelRecord, SessionConfig, _Pending
+from continuity.records import ChannelRecord, SessionConfig, _Pending, idle_timeout_error
 from continuity.recovery import RecoveryKey
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.protocol import Action, Flag, ProtocolMessage
@@ -62,11 +63,6 @@ ATTACH_TIMEOUT = ErrorInfo(code=90007, status_code=408, message="timed out waiti
 CONNECT_TIMEOUT = ErrorInfo(code=80003, status_code=408, message="timed out waiting for CONNECTED")
 TERMINAL = frozenset({ConnectionState.CLOSED, ConnectionState.FAILED})
 _REATTACH = frozenset({ChannelState.ATTACHED, ChannelState.ATTACHING, ChannelState.SUSPENDED})
-
-
-def idle_timeout_error(ms: int) -> ErrorInfo:
-    return ErrorInfo(code=int(ErrorCode.DISCONNECTED), status_code=408,
-                     message=f"No activity seen from realtime in {ms} ms")
 
 
 class ClientSession:
@@ -248,7 +244,7 @@ class ClientSession:
 
     # --------------------------------------------------------------- app inputs
 
-    def publish(self, channel: str, messages: list[dict[str, Any]]) -> int:
+    def publish(self, channel: str, messages: list[dict[str, Any]], *, presence: bool = False) -> int:
         """Queue a publish; returns the token its PublishAcked/PublishFailed will carry.
 
         Raises a ClientError subclass when the connection cannot publish (SUSPENDED, CLOSED, FAILED).
@@ -256,7 +252,7 @@ class ClientSession:
         self._check_publishable()
         token = self._next_token
         self._next_token += 1
-        entry = _Pending(token=token, channel=channel, messages=messages)
+        entry = _Pending(token=token, channel=channel, messages=messages, presence=presence)
         self._pending.append(entry)
         if self.state is ConnectionState.CONNECTED:
             self._send_pending(entry)
@@ -498,8 +494,7 @@ class ClientSession:
         if entry.msg_serial is None:
             entry.msg_serial = self.msg_serial
             self.msg_serial += 1
-        self._out.append(ProtocolMessage(action=Action.MESSAGE, channel=entry.channel,
-                                         msg_serial=entry.msg_serial, messages=entry.messages))
+        self._out.append(entry.frame())
 
     def _send_attach(self, now: float, ch: ChannelRecord) -> None:
         ch.attach_deadline = now + self.config.request_timeout
@@ -596,5 +591,6 @@ _HANDLERS = {
     Action.ATTACHED: ClientSession.handle_attached,
     Action.DETACHED: ClientSession.handle_detached,
     Action.MESSAGE: ClientSession.handle_message,
+    **presence.HANDLERS,
 }
 

@@ -29,9 +29,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Continuity frontend: serves the Ably realtime protocol over WebSocket on one port. "
         "With --gossip-bind (or gossip_bind in the config) it joins a cluster.",
     )
-    add_node_options(p, role="frontend", config_module="frontend/config.py",
-                     dev_help="development mode: accept any key or token with full capability, and "
-                     "allow the built-in cluster secret and other unsafe settings")
+    add_node_options(
+        p,
+        role="frontend",
+        config_module="frontend/config.py",
+        dev_help="development mode: accept any key or token with full capability, and "
+        "allow the built-in cluster secret and other unsafe settings",
+    )
     return p.parse_args(argv)
 
 

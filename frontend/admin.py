@@ -81,8 +81,14 @@ class FrontendAdmin:
 
     def health(self) -> Answer:
         state = self.readiness()
-        body = {"status": "ok" if state == "ready" else state, "role": "frontend", "ready": state == "ready",
-                "node_id": self.node.node_id, "zone": self.node.config.zone, "time": wall_ms()}
+        body = {
+            "status": "ok" if state == "ready" else state,
+            "role": "frontend",
+            "ready": state == "ready",
+            "node_id": self.node.node_id,
+            "zone": self.node.config.zone,
+            "time": wall_ms(),
+        }
         return (200 if state == "ready" else 503), _JSON, json.dumps(body).encode()
 
     def livez(self) -> Answer:
@@ -166,8 +172,9 @@ class FrontendAdmin:
         elif is_admin_path(path):
             answer = await self.answer(req, body, on_admin_listener=True)
         else:
-            answer = error_answer(ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such path on the admin listener: "
-                                               f"{path}"))
+            answer = error_answer(
+                ErrorInfo.of(ErrorCode.NOT_FOUND, f"no such path on the admin listener: {path}")
+            )
         status, ctype, payload = answer
         await respond(conn, stream, status, ctype, payload)
         return True

@@ -132,6 +132,15 @@ class Authenticator:
         self._any_key = accept_any_key
         self._extra_keys = extra_keys
 
+    def lookup(self, name: str) -> ApiKey | None:
+        """The configured key named ``name``, or the one ``extra_keys`` resolves, or None."""
+        return self._lookup(name)
+
+    @property
+    def accepts_any_key(self) -> bool:
+        """Dev mode that takes keys it does not know (with full capability)."""
+        return self._dev and self._any_key
+
     def _lookup(self, name: str) -> ApiKey | None:
         key = self._keys.get(name)
         if key is None and self._extra_keys is not None:

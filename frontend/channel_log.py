@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from frontend.idempotency import IdIndex
-from kernel.protocol import Encoded
+from frontend.presence_set import PresenceSet
+from kernel.protocol import Action, Encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,11 @@ class Entry:
     @property
     def count(self) -> int:
         return self.last_seq - self.first_seq + 1
+
+    @property
+    def is_presence(self) -> bool:
+        """A PRESENCE entry (one seq, any number of presence events) rather than messages."""
+        return "presence" in self.frame.wire
 
     def to_wire(self) -> list[Any]:
         """A compact form for peer links (replication, replay to other frontends)."""
@@ -92,6 +98,10 @@ class ChannelLog:
         self._published_order: deque[tuple[int, tuple[str, int]]] = deque()
         self.ids = IdIndex(max_keys=max(max_messages, 1))
         self.last_activity_ms = 0
+        # The presence set as of seq ``presence_seq`` (presence_set.py): a home folds entries in as
+        # it commits them, a replica as it installs them (``advance_presence``).
+        self.presence = PresenceSet()
+        self.presence_seq = start_seq
 
     # -- serials ---------------------------------------------------------
     def serial(self, seq: int) -> str:
@@ -127,25 +137,31 @@ class ChannelLog:
 
         ``envelope`` holds the ProtocolMessage fields (action, channel, id,
         connectionId, timestamp); this adds ``channelSerial`` and ``messages``.
-        Returns the serials given and the stored entry.
+        Returns the serials given and the stored entry. A PRESENCE envelope makes a presence
+        entry: its events travel under ``presence`` and share one seq (they carry no serial).
         """
         first = self.last_seq + 1
         serials = []
-        for i, m in enumerate(messages):
-            s = self.serial(first + i)
-            m["serial"] = s
-            serials.append(s)
-        last = first + len(messages) - 1
         wire = dict(envelope)
+        if envelope.get("action") == Action.PRESENCE:
+            serials.append(self.serial(first))
+            wire["presence"] = messages
+        else:
+            for i, m in enumerate(messages):
+                s = self.serial(first + i)
+                m["serial"] = s
+                serials.append(s)
+            wire["messages"] = messages
+        last = first + len(serials) - 1
         wire["channelSerial"] = serials[-1]
-        wire["messages"] = messages
         entry = Entry(first, last, now_ms, Encoded(wire), publisher, msg_serial)
         self._store(now_ms, entry, serials)
         return serials, entry
 
     def install(self, now_ms: int, entry: Entry) -> bool:
         """Add an entry numbered elsewhere (a replica's copy). False if it does not follow on."""
-        serials = [m["serial"] for m in entry.frame.wire["messages"]]
+        wire = entry.frame.wire
+        serials = [wire["channelSerial"]] if entry.is_presence else [m["serial"] for m in wire["messages"]]
         if {(parse_serial(str(x)) or ("", 0))[0] for x in serials} != {self.epoch}:
             return False  # another epoch's entry: not ours to hold
         if entry.last_seq <= self.last_seq:
@@ -178,7 +194,7 @@ class ChannelLog:
             key = (entry.publisher, entry.msg_serial)
             self._published[key] = (entry.timestamp_ms, serials)
             self._published_order.append((entry.timestamp_ms, key))
-        self.ids.record(now_ms, entry.timestamp_ms, entry.frame.wire["messages"])
+        self.ids.record(now_ms, entry.timestamp_ms, entry.frame.wire.get("messages", ()))  # not presence
         self.last_activity_ms = now_ms
         self._trim(now_ms)
 
@@ -189,7 +205,7 @@ class ChannelLog:
             self._retained_messages -= entry.count
             if entry.publisher is not None and entry.msg_serial is not None:
                 self._published.pop((entry.publisher, entry.msg_serial), None)
-            self.ids.forget(entry.frame.wire["messages"])
+            self.ids.forget(entry.frame.wire.get("messages", ()))
         self.last_seq = min(self.last_seq, max(seq, self._floor))
 
     def agrees_with(self, other: ChannelLog) -> bool:
@@ -202,6 +218,19 @@ class ChannelLog:
                 return entry.last_seq <= self._floor or self.holds(entry)
         return True
 
+    def advance_presence(self, upto: int | None = None) -> None:
+        """Fold the presence entries after ``presence_seq`` up to seq ``upto`` (default: all held)."""
+        limit = self.last_seq if upto is None else upto
+        if limit <= self.presence_seq:
+            return
+        idx = bisect.bisect_right(self._entries, self.presence_seq, lo=self._head, key=lambda e: e.last_seq)
+        end = bisect.bisect_right(self._entries, limit, lo=idx, key=lambda e: e.last_seq)
+        for entry in self._entries[idx:end]:
+            if entry.is_presence:
+                for event in entry.frame.wire["presence"]:
+                    self.presence.apply(event)
+        self.presence_seq = limit
+
     def entries(self) -> list[Entry]:
         return self._entries[self._head :]
 
@@ -212,6 +241,8 @@ class ChannelLog:
             "floor": self._floor,
             "last_seq": self.last_seq,
             "entries": [e.to_wire() for e in self.entries()],
+            "presence": self.presence.to_wire(),
+            "presence_seq": self.presence_seq,
         }
 
     @classmethod
@@ -230,6 +261,9 @@ class ChannelLog:
         lg.last_seq = max(lg.last_seq, int(snap["last_seq"]))
         if not len(lg):
             lg._floor = lg.last_seq
+        lg.presence = PresenceSet.from_wire(snap.get("presence"))
+        lg.presence_seq = int(snap.get("presence_seq", lg.last_seq))
+        lg.advance_presence()
         lg.last_activity_ms = now_ms
         return lg
 

@@ -53,6 +53,7 @@ from frontend.homes import (
 from frontend.metrics import Metrics
 from kernel.errors import ErrorInfo
 from kernel.placement import ClusterView, Peer, Placement
+from kernel.protocol import Message
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -78,6 +79,7 @@ class AttachResult:
     last_serial: str  # the channel's serial when the attach took effect
     replay: list[Entry] | None  # entries after the requested serial; None if continuity is lost
     error: ErrorInfo | None = None  # set when the attach could not be served at all
+    presence: list[Message] | None = None  # the presence set at ``last_serial`` (presence_set.py)
 
 
 @dataclass(slots=True)
@@ -93,7 +95,8 @@ class _PublishAttempt:
 PublishDone = Callable[[list[str] | None, ErrorInfo | None], None]
 AttachDone = Callable[[AttachResult], None]
 FanOut = Callable[[int, str, Entry, str | None], None]
-Lost = Callable[[int, str, str], None]
+# (now, channel, serial, the presence set at that serial): the history is gone (90003)
+Lost = Callable[[int, str, str, list[Message] | None], None]
 
 
 class ChannelService(HomeSide):
@@ -229,7 +232,7 @@ class ChannelService(HomeSide):
             at = parse_serial(res.last_serial)
             if res.replay is None:
                 if cursor is not None:
-                    self._lost(self.now_ms, name, res.last_serial)
+                    self._lost(self.now_ms, name, res.last_serial, res.presence)
             else:
                 for e in res.replay:
                     self._fan_out(self.now_ms, name, e, None)
@@ -282,7 +285,7 @@ class ChannelService(HomeSide):
                 held = self.homes[channel]
                 lg = held.log
                 replay = lg.replay_after(from_serial, held.committed) if from_serial else None
-                done(AttachResult(lg.serial(held.committed), replay))
+                done(AttachResult(lg.serial(held.committed), replay, presence=lg.presence.to_wire()))
 
             self._with_home(now_ms, channel, local)
             return
@@ -332,16 +335,17 @@ class ChannelService(HomeSide):
                 return
             last = str(result["last_serial"])
             if subscribe:
-                self._catch_up(channel, home, stream_from, last, result.get("stream_entries"))
+                self._catch_up(channel, home, stream_from, last, result.get("stream_entries"),
+                               result.get("presence"))
             replay = result.get("entries")
-            done(AttachResult(last, None if replay is None else [Entry.from_wire(e) for e in replay]))
+            entries = None if replay is None else [Entry.from_wire(e) for e in replay]
+            done(AttachResult(last, entries, presence=result.get("presence")))
 
         op = O.Attach(channel=channel, from_serial=from_serial, subscribe=subscribe, stream_from=stream_from)
         self.bus.request(home, op, on_reply, RPC_TIMEOUT_S)
 
-    def _catch_up(
-        self, channel: str, home: str, sent_from: str | None, last: str, stream_entries: list[Any] | None
-    ) -> None:
+    def _catch_up(self, channel: str, home: str, sent_from: str | None, last: str,
+                  stream_entries: list[Any] | None, presence: list[Message] | None = None) -> None:
         """Bring our stream for ``channel`` to the home's ``last``, fanning out what it missed."""
         parsed = parse_serial(last)
         if parsed is None:
@@ -360,7 +364,7 @@ class ChannelService(HomeSide):
             if self._local_interest(channel) and behind is None:
                 # Local subscribers we cannot bring up to ``last`` exactly: say so, never skip silently.
                 log.warning("channel.stream_restarted", channel=channel, home=home)
-                self._lost(self.now_ms, channel, last)
+                self._lost(self.now_ms, channel, last, presence)
             return
         if stream.home != home:
             return  # re-pointed elsewhere meanwhile; that home's answer will move it
@@ -376,7 +380,7 @@ class ChannelService(HomeSide):
             # The home cannot continue our stream from its cursor: the history is gone (90003).
             if (stream.epoch, stream.cursor) != parsed:
                 stream.epoch, stream.cursor = parsed
-                self._lost(self.now_ms, channel, last)
+                self._lost(self.now_ms, channel, last, presence)
             return
         for raw in stream_entries:
             entry = Entry.from_wire(raw)
@@ -580,7 +584,8 @@ class ChannelService(HomeSide):
         for name in list(self.replicas):
             copy = self.replicas[name]
             copy.expire(now_ms)
-            if not len(copy) and copy.last_activity_ms < now_ms - 2 * self.config.retention_ms:
+            idle = not len(copy) and not len(copy.presence)  # a copy with members is never idle
+            if idle and copy.last_activity_ms < now_ms - 2 * self.config.retention_ms:
                 del self.replicas[name]
 
     def next_deadline(self) -> int | None:

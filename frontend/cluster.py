@@ -46,8 +46,9 @@ def gossip_profile(name: str) -> gossip.GossipConfig:
     }[name]()
 
 
-def advertised_addresses(cfg: FrontendConfig, client_port: int, peer_port: int,
-                         admin_port: int | None) -> dict[str, str]:
+def advertised_addresses(
+    cfg: FrontendConfig, client_port: int, peer_port: int, admin_port: int | None
+) -> dict[str, str]:
     """The gossip metadata's addresses: client and peer at the advertised host; the admin listener
     at its own host (the advertised one if it listens on a wildcard)."""
     advertise = cfg.advertise_host or cfg.host
@@ -70,7 +71,10 @@ class Cluster:
 
     # -- running -------------------------------------------------------------
     async def run(
-        self, client_port: int, admin_port: int | None = None, *,
+        self,
+        client_port: int,
+        admin_port: int | None = None,
+        *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Join the cluster and keep the node's map current until cancelled. The admin listener's

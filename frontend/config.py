@@ -49,6 +49,8 @@ from kernel.tls import server_context
 __all__ = ["ENV_PREFIX", "ConfigError", "FrontendConfig"]
 
 ENV_PREFIX = "CONTINUITY_"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrontendConfig:
     # Identity of this node in the cluster; goes into every connection key. [A-Za-z0-9_-]{1,32}
@@ -92,6 +94,12 @@ class FrontendConfig:
     max_frame_size: int = 524_288
     # Channels one connection may have attached at once; more gets ERROR 40030 on the channel.
     max_channels_per_connection: int = 200
+    # How long the presence members of a connection that went away without CLOSE stay present,
+    # in milliseconds (Ably: 15000). A resume within it is invisible to everyone; a resume later
+    # (within the connection TTL) re-enters them. CLOSE and DETACH leave at once.
+    presence_linger_ms: int = 15_000
+    # Members per SYNC frame when a presence set is sent on attach (paged with sync cursors).
+    presence_sync_page: int = 1_000
     # Frames queued for one transport before it is cut as a slow consumer (state kept, resumable).
     outbox_limit: int = 4_096
     # Publisher flow control (frontend/outflow.py): when the bytes queued for WebSocket clients and
@@ -151,6 +159,8 @@ class FrontendConfig:
         check_range("max_message_size", self.max_message_size, 256, 16 * 1024 * 1024)
         check_range("max_frame_size", self.max_frame_size, self.max_message_size, 64 * 1024 * 1024)
         check_range("max_channels_per_connection", self.max_channels_per_connection, 1, 100_000)
+        check_range("presence_linger_ms", self.presence_linger_ms, 0, 86_400_000)
+        check_range("presence_sync_page", self.presence_sync_page, 1, 100_000)
         check_range("comet_transport_timeout_ms", self.comet_transport_timeout_ms, 100, 600_000)
         check_range("outbox_limit", self.outbox_limit, 16, 10_000_000)
         check_range("publish_backlog_high_bytes", self.publish_backlog_high_bytes, 64 * 1024, 1 << 40)
@@ -210,21 +220,32 @@ class FrontendConfig:
     def production_problems(self) -> list[str | None]:
         """What makes this config unsafe outside dev mode (None entries are fine), each with its fix."""
         problems = [secret_problem("cluster_secret", self.cluster_secret)]
-        problems.append(admin_problem(host=self.host, admin_port=self.admin_port,
-                                      admin_token=self.admin_token))
+        problems.append(
+            admin_problem(host=self.host, admin_port=self.admin_port, admin_token=self.admin_token)
+        )
         if self.admin_token is not None:
             problems.append(secret_problem("admin_token", self.admin_token))
         problems += [secret_problem("old_cluster_secrets", s) for s in self.old_cluster_secrets]
         problems += [secret_problem(f'keys."{k.name}".secret', k.secret) for k in self.keys.values()]
         if self.clustered:
             assert self.gossip_bind is not None
-            problems.append(wildcard_problem(
-                "gossip_bind", parse_hostport(self.gossip_bind, name="gossip_bind", allow_zero=True)[0],
-                "gossip advertises its bind address; bind this node's own IP (in k8s, the pod IP)"))
+            problems.append(
+                wildcard_problem(
+                    "gossip_bind",
+                    parse_hostport(self.gossip_bind, name="gossip_bind", allow_zero=True)[0],
+                    "gossip advertises its bind address; bind this node's own IP (in k8s, the pod IP)",
+                )
+            )
             advertised = self.advertise_host or self.host
-            problems.append(wildcard_problem(
-                "advertise_host" if self.advertise_host else "host (advertised, as advertise_host is unset)",
-                advertised, "set advertise_host to this node's own IP (in k8s, the pod IP)"))
+            problems.append(
+                wildcard_problem(
+                    "advertise_host"
+                    if self.advertise_host
+                    else "host (advertised, as advertise_host is unset)",
+                    advertised,
+                    "set advertise_host to this node's own IP (in k8s, the pod IP)",
+                )
+            )
         return problems
 
     @classmethod
@@ -233,8 +254,9 @@ class FrontendConfig:
     ) -> FrontendConfig:
         """Load ``path`` (if any), apply ``CONTINUITY_*`` env overrides, then ``overrides``; refuse
         an unsafe config outside dev mode (``production_problems``)."""
-        config = load_config(cls, path, env_prefix=ENV_PREFIX, env=env, overrides=overrides,
-                             tables={"keys": parse_keys})
+        config = load_config(
+            cls, path, env_prefix=ENV_PREFIX, env=env, overrides=overrides, tables={"keys": parse_keys}
+        )
         refuse(config.production_problems(), dev=config.dev)
         return config
 
@@ -242,7 +264,7 @@ class FrontendConfig:
 def parse_keys(raw: Any) -> dict[str, ApiKey]:
     """The ``[keys."appId.keyId"]`` tables: a secret and an Ably capability each."""
     if not isinstance(raw, dict):
-        raise ConfigError("keys: expected a table of API keys, [keys.\"appId.keyId\"]")
+        raise ConfigError('keys: expected a table of API keys, [keys."appId.keyId"]')
     keys: dict[str, ApiKey] = {}
     for name, spec in raw.items():
         if "." not in name:
@@ -285,6 +307,9 @@ capability = { "chat:*" = ["subscribe"], "news" = ["subscribe"] }
 def example() -> str:
     """deploy/frontend.example.toml, generated from the dataclass so that it cannot drift."""
     return example_toml(
-        FrontendConfig, header=EXAMPLE_HEADER, trailer=EXAMPLE_TRAILER, skip=("keys",),
+        FrontendConfig,
+        header=EXAMPLE_HEADER,
+        trailer=EXAMPLE_TRAILER,
+        skip=("keys",),
         examples={"cluster_secret": "REPLACE-ME-with-32-random-bytes-of-base64"},
     )

@@ -396,6 +396,7 @@ class HomeSide:
             item = home.pending.popleft()
             entry = item.entry
             home.committed = entry.last_seq
+            home.log.advance_presence(home.committed)
             self._fan_out(now_ms, channel, entry, entry.publisher)
             if self.bus is not None:
                 for sub in home.remote_subs:
@@ -434,6 +435,7 @@ class HomeSide:
                     "last_serial": home.log.serial(home.committed),
                     "entries": None if replay is None else [e.to_wire() for e in replay],
                     "stream_entries": None if stream is None else [e.to_wire() for e in stream],
+                    "presence": home.log.presence.to_wire() or None,
                 },
             )
 
@@ -521,6 +523,7 @@ class HomeSide:
         if copy is None or not copy.install(now_ms, entry):
             reply(False, O.Refused(O.Refusal.RESYNC, "send the whole log"))
             return
+        copy.advance_presence()
         reply(True, entry.last_seq)
 
     def _serve_replica_sync(
@@ -607,6 +610,7 @@ class HomeSide:
             lg = home.log
             if (
                 not len(lg)
+                and not len(lg.presence)
                 and not home.remote_subs
                 and not home.pending
                 and not self._local_interest(name)

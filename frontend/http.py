@@ -23,7 +23,7 @@ import h11
 import structlog
 import trio
 
-from frontend import sandbox
+from frontend import rest_presence, sandbox
 from frontend.admin import FrontendAdmin, error_answer, is_admin_path
 from frontend.clock import wall_ms
 from frontend.cluster import Cluster
@@ -118,9 +118,13 @@ class FrontDoor:
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one client connection (the h11 loop is ``kernel.http.serve_http``)."""
-        await serve_http(stream, self.dispatch, header_timeout_s=self.node.config.header_timeout_s,
-                         on_header_timeout=lambda: log.debug("http.header_timeout"),
-                         on_protocol_error=self._protocol_error)
+        await serve_http(
+            stream,
+            self.dispatch,
+            header_timeout_s=self.node.config.header_timeout_s,
+            on_header_timeout=lambda: log.debug("http.header_timeout"),
+            on_protocol_error=self._protocol_error,
+        )
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         self.node.metrics.protocol_errors.labels(transport="http").inc()
@@ -135,6 +139,12 @@ class FrontDoor:
         request_body = await read_body(conn, stream)
         if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
             return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
+        if rest_presence.handles(target.path):
+            status, ctype, body, extra = await rest_presence.serve(
+                self.node, event.method, event.headers, target, wall_ms()
+            )
+            await self._respond(conn, stream, status, ctype, body, extra)
+            return True
         if self.rest.serves(target.path) and event.method != b"OPTIONS":
             rest = await self.rest.handle(event.method, event.target, event.headers, request_body)
             await self._respond(conn, stream, rest.status, rest.content_type, rest.body, rest.headers)

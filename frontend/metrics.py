@@ -45,6 +45,18 @@ class Metrics:
             "continuity_messages_out", "Messages delivered to subscribers", registry=r
         )
         self.frames_in = Counter("continuity_frames_in", "ProtocolMessages received", registry=r)
+        self.presence_in = Counter(
+            "continuity_presence_in", "Presence events received from clients", registry=r
+        )
+        self.presence_syncs = Counter(
+            "continuity_presence_syncs", "Presence sets sent as SYNC on attach", registry=r
+        )
+        self.presence_server_events = Counter(
+            "continuity_presence_server_events",
+            "Presence events published on a connection's behalf (linger, CLOSE, DETACH, re-entry)",
+            ["action"],
+            registry=r,
+        )
         self.replays = Counter("continuity_replays", "Attaches resumed with a replay", registry=r)
         self.replayed_messages = Counter(
             "continuity_replayed_messages", "Messages sent by replay", registry=r

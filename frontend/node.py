@@ -42,6 +42,7 @@ from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.ownership import Ownership
+from frontend.presence import Presence
 from frontend.pubsub import PubSub, server_message
 from frontend.sandbox import SandboxKeys
 from frontend.session import Session, SessionState
@@ -120,6 +121,7 @@ class FrontendNode(PubSub):
         self._next_sweep = 0
         self.ownership = Ownership(self)
         self.takeover = Takeover(self)
+        self.presence = Presence(self)
         # Called when sessions or channel homes go away (the drain waits on it).
         self.on_change: Callable[[], None] = lambda: None
         self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {
@@ -127,7 +129,7 @@ class FrontendNode(PubSub):
             Action.ATTACH: self.handle_attach,
             Action.DETACH: self.handle_detach,
             Action.MESSAGE: self.handle_message,
-            Action.PRESENCE: self.handle_unsupported_publish,
+            Action.PRESENCE: self.presence.handle,
             Action.ANNOTATION: self.handle_unsupported_publish,
             Action.OBJECT: self.handle_unsupported_publish,
             Action.CLOSE: self.handle_close,
@@ -201,6 +203,7 @@ class FrontendNode(PubSub):
                 self.metrics.resumes.labels(result="ok").inc()
                 log.info("connection.resumed", connection_id=session.connection_id, kind=kind)
                 outlet.send(self._connected(session))
+                self.presence.bound(now_ms, session)
                 return session
             self.metrics.resumes.labels(result="failed").inc()
             assert error is not None
@@ -320,6 +323,7 @@ class FrontendNode(PubSub):
         if s.terminal:
             return
         s.unbind(now_ms)
+        self.presence.detached(now_ms, s)
         deadline = s.expires_at(self.config.connection_state_ttl_ms)
         assert deadline is not None
         heapq.heappush(self._expiry, (deadline, s.connection_id))
@@ -400,6 +404,7 @@ class FrontendNode(PubSub):
 
     def handle_close(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         outlet = self.outlets.get(s.connection_id)
+        self.presence.leave_now(now_ms, s)
         self._dispose(s)
         s.close()
         self.ownership.closed(now_ms, s)
@@ -460,12 +465,14 @@ class FrontendNode(PubSub):
             s = self.sessions.get(conn_id)
             if s is None or s.state is not SessionState.DETACHED or s.expires_at(ttl) != deadline:
                 continue
+            self.presence.expired(now_ms, s)
             self._dispose(s)
             s.expire()
             self.metrics.expired.inc()
             log.info("connection.expired", connection_id=conn_id)
         self._expire_tokens(now_ms)
         self.channels.tick(now_ms)
+        self.presence.tick(now_ms)
         if now_ms >= self._next_sweep:
             self._next_sweep = now_ms + LOG_SWEEP_MS
             self.channels.retire_idle(now_ms)
@@ -473,11 +480,15 @@ class FrontendNode(PubSub):
             self.ownership.refresh_copies(now_ms)
             self.ownership.expire(now_ms)
             self.ownership.resend_discards(self.channels.view.alive)
+            self.presence.sweep(now_ms)
 
     def next_deadline(self) -> int:
         nxt = self._next_sweep
         if self._expiry:
             nxt = min(nxt, self._expiry[0][0])
+        linger = self.presence.next_deadline()
+        if linger is not None:
+            nxt = min(nxt, linger)
         if self._token_expiry:
             nxt = min(nxt, self._token_expiry[0][0])
         retry = self.channels.next_deadline()
@@ -491,6 +502,9 @@ class FrontendNode(PubSub):
     ) -> None:
         """A request from another frontend; ``reply(ok, result)`` exactly once."""
         match op:
+            case O.PresenceOwned(connection_id=conn_id, epoch=epoch):
+                self.presence.copy_discarded(conn_id, epoch)
+                reply(True, None)
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_request(now_ms, src, op, reply)
             case O.RestCall():
@@ -504,6 +518,8 @@ class FrontendNode(PubSub):
 
     def handle_peer_push(self, now_ms: int, src: str, op: O.PeerOp) -> None:
         match op:
+            case O.PresenceOwned(connection_id=conn_id, epoch=epoch):
+                self.presence.copy_discarded(conn_id, epoch)
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_push(now_ms, src, op)
             case O.RestCall():

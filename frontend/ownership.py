@@ -91,8 +91,15 @@ class Ownership:
         expiry = s.expires_at(node.config.connection_state_ttl_ms)
         assert expiry is not None
         heapq.heappush(node._expiry, (expiry, conn_id))
+        node.presence.detached(now_ms, s)
         self.copies.drop(conn_id)
         self.replicate(s)
+        # Older copies of the connection may sit on other frontends (an older secondary, a drain's
+        # leftover): none may leave its presence members on the dead owner's behalf now.
+        bus = node.channels.bus
+        for peer in node.channels.view.frontends():
+            if bus is not None and peer.alive and peer.node_id not in (node.node_id, secondary):
+                bus.push(peer.node_id, O.PresenceOwned(connection_id=conn_id, epoch=epoch))
         node.metrics.takeovers.inc()
         log.info("connection.taken_over", connection_id=conn_id, epoch=epoch, secondary=secondary)
         return s
@@ -142,6 +149,7 @@ class Ownership:
                 reply(True, self._hand_over(now_ms, src, conn_id, epoch))
             case O.SessionPut(state=state):
                 if self.copies.put(now_ms, dict(state)):
+                    self.node.presence.copy_put(now_ms, src, state)
                     reply(True, None)
                 else:
                     reply(False, O.Refused(O.Refusal.STALE, "a newer copy is held"))
@@ -152,7 +160,8 @@ class Ownership:
     def handle_push(self, now_ms: int, src: str, op: O.SessionOp) -> None:
         match op:
             case O.SessionPut(state=state):
-                self.copies.put(now_ms, state)
+                if self.copies.put(now_ms, state):
+                    self.node.presence.copy_put(now_ms, src, state)
             case O.Discard(connection_id=conn_id, epoch=epoch):
                 self._discard(now_ms, conn_id, epoch)
             case _:
@@ -179,6 +188,7 @@ class Ownership:
 
     def _discard(self, now_ms: int, conn_id: str, epoch: int) -> None:
         self.copies.discard(conn_id, epoch)
+        self.node.presence.copy_discarded(conn_id, epoch)
         s = self.node.sessions.get(conn_id)
         if s is not None and s.epoch < epoch and s.state is not SessionState.CLOSED:
             log.info("connection.discarded", connection_id=conn_id, epoch=s.epoch, newer=epoch)

@@ -157,7 +157,8 @@ def _entry_of(raw: Any) -> Entry:
         or not all(isinstance(x, int) for x in raw[:3])
         or not isinstance(raw[3], dict)
         or not isinstance(raw[3].get("channelSerial"), str)
-        or not isinstance(raw[3].get("messages"), list)
+        # A message entry carries ``messages``; a presence entry (channel_log.py) ``presence``.
+        or not isinstance(raw[3].get("messages", raw[3].get("presence")), list)
         or (raw[4] is not None and not isinstance(raw[4], str))
         or (raw[5] is not None and not isinstance(raw[5], int))
     ):
@@ -398,6 +399,23 @@ class Discard:
         return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresenceOwned:
+    """Push: a connection was taken over at ``epoch``. A frontend holding an older copy of it stops
+    watching that copy for presence leaves (frontend/presence.py); the copy itself is untouched."""
+
+    OP: ClassVar[str] = "presence_owned"
+    connection_id: str
+    epoch: int
+
+    def to_args(self) -> dict[str, Any]:
+        return {"id": self.connection_id, "epoch": self.epoch}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> PresenceOwned:
+        return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
+
+
 # -- the REST layer's operations (frontend.rest) ---------------------------------------------------
 
 
@@ -420,7 +438,7 @@ class RestCall:
 
 ChannelOp = Publish | Attach | LogFetch | Replicate | ReplicaSync | Deliver | Take | Unsubscribe
 SessionOp = SessionPut | SessionFetch | Handover | Discard
-PeerOp = ChannelOp | SessionOp | RestCall
+PeerOp = ChannelOp | SessionOp | PresenceOwned | RestCall
 
 _RECORDS: dict[str, Any] = {
     r.OP: r
@@ -437,6 +455,7 @@ _RECORDS: dict[str, Any] = {
         SessionFetch,
         Handover,
         Discard,
+        PresenceOwned,
         RestCall,
     )
 }

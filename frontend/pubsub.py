@@ -10,13 +10,24 @@ Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from frontend.auth import allows
 from frontend.channel_log import Entry, parse_serial
+from frontend.channel_rules import (
+    DEFAULT_MODES,
+    channel_name_problem,
+    modes_param,
+    recognised_params,
+    rewind_count,
+    rewound_serial,
+)
+from frontend.channel_rules import (
+    MAX_CHANNEL_NAME as MAX_CHANNEL_NAME,  # re-exported: frontend.rest.publish reads it here
+)
 from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
@@ -29,86 +40,9 @@ from kernel.protocol import Action, Encoded, Flag, ProtocolMessage, message_size
 if TYPE_CHECKING:
     from frontend.node import Outlet
     from frontend.ownership import Ownership
+    from frontend.presence import Presence
 
 log = structlog.get_logger("continuity.frontend")
-
-MAX_CHANNEL_NAME = 1024
-
-
-def channel_name_problem(name: str) -> str | None:
-    """Why Ably refuses ``name`` (40010), or None: empty, too long, a leading ``:`` (reserved), or a
-    ``[qualifier]`` prefix that is not closed, is empty, or qualifies an empty name."""
-    if not name:
-        return "invalid channel name: empty"
-    if len(name) > MAX_CHANNEL_NAME:
-        return f"invalid channel name: longer than {MAX_CHANNEL_NAME} characters"
-    if name.startswith(":"):
-        return f"invalid channel name: {name!r} starts with ':'"
-    if name.startswith("["):
-        qualifier, sep, rest = name[1:].partition("]")
-        if not sep or not qualifier or not rest or rest.startswith(":"):
-            return f"invalid channel name: malformed qualifier in {name!r}"
-    return None
-
-
-_MODE_NAMES = {
-    "presence": Flag.PRESENCE,
-    "publish": Flag.PUBLISH,
-    "subscribe": Flag.SUBSCRIBE,
-    "presence_subscribe": Flag.PRESENCE_SUBSCRIBE,
-    "annotation_publish": Flag.ANNOTATION_PUBLISH,
-    "annotation_subscribe": Flag.ANNOTATION_SUBSCRIBE,
-    "object_subscribe": Flag.OBJECT_SUBSCRIBE,
-    "object_publish": Flag.OBJECT_PUBLISH,
-}
-
-
-def modes_param(params: Mapping[str, str] | None) -> int:
-    """The ``modes`` channel param (``"presence,subscribe"``) as mode flags; 0 when absent.
-    Raises ValueError naming an unknown mode."""
-    raw = (params or {}).get("modes")
-    if raw is None:
-        return 0
-    flags = 0
-    for mode in filter(None, (m.strip().lower() for m in raw.split(","))):
-        if mode not in _MODE_NAMES:
-            raise ValueError(f"unknown channel mode {mode!r} in the modes param")
-        flags |= _MODE_NAMES[mode]
-    return flags
-
-
-# The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
-# annotation_publish is among them, though annotations themselves are refused (not supported).
-DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
-# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
-RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
-
-
-def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
-    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
-    return out or None
-
-
-MAX_REWIND = 100  # Ably's limit on rewind by count
-
-
-def rewind_count(params: Mapping[str, str] | None) -> int | None:
-    """The ``rewind`` channel param as a message count (1..100), or None (absent or not a count;
-    rewind by time is not supported and attaches from now)."""
-    raw = (params or {}).get("rewind")
-    if raw is None or not raw.isdigit():
-        return None
-    count = min(int(raw), MAX_REWIND)
-    return count or None
-
-
-def rewound_serial(last_serial: str, count: int | None) -> str | None:
-    """The serial to replay after so that the last ``count`` messages come again, or None."""
-    parsed = parse_serial(last_serial) if count else None
-    if parsed is None or count is None or parsed[1] <= 0:
-        return None
-    return f"{parsed[0]}:{max(parsed[1] - count, 0)}"
-
 
 def server_message(action: Action, **fields: Any) -> Encoded:
     """A server-to-client ProtocolMessage, ready to queue on any outlet."""
@@ -123,12 +57,19 @@ REPLAY_BATCH_BYTES = 256 * 1024
 
 
 def coalesce_replay(
-    channel: str, entries: list[Entry], *, skip_publisher: str | None
+    channel: str,
+    entries: list[Entry],
+    *,
+    skip_publisher: str | None,
+    messages: bool = True,
+    presence: bool = False,
 ) -> list[tuple[Encoded, int]]:
     """Pack replayed entries into few MESSAGE frames (each message keeps its own id and serial).
 
     A frame's channelSerial is that of its last entry, so a client that stops mid-replay resumes
-    from the right place. Entries by ``skip_publisher`` (echo off) are left out.
+    from the right place. Message entries by ``skip_publisher`` (echo off) are left out, and so are
+    message entries unless ``messages`` (SUBSCRIBE mode) and presence entries unless ``presence``
+    (PRESENCE_SUBSCRIBE mode); a presence entry goes as its own PRESENCE frame, in log order.
     """
     frames: list[tuple[Encoded, int]] = []
     batch: list[P.Message] = []
@@ -148,7 +89,12 @@ def coalesce_replay(
         batch, size = [], 0
 
     for entry in entries:
-        if skip_publisher is not None and entry.publisher == skip_publisher:
+        if entry.is_presence:
+            if presence:
+                flush()
+                frames.append((entry.frame, 1))
+            continue
+        if not messages or (skip_publisher is not None and entry.publisher == skip_publisher):
             continue
         msgs = entry.frame.wire["messages"]
         if batch and (len(batch) + len(msgs) > REPLAY_BATCH_MESSAGES or size > REPLAY_BATCH_BYTES):
@@ -167,6 +113,7 @@ class PubSub:
     metrics: Metrics
     channels: ChannelService
     ownership: Ownership
+    presence: Presence
     sessions: dict[str, Session]
     outlets: dict[str, Outlet]
     subscribers: dict[str, dict[str, Session]]
@@ -350,7 +297,13 @@ class PubSub:
             )
             self.metrics.discontinuities.inc()
         resumed = replay is not None and not rewinding  # a rewind replays on a fresh attach
-        flags = granted | (Flag.RESUMED if resumed else 0)
+        # RTP1: the set at the attach point follows the replay as SYNC pages, flagged HAS_PRESENCE.
+        sync = (
+            self.presence.sync_frames(name, res.presence, res.last_serial)
+            if granted & Flag.PRESENCE_SUBSCRIBE
+            else []
+        )
+        flags = granted | (Flag.RESUMED if resumed else 0) | (Flag.HAS_PRESENCE if sync else 0)
         if rewinding and replay:
             flags |= Flag.HAS_BACKLOG  # the client is told that a rewind's messages follow
         serial = from_serial if resumed or rewinding else res.last_serial
@@ -362,22 +315,31 @@ class PubSub:
             ),
         ):
             return
-        subscribing = bool(granted & Flag.SUBSCRIBE)
+        subscribing = bool(granted & (Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE))
         last = res.last_serial
+        outlet = self.outlets.get(s.connection_id)
+        if outlet is None:
+            return
         if replay and subscribing:
             last = str(replay[-1].frame.wire.get("channelSerial", last))
             own = None if s.echo else s.connection_id
-            outlet = self.outlets.get(s.connection_id)
-            if outlet is None:
-                return
             sent = 0
-            for frame, count in coalesce_replay(name, replay, skip_publisher=own):
+            for frame, count in coalesce_replay(
+                name,
+                replay,
+                skip_publisher=own,
+                messages=bool(granted & Flag.SUBSCRIBE),
+                presence=bool(granted & Flag.PRESENCE_SUBSCRIBE),
+            ):
                 outlet.send(frame, force=True)
                 sent += count
             self.metrics.replays.inc()
             self.metrics.replayed_messages.inc(sent)
             if s.resumed_ms is not None:
                 self.metrics.resume_catch_up_seconds.observe(max(0, now_ms - s.resumed_ms) / 1000)
+        if sync:
+            for frame in sync:
+                outlet.send(frame, force=True)
         s.channels[name] = ChannelCursor(granted, last, s.generation)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
@@ -391,27 +353,35 @@ class PubSub:
             lost=error is not None,
         )
 
-    def notify_lost(self, now_ms: int, channel: str, last_serial: str) -> None:
-        """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003)."""
+    def notify_lost(
+        self, now_ms: int, channel: str, last_serial: str, presence: list[P.Message] | None = None
+    ) -> None:
+        """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003).
+
+        The presence set at ``last_serial`` follows as a SYNC (HAS_PRESENCE): an SDK re-syncs its
+        members on a non-resumed ATTACHED, and without the flag it would clear them (RTP19a)."""
         error = ErrorInfo.of(
             ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
         )
+        sync = self.presence.sync_frames(channel, presence, last_serial)
         for sub in list(self.subscribers.get(channel, {}).values()):
             cur = sub.channels[channel]
             cur.serial = last_serial
             self.metrics.discontinuities.inc()
-            self._send(
-                now_ms,
-                sub,
-                server_message(
-                    Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=cur.modes, error=error
-                ),
+            pages = sync if cur.modes & Flag.PRESENCE_SUBSCRIBE else []
+            flags = cur.modes | (Flag.HAS_PRESENCE if pages else 0)
+            attached = server_message(
+                Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=flags, error=error
             )
+            if self._send(now_ms, sub, attached):
+                for frame in pages:
+                    self._send(now_ms, sub, frame)
 
     def handle_detach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         name = pm.channel
         if name is None:
             raise RemoteProtocolError("DETACH needs a channel")
+        self.presence.leave_now(now_ms, s, name)  # RTP5a: a detach leaves the connection's members
         s.channels.pop(name, None)
         self._unsubscribe(s, name)
         self.ownership.replicate(s)
@@ -520,6 +490,7 @@ class PubSub:
             return
         frame = entry.frame
         serial = frame.wire["channelSerial"]
+        presence = entry.is_presence  # presence goes to PRESENCE_SUBSCRIBE, whatever the echo setting
         epoch = serial.rpartition(":")[0]
         follows = f"{epoch}:{entry.first_seq - 1}"  # the cursor of a subscriber that is up to date
         slow: list[Session] = []
@@ -533,7 +504,10 @@ class PubSub:
                 continue
             cur.serial = serial
             sub.dirty = True
-            if publisher == sub.connection_id and not sub.echo:
+            if presence:
+                if not cur.modes & Flag.PRESENCE_SUBSCRIBE:
+                    continue
+            elif (publisher == sub.connection_id and not sub.echo) or not cur.modes & Flag.SUBSCRIBE:
                 continue
             outlet = self.outlets.get(sub.connection_id)
             if outlet is None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from frontend.auth import Identity
+from frontend.presence_set import OwnMembers
 from kernel.errors import ErrorInfo
 
 
@@ -142,6 +143,7 @@ class Session:
     generation: int = 0
     channels: dict[str, ChannelCursor] = field(default_factory=dict)
     acks: PendingAcks = field(default_factory=PendingAcks)
+    presence: OwnMembers = field(default_factory=OwnMembers)  # members it entered (presence.py)
 
     @property
     def terminal(self) -> bool:
@@ -209,6 +211,7 @@ class Session:
             "echo": self.echo,
             "created": self.created_ms,
             "channels": {name: [cur.modes, cur.serial] for name, cur in self.channels.items()},
+            "presence": self.presence.to_wire() if self.presence else None,
         }
 
     @classmethod
@@ -234,6 +237,7 @@ class Session:
             state=SessionState.DETACHED,
             detached_ms=now_ms,
         )
+        s.presence = OwnMembers.from_wire(raw.get("presence"))
         for name, (modes, serial) in dict(raw.get("channels") or {}).items():
             s.channels[name] = ChannelCursor(int(modes), serial)
         return s

@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import json
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,8 +249,14 @@ class TokenAuthenticator(Authenticator):
     """The Authenticator that also accepts native tokens (``ctk1.``), besides keys and JWTs."""
 
     @property
+    def keys(self) -> Mapping[str, ApiKey]:
+        # The base class's table (keys added to it later count here too) plus the keys its
+        # extra_keys resolve (the dev-mode sandbox's, with their own secret and capability).
+        return _KnownKeys(self)
+
+    @property
     def dev(self) -> bool:
-        """Dev mode that accepts any key (and so any key's tokens)."""
+        """Dev mode that takes unknown keys (and their tokens) with full capability."""
         return self._dev and self._any_key
 
     def key_for(self, key_name: str, secret: str | None = None) -> ApiKey | None:
@@ -266,3 +272,22 @@ class TokenAuthenticator(Authenticator):
         if is_native(token):
             return verify(now_ms, token, self._lookup, dev=self.dev)
         return super()._verify_token(now_ms, token)
+
+
+class _KnownKeys(Mapping[str, ApiKey]):
+    """A read-only view: the authenticator's configured keys, and any name its ``lookup`` resolves."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self._auth = auth
+
+    def __getitem__(self, name: str) -> ApiKey:
+        key = self._auth.lookup(name)
+        if key is None:
+            raise KeyError(name)
+        return key
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._auth.key_names())
+
+    def __len__(self) -> int:
+        return len(self._auth.key_names())

@@ -60,7 +60,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.chaos import tenures
+from bench.chaos import presence_check, tenures
 
 CONTINUITY_LOST = 90003
 VIOLATION_KINDS = (
@@ -77,6 +77,7 @@ VIOLATION_KINDS = (
     "discontinuity_within_ttl",
     "two_homes",
     "stale_home",
+    *presence_check.KINDS,
 )
 OUTCOMES = ("ack", "nack", "failed", "indeterminate")
 MAX_EXAMPLES = 20
@@ -142,7 +143,7 @@ def _sightings(
     out = [(p["t"], p["serial"]) for p in publishes if p.get("serial")]
     for log in logs:
         for e in log["entries"]:
-            if e["k"] in ("msg", "attach") and e.get("serial"):
+            if e["k"] in ("msg", "attach", "pres") and e.get("serial"):
                 out.append((e["t"], e["serial"]))
     return out
 
@@ -161,6 +162,7 @@ def check(
     faults: Sequence[Mapping[str, Any]] = (),
     ttl_s: float | None = None,
     cluster: tenures.ClusterRecord | None = None,
+    presence_linger_s: float | None = None,
 ) -> Verdict:
     """Judge one run (see the module docstring). ``faults`` are the applied faults (``kind``,
     ``target``, ``started``, ``ended``), needed with ``ttl_s`` for check 7."""
@@ -189,6 +191,10 @@ def check(
     if ttl_s is not None:
         for log in logs:
             _check_discontinuities(v, log, faults, ttl_s)
+    if presence_linger_s is not None:
+        for found in presence_check.check_presence(logs, presence_linger_s):
+            kind = found.pop("kind")
+            v.flag(kind, **found)
     if cluster is not None:
         for found in tenures.two_homes(cluster):
             v.flag("two_homes", **found)
@@ -384,7 +390,7 @@ def _check_subscriber(
             if at is not None and (held is None or at > held):
                 held = at
             continue
-        if k != "msg":
+        if k not in ("msg", "pres"):  # a PRESENCE frame holds a serial of the same sequence
             continue
         serial, pid, t = e["serial"], e.get("pid"), e["t"]
         where = {"client": who, "channel": channel, "serial": serial, "t": t}

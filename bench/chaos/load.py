@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 import continuity
-from continuity import ChannelEvent, ChannelState, ConnectionEvent, ConnectionState, Message
+from continuity import ChannelEvent, ChannelState, ConnectionEvent, ConnectionState, Message, PresenceEvent
 from tests.support.procs import API_KEY
 from tests.support.streams import FAST_BACKOFF
 from tests.support.tunnel import Tunnel
@@ -71,7 +71,35 @@ class Recorder:
                         "connected": conn.state is ConnectionState.CONNECTED,
                     }
                 )
+            case PresenceEvent(sync=True):
+                c.entries.append(
+                    {
+                        "k": "sync",
+                        "ch": item.channel,
+                        "t": t,
+                        "member": [item.client_id, item.connection_id],
+                        "last": item.sync_last,
+                    }
+                )
+            case PresenceEvent():
+                event = [item.action, item.client_id, item.connection_id]
+                last = c.entries[-1] if c.entries else None
+                if last is not None and last["k"] == "pres" and last["serial"] == item.channel_serial:
+                    last["events"].append(event)  # one PRESENCE frame, several events
+                else:
+                    c.entries.append(
+                        {
+                            "k": "pres",
+                            "ch": item.channel,
+                            "t": t,
+                            "serial": item.channel_serial,
+                            "events": [event],
+                            "connected": conn.state is ConnectionState.CONNECTED,
+                        }
+                    )
             case ConnectionEvent():
+                if item.state is ConnectionState.CONNECTED and c.entered_as not in (None, item.connection_id):
+                    c.reenter.set()  # a new connection (80008): its member must be entered again
                 c.entries.append(
                     {
                         "k": "conn",
@@ -124,6 +152,8 @@ class ChaosClient:
     stop: trio.Event = field(default_factory=trio.Event)
     ready: trio.Event = field(default_factory=trio.Event)
     sent: int = 0  # publishes handed to the SDK so far: each one's ``seq`` (its msgSerial order)
+    entered_as: str | None = None  # the connectionId its presence member was last entered under
+    reenter: trio.Event = field(default_factory=trio.Event)
 
     def now(self) -> float:
         return round(trio.current_time() - self.t0, 4)
@@ -153,14 +183,38 @@ class ChaosClient:
             conn._streams.append(recorder)  # type: ignore[arg-type]
             for name in spec.subscribes:
                 conn.channel(name)._subs.append(recorder)  # type: ignore[arg-type]
+                conn.channel(name)._presence_subs.append(recorder)  # type: ignore[arg-type]
             for name in (*spec.subscribes, *spec.publishes, *spec.bursts):
                 await self._attach(conn, name)
+            if spec.subscribes:
+                await self._enter(conn, spec.subscribes[0])
             task_status.started()
             self.ready.set()
             async with trio.open_nursery() as nursery:
                 for i, name in enumerate(spec.publishes):
                     nursery.start_soon(self._publish_loop, conn, name, i)
+                if spec.subscribes:
+                    nursery.start_soon(self._reenter_loop, conn, spec.subscribes[0])
             await trio.sleep_forever()
+
+    async def _enter(self, conn: continuity.Connection, name: str) -> None:
+        """Enter this client's presence member (clientId = its name) on ``name``, recorded."""
+        conn_id = conn.id
+        try:
+            await conn.channel(name).presence("enter", {"client": self.name}, client_id=self.name)
+        except continuity.ClientError as exc:
+            self.entries.append({"k": "enter_failed", "t": self.now(), "error": repr(exc)})
+            return
+        self.entered_as = conn_id
+        self.entries.append({"k": "entered", "ch": name, "t": self.now(), "id": conn_id})
+
+    async def _reenter_loop(self, conn: continuity.Connection, name: str) -> None:
+        """After the connection was replaced (its state expired), enter again, as an SDK does (RTP17)."""
+        while not self.stop.is_set():
+            await self.reenter.wait()
+            self.reenter = trio.Event()
+            if conn.state is ConnectionState.CONNECTED and conn.id != self.entered_as:
+                await self._enter(conn, name)
 
     async def _attach(self, conn: continuity.Connection, name: str) -> None:
         """The first attach, retried while it times out (SUSPENDED, 90007): on a loaded machine the

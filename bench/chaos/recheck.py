@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.chaos import checker, nodelogs, tenures  # noqa: E402
-from bench.chaos.run import FRONTENDS, IDLE_MS, TTL_MS  # noqa: E402
+from bench.chaos.run import FRONTENDS, IDLE_MS, PRESENCE_LINGER_MS, TTL_MS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +39,12 @@ def main(argv: list[str] | None = None) -> None:
             retention_s=(TTL_MS + IDLE_MS) / 1000,
         )
     v = checker.check(
-        run["publishes"], run["logs"], faults=run["faults"], ttl_s=TTL_MS / 1000, cluster=cluster
+        run["publishes"],
+        run["logs"],
+        faults=run["faults"],
+        ttl_s=TTL_MS / 1000,
+        cluster=cluster,
+        presence_linger_s=PRESENCE_LINGER_MS / 1000,
     )
     print(
         json.dumps(

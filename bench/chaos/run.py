@@ -50,6 +50,8 @@ from tests.support.tunnel import Tunnel  # noqa: E402
 # The chaos cluster's timing: a short TTL so that a cut longer than it is affordable.
 TTL_MS = 20_000  # the dedupe window (TTL + idle) must outlast a partition and its settling
 IDLE_MS = 1_000
+# Shorter than Ably's 15 s so that the faults exercise leaves and re-entries (cuts longer than it).
+PRESENCE_LINGER_MS = 5_000
 LONG_CUT_S = 23.0  # > TTL + idle (21 s): the server's connection state and channel retention expire
 OUTBOX_LIMIT = 32  # frames queued for a transport before it is cut as a slow consumer
 DRAIN_TIMEOUT_S = 6.0
@@ -351,6 +353,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                 placed=placed,
                 connection_state_ttl_ms=TTL_MS,
                 max_idle_interval_ms=IDLE_MS,
+                presence_linger_ms=PRESENCE_LINGER_MS,
                 outbox_limit=OUTBOX_LIMIT,
                 drain_timeout_s=DRAIN_TIMEOUT_S,
             ) as cluster,
@@ -415,7 +418,14 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         retention_s=(TTL_MS + IDLE_MS) / 1000,
         end=run_end,
     )
-    verdict = checker.check(publishes, logs, faults=driver.applied, ttl_s=TTL_MS / 1000, cluster=record)
+    verdict = checker.check(
+        publishes,
+        logs,
+        faults=driver.applied,
+        ttl_s=TTL_MS / 1000,
+        cluster=record,
+        presence_linger_s=PRESENCE_LINGER_MS / 1000,
+    )
     outage = outages(everyone, driver.applied, load_end)
     outcomes = Counter(p["outcome"] for p in publishes)
     summary: dict[str, Any] = {

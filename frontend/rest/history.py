@@ -140,7 +140,7 @@ def page_of(epoch: str, entries: Iterable[Entry], query: HistoryQuery) -> Histor
             continue
         msgs = [
             (seq, m)
-            for seq, m in enumerate(entry.frame.wire["messages"], start=entry.first_seq)
+            for seq, m in enumerate(entry.frame.wire.get("messages", ()), start=entry.first_seq)
             if (before is None or seq < before) and (after is None or seq > after)
         ]
         if query.backwards:

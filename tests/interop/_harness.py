@@ -91,6 +91,11 @@ class Script:
             raise AssertionError(f"{self.name} failed: {ev}\nstderr:\n{self.stderr()}")
         return ev
 
+    async def command(self, cmd: dict[str, Any]) -> None:
+        """Write one JSON line to the script's stdin (scripts started with ``stdin=True``)."""
+        assert self.proc.stdin is not None, "start the script with stdin=True"
+        await self.proc.stdin.send_all(json.dumps(cmd).encode() + b"\n")
+
     async def expect(self, event: str) -> dict[str, Any]:
         """Wait for the next event named ``event`` (others are kept in ``events``)."""
         while True:
@@ -127,10 +132,16 @@ class Script:
 
 
 @asynccontextmanager
-async def run_script(tmp: Path, argv: list[str], config: dict[str, Any],
-                     env: dict[str, str] | None = None) -> AsyncIterator[Script]:
+async def run_script(
+    tmp: Path,
+    argv: list[str],
+    config: dict[str, Any],
+    env: dict[str, str] | None = None,
+    *,
+    stdin: bool = False,
+) -> AsyncIterator[Script]:
     """Start ``argv`` with ``config`` as JSON in argv[-1] (and ``env`` added to the environment);
-    kill it when the block ends."""
+    kill it when the block ends. With ``stdin``, the script reads commands (``Script.command``)."""
     name = Path(argv[-1]).stem
     stderr_path = tmp / f"{name}-{next(_serial)}.stderr"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -138,7 +149,7 @@ async def run_script(tmp: Path, argv: list[str], config: dict[str, Any],
         proc = await trio.lowlevel.open_process(
             [*argv, json.dumps(config)],
             cwd=ROOT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=err,
             env=env,
@@ -161,8 +172,10 @@ async def run_script(tmp: Path, argv: list[str], config: dict[str, Any],
                 await trio.aclose_forcefully(proc.stdout)
 
 
-def node_script(tmp: Path, script: str, config: dict[str, Any], env: dict[str, str] | None = None) -> Any:
-    return run_script(tmp, [NODE, str(HERE / "js" / script)], config, env)
+def node_script(
+    tmp: Path, script: str, config: dict[str, Any], env: dict[str, str] | None = None, *, stdin: bool = False
+) -> Any:
+    return run_script(tmp, [NODE, str(HERE / "js" / script)], config, env, stdin=stdin)
 
 
 def python_script(tmp: Path, script: str, config: dict[str, Any]) -> Any:

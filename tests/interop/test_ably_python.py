@@ -56,3 +56,29 @@ async def test_ably_python_pubsub_and_resume(tmp_path, binary):
     # Every message exactly once, in order.
     assert result["acked"] == result["sent"]
     assert result["nums"] == list(range(result["sent"]))
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["msgpack", "json"])
+async def test_ably_python_presence(tmp_path, binary):
+    """ably-python's realtime presence: enter, update, leave, subscribe and get() (SYNC on attach)."""
+    async with run_frontend(tmp_path) as fe:
+        config = {"port": fe.port, "key": API_KEY, "binary": binary, "channel": "interop:py-presence"}
+        with trio.fail_after(40):
+            async with python_script(tmp_path, "ably_presence.py", config) as script:
+                result = await script.expect("result")
+    seen = result["seen"]
+    assert [(e["action"], e["clientId"]) for e in seen["bob"]] == [
+        ("enter", "alice"),
+        ("enter", "bob"),
+        ("update", "alice"),
+        ("leave", "alice"),
+    ]
+    assert sorted((m["clientId"], m["action"]) for m in result["members"]) == [
+        ("alice", "present"),
+        ("bob", "present"),
+    ]
+    assert {m["clientId"]: m["data"] for m in result["members"]} == {
+        "alice": {"mood": "ok"},
+        "bob": "bob-data",
+    }
+    assert [m["clientId"] for m in result["after"]] == ["bob"]

@@ -1,0 +1,408 @@
+"""Presence: the node-facing half of presence (RTP), riding the channel log and connection state.
+
+Theory of operation
+-------------------
+*Events are log entries.* A client's PRESENCE (enter, update, leave) is checked
+(capability and mode 40160, clientId 40012, size 40009, action 40000), stamped
+like a message (``connId:msgSerial:index`` ids, connectionId, clientId, server
+timestamp) and handed to the channel's home through the publish path: numbered,
+replicated to the other zone, fanned out to every frontend once each in order,
+then ACKed. The presence set is the fold of those entries (``presence_set.py``),
+kept by the log and carried in its snapshots, so a home move or a replica taking
+over keeps it. ATTACHED carries HAS_PRESENCE when the set at the attach point is
+not empty, and the set follows the replay as SYNC pages whose channelSerial is a
+``<syncId>:<cursor>`` cursor (empty on the last page).
+
+*Members are connection state.* A connection remembers the members it entered
+(``Session.presence``, copied to its secondary with the rest of its state), so:
+
+- a resume or a takeover (even after kill -9 of the owner) keeps them: nothing
+  is published, nobody sees a leave or an enter (the copy is rewritten on each
+  presence change, or, past IMMEDIATE_COPY_MEMBERS members on one connection,
+  with the once-a-second cursor batch);
+- CLOSE, and DETACH of the channel, leave them at once;
+- a connection away for ``presence_linger_ms`` has them left on its behalf by
+  its owner (a timer from the detach); when the owner is out of sight, the
+  frontend holding its copy leaves them once that copy expires unclaimed (the
+  connection's state is then certainly gone; before, the owner may only be
+  partitioned away with its client connected, or a takeover may still come);
+- a takeover tells every frontend that it owns the connection now (a
+  ``presence_owned`` push), so no older copy (a former secondary's, a drain's
+  leftover) leaves members that are still present;
+- a connection that resumes after that (within the TTL) has them re-entered by
+  its new or old owner, so it is present again, and the others see one leave
+  and one enter; after the TTL the SDK re-enters itself (RTP17) on its new
+  connection.
+
+The server's own events carry *synthesized* ids (not prefixed by the
+connectionId), so SDKs order them by timestamp (RTP2b1); their timestamp is
+never below the member's own.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from frontend.auth import allows
+from frontend.peerops import Publish
+from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, sync_pages
+from frontend.pubsub import channel_name_problem
+from frontend.session import Session, SessionState
+from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
+from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
+
+if TYPE_CHECKING:
+    from frontend.node import FrontendNode
+
+log = structlog.get_logger("continuity.frontend")
+
+SYNC_PAGE_BYTES = 256 * 1024
+SYNC_CACHE_CHANNELS = 64  # channels whose latest SYNC frames are kept for the next attach
+RETRY_MS = 1000  # a server leave or re-enter that failed is tried again after this
+# A connection with at most this many members has its copy rewritten on every presence change;
+# beyond, with the cursor batch each second (the copy holds all its members: O(n) per write).
+IMMEDIATE_COPY_MEMBERS = 32
+
+
+@dataclass(slots=True)
+class _Watch:
+    """A connection copy held here whose members may need leaving if its owner dies."""
+
+    owner: str
+    members: dict[str, dict[str, Member]]  # channel -> clientId -> member, as the copy says
+    put_ms: int  # when the owner last wrote the copy: it expires a TTL (plus idle) later
+    epoch: int  # the ownership epoch of the copy: a discard of a newer one ends the watch
+    dead_since: int | None = None
+
+
+class Presence:
+    def __init__(self, node: FrontendNode) -> None:
+        self.node = node
+        self._linger: list[tuple[int, str]] = []  # (due, connection id) for the owner's timers
+        self.watches: dict[str, _Watch] = {}
+        self._ids = itertools.count(1)
+        self._sync_cache: OrderedDict[str, tuple[str, list[Encoded]]] = OrderedDict()
+
+    @property
+    def linger_ms(self) -> int:
+        return self.node.config.presence_linger_ms
+
+    # ------------------------------------------------------------------
+    # Client PRESENCE
+
+    def _error(self, s: Session, pm: ProtocolMessage) -> ErrorInfo | None:
+        node = self.node
+        name = pm.channel
+        problem = "PRESENCE needs a channel" if name is None else channel_name_problem(name)
+        if problem is not None:
+            return ErrorInfo.of(ErrorCode.INVALID_CHANNEL_NAME, problem)
+        assert name is not None
+        if not pm.presence:
+            return ErrorInfo.of(ErrorCode.BAD_REQUEST, "PRESENCE needs at least one presence message")
+        cur = s.channels.get(name)
+        if not allows(s.identity.capability, name, "presence") or (
+            cur is not None and not cur.modes & Flag.PRESENCE
+        ):
+            return ErrorInfo.of(ErrorCode.CAPABILITY_DENIED, f"permission denied to enter presence on {name}")
+        size = sum(_size(m) for m in pm.presence)
+        if size > node.config.max_message_size:
+            return ErrorInfo.of(
+                ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED,
+                f"presence size {size} exceeds the maximum of {node.config.max_message_size}",
+            )
+        for m in pm.presence:
+            action = m.get("action")
+            if isinstance(action, bool) or not isinstance(action, int) or action not in CLIENT_ACTIONS:
+                return ErrorInfo.of(
+                    ErrorCode.BAD_REQUEST, f"presence action {action!r} is not enter/update/leave"
+                )
+            client_id = m.get("clientId") or s.client_id
+            if client_id in (None, "*"):
+                return ErrorInfo.of(
+                    ErrorCode.INVALID_CLIENT_ID, "presence needs a clientId (none on connection)"
+                )
+            if not s.may_publish_as(m.get("clientId")):
+                return ErrorInfo.of(
+                    ErrorCode.INVALID_CLIENT_ID,
+                    f"presence clientId {m.get('clientId')!r} does not match the connection's",
+                )
+        return None
+
+    def handle(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        """RTP8/RTP9/RTP10/RTP14/RTP15: enter, update, leave (and their *Client forms)."""
+        node = self.node
+        if pm.msg_serial is None:
+            raise RemoteProtocolError("PRESENCE needs a msgSerial")
+        item = s.acks.add(pm.msg_serial)
+        error = self._error(s, pm)
+        if error is not None:
+            node.metrics.errors_sent.labels(code=str(error.code)).inc()
+            log.info("presence.refused", connection_id=s.connection_id, channel=pm.channel, code=error.code)
+            s.acks.complete(item, error=error)
+            node._flush_acks(now_ms, s)
+            return
+        assert pm.channel is not None and pm.presence is not None
+        channel, conn = pm.channel, s.connection_id
+        events = []
+        for i, m in enumerate(pm.presence):
+            out = {k: v for k, v in m.items() if v is not None and k not in ("connectionKey", "serial")}
+            out.setdefault("id", f"{conn}:{pm.msg_serial}:{i}")  # RTP17g re-entry sends its old id
+            out["connectionId"] = conn
+            out["clientId"] = m.get("clientId") or s.client_id
+            out["timestamp"] = now_ms
+            events.append(out)
+        acks = s.acks
+
+        def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
+            if serials is not None:
+                for e in events:
+                    s.presence.record(channel, e)
+                if s.presence.count() <= IMMEDIATE_COPY_MEMBERS:
+                    node.ownership.replicate(s)
+                else:
+                    s.dirty = True  # a big enterClient user: copied with the next batch (each second)
+            acks.complete(item, serials=serials, error=err)
+            if s.acks is acks:
+                node._flush_acks(node.channels.now_ms, s)
+
+        node.metrics.presence_in.inc(len(events))
+        self._publish(now_ms, conn, channel, pm.msg_serial, events, done)
+
+    def _publish(
+        self, now_ms: int, conn: str, channel: str, msg_serial: int, events: list[Member], done: Any
+    ) -> None:
+        envelope = {
+            "action": int(Action.PRESENCE),
+            "channel": channel,
+            "id": f"{conn}:{msg_serial}",
+            "connectionId": conn,
+            "timestamp": now_ms,
+        }
+        pub = Publish(
+            channel=channel, connection_id=conn, msg_serial=msg_serial, messages=events, envelope=envelope
+        )
+        self.node.channels.publish(now_ms, pub, done)
+
+    # ------------------------------------------------------------------
+    # Attach: HAS_PRESENCE and SYNC
+
+    def sync_frames(self, channel: str, members: list[Member] | None, last_serial: str) -> list[Encoded]:
+        """The SYNC pages sending ``members`` (the set at ``last_serial``); empty when there are none.
+
+        The frames of a channel's latest serial are cached: a burst of attaches (a reconnect storm
+        after a failover) shares one encoding per wire format instead of building the set again.
+        """
+        if not members:
+            return []
+        cached = self._sync_cache.get(channel)
+        if cached is not None and cached[0] == last_serial:
+            self._sync_cache.move_to_end(channel)
+            self.node.metrics.presence_syncs.inc()
+            return cached[1]
+        sync_id = "".join(c if c.isalnum() else "-" for c in last_serial) or "s"
+        pages = sync_pages(
+            members, max_members=self.node.config.presence_sync_page, max_bytes=SYNC_PAGE_BYTES
+        )
+        frames = []
+        for n, page in enumerate(pages):
+            cursor = str(n + 1) if n + 1 < len(pages) else ""
+            wire = {
+                "action": int(Action.SYNC),
+                "channel": channel,
+                "channelSerial": f"{sync_id}:{cursor}",
+                "presence": page,  # members are stored with action PRESENT (presence_set.py)
+            }
+            frames.append(Encoded(wire))
+        self._sync_cache[channel] = (last_serial, frames)
+        if len(self._sync_cache) > SYNC_CACHE_CHANNELS:
+            self._sync_cache.popitem(last=False)
+        self.node.metrics.presence_syncs.inc()
+        return frames
+
+    # ------------------------------------------------------------------
+    # Server events on a connection's behalf
+
+    def _server_events(self, now_ms: int, action: PresenceAction, members: dict[str, Member]) -> list[Member]:
+        out = []
+        for m in members.values():
+            conn = str(m.get("connectionId"))
+            event = {
+                k: v for k, v in m.items() if k in ("clientId", "connectionId", "data", "encoding", "extras")
+            }
+            event["action"] = int(action)
+            event["id"] = f"!{conn}:{now_ms}:{next(self._ids)}"  # synthesized: RTP2b1 orders by time
+            event["timestamp"] = max(now_ms, int(m.get("timestamp") or 0) + 1)
+            out.append(event)
+        return out
+
+    def _emit(
+        self, now_ms: int, conn: str, action: PresenceAction, own: dict[str, dict[str, Member]], then: Any
+    ) -> None:
+        """Publish ``action`` for every member in ``own`` (channel -> clientId -> member); ``then(ok)``
+        once all channels answered."""
+        if not own:
+            then(True)
+            return
+        left = len(own)
+        failed = False
+
+        def one(serials: list[str] | None, err: ErrorInfo | None) -> None:
+            nonlocal left, failed
+            left -= 1
+            failed = failed or serials is None
+            if left == 0:
+                then(not failed)
+
+        for channel, members in own.items():
+            events = self._server_events(now_ms, action, members)
+            # A fresh negative msgSerial: never confused with the client's, never reused after a takeover.
+            msg_serial = -(now_ms * 1000 + next(self._ids) % 1000)
+            self.node.metrics.presence_server_events.labels(action=action.name.lower()).inc(len(events))
+            log.info(
+                "presence.server_event",
+                connection_id=conn,
+                channel=channel,
+                action=action.name,
+                n=len(events),
+            )
+            self._publish(now_ms, conn, channel, msg_serial, events, one)
+
+    def leave_now(self, now_ms: int, s: Session, channel: str | None = None) -> None:
+        """CLOSE (all channels) or DETACH (one): the connection's members leave at once."""
+        own = s.presence
+        if not own or own.gone:
+            if channel is None:
+                own.channels.clear()
+            else:
+                own.channels.pop(channel, None)
+            return
+        chosen = dict(own.channels) if channel is None else {channel: own.channels.get(channel, {})}
+        chosen = {ch: m for ch, m in chosen.items() if m}
+        for ch in chosen:
+            own.channels.pop(ch, None)
+        self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, chosen, lambda ok: None)
+
+    # -- owner side -------------------------------------------------------
+    def detached(self, now_ms: int, s: Session) -> None:
+        """The connection's transport went away: its members linger, then leave."""
+        if s.presence and not s.presence.gone:
+            heapq.heappush(self._linger, (now_ms + self.linger_ms, s.connection_id))
+
+    def bound(self, now_ms: int, s: Session) -> None:
+        """A transport took the session (resume or takeover): re-enter members left while away."""
+        own = s.presence
+        if not own or not own.gone:
+            return
+
+        def then(ok: bool) -> None:
+            if ok:
+                own.gone = False
+                self.node.ownership.replicate(s)
+            elif not s.terminal:
+                heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, s.connection_id))
+
+        log.info("presence.reenter", connection_id=s.connection_id, channels=len(own.channels))
+        self._emit(now_ms, s.connection_id, PresenceAction.ENTER, own.channels, then)
+
+    def _linger_due(self, now_ms: int, s: Session) -> None:
+        own = s.presence
+        if s.state is SessionState.ACTIVE and own.gone:
+            self.bound(now_ms, s)  # a re-enter that failed earlier
+            return
+        if s.state is not SessionState.DETACHED or not own or own.gone:
+            return
+        if s.detached_ms is not None and now_ms < s.detached_ms + self.linger_ms:
+            heapq.heappush(self._linger, (s.detached_ms + self.linger_ms, s.connection_id))
+            return
+        own.gone = True  # set first: a resume meanwhile re-enters after these leaves
+
+        def then(ok: bool) -> None:
+            if not ok and own.gone and not s.terminal:
+                own.gone = False
+                heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, s.connection_id))
+            self.node.ownership.replicate(s)
+
+        self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, own.channels, then)
+
+    def expired(self, now_ms: int, s: Session) -> None:
+        """The session's TTL elapsed (a linger longer than the TTL): its members leave now."""
+        if s.presence and not s.presence.gone:
+            s.presence.gone = True
+            self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, s.presence.channels, lambda ok: None)
+
+    # -- copy holder side (the owner is dead) -------------------------------
+    def copy_put(self, now_ms: int, owner: str, state: dict[str, Any]) -> None:
+        conn = str(state.get("id"))
+        raw = state.get("presence")
+        if isinstance(raw, dict) and raw.get("channels") and not raw.get("gone"):
+            self.watches[conn] = _Watch(owner, dict(raw["channels"]), now_ms, int(state.get("epoch", 0)))
+        else:
+            self.watches.pop(conn, None)
+
+    def copy_discarded(self, conn: str, below_epoch: int) -> None:
+        """A newer owner discarded copies below ``below_epoch`` (it took the connection over)."""
+        watch = self.watches.get(conn)
+        if watch is not None and watch.epoch < below_epoch:
+            del self.watches[conn]
+
+    def _check_watches(self, now_ms: int) -> None:
+        """Leave the members of copies whose owner is not alive once the copy expires unclaimed.
+
+        Only then is the connection certainly gone: until its state expires it may still be taken
+        over from this copy, and an owner out of sight may be partitioned, not dead, with its
+        client still connected (a leave then would be a lie). A takeover, or the owner writing
+        again, supersedes the copy (put or discard) and ends the watch."""
+        node = self.node
+        view = node.channels.view
+        ttl = node.ownership.copies.ttl_ms
+        for conn, watch in list(self.watches.items()):
+            if conn in node.sessions:
+                del self.watches[conn]  # we took it over ourselves
+                continue
+            if view.alive(watch.owner):
+                watch.dead_since = None
+                continue
+            if watch.dead_since is None:
+                watch.dead_since = now_ms
+            if now_ms < max(watch.put_ms + ttl, watch.dead_since + self.linger_ms):
+                continue
+            del self.watches[conn]
+            log.info("presence.owner_dead_leave", connection_id=conn, owner=watch.owner, n=len(watch.members))
+            self._emit(now_ms, conn, PresenceAction.LEAVE, watch.members, lambda ok: None)
+
+    # ------------------------------------------------------------------
+    # Time
+
+    def tick(self, now_ms: int) -> None:
+        while self._linger and self._linger[0][0] <= now_ms:
+            _, conn = heapq.heappop(self._linger)
+            s = self.node.sessions.get(conn)
+            if s is not None and not s.terminal:
+                self._linger_due(now_ms, s)
+
+    def sweep(self, now_ms: int) -> None:
+        """Once a second: the copies whose owner may be dead."""
+        if self.watches:
+            self._check_watches(now_ms)
+
+    def next_deadline(self) -> int | None:
+        return self._linger[0][0] if self._linger else None
+
+
+def _size(m: Member) -> int:
+    size = 0
+    for key in ("data", "clientId"):
+        v = m.get(key)
+        if isinstance(v, str):
+            size += len(v.encode("utf-8", "surrogatepass"))
+        elif isinstance(v, (bytes, bytearray)):
+            size += len(v)
+        elif v is not None:
+            size += len(repr(v))
+    return size

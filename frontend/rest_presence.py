@@ -1,0 +1,139 @@
+"""REST presence: ``GET /channels/{channelId}/presence`` (RSP3), the members present now.
+
+Authenticated as Ably's REST is (``Authorization: Basic base64(key)`` or ``Bearer <token>``,
+or ``?key=`` / ``?access_token=``), and allowed by the ``presence`` or ``subscribe``
+capability (else 40160). The set is the one realtime attaches are sent: the channel's home
+answers, from this frontend or over the peer links (an attach that does not subscribe).
+Filters ``clientId`` and ``connectionId``; ``limit`` (default 100, at most 1000) pages the
+members in a stable order with a ``Link: <./presence?...&cursor=N>; rel="next"`` header, as
+the SDKs' paginated results follow. The body is JSON, or msgpack when the client accepts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode
+
+import msgpack
+import structlog
+import trio
+
+from frontend.auth import AuthError, allows
+from frontend.channels import AttachResult
+from frontend.homes import OPERATION_DEADLINE_MS
+from frontend.presence_set import PresenceSet
+from frontend.pubsub import channel_name_problem
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.protocol import to_json_wire
+
+if TYPE_CHECKING:
+    from frontend.node import FrontendNode
+
+log = structlog.get_logger("continuity.frontend")
+
+PREFIX = "/channels/"
+SUFFIX = "/presence"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MSGPACK = b"application/x-msgpack"
+
+Response = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+
+
+def handles(path: str) -> bool:
+    return path.startswith(PREFIX) and path.endswith(SUFFIX) and len(path) > len(PREFIX) + len(SUFFIX)
+
+
+def _error(code: ErrorCode, message: str, node: FrontendNode) -> Response:
+    info = ErrorInfo.of(code, message)
+    node.metrics.errors_sent.labels(code=str(info.code)).inc()
+    body = json.dumps({"error": info.to_wire()}).encode()
+    extra = [(b"x-ably-errorcode", str(info.code).encode()), (b"x-ably-errormessage", message.encode())]
+    return info.status_code, b"application/json", body, extra
+
+
+def _credentials(headers: dict[bytes, bytes], query: dict[str, str]) -> tuple[str | None, str | None]:
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value, validate=True).decode("utf-8"), None
+        except (binascii.Error, UnicodeDecodeError):
+            return None, None
+    if scheme.lower() == "bearer":
+        token = value.strip()
+        try:  # ably-js sends the token base64-encoded
+            decoded = base64.b64decode(token, validate=True).decode("utf-8")
+            if decoded.count(".") == 2:
+                token = decoded
+        except (binascii.Error, UnicodeDecodeError):
+            pass
+        return None, token
+    return query.get("key"), query.get("access_token") or query.get("accessToken")
+
+
+async def serve(
+    node: FrontendNode,
+    method: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    target: SplitResult,
+    now_ms: int,
+) -> Response:
+    """Answer one REST presence request (never raises for bad input)."""
+    if method != b"GET":
+        return _error(ErrorCode.METHOD_NOT_ALLOWED, "presence is read with GET", node)
+    hdrs = {k.lower(): v for k, v in headers}
+    query = dict(parse_qsl(target.query))
+    channel = unquote(target.path[len(PREFIX) : -len(SUFFIX)])
+    problem = channel_name_problem(channel)
+    if problem is not None:
+        return _error(ErrorCode.INVALID_CHANNEL_NAME, problem, node)
+    key, token = _credentials(hdrs, query)
+    if key is None and token is None:
+        return _error(ErrorCode.UNAUTHORIZED, "authentication required (key or token)", node)
+    try:
+        ident = node.auth.authenticate(now_ms, key=key, token=token, client_id=None)
+    except AuthError as exc:
+        node.metrics.auth_failures.labels(code=str(int(exc.code))).inc()
+        return _error(exc.code, str(exc), node)
+    if not (allows(ident.capability, channel, "presence") or allows(ident.capability, channel, "subscribe")):
+        return _error(
+            ErrorCode.CAPABILITY_DENIED, f"channel denied access based on capability: {channel}", node
+        )
+    try:
+        limit = int(query.get("limit", DEFAULT_LIMIT))
+        start = int(query.get("cursor", 0))
+    except ValueError:
+        return _error(ErrorCode.BAD_REQUEST, "limit and cursor must be integers", node)
+    if not 1 <= limit <= MAX_LIMIT or start < 0:
+        return _error(ErrorCode.BAD_REQUEST, f"limit must be 1..{MAX_LIMIT} and cursor at least 0", node)
+
+    answer: list[AttachResult] = []
+    got = trio.Event()
+
+    def done(res: AttachResult) -> None:
+        answer.append(res)
+        got.set()
+
+    node.channels.attach(now_ms, channel, None, done, subscribe=False)
+    with trio.move_on_after(OPERATION_DEADLINE_MS / 1000 + 1):
+        await got.wait()
+    if not answer or answer[0].error is not None:
+        return _error(ErrorCode.INTERNAL_CHANNEL, f"channel {channel} is unavailable", node)
+    members = PresenceSet.from_wire(answer[0].presence).query(
+        client_id=query.get("clientId"), connection_id=query.get("connectionId")
+    )
+    members.sort(key=lambda m: (str(m.get("clientId")), str(m.get("connectionId"))))
+    page = members[start : start + limit]
+    extra: list[tuple[bytes, bytes]] = []
+    if start + limit < len(members):
+        nxt = {**query, "limit": str(limit), "cursor": str(start + limit)}
+        extra.append((b"link", f'<./presence?{urlencode(nxt)}>; rel="next"'.encode()))
+    body: Any = [{**m, "action": 1} for m in page]
+    if MSGPACK in hdrs.get(b"accept", b""):
+        return 200, MSGPACK, msgpack.packb(body, use_bin_type=True), extra
+    return 200, b"application/json", json.dumps(to_json_wire({"presence": body})["presence"]).encode(), extra

@@ -1,0 +1,80 @@
+"""The chaos checker's presence verdicts (bench/chaos/presence_check.py)."""
+
+from bench.chaos.presence_check import check_presence
+
+LINGER = 5.0
+
+
+def conn(t, state, cid):
+    return {"k": "conn", "t": t, "state": state, "id": cid}
+
+
+def pres(t, serial, *events):
+    return {"k": "pres", "t": t, "serial": serial, "events": [list(e) for e in events]}
+
+
+def log(client, *entries, attached=True):
+    return {"client": client, "channel": "ch", "attached_at_end": attached, "entries": list(entries)}
+
+
+def kinds(found):
+    return [f["kind"] for f in found]
+
+
+def test_a_leave_within_the_linger_is_spurious_and_one_after_a_long_outage_is_not():
+    alice = log("alice", conn(0, "connected", "A"), conn(10, "disconnected", "A"), conn(12, "connected", "A"))
+    bob = log(
+        "bob",
+        conn(0, "connected", "B"),
+        pres(1, "e:1", ("enter", "alice", "A")),
+        pres(13, "e:2", ("leave", "alice", "A")),
+    )
+    assert kinds(check_presence([alice, bob], LINGER)) == ["presence_spurious_leave"]
+    alice_long = log(
+        "alice", conn(0, "connected", "A"), conn(10, "disconnected", "A"), conn(30, "connected", "A")
+    )
+    bob2 = log(
+        "bob",
+        conn(0, "connected", "B"),
+        pres(1, "e:1", ("enter", "alice", "A")),
+        pres(15.5, "e:2", ("leave", "alice", "A")),
+        pres(30.5, "e:3", ("enter", "alice", "A")),  # the server re-enters her on her late resume
+    )
+    assert check_presence([alice_long, bob2], LINGER) == []
+
+
+def test_a_leave_after_a_new_connection_id_is_explained_and_a_double_enter_is_not():
+    alice = log(
+        "alice", conn(0, "connected", "A"), conn(10, "disconnected", "A"), conn(12, "connected", "A2")
+    )
+    bob = log(
+        "bob",
+        conn(0, "connected", "B"),
+        pres(1, "e:1", ("enter", "alice", "A")),
+        pres(12.5, "e:2", ("enter", "alice", "A2")),
+        pres(16, "e:3", ("leave", "alice", "A")),
+        pres(17, "e:4", ("enter", "alice", "A2")),
+    )
+    assert kinds(check_presence([alice, bob], LINGER)) == ["presence_spurious_enter"]
+
+
+def test_final_sets_are_folded_from_sync_and_events_and_must_agree():
+    a = log(
+        "a",
+        conn(0, "connected", "A"),
+        {"k": "attach", "t": 0, "resumed": False},
+        {"k": "sync", "t": 0, "member": ["x", "X"], "last": True},
+        pres(1, "e:2", ("enter", "y", "Y")),
+    )
+    b = log(
+        "b",
+        conn(0, "connected", "B"),
+        pres(1, "e:1", ("enter", "x", "X")),
+        pres(1, "e:2", ("enter", "y", "Y")),
+    )
+    assert check_presence([a, b], LINGER) == []
+    c = log("c", conn(0, "connected", "C"), pres(1, "e:1", ("enter", "x", "X")))
+    [found] = check_presence([a, b, c], LINGER)
+    assert found["kind"] == "presence_sets_disagree" and found["differ"] == [["y", "Y"]]
+    gone = log("d", conn(0, "connected", "D"), pres(1, "e:1", ("enter", "x", "X")), attached=False)
+    assert check_presence([a, b, gone], LINGER) == []  # not attached at the end: not compared

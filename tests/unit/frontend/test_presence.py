@@ -1,0 +1,368 @@
+"""Presence on one node, in virtual time: events in the log, SYNC on attach, linger, CLOSE, re-entry.
+
+Pure: every call takes ``now`` in milliseconds; a 15 s linger takes no time.
+"""
+
+import random
+
+from frontend.channel_log import ChannelLog
+from frontend.config import FrontendConfig
+from frontend.node import FrontendNode
+from frontend.peerops import PresenceOwned, SessionPut
+from frontend.presence_set import PresenceAction, PresenceSet, newer, synthesized
+from frontend.testing import MemoryOutlet
+from kernel.errors import ErrorCode
+from kernel.protocol import Action, Flag, ProtocolMessage
+
+TTL = 60_000
+LINGER = 15_000
+ENTER, LEAVE, UPDATE, PRESENT = (
+    int(a)
+    for a in (PresenceAction.ENTER, PresenceAction.LEAVE, PresenceAction.UPDATE, PresenceAction.PRESENT)
+)
+
+
+def make_node(**over) -> FrontendNode:
+    over.setdefault("presence_linger_ms", LINGER)
+    cfg = FrontendConfig(dev=True, connection_state_ttl_ms=TTL, max_idle_interval_ms=1000, **over)
+    return FrontendNode(cfg, rng=random.Random(3))
+
+
+class Client:
+    def __init__(self, node: FrontendNode, now: int = 0, **params):
+        self.node = node
+        self.outlet = MemoryOutlet("json")
+        self.session = node.connect(now, {"v": "6", **params}, self.outlet)
+        self.msg_serial = 0
+        self.outlet.drain()
+
+    @property
+    def id(self):
+        return self.session.connection_id
+
+    def recv(self):
+        return self.outlet.drain()
+
+    def send(self, now, **fields):
+        self.node.handle(now, self.session, ProtocolMessage(**fields))
+
+    def attach(self, now, channel, serial=None, flags=0):
+        self.send(now, action=Action.ATTACH, channel=channel, channel_serial=serial, flags=flags)
+
+    def presence(self, now, channel, action, client_id=None, data=None):
+        m = {"action": action, "data": data}
+        if client_id is not None:
+            m["clientId"] = client_id
+        self.send(now, action=Action.PRESENCE, channel=channel, msg_serial=self.msg_serial, presence=[m])
+        self.msg_serial += 1
+
+    def resume(self, now):
+        return Client(self.node, now, resume=self.session.key)
+
+
+def events(frames, action=Action.PRESENCE):
+    return [(p["action"], p["clientId"]) for f in frames if f.action is action for p in f.presence or ()]
+
+
+def test_enter_is_acked_stamped_and_seen_with_a_sync_by_a_later_attacher():
+    node = make_node()
+    a = Client(node, clientId="alice")
+    a.attach(1, "room")
+    a.recv()
+    a.presence(2, "room", ENTER, data="hi")
+    out = a.recv()
+    [pres] = [f for f in out if f.action is Action.PRESENCE]
+    [ev] = pres.presence
+    assert ev["id"] == f"{a.id}:0:0" and ev["connectionId"] == a.id and ev["clientId"] == "alice"
+    assert ev["timestamp"] == 2 and ev["data"] == "hi" and pres.channel_serial
+    assert [f.action for f in out][-1] is Action.ACK
+
+    b = Client(node, clientId="bob")
+    b.attach(3, "room")
+    attached, sync = b.recv()
+    assert attached.action is Action.ATTACHED and attached.has(Flag.HAS_PRESENCE)
+    assert sync.action is Action.SYNC and sync.channel_serial.endswith(":")  # one page: empty cursor
+    assert [(p["action"], p["clientId"], p["data"]) for p in sync.presence] == [(PRESENT, "alice", "hi")]
+
+
+def test_update_and_leave_reach_subscribers_in_order_and_empty_set_has_no_sync():
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    a.presence(3, "room", UPDATE, data="away")
+    a.presence(4, "room", LEAVE)
+    assert events(b.recv()) == [(ENTER, "alice"), (UPDATE, "alice"), (LEAVE, "alice")]
+    c = Client(node)
+    c.attach(5, "room")
+    [attached] = c.recv()
+    assert not attached.has(Flag.HAS_PRESENCE)
+
+
+def test_enter_client_on_wildcard_or_anonymous_key_and_refusals():
+    node = make_node()
+    anon = Client(node)  # basic auth, no clientId: may name any clientId (enterClient)
+    anon.attach(1, "room")
+    anon.recv()
+    anon.presence(2, "room", ENTER, client_id="carol")
+    anon.presence(3, "room", ENTER)  # no clientId at all
+    out = anon.recv()
+    assert events(out) == [(ENTER, "carol")]
+    [nack] = [f for f in out if f.action is Action.NACK]
+    assert nack.error.code == ErrorCode.INVALID_CLIENT_ID
+
+    bob = Client(node, clientId="bob")
+    bob.attach(4, "room", flags=int(Flag.SUBSCRIBE | Flag.PUBLISH))  # no PRESENCE mode
+    bob.recv()
+    bob.presence(5, "room", ENTER)
+    bob.presence(6, "other", ENTER, client_id="mallory")
+    bob.presence(7, "other", 9)
+    nacks = [f.error.code for f in bob.recv() if f.action is Action.NACK]
+    assert nacks == [ErrorCode.CAPABILITY_DENIED, ErrorCode.INVALID_CLIENT_ID, ErrorCode.BAD_REQUEST]
+
+
+def test_presence_subscribe_mode_gates_delivery_and_subscribe_mode_gates_messages():
+    node = make_node()
+    a = Client(node, clientId="alice")
+    a.attach(1, "room")
+    watcher = Client(node)
+    watcher.attach(1, "room", flags=int(Flag.PRESENCE_SUBSCRIBE))
+    deaf = Client(node)
+    deaf.attach(1, "room", flags=int(Flag.SUBSCRIBE))
+    for c in (a, watcher, deaf):
+        c.recv()
+    a.presence(2, "room", ENTER)
+    a.send(3, action=Action.MESSAGE, channel="room", msg_serial=a.msg_serial, messages=[{"data": 1}])
+    assert [f.action for f in watcher.recv()] == [Action.PRESENCE]
+    assert [f.action for f in deaf.recv()] == [Action.MESSAGE]
+
+
+def test_large_set_is_paged_with_sync_cursors():
+    node = make_node(presence_sync_page=1000)
+    anon = Client(node)
+    anon.attach(1, "big")
+    for i in range(2500):
+        anon.presence(2, "big", ENTER, client_id=f"m{i}")
+    anon.recv()
+    b = Client(node)
+    b.attach(3, "big")
+    attached, *syncs = b.recv()
+    assert attached.has(Flag.HAS_PRESENCE)
+    cursors = [s.channel_serial.partition(":")[2] for s in syncs]
+    assert len(syncs) == 3 and cursors[-1] == "" and all(cursors[:-1])
+    assert len({s.channel_serial.partition(":")[0] for s in syncs}) == 1
+    assert sum(len(s.presence) for s in syncs) == 2500
+
+
+def test_resume_within_linger_is_invisible_and_replays_missed_presence():
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    b.recv()
+    a.node.transport_lost(10, a.session, a.outlet)
+    b.presence(11, "room", ENTER)  # while alice is away
+    node.tick(10 + LINGER - 1)
+    assert events(b.recv()) == [(ENTER, "bob")]
+    a2 = a.resume(10 + LINGER - 1)
+    node.tick(10 + 3 * LINGER)
+    assert events(b.recv()) == []
+    a2.attach(10 + LINGER, "room", serial=a.session.channels["room"].serial)
+    out = a2.recv()
+    assert out[0].has(Flag.RESUMED) and events(out) == [(ENTER, "bob")]  # the missed enter, replayed
+    assert sorted(p["clientId"] for p in events_sync(out)) == ["alice", "bob"]
+
+
+def events_sync(frames):
+    return [p for f in frames if f.action is Action.SYNC for p in f.presence]
+
+
+def test_abrupt_drop_leaves_once_after_the_linger_and_a_late_resume_reenters():
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER, data="d")
+    b.recv()
+    node.transport_lost(100, a.session, a.outlet)
+    node.tick(100 + LINGER - 1)
+    assert events(b.recv()) == []
+    node.tick(100 + LINGER)
+    node.tick(100 + 2 * LINGER)
+    [leave] = [p for f in b.recv() if f.action is Action.PRESENCE for p in f.presence]
+    assert leave["action"] == LEAVE and leave["clientId"] == "alice" and leave["data"] == "d"
+    assert synthesized(leave) and leave["connectionId"] == a.id
+    a.resume(100 + 3 * LINGER)  # within the TTL: the server re-enters alice
+    assert events(b.recv()) == [(ENTER, "alice")]
+    node.tick(100 + 5 * LINGER)
+    assert events(b.recv()) == []
+
+
+def test_close_leaves_at_once_and_detach_leaves_that_channel():
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.attach(1, "hall")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    a.presence(2, "hall", ENTER)
+    b.recv()
+    a.send(3, action=Action.DETACH, channel="hall")
+    assert [(f.channel, *e) for f in b.recv() for e in events([f])] == [("hall", LEAVE, "alice")]
+    a.send(4, action=Action.CLOSE)
+    assert [(f.channel, *e) for f in b.recv() for e in events([f])] == [("room", LEAVE, "alice")]
+    node.tick(4 + 2 * LINGER)
+    assert events(b.recv()) == []
+
+
+def test_expiry_leaves_when_linger_is_longer_than_the_ttl():
+    node = make_node(presence_linger_ms=10 * TTL)
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    b.recv()
+    node.transport_lost(5, a.session, a.outlet)
+    node.tick(5 + TTL)
+    assert events(b.recv()) == [(LEAVE, "alice")]
+
+
+def test_newness_follows_rtp2():
+    base = {"connectionId": "c1", "clientId": "x", "timestamp": 5}
+    assert newer({**base, "id": "c1:3:0"}, {**base, "id": "c1:2:7"})
+    assert newer({**base, "id": "c1:3:1"}, {**base, "id": "c1:3:0"})
+    assert not newer({**base, "id": "c1:3:0"}, {**base, "id": "c1:3:0"})
+    synth = {**base, "id": "!c1:9:1", "timestamp": 6}
+    assert synthesized(synth) and newer(synth, {**base, "id": "c1:9:9"})
+    assert not newer({**synth, "timestamp": 4}, {**base, "id": "c1:1:1"})
+    s = PresenceSet()
+    assert s.apply({**base, "id": "c1:3:0", "action": ENTER})
+    assert not s.apply({**base, "id": "c1:2:0", "action": LEAVE})  # older: ignored, as the SDK does
+    assert s.apply({**base, "id": "c1:4:0", "action": LEAVE}) and len(s) == 0
+    assert not s.apply({**base, "id": "c1:5:0", "action": LEAVE})
+
+
+def test_set_travels_in_the_log_snapshot_beyond_retention():
+    lg = ChannelLog("ch", "ep", max_messages=2, retention_ms=1000)
+    for i in range(5):
+        ev = {"action": ENTER, "id": f"c:{i}:0", "connectionId": "c", "clientId": f"u{i}", "timestamp": i}
+        lg.append(i, [ev], {"action": int(Action.PRESENCE), "channel": "ch"}, publisher="c", msg_serial=i)
+        lg.advance_presence()
+    lg.expire(10_000)
+    assert len(lg) == 0 and len(lg.presence) == 5
+    copy = ChannelLog.from_snapshot("ch", lg.snapshot(), now_ms=10_000, max_messages=2, retention_ms=1000)
+    assert sorted(m["clientId"] for m in copy.presence) == [f"u{i}" for i in range(5)]
+    assert copy.last_seq == 5
+
+
+def _copy_of_a_member(node: FrontendNode, now: int) -> tuple[dict, str, Client]:
+    """alice enters on ``node``, then her session leaves it silently (as if owned elsewhere);
+    returns the copy of her state, her connection id, and an observer on the channel."""
+    observer = Client(node, clientId="bob")
+    observer.attach(now, "room")
+    a = Client(node, clientId="alice")
+    a.attach(now, "room")
+    a.presence(now, "room", ENTER, data="d")
+    state = a.session.to_wire()
+    node.drop_session(a.session)  # no presence event: a handover looks the same
+    observer.recv()
+    return state, a.id, observer
+
+
+def _with_owner(node: FrontendNode, now: int, alive: bool) -> None:
+    from kernel.placement import ClusterView, Peer
+
+    me = Peer(node_id=node.node_id, role="frontend", zone="a")
+    # Not active (draining, then dead): the channel stays homed on the node under test.
+    owner = Peer(
+        node_id="fe-owner",
+        role="frontend",
+        zone="b",
+        alive=alive,
+        active=False,
+        status="alive" if alive else "dead",
+    )
+    new_owner = Peer(node_id="fe-new", role="frontend", zone="b", active=False)
+    node.channels.set_view(now, ClusterView({p.node_id: p for p in (me, owner, new_owner)}))
+
+
+COPY_TTL = TTL + 1000  # connectionStateTtl + maxIdleInterval after the copy's last write
+
+
+def test_copy_holder_leaves_once_when_the_copy_of_a_dead_owner_expires_unclaimed():
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, conn, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    _with_owner(node, 5_000, alive=False)  # seen dead (or partitioned away) from here
+    for t in range(6_000, 2 + COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []  # a takeover may still come, or the owner be back
+    for t in range(2 + COPY_TTL, 2 + COPY_TTL + 5_000, 1000):
+        node.tick(t)
+    out = observer.recv()
+    assert events(out) == [(LEAVE, "alice")]
+    [leave] = [p for f in out for p in f.presence or ()]
+    assert leave["connectionId"] == conn and synthesized(leave) and leave["data"] == "d"
+
+
+def test_copy_holder_never_leaves_for_an_owner_that_is_alive_or_a_connection_taken_over():
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, conn, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    for t in range(1_000, 3 * COPY_TTL, 1000):  # alive: its own timers rule, however old the copy
+        node.tick(t)
+    assert events(observer.recv()) == []
+    _with_owner(node, 3 * COPY_TTL, alive=False)
+    # A takeover elsewhere tells every frontend that it owns the connection now.
+    node.handle_peer_push(3 * COPY_TTL, "fe-new", PresenceOwned(connection_id=conn, epoch=state["epoch"] + 1))
+    for t in range(3 * COPY_TTL, 6 * COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []
+
+
+def test_a_copy_rewritten_by_a_new_owner_is_watched_for_that_owner():
+    node = make_node()
+    _with_owner(node, 0, alive=False)
+    state, _, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-new", SessionPut(state={**state, "epoch": state["epoch"] + 1}))
+    for t in range(1_000, 3 * COPY_TTL, 1000):  # fe-new is alive: nothing is left on its behalf
+        node.tick(t)
+    assert events(observer.recv()) == []
+
+
+def test_presence_entries_cross_the_typed_peer_protocol():
+    from frontend.peerops import Replicate
+
+    lg = ChannelLog("ch", "ep", max_messages=10, retention_ms=1000)
+    ev = {"action": ENTER, "id": "c:0:0", "connectionId": "c", "clientId": "u", "timestamp": 1}
+    _, entry = lg.append(
+        1, [ev], {"action": int(Action.PRESENCE), "channel": "ch"}, publisher="c", msg_serial=0
+    )
+    back = Replicate.from_args(Replicate(channel="ch", entry=entry).to_args()).entry
+    assert back.is_presence and back.frame.wire["presence"] == [ev] and back.first_seq == back.last_seq == 1
+
+
+def test_a_lost_history_announcement_carries_the_presence_set():
+    """An SDK clears its members on a non-resumed ATTACHED without HAS_PRESENCE (RTP19a)."""
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    b.recv()
+    members = node.channels.homes["room"].log.presence.to_wire()
+    node.notify_lost(3, "room", "ep:9", members)
+    attached, sync = b.recv()
+    assert attached.action is Action.ATTACHED and attached.error.code == ErrorCode.CONTINUITY_LOST
+    assert attached.has(Flag.HAS_PRESENCE) and attached.channel_serial == "ep:9"
+    assert [(p["action"], p["clientId"]) for p in sync.presence] == [(PRESENT, "alice")]

@@ -1,0 +1,92 @@
+"""REST presence (GET /channels/{id}/presence) against one node: auth, capability, filters, paging."""
+
+import base64
+import json
+import random
+from urllib.parse import urlsplit
+
+import trio
+
+from frontend import rest_presence
+from frontend.auth import ApiKey, parse_capability
+from frontend.config import FrontendConfig
+from frontend.node import FrontendNode
+from frontend.testing import MemoryOutlet
+from kernel.protocol import Action, ProtocolMessage
+
+FULL = "app.full:full-secret-0123456789"
+NARROW = "app.narrow:narrow-secret-0123456789"
+
+
+def make_node() -> FrontendNode:
+    keys = {
+        "app.full": ApiKey("app.full", "full-secret-0123456789", parse_capability({"*": ["*"]})),
+        "app.narrow": ApiKey("app.narrow", "narrow-secret-0123456789", parse_capability({"*": ["publish"]})),
+    }
+    return FrontendNode(FrontendConfig(keys=keys), rng=random.Random(1))
+
+
+def enter(node: FrontendNode, *client_ids: str) -> None:
+    outlet = MemoryOutlet()
+    s = node.connect(1, {"v": "6", "key": FULL}, outlet)
+    assert s is not None
+    node.handle(1, s, ProtocolMessage(action=Action.ATTACH, channel="room"))
+    for i, cid in enumerate(client_ids):
+        node.handle(
+            2,
+            s,
+            ProtocolMessage(
+                action=Action.PRESENCE,
+                channel="room",
+                msg_serial=i,
+                presence=[{"action": 2, "clientId": cid, "data": cid.upper()}],
+            ),
+        )
+
+
+def get(node: FrontendNode, target: str, key: str | None = FULL, method: bytes = b"GET"):
+    headers = []
+    if key is not None:
+        headers.append((b"authorization", b"Basic " + base64.b64encode(key.encode())))
+
+    async def main():
+        with trio.fail_after(5):
+            return await rest_presence.serve(node, method, headers, urlsplit(target), 3)
+
+    return trio.run(main)
+
+
+def test_members_filters_and_paging():
+    node = make_node()
+    enter(node, "a", "b", "c")
+    status, ctype, body, extra = get(node, "/channels/room/presence")
+    assert status == 200 and ctype == b"application/json" and not extra
+    assert [(m["clientId"], m["data"], m["action"]) for m in json.loads(body)] == [
+        ("a", "A", 1),
+        ("b", "B", 1),
+        ("c", "C", 1),
+    ]
+    status, _, body, _ = get(node, "/channels/room/presence?clientId=b")
+    assert [m["clientId"] for m in json.loads(body)] == ["b"]
+    status, _, body, extra = get(node, "/channels/room/presence?limit=2")
+    assert [m["clientId"] for m in json.loads(body)] == ["a", "b"]
+    [(name, link)] = extra
+    assert name == b"link" and b"cursor=2" in link and b'rel="next"' in link
+    _, _, body, extra = get(node, "/channels/room/presence?limit=2&cursor=2")
+    assert [m["clientId"] for m in json.loads(body)] == ["c"] and not extra
+    assert json.loads(get(node, "/channels/empty/presence")[2]) == []
+
+
+def test_refusals_carry_ably_errors():
+    node = make_node()
+    for target, key, method, code in [
+        ("/channels/room/presence", None, b"GET", 40100),
+        ("/channels/room/presence", "app.full:wrong-secret-000000000", b"GET", 40101),
+        ("/channels/room/presence", NARROW, b"GET", 40160),
+        ("/channels/room/presence?limit=0", FULL, b"GET", 40000),
+        ("/channels/room/presence", FULL, b"POST", 40500),
+    ]:
+        status, _, body, extra = get(node, target, key, method)
+        error = json.loads(body)["error"]
+        assert error["code"] == code and error["statusCode"] == status, (target, error)
+        assert (b"x-ably-errorcode", str(code).encode()) in extra
