@@ -10,13 +10,24 @@ Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from frontend.auth import allows
 from frontend.channel_log import Entry, parse_serial
+from frontend.channel_rules import (
+    DEFAULT_MODES,
+    channel_name_problem,
+    modes_param,
+    recognised_params,
+    rewind_count,
+    rewound_serial,
+)
+from frontend.channel_rules import (
+    MAX_CHANNEL_NAME as MAX_CHANNEL_NAME,  # re-exported: frontend.rest.publish reads it here
+)
 from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
@@ -32,84 +43,6 @@ if TYPE_CHECKING:
     from frontend.presence import Presence
 
 log = structlog.get_logger("continuity.frontend")
-
-MAX_CHANNEL_NAME = 1024
-
-
-def channel_name_problem(name: str) -> str | None:
-    """Why Ably refuses ``name`` (40010), or None: empty, too long, a leading ``:`` (reserved), or a
-    ``[qualifier]`` prefix that is not closed, is empty, or qualifies an empty name."""
-    if not name:
-        return "invalid channel name: empty"
-    if len(name) > MAX_CHANNEL_NAME:
-        return f"invalid channel name: longer than {MAX_CHANNEL_NAME} characters"
-    if name.startswith(":"):
-        return f"invalid channel name: {name!r} starts with ':'"
-    if name.startswith("["):
-        qualifier, sep, rest = name[1:].partition("]")
-        if not sep or not qualifier or not rest or rest.startswith(":"):
-            return f"invalid channel name: malformed qualifier in {name!r}"
-    return None
-
-
-_MODE_NAMES = {
-    "presence": Flag.PRESENCE,
-    "publish": Flag.PUBLISH,
-    "subscribe": Flag.SUBSCRIBE,
-    "presence_subscribe": Flag.PRESENCE_SUBSCRIBE,
-    "annotation_publish": Flag.ANNOTATION_PUBLISH,
-    "annotation_subscribe": Flag.ANNOTATION_SUBSCRIBE,
-    "object_subscribe": Flag.OBJECT_SUBSCRIBE,
-    "object_publish": Flag.OBJECT_PUBLISH,
-}
-
-
-def modes_param(params: Mapping[str, str] | None) -> int:
-    """The ``modes`` channel param (``"presence,subscribe"``) as mode flags; 0 when absent.
-    Raises ValueError naming an unknown mode."""
-    raw = (params or {}).get("modes")
-    if raw is None:
-        return 0
-    flags = 0
-    for mode in filter(None, (m.strip().lower() for m in raw.split(","))):
-        if mode not in _MODE_NAMES:
-            raise ValueError(f"unknown channel mode {mode!r} in the modes param")
-        flags |= _MODE_NAMES[mode]
-    return flags
-
-
-# The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
-# annotation_publish is among them, though annotations themselves are refused (not supported).
-DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
-# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
-RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
-
-
-def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
-    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
-    return out or None
-
-
-MAX_REWIND = 100  # Ably's limit on rewind by count
-
-
-def rewind_count(params: Mapping[str, str] | None) -> int | None:
-    """The ``rewind`` channel param as a message count (1..100), or None (absent or not a count;
-    rewind by time is not supported and attaches from now)."""
-    raw = (params or {}).get("rewind")
-    if raw is None or not raw.isdigit():
-        return None
-    count = min(int(raw), MAX_REWIND)
-    return count or None
-
-
-def rewound_serial(last_serial: str, count: int | None) -> str | None:
-    """The serial to replay after so that the last ``count`` messages come again, or None."""
-    parsed = parse_serial(last_serial) if count else None
-    if parsed is None or count is None or parsed[1] <= 0:
-        return None
-    return f"{parsed[0]}:{max(parsed[1] - count, 0)}"
-
 
 def server_message(action: Action, **fields: Any) -> Encoded:
     """A server-to-client ProtocolMessage, ready to queue on any outlet."""
@@ -371,6 +304,8 @@ class PubSub:
             else []
         )
         flags = granted | (Flag.RESUMED if resumed else 0) | (Flag.HAS_PRESENCE if sync else 0)
+        if rewinding and replay:
+            flags |= Flag.HAS_BACKLOG  # the client is told that a rewind's messages follow
         serial = from_serial if resumed or rewinding else res.last_serial
         if not self._send(
             now_ms,

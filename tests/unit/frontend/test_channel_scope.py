@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend.pubsub import channel_name_problem
+from frontend.channel_rules import channel_name_problem
 from kernel import protocol as P
 from kernel.errors import RemoteProtocolError
 
@@ -40,7 +40,7 @@ def test_bad_params_without_a_channel_still_fail_the_frame() -> None:
 
 
 def test_rewind_by_count() -> None:
-    from frontend.pubsub import rewind_count, rewound_serial
+    from frontend.channel_rules import rewind_count, rewound_serial
 
     assert rewind_count({"rewind": "2"}) == 2
     assert rewind_count({"rewind": "1000"}) == 100
@@ -54,7 +54,7 @@ def test_rewind_by_count() -> None:
 
 
 def test_modes_param() -> None:
-    from frontend.pubsub import modes_param
+    from frontend.channel_rules import modes_param
 
     assert modes_param(None) == 0
     assert modes_param({"delta": "vcdiff"}) == 0

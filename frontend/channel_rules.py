@@ -1,0 +1,89 @@
+"""Channel rules Ably applies at attach and publish, as pure functions: which channel names are
+refused (40010), the ``modes`` param, the params echoed in ATTACHED, the default modes, and rewind by
+count. Used by ``frontend.pubsub`` (and the presence and REST layers for names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from frontend.channel_log import parse_serial
+from kernel import protocol as P
+from kernel.protocol import Flag
+
+MAX_CHANNEL_NAME = 1024
+
+
+def channel_name_problem(name: str) -> str | None:
+    """Why Ably refuses ``name`` (40010), or None: empty, too long, a leading ``:`` (reserved), or a
+    ``[qualifier]`` prefix that is not closed, is empty, or qualifies an empty name."""
+    if not name:
+        return "invalid channel name: empty"
+    if len(name) > MAX_CHANNEL_NAME:
+        return f"invalid channel name: longer than {MAX_CHANNEL_NAME} characters"
+    if name.startswith(":"):
+        return f"invalid channel name: {name!r} starts with ':'"
+    if name.startswith("["):
+        qualifier, sep, rest = name[1:].partition("]")
+        if not sep or not qualifier or not rest or rest.startswith(":"):
+            return f"invalid channel name: malformed qualifier in {name!r}"
+    return None
+
+
+_MODE_NAMES = {
+    "presence": Flag.PRESENCE,
+    "publish": Flag.PUBLISH,
+    "subscribe": Flag.SUBSCRIBE,
+    "presence_subscribe": Flag.PRESENCE_SUBSCRIBE,
+    "annotation_publish": Flag.ANNOTATION_PUBLISH,
+    "annotation_subscribe": Flag.ANNOTATION_SUBSCRIBE,
+    "object_subscribe": Flag.OBJECT_SUBSCRIBE,
+    "object_publish": Flag.OBJECT_PUBLISH,
+}
+
+
+def modes_param(params: Mapping[str, str] | None) -> int:
+    """The ``modes`` channel param (``"presence,subscribe"``) as mode flags; 0 when absent.
+    Raises ValueError naming an unknown mode."""
+    raw = (params or {}).get("modes")
+    if raw is None:
+        return 0
+    flags = 0
+    for mode in filter(None, (m.strip().lower() for m in raw.split(","))):
+        if mode not in _MODE_NAMES:
+            raise ValueError(f"unknown channel mode {mode!r} in the modes param")
+        flags |= _MODE_NAMES[mode]
+    return flags
+
+
+# The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
+# annotation_publish is among them, though annotations themselves are refused (not supported).
+DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
+# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
+RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
+
+
+def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
+    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
+    return out or None
+
+
+MAX_REWIND = 100  # Ably's limit on rewind by count
+
+
+def rewind_count(params: Mapping[str, str] | None) -> int | None:
+    """The ``rewind`` channel param as a message count (1..100), or None (absent or not a count;
+    rewind by time is not supported and attaches from now)."""
+    raw = (params or {}).get("rewind")
+    if raw is None or not raw.isdigit():
+        return None
+    count = min(int(raw), MAX_REWIND)
+    return count or None
+
+
+def rewound_serial(last_serial: str, count: int | None) -> str | None:
+    """The serial to replay after so that the last ``count`` messages come again, or None."""
+    parsed = parse_serial(last_serial) if count else None
+    if parsed is None or count is None or parsed[1] <= 0:
+        return None
+    return f"{parsed[0]}:{max(parsed[1] - count, 0)}"
