@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from frontend.channel_log import rewind_cursor
-from kernel import protocol as P
-from kernel.protocol import Flag
 
 REWIND_MAX_MESSAGES = 100
 REWIND_MAX_MS = 24 * 3600 * 1000  # bounded anyway by what the log (or the store) still holds
@@ -71,60 +69,3 @@ def parse_attach_params(params: Mapping[str, str] | None, now_ms: int) -> Attach
     if span > REWIND_MAX_MS:
         raise ParamError(f"rewind={value}: at most {REWIND_MAX_MS // 3_600_000}h can be rewound")
     return AttachParams({"rewind": value}, rewind_cursor(since_ms=now_ms - span) if span else None)
-
-
-MAX_CHANNEL_NAME = 1024
-
-
-def channel_name_problem(name: str) -> str | None:
-    """Why Ably refuses ``name`` (40010), or None: empty, too long, a leading ``:`` (reserved), or a
-    ``[qualifier]`` prefix that is not closed, is empty, or qualifies an empty name."""
-    if not name:
-        return "invalid channel name: empty"
-    if len(name) > MAX_CHANNEL_NAME:
-        return f"invalid channel name: longer than {MAX_CHANNEL_NAME} characters"
-    if name.startswith(":"):
-        return f"invalid channel name: {name!r} starts with ':'"
-    if name.startswith("["):
-        qualifier, sep, rest = name[1:].partition("]")
-        if not sep or not qualifier or not rest or rest.startswith(":"):
-            return f"invalid channel name: malformed qualifier in {name!r}"
-    return None
-
-
-_MODE_NAMES = {
-    "presence": Flag.PRESENCE,
-    "publish": Flag.PUBLISH,
-    "subscribe": Flag.SUBSCRIBE,
-    "presence_subscribe": Flag.PRESENCE_SUBSCRIBE,
-    "annotation_publish": Flag.ANNOTATION_PUBLISH,
-    "annotation_subscribe": Flag.ANNOTATION_SUBSCRIBE,
-    "object_subscribe": Flag.OBJECT_SUBSCRIBE,
-    "object_publish": Flag.OBJECT_PUBLISH,
-}
-
-
-def modes_param(params: Mapping[str, str] | None) -> int:
-    """The ``modes`` channel param (``"presence,subscribe"``) as mode flags; 0 when absent.
-    Raises ValueError naming an unknown mode."""
-    raw = (params or {}).get("modes")
-    if raw is None:
-        return 0
-    flags = 0
-    for mode in filter(None, (m.strip().lower() for m in raw.split(","))):
-        if mode not in _MODE_NAMES:
-            raise ValueError(f"unknown channel mode {mode!r} in the modes param")
-        flags |= _MODE_NAMES[mode]
-    return flags
-
-
-# The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
-# annotation_publish is among them, though annotations themselves are refused (not supported).
-DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
-# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
-RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
-
-
-def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
-    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
-    return out or None

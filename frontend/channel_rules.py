@@ -1,82 +1,89 @@
-"""Channel rules from the daemons' TOML: which channels are persisted, for how long, how many.
-
-::
-
-    history_store = "sqlite:/var/lib/continuity/history.sqlite3"   # or "postgresql://..."
-
-    [channels."chat:*"]
-    persist = "24h"          # keep messages this long beyond the memory window (s, m, h, d)
-    max_entries = 100000     # and at most this many publishes (a batch publish counts once)
-
-A channel takes the first rule whose pattern matches its name (``*`` matches any run of
-characters, as in capabilities); a channel no rule matches is kept in memory only (the
-connection TTL plus one idle interval), as before. Pure.
+"""Channel rules Ably applies at attach and publish, as pure functions: which channel names are
+refused (40010), the ``modes`` param, the params echoed in ATTACHED, the default modes, and rewind by
+count. Used by ``frontend.pubsub`` (and the presence and REST layers for names).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
 
-MAX_PERSIST_MS = 400 * 86_400_000  # a little over Ably's 365 days
-DEFAULT_MAX_ENTRIES = 1_000_000
-_DURATION = re.compile(r"^(\d{1,9})(s|m|h|d)$")
-_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+from frontend.channel_log import parse_serial
+from kernel import protocol as P
+from kernel.protocol import Flag
+
+MAX_CHANNEL_NAME = 1024
 
 
-class RuleError(ValueError):
-    """A channel rule is malformed; the message names the rule and the field."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelRule:
-    pattern: str
-    persist_ms: int
-    max_entries: int = DEFAULT_MAX_ENTRIES
-
-    def matches(self, channel: str) -> bool:
-        return fnmatch.fnmatchcase(channel, self.pattern.replace("[", "[[]"))
-
-
-def parse_duration(text: str, where: str) -> int:
-    m = _DURATION.match(text.strip())
-    if m is None:
-        raise RuleError(f"{where}={text!r} must be a duration such as 90s, 30m, 24h or 7d")
-    return int(m.group(1)) * _UNIT_MS[m.group(2)]
-
-
-def parse_rules(raw: Any) -> tuple[ChannelRule, ...]:
-    """``[channels."<pattern>"]`` tables, in file order."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict):
-        raise RuleError('[channels."<pattern>"] must be tables')
-    rules = []
-    for pattern, spec in raw.items():
-        where = f"channels.{pattern!r}"
-        if not isinstance(spec, dict):
-            raise RuleError(f"{where} must be a table")
-        unknown = set(spec) - {"persist", "max_entries"}
-        if unknown:
-            raise RuleError(f"{where}: unknown keys {', '.join(sorted(unknown))} (persist, max_entries)")
-        persist = spec.get("persist")
-        if not isinstance(persist, str):
-            raise RuleError(f'{where}.persist must be a duration string such as "24h"')
-        persist_ms = parse_duration(persist, f"{where}.persist")
-        if not 1000 <= persist_ms <= MAX_PERSIST_MS:
-            raise RuleError(f"{where}.persist={persist!r} is out of range [1s, 400d]")
-        max_entries = spec.get("max_entries", DEFAULT_MAX_ENTRIES)
-        valid = isinstance(max_entries, int) and not isinstance(max_entries, bool)
-        if not valid or not 1 <= max_entries <= 10**10:
-            raise RuleError(f"{where}.max_entries must be an integer in [1, 10000000000]")
-        rules.append(ChannelRule(str(pattern), persist_ms, max_entries))
-    return tuple(rules)
-
-
-def rule_for(rules: tuple[ChannelRule, ...], channel: str) -> ChannelRule | None:
-    for rule in rules:
-        if rule.matches(channel):
-            return rule
+def channel_name_problem(name: str) -> str | None:
+    """Why Ably refuses ``name`` (40010), or None: empty, too long, a leading ``:`` (reserved), or a
+    ``[qualifier]`` prefix that is not closed, is empty, or qualifies an empty name."""
+    if not name:
+        return "invalid channel name: empty"
+    if len(name) > MAX_CHANNEL_NAME:
+        return f"invalid channel name: longer than {MAX_CHANNEL_NAME} characters"
+    if name.startswith(":"):
+        return f"invalid channel name: {name!r} starts with ':'"
+    if name.startswith("["):
+        qualifier, sep, rest = name[1:].partition("]")
+        if not sep or not qualifier or not rest or rest.startswith(":"):
+            return f"invalid channel name: malformed qualifier in {name!r}"
     return None
+
+
+_MODE_NAMES = {
+    "presence": Flag.PRESENCE,
+    "publish": Flag.PUBLISH,
+    "subscribe": Flag.SUBSCRIBE,
+    "presence_subscribe": Flag.PRESENCE_SUBSCRIBE,
+    "annotation_publish": Flag.ANNOTATION_PUBLISH,
+    "annotation_subscribe": Flag.ANNOTATION_SUBSCRIBE,
+    "object_subscribe": Flag.OBJECT_SUBSCRIBE,
+    "object_publish": Flag.OBJECT_PUBLISH,
+}
+
+
+def modes_param(params: Mapping[str, str] | None) -> int:
+    """The ``modes`` channel param (``"presence,subscribe"``) as mode flags; 0 when absent.
+    Raises ValueError naming an unknown mode."""
+    raw = (params or {}).get("modes")
+    if raw is None:
+        return 0
+    flags = 0
+    for mode in filter(None, (m.strip().lower() for m in raw.split(","))):
+        if mode not in _MODE_NAMES:
+            raise ValueError(f"unknown channel mode {mode!r} in the modes param")
+        flags |= _MODE_NAMES[mode]
+    return flags
+
+
+# The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
+# annotation_publish is among them, though annotations themselves are refused (not supported).
+DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
+# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
+RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
+
+
+def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
+    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
+    return out or None
+
+
+MAX_REWIND = 100  # Ably's limit on rewind by count
+
+
+def rewind_count(params: Mapping[str, str] | None) -> int | None:
+    """The ``rewind`` channel param as a message count (1..100), or None (absent or not a count;
+    rewind by time is not supported and attaches from now)."""
+    raw = (params or {}).get("rewind")
+    if raw is None or not raw.isdigit():
+        return None
+    count = min(int(raw), MAX_REWIND)
+    return count or None
+
+
+def rewound_serial(last_serial: str, count: int | None) -> str | None:
+    """The serial to replay after so that the last ``count`` messages come again, or None."""
+    parsed = parse_serial(last_serial) if count else None
+    if parsed is None or count is None or parsed[1] <= 0:
+        return None
+    return f"{parsed[0]}:{max(parsed[1] - count, 0)}"

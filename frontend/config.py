@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from frontend.auth import ApiKey, parse_capability
-from frontend.channel_rules import ChannelRule, RuleError, parse_rules, rule_for
+from frontend.persist_rules import ChannelRule, RuleError, parse_rules, rule_for
 from kernel.admin import AdminGate
 from kernel.config import (
     DEFAULT_GOSSIP_PROFILE,
@@ -148,7 +148,7 @@ class FrontendConfig:
     history_store: str = ""
     # Seconds between two pruning passes over the history store (retention and size, per rule).
     history_prune_interval_s: float = 60.0
-    # Channel rules, [channels."<pattern>"] tables (frontend/channel_rules.py; see the end of the file).
+    # Channel rules, [channels."<pattern>"] tables (frontend/persist_rules.py; see the end of the file).
     channels: tuple[ChannelRule, ...] = ()
     # API keys by name ("appId.keyId").
     keys: dict[str, ApiKey] = field(default_factory=dict)
@@ -292,7 +292,7 @@ class FrontendConfig:
 
 
 def parse_channel_rules(raw: Any) -> tuple[ChannelRule, ...]:
-    """The ``[channels."<pattern>"]`` tables (frontend/channel_rules.py)."""
+    """The ``[channels."<pattern>"]`` tables (frontend/persist_rules.py)."""
     try:
         return parse_rules(raw)
     except RuleError as exc:

@@ -11,18 +11,16 @@ partition (``_demote``). Pure: ``now_ms`` comes in; peers are reached through ``
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from frontend import peerops as O
-from frontend.channel_log import ChannelLog, Entry, parse_serial
+from frontend.channel_log import ChannelLog, Entry
 from frontend.config import FrontendConfig
 from frontend.home_persist import PersistedHomes
-from frontend.home_upkeep import HomeUpkeep, unavailable
+from frontend.home_records import OPERATION_DEADLINE_MS, RPC_TIMEOUT_S, Home, Stream, _Append, unavailable
 from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
 from kernel.errors import ErrorInfo
@@ -30,73 +28,20 @@ from kernel.placement import ClusterView, Placement
 
 if TYPE_CHECKING:
     from frontend.channels import Bus, PublishDone
-    from frontend.persistence import Persistence
 
 log = structlog.get_logger("continuity.frontend")
 
+__all__ = ["OPERATION_DEADLINE_MS", "RPC_TIMEOUT_S", "Home", "HomeSide", "Stream", "unavailable"]
 _EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-RPC_TIMEOUT_S = 3.0
-OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails
 
 
-@dataclass(slots=True)
-class _Append:
-    entry: Entry
-    serials: list[str]
-    # (done, abandon): ``abandon`` re-routes the publish if this home is demoted before the replica
-    # acknowledged it (the retry is answered from whichever copy survives, never numbered twice).
-    waiters: list[tuple[PublishDone, Callable[[], None]]]
-    # Sent to a replica (by replicate or inside a snapshot): a copy may hold it, so it can no
-    # longer be refused for certain. Never-sent appends of a blocked home can be (drop_blocked).
-    sent: bool = False
-
-
-@dataclass(slots=True)
-class Home:
-    log: ChannelLog
-    remote_subs: set[str] = field(default_factory=set)
-    pending: deque[_Append] = field(default_factory=deque)  # appended, awaiting the replica
-    replica: str | None = None
-    replica_synced: bool = True
-    # The last seq fanned out: readers (attach, replay) see nothing beyond it, so an entry still
-    # waiting for the replica reaches every subscriber exactly once, by the fan-out.
-    committed: int = 0
-    relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
-    # Persisted channels (home_persist.py): the last seq the store holds (None: not persisted), and
-    # the last seq ``replicated_by`` acknowledged. Nothing is committed beyond what both hold.
-    stored: int | None = None
-    replicated: tuple[str | None, int] = (None, 0)
-    replica_refreshed_ms: int = 0  # when an idle log was last re-sent to its replica (keep_replicas_alive)
-
-    def waits_for(self, pub: O.Publish) -> bool:
-        """``pub`` must follow an earlier publish of its connection that this log has not numbered."""
-        return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None
-
-    def behind(self, serial: object) -> bool:
-        """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
-        home has not (it is a stale copy not yet re-validated), so it must not answer "history lost"."""
-        parsed = parse_serial(serial) if isinstance(serial, str) else None
-        return parsed is not None and parsed[0] == self.log.epoch and parsed[1] > self.committed
-
-
-@dataclass(slots=True)
-class Stream:
-    """This frontend's subscription to a channel homed elsewhere."""
-
-    home: str
-    epoch: str | None = None
-    cursor: int = 0
-    resyncing: bool = False
-
-
-class HomeSide(PersistedHomes, HomeUpkeep):
+class HomeSide(PersistedHomes):
     """Mixin: the homes and replica copies this frontend holds (ChannelService provides the state)."""
 
     node_id: str
     config: FrontendConfig
     metrics: Metrics
     bus: Bus | None
-    persistence: Persistence | None
     ready: bool
     view: ClusterView
     placement: Placement
@@ -180,7 +125,7 @@ class HomeSide(PersistedHomes, HomeUpkeep):
         if self.bus is None or not peers:
             own = self.replicas.get(channel)
             if own is None and self.bus is not None and len(self.view.frontends()) > 1:
-                self._defer_new_epoch(channel, "no other frontend in reach")
+                self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
                 return
             self.replicas.pop(channel, None)
             self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
@@ -224,9 +169,6 @@ class HomeSide(PersistedHomes, HomeUpkeep):
                     or (lg.last_seq > best.last_seq and source != "handover")
                 ):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
-            if best is None and self._zone_cut_off():
-                self._defer_new_epoch(channel, "another zone is out of sight")
-                return
             self._become_home(self.now_ms, channel, best, subs, source)
 
         def replier(peer: str) -> Callable[[bool, Any], None]:
@@ -234,20 +176,6 @@ class HomeSide(PersistedHomes, HomeUpkeep):
 
         for peer in peers:
             self.bus.request(peer, O.LogFetch(channel=channel), replier(peer), RPC_TIMEOUT_S)
-
-    def _zone_cut_off(self) -> bool:
-        """Another zone is known but none of its frontends alive: nothing could be ACKed here anyway."""
-        zone = self.view.zone_of(self.node_id)
-        return self.placement.other_zone_known(self.node_id) and not any(
-            p.alive and p.zone != zone for p in self.view.frontends()
-        )
-
-    def _defer_new_epoch(self, channel: str, why: str) -> None:
-        """No copy was found, but frontends out of sight may hold one: a new epoch could fork the channel
-        (90003, then back to the real epoch at the heal: the sim's serial_backwards). Wait for the map."""
-        log.info("channel.acquire_deferred", channel=channel, reason=why)
-        for cb in self._acquiring.pop(channel, []):
-            cb(False)
 
     def _become_home(
         self,
@@ -266,9 +194,7 @@ class HomeSide(PersistedHomes, HomeUpkeep):
             # out of sight: a new epoch here would hide the channel's history from our subscribers
             # (90003) and send them back to the old epoch when the cut heals (frontend.sim seed 4:
             # fe-a1 partitioned alone; chaos seed 12313: fe-b2 during a zone-a partition). Wait.
-            log.info("channel.acquire_deferred", channel=channel, reason="no copy and no other zone in reach")
-            for cb in self._acquiring.pop(channel, []):
-                cb(False)
+            self._defer_new_epoch(channel, "no copy and no other zone in reach")
             return
         if lg is None:
             lg = self._new_log(channel, now_ms)
@@ -289,6 +215,11 @@ class HomeSide(PersistedHomes, HomeUpkeep):
         for cb in self._acquiring.pop(channel, []):
             # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
             cb(self.homes.get(channel) is home)
+
+    def _defer_new_epoch(self, channel: str, why: str) -> None:
+        log.info("channel.acquire_deferred", channel=channel, reason=why)
+        for cb in self._acquiring.pop(channel, []):
+            cb(False)
 
     def _other_zone_out_of_reach(self) -> bool:
         """The map knows a frontend in another zone, and none of them is alive in it."""
@@ -407,8 +338,7 @@ class HomeSide(PersistedHomes, HomeUpkeep):
         self.bus.request(replica, O.Replicate(channel=channel, entry=entry), on_reply, RPC_TIMEOUT_S)
 
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
-        """Fan out and ACK, in order, every pending append the replica (and the store, for a
-        persisted channel) now holds."""
+        """Fan out and ACK, in order, every pending append the replica now holds."""
         upto = self._durable_upto(home, upto)
         while home.pending and home.pending[0].entry.last_seq <= upto:
             item = home.pending.popleft()
@@ -575,9 +505,67 @@ class HomeSide(PersistedHomes, HomeUpkeep):
         self.replicas[channel] = lg
         reply(True, lg.last_seq)
 
+    def drop_blocked(self, now_ms: int) -> None:
+        """Refuse, for certain, the appends a blocked home (no replica in reach, _replica_missing)
+        has held past the publish deadline and never sent to any replica: they are cut from the
+        log, so they are never delivered, and their publishers get NACK 50001 (DESIGN 7: nothing
+        NACKed is delivered). An append that was sent may sit in a copy, so it waits."""
+        for name, home in self.homes.items():
+            if not home.pending or not self._replica_missing(home):
+                continue
+            drop: list[_Append] = []
+            for item in reversed(home.pending):
+                if item.sent or now_ms - item.entry.timestamp_ms < self._publish_window():
+                    break
+                drop.append(item)
+            if not drop:
+                continue
+            for _ in drop:
+                home.pending.pop()
+            home.log.truncate_after(drop[-1].entry.first_seq - 1)
+            log.warning("channel.blocked_appends_refused", channel=name, count=len(drop))
+            for item in reversed(drop):
+                for waiter, _ in item.waiters:
+                    waiter(None, unavailable(name))
+
+    def keep_replicas_alive(self, now_ms: int) -> None:
+        """Re-send an idle home's log to its replica once per retention window. A copy with no
+        message left and no activity for two windows is forgotten (ChannelService.tick), so without
+        this an idle channel that still has subscribers lost its replica's copy, and the next home
+        (after a kill or a healed partition) started a new epoch: every subscriber got 90003 though
+        no message was missing (chaos seed 25705, chaos:firehose between bursts)."""
+        window = self.config.retention_ms
+        for name, home in self.homes.items():
+            if home.replica is None or not home.replica_synced or home.pending:
+                continue
+            if now_ms - max(home.log.last_activity_ms, home.replica_refreshed_ms) < window:
+                continue
+            home.replica_refreshed_ms = now_ms
+            self._sync_replica(now_ms, name, home)
+
     def _publish_window(self) -> int:
         """How long a publish may be retried or held: the deadline, within the dedupe window."""
         return min(OPERATION_DEADLINE_MS, self.config.retention_ms // 2)
+
+    def retire_idle(self, now_ms: int) -> None:
+        """Forget homes with nothing retained, nobody listening, idle for two retention windows.
+
+        Their history is gone, so a later ATTACH starts a new epoch (and old serials get 90003).
+        """
+        cutoff = now_ms - 2 * self.config.retention_ms
+        for name in list(self.homes):
+            home = self.homes[name]
+            lg = home.log
+            if (
+                not len(lg)
+                and not len(lg.presence)
+                and not home.remote_subs
+                and not home.pending
+                and not self._local_interest(name)
+                and lg.last_activity_ms < cutoff
+            ):
+                del self.homes[name]
+                log.info("channel.retired", channel=name, epoch=lg.epoch, last_seq=lg.last_seq)
 
     def handle_take(self, now_ms: int, channel: str) -> None:
         """A draining home asks us to acquire ``channel`` now rather than on first use."""

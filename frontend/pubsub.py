@@ -17,13 +17,15 @@ import structlog
 
 from frontend.auth import allows
 from frontend.channel_log import Entry, parse_rewind_cursor, parse_serial
-from frontend.channel_params import (
+from frontend.channel_params import ParamError, parse_attach_params
+from frontend.channel_rules import (
     DEFAULT_MODES,
-    ParamError,
     channel_name_problem,
     modes_param,
-    parse_attach_params,
     recognised_params,
+)
+from frontend.channel_rules import (
+    MAX_CHANNEL_NAME as MAX_CHANNEL_NAME,  # re-exported: frontend.rest.publish reads it here
 )
 from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
@@ -326,7 +328,8 @@ class PubSub(StoreAttach):
             else []
         )
         flags = granted | (Flag.RESUMED if resumed else 0) | (Flag.HAS_PRESENCE if sync else 0)
-        flags |= Flag.HAS_BACKLOG if rewinding and replay else 0
+        if rewinding and replay:
+            flags |= Flag.HAS_BACKLOG  # the client is told that a rewind's messages follow
         serial = from_serial if resumed or rewinding else res.last_serial
         if not self._send(
             now_ms,

@@ -30,10 +30,9 @@ import trio
 
 from frontend import peerops as O
 from frontend.auth import Identity, allows
-from frontend.channel_params import MAX_CHANNEL_NAME
 from frontend.homes import OPERATION_DEADLINE_MS
 from frontend.idempotency import atomic_base
-from frontend.pubsub import _payload_size
+from frontend.pubsub import MAX_CHANNEL_NAME, _payload_size
 from frontend.rest.wire import RestError
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.keys import InvalidKey

@@ -105,5 +105,23 @@ async def test_rewind_replays_the_last_messages_on_attach(tmp_path: Path, transp
             async with node_script(tmp_path, "channel_scope.mjs", config) as script:
                 result = await script.expect("result")
     assert result["got"] == ["r2", "r3", "r4"]
-    assert result["attached"] == {"resumed": False, "reason": None}
+    assert result["attached"] == {"resumed": False, "hasBacklog": True, "reason": None}
     assert result["wide"] == ["w1"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_reauth_that_narrows_the_capability_fails_the_channels_it_no_longer_allows(
+    tmp_path: Path, transport: str
+) -> None:
+    tokens = [
+        make_jwt(client_id=None, capability={"keep:*": ["*"], "lose:*": ["*"]}),
+        make_jwt(client_id=None, capability={"keep:*": ["*"]}),
+    ]
+    with trio.fail_after(60):
+        async with run_frontend(tmp_path) as fe:
+            config = {"port": fe.port, "transports": [transport], "part": "reauth", "tokens": tokens}
+            async with node_script(tmp_path, "channel_scope.mjs", config) as script:
+                result = await script.expect("result")
+    assert result["sameConnection"] is True and result["connectionState"] == "connected"
+    assert result["kept"] == "attached"
+    assert result["lost"] == "failed" and result["failed"]["code"] == 40160

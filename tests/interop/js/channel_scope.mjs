@@ -110,7 +110,7 @@ async function rewind() {
   const got = [];
   const channel = client.channels.get(config.channel, { params: { rewind: '2' } });
   let attached = null;
-  channel.once('attached', (c) => { attached = { resumed: c.resumed, reason: errorInfo(c.reason) }; });
+  channel.once('attached', (c) => { attached = { resumed: c.resumed, hasBacklog: !!c.hasBacklog, reason: errorInfo(c.reason) }; });
   await channel.subscribe((m) => { got.push(m.data); cond.poke(); });
   await pch.publish('n', 'r4');
   await cond.wait(() => got.includes('r4'), 'the live message after the rewind');
@@ -123,8 +123,32 @@ async function rewind() {
   emit('result', { got, attached, wide: all });
 }
 
+async function reauth() {
+  let calls = 0;
+  const client = realtime({
+    authCallback: (_params, cb) => cb(null, config.tokens[Math.min(calls++, config.tokens.length - 1)]),
+  });
+  const connectionId = await connected(client);
+  const kept = client.channels.get('keep:x');
+  const lost = client.channels.get('lose:x');
+  await kept.attach();
+  await lost.attach();
+  let failed = null;
+  const lostFailed = new Promise((resolve) => lost.once('failed', (c) => { failed = errorInfo(c.reason); resolve(); }));
+  await client.auth.authorize();
+  await lostFailed;
+  emit('result', {
+    sameConnection: client.connection.id === connectionId,
+    connectionState: client.connection.state,
+    kept: kept.state,
+    lost: lost.state,
+    failed,
+  });
+}
+
 main(async () => {
-  if (config.part === 'rewind') await rewind();
+  if (config.part === 'reauth') await reauth();
+  else if (config.part === 'rewind') await rewind();
   else if (config.part === 'scope') await scope();
   else if (config.part === 'modes') await modes();
   else await denied();

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend.pubsub import channel_name_problem
+from frontend.channel_rules import channel_name_problem
 from kernel import protocol as P
 from kernel.errors import RemoteProtocolError
 
@@ -54,7 +54,7 @@ def test_rewind_by_count() -> None:
 
 
 def test_modes_param() -> None:
-    from frontend.pubsub import modes_param
+    from frontend.channel_rules import modes_param
 
     assert modes_param(None) == 0
     assert modes_param({"delta": "vcdiff"}) == 0

@@ -2,8 +2,8 @@
 
 import pytest
 
-from frontend.channel_rules import ChannelRule, parse_duration, parse_rules, rule_for
 from frontend.config import ConfigError, FrontendConfig
+from frontend.persist_rules import ChannelRule, parse_duration, parse_rules, rule_for
 
 
 def config(**fields: object) -> FrontendConfig:
