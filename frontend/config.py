@@ -45,7 +45,7 @@ from kernel.config import (
     secret_problem,
     wildcard_problem,
 )
-from kernel.tls import server_context
+from kernel.tls import optional_server_context
 
 __all__ = ["ENV_PREFIX", "ConfigError", "FrontendConfig"]
 
@@ -215,15 +215,12 @@ class FrontendConfig:
     def tls_context(self) -> ssl.SSLContext | None:
         """The client port's TLS context (kernel.tls), or None without TLS; ConfigError if the
         files do not load."""
-        if self.tls_cert_file is None or self.tls_key_file is None:
-            return None
-        return server_context(self.tls_cert_file, self.tls_key_file)
+        return optional_server_context(self.tls_cert_file, self.tls_key_file)
 
     @property
     def admin_gate(self) -> AdminGate:
         """Where and for whom the admin surfaces are served (``kernel.admin``)."""
-        listener = None if self.admin_port is None else f"{self.admin_host}:{self.admin_port}"
-        return AdminGate(admin_listener=listener, token=self.admin_token)
+        return AdminGate.of(self.admin_host, self.admin_port, self.admin_token)
 
     @property
     def secrets(self) -> list[str]:

@@ -31,7 +31,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import trio
 
@@ -129,11 +129,92 @@ CREATE TABLE IF NOT EXISTS tails (
 """
 
 
-class SQLiteStore:
+class SqlHistoryStore:
+    """The reads and pruning both SQL backends share, written once over their DB-API connections.
+
+    A backend names its tables and its parameter mark, and runs a function on a connection in a
+    worker thread (``_run``); ``append`` (whose upsert differs) is its own.
+    """
+
+    HISTORY: ClassVar[str]  # the table of entries
+    TAILS: ClassVar[str]  # the table of each channel's newest (epoch, last_seq)
+    MARK: ClassVar[str]  # the driver's parameter placeholder: ? or %s
+
+    async def _run(self, fn: Callable[[Any], T]) -> T:
+        raise NotImplementedError
+
+    def _sql(self, text: str) -> str:
+        return text.format(history=self.HISTORY, tails=self.TAILS, m=self.MARK)
+
+    async def tail(self, channel: str) -> Tail | None:
+        sql = self._sql("SELECT epoch, last_seq FROM {tails} WHERE channel={m}")
+
+        def read(db: Any) -> Tail | None:
+            row = db.execute(sql, (channel,)).fetchone()
+            return Tail(row[0], int(row[1])) if row else None
+
+        return await self._run(read)
+
+    async def after(self, channel: str, epoch: str, seq: int, limit: int) -> list[StoredEntry]:
+        sql = self._sql(
+            "SELECT channel, epoch, first_seq, last_seq, ts, frame FROM {history} "
+            "WHERE channel={m} AND epoch={m} AND last_seq>{m} ORDER BY first_seq LIMIT {m}"
+        )
+
+        def read(db: Any) -> list[StoredEntry]:
+            return [_row(r) for r in db.execute(sql, (channel, epoch, seq, limit)).fetchall()]
+
+        return await self._run(read)
+
+    async def page(
+        self,
+        channel: str,
+        *,
+        backwards: bool,
+        beyond: Position | None,
+        start_ms: int | None,
+        end_ms: int | None,
+        limit: int,
+    ) -> list[StoredEntry]:
+        sql, args = _page_query(channel, backwards, beyond, start_ms, end_ms, limit, self.MARK, self.HISTORY)
+
+        def read(db: Any) -> list[StoredEntry]:
+            return [_row(r) for r in db.execute(sql, args).fetchall()]
+
+        return await self._run(read)
+
+    async def prune(self, rule_for: RuleFor, now_ms: int) -> int:
+        """Apply each channel's rule (``rule_for``; a channel no rule persists any more is left as
+        it is): delete entries older than its retention, then all but its newest ``max_entries``.
+        Returns the entries deleted."""
+        names_sql = self._sql("SELECT DISTINCT channel FROM {history}")
+        old_sql = self._sql("DELETE FROM {history} WHERE channel={m} AND ts<{m}")
+        over_sql = self._sql(
+            "DELETE FROM {history} WHERE channel={m} AND (ts, epoch, first_seq) < ("
+            "SELECT ts, epoch, first_seq FROM {history} WHERE channel={m} "
+            "ORDER BY ts DESC, epoch DESC, first_seq DESC LIMIT 1 OFFSET {m})"
+        )
+
+        def run(db: Any) -> int:
+            deleted = 0
+            for (name,) in db.execute(names_sql).fetchall():
+                rule = rule_for(name)
+                if rule is None:
+                    continue
+                keep_ms, max_count = rule
+                deleted += db.execute(old_sql, (name, now_ms - keep_ms)).rowcount
+                deleted += db.execute(over_sql, (name, name, max_count - 1)).rowcount
+            return deleted
+
+        return await self._run(run)
+
+
+class SQLiteStore(SqlHistoryStore):
     """The embedded store: one SQLite file (WAL) on this frontend's disk."""
 
     kind = "sqlite"
     shared = False
+    HISTORY, TAILS, MARK = "history", "tails", "?"
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -192,67 +273,6 @@ class SQLiteStore:
         if entries:
             await self._run(write)
 
-    async def tail(self, channel: str) -> Tail | None:
-        def read(db: sqlite3.Connection) -> Tail | None:
-            row = db.execute("SELECT epoch, last_seq FROM tails WHERE channel=?", (channel,)).fetchone()
-            return Tail(row[0], int(row[1])) if row else None
-
-        return await self._run(read)
-
-    async def after(self, channel: str, epoch: str, seq: int, limit: int) -> list[StoredEntry]:
-        def read(db: sqlite3.Connection) -> list[StoredEntry]:
-            rows = db.execute(
-                "SELECT channel, epoch, first_seq, last_seq, ts, frame FROM history "
-                "WHERE channel=? AND epoch=? AND last_seq>? ORDER BY first_seq LIMIT ?",
-                (channel, epoch, seq, limit),
-            ).fetchall()
-            return [_row(r) for r in rows]
-
-        return await self._run(read)
-
-    async def page(
-        self,
-        channel: str,
-        *,
-        backwards: bool,
-        beyond: Position | None,
-        start_ms: int | None,
-        end_ms: int | None,
-        limit: int,
-    ) -> list[StoredEntry]:
-        sql, args = _page_query(channel, backwards, beyond, start_ms, end_ms, limit, "?")
-
-        def read(db: sqlite3.Connection) -> list[StoredEntry]:
-            return [_row(r) for r in db.execute(sql, args).fetchall()]
-
-        return await self._run(read)
-
-    async def prune(self, rule_for: RuleFor, now_ms: int) -> int:
-        """Apply each channel's rule (``rule_for``; a channel no rule persists any more is left as
-        it is): delete entries older than its retention, then all but its newest ``max_entries``.
-        Returns the entries deleted."""
-
-        def run(db: sqlite3.Connection) -> int:
-            channels = [r[0] for r in db.execute("SELECT DISTINCT channel FROM history").fetchall()]
-            deleted = 0
-            for name in channels:
-                rule = rule_for(name)
-                if rule is None:
-                    continue
-                keep_ms, max_count = rule
-                cur = db.execute("DELETE FROM history WHERE channel=? AND ts<?", (name, now_ms - keep_ms))
-                deleted += cur.rowcount
-                cur = db.execute(
-                    "DELETE FROM history WHERE channel=? AND (ts, epoch, first_seq) < ("
-                    "SELECT ts, epoch, first_seq FROM history WHERE channel=? "
-                    "ORDER BY ts DESC, epoch DESC, first_seq DESC LIMIT 1 OFFSET ?)",
-                    (name, name, max_count - 1),
-                )
-                deleted += cur.rowcount
-            return deleted
-
-        return await self._run(run)
-
 
 def _row(r: Sequence[Any]) -> StoredEntry:
     frame = r[5]
@@ -268,8 +288,10 @@ def _page_query(
     end_ms: int | None,
     limit: int,
     mark: str,
+    table: str,
 ) -> tuple[str, list[Any]]:
-    """The SQL of ``page`` for either backend (``mark`` is its placeholder: ? or %s)."""
+    """The SQL of ``page`` for either backend (``mark`` is its placeholder: ? or %s; ``table`` its
+    table of entries)."""
     where = [f"channel={mark}"]
     args: list[Any] = [channel]
     if beyond is not None:
@@ -286,7 +308,7 @@ def _page_query(
         args.append(end_ms)
     order = "DESC" if backwards else "ASC"
     sql = (
-        "SELECT channel, epoch, first_seq, last_seq, ts, frame FROM history WHERE "
+        f"SELECT channel, epoch, first_seq, last_seq, ts, frame FROM {table} WHERE "
         + " AND ".join(where)
         + f" ORDER BY ts {order}, epoch {order}, first_seq {order} LIMIT {mark}"
     )

@@ -16,7 +16,7 @@ from psycopg import Connection
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from frontend.store import Position, RuleFor, StoredEntry, Tail, _page_query, _row
+from frontend.store import SqlHistoryStore, StoredEntry
 
 T = TypeVar("T")
 
@@ -40,9 +40,10 @@ CREATE TABLE IF NOT EXISTS continuity_tails (
 _SCHEMA_LOCK = 7_460_311  # pg_advisory_xact_lock key for creating the schema
 
 
-class PostgresStore:
+class PostgresStore(SqlHistoryStore):
     kind = "postgresql"
     shared = True
+    HISTORY, TAILS, MARK = "continuity_history", "continuity_tails", "%s"
 
     def __init__(self, dsn: str, *, pool_size: int = 4, timeout_s: float = 10.0) -> None:
         self.dsn = dsn
@@ -110,65 +111,3 @@ class PostgresStore:
 
         if entries:
             await self._run(write)
-
-    async def tail(self, channel: str) -> Tail | None:
-        def read(conn: Connection[Any]) -> Tail | None:
-            row = conn.execute(
-                "SELECT epoch, last_seq FROM continuity_tails WHERE channel=%s", (channel,)
-            ).fetchone()
-            return Tail(row[0], int(row[1])) if row else None
-
-        return await self._run(read)
-
-    async def after(self, channel: str, epoch: str, seq: int, limit: int) -> list[StoredEntry]:
-        def read(conn: Connection[Any]) -> list[StoredEntry]:
-            rows = conn.execute(
-                "SELECT channel, epoch, first_seq, last_seq, ts, frame FROM continuity_history "
-                "WHERE channel=%s AND epoch=%s AND last_seq>%s ORDER BY first_seq LIMIT %s",
-                (channel, epoch, seq, limit),
-            ).fetchall()
-            return [_row(r) for r in rows]
-
-        return await self._run(read)
-
-    async def page(
-        self,
-        channel: str,
-        *,
-        backwards: bool,
-        beyond: Position | None,
-        start_ms: int | None,
-        end_ms: int | None,
-        limit: int,
-    ) -> list[StoredEntry]:
-        sql, args = _page_query(channel, backwards, beyond, start_ms, end_ms, limit, "%s")
-        sql = sql.replace("FROM history", "FROM continuity_history")
-
-        def read(conn: Connection[Any]) -> list[StoredEntry]:
-            return [_row(r) for r in conn.execute(sql, args).fetchall()]
-
-        return await self._run(read)
-
-    async def prune(self, rule_for: RuleFor, now_ms: int) -> int:
-        def run(conn: Connection[Any]) -> int:
-            names = [r[0] for r in conn.execute("SELECT DISTINCT channel FROM continuity_history").fetchall()]
-            deleted = 0
-            for name in names:
-                rule = rule_for(name)
-                if rule is None:
-                    continue
-                keep_ms, max_count = rule
-                cur = conn.execute(
-                    "DELETE FROM continuity_history WHERE channel=%s AND ts<%s", (name, now_ms - keep_ms)
-                )
-                deleted += cur.rowcount
-                cur = conn.execute(
-                    "DELETE FROM continuity_history WHERE channel=%s AND (ts, epoch, first_seq) < ("
-                    "SELECT ts, epoch, first_seq FROM continuity_history WHERE channel=%s "
-                    "ORDER BY ts DESC, epoch DESC, first_seq DESC LIMIT 1 OFFSET %s)",
-                    (name, name, max_count - 1),
-                )
-                deleted += cur.rowcount
-            return deleted
-
-        return await self._run(run)

@@ -35,6 +35,12 @@ class AdminGate:
     admin_listener: str | None  # "host:port" of the admin listener, None: served on the client port
     token: str | None
 
+    @classmethod
+    def of(cls, admin_host: str, admin_port: int | None, token: str | None) -> AdminGate:
+        """The gate of a daemon's config: its admin listener (if it has an admin port) and token."""
+        listener = None if admin_port is None else f"{admin_host}:{admin_port}"
+        return cls(admin_listener=listener, token=token)
+
     def check(self, headers: Iterable[tuple[bytes, bytes]], *, on_admin_listener: bool) -> ErrorInfo | None:
         """None if an admin request with ``headers`` may be answered here, else the error to send."""
         if self.admin_listener is not None and not on_admin_listener:

@@ -35,3 +35,10 @@ def wrap_listeners(listeners: Sequence[trio.SocketListener], context: ssl.SSLCon
     if context is None:
         return list(listeners)
     return [trio.SSLListener(listener, context, https_compatible=True) for listener in listeners]
+
+
+def optional_server_context(cert_file: str | None, key_file: str | None) -> ssl.SSLContext | None:
+    """A daemon's client-port TLS context: None without both files, else ``server_context``."""
+    if cert_file is None or key_file is None:
+        return None
+    return server_context(cert_file, key_file)
