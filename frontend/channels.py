@@ -272,7 +272,7 @@ class ChannelService(HomeSide):
 
             def local(ok: bool) -> None:
                 if ok and self.homes[channel].behind(from_serial):
-                    self._step_down(channel, f"a local client attached from {from_serial}")
+                    self._step_down(channel, f"a local client attached from {from_serial}", from_serial)
                     ok = False
                 if not ok:
                     self._retry(
@@ -332,7 +332,8 @@ class ChannelService(HomeSide):
         )
 
         def on_reply(ok: bool, result: Any) -> None:
-            if not ok or not isinstance(result, dict):
+            # From a node our map no longer names home: stale (sim seed 5752, held by a partition).
+            if not ok or not isinstance(result, dict) or self.home_of(channel) != home:
                 on_fail()
                 return
             last = str(result["last_serial"])

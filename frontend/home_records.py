@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from frontend import peerops as O
-from frontend.channel_log import ChannelLog, Entry, parse_serial
+from frontend.channel_log import ChannelLog, Entry, epoch_born, parse_serial
 from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ class Home:
     # waiting for the replica reaches every subscriber exactly once, by the fan-out.
     committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
+    # The last seq a replica confirmed while this node held the home (not what came with its copy).
+    confirmed: int = 0
     # Persisted channels (home_persist.py): the last seq the store holds (None: not persisted), and
     # the last seq ``replicated[0]`` acknowledged. Nothing is committed beyond what both hold.
     stored: int | None = None
@@ -59,10 +61,15 @@ class Home:
         return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None
 
     def behind(self, serial: object) -> bool:
-        """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
-        home has not (it is a stale copy not yet re-validated), so it must not answer "history lost"."""
+        """``serial`` is in this log's epoch but past what it has committed, or in a newer epoch:
+        someone saw entries this home has not (it is a stale copy not yet re-validated, or the home
+        of an epoch that another home already replaced), so it must not answer "history lost"."""
         parsed = parse_serial(serial) if isinstance(serial, str) else None
-        return parsed is not None and parsed[0] == self.log.epoch and parsed[1] > self.committed
+        if parsed is None:
+            return False
+        if parsed[0] != self.log.epoch:
+            return epoch_born(parsed[0]) > epoch_born(self.log.epoch)
+        return parsed[1] > self.committed
 
 
 @dataclass(slots=True)

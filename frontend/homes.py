@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend import peerops as O
-from frontend.channel_log import ChannelLog, Entry
+from frontend.channel_log import ChannelLog, Entry, epoch_born, new_epoch, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_persist import PersistedHomes
 from frontend.home_records import OPERATION_DEADLINE_MS, RPC_TIMEOUT_S, Home, Stream, _Append, unavailable
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("continuity.frontend")
 
 __all__ = ["OPERATION_DEADLINE_MS", "RPC_TIMEOUT_S", "Home", "HomeSide", "Stream", "unavailable"]
-_EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 class HomeSide(PersistedHomes):
@@ -84,11 +83,16 @@ class HomeSide(PersistedHomes):
             # Our own subscribers were served by this home: they now follow whoever holds it.
             self._follow(name, home.log.epoch, home.committed)
 
-    def _step_down(self, channel: str, why: str) -> None:
+    def _step_down(self, channel: str, why: str, serial: object = None) -> None:
         """Evidence that our home of ``channel`` is stale (a peer holds more of its epoch than we
-        committed): stop serving it; the next request re-acquires from the best copy in the cluster."""
-        if channel in self.homes:
+        committed, or a client holds ``serial`` of a newer epoch): stop serving it; the next request
+        re-acquires from the best copy in the cluster."""
+        home = self.homes.get(channel)
+        if home is not None:
             log.warning("channel.home_stale", channel=channel, why=why)
+            parsed = parse_serial(serial) if isinstance(serial, str) else None
+            if parsed is not None:
+                home.log.newer_epoch_born = max(home.log.newer_epoch_born, epoch_born(parsed[0]))
             self._demote(channel)
 
     def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
@@ -103,7 +107,7 @@ class HomeSide(PersistedHomes):
     def _new_log(
         self, channel: str, now_ms: int, *, epoch: str | None = None, start_seq: int = 0
     ) -> ChannelLog:
-        epoch = epoch or "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8))
+        epoch = epoch or new_epoch(now_ms, self._rng)
         lg = ChannelLog(
             channel,
             epoch,
@@ -128,6 +132,8 @@ class HomeSide(PersistedHomes):
                 self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
                 return
             self.replicas.pop(channel, None)
+            if own is not None and own.superseded():
+                own = None  # a client already holds a newer epoch than this copy's: start another
             self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
             return
         replies: dict[str, Any] = {}
@@ -147,6 +153,7 @@ class HomeSide(PersistedHomes):
                     cb(False)
                 return
             best: ChannelLog | None = self.replicas.pop(channel, None)
+            newer_born = 0 if best is None else best.newer_epoch_born
             subs: set[str] = set()
             source = "replica" if best is not None else "fresh"
             subs |= self.former_subs.pop(channel, set())
@@ -163,12 +170,12 @@ class HomeSide(PersistedHomes):
                     max_messages=self.config.channel_log_max_messages,
                     retention_ms=self.config.retention_ms,
                 )
-                if (
-                    best is None
-                    or r.get("relinquished")
-                    or (lg.last_seq > best.last_seq and source != "handover")
-                ):
+                if best is None or r.get("relinquished") or (lg.supersedes(best) and source != "handover"):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
+            if best is not None and newer_born > epoch_born(best.epoch):
+                # Every copy is of an epoch older than one a client holds (its home and replica are
+                # gone): continuing it would move that client backwards; a new epoch announces the gap.
+                best, source = None, "superseded"
             self._become_home(self.now_ms, channel, best, subs, source)
 
         def replier(peer: str) -> Callable[[bool, Any], None]:
@@ -286,10 +293,13 @@ class HomeSide(PersistedHomes):
                 if pending.entry.publisher == connection_id and pending.entry.msg_serial == msg_serial:
                     pending.waiters.append((done, abandon))  # still replicating: answer when it is
                     return
-            if not home.replica_synced:
+            if not home.replica_synced and (parse_serial(prior[-1]) or ("", 0))[1] > home.confirmed:
                 # No replica has confirmed this log yet: it may be a stale copy whose serials were
                 # given out again elsewhere (frontend/sim.py seed 1166 saw serial 28 ACKed to two
                 # publishes, one of them from such a copy's dedupe record). Answer once it is synced.
+                # A serial our replica confirmed while we held the home is answered at once: during
+                # a zone loss the re-sends of a publisher whose frontend died waited until this home
+                # was lost too, and the next epoch numbered them again (seed 5170: duplicated).
                 abandon()
                 return
             done(prior, None)
@@ -340,6 +350,7 @@ class HomeSide(PersistedHomes):
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
         """Fan out and ACK, in order, every pending append the replica now holds."""
         upto = self._durable_upto(home, upto)
+        home.confirmed = max(home.confirmed, upto)
         while home.pending and home.pending[0].entry.last_seq <= upto:
             item = home.pending.popleft()
             entry = item.entry
@@ -369,7 +380,10 @@ class HomeSide(PersistedHomes):
             home = self.homes[channel]
             if home.behind(op.from_serial) or home.behind(op.stream_from):
                 reply(False, O.Refused(O.Refusal.BEHIND, f"home of {channel} is behind the serial asked for"))
-                self._step_down(channel, f"{src} asked past our committed {home.committed}")
+                why = f"{src} asked past our committed {home.committed}"
+                self._step_down(
+                    channel, why, op.from_serial if home.behind(op.from_serial) else op.stream_from
+                )
                 return
             if op.subscribe:
                 home.remote_subs.add(src)
@@ -468,7 +482,11 @@ class HomeSide(PersistedHomes):
             log.warning("channel.replicate_refused", channel=channel, sender=src, reason="we are home")
             reply(False, O.Refused(O.Refusal.NOT_REPLICA, "not your replica: this node is home"))
             return
-        if copy is None or not copy.install(now_ms, entry):
+        if copy is None or copy.synced_from != src or not copy.install(now_ms, entry):
+            # An entry from a home whose log this copy did not take may follow on from entries that
+            # are not its own (frontend.sim seed 5501: fe-b2, back from a partition, appended its 17
+            # after the 15 and 16 its successor had numbered, then its whole log agreed at 17, and
+            # both ACKed serials 15 and 16): it must send its whole log, judged by ReplicaSync.
             reply(False, O.Refused(O.Refusal.RESYNC, "send the whole log"))
             return
         copy.advance_presence()
@@ -502,6 +520,7 @@ class HomeSide(PersistedHomes):
             )
             reply(False, O.Refused(O.Refusal.STALE, "this node holds a longer copy or is home"))
             return
+        lg.synced_from = src
         self.replicas[channel] = lg
         reply(True, lg.last_seq)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
-from frontend.channel_log import Entry, parse_rewind_cursor, parse_serial
+from frontend.channel_log import Entry, epoch_born, parse_rewind_cursor, parse_serial
 from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channel_rules import (
     DEFAULT_MODES,
@@ -389,17 +389,22 @@ class PubSub(StoreAttach):
         )
         sync = self.presence.sync_frames(channel, presence, last_serial)
         for sub in list(self.subscribers.get(channel, {}).values()):
-            cur = sub.channels[channel]
-            cur.serial = last_serial
-            self.metrics.discontinuities.inc()
-            pages = sync if cur.modes & Flag.PRESENCE_SUBSCRIBE else []
-            flags = cur.modes | (Flag.HAS_PRESENCE if pages else 0)
-            attached = server_message(
-                Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=flags, error=error
-            )
-            if self._send(now_ms, sub, attached):
-                for frame in pages:
-                    self._send(now_ms, sub, frame)
+            self._send_lost(now_ms, sub, channel, last_serial, error, sync)
+
+    def _send_lost(
+        self, now_ms: int, sub: Session, channel: str, serial: str, error: ErrorInfo, sync: list[Encoded]
+    ) -> None:
+        cur = sub.channels[channel]
+        cur.serial = serial
+        self.metrics.discontinuities.inc()
+        pages = sync if cur.modes & Flag.PRESENCE_SUBSCRIBE else []
+        flags = cur.modes | (Flag.HAS_PRESENCE if pages else 0)
+        attached = server_message(
+            Action.ATTACHED, channel=channel, channel_serial=serial, flags=flags, error=error
+        )
+        if self._send(now_ms, sub, attached):
+            for frame in pages:
+                self._send(now_ms, sub, frame)
 
     def handle_detach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         name = pm.channel
@@ -526,6 +531,17 @@ class PubSub(StoreAttach):
                 # client's own replay): exactly once means never twice.
                 self.metrics.duplicates_suppressed.inc()
                 continue
+            held = parse_serial(cur.serial) if cur.serial else None
+            if held is not None and held[0] != epoch:
+                if epoch_born(epoch) < epoch_born(held[0]):
+                    continue  # an older epoch than the subscriber's: never move it backwards
+                # A new epoch reached this subscriber before its re-attach said so (frontend.sim
+                # seed 5476: a home acquired fresh fanned out before the retried attach ran): the
+                # discontinuity is announced first, never silent.
+                lost = ErrorInfo.of(
+                    ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
+                )
+                self._send_lost(now_ms, sub, channel, follows, lost, [])
             cur.serial = serial
             sub.dirty = True
             if presence:

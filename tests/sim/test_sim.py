@@ -68,6 +68,68 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
     # copy and started a new epoch; its subscribers got 90003 there, then were sent back to the old
     # epoch at the heal (serial_backwards).
     "issue18_fresh_epoch_when_cut_off": (4, [[13351, "node_partition", "fe-a1", 4167]], []),
+    # Issue 10's 1000-seed run. fe-b2 (home) partitioned, its replica fe-a2 restarted: fe-b1 found no
+    # copy and started a new epoch; at the heal fe-b2 re-acquired from its own longer copy of the
+    # OLD epoch (copies were compared by length alone) and sent every subscriber back to it
+    # (serial_backwards). Fixed: epochs carry their birth; the newest epoch's copy wins.
+    "5013_newest_epoch_wins": (
+        5013,
+        [[12723, "node_partition", "fe-b2", 5908], [13768, "restart", "fe-a2", 2090]],
+        [],
+    ),
+    # The same seed with a tunnel cut: fe-b2 never stepped down, and answered a re-attach holding a
+    # serial of the newer epoch with 90003 at its old one (serial_backwards). Fixed: a serial of a
+    # newer epoch means the home is stale (Home.behind); if no copy of that epoch survives, the next
+    # home starts a new epoch rather than continue the superseded one.
+    "5013_newer_epoch_steps_home_down": (
+        5013,
+        [
+            [9234, "tunnel_cut", "c2", 2067],
+            [12723, "node_partition", "fe-b2", 5908],
+            [13768, "restart", "fe-a2", 2090],
+        ],
+        [],
+    ),
+    # fe-b2 (home) back from a 2 s partition: its Replicate of serial 17 followed on from the 15 and
+    # 16 that its successor fe-b1 had numbered in fe-a2's copy, then fe-b2's whole log agreed with
+    # that copy at 17: both homes ACKed 15 and 16 (split_brain, lost). Fixed: a copy takes entries
+    # one by one only from the home whose whole log it took (ChannelLog.synced_from).
+    "5501_replicate_only_from_synced_home": (5501, [[4064, "node_partition", "fe-b2", 2283]], []),
+    "5151_replicate_only_from_synced_home": (
+        5151,
+        [[8994, "restart", "fe-a1", 5645], [12797, "node_partition", "fe-b2", 3029]],
+        [],
+    ),
+    "5776_replicate_only_from_synced_home": (
+        5776,
+        [[4063, "drain", "fe-a1", 5107], [9936, "node_partition", "fe-b2", 2672]],
+        [],
+    ),
+    # Zone b lost and the home fe-a2 killed (no copy left): fe-a1 started a new epoch and fanned its
+    # first entries out to local subscribers before their retried re-attach announced 90003
+    # (silent_gap). Fixed: fan-out announces the discontinuity to a subscriber of an older epoch.
+    "5476_new_epoch_announced_at_fan_out": (
+        5476,
+        [[7625, "zone_loss", "b", 2726], [8031, "kill", "fe-a2", 529], [9378, "restart", "fe-b1", 2590]],
+        [],
+    ),
+    # An attach sent to fe-b2 just before it was partitioned came back at the heal, answered by the
+    # stale home from its log at 26 while fe-b1 (now home) had committed 27 (silent_gap, lost).
+    # Fixed: an attach answer from a node the map no longer names home is retried at the home.
+    "5752_stale_attach_answer_retried": (
+        5752,
+        [[3188, "drain", "fe-a1", 5400], [4320, "node_partition", "fe-b2", 2149]],
+        [],
+    ),
+    # Zone a lost with a publisher's frontend: its re-sent publishes, numbered and confirmed before,
+    # waited at the home (not replica_synced without zone a) until the home restarted and the next
+    # epoch numbered them again (duplicated, serial_mismatch). Fixed: a home answers from its dedupe
+    # record a serial its own replica confirmed (Home.confirmed), even while no replica is in reach.
+    "5170_confirmed_dedupe_answered": (
+        5170,
+        [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],
+        [],
+    ),
 }
 
 
