@@ -50,11 +50,38 @@ class Home:
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
     # The last seq a replica confirmed while this node held the home (not what came with its copy).
     confirmed: int = 0
+    tail_sent: bool = False  # the log's last entry went to the followers once the replica synced
     # Persisted channels (home_persist.py): the last seq the store holds (None: not persisted), and
     # the last seq ``replicated[0]`` acknowledged. Nothing is committed beyond what both hold.
     stored: int | None = None
     replicated: tuple[str | None, int] = (None, 0)
     replica_refreshed_ms: int = 0  # when an idle log was last re-sent to its replica (keep_replicas_alive)
+
+    def take_blocked(self, now_ms: int, window_ms: int) -> list[_Append]:
+        """Cut from the tail of the log the appends held past ``window_ms`` and never sent to any
+        replica (newest first; an append that was sent may sit in a copy, so it and all before it
+        stay). The caller refuses them for certain (``HomeSide.drop_blocked``)."""
+        drop: list[_Append] = []
+        for item in reversed(self.pending):
+            if item.sent or now_ms - item.entry.timestamp_ms < window_ms:
+                break
+            drop.append(item)
+        if drop:
+            for _ in drop:
+                self.pending.pop()
+            self.log.truncate_after(drop[-1].entry.first_seq - 1)
+        return drop
+
+    def tail_to_send(self) -> Entry | None:
+        """Once per tenure, when the replica first holds the log: its last entry, for every follower.
+        The copy a home acquired may end with entries its previous home numbered but never fanned
+        out (it was demoted first); a stream lacking them resyncs on this entry and is replayed them
+        (frontend.sim seed 663: with publishing over, nothing else made the followers catch up)."""
+        entries = [] if self.tail_sent else self.log.entries()
+        if not entries or entries[-1].last_seq != self.committed:
+            return None
+        self.tail_sent = True
+        return entries[-1]
 
     def waits_for(self, pub: O.Publish) -> bool:
         """``pub`` must follow an earlier publish of its connection that this log has not numbered."""

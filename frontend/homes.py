@@ -266,6 +266,7 @@ class HomeSide(PersistedHomes):
                     pending=len(home.pending),
                 )
                 self._complete_replicated(self.now_ms, channel, home, upto=synced)
+                self._send_tail(channel, home)
                 # Appends made while the snapshot travelled follow it, in order.
                 for item in list(home.pending):
                     if item.entry.last_seq > synced:
@@ -281,6 +282,13 @@ class HomeSide(PersistedHomes):
         self.bus.request(
             replica, O.ReplicaSync(channel=channel, log=home.log.snapshot()), on_reply, RPC_TIMEOUT_S
         )
+
+    def _send_tail(self, channel: str, home: Home) -> None:
+        bus = self.bus
+        tail = home.tail_to_send() if bus is not None and home.remote_subs else None
+        if bus is not None and tail is not None:
+            for sub in home.remote_subs:
+                bus.push(sub, O.Deliver(channel=channel, entry=tail))
 
     def _append(self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]) -> None:
         channel, connection_id, msg_serial = pub.channel, pub.connection_id, pub.msg_serial
@@ -465,10 +473,16 @@ class HomeSide(PersistedHomes):
                 subs.add(self.node_id)
             log.info("channel.handed_over", channel=channel, to=src, last_seq=lg.last_seq)
             reply(True, {"log": lg.snapshot(), "relinquished": True, "subs": sorted(subs)})
+            for item in home.pending:  # blocked appends travel in the log: their retries go there
+                for _, abandon in item.waiters:
+                    abandon()
 
-        if home.pending:
-            home.relinquish.append(hand_over)
+        if home.pending and not self._replica_missing(home):
+            home.relinquish.append(hand_over)  # replication in flight settles first
         else:
+            # A blocked home (no replica in reach) never settles: waiting would keep the log until
+            # the drain ends and the process exits with it (seed 1510: zone b lost, fe-a2 drained;
+            # the next epoch numbered the re-sent publishes again). Hand it over as it is.
             hand_over()
 
     def _serve_replicate(
@@ -532,16 +546,9 @@ class HomeSide(PersistedHomes):
         for name, home in self.homes.items():
             if not home.pending or not self._replica_missing(home):
                 continue
-            drop: list[_Append] = []
-            for item in reversed(home.pending):
-                if item.sent or now_ms - item.entry.timestamp_ms < self._publish_window():
-                    break
-                drop.append(item)
+            drop = home.take_blocked(now_ms, self._publish_window())
             if not drop:
                 continue
-            for _ in drop:
-                home.pending.pop()
-            home.log.truncate_after(drop[-1].entry.first_seq - 1)
             log.warning("channel.blocked_appends_refused", channel=name, count=len(drop))
             for item in reversed(drop):
                 for waiter, _ in item.waiters:

@@ -52,7 +52,7 @@ from frontend.node import FrontendNode
 from frontend.simcheck import check_run
 from frontend.simclient import SimClient, Transport
 from frontend.simnet import Scheduler, SimBus, SimNet
-from kernel.keys import KeySigner
+from kernel.keys import InvalidKey, KeySigner
 from kernel.placement import ClusterView, Peer
 from router.decide import NoRoute, RouteRequest, decide
 
@@ -139,6 +139,7 @@ class World:
         self.counts: Counter[str] = Counter()
         self.clients: list[SimClient] = []
         self.faults_applied: Counter[str] = Counter()
+        self.needless: list[dict[str, Any]] = []  # resumes answered with a needless new connection
         for node_id in self.zone:
             self._start(node_id)
         for obs in [*self.zone, *self.routers]:
@@ -284,6 +285,7 @@ class World:
             if self.nodes.get(target) is not node:
                 return
             tr.session = node.connect(self.sched.now, p, tr)
+            self._judge_new_connection(target, params, tr.session)
             if tr.session is not None and not tr.open:
                 node.transport_lost(self.sched.now, tr.session, tr)
 
@@ -292,6 +294,31 @@ class World:
                 self.input(target, lambda: node.takeover.prepare(self.sched.now, params, connect))
 
         self.sched.at(self.sched.now + self.rng.randint(*self.client_latency_ms), arrive)
+
+    def _judge_new_connection(self, target: str, params: dict[str, str], session: Any) -> None:
+        """A resume answered with a new connection while a frontend that ``target`` can reach and
+        sees alive still holds the connection live: a discontinuity nothing forced (the check that
+        catches c257f29 reverted). Omniscient: only the simulation can look inside every process."""
+        wanted = params.get("resume")
+        if not wanted or session is None:
+            return
+        try:
+            conn_id = self.signer.verify(wanted).connection_id
+        except InvalidKey:  # a key we did not sign is not ours to judge
+            return
+        if session.connection_id == conn_id:
+            return
+        for node_id, other in self.nodes.items():
+            held = other.sessions.get(conn_id)
+            if (
+                held is not None
+                and not held.terminal
+                and self.reachable(target, node_id)
+                and self.views[target].alive(node_id)
+            ):
+                found = {"connection": conn_id, "answered_by": target, "held_by": node_id}
+                self.needless.append({"kind": "needless_new_connection", "at_ms": self.sched.now, **found})
+                return
 
     def _publisher(self, client: SimClient) -> None:
         if self.sched.now >= self.cfg.publish_until_ms:
@@ -365,6 +392,9 @@ class World:
         publishes = [r for c in self.clients for r in c.records]
         logs = [log for c in self.clients for log in c.logs()]
         verdict = check_run(publishes, logs)
+        if self.needless:
+            verdict["violations"]["needless_new_connection"] = len(self.needless)
+            verdict["examples"].extend(self.needless[:3])
         if crash is not None:
             verdict["violations"]["crash"] = 1
             verdict["examples"].insert(0, {"kind": "crash", "at_ms": self.sched.now, "traceback": crash})

@@ -125,6 +125,46 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
     # waited at the home (not replica_synced without zone a) until the home restarted and the next
     # epoch numbered them again (duplicated, serial_mismatch). Fixed: a home answers from its dedupe
     # record a serial its own replica confirmed (Home.confirmed), even while no replica is in reach.
+    # 01fcbdd reverted (a replica takes a whole log that disagrees with its copy at the same length):
+    # seed 5501 as drawn; fe-b2's log at 17 replaced fe-b1's at 17 in fe-a2 (lost 15, split_brain 18).
+    "01fcbdd_replica_refuses_disagreeing_log": (
+        5501,
+        [
+            [4064, "node_partition", "fe-b2", 2283],
+            [12175, "kill", "fe-b2", 5661],
+            [13912, "link_reset", "fe-b1|fe-a1", 2991],
+        ],
+        [],
+    ),
+    # Issue 10's 2000-seed run. Zone a lost, then fe-b2 killed: fe-a2 was demoted (a revived peer)
+    # with 24..27 numbered but not fanned out, and re-acquired them from fe-b1's copy as committed;
+    # with publishing over, nothing made fe-b1's stream catch up (lost). Fixed: once its replica
+    # holds the log, a new home pushes the last entry to its followers, who resync if they lack it.
+    "663_new_home_sends_its_tail": (
+        663,
+        [[7896, "zone_loss", "a", 4397], [14822, "kill", "fe-b2", 2032]],
+        [],
+    ),
+    # Zone b lost, then fe-a2 (home, blocked with no replica) drained: it waited for its pending
+    # appends before handing the log over, which never happened, and exited with it; the next epoch
+    # numbered the re-sent publishes again (duplicated). Fixed: a blocked home hands over at once.
+    "1510_blocked_home_hands_over": (
+        1510,
+        [[5894, "zone_loss", "b", 3944], [15598, "drain", "fe-a2", 5012]],
+        [],
+    ),
+    # A failed resume (owner partitioned, secondary restarted: 80008) gave c4 a new connection, and
+    # the old connection's frontend numbered its un-ACKed publishes after the new connection's. The
+    # sim judged publisher order per client; the promise is per connection (simcheck._per_connection).
+    "1257_publisher_order_per_connection": (
+        1257,
+        [
+            [10814, "zone_partition", "a", 5817],
+            [11440, "restart", "fe-b1", 826],
+            [12111, "drain", "fe-a1", 3689],
+        ],
+        [],
+    ),
     "5170_confirmed_dedupe_answered": (
         5170,
         [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],
