@@ -469,7 +469,7 @@ class HomeSide(PersistedHomes):
             subs = set(home.remote_subs)
             if self._local_interest(channel):
                 # Our own subscribers now follow the new home like any other frontend's.
-                self.streams[channel] = Stream(home=src, epoch=lg.epoch, cursor=lg.last_seq)
+                self.streams[channel] = Stream(home=src, epoch=lg.epoch, cursor=home.committed)
                 subs.add(self.node_id)
             log.info("channel.handed_over", channel=channel, to=src, last_seq=lg.last_seq)
             reply(True, {"log": lg.snapshot(), "relinquished": True, "subs": sorted(subs)})

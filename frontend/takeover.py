@@ -113,9 +113,13 @@ class Takeover:
         bus = node.channels.bus
         assert bus is not None
         view = node.channels.view
-        if node.ownership.tombstones.get(now_ms, conn_id) is not None:
-            done(None)  # handed over from here already: an old key never takes it back
+        stone = node.ownership.tombstones.get(now_ms, conn_id)
+        if stone is not None and (stone.new_owner is None or key_epoch < stone.epoch):
+            done(None)  # closed, or handed over from here already: an old key never takes it back
             return
+        # A key at or past the epoch we handed over at was issued by the new owner (or later): take
+        # it over like any other (frontend.sim seed 476: handed fe-a1 -> fe-b1, fe-b1 drained, and
+        # the client's resume at fe-a1 got a new connection while fe-b1 still held it).
 
         def adopt(state: dict[str, Any] | None, source: str | None) -> None:
             if state is None or int(state["epoch"]) > key_epoch:
