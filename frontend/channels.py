@@ -42,6 +42,7 @@ import structlog
 from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
+from frontend.home_records import Retries
 from frontend.homes import (
     OPERATION_DEADLINE_MS,
     RPC_TIMEOUT_S,
@@ -139,7 +140,7 @@ class ChannelService(HomeSide):
         # Peers whose port refused a connect, treated as dead until a link connects again.
         self.down: set[str] = set()
         self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
-        self._retries: list[tuple[int, Callable[[int], None]]] = []
+        self._retries = Retries()
         # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
         self._unresolved: dict[tuple[str, str], list[int]] = {}
         self.now_ms = 0
@@ -439,7 +440,7 @@ class ChannelService(HomeSide):
 
         def give_up() -> None:
             if st.uncertain and self.now_ms + RETRY_MS <= st.final:
-                self._retries.append((self.now_ms + RETRY_MS, again))
+                self._retries.add(self.now_ms + RETRY_MS, again)
                 return
             done(None, unavailable(channel))
 
@@ -571,15 +572,12 @@ class ChannelService(HomeSide):
         if deadline_ms is not None and at > deadline_ms:
             give_up()
             return
-        self._retries.append((at, again))
+        self._retries.add(at, again)
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms
-        due = [r for r in self._retries if r[0] <= now_ms]
-        if due:
-            self._retries = [r for r in self._retries if r[0] > now_ms]
-            for _, again in due:
-                again(now_ms)
+        for again in self._retries.take_due(now_ms):
+            again(now_ms)
         for home in self.homes.values():
             home.log.expire(now_ms)
         self.drop_blocked(now_ms)
@@ -592,7 +590,7 @@ class ChannelService(HomeSide):
                 del self.replicas[name]
 
     def next_deadline(self) -> int | None:
-        return min((r[0] for r in self._retries), default=None)
+        return self._retries.next_deadline()
 
     def local_log(self, channel: str) -> ChannelLog | None:
         home = self.homes.get(channel)

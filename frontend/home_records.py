@@ -107,3 +107,28 @@ class Stream:
     epoch: str | None = None
     cursor: int = 0
     resyncing: bool = False
+
+
+class Retries:
+    """Calls due at a time: ``add``, then ``take_due`` (in the order they were added) and
+    ``next_deadline`` (kept as a running minimum: the cores ask it after every input)."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[int, Callable[[int], None]]] = []
+        self._next: int | None = None
+
+    def add(self, at: int, fn: Callable[[int], None]) -> None:
+        self._items.append((at, fn))
+        if self._next is None or at < self._next:
+            self._next = at
+
+    def take_due(self, now_ms: int) -> list[Callable[[int], None]]:
+        if self._next is None or self._next > now_ms:
+            return []
+        due = [fn for at, fn in self._items if at <= now_ms]
+        self._items = [r for r in self._items if r[0] > now_ms]
+        self._next = min((r[0] for r in self._items), default=None)
+        return due
+
+    def next_deadline(self) -> int | None:
+        return self._next

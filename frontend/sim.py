@@ -92,6 +92,7 @@ class SimConfig:
     kinds: tuple[str, ...] = FAULT_KINDS
     max_fault_ms: int = 6_000  # the longest partition, or downtime of a restart
     ttl_ms: int = 120_000  # connectionStateTtl; the dedupe window is this plus maxIdleInterval
+    connected_lost: float = 0.0  # the share of resumes whose CONNECTED is lost with the transport
 
 
 DEFAULT = SimConfig()
@@ -484,7 +485,7 @@ def run_seeds(seeds: list[int], cfg: SimConfig, procs: int = 1) -> dict[str, Any
 def _replay(seed: int, schedule: list[Any], cfg: SimConfig) -> str:
     flags = "".join(
         f" --{name.replace('_', '-')} {getattr(cfg, name)}"
-        for name in ("max_fault_ms", "ttl_ms")
+        for name in ("max_fault_ms", "ttl_ms", "connected_lost")
         if getattr(cfg, name) != getattr(DEFAULT, name)
     )
     return f"python -m frontend.sim --seed {seed}{flags} --schedule '{json.dumps(schedule)}'"
@@ -505,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the longest partition or restart downtime, ms (default 6000)")  # fmt: skip
     parser.add_argument("--ttl-ms", type=int, default=DEFAULT.ttl_ms,
                         help="connectionStateTtl, ms (default 120000): sets the dedupe window")  # fmt: skip
+    parser.add_argument("--connected-lost", type=float, default=DEFAULT.connected_lost,
+                        help="share of resumes whose CONNECTED is lost (default 0)")  # fmt: skip
     parser.add_argument("--kinds", help="comma-separated fault kinds (default: all)")
     args = parser.parse_args(argv)
     if os.environ.get("PYTHONHASHSEED") != "0":
@@ -515,7 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     kinds = tuple(args.kinds.split(",")) if args.kinds else FAULT_KINDS
     if not set(kinds) <= set(FAULT_KINDS):
         parser.error(f"--kinds: unknown fault kinds {sorted(set(kinds) - set(FAULT_KINDS))}")
-    cfg = SimConfig(faults=args.faults, max_fault_ms=args.max_fault_ms, ttl_ms=args.ttl_ms, kinds=kinds)
+    if not 0.0 <= args.connected_lost <= 1.0:
+        parser.error("--connected-lost: a share between 0 and 1")
+    cfg = SimConfig(faults=args.faults, max_fault_ms=args.max_fault_ms, ttl_ms=args.ttl_ms, kinds=kinds,
+                    connected_lost=args.connected_lost)  # fmt: skip
     if args.seed is not None:
         schedule = None
         if args.schedule:

@@ -19,7 +19,10 @@ to the guarantees:
   answered within the request timeout is sent again (RTL13b), and a late
   ATTACHED still completes it (c257f29);
 - a connect that gets no CONNECTED within ``CONNECT_TIMEOUT_MS`` is abandoned
-  and retried with the same key (ably-js's fallback from a slow transport).
+  and retried with the same key (ably-js's fallback from a slow transport), and
+  with ``--connected-lost P`` a share P of resumes lose their CONNECTED with the
+  transport (a proxy reset as it arrives): either way the retry carries a key
+  the server may have just replaced (c257f29).
 
 Everything a client sees is recorded in the chaos checker's format
 (``bench/chaos/checker.py``): one record per publish, and per subscribed
@@ -180,6 +183,7 @@ class SimClient:
 
         def slow() -> None:
             if self.transport is transport and not self.connected:
+                self.world.counts["connect_timeouts"] += 1
                 transport.cut()
                 self.transport_closed(transport)
 
@@ -217,6 +221,12 @@ class SimClient:
             return
         action = wire.get("action")
         if action == Action.CONNECTED:
+            lost = self.world.cfg.connected_lost
+            if lost and self.key is not None and self._timeouts.random() < lost:
+                self.world.counts["connected_lost"] += 1
+                tr.cut()
+                self.transport_closed(tr)
+                return
             self._on_connected(tr, wire)
         elif action == Action.ATTACHED:
             self._on_attached(wire)
