@@ -298,15 +298,17 @@ class World:
 
     def _judge_new_connection(self, target: str, params: dict[str, str], session: Any) -> None:
         """A resume answered with a new connection while a frontend that ``target`` can reach and
-        sees alive still holds the connection live: a discontinuity nothing forced (the check that
+        sees alive still holds the connection live, at the key's epoch or later: a discontinuity
+        nothing forced (the check that
         catches c257f29 reverted). Omniscient: only the simulation can look inside every process."""
         wanted = params.get("resume")
         if not wanted or session is None:
             return
         try:
-            conn_id = self.signer.verify(wanted).connection_id
+            key = self.signer.verify(wanted)
         except InvalidKey:  # a key we did not sign is not ours to judge
             return
+        conn_id = key.connection_id
         if session.connection_id == conn_id:
             return
         for node_id, other in self.nodes.items():
@@ -314,6 +316,7 @@ class World:
             if (
                 held is not None
                 and not held.terminal
+                and held.epoch >= key.epoch  # an older epoch's state is stale (seed 1622)
                 and self.reachable(target, node_id)
                 and self.views[target].alive(node_id)
             ):

@@ -195,6 +195,18 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         [[5637, "drain", "fe-a1", 5834], [7968, "drain", "fe-b1", 2338]],
         [],
     ),
+    # The needless_new_connection check itself: fe-a1 (partitioned, draining) still held epoch 1 of
+    # a connection fe-b2 had taken over at epoch 2 and lost with zone b; a resume with the epoch-2 key
+    # got a new connection, rightly: only a holder at the key's epoch or later counts.
+    "1622_stale_holder_is_no_holder": (
+        1622,
+        [
+            [7436, "zone_partition", "a", 5297],
+            [10699, "drain", "fe-a1", 3293],
+            [12129, "zone_loss", "b", 3975],
+        ],
+        [],
+    ),
     "5170_confirmed_dedupe_answered": (
         5170,
         [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],
