@@ -4,9 +4,8 @@
 kill while settling that ``make chaos`` adds), overlapping, on a real cluster with 10 load clients; the
 summary must show every fault applied, every violation count 0 (the checks of bench/chaos/checker.py
 and tenures.py, but NOT_YET_HELD) and no unexplained outage of 1 s or more. Its publishers await each
-ACK (``--pipeline 1``): with publishes in flight (``make chaos``'s default) the publisher-order check
-finds issue 11's open bug (two of one connection's publishes numbered in the reverse of their
-msgSerials after a home change), which this gate does not yet hold.
+ACK (``--pipeline 1``); publishes in flight (``make chaos``'s default) and their order across home
+kills are held by tests/integration/cluster/test_publisher_order.py.
 """
 
 from __future__ import annotations
