@@ -6,8 +6,9 @@ A resume or recover whose key names another owner reaches this node when the
 router could not reach the owner (or the owner is draining). Before the node
 answers it, ``prepare`` takes the connection over:
 
-1. A tombstone here (we handed it over, or its client closed it) ends it: the
-   node then answers the old key in-band (80008).
+1. A tombstone here (we handed it over, or its client closed it) ends an older
+   key: the node answers it in-band (80008), unless the taker gives it back
+   (``_reclaim``). A key issued after the handover goes on to step 2.
 2. If the owner is alive in our map, it is asked to hand the state over
    (``Handover``); it closes its transports and leaves a tombstone naming us.
 3. Otherwise (or if it did not answer) the state comes from our own copy, or
@@ -124,9 +125,13 @@ class Takeover:
         assert bus is not None
         view = node.channels.view
         stone = node.ownership.tombstones.get(now_ms, conn_id)
-        if stone is not None:
+        if stone is not None and (stone.new_owner is None or key_epoch < stone.epoch):
             self._reclaim(stone.new_owner, conn_id, key_epoch, key_text, done)
             return
+        # Else the key is the one the connection got after we handed it over (or later): its owner
+        # is the node to take it from, like any other (chaos seed 1956683253: fe-b2 handed both14's
+        # connection to fe-a2, fe-a2 was killed, and the client's resume with fe-a2's key reached
+        # fe-b2, the secondary holding its copy, whose tombstone answered 80008).
 
         def adopt(state: dict[str, Any] | None, source: str | None) -> None:
             if state is None or int(state["epoch"]) > key_epoch:

@@ -183,3 +183,37 @@ def test_an_old_key_never_takes_back_a_connection_its_client_uses_with_the_new_k
     msg = connected(outlet)
     assert msg.connection_id != conn_id and msg.error is not None and msg.error.code == 80008
     assert late is not None and b1.describe(conn_id)["state"] == "detached"
+
+
+def test_a_key_issued_after_our_handover_is_taken_over_from_our_copy_when_its_owner_dies() -> None:
+    # Chaos seed 1956683253 (t 92-97 s): fe-b2 handed both14's connection to fe-a2 (a tombstone
+    # naming fe-a2), became the secondary of its new key, and when fe-a2 was killed the client's
+    # resume with that key reached fe-b2, whose tombstone answered 80008 instead of taking it over.
+    nodes, buses, _ = cluster()
+    b1, a1 = nodes["fe-b1"], nodes["fe-a1"]
+    first = MemoryOutlet()
+    s = b1.connect(1_000, {"v": "6", "key": "k.id:secret"}, first)
+    assert s is not None and s.secondary == "fe-a1"
+    conn_id = connected(first).connection_id
+    b1.transport_lost(1_100, s, first)
+    _, answered = resume_at(a1, s.key, 1_200)  # the client resumes at fe-a1: fe-b1 hands it over
+    buses["fe-a1"].serve(O.Handover)
+    assert answered and b1.describe(conn_id or "")["state"] in ("handed_over", "copy")
+    live = MemoryOutlet()
+    moved = a1.connect(1_300, answered[0], live)
+    assert moved is not None and moved.secondary == "fe-b1"  # its copy lives on fe-b1 again
+    new_key = connected(live).connection_details["connectionKey"]  # type: ignore[index]
+    a1.handle(1_400, moved, ProtocolMessage(action=Action.HEARTBEAT))
+    # fe-a1 is killed; fe-b1 sees it dead, and the client resumes there with fe-a1's key.
+    dead = ClusterView(
+        {
+            n: Peer(node_id=n, role="frontend", zone=z, client_addr=n, peer_addr=n, alive=n == "fe-b1")
+            for n, z in ZONES.items()
+        }
+    )
+    b1.apply_view(2_000, dead)
+    outlet, answered = resume_at(b1, new_key, 2_100)
+    assert answered and answered[0]["resume"] != new_key  # taken over from fe-b1's own copy
+    back = b1.connect(2_100, answered[0], outlet)
+    msg = connected(outlet)
+    assert back is not None and msg.connection_id == conn_id and msg.error is None
