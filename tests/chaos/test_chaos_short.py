@@ -22,17 +22,17 @@ from tests.support.procs import REPO
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 SEED = 20_240_611
-# Checks of issue 18 this gate reports but does not hold yet: on the loaded 2-core machine the short run
-# still finds two homes overlapping for 0-6 ms after a heal, a home re-acquired from a replica copy
-# older than an ACK, and 90003 to the idle firehose's subscribers (see the chaos branch's report).
+# Checks of issue 18 this gate reports but does not hold yet: two homes overlapping for a fraction
+# of a second when gossip declares a live home dead (on the loaded 2-core machine a starved process
+# misses its probes; no run found a serial given out twice, but the tenures overlap). stale_home and
+# discontinuity_within_ttl are held since the chaos branch's fixes (a lone frontend takes no home
+# from its own copy; a takeover no longer answers 80008 to a key a lost handover left the client).
 # Presence (issue 13, open): the presence checks are reported but not held yet either; a run on the
 # merged code found one subscriber's final presence set missing a member the others listed
 # (presence_sets_disagree), and the presence branch's runs found spurious leaves of a connection
 # whose copy expired at its secondary while the connection lived on elsewhere.
 NOT_YET_HELD = (
     "two_homes",
-    "stale_home",
-    "discontinuity_within_ttl",
     "presence_spurious_leave",
     "presence_spurious_enter",
     "presence_sets_disagree",
