@@ -128,9 +128,17 @@ class HomeSide(PersistedHomes):
             return
         if self.bus is None or not peers:
             own = self.replicas.get(channel)
-            if own is None and self.bus is not None and len(self.view.frontends()) > 1:
-                self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
-                return
+            if self.bus is not None and len(self.view.frontends()) > 1:
+                if own is None:
+                    self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
+                    return
+                if self.placement.other_zone_known(self.node_id):
+                    # Alone in a map that knows the other zone: nothing could be acknowledged here,
+                    # and our copy may be stale, the home being merely out of our sight (chaos seed
+                    # 591600106: a false death on a starved machine made fe-b1 a second, stale
+                    # home beside fe-b2). Keep the copy and wait for the map to show a peer.
+                    self._defer_new_epoch(channel, "alone in the map: our copy may be stale")
+                    return
             self.replicas.pop(channel, None)
             if own is not None and own.superseded():
                 own = None  # a client already holds a newer epoch than this copy's: start another

@@ -471,9 +471,22 @@ class PubSub(StoreAttach):
             self._flush_acks(now_ms, s)
             return
         assert pm.channel is not None and pm.messages is not None
+        known = s.numbered.get(pm.msg_serial)
+        if known is not None:
+            # Re-sent after a transport change whose ACK never reached the client: answered from the
+            # session, whose memory outlives the home's dedupe record (chaos seed 259956562: a Comet
+            # client cut as a slow consumer noticed 17 s later and re-sent a publish numbered 31 s
+            # before, past the 21 s window, and it was numbered twice).
+            self.metrics.duplicates.inc()
+            s.acks.complete(item, serials=list(known))
+            self._flush_acks(now_ms, s)
+            return
         acks = s.acks
+        msg_serial = pm.msg_serial
 
         def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
+            if serials is not None:
+                s.remember_numbered(msg_serial, serials)
             acks.complete(item, serials=serials, error=err)
             if s.acks is acks:  # else the transport changed: the client re-sends, dedupe answers
                 self._flush_acks(self.channels.now_ms, s)
