@@ -132,6 +132,7 @@ class FrontendNode(PubSub):
             Action.DETACH: self.handle_detach,
             Action.MESSAGE: self.handle_message,
             Action.PRESENCE: self.presence.handle,
+            Action.SYNC: self.presence.handle_sync,
             Action.ANNOTATION: self.handle_unsupported_publish,
             Action.OBJECT: self.handle_unsupported_publish,
             Action.CLOSE: self.handle_close,

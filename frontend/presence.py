@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
+from frontend.channels import AttachResult
 from frontend.peerops import Publish
 from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, sync_pages
 from frontend.pubsub import channel_name_problem
@@ -224,6 +225,42 @@ class Presence:
             self._sync_cache.popitem(last=False)
         self.node.metrics.presence_syncs.inc()
         return frames
+
+    def handle_sync(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        """A client's SYNC (ably-js ``channel.sync()``): the channel's current set as SYNC pages.
+
+        The SDK starts a sync on the first page and, on the last (empty cursor), synthesizes a
+        leave for every member it holds that the pages did not list (RTP19); so an empty set
+        still gets one (empty) page. Refused in the channel's scope when it is not attached with
+        PRESENCE_SUBSCRIBE."""
+        node = self.node
+        name = pm.channel
+        if name is None:
+            raise RemoteProtocolError("SYNC needs a channel")
+        cur = s.channels.get(name)
+        if cur is None or not cur.modes & Flag.PRESENCE_SUBSCRIBE:
+            node._channel_error(
+                now_ms,
+                s,
+                Action.ERROR,
+                name,
+                ErrorCode.CHANNEL_OPERATION_FAILED,
+                f"SYNC of {name}: the channel is not attached with presence_subscribe",
+            )
+            return
+        generation = s.generation
+
+        def done(res: AttachResult) -> None:
+            if s.generation != generation or s.channels.get(name) is not cur or res.error is not None:
+                return
+            frames = self.sync_frames(name, res.presence, res.last_serial) or [
+                Encoded({"action": int(Action.SYNC), "channel": name, "channelSerial": "s:", "presence": []})
+            ]
+            for frame in frames:
+                if not node._send(node.channels.now_ms, s, frame):
+                    return
+
+        node.channels.attach(now_ms, name, None, done, subscribe=False)
 
     # ------------------------------------------------------------------
     # Server events on a connection's behalf

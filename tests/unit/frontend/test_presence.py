@@ -366,3 +366,25 @@ def test_a_lost_history_announcement_carries_the_presence_set():
     assert attached.action is Action.ATTACHED and attached.error.code == ErrorCode.CONTINUITY_LOST
     assert attached.has(Flag.HAS_PRESENCE) and attached.channel_serial == "ep:9"
     assert [(p["action"], p["clientId"]) for p in sync.presence] == [(PRESENT, "alice")]
+
+
+def test_client_sync_request_gets_the_current_set_and_an_empty_set_gets_one_empty_page():
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    b.send(2, action=Action.SYNC, channel="room")
+    [empty] = b.recv()  # ably-js channel.sync() ends its sync on the last page: one is always sent
+    assert empty.action is Action.SYNC and empty.channel_serial.endswith(":") and not empty.presence
+    a.presence(3, "room", ENTER, data="x")
+    b.recv()
+    b.send(4, action=Action.SYNC, channel="room")
+    [sync] = b.recv()
+    assert sync.channel_serial.endswith(":")
+    assert [(p["action"], p["clientId"]) for p in sync.presence] == [(PRESENT, "alice")]
+    c = Client(node, clientId="carol")
+    c.send(5, action=Action.SYNC, channel="room")  # not attached: refused in the channel's scope
+    [err] = c.recv()
+    assert err.action is Action.ERROR and err.channel == "room"
+    assert err.error.code == ErrorCode.CHANNEL_OPERATION_FAILED
