@@ -41,14 +41,17 @@ never below the member's own.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from frontend import peerops as O
 from frontend.auth import allows
 from frontend.channels import AttachResult
 from frontend.peerops import Publish
@@ -66,6 +69,7 @@ log = structlog.get_logger("continuity.frontend")
 SYNC_PAGE_BYTES = 256 * 1024
 SYNC_CACHE_CHANNELS = 64  # channels whose latest SYNC frames are kept for the next attach
 RETRY_MS = 1000  # a server leave or re-enter that failed is tried again after this
+OWNER_QUERY_TIMEOUT_S = 2.0  # a frontend that does not say whether it owns a connection by then
 # A connection with at most this many members has its copy rewritten on every presence change;
 # beyond, with the cursor batch each second (the copy holds all its members: O(n) per write).
 IMMEDIATE_COPY_MEMBERS = 32
@@ -79,7 +83,8 @@ class _Watch:
     members: dict[str, dict[str, Member]]  # channel -> clientId -> member, as the copy says
     put_ms: int  # when the owner last wrote the copy: it expires a TTL (plus idle) later
     epoch: int  # the ownership epoch of the copy: a discard of a newer one ends the watch
-    dead_since: int | None = None
+    dead_since: int | None = None  # since when the owner is out of sight (or the copy was last read)
+    asking: bool = False  # the other frontends are being asked whether one owns it now
 
 
 class Presence:
@@ -357,15 +362,36 @@ class Presence:
         if s.detached_ms is not None and now_ms < s.detached_ms + self.linger_ms:
             heapq.heappush(self._linger, (s.detached_ms + self.linger_ms, s.connection_id))
             return
-        own.gone = True  # set first: a resume meanwhile re-enters after these leaves
+        node = self.node
+        conn = s.connection_id
 
-        def then(ok: bool) -> None:
-            if not ok and own.gone and not s.terminal:
-                own.gone = False
-                heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, s.connection_id))
-            self.node.ownership.replicate(s)
+        def retry() -> None:
+            heapq.heappush(self._linger, (node.channels.now_ms + RETRY_MS, conn))
 
-        self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, own.channels, then)
+        def confirmed(verdict: bool | None) -> None:
+            # Only the session we asked for, still away: a resume meanwhile keeps the members.
+            if node.sessions.get(conn) is not s or s.state is not SessionState.DETACHED or own.gone:
+                return
+            if verdict is None:
+                retry()  # a frontend did not answer: ask again
+                return
+            if not verdict:
+                # Taken over elsewhere while we could not hear of it (a discard still on its way):
+                # our state is stale, and its members belong to the new owner.
+                log.info("presence.stale_owner", connection_id=conn, epoch=s.epoch)
+                node.drop_session(s)
+                return
+            own.gone = True  # set first: a resume meanwhile re-enters after these leaves
+
+            def then(ok: bool) -> None:
+                if not ok and own.gone and not s.terminal:
+                    own.gone = False
+                    retry()
+                node.ownership.replicate(s)
+
+            self._emit(node.channels.now_ms, conn, PresenceAction.LEAVE, own.channels, then)
+
+        self._confirm_unowned(conn, s.epoch, confirmed)
 
     def expired(self, now_ms: int, s: Session) -> None:
         """The session's TTL elapsed (a linger longer than the TTL): its members leave now."""
@@ -373,7 +399,47 @@ class Presence:
             s.presence.gone = True
             self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, s.presence.channels, lambda ok: None)
 
+    # -- who owns a connection ----------------------------------------------
+    def owns(self, conn: str, epoch: int) -> bool:
+        """Whether this frontend holds the live state of ``conn`` above ``epoch`` (PresenceOwner)."""
+        s = self.node.sessions.get(conn)
+        return s is not None and not s.terminal and s.epoch > epoch
+
+    def _confirm_unowned(self, conn: str, epoch: int, then: Callable[[bool | None], None]) -> None:
+        """Ask every other live frontend whether it owns ``conn`` above ``epoch``, before members
+        are left on the connection's behalf: ``then(True)`` if none does, ``then(False)`` if one
+        does, ``then(None)`` if one did not answer (the caller asks again later). A pull: a
+        ``presence_owned`` push or a discard that was lost (a partition, a restart) cannot make
+        a frontend leave members of a connection that lives on elsewhere."""
+        node = self.node
+        bus = node.channels.bus
+        peers = [p.node_id for p in node.channels.view.frontends() if p.alive and p.node_id != node.node_id]
+        if bus is None or not peers:
+            then(True)
+            return
+        left = len(peers)
+        owned = unanswered = False
+
+        def one(ok: bool, res: Any) -> None:
+            nonlocal left, owned, unanswered
+            left -= 1
+            if ok and isinstance(res, dict):
+                owned = owned or bool(res.get("owned"))
+            else:
+                unanswered = True
+            if left == 0:
+                then(False if owned else None if unanswered else True)
+
+        for peer in peers:
+            bus.request(peer, O.PresenceOwner(connection_id=conn, epoch=epoch), one, OWNER_QUERY_TIMEOUT_S)
+
     # -- copy holder side (the owner is dead) -------------------------------
+    def copy_read(self, now_ms: int, conn: str) -> None:
+        """A takeover fetched our copy of ``conn``: hold off its leaves (it is being claimed)."""
+        watch = self.watches.get(conn)
+        if watch is not None and watch.dead_since is not None:
+            watch.dead_since = now_ms
+
     def copy_put(self, now_ms: int, owner: str, state: dict[str, Any]) -> None:
         conn = str(state.get("id"))
         raw = state.get("presence")
@@ -389,15 +455,17 @@ class Presence:
             del self.watches[conn]
 
     def _check_watches(self, now_ms: int) -> None:
-        """Leave the members of copies whose owner is not alive once the copy expires unclaimed.
+        """Leave the members of copies whose owner has been out of sight for the linger, once no
+        live frontend owns the connection (``_confirm_unowned``).
 
-        Only then is the connection certainly gone: until its state expires it may still be taken
-        over from this copy, and an owner out of sight may be partitioned, not dead, with its
-        client still connected (a leave then would be a lie). A takeover, or the owner writing
-        again, supersedes the copy (put or discard) and ends the watch."""
+        The owner's death took the connection's transport with it, so its client has been away
+        at least that long (Ably's 15 s); one that came back elsewhere was taken over, and its new
+        owner answers. A takeover, or the owner writing again, supersedes the copy (put or
+        discard) and ends the watch at once; the ``presence_owned`` push is the fast path, the
+        question the safe one. The copy is marked left, so a takeover from it after all (a client
+        back within the TTL) re-enters the members."""
         node = self.node
         view = node.channels.view
-        ttl = node.ownership.copies.ttl_ms
         for conn, watch in list(self.watches.items()):
             if conn in node.sessions:
                 del self.watches[conn]  # we took it over ourselves
@@ -407,11 +475,32 @@ class Presence:
                 continue
             if watch.dead_since is None:
                 watch.dead_since = now_ms
-            if now_ms < max(watch.put_ms + ttl, watch.dead_since + self.linger_ms):
+            if watch.asking or now_ms < watch.dead_since + self.linger_ms:
                 continue
-            del self.watches[conn]
-            log.info("presence.owner_dead_leave", connection_id=conn, owner=watch.owner, n=len(watch.members))
-            self._emit(now_ms, conn, PresenceAction.LEAVE, watch.members, lambda ok: None)
+            watch.asking = True
+            self._confirm_unowned(conn, watch.epoch, functools.partial(self._watch_verdict, conn, watch))
+
+    def _watch_verdict(self, conn: str, watch: _Watch, verdict: bool | None) -> None:
+        watch.asking = False
+        node = self.node
+        if self.watches.get(conn) is not watch or verdict is None:
+            return  # ended meanwhile (a discard, a new copy), or asked again at the next sweep
+        del self.watches[conn]
+        if not verdict:
+            log.info("presence.owned_elsewhere", connection_id=conn, owner=watch.owner)
+            return
+        now_ms = node.channels.now_ms
+        state = node.ownership.copies.get(now_ms, conn)
+        if state is not None and isinstance(state.get("presence"), dict):
+            state["presence"] = {**state["presence"], "gone": True}  # a takeover re-enters them
+
+        def then(ok: bool) -> None:
+            if not ok:  # a channel's home did not answer: the next sweep asks and leaves again
+                watch.dead_since = node.channels.now_ms - self.linger_ms + RETRY_MS
+                self.watches.setdefault(conn, watch)
+
+        log.info("presence.owner_dead_leave", connection_id=conn, owner=watch.owner, n=len(watch.members))
+        self._emit(now_ms, conn, PresenceAction.LEAVE, watch.members, then)
 
     # ------------------------------------------------------------------
     # Time

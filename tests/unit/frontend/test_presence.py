@@ -296,21 +296,99 @@ def _with_owner(node: FrontendNode, now: int, alive: bool) -> None:
 COPY_TTL = TTL + 1000  # connectionStateTtl + maxIdleInterval after the copy's last write
 
 
-def test_copy_holder_leaves_once_when_the_copy_of_a_dead_owner_expires_unclaimed():
+def test_copy_holder_leaves_once_a_linger_after_the_owner_is_seen_dead_and_a_takeover_reenters():
     node = make_node()
     _with_owner(node, 0, alive=True)
     state, conn, observer = _copy_of_a_member(node, 1)
     node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
-    _with_owner(node, 5_000, alive=False)  # seen dead (or partitioned away) from here
-    for t in range(6_000, 2 + COPY_TTL, 1000):
+    _with_owner(node, 5_000, alive=False)  # seen dead from here: its client lost its transport
+    for t in range(5_000, 5_000 + LINGER, 1000):
         node.tick(t)
-    assert events(observer.recv()) == []  # a takeover may still come, or the owner be back
-    for t in range(2 + COPY_TTL, 2 + COPY_TTL + 5_000, 1000):
+    assert events(observer.recv()) == []  # within the linger: the client may come back
+    for t in range(5_000 + LINGER, 5_000 + LINGER + 3_000, 1000):
         node.tick(t)
     out = observer.recv()
-    assert events(out) == [(LEAVE, "alice")]
+    assert events(out) == [(LEAVE, "alice")]  # once, about the linger after the loss (Ably's 15 s)
     [leave] = [p for f in out for p in f.presence or ()]
     assert leave["connectionId"] == conn and synthesized(leave) and leave["data"] == "d"
+    for t in range(5_000 + LINGER + 3_000, 3 * COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []
+    # The client is back within the TTL after all: a takeover from the copy re-enters her.
+    copy = node.ownership.copies.get(3 * COPY_TTL - 5_000, conn)
+    assert copy is None or copy["presence"]["gone"]
+
+
+def test_a_leave_waits_until_every_live_frontend_says_it_does_not_own_the_connection():
+    # A presence_owned push that was lost (a partition) must not make the copy holder leave the
+    # members of a connection taken over elsewhere: before leaving it asks every live frontend.
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, conn, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    bus = AnsweringBus({"fe-new": None})  # fe-new does not answer yet
+    node.channels.bus = bus
+    _with_owner(node, 5_000, alive=False)
+    for t in range(5_000, 5_000 + 3 * LINGER, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [] and bus.asked
+    bus.answers["fe-new"] = {"owned": True}  # it took the connection over: the watch ends
+    for t in range(5_000 + 3 * LINGER, 5_000 + 6 * LINGER, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [] and conn not in node.presence.watches
+
+    node2 = make_node()
+    _with_owner(node2, 0, alive=True)
+    state2, _, _ = _copy_of_a_member(node2, 1)
+    node2.handle_peer_push(2, "fe-owner", SessionPut(state=state2))
+    node2.channels.bus = AnsweringBus({"fe-new": {"owned": False}})
+    _with_owner(node2, 5_000, alive=False)
+    for t in range(5_000, 5_000 + LINGER + 3_000, 1000):
+        node2.tick(t)
+    # Nobody owns it: the leave is published (it waits at the home for a replica in the other zone).
+    [pending] = node2.channels.homes["room"].pending
+    assert [(p["action"], p["clientId"]) for p in pending.entry.frame.wire["presence"]] == [(LEAVE, "alice")]
+
+
+def test_a_lingering_owner_that_was_taken_over_unheard_drops_its_stale_state_without_leaving():
+    node = make_node()
+    watcher = Client(node, clientId="bob")
+    watcher.attach(0, "room")
+    a = Client(node, clientId="alice")
+    a.attach(0, "room")
+    a.presence(1, "room", ENTER)
+    watcher.recv()
+    _with_owner(node, 2, alive=True)
+    node.channels.bus = AnsweringBus({"fe-owner": {"owned": False}, "fe-new": {"owned": True}})
+    node.transport_lost(3, a.session, a.outlet)
+    for t in range(3, 3 + LINGER + 3_000, 500):
+        node.tick(t)
+    assert events(watcher.recv()) == [] and a.id not in node.sessions
+
+
+class AnsweringBus:
+    """Answers PresenceOwner questions per peer (None: no answer, as a partitioned peer);
+    every other request (a replica's copy) succeeds and every push is dropped."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.asked = []
+
+    def request(self, peer, op, on_reply, timeout_s=2.0):
+        from frontend.peerops import PresenceOwner, Refusal, Refused
+
+        if isinstance(op, PresenceOwner):
+            self.asked.append(peer)
+            answer = self.answers.get(peer)
+            if answer is None:
+                on_reply(False, Refused(Refusal.UNSENT, f"no answer from {peer}"))
+            else:
+                on_reply(True, answer)
+            return
+        on_reply(True, None)
+
+    def push(self, peer, op):
+        return True
 
 
 def test_copy_holder_never_leaves_for_an_owner_that_is_alive_or_a_connection_taken_over():
