@@ -32,6 +32,7 @@ from frontend.history import PersistedHistory
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
 from frontend.persistence import Persistence, open_store
+from frontend.presence_history import PresenceHistory
 from frontend.rest.history import LogHistory
 from frontend.rest.service import RestService
 from frontend.websocket import run_websocket
@@ -78,6 +79,7 @@ class FrontDoor:
         )
         # History: persisted channels from their store, the others from the log at their home.
         self.rest = RestService(node, wall_ms, history=PersistedHistory(node, LogHistory(node, wall_ms)))
+        self.presence_history = PresenceHistory(node, wall_ms)  # /channels/{id}/presence/history
 
     def _prepare(self) -> Prepare | None:
         """The cluster's takeover hook for resumes, once it has joined (else None)."""
@@ -151,7 +153,7 @@ class FrontDoor:
             return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
         if rest_presence.handles(target.path):
             status, ctype, body, extra = await rest_presence.serve(
-                self.node, event.method, event.headers, target, wall_ms()
+                self.node, event.method, event.headers, target, wall_ms(), history=self.presence_history
             )
             await self._respond(conn, stream, status, ctype, body, extra)
             return True
