@@ -55,7 +55,7 @@ from frontend import peerops as O
 from frontend.auth import allows
 from frontend.channels import AttachResult
 from frontend.peerops import Publish
-from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, sync_pages
+from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, PresenceSet, sync_pages
 from frontend.pubsub import channel_name_problem
 from frontend.session import Session, SessionState
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
@@ -73,6 +73,7 @@ OWNER_QUERY_TIMEOUT_S = 2.0  # a frontend that does not say whether it owns a co
 # A connection with at most this many members has its copy rewritten on every presence change;
 # beyond, with the cursor batch each second (the copy holds all its members: O(n) per write).
 IMMEDIATE_COPY_MEMBERS = 32
+FIXTURE_CONNECTION = "sandbox-fixtures"  # the connectionId of the dev-mode sandbox's presence fixtures
 
 
 @dataclass(slots=True)
@@ -194,6 +195,53 @@ class Presence:
             channel=channel, connection_id=conn, msg_serial=msg_serial, messages=events, envelope=envelope
         )
         self.node.channels.publish(now_ms, pub, done)
+
+    def enter_fixtures(
+        self, now_ms: int, channel: str, fixtures: list[Member], done: Callable[[bool], None]
+    ) -> None:
+        """Dev-mode sandbox: enter the members a test app's spec lists on ``channel`` (ably-common's
+        presence fixtures: clientId, data, encoding) under the connection ``FIXTURE_CONNECTION``,
+        which nothing ever leaves. A member already present with the same data is left alone, so
+        the next app adds no event to the channel's presence history. ``done(ok)`` once committed."""
+        node = self.node
+
+        def got(res: AttachResult) -> None:
+            if res.error is not None:
+                done(False)
+                return
+            held = PresenceSet.from_wire(res.presence)
+            events: list[Member] = []
+            for i, f in enumerate(fixtures):
+                client_id = f.get("clientId")
+                if not isinstance(client_id, str) or not client_id:
+                    continue
+                want = {k: f[k] for k in ("data", "encoding", "extras") if f.get(k) is not None}
+                m = held.get(FIXTURE_CONNECTION, client_id)
+                if m is not None and {k: m.get(k) for k in ("data", "encoding", "extras") if k in m} == want:
+                    continue
+                events.append(
+                    {
+                        "action": int(PresenceAction.ENTER),
+                        "clientId": client_id,
+                        "connectionId": FIXTURE_CONNECTION,
+                        "id": f"{FIXTURE_CONNECTION}:{now_ms}:{i}",
+                        "timestamp": now_ms,
+                        **want,
+                    }
+                )
+            if not events:
+                done(True)
+                return
+            self._publish(
+                now_ms,
+                FIXTURE_CONNECTION,
+                channel,
+                now_ms,
+                events,
+                lambda serials, err: done(serials is not None),
+            )
+
+        node.channels.attach(now_ms, channel, None, got, subscribe=False)
 
     # ------------------------------------------------------------------
     # Attach: HAS_PRESENCE and SYNC
