@@ -156,9 +156,12 @@ class Presence:
             return
         assert pm.channel is not None and pm.presence is not None
         channel, conn = pm.channel, s.connection_id
+        held = {} if s.presence.gone else s.presence.channels.get(channel, {})
         events = []
         for i, m in enumerate(pm.presence):
             out = {k: v for k, v in m.items() if v is not None and k not in ("connectionKey", "serial")}
+            if out["action"] == PresenceAction.ENTER and (m.get("clientId") or s.client_id) in held:
+                out["action"] = int(PresenceAction.UPDATE)  # entering when already entered is an update
             out.setdefault("id", f"{conn}:{pm.msg_serial}:{i}")  # RTP17g re-entry sends its old id
             out["connectionId"] = conn
             out["clientId"] = m.get("clientId") or s.client_id

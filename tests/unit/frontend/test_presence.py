@@ -466,3 +466,16 @@ def test_client_sync_request_gets_the_current_set_and_an_empty_set_gets_one_empt
     [err] = c.recv()
     assert err.action is Action.ERROR and err.channel == "room"
     assert err.error.code == ErrorCode.CHANNEL_OPERATION_FAILED
+
+
+def test_entering_again_while_present_is_an_update():
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER, data="1")
+    a.presence(3, "room", ENTER, data="2")  # an SDK's RTP17 re-entry of a member still present
+    a.presence(4, "room", LEAVE)
+    a.presence(5, "room", ENTER, data="3")
+    assert events(b.recv()) == [(ENTER, "alice"), (UPDATE, "alice"), (LEAVE, "alice"), (ENTER, "alice")]
