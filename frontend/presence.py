@@ -22,13 +22,18 @@ not empty, and the set follows the replay as SYNC pages whose channelSerial is a
   with the once-a-second cursor batch);
 - CLOSE, and DETACH of the channel, leave them at once;
 - a connection away for ``presence_linger_ms`` has them left on its behalf by
-  its owner (a timer from the detach); when the owner is out of sight, the
-  frontend holding its copy leaves them once that copy expires unclaimed (the
-  connection's state is then certainly gone; before, the owner may only be
-  partitioned away with its client connected, or a takeover may still come);
-- a takeover tells every frontend that it owns the connection now (a
-  ``presence_owned`` push), so no older copy (a former secondary's, a drain's
-  leftover) leaves members that are still present;
+  its owner (a timer from the detach); when the owner dies, the frontend holding
+  its copy leaves them ``presence_linger_ms`` after it sees the owner dead (the
+  death took the client's transport with it; a takeover reading the copy
+  restarts that clock, and the copy is marked left so a takeover after all
+  re-enters them);
+- nobody leaves them before every live frontend said it does not own the
+  connection at a higher epoch (``presence_owner``, a pull: a lost push or
+  discard cannot cause a spurious leave; an owner that learns it was taken
+  over drops its stale state); a takeover also pushes ``presence_owned`` to
+  every frontend, which ends older copies' watches at once;
+- an enter of a member the connection already holds is an update (Ably's rule:
+  an SDK's RTP17 re-entry on a resumed connection is no second enter);
 - a connection that resumes after that (within the TTL) has them re-entered by
   its new or old owner, so it is present again, and the others see one leave
   and one enter; after the TTL the SDK re-enters itself (RTP17) on its new
@@ -41,21 +46,19 @@ never below the member's own.
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from frontend import peerops as O
 from frontend.auth import allows
 from frontend.channels import AttachResult
 from frontend.peerops import Publish
 from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, PresenceSet, sync_pages
+from frontend.presence_watch import CopyWatch, CopyWatches
 from frontend.pubsub import channel_name_problem
 from frontend.session import Session, SessionState
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
@@ -69,30 +72,17 @@ log = structlog.get_logger("continuity.frontend")
 SYNC_PAGE_BYTES = 256 * 1024
 SYNC_CACHE_CHANNELS = 64  # channels whose latest SYNC frames are kept for the next attach
 RETRY_MS = 1000  # a server leave or re-enter that failed is tried again after this
-OWNER_QUERY_TIMEOUT_S = 2.0  # a frontend that does not say whether it owns a connection by then
 # A connection with at most this many members has its copy rewritten on every presence change;
 # beyond, with the cursor batch each second (the copy holds all its members: O(n) per write).
 IMMEDIATE_COPY_MEMBERS = 32
 FIXTURE_CONNECTION = "sandbox-fixtures"  # the connectionId of the dev-mode sandbox's presence fixtures
 
 
-@dataclass(slots=True)
-class _Watch:
-    """A connection copy held here whose members may need leaving if its owner dies."""
-
-    owner: str
-    members: dict[str, dict[str, Member]]  # channel -> clientId -> member, as the copy says
-    put_ms: int  # when the owner last wrote the copy: it expires a TTL (plus idle) later
-    epoch: int  # the ownership epoch of the copy: a discard of a newer one ends the watch
-    dead_since: int | None = None  # since when the owner is out of sight (or the copy was last read)
-    asking: bool = False  # the other frontends are being asked whether one owns it now
-
-
 class Presence:
     def __init__(self, node: FrontendNode) -> None:
         self.node = node
         self._linger: list[tuple[int, str]] = []  # (due, connection id) for the owner's timers
-        self.watches: dict[str, _Watch] = {}
+        self.copy_watches = CopyWatches(node, self)
         self._ids = itertools.count(1)
         self._sync_cache: OrderedDict[str, tuple[str, list[Encoded]]] = OrderedDict()
 
@@ -442,7 +432,7 @@ class Presence:
 
             self._emit(node.channels.now_ms, conn, PresenceAction.LEAVE, own.channels, then)
 
-        self._confirm_unowned(conn, s.epoch, confirmed)
+        self.copy_watches.confirm_unowned(conn, s.epoch, confirmed)
 
     def expired(self, now_ms: int, s: Session) -> None:
         """The session's TTL elapsed (a linger longer than the TTL): its members leave now."""
@@ -450,108 +440,22 @@ class Presence:
             s.presence.gone = True
             self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, s.presence.channels, lambda ok: None)
 
-    # -- who owns a connection ----------------------------------------------
+    # -- copies held here (presence_watch.py) ---------------------------------
+    @property
+    def watches(self) -> dict[str, CopyWatch]:
+        return self.copy_watches.watches
+
     def owns(self, conn: str, epoch: int) -> bool:
-        """Whether this frontend holds the live state of ``conn`` above ``epoch`` (PresenceOwner)."""
-        s = self.node.sessions.get(conn)
-        return s is not None and not s.terminal and s.epoch > epoch
+        return self.copy_watches.owns(conn, epoch)
 
-    def _confirm_unowned(self, conn: str, epoch: int, then: Callable[[bool | None], None]) -> None:
-        """Ask every other live frontend whether it owns ``conn`` above ``epoch``, before members
-        are left on the connection's behalf: ``then(True)`` if none does, ``then(False)`` if one
-        does, ``then(None)`` if one did not answer (the caller asks again later). A pull: a
-        ``presence_owned`` push or a discard that was lost (a partition, a restart) cannot make
-        a frontend leave members of a connection that lives on elsewhere."""
-        node = self.node
-        bus = node.channels.bus
-        peers = [p.node_id for p in node.channels.view.frontends() if p.alive and p.node_id != node.node_id]
-        if bus is None or not peers:
-            then(True)
-            return
-        left = len(peers)
-        owned = unanswered = False
-
-        def one(ok: bool, res: Any) -> None:
-            nonlocal left, owned, unanswered
-            left -= 1
-            if ok and isinstance(res, dict):
-                owned = owned or bool(res.get("owned"))
-            else:
-                unanswered = True
-            if left == 0:
-                then(False if owned else None if unanswered else True)
-
-        for peer in peers:
-            bus.request(peer, O.PresenceOwner(connection_id=conn, epoch=epoch), one, OWNER_QUERY_TIMEOUT_S)
-
-    # -- copy holder side (the owner is dead) -------------------------------
     def copy_read(self, now_ms: int, conn: str) -> None:
-        """A takeover fetched our copy of ``conn``: hold off its leaves (it is being claimed)."""
-        watch = self.watches.get(conn)
-        if watch is not None and watch.dead_since is not None:
-            watch.dead_since = now_ms
+        self.copy_watches.copy_read(now_ms, conn)
 
     def copy_put(self, now_ms: int, owner: str, state: dict[str, Any]) -> None:
-        conn = str(state.get("id"))
-        raw = state.get("presence")
-        if isinstance(raw, dict) and raw.get("channels") and not raw.get("gone"):
-            self.watches[conn] = _Watch(owner, dict(raw["channels"]), now_ms, int(state.get("epoch", 0)))
-        else:
-            self.watches.pop(conn, None)
+        self.copy_watches.copy_put(now_ms, owner, state)
 
     def copy_discarded(self, conn: str, below_epoch: int) -> None:
-        """A newer owner discarded copies below ``below_epoch`` (it took the connection over)."""
-        watch = self.watches.get(conn)
-        if watch is not None and watch.epoch < below_epoch:
-            del self.watches[conn]
-
-    def _check_watches(self, now_ms: int) -> None:
-        """Leave the members of copies whose owner has been out of sight for the linger, once no
-        live frontend owns the connection (``_confirm_unowned``).
-
-        The owner's death took the connection's transport with it, so its client has been away
-        at least that long (Ably's 15 s); one that came back elsewhere was taken over, and its new
-        owner answers. A takeover, or the owner writing again, supersedes the copy (put or
-        discard) and ends the watch at once; the ``presence_owned`` push is the fast path, the
-        question the safe one. The copy is marked left, so a takeover from it after all (a client
-        back within the TTL) re-enters the members."""
-        node = self.node
-        view = node.channels.view
-        for conn, watch in list(self.watches.items()):
-            if conn in node.sessions:
-                del self.watches[conn]  # we took it over ourselves
-                continue
-            if view.alive(watch.owner):
-                watch.dead_since = None
-                continue
-            if watch.dead_since is None:
-                watch.dead_since = now_ms
-            if watch.asking or now_ms < watch.dead_since + self.linger_ms:
-                continue
-            watch.asking = True
-            self._confirm_unowned(conn, watch.epoch, functools.partial(self._watch_verdict, conn, watch))
-
-    def _watch_verdict(self, conn: str, watch: _Watch, verdict: bool | None) -> None:
-        watch.asking = False
-        node = self.node
-        if self.watches.get(conn) is not watch or verdict is None:
-            return  # ended meanwhile (a discard, a new copy), or asked again at the next sweep
-        del self.watches[conn]
-        if not verdict:
-            log.info("presence.owned_elsewhere", connection_id=conn, owner=watch.owner)
-            return
-        now_ms = node.channels.now_ms
-        state = node.ownership.copies.get(now_ms, conn)
-        if state is not None and isinstance(state.get("presence"), dict):
-            state["presence"] = {**state["presence"], "gone": True}  # a takeover re-enters them
-
-        def then(ok: bool) -> None:
-            if not ok:  # a channel's home did not answer: the next sweep asks and leaves again
-                watch.dead_since = node.channels.now_ms - self.linger_ms + RETRY_MS
-                self.watches.setdefault(conn, watch)
-
-        log.info("presence.owner_dead_leave", connection_id=conn, owner=watch.owner, n=len(watch.members))
-        self._emit(now_ms, conn, PresenceAction.LEAVE, watch.members, then)
+        self.copy_watches.copy_discarded(conn, below_epoch)
 
     # ------------------------------------------------------------------
     # Time
@@ -565,8 +469,8 @@ class Presence:
 
     def sweep(self, now_ms: int) -> None:
         """Once a second: the copies whose owner may be dead."""
-        if self.watches:
-            self._check_watches(now_ms)
+        if self.copy_watches.watches:
+            self.copy_watches.check(now_ms)
 
     def next_deadline(self) -> int | None:
         return self._linger[0][0] if self._linger else None
