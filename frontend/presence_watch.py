@@ -7,7 +7,9 @@ A frontend that holds a copy of a connection's state (its secondary, or an older
 when the copy lists presence members. While the owner is alive in the map, the owner's own timers
 rule (``presence.py``). Once the owner is out of sight for ``presence_linger_ms`` (its death took the
 client's transport with it, so the client has been away that long; a takeover reading the copy
-restarts the clock), the holder asks the question below and, if nobody owns the connection now,
+restarts the clock; when it may be itself that is cut off, no other frontend of the owner's zone
+nor any router being alive in its map, it waits for the copy to expire unclaimed instead), the
+holder asks the question below and, if nobody owns the connection now,
 leaves the members and marks its copy *left*, so that a takeover from it after all (the client back
 within the TTL) re-enters them. A takeover, or the owner writing again, supersedes the copy (put or
 discard) and ends the watch; so does the ``presence_owned`` push a takeover sends every frontend.
@@ -140,10 +142,27 @@ class CopyWatches:
                 continue
             if watch.dead_since is None:
                 watch.dead_since = now_ms
-            if watch.asking or now_ms < watch.dead_since + self.linger_ms:
+            due = watch.dead_since + self.linger_ms
+            if self._maybe_cut_off(watch.owner):
+                due = max(due, watch.put_ms + node.ownership.copies.ttl_ms)
+            if watch.asking or now_ms < due:
                 continue
             watch.asking = True
             self.confirm_unowned(conn, watch.epoch, functools.partial(self._watch_verdict, conn, watch))
+
+    def _maybe_cut_off(self, owner: str) -> bool:
+        """Whether it may be us who are partitioned away, not the owner who died: no other live
+        frontend of the owner's zone, or routers in the map and none alive. The owner's clients
+        may then still be connected to it (a zone partition), so the watch waits for the copy to
+        expire unclaimed (the connection's state is then gone) instead of the linger."""
+        view = self.node.channels.view
+        zone = view.zone_of(owner)
+        peers = list(view.peers.values())
+        zone_alive = any(
+            p.alive and p.role == "frontend" and p.zone == zone and p.node_id != owner for p in peers
+        )
+        routers = [p for p in peers if p.role == "router"]
+        return not zone_alive or (bool(routers) and not any(p.alive for p in routers))
 
     def _watch_verdict(self, conn: str, watch: CopyWatch, verdict: bool | None) -> None:
         watch.asking = False

@@ -276,7 +276,7 @@ def _copy_of_a_member(node: FrontendNode, now: int) -> tuple[dict, str, Client]:
     return state, a.id, observer
 
 
-def _with_owner(node: FrontendNode, now: int, alive: bool) -> None:
+def _with_owner(node: FrontendNode, now: int, alive: bool, *, cut_off: bool = False) -> None:
     from kernel.placement import ClusterView, Peer
 
     me = Peer(node_id=node.node_id, role="frontend", zone="a")
@@ -289,8 +289,9 @@ def _with_owner(node: FrontendNode, now: int, alive: bool) -> None:
         active=False,
         status="alive" if alive else "dead",
     )
-    new_owner = Peer(node_id="fe-new", role="frontend", zone="b", active=False)
-    node.channels.set_view(now, ClusterView({p.node_id: p for p in (me, owner, new_owner)}))
+    new_owner = Peer(node_id="fe-new", role="frontend", zone="b", active=False, alive=not cut_off)
+    router = Peer(node_id="rt1", role="router", zone="a", alive=not cut_off)
+    node.channels.set_view(now, ClusterView({p.node_id: p for p in (me, owner, new_owner, router)}))
 
 
 COPY_TTL = TTL + 1000  # connectionStateTtl + maxIdleInterval after the copy's last write
@@ -317,6 +318,22 @@ def test_copy_holder_leaves_once_a_linger_after_the_owner_is_seen_dead_and_a_tak
     # The client is back within the TTL after all: a takeover from the copy re-enters her.
     copy = node.ownership.copies.get(3 * COPY_TTL - 5_000, conn)
     assert copy is None or copy["presence"]["gone"]
+
+
+def test_a_copy_holder_that_may_be_the_one_cut_off_waits_for_the_copy_to_expire_unclaimed():
+    # A zone partition: the owner's whole zone and every router are out of sight. The owner may
+    # be alive with its client connected: leave only once the copy expires unclaimed.
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, _, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    _with_owner(node, 5_000, alive=False, cut_off=True)
+    for t in range(5_000, 2 + COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []
+    for t in range(2 + COPY_TTL, 2 + COPY_TTL + 3_000, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [(LEAVE, "alice")]
 
 
 def test_a_leave_waits_until_every_live_frontend_says_it_does_not_own_the_connection():
