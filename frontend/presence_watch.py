@@ -170,7 +170,7 @@ class CopyWatches:
         if self.watches.get(conn) is not watch or verdict is None:
             return  # ended meanwhile (a discard, a new copy), or asked again at the next sweep
         del self.watches[conn]
-        if not verdict:
+        if not verdict or conn in node.sessions:  # owned elsewhere, or taken over by us meanwhile
             log.info("presence.owned_elsewhere", connection_id=conn, owner=watch.owner)
             return
         now_ms = node.channels.now_ms
