@@ -8,9 +8,10 @@ for exactly what followed it; its events, and the members of each SYNC page, are
 the channel's members (the application folds the events), but it does keep the members *this
 connection* entered (RTP17b: its own enter/update/present events add or replace one, its own
 non-synthesized leave removes it; a server's leave while it was away does not) and, on every
-ATTACHED without RESUMED, enters each of them again (RTP17i, with the original id when the
-connection is the same, RTP17g1): after its connection state expired and a new connectionId,
-the others see one enter (the server turns an enter of a member already present into an update).
+ATTACHED but a RESUMED one on the same connection, enters each of them again (RTP17i, with the
+original id when the connection is the same, RTP17g1): after its connection state expired and
+a new connectionId, the others see one enter (the server turns an enter of a member already
+present into an update).
 A re-entry that fails is reported as a channel ``update`` with error 91004 (RTP17e). Pure: no I/O.
 """
 
@@ -90,8 +91,19 @@ def _track_own(
         ch.my_members.pop(client_id, None)
 
 
+def on_attached(session: _Session, ch: ChannelRecord, resumed: bool) -> None:
+    """RTP17i: after any ATTACHED but a RESUMED one on the connection the channel was attached on
+    (after a failed resume the channel's own continuity may hold while its members, the old
+    connection's, do not), enter every member this connection entered."""
+    if ch.state is not ChannelState.ATTACHED:
+        return
+    previous, ch.attached_on = ch.attached_on, session.connection_id
+    if not resumed or previous != session.connection_id:
+        reenter(session, ch)
+
+
 def reenter(session: _Session, ch: ChannelRecord) -> None:
-    """RTP17i: the channel is ATTACHED without RESUMED: enter every member this connection entered."""
+    """Enter every member this connection entered on ``ch`` again (RTP17g)."""
     for client_id, m in list(ch.my_members.items()):
         wire: dict[str, Any] = {"action": ACTIONS["enter"], "clientId": client_id}
         for key in ("data", "encoding", "extras"):

@@ -32,6 +32,7 @@ class ChannelRecord:
     # on a non-resumed ATTACHED, and the tokens of those re-entries (a failure is reported, RTP17e).
     my_members: dict[str, dict[str, Any]] = field(default_factory=dict)
     reentries: set[int] = field(default_factory=set)
+    attached_on: str | None = None  # the connectionId of the last ATTACHED
 
 
 @dataclass(slots=True, kw_only=True)

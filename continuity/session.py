@@ -416,8 +416,7 @@ class ClientSession:
             self._emit_channel(ch, ChannelState.ATTACHED, reason=pm.error, resumed=False, update=True)
         elif ch.state is ChannelState.DETACHING:
             self._out.append(ProtocolMessage(action=Action.DETACH, channel=ch.name))  # RTL5i
-        if not resumed and ch.state is ChannelState.ATTACHED:
-            presence.reenter(self, ch)  # RTP17i
+        presence.on_attached(self, ch, resumed)  # RTP17i
 
     def handle_detached(self, now: float, pm: ProtocolMessage) -> None:
         ch = self.channels.get(pm.channel or "")

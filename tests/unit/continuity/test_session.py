@@ -527,3 +527,19 @@ def test_rtp17_a_member_this_connection_left_is_not_entered_again() -> None:
     s.handle(0, _presence("a", "e:3", {"action": 3, "clientId": "me", "connectionId": "c1", "id": "c1:1:0"}))
     s.handle(1, attached("a", "e:9", error=ErrorInfo.of(ErrorCode.CONTINUITY_LOST, "lost")))
     assert s.outgoing() == []
+
+
+def test_rtp17_a_resumed_channel_on_a_new_connection_still_reenters() -> None:
+    # After a failed resume (80008) the channel's own continuity may hold (ATTACHED with RESUMED),
+    # but its members were the old connection's: they are entered again under the new one.
+    s = up()
+    s.attach(0, "a")
+    s.handle(0, attached("a", "e:1"))
+    s.outgoing()
+    s.handle(0, _presence("a", "e:2", {"action": 2, "clientId": "me", "connectionId": "c1", "id": "c1:0:0"}))
+    lose(s, 1)
+    s.handle(2, connected("c2", "key-9", error=ErrorInfo.of(ErrorCode.CONNECTION_EXPIRED, "expired")))
+    s.outgoing()
+    s.handle(2, attached("a", "e:2", resumed=True))
+    [frame] = s.outgoing()
+    assert frame.action is Action.PRESENCE and frame.presence == [{"action": 2, "clientId": "me"}]
