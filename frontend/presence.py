@@ -83,6 +83,8 @@ class Presence:
         self.node = node
         self._linger: list[tuple[int, str]] = []  # (due, connection id) for the owner's timers
         self.copy_watches = CopyWatches(node, self)
+        self._busy: set[str] = set()  # connections with server leaves or a re-entry being numbered
+        self._rejoin: set[str] = set()  # ... and resumed meanwhile: re-entered once they are
         self._ids = itertools.count(1)
         self._sync_cache: OrderedDict[str, tuple[str, list[Encoded]]] = OrderedDict()
 
@@ -378,20 +380,39 @@ class Presence:
             heapq.heappush(self._linger, (now_ms + self.linger_ms, s.connection_id))
 
     def bound(self, now_ms: int, s: Session) -> None:
-        """A transport took the session (resume or takeover): re-enter members left while away."""
+        """A transport took the session (resume or takeover): re-enter members left while away.
+
+        One server publish per connection at a time: a re-entry waits for the leaves still being
+        numbered (a home out of reach holds them), else the enter could be numbered first and
+        the leave after it (chaos seed 11: observers saw an enter of a present member, then it
+        leave while its client was connected)."""
         own = s.presence
         if not own or not own.gone:
             return
+        conn = s.connection_id
+        if conn in self._busy:
+            self._rejoin.add(conn)  # looked at again once the leaves are numbered (_settled)
+            return
+        self._busy.add(conn)
 
         def then(ok: bool) -> None:
+            self._busy.discard(conn)
             if ok:
                 own.gone = False
                 self.node.ownership.replicate(s)
             elif not s.terminal:
-                heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, s.connection_id))
+                heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, conn))
 
-        log.info("presence.reenter", connection_id=s.connection_id, channels=len(own.channels))
-        self._emit(now_ms, s.connection_id, PresenceAction.ENTER, own.channels, then)
+        log.info("presence.reenter", connection_id=conn, channels=len(own.channels))
+        self._emit(now_ms, conn, PresenceAction.ENTER, own.channels, then)
+
+    def _settled(self, s: Session) -> None:
+        """The connection's server leaves were numbered: a resume that came meanwhile re-enters now."""
+        conn = s.connection_id
+        if conn in self._rejoin and conn not in self._busy:
+            self._rejoin.discard(conn)
+            if self.node.sessions.get(conn) is s and s.state is SessionState.ACTIVE:
+                self.bound(self.node.channels.now_ms, s)
 
     def _linger_due(self, now_ms: int, s: Session) -> None:
         own = s.presence
@@ -422,13 +443,19 @@ class Presence:
                 log.info("presence.stale_owner", connection_id=conn, epoch=s.epoch)
                 node.drop_session(s)
                 return
+            if conn in self._busy:
+                retry()  # a re-entry of the connection is still being numbered
+                return
             own.gone = True  # set first: a resume meanwhile re-enters after these leaves
+            self._busy.add(conn)
 
             def then(ok: bool) -> None:
+                self._busy.discard(conn)
                 if not ok and own.gone and not s.terminal:
                     own.gone = False
                     retry()
                 node.ownership.replicate(s)
+                self._settled(s)
 
             self._emit(node.channels.now_ms, conn, PresenceAction.LEAVE, own.channels, then)
 

@@ -496,3 +496,31 @@ def test_entering_again_while_present_is_an_update():
     a.presence(4, "room", LEAVE)
     a.presence(5, "room", ENTER, data="3")
     assert events(b.recv()) == [(ENTER, "alice"), (UPDATE, "alice"), (LEAVE, "alice"), (ENTER, "alice")]
+
+
+def test_a_resume_while_the_server_leaves_are_being_numbered_reenters_after_them():
+    # Chaos seed 11: the owner's leave waited for a home out of reach while the client resumed;
+    # the re-entry was numbered first and the leave after it. One server publish per connection.
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    b.recv()
+    held = []
+    real_publish = node.presence._publish
+
+    def holding(now, conn, channel, msg_serial, events_, done):
+        held.append((now, conn, channel, msg_serial, events_, done))
+
+    node.presence._publish = holding  # the home does not answer (yet)
+    node.transport_lost(100, a.session, a.outlet)
+    node.tick(100 + LINGER)
+    assert [e["action"] for h in held for e in h[4]] == [LEAVE]
+    a.resume(100 + LINGER + 10)  # back while the leave is still on its way
+    assert [e["action"] for h in held for e in h[4]] == [LEAVE]  # no enter yet
+    node.presence._publish = real_publish
+    now, conn, channel, msg_serial, events_, done = held.pop()
+    real_publish(now, conn, channel, msg_serial, events_, done)  # the leave is numbered now
+    assert events(b.recv()) == [(LEAVE, "alice"), (ENTER, "alice")]
