@@ -132,6 +132,7 @@ class FrontendNode(PubSub):
             Action.DETACH: self.handle_detach,
             Action.MESSAGE: self.handle_message,
             Action.PRESENCE: self.presence.handle,
+            Action.SYNC: self.presence.handle_sync,
             Action.ANNOTATION: self.handle_unsupported_publish,
             Action.OBJECT: self.handle_unsupported_publish,
             Action.CLOSE: self.handle_close,
@@ -507,6 +508,8 @@ class FrontendNode(PubSub):
             case O.PresenceOwned(connection_id=conn_id, epoch=epoch):
                 self.presence.copy_discarded(conn_id, epoch)
                 reply(True, None)
+            case O.PresenceOwner(connection_id=conn_id, epoch=epoch):
+                reply(True, {"owned": self.presence.owns(conn_id, epoch)})
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_request(now_ms, src, op, reply)
             case O.RestCall():
@@ -524,8 +527,8 @@ class FrontendNode(PubSub):
                 self.presence.copy_discarded(conn_id, epoch)
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_push(now_ms, src, op)
-            case O.RestCall():
-                log.warning("peer.unexpected_push", peer=src, op=op.OP)  # REST ops are requests
+            case O.RestCall() | O.PresenceOwner():
+                log.warning("peer.unexpected_push", peer=src, op=op.OP)  # requests, never pushes
             case _:
                 self.channels.handle_push(now_ms, src, op)
 

@@ -36,6 +36,7 @@ class ErrorCode(enum.IntEnum):
     SLOW_CONSUMER = 80020
     CHANNEL_OPERATION_FAILED = 90000
     CONTINUITY_LOST = 90003
+    PRESENCE_REENTRY_FAILED = 91004  # RTP17e: an SDK's automatic re-entry of a member failed
     PRESENCE_UNSUPPORTED = 91000
     FORBIDDEN = 40300  # the router's pages: a dev-mode-only hook asked outside dev mode
     METHOD_NOT_ALLOWED = 40500  # the router's pages
@@ -71,6 +72,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_CONNECTION_KEY: 400,
     ErrorCode.SLOW_CONSUMER: 429,
     ErrorCode.CHANNEL_OPERATION_FAILED: 400,
+    ErrorCode.PRESENCE_REENTRY_FAILED: 400,
     ErrorCode.CONTINUITY_LOST: 404,  # PROTOCOL 3.5: "Unable to recover channel (messages expired)"
     ErrorCode.PRESENCE_UNSUPPORTED: 400,
     ErrorCode.FORBIDDEN: 403,
