@@ -15,7 +15,7 @@ from frontend.testing import MemoryOutlet
 from kernel import protocol as P
 from kernel.protocol import Action, ProtocolMessage
 
-SECRET = "revocable-secret-0123456789"
+SECRET = "revocable-secret-0123456789-0123456789"
 REVOCABLE = ApiKey("app.rev", SECRET, parse_capability({"*": ["*"]}), revocable_tokens=True)
 PLAIN = ApiKey("app.plain", SECRET, parse_capability({"*": ["*"]}))
 NARROW = ApiKey("app.narrow", SECRET, parse_capability({"room4": ["presence"], "room0": ["publish"]}))
@@ -176,3 +176,22 @@ async def test_batch_presence_answers_each_channel_or_its_error():
     assert (status, body["error"]["code"]) == (400, 40003)
     status, body = await call(svc, b"GET", "/presence?channels=room4")
     assert (status, body["error"]["code"]) == (401, 40100)
+
+
+async def test_a_jwt_is_revoked_by_its_revocation_key():
+    import time
+
+    import jwt
+
+    svc, clock = service()
+    clock.now = int(time.time() * 1000)  # PyJWT checks iat against the real clock
+    issued_s = clock.now // 1000 - 10
+    claims = {"iat": issued_s, "exp": issued_s + 3600, "x-ably-revocation-key": "group-7"}
+    token = jwt.encode(claims, REVOCABLE.secret, algorithm="HS256", headers={"kid": REVOCABLE.name})
+    status, _ = await call(svc, b"GET", "/channels/x/messages", headers=bearer(token))
+    assert status == 200
+    body = {"targets": ["revocationKey:group-7"]}
+    status, result = await call(svc, b"POST", "/keys/app.rev/revokeTokens", body, basic(REVOCABLE))
+    assert status == 200 and result["successCount"] == 1
+    status, body = await call(svc, b"GET", "/channels/x/messages", headers=bearer(token))
+    assert (status, body["error"]["code"]) == (401, 40141)
