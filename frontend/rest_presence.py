@@ -144,7 +144,7 @@ async def serve(
     if start + limit < len(members):
         nxt = {**query, "limit": str(limit), "cursor": str(start + limit)}
         extra.append((b"link", f'<./presence?{urlencode(nxt)}>; rel="next"'.encode()))
-    body: Any = [member_wire(m) for m in page]
+    body: Any = [{**m, "action": 1} for m in page]
     if MSGPACK in hdrs.get(b"accept", b""):
         return 200, MSGPACK, msgpack.packb(body, use_bin_type=True), extra
     return 200, b"application/json", json.dumps(to_json_wire({"presence": body})["presence"]).encode(), extra
