@@ -61,7 +61,7 @@ class TokenRevoker:
         auth = node.auth
         self.revocations = auth.revocations if isinstance(auth, TokenAuthenticator) else RevocationList()
         self._alive: set[str] = set()
-        self._unsynced: set[str] = set()  # peers that missed a push: sent the whole list on retry
+        self._unsynced: dict[str, int] = {}  # peer that missed a push -> when to re-send it the list
         self._wake = trio.Event()
         node.peer_ops["token_revoke"] = self._serve
         node.view_listeners.append(self._view_changed)
@@ -128,22 +128,27 @@ class TokenRevoker:
         return cut
 
     def tick(self, now_ms: int) -> None:
+        """Enforce the records that came into force; re-send the list to peers whose retry is due
+        (a peer that left the map is forgotten: it gets the list when it comes back)."""
         due = self.revocations.due(now_ms)
         if due:
             self.enforce(now_ms, due)
+        for peer, when in sorted(self._unsynced.items()):
+            if when <= now_ms:
+                del self._unsynced[peer]
+                if peer in self._alive:
+                    self._send_all(peer)
+
+    def next_deadline(self) -> int | None:
+        times = [t for t in (self.revocations.next_due(), *self._unsynced.values()) if t is not None]
+        return min(times) if times else None
 
     async def run(self) -> None:
-        """Enforce records when their reauth margin ends, prune old ones, retry unsynced peers."""
+        """Call ``tick`` when a reauth margin ends or a retry is due; prune old records."""
         next_prune = self.now_ms() + PRUNE_EVERY_MS
         while True:
-            now = self.now_ms()
-            wake_at = [next_prune]
-            due = self.revocations.next_due()
-            if due is not None:
-                wake_at.append(due)
-            if self._unsynced:
-                wake_at.append(now + RETRY_MS)
-            with trio.move_on_after(max(0, min(wake_at) - now) / 1000):
+            deadline = min(next_prune, self.next_deadline() or next_prune)
+            with trio.move_on_after(max(0, deadline - self.now_ms()) / 1000):
                 await self._wake.wait()
             self._wake = trio.Event()
             now = self.now_ms()
@@ -151,11 +156,6 @@ class TokenRevoker:
             if now >= next_prune:
                 next_prune = now + PRUNE_EVERY_MS
                 self.revocations.prune(now)
-            for peer in sorted(self._unsynced):
-                if peer in self._alive:
-                    self._send_all(peer)
-                else:
-                    self._unsynced.discard(peer)
 
     # -- spreading ----------------------------------------------------------------
 
@@ -184,9 +184,9 @@ class TokenRevoker:
 
     def _missed(self, peer: str) -> None:
         if peer not in self._unsynced:
-            log.warning("rest.revocations_unsynced", peer=peer)
-        self._unsynced.add(peer)
-        self._wake.set()
+            log.warning("rest.revocations_unsynced", peer=peer, retry_ms=RETRY_MS)
+            self._unsynced[peer] = self.now_ms() + RETRY_MS
+            self._wake.set()  # run() recomputes its deadline
 
     async def _spread(self, records: list[Revocation]) -> None:
         """Send ``records`` to every live peer; wait for their acknowledgements (bounded)."""
@@ -212,7 +212,7 @@ class TokenRevoker:
     def _send_all(self, peer: str) -> None:
         """The whole list to ``peer`` (in chunks); it stays unsynced until every chunk is taken."""
         records = list(self.revocations)
-        self._unsynced.discard(peer)
+        self._unsynced.pop(peer, None)
 
         def taken(ok: bool) -> None:
             if not ok:

@@ -10,9 +10,11 @@ from frontend.auth import ApiKey, parse_capability
 from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
 from frontend.rest.service import RestService
+from frontend.rest.revoke import RETRY_MS
 from frontend.revocation import REAUTH_MARGIN_MS, Revocation
 from frontend.testing import MemoryOutlet
 from kernel import protocol as P
+from kernel.placement import ClusterView, Peer
 from kernel.protocol import Action, ProtocolMessage
 
 SECRET = "revocable-secret-0123456789-0123456789"
@@ -195,3 +197,64 @@ async def test_a_jwt_is_revoked_by_its_revocation_key():
     assert status == 200 and result["successCount"] == 1
     status, body = await call(svc, b"GET", "/channels/x/messages", headers=bearer(token))
     assert (status, body["error"]["code"]) == (401, 40141)
+
+
+class FakeBus:
+    """Answers each peer request at once: ok unless the peer is in ``down``."""
+
+    def __init__(self) -> None:
+        self.down: set[str] = set()
+        self.sent: list[tuple[str, list]] = []
+
+    def request(self, peer, op, on_reply, timeout_s=5.0):
+        self.sent.append((peer, op.args["records"]))
+        on_reply(peer not in self.down, 0)
+
+
+def view_of(*alive: str, dead: tuple[str, ...] = ()) -> ClusterView:
+    peers = [Peer(node_id=n, role="frontend", zone="b") for n in alive]
+    peers += [Peer(node_id=n, role="frontend", zone="b", alive=False) for n in dead]
+    return ClusterView({p.node_id: p for p in peers})
+
+
+async def test_records_reach_every_peer_at_least_once():
+    svc, clock = service()
+    bus = FakeBus()
+    svc.node.channels.bus = bus  # type: ignore[assignment]
+
+    def new_view(view: ClusterView) -> None:
+        for listener in svc.node.view_listeners:
+            listener(clock.now, view)
+
+    new_view(view_of("fe-b1", "fe-b2"))
+    assert bus.sent == []  # nothing to send yet
+    bus.down.add("fe-b2")
+    body = {"targets": ["clientId:alice"]}
+    status, _ = await call(svc, b"POST", "/keys/app.rev/revokeTokens", body, basic(REVOCABLE))
+    assert status == 200 and sorted(p for p, _ in bus.sent) == ["fe-b1", "fe-b2"]
+    record = bus.sent[0][1]
+    # fe-b2 missed it: re-sent the whole list once its retry is due, until it takes it.
+    assert svc.revoker.next_deadline() == clock.now + RETRY_MS
+    bus.sent.clear()
+    svc.revoker.tick(clock.now + RETRY_MS - 1)
+    assert bus.sent == []
+    svc.revoker.tick(clock.now + RETRY_MS)
+    assert bus.sent == [("fe-b2", record)] and svc.revoker.next_deadline() == clock.now + RETRY_MS
+    bus.down.clear()
+    clock.now += RETRY_MS
+    svc.revoker.tick(clock.now + RETRY_MS)
+    assert bus.sent[-1] == ("fe-b2", record) and svc.revoker.next_deadline() is None
+    # A frontend that comes alive in the map (new, or back) is sent the whole list.
+    bus.sent.clear()
+    new_view(view_of("fe-b1", "fe-b2", "fe-c1"))
+    new_view(view_of("fe-b2", "fe-c1", dead=("fe-b1",)))
+    new_view(view_of("fe-b1", "fe-b2", "fe-c1"))
+    assert bus.sent == [("fe-c1", record), ("fe-b1", record)]
+    # A peer that left the map is not retried: it gets the list when it comes back.
+    bus.down.add("fe-c1")
+    clock.now += 1
+    status, _ = await call(svc, b"POST", "/keys/app.rev/revokeTokens", body, basic(REVOCABLE))
+    new_view(view_of("fe-b1", "fe-b2", dead=("fe-c1",)))
+    bus.sent.clear()
+    svc.revoker.tick(clock.now + RETRY_MS)
+    assert bus.sent == [] and svc.revoker.next_deadline() is None
