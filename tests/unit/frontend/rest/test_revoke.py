@@ -9,8 +9,8 @@ import trio
 from frontend.auth import ApiKey, parse_capability
 from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
-from frontend.rest.service import RestService
 from frontend.rest.revoke import RETRY_MS
+from frontend.rest.service import RestService
 from frontend.revocation import REAUTH_MARGIN_MS, Revocation
 from frontend.testing import MemoryOutlet
 from kernel import protocol as P
