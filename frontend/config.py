@@ -12,6 +12,7 @@ which live in ``[keys."<appId>.<keyId>"]`` tables::
     [keys."app.main"]
     secret = "long-random-secret"
     capability = { "chat:*" = ["publish", "subscribe"], "*" = ["subscribe"] }
+    revocable_tokens = true   # optional: its tokens may be revoked (POST /keys/{name}/revokeTokens)
 
 Environment variables ``CONTINUITY_<FIELD>`` (upper case) override the file for
 every field but ``keys`` (lists take a comma-separated value), and command-line
@@ -306,14 +307,19 @@ def parse_keys(raw: Any) -> dict[str, ApiKey]:
             raise ConfigError(f"key name {name!r} must look like appId.keyId")
         if not isinstance(spec, dict) or not isinstance(spec.get("secret"), str):
             raise ConfigError(f"keys.{name}.secret: expected a string")
-        unknown = sorted(set(spec) - {"secret", "capability"})
+        unknown = sorted(set(spec) - {"secret", "capability", "revocable_tokens"})
         if unknown:
-            raise ConfigError(f"keys.{name}: unknown keys {', '.join(unknown)} (secret, capability)")
+            raise ConfigError(
+                f"keys.{name}: unknown keys {', '.join(unknown)} (secret, capability, revocable_tokens)"
+            )
+        revocable = spec.get("revocable_tokens", False)
+        if not isinstance(revocable, bool):
+            raise ConfigError(f"keys.{name}.revocable_tokens: expected true or false")
         try:
             cap = parse_capability(spec.get("capability", {"*": ["*"]}))
         except ValueError as exc:
             raise ConfigError(f"keys.{name}.capability: {exc}") from None
-        keys[name] = ApiKey(name=name, secret=spec["secret"], capability=cap)
+        keys[name] = ApiKey(name=name, secret=spec["secret"], capability=cap, revocable_tokens=revocable)
     return keys
 
 
@@ -337,10 +343,12 @@ EXAMPLE_TRAILER = """\
 # max_entries = 100000
 
 # API keys: [keys."<appId>.<keyId>"] with a secret (at least 16 bytes outside dev mode) and an
-# Ably-style capability (default: everything). Replace these example secrets.
+# Ably-style capability (default: everything); revocable_tokens = true lets the key revoke the
+# tokens it issues (POST /keys/{keyName}/revokeTokens). Replace these example secrets.
 [keys."app.main"]
 secret = "REPLACE-ME-with-a-long-random-secret"
 capability = { "*" = ["*"] }
+revocable_tokens = true
 
 [keys."app.readonly"]
 secret = "REPLACE-ME-with-another-long-random-secret"

@@ -310,6 +310,7 @@ async def serve(
             await nursery.start(partial(trio.serve_listeners, door.admin.handle, admin_listeners))
         nursery.start_soon(_tick_loop, node)
         nursery.start_soon(door.comet.run)
+        nursery.start_soon(door.rest.revoker.run)
         await nursery.start(door.outflow.run)
         if cluster is not None:
             await nursery.start(cluster.run, port, admin_port)

@@ -126,6 +126,8 @@ class FrontendNode(PubSub):
         self.presence = Presence(self)
         # Called when sessions or channel homes go away (the drain waits on it).
         self.on_change: Callable[[], None] = lambda: None
+        # Called after each new cluster map (the REST layer's token revocations sync new peers).
+        self.view_listeners: list[Callable[[int, ClusterView], None]] = []
         self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {
             Action.HEARTBEAT: self.handle_heartbeat,
             Action.ATTACH: self.handle_attach,
@@ -537,6 +539,8 @@ class FrontendNode(PubSub):
         self.channels.set_view(now_ms, view)
         self.ownership.resend_discards(view.alive)
         self.ownership.reassign_secondaries()
+        for listener in self.view_listeners:
+            listener(now_ms, view)
 
     def refresh_gauges(self) -> None:
         """Recompute gauges that are too costly to keep current on every event."""

@@ -446,7 +446,8 @@ class PresenceOwner:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestCall:
     """Request: one of the REST layer's operations (history, occupancy, channels, rest_publish,
-    token_nonce; ``FrontendNode.peer_ops``). The handler ``kind`` names checks its ``args``."""
+    token_nonce, token_revoke; ``FrontendNode.peer_ops``). The handler ``kind`` names checks its
+    ``args``."""
 
     OP: ClassVar[str] = "rest"
     kind: str

@@ -85,6 +85,28 @@ def _credentials(headers: dict[bytes, bytes], query: dict[str, str]) -> tuple[st
     return query.get("key"), query.get("access_token") or query.get("accessToken")
 
 
+async def fetch_members(node: FrontendNode, now_ms: int, channel: str) -> PresenceSet | None:
+    """The channel's members as its home has them (None when the home does not answer in time)."""
+    answer: list[AttachResult] = []
+    got = trio.Event()
+
+    def done(res: AttachResult) -> None:
+        answer.append(res)
+        got.set()
+
+    node.channels.attach(now_ms, channel, None, done, subscribe=False)
+    with trio.move_on_after(OPERATION_DEADLINE_MS / 1000 + 1):
+        await got.wait()
+    if not answer or answer[0].error is not None:
+        return None
+    return PresenceSet.from_wire(answer[0].presence)
+
+
+def member_wire(member: dict[str, Any]) -> dict[str, Any]:
+    """A member as REST answers it: a PresenceMessage with action PRESENT (1)."""
+    return {**member, "action": 1}
+
+
 async def serve(
     node: FrontendNode,
     method: bytes,
@@ -133,21 +155,10 @@ async def serve(
     if not 1 <= limit <= MAX_LIMIT or start < 0:
         return _error(ErrorCode.BAD_REQUEST, f"limit must be 1..{MAX_LIMIT} and cursor at least 0", node)
 
-    answer: list[AttachResult] = []
-    got = trio.Event()
-
-    def done(res: AttachResult) -> None:
-        answer.append(res)
-        got.set()
-
-    node.channels.attach(now_ms, channel, None, done, subscribe=False)
-    with trio.move_on_after(OPERATION_DEADLINE_MS / 1000 + 1):
-        await got.wait()
-    if not answer or answer[0].error is not None:
+    present = await fetch_members(node, now_ms, channel)
+    if present is None:
         return _error(ErrorCode.INTERNAL_CHANNEL, f"channel {channel} is unavailable", node)
-    members = PresenceSet.from_wire(answer[0].presence).query(
-        client_id=query.get("clientId"), connection_id=query.get("connectionId")
-    )
+    members = present.query(client_id=query.get("clientId"), connection_id=query.get("connectionId"))
     members.sort(key=lambda m: (str(m.get("clientId")), str(m.get("connectionId"))))
     page = members[start : start + limit]
     extra: list[tuple[bytes, bytes]] = []

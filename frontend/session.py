@@ -223,6 +223,8 @@ class Session:
             "ident_client_id": ident.client_id,
             "capability": {k: sorted(v) for k, v in ident.capability.items()},
             "expires": ident.expires_ms,
+            "issued": ident.issued_ms,
+            "revocation_key": ident.revocation_key,
             "echo": self.echo,
             "created": self.created_ms,
             "channels": {name: [cur.modes, cur.serial] for name, cur in self.channels.items()},
@@ -239,6 +241,8 @@ class Session:
             raw.get("ident_client_id"),
             {k: frozenset(v) for k, v in dict(raw["capability"]).items()},
             raw.get("expires"),
+            issued if isinstance(issued := raw.get("issued"), int) else None,
+            rkey if isinstance(rkey := raw.get("revocation_key"), str) else None,
         )
         s = cls(
             connection_id=str(raw["id"]),

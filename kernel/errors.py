@@ -47,6 +47,9 @@ class ErrorCode(enum.IntEnum):
     TIMESTAMP_NOT_CURRENT = 40104  # a signed TokenRequest outside the clock window
     NONCE_REPLAYED = 40105  # a signed TokenRequest seen before
     PUBLISH_ON_BEHALF_FAILED = 40006  # a REST publish's connectionKey names no live connection
+    TOKEN_REVOKED = 40141  # a token its key revoked (RSA17)
+    TOKEN_AUTH_NOT_PERMITTED = 40162  # an operation that needs Basic (key) auth asked with a token
+    TOKENS_NOT_REVOCABLE = 40163  # revokeTokens with a key not created with revocable tokens
 
 
 _STATUS: dict[ErrorCode, int] = {
@@ -83,6 +86,9 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.TIMESTAMP_NOT_CURRENT: 401,
     ErrorCode.NONCE_REPLAYED: 401,
     ErrorCode.PUBLISH_ON_BEHALF_FAILED: 400,
+    ErrorCode.TOKEN_REVOKED: 401,
+    ErrorCode.TOKEN_AUTH_NOT_PERMITTED: 401,
+    ErrorCode.TOKENS_NOT_REVOCABLE: 401,
 }
 
 

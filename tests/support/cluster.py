@@ -275,7 +275,7 @@ async def run_cluster(
         n.host, n.prefix = (placed or {}).get(n.name, (host, []))
     fronts = [n for n in nodes if n.role == "frontend"]
     seeds = [f"{n.host}:{n.gossip_port}" for n in fronts[:2]]
-    keys = {KEY_NAME: {"secret": KEY_SECRET, "capability": {"*": ["*"]}}}
+    keys = {KEY_NAME: {"secret": KEY_SECRET, "capability": {"*": ["*"]}, "revocable_tokens": True}}
     for n in nodes:
         if n.role == "frontend":
             n.config_path.write_text(render_config(_frontend_config(n, seeds, overrides), keys))
