@@ -198,6 +198,7 @@ class PubSub(StoreAttach):
         if cur is not None and cur.attached_gen == s.generation:
             # Already attached on this transport: everything up to the cursor is queued. A re-attach
             # may change the modes (RTL16a, setOptions): they take effect now.
+            cur.requested = requested
             self._apply_modes(s, name, cur, granted)
             self._send(
                 now_ms,
@@ -247,18 +248,18 @@ class PubSub(StoreAttach):
                 return
             rewind = parse_rewind_cursor(from_serial) if from_serial else None
             if rewind is None:
-                self._complete_attach(now, s, name, granted, from_serial, res, params)
+                self._complete_attach(now, s, name, (requested, granted), from_serial, res, params)
                 return
             replay = res.replay or []
             if not replay:  # nothing retained to rewind: attach from now
                 fresh_res = AttachResult(res.last_serial, None)
-                self._complete_attach(now, s, name, granted, None, fresh_res, params)
+                self._complete_attach(now, s, name, (requested, granted), None, fresh_res, params)
                 return
             # ATTACHED's channelSerial is the point just before the first rewound message, so
             # history(untilAttach) pages back from exactly there (no gap, no overlap).
             epoch = str(replay[0].frame.wire["channelSerial"]).rpartition(":")[0]
             start = f"{epoch}:{replay[0].first_seq - 1}"
-            self._complete_attach(now, s, name, granted, start, res, params, rewinding=True)
+            self._complete_attach(now, s, name, (requested, granted), start, res, params, rewinding=True)
 
         self.channels.attach(now_ms, name, from_serial, done)
 
@@ -277,8 +278,8 @@ class PubSub(StoreAttach):
 
     def apply_capability(self, now_ms: int, s: Session) -> None:
         """After a reauth (RTN22) changed the capability: a channel it no longer allows fails in its
-        own scope (ERROR 40160, RTL14); modes it no longer allows are dropped (never added back:
-        the modes asked for at attach are not kept)."""
+        own scope (ERROR 40160, RTL14); on the others the modes asked for at attach are granted
+        anew, so a narrower capability drops modes and a wider one adds them back."""
         cap = s.identity.capability
         for name, cur in list(s.channels.items()):
             if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
@@ -293,7 +294,7 @@ class PubSub(StoreAttach):
                     f"channel denied access based on capability: {name}",
                 )
                 continue
-            self._apply_modes(s, name, cur, self._granted_modes(s, name, cur.modes))
+            self._apply_modes(s, name, cur, self._granted_modes(s, name, cur.requested or cur.modes))
         self.ownership.replicate(s)
 
     def _complete_attach(
@@ -301,14 +302,17 @@ class PubSub(StoreAttach):
         now_ms: int,
         s: Session,
         name: str,
-        granted: int,
+        modes: tuple[int, int],
         from_serial: str | None,
         res: AttachResult,
         params: dict[str, str] | None = None,
         *,
         rewinding: bool = False,
     ) -> None:
-        """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b)."""
+        """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b).
+
+        ``modes`` is (asked for, granted)."""
+        requested, granted = modes
         if res.error is not None:
             self._send(now_ms, s, server_message(Action.DETACHED, channel=name, error=res.error))
             return
@@ -364,7 +368,7 @@ class PubSub(StoreAttach):
         if sync:
             for frame in sync:
                 outlet.send(frame, force=True)
-        s.channels[name] = ChannelCursor(granted, last, s.generation)
+        s.channels[name] = ChannelCursor(granted, last, s.generation, requested)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
         self.ownership.replicate(s)

@@ -125,3 +125,34 @@ async def test_reauth_that_narrows_the_capability_fails_the_channels_it_no_longe
     assert result["sameConnection"] is True and result["connectionState"] == "connected"
     assert result["kept"] == "attached"
     assert result["lost"] == "failed" and result["failed"]["code"] == 40160
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_reauth_that_widens_the_capability_grants_the_modes_asked_at_attach(
+    tmp_path: Path, transport: str
+) -> None:
+    # The channel is attached with the default modes (publish among them) under a subscribe-only
+    # capability; a reauth that allows publish grants it, the next that forbids it drops it again.
+    narrow = {"up:*": ["subscribe"]}
+    tokens = [
+        make_jwt(client_id=None, capability=narrow),
+        make_jwt(client_id=None, capability={"up:*": ["subscribe", "publish"]}),
+        make_jwt(client_id=None, capability=narrow),
+    ]
+    with trio.fail_after(60):
+        async with run_frontend(tmp_path) as fe:
+            config = {
+                "port": fe.port,
+                "transports": [transport],
+                "part": "widen",
+                "tokens": tokens,
+                "channel": f"up:{transport}",
+            }
+            async with node_script(tmp_path, "channel_scope.mjs", config) as script:
+                result = await script.expect("result")
+    assert result["before"]["error"]["code"] == 40160
+    assert result["widened"] == {"ok": True}
+    assert result["narrowed"]["error"]["code"] == 40160
+    assert result["got"] == ["widened"]  # subscribe held throughout; the refused publishes never delivered
+    assert result["sameConnection"] is True and result["connectionState"] == "connected"
+    assert result["channelState"] == "attached"

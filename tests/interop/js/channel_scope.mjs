@@ -3,6 +3,8 @@
 //                channel keep working.
 //  part "modes": setOptions re-attaches with new modes (RTL16a) and they take effect.
 //  part "denied": adding publish through setOptions when the token's capability forbids it.
+//  part "reauth": a reauth that narrows the capability fails the channels it no longer allows.
+//  part "widen": reauths that add, then remove, publish on an attached channel (RTN22).
 import { config, emit, realtime, connected, Condition, errorInfo, main } from './common.mjs';
 
 const cond = new Condition();
@@ -146,8 +148,32 @@ async function reauth() {
   });
 }
 
+async function widen() {
+  let calls = 0;
+  const client = realtime({
+    authCallback: (_params, cb) => cb(null, config.tokens[Math.min(calls++, config.tokens.length - 1)]),
+  });
+  const connectionId = await connected(client);
+  const channel = client.channels.get(config.channel);
+  const got = [];
+  await channel.subscribe((m) => { got.push(m.data); cond.poke(); });
+  const before = await outcome(channel.publish('n', 'before'));
+  await client.auth.authorize();  // the capability now allows publish
+  const widened = await outcome(channel.publish('n', 'widened'));
+  await cond.wait(() => got.includes('widened'), 'the publish allowed by the wider capability');
+  await client.auth.authorize();  // and no longer does
+  const narrowed = await outcome(channel.publish('n', 'narrowed'));
+  emit('result', {
+    before, widened, narrowed, got,
+    sameConnection: client.connection.id === connectionId,
+    connectionState: client.connection.state,
+    channelState: channel.state,
+  });
+}
+
 main(async () => {
   if (config.part === 'reauth') await reauth();
+  else if (config.part === 'widen') await widen();
   else if (config.part === 'rewind') await rewind();
   else if (config.part === 'scope') await scope();
   else if (config.part === 'modes') await modes();
