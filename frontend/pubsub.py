@@ -21,8 +21,10 @@ from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channel_rules import (
     DEFAULT_MODES,
     channel_name_problem,
+    message_action_problem,
     modes_param,
     recognised_params,
+    unsupported_qualifier,
 )
 from frontend.channel_rules import (
     MAX_CHANNEL_NAME as MAX_CHANNEL_NAME,  # re-exported: frontend.rest.publish reads it here
@@ -156,6 +158,11 @@ class PubSub(StoreAttach):
         problem = channel_name_problem(name)
         if problem is not None:
             self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.INVALID_CHANNEL_NAME, problem)
+            return
+        problem = unsupported_qualifier(name)
+        if problem is not None:
+            log.info("channel.refused", connection_id=s.connection_id, channel=name, reason=problem)
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, problem)
             return
         if pm.channel_problem is not None:
             self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, pm.channel_problem)
@@ -439,6 +446,9 @@ class PubSub(StoreAttach):
             return ErrorInfo.of(ErrorCode.INVALID_CHANNEL_NAME, problem)
         if not pm.messages:
             return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs at least one message")
+        refused = unsupported_qualifier(name) or message_action_problem(pm.messages)
+        if refused is not None:
+            return ErrorInfo.of(ErrorCode.BAD_REQUEST, refused)
         cur = s.channels.get(name)
         if not allows(s.identity.capability, name, "publish") or (
             cur is not None and not cur.modes & Flag.PUBLISH
@@ -466,6 +476,13 @@ class PubSub(StoreAttach):
         item = s.acks.add(pm.msg_serial, now_ms)
         error = self._publish_error(s, pm)
         if error is not None:
+            log.info(
+                "publish.refused",
+                connection_id=s.connection_id,
+                channel=pm.channel,
+                code=error.code,
+                reason=error.message,
+            )
             s.acks.complete(item, error=error)
             self._flush_acks(now_ms, s)
             return

@@ -156,3 +156,40 @@ async def test_reauth_that_widens_the_capability_grants_the_modes_asked_at_attac
     assert result["got"] == ["widened"]  # subscribe held throughout; the refused publishes never delivered
     assert result["sameConnection"] is True and result["connectionState"] == "connected"
     assert result["channelState"] == "attached"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_updates_deletes_appends_and_derived_channels_are_refused_plainly(
+    tmp_path: Path, transport: str
+) -> None:
+    # Not supported (README, compatibility): each is refused with an error that says so, instead of
+    # an update delivered as a new message under a new serial, or a derived channel that attaches
+    # a separate channel of its literal name and never receives anything.
+    with trio.fail_after(60):
+        async with run_frontend(tmp_path) as fe:
+            config = {
+                "port": fe.port,
+                "key": API_KEY,
+                "transports": [transport],
+                "part": "unsupported",
+                "channel": f"mutable:{transport}",
+            }
+            async with node_script(tmp_path, "channel_scope.mjs", config) as script:
+                result = await script.expect("result")
+    for op, action in (
+        ("updateMessage", "message.update"),
+        ("deleteMessage", "message.delete"),
+        ("appendMessage", "message.append"),
+    ):
+        error = result["operations"][op]["error"]
+        assert error["code"] == 40000 and "not supported" in error["message"], (op, error)
+        assert error["message"].startswith(action), (op, error)
+    assert result["derivedAttach"]["error"]["code"] == 40000
+    assert "derived channels" in result["derivedAttach"]["error"]["message"]
+    assert result["derivedState"] == "failed"
+    assert result["got"] == [
+        {"action": "message.create", "data": "Hello"},
+        {"action": "message.create", "data": "end"},
+    ]
+    assert result["sameConnection"] is True and result["connectionState"] == "connected"
+    assert result["channelState"] == "attached"

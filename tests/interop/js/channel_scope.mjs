@@ -5,6 +5,8 @@
 //  part "denied": adding publish through setOptions when the token's capability forbids it.
 //  part "reauth": a reauth that narrows the capability fails the channels it no longer allows.
 //  part "widen": reauths that add, then remove, publish on an attached channel (RTN22).
+//  part "unsupported": message updates, deletes and appends are NACKed and a derived channel fails,
+//                each with an error that says so; nothing is delivered in their stead.
 import { config, emit, realtime, connected, Condition, errorInfo, main } from './common.mjs';
 
 const cond = new Condition();
@@ -171,8 +173,32 @@ async function widen() {
   });
 }
 
+async function unsupported() {
+  const client = realtime();
+  const connectionId = await connected(client);
+  const channel = client.channels.get(config.channel);
+  const got = [];
+  await channel.subscribe((m) => { got.push({ action: m.action, data: m.data }); cond.poke(); });
+  const { serials } = await channel.publish('original', 'Hello');
+  const operations = {};
+  for (const op of ['updateMessage', 'deleteMessage', 'appendMessage']) {
+    operations[op] = await outcome(channel[op]({ serial: serials[0], data: 'changed' }, { description: op }));
+  }
+  const derived = client.channels.getDerived(config.channel, { filter: 'name == `"original"`' });
+  const derivedAttach = await outcome(derived.attach());
+  await channel.publish('sentinel', 'end');
+  await cond.wait(() => got.some((m) => m.data === 'end'), 'the sentinel after the refused operations');
+  emit('result', {
+    operations, derivedAttach, derivedState: derived.state, got,
+    sameConnection: client.connection.id === connectionId,
+    connectionState: client.connection.state,
+    channelState: channel.state,
+  });
+}
+
 main(async () => {
-  if (config.part === 'reauth') await reauth();
+  if (config.part === 'unsupported') await unsupported();
+  else if (config.part === 'reauth') await reauth();
   else if (config.part === 'widen') await widen();
   else if (config.part === 'rewind') await rewind();
   else if (config.part === 'scope') await scope();
