@@ -17,6 +17,7 @@ import structlog
 
 from frontend.auth import allows
 from frontend.channel_log import Entry, parse_rewind_cursor, parse_serial
+from frontend.channel_modes import ChannelModes
 from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channel_rules import (
     DEFAULT_MODES,
@@ -109,7 +110,7 @@ def coalesce_replay(
     return frames
 
 
-class PubSub(StoreAttach):
+class PubSub(ChannelModes, StoreAttach):
     """Mixin: channel operations of FrontendNode (which provides the state declared here)."""
 
     config: FrontendConfig
@@ -135,19 +136,6 @@ class PubSub(StoreAttach):
     ) -> None:
         self.metrics.errors_sent.labels(code=str(int(code))).inc()
         self._send(now_ms, s, server_message(action, channel=name, error=ErrorInfo.of(code, msg)))
-
-    def _granted_modes(self, s: Session, name: str, requested: int) -> int:
-        cap = s.identity.capability
-        granted = requested
-        if not allows(cap, name, "publish"):
-            granted &= ~Flag.PUBLISH
-        if not allows(cap, name, "subscribe"):
-            granted &= ~Flag.SUBSCRIBE
-        if not allows(cap, name, "annotation-publish"):
-            granted &= ~Flag.ANNOTATION_PUBLISH
-        if not allows(cap, name, "presence"):
-            granted &= ~(Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE)
-        return granted
 
     def handle_attach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         """RTL4: answer ATTACHED; resume from the client's channelSerial when covered (RTL15b)."""
@@ -269,40 +257,6 @@ class PubSub(StoreAttach):
             self._complete_attach(now, s, name, (requested, granted), start, res, params, rewinding=True)
 
         self.channels.attach(now_ms, name, from_serial, done)
-
-    def _apply_modes(self, s: Session, name: str, cur: ChannelCursor, granted: int) -> None:
-        """New modes on an attached channel: subscribe starts or stops delivery, publish is checked
-        against them from the next MESSAGE."""
-        if cur.modes == granted:
-            return
-        cur.modes = granted
-        if granted & Flag.SUBSCRIBE:
-            self.subscribers.setdefault(name, {})[s.connection_id] = s
-        else:
-            self._unsubscribe(s, name)
-        self.ownership.replicate(s)
-        log.info("channel.modes", connection_id=s.connection_id, channel=name, modes=int(granted))
-
-    def apply_capability(self, now_ms: int, s: Session) -> None:
-        """After a reauth (RTN22) changed the capability: a channel it no longer allows fails in its
-        own scope (ERROR 40160, RTL14); on the others the modes asked for at attach are granted
-        anew, so a narrower capability drops modes and a wider one adds them back."""
-        cap = s.identity.capability
-        for name, cur in list(s.channels.items()):
-            if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
-                s.channels.pop(name, None)
-                self._unsubscribe(s, name)
-                self._channel_error(
-                    now_ms,
-                    s,
-                    Action.ERROR,
-                    name,
-                    ErrorCode.CAPABILITY_DENIED,
-                    f"channel denied access based on capability: {name}",
-                )
-                continue
-            self._apply_modes(s, name, cur, self._granted_modes(s, name, cur.requested or cur.modes))
-        self.ownership.replicate(s)
 
     def _complete_attach(
         self,

@@ -13,12 +13,17 @@ fresh attach.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 import trio
 
+from kernel.placement import rendezvous_order
 from tests.interop._harness import API_KEY, make_jwt, node_script, run_frontend
+from tests.support.cluster import run_cluster
+from tests.support.procs import API_KEY as CLUSTER_API_KEY
+from tests.support.procs import KEY_SECRET as CLUSTER_KEY_SECRET
 
 pytestmark = pytest.mark.interop
 
@@ -193,3 +198,36 @@ async def test_updates_deletes_appends_and_derived_channels_are_refused_plainly(
     ]
     assert result["sameConnection"] is True and result["connectionState"] == "connected"
     assert result["channelState"] == "attached"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_subscribe_granted_again_by_a_reauth_delivers_from_a_remote_home(
+    tmp_path: Path, transport: str
+) -> None:
+    # The client is on fe-a1 and every channel's home is fe-b1: dropping subscribe (the last local
+    # subscriber gone) stops fe-a1's stream from the home, so granting it again must restart it.
+    nodes = ("fe-a1", "fe-b1")
+    names = (f"re:{transport}:{i}" for i in range(40))
+    channels = [n for n in names if rendezvous_order(n, nodes)[0] == "fe-b1"][:3]
+    full = {"re:*": ["subscribe", "publish"]}
+    with warnings.catch_warnings():  # the test cluster's key secret is short: fine for a test
+        warnings.simplefilter("ignore")
+        tokens = [
+            make_jwt(client_id=None, capability=cap, secret=CLUSTER_KEY_SECRET)
+            for cap in (full, {"re:*": ["publish"]}, full)
+        ]
+    with trio.fail_after(90):
+        async with run_cluster(tmp_path / "cluster", frontends=(("fe-a1", "a"), ("fe-b1", "b"))) as cluster:
+            config = {
+                "port": cluster.nodes["fe-a1"].port,
+                "key": CLUSTER_API_KEY,
+                "transports": [transport],
+                "part": "resubscribe",
+                "tokens": tokens,
+                "channels": channels,
+            }
+            async with node_script(tmp_path, "channel_scope.mjs", config) as script:
+                result = await script.expect("result")
+    assert len(channels) == 3
+    assert result["got"] == {name: ["a", "c"] for name in channels}
+    assert result["states"] == ["attached"] * 3 and result["sameConnection"] is True

@@ -5,6 +5,8 @@
 //  part "denied": adding publish through setOptions when the token's capability forbids it.
 //  part "reauth": a reauth that narrows the capability fails the channels it no longer allows.
 //  part "widen": reauths that add, then remove, publish on an attached channel (RTN22).
+//  part "resubscribe": reauths that drop, then grant again, subscribe on channels whose home is
+//                another frontend: delivery stops, then starts again.
 //  part "unsupported": message updates, deletes and appends are NACKed and a derived channel fails,
 //                each with an error that says so; nothing is delivered in their stead.
 import { config, emit, realtime, connected, Condition, errorInfo, main } from './common.mjs';
@@ -196,8 +198,40 @@ async function unsupported() {
   });
 }
 
+async function resubscribe() {
+  let calls = 0;
+  const client = realtime({
+    authCallback: (_params, cb) => cb(null, config.tokens[Math.min(calls++, config.tokens.length - 1)]),
+  });
+  const pub = realtime({ key: config.key });
+  const connectionId = await connected(client);
+  await connected(pub);
+  const got = {};
+  for (const name of config.channels) {
+    got[name] = [];
+    await client.channels.get(name).subscribe((m) => { got[name].push(m.data); cond.poke(); });
+  }
+  const publishAll = async (data) => {
+    for (const name of config.channels) await pub.channels.get(name).publish('n', data);
+  };
+  const everywhere = (data) => config.channels.every((name) => got[name].includes(data));
+  await publishAll('a');
+  await cond.wait(() => everywhere('a'), 'a on every channel');
+  await client.auth.authorize();  // publish only: delivery stops
+  await publishAll('b');
+  await client.auth.authorize();  // subscribe again: delivery starts again
+  await publishAll('c');
+  await cond.wait(() => everywhere('c'), 'c on every channel', 10000).catch(() => {});
+  emit('result', {
+    got,
+    states: config.channels.map((name) => client.channels.get(name).state),
+    sameConnection: client.connection.id === connectionId,
+  });
+}
+
 main(async () => {
-  if (config.part === 'unsupported') await unsupported();
+  if (config.part === 'resubscribe') await resubscribe();
+  else if (config.part === 'unsupported') await unsupported();
   else if (config.part === 'reauth') await reauth();
   else if (config.part === 'widen') await widen();
   else if (config.part === 'rewind') await rewind();
