@@ -82,6 +82,8 @@ class ChannelModes:
     def _subscribe_again(self, s: Session, name: str, cur: ChannelCursor) -> None:
         """Register ``s`` for live traffic on an attached channel; if this frontend has stopped
         following the channel's remote home, once the stream is back (module docstring)."""
+        if cur.attached_gen != s.generation:
+            return  # not attached on this transport yet: its ATTACH registers it (_complete_attach)
         svc = self.channels
         if name in self.subscribers or name in svc.streams or svc.home_of(name) == svc.node_id:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
