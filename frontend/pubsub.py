@@ -2,9 +2,10 @@
 
 Mixed into FrontendNode. ATTACH resolves through the ChannelService (locally or at a remote
 home) and completes in one synchronous step: ATTACHED, the replay, then registration for live
-traffic (RTL4c1, RTL15b), so nothing can interleave. MESSAGE is checked (capability, size,
-clientId: 40160, 40009, 40012), stamped (TM2: ``connId:msgSerial:index`` ids, connectionId,
-clientId, timestamp) and handed to the home; its ACK or NACK goes out in msgSerial order (RTN7).
+traffic (RTL4c1, RTL15b), so nothing can interleave; modes changed later are ``channel_modes``'s.
+MESSAGE is checked (capability, size, clientId, message actions: 40160, 40009, 40012, 40000),
+stamped (TM2: ``connId:msgSerial:index`` ids, connectionId, clientId, timestamp) and handed to the
+home; its ACK or NACK goes out in msgSerial order (RTN7).
 Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``now_ms`` comes in.
 """
 
