@@ -7,11 +7,12 @@ attached channel two ways: a re-attach with new modes (RTL16a, ``setOptions``), 
 narrower capability drops modes (and fails the channels it no longer allows at all, 40160 in the
 channel's scope, RTL14) and a wider one grants them again.
 
-Granting subscribe registers the session for live traffic; taking it away unregisters it, and the
-last local subscriber gone stops this frontend's stream from a remote home. So a subscribe granted
-again on a channel homed elsewhere first rejoins that stream at the home's current serial, and
-registers the session once it answers: from then on it gets every message, and, as on a channel
-homed here, nothing of what was published while it lacked the mode. Pure: ``now_ms`` comes in.
+Granting subscribe (or presence_subscribe) registers the session for live traffic; taking the last
+of them away unregisters it, and the last local subscriber gone stops this frontend's stream from a
+remote home. So a subscribe granted again on a channel homed elsewhere first rejoins that stream at
+the home's current serial, and registers the session once it answers: from then on it gets every
+message, and, as on a channel homed here, nothing of what was published while it lacked the mode.
+Pure: ``now_ms`` comes in.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     from frontend.ownership import Ownership
 
 log = structlog.get_logger("continuity.frontend")
+
+# Either mode registers a session for live traffic; fan-out then sends it messages (SUBSCRIBE) and
+# presence events (PRESENCE_SUBSCRIBE) by its modes, as _complete_attach registers it.
+LIVE_MODES = Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE
 
 
 class ChannelModes:
@@ -70,9 +75,9 @@ class ChannelModes:
         against them from the next MESSAGE."""
         if cur.modes == granted:
             return
-        was_subscribed = bool(cur.modes & Flag.SUBSCRIBE)
+        was_subscribed = bool(cur.modes & LIVE_MODES)
         cur.modes = granted
-        if not granted & Flag.SUBSCRIBE:
+        if not granted & LIVE_MODES:
             self._unsubscribe(s, name)
         elif not was_subscribed:
             self._subscribe_again(s, name, cur)
@@ -92,7 +97,7 @@ class ChannelModes:
 
         def rejoined(res: AttachResult) -> None:
             changed = s.generation != generation or s.channels.get(name) is not cur
-            if changed or not cur.modes & Flag.SUBSCRIBE:
+            if changed or not cur.modes & LIVE_MODES:
                 return  # the transport, the attachment or the modes changed meanwhile
             now = svc.now_ms
             if res.error is not None:

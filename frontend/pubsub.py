@@ -18,7 +18,7 @@ import structlog
 
 from frontend.auth import allows
 from frontend.channel_log import Entry, parse_rewind_cursor, parse_serial
-from frontend.channel_modes import ChannelModes
+from frontend.channel_modes import LIVE_MODES, ChannelModes
 from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channel_rules import (
     DEFAULT_MODES,
@@ -305,7 +305,7 @@ class PubSub(ChannelModes, StoreAttach):
             ),
         ):
             return
-        subscribing = bool(granted & (Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE))
+        subscribing = bool(granted & LIVE_MODES)
         last = res.last_serial
         outlet = self.outlets.get(s.connection_id)
         if outlet is None:

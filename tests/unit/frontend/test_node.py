@@ -476,3 +476,20 @@ def test_a_sessions_copy_keeps_the_modes_asked_for_and_reads_an_older_copy():
     wire["channels"] = {"ch": [int(Flag.SUBSCRIBE), "e:0"]}  # written before ``requested`` was kept
     older = Session.from_wire(wire, key="k", epoch=2, secondary=None, now_ms=0)
     assert older.channels["ch"].requested == older.channels["ch"].modes == Flag.SUBSCRIBE
+
+
+def test_a_reauth_that_keeps_presence_subscribe_keeps_the_session_registered():
+    node = make_node()
+    c = Client(node)
+    c.recv()
+    c.send(0, action=Action.ATTACH, channel="ch", flags=int(Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE))
+    c.recv()
+    assert c.session in node.subscribers["ch"].values()
+    c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"presence"})})
+    node.apply_capability(1, c.session)
+    cur = c.session.channels["ch"]
+    assert cur.modes == Flag.PRESENCE_SUBSCRIBE
+    assert c.session in node.subscribers["ch"].values()  # presence events still flow
+    c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"publish"})})
+    node.apply_capability(2, c.session)
+    assert "ch" not in node.subscribers
