@@ -1,6 +1,7 @@
 """Channel rules Ably applies at attach and publish, as pure functions: which channel names are
-refused (40010), the ``modes`` param, the params echoed in ATTACHED, the default modes, and rewind by
-count. Used by ``frontend.pubsub`` (and the presence and REST layers for names).
+refused (40010) and which are features this server lacks (derived channels), the message actions a
+publish may carry, the ``modes`` param, the params echoed in ATTACHED, the default modes, and rewind
+by count. Used by ``frontend.pubsub`` (and the presence and REST layers for names).
 """
 
 from __future__ import annotations
@@ -27,6 +28,40 @@ def channel_name_problem(name: str) -> str | None:
         qualifier, sep, rest = name[1:].partition("]")
         if not sep or not qualifier or not rest or rest.startswith(":"):
             return f"invalid channel name: malformed qualifier in {name!r}"
+    return None
+
+
+def unsupported_qualifier(name: str) -> str | None:
+    """Why a well-formed name is refused as a feature this server lacks (40000), or None: a derived
+    channel (``[filter=...]name``, ``channels.getDerived``) would otherwise attach a separate channel
+    of that literal name and receive nothing of ``name``."""
+    if name.startswith("[filter="):
+        return f"derived channels ([filter=...]) are not supported by this server: {name!r}"
+    return None
+
+
+# TM5: a message's action on the wire. Clients publish creates (0, or no action); updates, deletes
+# and appends (1, 2, 5) are refused rather than stored as new messages, and meta and summaries (3, 4)
+# come from the server only.
+_ACTION_NAMES = {
+    1: "message.update",
+    2: "message.delete",
+    3: "meta",
+    4: "message.summary",
+    5: "message.append",
+}
+
+
+def message_action_problem(messages: list[P.Message]) -> str | None:
+    """Why a publish is refused for its messages' actions (40000), or None when each is a create."""
+    for m in messages:
+        action = m.get("action")
+        if action in (None, 0):
+            continue
+        what = _ACTION_NAMES.get(action) if isinstance(action, int) else None
+        if what in ("message.update", "message.delete", "message.append"):
+            return f"{what}: message updates, deletes and appends are not supported by this server"
+        return f"a client may not publish a message with action {what or action!r}"
     return None
 
 
