@@ -1,4 +1,5 @@
-"""Channel params with the real npm ``ably`` under Node: ``rewind`` on attach, unknown params refused.
+"""Channel params with the real npm ``ably`` under Node: ``rewind`` on attach, a malformed rewind
+refused, a param Ably does not document reported (the channel still attaches).
 
 On one frontend over WebSocket and Comet; and through the router of a real cluster after the
 channel's home is killed with SIGKILL (the replica's copy becomes the home and rewinds the same).
@@ -69,6 +70,27 @@ async def test_a_bad_rewind_fails_the_channel_clearly(tmp_path: Path, transport:
     assert result["error"]["code"] == 40000 and result["error"]["statusCode"] == 400
     assert "rewind='lots' is neither a message count" in result["error"]["message"]
     assert result["state"] == "failed" and result["connection"] == "connected"
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+async def test_an_unknown_param_is_reported_and_the_channel_still_attaches(tmp_path: Path, transport: str) -> None:
+    async with run_frontend(tmp_path) as fe:
+        result = await rewind_run(
+            tmp_path,
+            fe.port,
+            channel="rw:typo",
+            publish=6,
+            params={"rewind": "3", "rewnd": "5"},
+            expect=3,
+            transports=TRANSPORTS[transport],
+        )
+    received = result["received"]
+    assert [m["serial"] for m in received[:-1]] == result["serials"][-3:], result
+    assert result["params"] == {"rewind": "3"}  # only what was accepted is echoed
+    reason = result["attached"]["reason"]
+    assert result["attached"]["hasBacklog"] is True and reason is not None, result
+    assert reason["code"] == 40000 and reason["statusCode"] == 400 and "'rewnd'" in reason["message"]
+    assert result["errorReason"] == reason  # channel.errorReason shows it too
 
 
 async def home_of(cluster: LocalCluster, channel: str) -> str:
