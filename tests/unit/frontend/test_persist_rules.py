@@ -42,3 +42,15 @@ def test_store_url_default_and_validation():
     with pytest.raises(ConfigError, match="history_store"):
         config(history_store="mysql://h/db")
     assert parse_duration("2m", "x") == 120_000
+
+
+def test_a_clustered_frontend_refuses_sqlite_for_persisted_channels():
+    """SQLite is per-node: in a cluster it would hold only what each frontend wrote as a home."""
+    rules = {"a:*": {"persist": "1h"}}
+    with pytest.raises(ConfigError, match="postgresql"):
+        config(gossip_bind="127.0.0.1:0", channels=rules)
+    with pytest.raises(ConfigError, match="standalone"):
+        config(gossip_bind="127.0.0.1:0", channels=rules, history_store="sqlite:/tmp/h.sqlite3")
+    assert config(gossip_bind="127.0.0.1:0", channels=rules, history_store="postgresql://h/db").clustered
+    assert config(gossip_bind="127.0.0.1:0").store_url.startswith("sqlite:")  # nothing persisted: fine
+    assert not config(channels=rules).clustered  # standalone: SQLite is the default
