@@ -73,7 +73,9 @@ async def test_a_bad_rewind_fails_the_channel_clearly(tmp_path: Path, transport:
 
 
 @pytest.mark.parametrize("transport", sorted(TRANSPORTS))
-async def test_an_unknown_param_is_reported_and_the_channel_still_attaches(tmp_path: Path, transport: str) -> None:
+async def test_an_unknown_param_is_reported_and_the_channel_still_attaches(
+    tmp_path: Path, transport: str
+) -> None:
     async with run_frontend(tmp_path) as fe:
         result = await rewind_run(
             tmp_path,
