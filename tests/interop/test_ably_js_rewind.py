@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from tests.interop._harness import API_KEY, node_script, run_frontend
-from tests.support.cluster import LocalCluster, run_cluster
+from tests.support.cluster import run_cluster
 from tests.support.procs import API_KEY as CLUSTER_KEY
 
 pytestmark = pytest.mark.interop
@@ -95,13 +95,6 @@ async def test_an_unknown_param_is_reported_and_the_channel_still_attaches(
     assert result["errorReason"] == reason  # channel.errorReason shows it too
 
 
-async def home_of(cluster: LocalCluster, channel: str) -> str:
-    for fe in cluster.frontends:
-        if fe.running and channel in (await fe.get_json("/cluster"))["channels"]["home"]:
-            return fe.name
-    raise AssertionError(f"no running frontend is home of {channel}")
-
-
 @pytest.mark.parametrize("transport", sorted(TRANSPORTS))
 async def test_rewind_after_the_home_is_killed(tmp_path: Path, transport: str) -> None:
     frontends = (("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"))
@@ -110,7 +103,7 @@ async def test_rewind_after_the_home_is_killed(tmp_path: Path, transport: str) -
         channel = "rw:failover"
         base = {"channel": channel, "transports": TRANSPORTS[transport], "key": CLUSTER_KEY}
         first = await rewind_run(tmp_path, port, publish=10, **base)
-        home = await home_of(cluster, channel)
+        home = await cluster.home_of(channel)
         await cluster.kill(home)
         await cluster.wait_converged(dead=[home])
         result = await rewind_run(tmp_path, port, params={"rewind": "5"}, expect=5, **base)
