@@ -69,7 +69,8 @@ class ParamError(ValueError):
 
 
 def parse_attach_params(params: Mapping[str, str] | None, now_ms: int) -> AttachParams:
-    """Check an ATTACH's params; raises ParamError for one we do not serve or a bad value."""
+    """Check an ATTACH's params; raises ParamError for a malformed ``rewind`` (unknown params are
+    listed in ``unknown``, not raised)."""
     if not params:
         return AttachParams({}, None)
     echo = {k: v for k, v in params.items() if k in SERVED_PARAMS}
