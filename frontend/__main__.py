@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import Any
 
 import structlog
 import trio
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def persist_overrides(args: argparse.Namespace) -> dict[str, object]:
+def persist_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """``--history-store`` and ``--persist`` as config overrides; ConfigError for a bad --persist."""
     rules: dict[str, dict[str, str]] = {}
     for item in args.persist:
