@@ -1,14 +1,13 @@
 """Channel rules Ably applies at attach and publish, as pure functions: which channel names are
 refused (40010) and which are features this server lacks (derived channels), the message actions a
-publish may carry, the ``modes`` param, the params echoed in ATTACHED, the default modes, and rewind
-by count. Used by ``frontend.pubsub`` (and the presence and REST layers for names).
+publish may carry, the ``modes`` param and the default modes. Used by ``frontend.pubsub`` (and the
+presence and REST layers for names). The other params and rewind: ``frontend.channel_params``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from frontend.channel_log import parse_serial
 from kernel import protocol as P
 from kernel.protocol import Flag
 
@@ -94,31 +93,3 @@ def modes_param(params: Mapping[str, str] | None) -> int:
 # The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
 # annotation_publish is among them, though annotations themselves are refused (not supported).
 DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
-# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
-RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
-
-
-def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
-    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
-    return out or None
-
-
-MAX_REWIND = 100  # Ably's limit on rewind by count
-
-
-def rewind_count(params: Mapping[str, str] | None) -> int | None:
-    """The ``rewind`` channel param as a message count (1..100), or None (absent or not a count;
-    rewind by time is not supported and attaches from now)."""
-    raw = (params or {}).get("rewind")
-    if raw is None or not raw.isdigit():
-        return None
-    count = min(int(raw), MAX_REWIND)
-    return count or None
-
-
-def rewound_serial(last_serial: str, count: int | None) -> str | None:
-    """The serial to replay after so that the last ``count`` messages come again, or None."""
-    parsed = parse_serial(last_serial) if count else None
-    if parsed is None or count is None or parsed[1] <= 0:
-        return None
-    return f"{parsed[0]}:{max(parsed[1] - count, 0)}"

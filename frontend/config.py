@@ -53,6 +53,16 @@ __all__ = ["ENV_PREFIX", "ConfigError", "FrontendConfig"]
 ENV_PREFIX = "CONTINUITY_"
 
 
+# Why a clustered frontend's persisted channels need a shared store (docs/architecture.md).
+SQLITE_IN_A_CLUSTER = (
+    "persisted channels on a clustered frontend (gossip_bind is set) need history_store = "
+    '"postgresql://...", one store shared by every frontend: a frontend\'s own SQLite file holds only '
+    "what it wrote while it was a channel's home, so after a home moves its history would have holes "
+    "and a restarted cluster could not continue a channel's serials from it. SQLite is for a "
+    "standalone frontend."
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrontendConfig:
     # Identity of this node in the cluster; goes into every connection key. [A-Za-z0-9_-]{1,32}
@@ -143,9 +153,10 @@ class FrontendConfig:
     # Seconds a SIGTERM drain may take before the process exits anyway.
     drain_timeout_s: float = 10.0
     # Where persisted channels keep their history (docs/architecture.md): "sqlite:<path>" (embedded,
-    # this frontend's disk; the default, for one node) or a "postgresql://..." URL (shared by every
-    # frontend of a cluster). Empty: "sqlite:continuity-<node_id>-history.sqlite3" in the working
-    # directory. Opened only when a [channels."<pattern>"] rule persists something.
+    # this frontend's disk; the default, for a standalone node) or a "postgresql://..." URL (shared
+    # by every frontend of a cluster; a clustered frontend with persisted channels must use one).
+    # Empty: "sqlite:continuity-<node_id>-history.sqlite3" in the working directory. Opened only
+    # when a [channels."<pattern>"] rule persists something.
     history_store: str = ""
     # Seconds between two pruning passes over the history store (retention and size, per rule).
     history_prune_interval_s: float = 60.0
@@ -202,6 +213,8 @@ class FrontendConfig:
         store = self.history_store
         if store and not store.startswith(("sqlite:", "postgresql://", "postgres://")):
             raise ConfigError(f"history_store={store!r} must be sqlite:<path> or a postgresql:// URL")
+        if self.channels and self.clustered and self.store_url.startswith("sqlite:"):
+            raise ConfigError(SQLITE_IN_A_CLUSTER)
         if not 1 <= self.history_prune_interval_s <= 86_400:
             raise ConfigError(
                 f"history_prune_interval_s={self.history_prune_interval_s} is out of range [1, 86400]"

@@ -25,7 +25,6 @@ from frontend.channel_rules import (
     channel_name_problem,
     message_action_problem,
     modes_param,
-    recognised_params,
     unsupported_qualifier,
 )
 from frontend.channel_rules import (
@@ -190,6 +189,12 @@ class PubSub(ChannelModes, StoreAttach):
             log.info("channel.params_refused", connection_id=s.connection_id, channel=name, reason=str(exc))
             self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
             return
+        params = attach_params.echoed  # echoed in ATTACHED (the SDK's channel.params)
+        notice = None  # params Ably does not document: the channel attaches, and ATTACHED says so
+        if (unknown := attach_params.unknown_params_error()) is not None:
+            log.info("channel.params_unknown", connection_id=s.connection_id, channel=name, reason=unknown)
+            self.metrics.errors_sent.labels(code=str(int(ErrorCode.BAD_REQUEST))).inc()
+            notice = ErrorInfo.of(ErrorCode.BAD_REQUEST, unknown)
         granted = self._granted_modes(s, name, requested)
         if cur is not None and cur.attached_gen == s.generation:
             # Already attached on this transport: everything up to the cursor is queued. A re-attach
@@ -204,13 +209,13 @@ class PubSub(ChannelModes, StoreAttach):
                     channel=name,
                     channel_serial=cur.serial,
                     flags=granted | Flag.RESUMED,
-                    params=recognised_params(pm.params),
+                    error=notice,
+                    params=params,
                 ),
             )
             return
         from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
         generation = s.generation
-        params = recognised_params(pm.params)  # echoed in ATTACHED (the SDK's channel.params)
 
         # A rewind applies to a fresh attach only, never to one resuming (ATTACH_RESUME, RTL4j). It
         # travels to the home as a replay cursor (channel_params.py), so the attach stays atomic.
@@ -238,24 +243,35 @@ class PubSub(ChannelModes, StoreAttach):
                 # store answered) completed first: its replay is queued, so never replay twice.
                 resumed = granted | Flag.RESUMED
                 attached = server_message(
-                    Action.ATTACHED, channel=name, channel_serial=held.serial, flags=resumed, params=params
+                    Action.ATTACHED,
+                    channel=name,
+                    channel_serial=held.serial,
+                    flags=resumed,
+                    error=notice,
+                    params=params,
                 )
                 self._send(now, s, attached)
                 return
             rewind = parse_rewind_cursor(from_serial) if from_serial else None
             if rewind is None:
-                self._complete_attach(now, s, name, (requested, granted), from_serial, res, params)
+                self._complete_attach(
+                    now, s, name, (requested, granted), from_serial, res, params, notice=notice
+                )
                 return
             replay = res.replay or []
             if not replay:  # nothing retained to rewind: attach from now
                 fresh_res = AttachResult(res.last_serial, None)
-                self._complete_attach(now, s, name, (requested, granted), None, fresh_res, params)
+                self._complete_attach(
+                    now, s, name, (requested, granted), None, fresh_res, params, notice=notice
+                )
                 return
             # ATTACHED's channelSerial is the point just before the first rewound message, so
             # history(untilAttach) pages back from exactly there (no gap, no overlap).
             epoch = str(replay[0].frame.wire["channelSerial"]).rpartition(":")[0]
             start = f"{epoch}:{replay[0].first_seq - 1}"
-            self._complete_attach(now, s, name, (requested, granted), start, res, params, rewinding=True)
+            self._complete_attach(
+                now, s, name, (requested, granted), start, res, params, rewinding=True, notice=notice
+            )
 
         self.channels.attach(now_ms, name, from_serial, done)
 
@@ -270,16 +286,17 @@ class PubSub(ChannelModes, StoreAttach):
         params: dict[str, str] | None = None,
         *,
         rewinding: bool = False,
+        notice: ErrorInfo | None = None,
     ) -> None:
         """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b).
-
-        ``modes`` is (asked for, granted)."""
+        ``modes`` is (asked for, granted); ``notice``: an ErrorInfo the ATTACHED carries unless
+        continuity was lost (unknown params)."""
         requested, granted = modes
         if res.error is not None:
             self._send(now_ms, s, server_message(Action.DETACHED, channel=name, error=res.error))
             return
         replay = res.replay
-        error = None
+        error = notice
         if from_serial and replay is None:
             error = ErrorInfo.of(
                 ErrorCode.CONTINUITY_LOST,

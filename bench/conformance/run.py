@@ -5,7 +5,11 @@ suite"); nothing is fetched here. This script
 
 1. starts a ``make run``-style cluster (``deploy/localcluster.py up``: 2 routers, 4 dev-mode
    frontends) with its ports shifted by ``--port-offset`` and its state in a temporary directory;
-   its frontends refuse unknown keys (``dev_accept_any_key = false``) as Ably does;
+   its frontends refuse unknown keys (``dev_accept_any_key = false``) as Ably does. Each lane after
+   the first gets a fresh cluster: on Ably every run's sandbox app starts with no channel history,
+   but here channels are not scoped by app, so a lane would otherwise read the previous lane's
+   messages in history (the suite uses fixed channel names: encoding's and REST message's history
+   checks then count double);
 2. runs each test file with mocha, once per lane, under ``--file-timeout``, with the harness pointed
    at the router (``ABLY_LOCAL_SANDBOX_URL``: the dev-mode sandbox provisions the test app, and its
    reply routes every client to the router). The ``comet`` lane sets ``ABLY_TEST_TRANSPORTS=comet``

@@ -201,6 +201,13 @@ class LocalCluster:
                 return fe.name
         return None
 
+    async def home_of(self, channel: str) -> str:
+        """The running frontend that is home of ``channel`` (its /cluster view); AssertionError if none."""
+        for fe in self.frontends:
+            if fe.running and channel in (await fe.get_json("/cluster"))["channels"]["home"]:
+                return fe.name
+        raise AssertionError(f"no running frontend is home of {channel}")
+
 
 def _frontend_config(node: Node, seeds: list[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {
