@@ -35,6 +35,7 @@ class _Append:
     # Sent to a replica (by replicate or inside a snapshot): a copy may hold it, so it can no
     # longer be refused for certain. Never-sent appends of a blocked home can be (drop_blocked).
     sent: bool = False
+    queued_ms: int = 0  # when the home appended it (a blocked home refuses it after a grace)
 
 
 @dataclass(slots=True)
@@ -52,7 +53,11 @@ class Home:
     # the last seq ``replicated[0]`` acknowledged. Nothing is committed beyond what both hold.
     stored: int | None = None
     replicated: tuple[str | None, int] = (None, 0)
-    replica_refreshed_ms: int = 0  # when an idle log was last re-sent to its replica (keep_replicas_alive)
+    replica_refreshed_ms: int = 0
+    # Zone quorum (home_quorum.py): no copy can be placed and no majority to copy inside our zone
+    # (nothing is ACKed); or the copy is inside our zone, by majority (entries may live in one zone).
+    blocked: bool = False
+    degraded: bool = False  # when an idle log was last re-sent to its replica (keep_replicas_alive)
 
     def waits_for(self, pub: O.Publish) -> bool:
         """``pub`` must follow an earlier publish of its connection that this log has not numbered."""

@@ -49,17 +49,20 @@ import structlog
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.node import FrontendNode
-from frontend.simcheck import check_run
+from frontend.simcheck import check_run, zone_loss_availability
 from frontend.simclient import SimClient, Transport
 from frontend.simnet import Scheduler, SimBus, SimNet
 from kernel.keys import KeySigner
 from kernel.placement import ClusterView, Peer
+from kernel.quorum import Witness
 from router.decide import NoRoute, RouteRequest, decide
 
 SECRET = "simulated-cluster-secret-0123456789abcdef"
 FAULT_KINDS = ("node_partition", "zone_partition", "kill", "drain", "restart", "zone_loss", "tunnel_cut",
                "link_reset")  # fmt: skip
 DETECT_MS = (300, 2_500)  # how long an observer's map takes to follow a change
+WITNESS, WITNESS_ZONE = "r-w", "w"  # the witness router of the zone quorum (kernel/quorum.py)
+ASK_EVERY_MS = 500  # how often a node's driver looks at whether to ask the witness
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,7 @@ class World:
         self.signer = KeySigner([SECRET])
         self.zone = {f"fe-{z}{i + 1}": z for z in "ab" for i in range(cfg.per_zone)}
         self.routers = {"r-a": "a", "r-b": "b"}
+        self.witness = Witness(started_ms=-1_000_000)  # in a third zone: it only votes
         self.nodes: dict[str, FrontendNode] = {}
         self.draining: set[str] = set()
         self.views: dict[str, ClusterView] = {}  # observer -> its current map
@@ -155,6 +159,8 @@ class World:
         for fault in schedule:
             self.sched.at(fault.at_ms, functools.partial(self._apply, fault))
         self.sched.at(cfg.heal_at_ms, self._heal_all)
+        for node_id in sorted(self.zone):
+            self.sched.at(ASK_EVERY_MS, functools.partial(self._ask_witness, node_id))
 
     # -- processes ------------------------------------------------------------
     def _start(self, node_id: str) -> None:
@@ -215,7 +221,7 @@ class World:
 
     # -- maps -------------------------------------------------------------------
     def _group(self, who: str) -> int:
-        zone = self.routers.get(who) or self.zone.get(who)
+        zone = WITNESS_ZONE if who == WITNESS else self.routers.get(who) or self.zone.get(who)
         if who in self.net.group:
             return self.net.group[who]
         return self.net.group.get(f"zone:{zone}", -1)
@@ -230,6 +236,8 @@ class World:
             active = node_id not in self.draining
             peers[node_id] = Peer(node_id=node_id, role="frontend", zone=zone, client_addr=node_id,
                                   peer_addr=node_id, alive=alive, active=active)  # fmt: skip
+        peers[WITNESS] = Peer(node_id=WITNESS, role="router", zone=WITNESS_ZONE,
+                              alive=self.reachable(observer, WITNESS))  # fmt: skip
         return ClusterView(peers)
 
     def _changed(self) -> None:
@@ -258,6 +266,34 @@ class World:
         assert isinstance(bus, SimBus)
         bus.set_addresses({p.node_id for p in view.frontends() if p.alive})
         self.input(node_id, lambda: node.apply_view(self.sched.now, view))
+
+    def _ask_witness(self, node_id: str) -> None:
+        """A node's driver asks the witness router for a grant when its core says so (cluster.py)."""
+        self.sched.at(self.sched.now + ASK_EVERY_MS, functools.partial(self._ask_witness, node_id))
+        node = self.nodes.get(node_id)
+        if node is None:
+            return
+        node.channels.now_ms = self.sched.now
+        ask = node.channels.witness_request(self.sched.now)
+        if ask is None or not self.reachable(node_id, WITNESS):
+            return
+        _, need, holding = ask
+        sent = self.sched.now
+        lat = self.rng.randint(*self.client_latency_ms)
+
+        def at_witness() -> None:
+            if not self.reachable(node_id, WITNESS):
+                return
+            answer = self.witness.ask(self.sched.now, node_id, self.zone[node_id], need=need, holding=holding,
+                                      boot=node.channels.boot)  # fmt: skip
+            self.sched.at(self.sched.now + lat, lambda: answered(*answer))
+
+        def answered(granted: bool, holder: str | None, lost: bool) -> None:
+            if self.nodes.get(node_id) is node and self.reachable(node_id, WITNESS):
+                self.input(node_id, lambda: node.channels.grant(self.sched.now, WITNESS, sent, granted, need,
+                                                                holder, lost=lost))  # fmt: skip
+
+        self.sched.at(self.sched.now + lat, at_witness)
 
     # -- clients ------------------------------------------------------------------
     def route(self, client: SimClient, params: dict[str, str]) -> None:
@@ -313,7 +349,8 @@ class World:
                 self._changed()
                 self.sched.at(later, self._heal)
             case "zone_partition":
-                self.net.group = {f"zone:{f.target}": 1, f"zone:{'b' if f.target == 'a' else 'a'}": 2}
+                self.net.group = {f"zone:{f.target}": 1, f"zone:{'b' if f.target == 'a' else 'a'}": 2,
+                                  f"zone:{WITNESS_ZONE}": 2}  # fmt: skip
                 self.net.group.update({n: (1 if z == f.target else 2) for n, z in self.zone.items()})
                 self._changed()
                 self.sched.at(later, self._heal)
@@ -365,6 +402,10 @@ class World:
         publishes = [r for c in self.clients for r in c.records]
         logs = [log for c in self.clients for log in c.logs()]
         verdict = check_run(publishes, logs)
+        unavailable = zone_loss_availability(publishes, self.schedule, self.cfg.channels, self.cfg.heal_at_ms)
+        if unavailable:
+            verdict["violations"]["zone_loss_unavailable"] = len(unavailable)
+            verdict["examples"].extend(unavailable[:3])
         if crash is not None:
             verdict["violations"]["crash"] = 1
             verdict["examples"].insert(0, {"kind": "crash", "at_ms": self.sched.now, "traceback": crash})

@@ -26,6 +26,13 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
     # Issue 11: a home lost (zone b) under pipelined publishes; their retries raced and one
     # connection's publishes 15 and 16 on ch1 were numbered 16 first (publisher_order).
     "issue11_publisher_order": (2, [[3426, "drain", "fe-a2", 5841], [14179, "zone_loss", "b", 4691]], []),
+    # Issue 11: zone b lost alone (both frontends killed). Before the zone quorum, zone a's homes had
+    # no replica in another zone and waited: no channel ACKed again until the heal restarted zone b,
+    # 16 s later (zone_loss_unavailable: ch0 first ACK at 21.5 s, ch1 NACKed). With the witness zone's
+    # grant they copy inside zone a and ACK within the 10 s the check allows.
+    "issue11_zone_loss_available": (1, [[5531, "zone_loss", "b", 3153]], []),
+    # The same with zone a lost (its publishes NACKed 50350 before the fix, none ACKed for 16 s).
+    "issue11_zone_a_loss_available": (0, [[5707, "zone_loss", "a", 3232]], []),
     # Two restarts and a partition: a partitioned replica made itself home from its copy (serial 28
     # included) while the old home demoted, re-acquired without it and numbered another publish 28;
     # after the heal the stale home answered a re-sent publish from its dedupe record: serial 28 ACKed
