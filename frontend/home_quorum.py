@@ -63,6 +63,7 @@ class QuorumHomes:
     placement: Placement
     homes: dict[str, Home]
     now_ms: int
+    ready: bool
     _rng: random.Random
 
     def _quorum_init(self) -> None:
@@ -73,6 +74,7 @@ class QuorumHomes:
         # after holding one (kill -9) holds nothing now, and says so to the witness once.
         self._asked_grant = True
         self._last_quorum: QuorumState | None = None
+        self._setup_logged = ""
         # Restart detection at the witness: a process's boot id (a restarted holder lost what it
         # held alone), whether a witness has answered us yet, and until when our zone's data is lost.
         self.boot = f"{self._rng.getrandbits(48):012x}"
@@ -205,10 +207,36 @@ class QuorumHomes:
                 "zone.quorum_changed", majority=state.may_degrade, detail=state.describe(),
                 homes=len(self.homes),
             )  # fmt: skip
+        self._warn_setup(state)
         for name, home in list(self.homes.items()):
             self._place_copy(now_ms, name, home, state)
         self.metrics.replication_degraded.set(1 if self.replication_degraded() else 0)
         self.metrics.write_available.set(1 if self.write_available() else 0)
+
+    def _warn_setup(self, state: QuorumState) -> None:
+        """Say at start (once the map settled), and on every change, what a zone's loss would do."""
+        if not self.ready or self.bus is None:
+            return
+        setup = "single_zone" if state.single_zone else ("no_witness" if not state.witnesses else "quorum")
+        if setup == self._setup_logged:
+            return
+        self._setup_logged = setup
+        if setup == "single_zone":
+            log.warning(
+                "zone.single_zone", zone=state.zone,
+                detail="every frontend is in one zone: copies are kept on another frontend of this "
+                "zone (or nowhere, alone), so losing the zone loses what it held "
+                "(continuity_replication_degraded=1). Run frontends in two zones and a router in a "
+                "third for zone-loss tolerance.",
+            )  # fmt: skip
+        elif setup == "no_witness":
+            log.warning(
+                "zone.no_witness", zones=sorted(state.votes),
+                detail="no witness zone (a zone with only a router): losing a zone stops publishing on the "
+                "other (no side holds a majority of zones). Run a router in a third zone.",
+            )  # fmt: skip
+        else:
+            log.info("zone.quorum_ready", zones=sorted(state.votes), witness_zones=sorted(state.witnesses))
 
     def _place_copy(self, now_ms: int, name: str, home: Home, state: QuorumState) -> None:
         replica, blocked, degraded = self._choose_replica(name, state)

@@ -570,6 +570,7 @@ class FrontendNode(PubSub):
             "state": "active",
             "connections": {"live": len(self.outlets), "detached": len(self.sessions) - len(self.outlets)},
             "channels": {"home": sorted(self.channels.homes), "replica": sorted(self.channels.replicas)},
+            "write": self.channels.write_status(),
             "members": [
                 {
                     "node_id": self.node_id,
