@@ -31,9 +31,9 @@ turn: the log a later home acquires holds every ACKed entry. A witness zone's vo
 strict majority of the routers ever seen in it granted (one router per witness zone is the plain
 setup). The grant is a lease on the holder's side (``lease_ms`` from when it *sent* the request):
 a holder cut off from its witness stops ACKing alone within ``lease_ms``, long before a reap could
-let another zone in. A restarted witness has forgotten its holders: for its first two leases it
-grants nothing and re-learns the holders that still hold data of their own zone (they ask with
-``holding=True``), so a holder that renews keeps its place.
+let another zone in. A restarted witness has forgotten its holders: for its first lease it grants
+nothing (a grant given before the restart has lapsed by then) and re-learns the holders that still
+hold data of their own zone (they ask with ``holding=True``), so a holder that renews keeps its place.
 
 Pure: no I/O, no clock (``now_ms`` comes in).
 """
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 from kernel.placement import ClusterView
 
-DEFAULT_LEASE_MS = 6_000
+DEFAULT_LEASE_MS = 5_000
 
 
 def zones_seen(view: ClusterView) -> set[str]:
@@ -116,14 +116,15 @@ def assess(
     seen before (so a reaped zone keeps its vote), ``remembered_witnesses`` the routers seen in each
     zone, and ``grants`` maps a router to when its grant expires here."""
     votes = zones_seen(view) | set(remembered) | set(configured) | {zone}
-    witnesses = votes - frontend_zones(view) - {zone}
-    routers: dict[str, set[str]] = {z: set() for z in witnesses}
+    candidates = votes - frontend_zones(view) - {zone}
+    routers: dict[str, set[str]] = {z: set() for z in candidates}
     for z, names in (remembered_witnesses or {}).items():
         if z in routers:
             routers[z] |= set(names)
     for p in view.peers.values():
         if p.role == "router" and p.zone in routers:
             routers[p.zone].add(p.node_id)
+    witnesses = {z for z, names in routers.items() if names}  # a zone of routers only
     held = {r for r, until in (grants or {}).items() if until > now_ms and view.alive(r)}
     granted = {z for z, names in routers.items() if names and 2 * len(names & held) > len(names)}
     live = {p.zone for p in view.peers.values() if p.alive}
@@ -192,7 +193,7 @@ class Witness:
         others = sorted({h.zone for n, h in self.holders.items() if h.zone != zone})
         if others:
             return False, others[0]
-        if now_ms < self.started_ms + 2 * self.lease_ms:
+        if now_ms < self.started_ms + self.lease_ms:
             # Just started: the holders from before are re-learning their places; grant nothing yet.
             if holding:
                 self.holders[node] = _Holder(zone, now_ms, boot)
