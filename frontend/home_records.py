@@ -19,10 +19,8 @@ RPC_TIMEOUT_S = 3.0
 OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails
 
 
-def unavailable(channel: str) -> ErrorInfo:
-    return ErrorInfo.of(
-        ErrorCode.INTERNAL_CHANNEL, f"channel {channel} is unavailable: its home cannot be reached"
-    )
+def unavailable(channel: str, why: str = "its home cannot be reached") -> ErrorInfo:
+    return ErrorInfo.of(ErrorCode.INTERNAL_CHANNEL, f"channel {channel} is unavailable: {why}")
 
 
 @dataclass(slots=True)

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from frontend import peerops as O
+from frontend.home_quorum import no_quorum
 from frontend.home_records import RPC_TIMEOUT_S, Home, unavailable
 from kernel.errors import ErrorInfo
 
 if TYPE_CHECKING:
     from frontend.channels import Bus, PublishDone
     from frontend.config import FrontendConfig
+    from kernel.quorum import QuorumState
 
 RETRY_MS = 100  # how soon a failed remote operation is retried
 
@@ -35,6 +37,7 @@ class PublishAttempt:
     deadline: int
     final: int
     uncertain: bool = False
+    why: str = ""  # what the last attempt ran into, for the NACK's message
 
 
 class PublishSide:
@@ -48,6 +51,9 @@ class PublishSide:
     _retries: list[tuple[int, Callable[[int], None]]]
 
     def home_of(self, channel: str) -> str:
+        raise NotImplementedError
+
+    def quorum(self, now_ms: int | None = None) -> QuorumState:
         raise NotImplementedError
 
     def _publish_window(self) -> int:
@@ -101,13 +107,19 @@ class PublishSide:
             if st.uncertain and self.now_ms + RETRY_MS <= st.final:
                 self._retries.append((self.now_ms + RETRY_MS, again))
                 return
-            done(None, unavailable(channel))
+            state = self.quorum(self.now_ms)
+            if not (state.other_zone_serving or state.may_degrade or self.bus is None):
+                done(None, no_quorum(channel, state))  # the true reason: a zone out of reach
+                return
+            seconds = window // 1000
+            done(None, unavailable(channel, f"not numbered within {seconds} s: {st.why or 'no answer'}"))
 
         home = self.home_of(channel)
         if home == self.node_id:
 
             def local(ok: bool) -> None:
                 if not ok or self.homes[channel].waits_for(pub):
+                    st.why = "this node, its home, is acquiring it" if not ok else "an earlier publish waits"
                     self._retry(self.now_ms, st.deadline, again, give_up)
                     return
 
@@ -136,8 +148,10 @@ class PublishSide:
                 case O.Outcome.REFUSED if not st.uncertain:
                     done(None, answer.error or unavailable(channel))
                 case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
+                    st.why = f"its home {home} answered: {result}"
                     self._retry(self.now_ms, st.deadline, again, give_up)
                 case O.Outcome.UNKNOWN:
+                    st.why = f"its home {home} did not answer"
                     st.uncertain = True
                     self._retry(self.now_ms, st.deadline, again, give_up)
 
