@@ -143,8 +143,12 @@ class QuorumHomes:
         state = self.quorum(now_ms)
         holding = any(h.degraded for h in self.homes.values())
         need = state.wants_grant
-        if not need and not holding and not self._asked_grant:
-            return None
+        if not need and not holding:
+            # About to release (or nothing to ask): stop counting our grants first, so that no
+            # home goes on alone on a grant the witness is being told we no longer hold.
+            self.grants.clear()
+            if not self._asked_grant:
+                return None
         routers = sorted({r for z in state.witnesses for r in self._witnesses_remembered.get(z, ())})
         routers = [r for r in routers if self.view.alive(r)]
         if not routers:
