@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("continuity.frontend")
 
 RENEW_MS = DEFAULT_LEASE_MS // 3  # a held grant is renewed this often
+WITHHOLD_MAX_MS = 5_000  # a restarted node withholds its copies until a witness answered, at most this
 
 
 def no_quorum(channel: str, state: QuorumState) -> ErrorInfo:
@@ -79,6 +80,7 @@ class QuorumHomes:
         # held alone), whether a witness has answered us yet, and until when our zone's data is lost.
         self.boot = f"{self._rng.getrandbits(48):012x}"
         self._witness_heard = False
+        self._withhold_until: int | None = None
         self._data_lost_until = 0
 
     # -- reading the quorum ---------------------------------------------------------
@@ -193,12 +195,12 @@ class QuorumHomes:
         routers = [r for names in witness_routers(self.view).values() for r in names]
         if self._witness_heard or not any(self.view.alive(r) for r in routers):
             return False
+        if self._withhold_until is None:
+            self._withhold_until = self.now_ms + WITHHOLD_MAX_MS
+        if self.now_ms >= self._withhold_until:
+            return False  # a witness in the map that never answers must not stall acquisitions
         reply(False, O.Refused(O.Refusal.ACQUIRING, "waiting for the witness's answer after a restart"))
         return True
-
-    def grant_renew_due(self, now_ms: int) -> int | None:
-        """When the next request to the witnesses is due (None: nothing to ask)."""
-        return now_ms + RENEW_MS if self.witness_request(now_ms) is not None else None
 
     # -- acting on changes -------------------------------------------------------------------
     def _reassess(self, now_ms: int) -> None:
