@@ -35,6 +35,7 @@ from kernel.quorum import DEFAULT_LEASE_MS, QuorumState, assess, witness_routers
 if TYPE_CHECKING:
     import random
 
+    from frontend.channel_log import ChannelLog
     from frontend.channels import Bus
     from frontend.config import FrontendConfig
     from frontend.home_records import Home, _Append
@@ -63,6 +64,7 @@ class QuorumHomes:
     view: ClusterView
     placement: Placement
     homes: dict[str, Home]
+    replicas: dict[str, ChannelLog]
     now_ms: int
     ready: bool
     _rng: random.Random
@@ -81,7 +83,7 @@ class QuorumHomes:
         self.boot = f"{self._rng.getrandbits(48):012x}"
         self._witness_heard = False
         self._withhold_until: int | None = None
-        self._data_lost_until = 0
+        self._data_lost_at = self._data_lost_until = 0
 
     # -- reading the quorum ---------------------------------------------------------
     def remember_zones(self, view: ClusterView) -> None:
@@ -138,12 +140,13 @@ class QuorumHomes:
         }
 
     # -- witness grants ------------------------------------------------------------------
-    def witness_request(self, now_ms: int) -> tuple[list[str], bool, bool] | None:
-        """What to ask the witness routers now: (routers, need, holding), or None (nothing to ask).
-        ``need``: a grant would let our homes go on; ``holding``: some home here holds entries
-        whose only copies are in this zone (then a release must wait)."""
+    def witness_request(self, now_ms: int) -> tuple[list[str], bool, bool, bool] | None:
+        """What to ask the witness routers now: (routers, need, holding, alone), or None (nothing to
+        ask). ``need``: a grant would let our homes go on; ``holding``: some log here holds entries
+        whose only copies are in this zone (then a release must wait); ``alone``: some home here
+        commits with no copy at all (the only frontend of its zone left)."""
         state = self.quorum(now_ms)
-        holding = any(h.degraded for h in self.homes.values())
+        holding = self._holding_zone_only()
         need = state.wants_grant
         if not need and not holding:
             # About to release (or nothing to ask): stop counting our grants first, so that no
@@ -155,7 +158,8 @@ class QuorumHomes:
         routers = [r for r in routers if self.view.alive(r)]
         if not routers:
             return None
-        return routers, need, holding
+        alone = any(h.degraded and h.replica is None for h in self.homes.values())
+        return routers, need, holding, alone
 
     def grant(
         self, now_ms: int, router: str, sent_ms: int, granted: bool, need: bool, holder: str | None,
@@ -166,28 +170,47 @@ class QuorumHomes:
         self.now_ms = now_ms
         self._witness_heard = True
         if lost:
-            self._data_lost_until = now_ms + 2 * self.config.retention_ms
+            self._data_lost_at, self._data_lost_until = now_ms, now_ms + 2 * self.config.retention_ms
             log.error(
                 "zone.degraded_data_lost", router=router, until_ms=self._data_lost_until,
                 homes=len(self.homes),
             )
-            for name in list(self.homes):
-                self._demote(name)  # re-acquired under a new epoch: the copies may miss ACKed entries
+            for name in [n for n, h in self.homes.items() if h.blocked]:
+                # A blocked home may hold a stale copy (it never committed since): re-acquired
+                # under a new epoch. A home that commits holds its channel's whole log.
+                self._demote(name)
         if granted:
             self.grants[router] = sent_ms + DEFAULT_LEASE_MS
             self._asked_grant = True
         else:
             self.grants.pop(router, None)
             if not need:
-                self._asked_grant = bool(self.grants) or any(h.degraded for h in self.homes.values())
+                self._asked_grant = bool(self.grants) or self._holding_zone_only()
             if holder is not None and holder != self.config.zone and need:
                 log.warning("zone.grant_refused", router=router, holder=holder)
         self._reassess(now_ms)
 
-    def _zone_data_lost(self) -> bool:
-        """Our zone ACKed entries alone and lost them (a holder restarted): every log acquired from
-        copies now starts a new epoch (90003 to subscribers), never continuing a stale copy."""
-        return self._data_lost_until > self.now_ms
+    def _holding_zone_only(self) -> bool:
+        """Some log here, a home's or a copy's (a demoted degraded home leaves its log as a copy),
+        holds entries committed with copies only in this zone: the witness must keep our zone's
+        place until another zone holds them (frontend.sim seed 232: a home demoted at a heal made
+        its node release, and a stale copy in the other zone was then continued: split_brain)."""
+        return any(h.degraded or h.log.zone_only for h in self.homes.values()) or any(
+            c.zone_only for c in self.replicas.values()
+        )
+
+    def _lost_since(self) -> int | None:
+        """When this node learned that a zone may have lost entries it ACKed alone (a holder
+        restarted), for two retention windows after; else None."""
+        return self._data_lost_at if self._data_lost_until > self.now_ms else None
+
+    def _stale_after_loss(self, best: ChannelLog | None, heard: list[Any] | None) -> bool:
+        """A log about to be continued from copies (not handed over by a live home) was copied
+        before a zone's loss was known, here or at a peer that answered: it may miss entries the lost
+        zone ACKed alone, so a new epoch starts instead (90003 to subscribers: announced, never a
+        serial given out twice). Copies made after the news (new epochs' copies) are continued."""
+        since = [t for t in [self._lost_since(), *(heard or [])] if isinstance(t, int)]
+        return bool(since) and (best is None or best.created_ms < max(since))
 
     def _withhold_log_fetch(self, reply: Callable[[bool, Any], None]) -> bool:
         """Until a witness has answered this process, a copy it serves could hide that our zone lost
@@ -263,8 +286,8 @@ class QuorumHomes:
 
     def _synced_across_zones(self, home: Home) -> None:
         """The replica confirmed the whole log: if it is in another zone, nothing lives in one zone."""
-        if home.degraded and home.replica is not None and self.view.zone_of(home.replica) != self.config.zone:
-            home.degraded = False
+        if home.replica is not None and self.view.zone_of(home.replica) != self.config.zone:
+            home.degraded = home.log.zone_only = False
 
     def drop_blocked(self, now_ms: int) -> None:
         """Refuse, for certain, the appends a blocked home (no copy can be placed: _replica_missing)

@@ -112,7 +112,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
             retention_ms=self.config.retention_ms,
             start_seq=start_seq,
         )
-        lg.last_activity_ms = now_ms
+        lg.last_activity_ms = lg.created_ms = now_ms
         return lg
 
     def _acquire(self, now_ms: int, channel: str) -> None:
@@ -129,7 +129,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
                 return
             self.replicas.pop(channel, None)
-            if own is not None and self._zone_data_lost():
+            if own is not None and self._stale_after_loss(own, None):
                 own = self._new_log(channel, now_ms)  # the copy may miss entries a lost zone ACKed
             self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
             return
@@ -172,7 +172,9 @@ class HomeSide(PersistedHomes, QuorumHomes):
                     or (lg.last_seq > best.last_seq and source != "handover")
                 ):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
-            if self._zone_data_lost() or any(isinstance(r, dict) and r.get("lost") for r in replies.values()):
+            answers = [r for r in replies.values() if isinstance(r, dict)]
+            handed = any(r.get("relinquished") for r in answers)
+            if not handed and self._stale_after_loss(best, [r.get("lost_since") for r in answers]):
                 # A zone lost entries it ACKed alone (home_quorum): no copy is known complete.
                 best, source = self._new_log(channel, self.now_ms), "zone_data_lost"
             self._become_home(self.now_ms, channel, best, subs, source)
@@ -355,6 +357,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
         while home.pending and home.pending[0].entry.last_seq <= upto:
             item = home.pending.popleft()
             entry = item.entry
+            home.log.zone_only = home.log.zone_only or home.degraded
             home.committed = entry.last_seq
             home.log.advance_presence(home.committed)
             self._fan_out(now_ms, channel, entry, entry.publisher)
@@ -444,7 +447,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
             if self._withhold_log_fetch(reply):
                 return  # restarted, not yet told by the witness whether our zone lost data (home_quorum)
             snapshot = copy.snapshot() if copy is not None else None
-            reply(True, {"log": snapshot, "subs": sorted(subs), "lost": self._zone_data_lost() or None})
+            reply(True, {"log": snapshot, "subs": sorted(subs), "lost_since": self._lost_since()})
             return
         if self.home_of(channel) != src:
             reply(True, {"home": self.node_id})  # my map still says I am home: the asker must wait
@@ -517,6 +520,9 @@ class HomeSide(PersistedHomes, QuorumHomes):
             )
             reply(False, O.Refused(O.Refusal.STALE, "this node holds a longer copy or is home"))
             return
+        # A home of our own zone copies here only when it has no other zone (a degraded home): this
+        # copy may hold entries no other zone has, and keeps our zone's place at the witness.
+        lg.zone_only = self.view.zone_of(src) == self.config.zone
         self.replicas[channel] = lg
         reply(True, lg.last_seq)
 

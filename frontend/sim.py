@@ -277,15 +277,16 @@ class World:
         ask = node.channels.witness_request(self.sched.now)
         if ask is None or not self.reachable(node_id, WITNESS):
             return
-        _, need, holding = ask
+        _, need, holding, alone = ask
         sent = self.sched.now
         lat = self.rng.randint(*self.client_latency_ms)
 
         def at_witness() -> None:
             if not self.reachable(node_id, WITNESS):
                 return
-            answer = self.witness.ask(self.sched.now, node_id, self.zone[node_id], need=need, holding=holding,
-                                      boot=node.channels.boot)  # fmt: skip
+            answer = self.witness.ask(self.sched.now, node_id, self.zone[node_id], need=need,
+                                      holding=holding, alone=alone, boot=node.channels.boot,
+                                      alive=self._witness_sees)  # fmt: skip
             self.sched.at(self.sched.now + lat, lambda: answered(*answer))
 
         def answered(granted: bool, holder: str | None, lost: bool) -> None:
@@ -294,6 +295,9 @@ class World:
                                                                 holder, lost=lost))  # fmt: skip
 
         self.sched.at(self.sched.now + lat, at_witness)
+
+    def _witness_sees(self, node_id: str) -> bool:
+        return node_id in self.nodes and self.reachable(WITNESS, node_id)
 
     # -- clients ------------------------------------------------------------------
     def route(self, client: SimClient, params: dict[str, str]) -> None:

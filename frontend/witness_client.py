@@ -77,14 +77,14 @@ class WitnessClient:
                 channels = self.node.channels
                 ask = channels.witness_request(wall_ms())
                 if ask is not None:
-                    routers, need, holding = ask
+                    routers, need, holding, alone = ask
                     for router in routers:
-                        nursery.start_soon(self._ask, router, need, holding)
+                        nursery.start_soon(self._ask, router, need, holding, alone)
                 with trio.move_on_after(RENEW_MS / 1000 if ask is not None else IDLE_CHECK_S):
                     await self.changed.wait()
                 self.changed = trio.Event()
 
-    async def _ask(self, router: str, need: bool, holding: bool) -> None:
+    async def _ask(self, router: str, need: bool, holding: bool, alone: bool) -> None:
         channels = self.node.channels
         peer = channels.view.peers.get(router)
         if peer is None or not peer.client_addr:
@@ -92,7 +92,8 @@ class WitnessClient:
         cfg = self.node.config
         sent = wall_ms()
         body, mac = grant_request(
-            self.secret, cfg.node_id, cfg.zone, need=need, holding=holding, boot=channels.boot, now_ms=sent
+            self.secret, cfg.node_id, cfg.zone, need=need, holding=holding, alone=alone, boot=channels.boot,
+            now_ms=sent,
         )
         try:
             answer = await post_json(peer.client_addr, body, [(MAC_HEADER, mac)], ASK_TIMEOUT_S)

@@ -31,7 +31,9 @@ turn: the log a later home acquires holds every ACKed entry. A witness zone's vo
 strict majority of the routers ever seen in it granted (one router per witness zone is the plain
 setup). The grant is a lease on the holder's side (``lease_ms`` from when it *sent* the request):
 a holder cut off from its witness stops ACKing alone within ``lease_ms``, long before a reap could
-let another zone in. A restarted witness has forgotten its holders: for its first lease it grants
+let another zone in. A holder that restarts asks under a new boot id; when neither it (it committed
+with no copy) nor a live holder of its zone can still hold what the zone ACKed alone, every node is
+told once (``lost``), and logs acquired from older copies start new epochs. A restarted witness has forgotten its holders: for its first lease it grants
 nothing (a grant given before the restart has lapsed by then) and re-learns the holders that still
 hold data of their own zone (they ask with ``holding=True``), so a holder that renews keeps its place.
 
@@ -43,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from kernel.placement import ClusterView
@@ -154,6 +156,7 @@ class _Holder:
     zone: str
     until_ms: int
     boot: str = ""  # the holder process's boot id: another one asking under its name restarted
+    alone: bool = False  # it commits with no copy at all: its restart loses what it committed
 
 
 @dataclass(slots=True)
@@ -166,29 +169,37 @@ class Witness:
     # The last holder restart (its zone's lone entries are gone): every node is told once.
     lost_zone: str | None = None
     lost_told: set[str] = field(default_factory=set)
+    # Per zone, since it last had no holder: each holder's fate (holding, released, restarted).
+    fates: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def ask(
-        self, now_ms: int, node: str, zone: str, *, need: bool, holding: bool, boot: str = ""
+        self, now_ms: int, node: str, zone: str, *, need: bool, holding: bool, boot: str = "",
+        alone: bool = False, alive: Callable[[str], bool] = lambda node: False,
     ) -> tuple[bool, str | None, bool]:
         """``node`` of ``zone`` (process ``boot``) asks for a grant (``need``), or releases it;
         ``holding``: it holds entries that live only in its own zone. Answers (granted, the zone
         holding grants, lost): ``lost``, once to each node, after a holder was restarted (an earlier
         process under its name held a grant): what its zone held alone is gone, so no copy is
-        known complete and the asker starts new epochs rather than continue one (90003)."""
+        known complete and the asker starts new epochs rather than continue one (90003). Only once
+        no other holder of the zone that has not restarted is ``alive`` (in the witness's map): a
+        degraded home's copy lives on another frontend of its zone, so one restart loses nothing."""
         before = self.holders.get(node)
         if before is not None and before.boot != boot:
             del self.holders[node]
-            self.lost_zone, self.lost_told = before.zone, set()
+            self._fate(before.zone, node, "lost" if before.alone else "restarted", alive)
         lost = self.lost_zone is not None and node not in self.lost_told
         self.lost_told.add(node)
         granted, holder = self._ask(now_ms, node, zone, need, holding, boot)
+        if node in self.holders:
+            self.holders[node].alone = alone
         return granted, holder, lost
 
     def _ask(
         self, now_ms: int, node: str, zone: str, need: bool, holding: bool, boot: str
     ) -> tuple[bool, str | None]:
         if not need and not holding:
-            self.holders.pop(node, None)
+            if self.holders.pop(node, None) is not None:
+                self._fate(zone, node, "released", lambda n: False)
             return False, self.holder_zone()
         others = sorted({h.zone for n, h in self.holders.items() if h.zone != zone})
         if others:
@@ -197,14 +208,35 @@ class Witness:
             # Just started: the holders from before are re-learning their places; grant nothing yet.
             if holding:
                 self.holders[node] = _Holder(zone, now_ms, boot)
+                self.fates.setdefault(zone, {})[node] = "holding"
             return False, self.holder_zone()
         self.holders[node] = _Holder(zone, now_ms + self.lease_ms, boot)
+        self.fates.setdefault(zone, {})[node] = "holding"
         return need, zone
 
+    def _fate(self, zone: str, node: str, fate: str, alive: Callable[[str], bool]) -> None:
+        """Record what became of a holder; a zone whose holders all released or restarted is done
+        with: lost if any restarted while the others could not keep its copies."""
+        fates = self.fates.setdefault(zone, {})
+        fates[node] = fate
+        if fate == "lost":
+            # It committed with no copy at all (the only frontend of its zone left): gone with it.
+            self.lost_zone, self.lost_told = zone, set()
+        elif any(f == "holding" and alive(n) for n, f in fates.items()):
+            return  # a holder of the zone lives on: it holds the copies; decide at its fate
+        elif "restarted" in fates.values() and "released" not in fates.values():
+            # Every holder that kept copies of the others' entries restarted too. (A holder that
+            # released held no entry of its zone's alone: it had handed them to another zone.)
+            self.lost_zone, self.lost_told = zone, set()
+        if not any(f == "holding" for f in fates.values()):
+            del self.fates[zone]
+
     def forget(self, nodes: Iterable[str]) -> None:
-        """Gossip reaped these members: they hold nothing any more."""
+        """Gossip reaped these members: they hold nothing any more (and what they held is gone)."""
         for node in nodes:
-            self.holders.pop(node, None)
+            gone = self.holders.pop(node, None)
+            if gone is not None:
+                self._fate(gone.zone, node, "restarted", lambda n: False)
 
     def holder_zone(self) -> str | None:
         zones = sorted({h.zone for h in self.holders.values()})
@@ -223,10 +255,12 @@ def _mac(secret: str, body: bytes) -> str:
 
 
 def grant_request(
-    secret: str, node: str, zone: str, *, need: bool, holding: bool, boot: str, now_ms: int
+    secret: str, node: str, zone: str, *, need: bool, holding: bool, boot: str, now_ms: int,
+    alone: bool = False,
 ) -> tuple[bytes, str]:
     """The body of a grant request and its MAC header value (HMAC under the cluster secret)."""
-    fields = {"node": node, "zone": zone, "need": need, "holding": holding, "boot": boot, "ts": now_ms}
+    fields = {"node": node, "zone": zone, "need": need, "holding": holding, "alone": alone, "boot": boot,
+              "ts": now_ms}  # fmt: skip
     body = json.dumps(fields).encode()
     return body, _mac(secret, body)
 
@@ -238,6 +272,7 @@ class GrantRequest:
     need: bool
     holding: bool
     boot: str
+    alone: bool = False
 
 
 def read_grant_request(secrets: Iterable[str], body: bytes, mac: str, now_ms: int) -> GrantRequest | str:
@@ -247,7 +282,8 @@ def read_grant_request(secrets: Iterable[str], body: bytes, mac: str, now_ms: in
     try:
         raw = json.loads(body)
         req = GrantRequest(
-            str(raw["node"]), str(raw["zone"]), bool(raw["need"]), bool(raw["holding"]), str(raw["boot"])
+            str(raw["node"]), str(raw["zone"]), bool(raw["need"]), bool(raw["holding"]), str(raw["boot"]),
+            bool(raw.get("alone", False)),
         )
         ts = int(raw["ts"])
     except (ValueError, KeyError, TypeError):

@@ -46,7 +46,9 @@ class WitnessService:
             self.core.forget(gone)
         before = self.core.holder_zone()
         granted, holder, lost = self.core.ask(
-            monotonic_ms(), req.node, req.zone, need=req.need, holding=req.holding, boot=req.boot
+            monotonic_ms(), req.node, req.zone, need=req.need, holding=req.holding, alone=req.alone,
+            boot=req.boot,
+            alive=view.alive,
         )
         if lost:
             log.error("witness.holder_restarted", node=req.node, zone=req.zone)

@@ -106,3 +106,23 @@ def test_grant_requests_are_signed_and_fresh():
     assert read_grant_request(["another-secret"], body, mac, 1_000_500) == "bad mac"
     assert read_grant_request([SECRET], body, mac, 2_000_000) == "stale request"
     assert read_grant_request([SECRET], body + b" ", mac, 1_000_500) == "bad mac"
+
+
+def test_one_restart_loses_nothing_while_a_zone_peer_holding_the_copies_lives():
+    w = Witness(started_ms=-100_000)
+    w.ask(0, "fe-a1", "a", need=True, holding=True, boot="1")
+    w.ask(0, "fe-a2", "a", need=True, holding=True, boot="1")
+    alive = {"fe-a2"}.__contains__
+    assert w.ask(1, "fe-a1", "a", need=True, holding=False, boot="2", alive=alive)[2] is False
+    # Then the peer that kept the copies restarts as well: what zone a held alone is gone.
+    assert w.ask(2, "fe-a2", "a", need=True, holding=False, boot="2", alive=alive)[2] is True
+
+
+def test_a_restart_after_the_peer_released_loses_nothing_but_one_alone_does():
+    w = Witness(started_ms=-100_000)
+    w.ask(0, "fe-a1", "a", need=True, holding=True, boot="1")
+    w.ask(0, "fe-a2", "a", need=True, holding=True, boot="1")
+    w.ask(1, "fe-a2", "a", need=False, holding=False, boot="1")  # handed its entries to another zone
+    assert w.ask(2, "fe-a1", "a", need=False, holding=False, boot="2")[2] is False
+    w.ask(3, "fe-b1", "b", need=True, holding=True, boot="1", alone=True)
+    assert w.ask(4, "fe-b1", "b", need=True, holding=False, boot="2", alive=lambda n: True)[2] is True
