@@ -98,6 +98,34 @@ def parse_rewind_cursor(cursor: str) -> tuple[str, int] | None:
     return kind, int(value)
 
 
+_EPOCH_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_BORN_DIGITS = 9  # base 36 milliseconds: enough until the year 5188
+
+
+def new_epoch(now_ms: int, rng: Any) -> str:
+    """A fresh epoch name: when it was started (base-36 ms, fixed width), then 4 random characters.
+
+    Epochs of one channel are then ordered by birth (``epoch_born``): a home acquiring a channel
+    prefers the newest epoch among the copies it finds, whatever their lengths, because the
+    subscribers of a newer epoch were already told (90003) that the older one is over; going back
+    to it would move their serials backwards (frontend.sim seed 5013)."""
+    born, digits = max(now_ms, 0), []
+    for _ in range(_BORN_DIGITS):
+        born, d = divmod(born, 36)
+        digits.append(_EPOCH_ALPHABET[d])
+    return "".join(reversed(digits)) + "".join(rng.choice(_EPOCH_ALPHABET) for _ in range(4))
+
+
+def epoch_born(epoch: str) -> int:
+    """When ``epoch`` was started (``new_epoch``); 0 for a name of another shape (older releases)."""
+    if len(epoch) != _BORN_DIGITS + 4:
+        return 0
+    try:
+        return int(epoch[:_BORN_DIGITS], 36)
+    except ValueError:
+        return 0
+
+
 def parse_serial(serial: str) -> tuple[str, int] | None:
     """Split ``"<epoch>:<seq>"``; None if it is not one of ours."""
     epoch, sep, seq = serial.rpartition(":")
@@ -128,6 +156,13 @@ class ChannelLog:
         # frontend/home_quorum.py), and no copy in another zone has confirmed them since.
         self.zone_only = False
         self.created_ms = 0  # when this copy was made (a copy from before a lost zone may be stale)
+        # A replica's copy: the home whose whole log (ReplicaSync) it took; only that home may extend
+        # it entry by entry (``Replicate``), since only it is known to agree with every entry held.
+        self.synced_from: str | None = None
+        # The birth of a newer epoch a client showed us while this log was home (``Home.behind``): if
+        # no copy of that epoch survives, the next home starts a new epoch rather than continue this
+        # one, which would move that client's serial backwards.
+        self.newer_epoch_born = 0
         # The presence set as of seq ``presence_seq`` (presence_set.py): a home folds entries in as
         # it commits them, a replica as it installs them (``advance_presence``).
         self.presence = PresenceSet()
@@ -241,6 +276,17 @@ class ChannelLog:
                 self._published.pop((entry.publisher, entry.msg_serial), None)
             self.ids.forget(entry.frame.wire.get("messages", ()))
         self.last_seq = min(self.last_seq, max(seq, self._floor))
+
+    def supersedes(self, other: ChannelLog) -> bool:
+        """Whether this copy is a better base for a new home than ``other``: more of the same epoch,
+        or a newer epoch (its birth, ``epoch_born``; an older-epoch copy is stale however long)."""
+        if other.epoch == self.epoch:
+            return self.last_seq > other.last_seq
+        return epoch_born(self.epoch) > epoch_born(other.epoch)
+
+    def superseded(self) -> bool:
+        """A client showed a serial of a newer epoch than this log's (``newer_epoch_born``)."""
+        return self.newer_epoch_born > epoch_born(self.epoch)
 
     def agrees_with(self, other: ChannelLog) -> bool:
         """Whether ``other`` (same epoch) holds, at the highest serial both have, the very entry this

@@ -42,6 +42,7 @@ import structlog
 from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
+from frontend.home_records import Retries
 from frontend.homes import (
     OPERATION_DEADLINE_MS,
     RPC_TIMEOUT_S,
@@ -127,7 +128,7 @@ class ChannelService(HomeSide, PublishSide):
         # Peers whose port refused a connect, treated as dead until a link connects again.
         self.down: set[str] = set()
         self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
-        self._retries: list[tuple[int, Callable[[int], None]]] = []
+        self._retries = Retries()
         # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
         self._unresolved: dict[tuple[str, str], list[int]] = {}
         self._attempts: dict[tuple[str, str, int], PublishAttempt] = {}  # the same, by msgSerial
@@ -258,7 +259,7 @@ class ChannelService(HomeSide, PublishSide):
 
             def local(ok: bool) -> None:
                 if ok and self.homes[channel].behind(from_serial):
-                    self._step_down(channel, f"a local client attached from {from_serial}")
+                    self._step_down(channel, f"a local client attached from {from_serial}", from_serial)
                     ok = False
                 if not ok:
                     self._retry(
@@ -318,10 +319,8 @@ class ChannelService(HomeSide, PublishSide):
         )
 
         def on_reply(ok: bool, result: Any) -> None:
+            # From a node our map no longer names home: stale (sim seed 5752, held by a partition).
             if not ok or not isinstance(result, dict) or self.home_of(channel) != home:
-                # Failed, or answered by a home our map has left meanwhile: a partition held the
-                # answer while another home numbered on (frontend.sim seed 137: a stale "22, nothing
-                # after it" reached a client whose stream was at 27: a silent gap). Ask again.
                 on_fail()
                 return
             last = str(result["last_serial"])
@@ -471,15 +470,12 @@ class ChannelService(HomeSide, PublishSide):
         if deadline_ms is not None and at > deadline_ms:
             give_up()
             return
-        self._retries.append((at, again))
+        self._retries.add(at, again)
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms
-        due = [r for r in self._retries if r[0] <= now_ms]
-        if due:
-            self._retries = [r for r in self._retries if r[0] > now_ms]
-            for _, again in due:
-                again(now_ms)
+        for again in self._retries.take_due(now_ms):
+            again(now_ms)
         for home in self.homes.values():
             home.log.expire(now_ms)
         if self.quorum(now_ms) != self._last_quorum:
@@ -494,10 +490,9 @@ class ChannelService(HomeSide, PublishSide):
                 del self.replicas[name]
 
     def next_deadline(self) -> int | None:
-        due = [r[0] for r in self._retries]
+        due = [t for t in [self._retries.next_deadline(), self.blocked_deadline()] if t is not None]
         due += [until for until in self.grants.values() if until > self.now_ms]
-        blocked = self.blocked_deadline()
-        return min(due if blocked is None else [*due, blocked], default=None)
+        return min(due, default=None)
 
     def local_log(self, channel: str) -> ChannelLog | None:
         home = self.homes.get(channel)

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from frontend.channel_log import ChannelLog
     from frontend.channels import Bus
     from frontend.config import FrontendConfig
-    from frontend.home_records import Home, _Append
+    from frontend.home_records import Home
     from frontend.metrics import Metrics
     from kernel.placement import ClusterView, Placement
 
@@ -68,6 +68,7 @@ class QuorumHomes:
     now_ms: int
     ready: bool
     _rng: random.Random
+    _acquiring: dict[str, list[Callable[[bool], None]]]
 
     def _quorum_init(self) -> None:
         self.grants: dict[str, int] = {}  # witness router -> when its grant expires here
@@ -299,16 +300,9 @@ class QuorumHomes:
         for name, home in self.homes.items():
             if not home.pending or not self._replica_missing(home):
                 continue
-            drop: list[_Append] = []
-            for item in reversed(home.pending):
-                if item.sent or now_ms - item.queued_ms < self._publish_window():
-                    break
-                drop.append(item)
+            drop = home.take_blocked(now_ms, self._publish_window())
             if not drop:
                 continue
-            for _ in drop:
-                home.pending.pop()
-            home.log.truncate_after(drop[-1].entry.first_seq - 1)
             state = state or self.quorum(now_ms)
             log.warning(
                 "channel.blocked_appends_refused", channel=name, count=len(drop), detail=state.describe()
@@ -326,6 +320,18 @@ class QuorumHomes:
                 due.append(home.pending[-1].queued_ms + self._publish_window())  # the tail goes first
         due = [t for t in due if t > self.now_ms]
         return min(due, default=None)
+
+    def _defer_new_epoch(self, channel: str, why: str) -> None:
+        log.info("channel.acquire_deferred", channel=channel, reason=why)
+        for cb in self._acquiring.pop(channel, []):
+            cb(False)
+
+    def _other_zone_out_of_reach(self) -> bool:
+        """The map knows a frontend in another zone, and none of them is alive in it."""
+        if self.bus is None or not self.placement.other_zone_known(self.node_id):
+            return False
+        zone = self.view.zone_of(self.node_id)
+        return not any(p.alive and p.zone != zone for p in self.view.frontends())
 
     def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None:
         raise NotImplementedError

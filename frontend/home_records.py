@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from frontend import peerops as O
-from frontend.channel_log import ChannelLog, Entry, parse_serial
+from frontend.channel_log import ChannelLog, Entry, epoch_born, parse_serial
 from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ class Home:
     # waiting for the replica reaches every subscriber exactly once, by the fan-out.
     committed: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
+    # The last seq a replica confirmed while this node held the home (not what came with its copy).
+    confirmed: int = 0
+    tail_sent: bool = False  # the log's last entry went to the followers once the replica synced
     # Persisted channels (home_persist.py): the last seq the store holds (None: not persisted), and
     # the last seq ``replicated[0]`` acknowledged. Nothing is committed beyond what both hold.
     stored: int | None = None
@@ -57,15 +60,46 @@ class Home:
     blocked: bool = False
     degraded: bool = False  # when an idle log was last re-sent to its replica (keep_replicas_alive)
 
+    def take_blocked(self, now_ms: int, window_ms: int) -> list[_Append]:
+        """Cut from the tail of the log the appends held past ``window_ms`` and never sent to any
+        replica (newest first; an append that was sent may sit in a copy, so it and all before it
+        stay). The caller refuses them for certain (``HomeSide.drop_blocked``)."""
+        drop: list[_Append] = []
+        for item in reversed(self.pending):
+            if item.sent or now_ms - item.queued_ms < window_ms:
+                break
+            drop.append(item)
+        if drop:
+            for _ in drop:
+                self.pending.pop()
+            self.log.truncate_after(drop[-1].entry.first_seq - 1)
+        return drop
+
+    def tail_to_send(self) -> Entry | None:
+        """Once per tenure, when the replica first holds the log: its last entry, for every follower.
+        The copy a home acquired may end with entries its previous home numbered but never fanned
+        out (it was demoted first); a stream lacking them resyncs on this entry and is replayed them
+        (frontend.sim seed 663: with publishing over, nothing else made the followers catch up)."""
+        entries = [] if self.tail_sent else self.log.entries()
+        if not entries or entries[-1].last_seq != self.committed:
+            return None
+        self.tail_sent = True
+        return entries[-1]
+
     def waits_for(self, pub: O.Publish) -> bool:
         """``pub`` must follow an earlier publish of its connection that this log has not numbered."""
         return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None
 
     def behind(self, serial: object) -> bool:
-        """``serial`` is in this log's epoch but past what it has committed: someone saw entries this
-        home has not (it is a stale copy not yet re-validated), so it must not answer "history lost"."""
+        """``serial`` is in this log's epoch but past what it has committed, or in a newer epoch:
+        someone saw entries this home has not (it is a stale copy not yet re-validated, or the home
+        of an epoch that another home already replaced), so it must not answer "history lost"."""
         parsed = parse_serial(serial) if isinstance(serial, str) else None
-        return parsed is not None and parsed[0] == self.log.epoch and parsed[1] > self.committed
+        if parsed is None:
+            return False
+        if parsed[0] != self.log.epoch:
+            return epoch_born(parsed[0]) > epoch_born(self.log.epoch)
+        return parsed[1] > self.committed
 
 
 @dataclass(slots=True)
@@ -76,3 +110,28 @@ class Stream:
     epoch: str | None = None
     cursor: int = 0
     resyncing: bool = False
+
+
+class Retries:
+    """Calls due at a time: ``add``, then ``take_due`` (in the order they were added) and
+    ``next_deadline`` (kept as a running minimum: the cores ask it after every input)."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[int, Callable[[int], None]]] = []
+        self._next: int | None = None
+
+    def add(self, at: int, fn: Callable[[int], None]) -> None:
+        self._items.append((at, fn))
+        if self._next is None or at < self._next:
+            self._next = at
+
+    def take_due(self, now_ms: int) -> list[Callable[[int], None]]:
+        if self._next is None or self._next > now_ms:
+            return []
+        due = [fn for at, fn in self._items if at <= now_ms]
+        self._items = [r for r in self._items if r[0] > now_ms]
+        self._next = min((r[0] for r in self._items), default=None)
+        return due
+
+    def next_deadline(self) -> int | None:
+        return self._next

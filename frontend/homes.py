@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend import peerops as O
-from frontend.channel_log import ChannelLog, Entry
+from frontend.channel_log import ChannelLog, Entry, epoch_born, new_epoch, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_persist import PersistedHomes
 from frontend.home_quorum import QuorumHomes
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("continuity.frontend")
 
 __all__ = ["OPERATION_DEADLINE_MS", "RPC_TIMEOUT_S", "Home", "HomeSide", "Stream", "unavailable"]
-_EPOCH_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 class HomeSide(PersistedHomes, QuorumHomes):
@@ -85,11 +84,16 @@ class HomeSide(PersistedHomes, QuorumHomes):
             # Our own subscribers were served by this home: they now follow whoever holds it.
             self._follow(name, home.log.epoch, home.committed)
 
-    def _step_down(self, channel: str, why: str) -> None:
+    def _step_down(self, channel: str, why: str, serial: object = None) -> None:
         """Evidence that our home of ``channel`` is stale (a peer holds more of its epoch than we
-        committed): stop serving it; the next request re-acquires from the best copy in the cluster."""
-        if channel in self.homes:
+        committed, or a client holds ``serial`` of a newer epoch): stop serving it; the next request
+        re-acquires from the best copy in the cluster."""
+        home = self.homes.get(channel)
+        if home is not None:
             log.warning("channel.home_stale", channel=channel, why=why)
+            parsed = parse_serial(serial) if isinstance(serial, str) else None
+            if parsed is not None:
+                home.log.newer_epoch_born = max(home.log.newer_epoch_born, epoch_born(parsed[0]))
             self._demote(channel)
 
     def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
@@ -104,7 +108,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
     def _new_log(
         self, channel: str, now_ms: int, *, epoch: str | None = None, start_seq: int = 0
     ) -> ChannelLog:
-        epoch = epoch or "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8))
+        epoch = epoch or new_epoch(now_ms, self._rng)
         lg = ChannelLog(
             channel,
             epoch,
@@ -125,11 +129,21 @@ class HomeSide(PersistedHomes, QuorumHomes):
             return
         if self.bus is None or not peers:
             own = self.replicas.get(channel)
-            if own is None and self.bus is not None and len(self.view.frontends()) > 1:
-                self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
-                return
+            if self.bus is not None and len(self.view.frontends()) > 1:
+                if own is None:
+                    self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
+                    return
+                if self.placement.other_zone_known(self.node_id):
+                    # Alone in a map that knows the other zone: nothing could be acknowledged here,
+                    # and our copy may be stale, the home being merely out of our sight (chaos seed
+                    # 591600106: a false death on a starved machine made fe-b1 a second, stale
+                    # home beside fe-b2). Keep the copy and wait for the map to show a peer.
+                    self._defer_new_epoch(channel, "alone in the map: our copy may be stale")
+                    return
             self.replicas.pop(channel, None)
-            if own is not None and self._stale_after_loss(own, None):
+            if own is not None and own.superseded():
+                own = None  # a client already holds a newer epoch than this copy's: start another
+            elif own is not None and self._stale_after_loss(own, None):
                 own = self._new_log(channel, now_ms)  # the copy may miss entries a lost zone ACKed
             self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
             return
@@ -150,6 +164,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
                     cb(False)
                 return
             best: ChannelLog | None = self.replicas.pop(channel, None)
+            newer_born = 0 if best is None else best.newer_epoch_born
             subs: set[str] = set()
             source = "replica" if best is not None else "fresh"
             subs |= self.former_subs.pop(channel, set())
@@ -166,12 +181,12 @@ class HomeSide(PersistedHomes, QuorumHomes):
                     max_messages=self.config.channel_log_max_messages,
                     retention_ms=self.config.retention_ms,
                 )
-                if (
-                    best is None
-                    or r.get("relinquished")
-                    or (lg.last_seq > best.last_seq and source != "handover")
-                ):
+                if best is None or r.get("relinquished") or (lg.supersedes(best) and source != "handover"):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
+            if best is not None and newer_born > epoch_born(best.epoch):
+                # Every copy is of an epoch older than one a client holds (its home and replica are
+                # gone): continuing it would move that client backwards; a new epoch announces the gap.
+                best, source = None, "superseded"
             answers = [r for r in replies.values() if isinstance(r, dict)]
             handed = any(r.get("relinquished") for r in answers)
             if not handed and self._stale_after_loss(best, [r.get("lost_since") for r in answers]):
@@ -231,18 +246,6 @@ class HomeSide(PersistedHomes, QuorumHomes):
             # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
             cb(self.homes.get(channel) is home)
 
-    def _defer_new_epoch(self, channel: str, why: str) -> None:
-        log.info("channel.acquire_deferred", channel=channel, reason=why)
-        for cb in self._acquiring.pop(channel, []):
-            cb(False)
-
-    def _other_zone_out_of_reach(self) -> bool:
-        """The map knows a frontend in another zone, and none of them is alive in it."""
-        if self.bus is None or not self.placement.other_zone_known(self.node_id):
-            return False
-        zone = self.view.zone_of(self.node_id)
-        return not any(p.alive and p.zone != zone for p in self.view.frontends())
-
     def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None:
         replica = home.replica
         if self._replica_missing(home):
@@ -271,6 +274,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
                     pending=len(home.pending),
                 )
                 self._complete_replicated(self.now_ms, channel, home, upto=synced)
+                self._send_tail(channel, home)
                 # Appends made while the snapshot travelled follow it, in order.
                 for item in list(home.pending):
                     if item.entry.last_seq > synced:
@@ -287,6 +291,13 @@ class HomeSide(PersistedHomes, QuorumHomes):
             replica, O.ReplicaSync(channel=channel, log=home.log.snapshot()), on_reply, RPC_TIMEOUT_S
         )
 
+    def _send_tail(self, channel: str, home: Home) -> None:
+        bus = self.bus
+        tail = home.tail_to_send() if bus is not None and home.remote_subs else None
+        if bus is not None and tail is not None:
+            for sub in home.remote_subs:
+                bus.push(sub, O.Deliver(channel=channel, entry=tail))
+
     def _append(self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]) -> None:
         channel, connection_id, msg_serial = pub.channel, pub.connection_id, pub.msg_serial
         home = self.homes[channel]
@@ -298,10 +309,13 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 if pending.entry.publisher == connection_id and pending.entry.msg_serial == msg_serial:
                     pending.waiters.append((done, abandon))  # still replicating: answer when it is
                     return
-            if not home.replica_synced:
+            if not home.replica_synced and (parse_serial(prior[-1]) or ("", 0))[1] > home.confirmed:
                 # No replica has confirmed this log yet: it may be a stale copy whose serials were
                 # given out again elsewhere (frontend/sim.py seed 1166 saw serial 28 ACKed to two
                 # publishes, one of them from such a copy's dedupe record). Answer once it is synced.
+                # A serial our replica confirmed while we held the home is answered at once: during
+                # a zone loss the re-sends of a publisher whose frontend died waited until this home
+                # was lost too, and the next epoch numbered them again (seed 5170: duplicated).
                 abandon()
                 return
             done(prior, None)
@@ -354,6 +368,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
         if not self._quorum_allows(home):
             return  # a copy inside our zone counts only while we hold the majority of zones
         upto = self._durable_upto(home, upto)
+        home.confirmed = max(home.confirmed, upto)
         while home.pending and home.pending[0].entry.last_seq <= upto:
             item = home.pending.popleft()
             entry = item.entry
@@ -384,7 +399,10 @@ class HomeSide(PersistedHomes, QuorumHomes):
             home = self.homes[channel]
             if home.behind(op.from_serial) or home.behind(op.stream_from):
                 reply(False, O.Refused(O.Refusal.BEHIND, f"home of {channel} is behind the serial asked for"))
-                self._step_down(channel, f"{src} asked past our committed {home.committed}")
+                why = f"{src} asked past our committed {home.committed}"
+                self._step_down(
+                    channel, why, op.from_serial if home.behind(op.from_serial) else op.stream_from
+                )
                 return
             if op.subscribe:
                 home.remote_subs.add(src)
@@ -465,14 +483,20 @@ class HomeSide(PersistedHomes, QuorumHomes):
             subs = set(home.remote_subs)
             if self._local_interest(channel):
                 # Our own subscribers now follow the new home like any other frontend's.
-                self.streams[channel] = Stream(home=src, epoch=lg.epoch, cursor=lg.last_seq)
+                self.streams[channel] = Stream(home=src, epoch=lg.epoch, cursor=home.committed)
                 subs.add(self.node_id)
             log.info("channel.handed_over", channel=channel, to=src, last_seq=lg.last_seq)
             reply(True, {"log": lg.snapshot(), "relinquished": True, "subs": sorted(subs)})
+            for item in home.pending:  # blocked appends travel in the log: their retries go there
+                for _, abandon in item.waiters:
+                    abandon()
 
-        if home.pending:
-            home.relinquish.append(hand_over)
+        if home.pending and not self._replica_missing(home):
+            home.relinquish.append(hand_over)  # replication in flight settles first
         else:
+            # A blocked home (no replica in reach) never settles: waiting would keep the log until
+            # the drain ends and the process exits with it (seed 1510: zone b lost, fe-a2 drained;
+            # the next epoch numbered the re-sent publishes again). Hand it over as it is.
             hand_over()
 
     def _serve_replicate(
@@ -486,7 +510,11 @@ class HomeSide(PersistedHomes, QuorumHomes):
             log.warning("channel.replicate_refused", channel=channel, sender=src, reason="we are home")
             reply(False, O.Refused(O.Refusal.NOT_REPLICA, "not your replica: this node is home"))
             return
-        if copy is None or not copy.install(now_ms, entry):
+        if copy is None or copy.synced_from != src or not copy.install(now_ms, entry):
+            # An entry from a home whose log this copy did not take may follow on from entries that
+            # are not its own (frontend.sim seed 5501: fe-b2, back from a partition, appended its 17
+            # after the 15 and 16 its successor had numbered, then its whole log agreed at 17, and
+            # both ACKed serials 15 and 16): it must send its whole log, judged by ReplicaSync.
             reply(False, O.Refused(O.Refusal.RESYNC, "send the whole log"))
             return
         copy.advance_presence()
@@ -520,6 +548,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
             )
             reply(False, O.Refused(O.Refusal.STALE, "this node holds a longer copy or is home"))
             return
+        lg.synced_from = src
         # A home of our own zone copies here only when it has no other zone (a degraded home): this
         # copy may hold entries no other zone has, and keeps our zone's place at the witness.
         lg.zone_only = self.view.zone_of(src) == self.config.zone

@@ -145,8 +145,13 @@ class Ownership:
         match op:
             case O.SessionFetch(connection_id=conn_id):
                 reply(True, {"state": self.copies.get(now_ms, conn_id)})
-            case O.Handover(connection_id=conn_id, epoch=epoch):
-                reply(True, self._hand_over(now_ms, src, conn_id, epoch))
+            case O.Handover(connection_id=conn_id, epoch=epoch, key=key):
+                if key is not None and self.node.takeover.defer(
+                    conn_id,
+                    lambda: reply(True, self._hand_over(self.node.channels.now_ms, src, conn_id, epoch, key)),
+                ):
+                    return  # asked back while our takeover of it is still under way: answer after it
+                reply(True, self._hand_over(now_ms, src, conn_id, epoch, key))
             case O.SessionPut(state=state):
                 if self.copies.put(now_ms, dict(state)):
                     self.node.presence.copy_put(now_ms, src, state)
@@ -167,7 +172,13 @@ class Ownership:
             case _:
                 log.warning("peer.unexpected_push", peer=src, op=op.OP)
 
-    def _hand_over(self, now_ms: int, src: str, conn_id: str, key_epoch: int) -> dict[str, Any]:
+    def _hand_over(
+        self, now_ms: int, src: str, conn_id: str, key_epoch: int, key: str | None = None
+    ) -> dict[str, Any]:
+        """Hand ``conn_id``'s state to ``src`` and leave a tombstone naming it. With ``key`` (a
+        reclaim), ``src`` handed it to us and the client came back to it with that older key: it is
+        given back only if our takeover replaced exactly that key and the client never spoke with
+        the new one (its attempt here was abandoned before CONNECTED reached it)."""
         node = self.node
         stone = self.tombstones.get(now_ms, conn_id)
         if stone is not None and stone.new_owner is None:
@@ -178,11 +189,18 @@ class Ownership:
         s = node.sessions.get(conn_id)
         if s is None or s.terminal:
             return {"state": None}
-        if key_epoch < s.epoch:
+        if key_epoch < s.epoch and not (
+            key is not None
+            and s.replaced_key == key
+            and not s.key_confirmed
+            and s.state is SessionState.DETACHED
+        ):
             return {"state": None, "stale": True}
         state = s.to_wire()
         node.drop_session(s)
         self.tombstones.add(now_ms, conn_id, src, s.epoch + 1, state)
+        if key is not None and s.secondary != src:
+            self.remember_discard(s.secondary, conn_id, s.epoch + 1)  # src knows not our secondary
         log.info("connection.handed_over", connection_id=conn_id, to=src)
         return {"state": state}
 

@@ -15,6 +15,7 @@ free of ``await``.
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -37,7 +38,6 @@ PushHandler = Callable[[str, O.PeerOp], None]
 RECONNECT_MIN_S = 0.05
 RECONNECT_MAX_S = 1.0
 CONNECT_TIMEOUT_S = 2.0
-SWEEP_S = 0.05
 
 
 def _refused(exc: BaseException) -> bool:
@@ -102,6 +102,10 @@ class PeerBus:
         self._addresses: dict[str, tuple[str, int]] = {}
         self._links: dict[str, _Link] = {}
         self._pending: dict[int, tuple[str, float, ReplyCallback]] = {}
+        # (deadline, req_id) of every request sent; the sweeper sleeps until the first one, woken
+        # early only when a request with an earlier deadline is sent (no polling).
+        self._deadlines: list[tuple[float, int]] = []
+        self._earlier_deadline = trio.Event()
         self._next_id = 1
         self._nursery: trio.Nursery | None = None
         self.rejected_links = 0
@@ -147,7 +151,15 @@ class PeerBus:
             return
         req_id = self._next_id
         self._next_id += 1
-        self._pending[req_id] = (peer, trio.current_time() + timeout_s, on_reply)
+        deadline = trio.current_time() + timeout_s
+        self._pending[req_id] = (peer, deadline, on_reply)
+        if not self._deadlines or deadline < self._deadlines[0][0]:
+            self._earlier_deadline.set()
+        heapq.heappush(self._deadlines, (deadline, req_id))
+        if len(self._deadlines) > 2 * len(self._pending) + 1024:
+            # Answered requests stay in the heap until their deadline: drop them at once and then.
+            self._deadlines = [(d, r) for r, (_, d, _) in self._pending.items()]
+            heapq.heapify(self._deadlines)
         # The receiver drops a request that arrives after this: a partition can hold it in a TCP
         # buffer for as long as it lasts, and by then the caller has retried (bench/chaos saw a
         # publish executed 25 s late, past the dedupe window, numbered twice).
@@ -199,12 +211,18 @@ class PeerBus:
             task_status.started(self.port)
 
     async def _sweep(self) -> None:
+        """Time requests out at their deadlines: sleep until the first, or until an earlier one."""
         while True:
-            await trio.sleep(SWEEP_S)
+            self._earlier_deadline = trio.Event()
+            first = self._deadlines[0][0] if self._deadlines else float("inf")
+            with trio.move_on_at(first):
+                await self._earlier_deadline.wait()
             now = trio.current_time()
-            for req_id, (peer, deadline, cb) in list(self._pending.items()):
-                if deadline <= now:
-                    del self._pending[req_id]
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _, req_id = heapq.heappop(self._deadlines)
+                pending = self._pending.pop(req_id, None)  # answered or failed already: nothing
+                if pending is not None:
+                    peer, _, cb = pending
                     cb(False, O.Refused(O.Refusal.LOST, f"request to {peer} timed out"))
 
     async def _run_link(self, link: _Link) -> None:

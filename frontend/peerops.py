@@ -374,13 +374,19 @@ class Handover:
     OP: ClassVar[str] = "handover"
     connection_id: str
     epoch: int  # the epoch of the key the client resumed with
+    # Set when the sender handed this connection to us and asks for it back: the key the client
+    # resumed with, which our takeover replaced by a key the client never used (``reclaim``).
+    key: str | None = None
 
     def to_args(self) -> dict[str, Any]:
-        return {"id": self.connection_id, "epoch": self.epoch}
+        out: dict[str, Any] = {"id": self.connection_id, "epoch": self.epoch}
+        if self.key is not None:
+            out["key"] = self.key
+        return out
 
     @classmethod
     def from_args(cls, a: Mapping[str, Any]) -> Handover:
-        return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
+        return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0), key=_opt_str(a, "key"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

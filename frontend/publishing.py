@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from frontend import peerops as O
 from frontend.home_quorum import no_quorum
-from frontend.home_records import RPC_TIMEOUT_S, Home, unavailable
+from frontend.home_records import RPC_TIMEOUT_S, Home, Retries, unavailable
 from kernel.errors import ErrorInfo
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class PublishSide:
     now_ms: int
     _unresolved: dict[tuple[str, str], list[int]]
     _attempts: dict[tuple[str, str, int], PublishAttempt]
-    _retries: list[tuple[int, Callable[[int], None]]]
+    _retries: Retries
 
     def home_of(self, channel: str) -> str:
         raise NotImplementedError
@@ -105,7 +105,7 @@ class PublishSide:
 
         def give_up() -> None:
             if st.uncertain and self.now_ms + RETRY_MS <= st.final:
-                self._retries.append((self.now_ms + RETRY_MS, again))
+                self._retries.add(self.now_ms + RETRY_MS, again)
                 return
             state = self.quorum(self.now_ms)
             if not (state.other_zone_serving or state.may_degrade or self.bus is None):

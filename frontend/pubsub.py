@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
-from frontend.channel_log import Entry, parse_rewind_cursor, parse_serial
+from frontend.channel_log import Entry, epoch_born, parse_rewind_cursor, parse_serial
 from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channel_rules import (
     DEFAULT_MODES,
@@ -389,17 +389,22 @@ class PubSub(StoreAttach):
         )
         sync = self.presence.sync_frames(channel, presence, last_serial)
         for sub in list(self.subscribers.get(channel, {}).values()):
-            cur = sub.channels[channel]
-            cur.serial = last_serial
-            self.metrics.discontinuities.inc()
-            pages = sync if cur.modes & Flag.PRESENCE_SUBSCRIBE else []
-            flags = cur.modes | (Flag.HAS_PRESENCE if pages else 0)
-            attached = server_message(
-                Action.ATTACHED, channel=channel, channel_serial=last_serial, flags=flags, error=error
-            )
-            if self._send(now_ms, sub, attached):
-                for frame in pages:
-                    self._send(now_ms, sub, frame)
+            self._send_lost(now_ms, sub, channel, last_serial, error, sync)
+
+    def _send_lost(
+        self, now_ms: int, sub: Session, channel: str, serial: str, error: ErrorInfo, sync: list[Encoded]
+    ) -> None:
+        cur = sub.channels[channel]
+        cur.serial = serial
+        self.metrics.discontinuities.inc()
+        pages = sync if cur.modes & Flag.PRESENCE_SUBSCRIBE else []
+        flags = cur.modes | (Flag.HAS_PRESENCE if pages else 0)
+        attached = server_message(
+            Action.ATTACHED, channel=channel, channel_serial=serial, flags=flags, error=error
+        )
+        if self._send(now_ms, sub, attached):
+            for frame in pages:
+                self._send(now_ms, sub, frame)
 
     def handle_detach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         name = pm.channel
@@ -466,9 +471,22 @@ class PubSub(StoreAttach):
             self._flush_acks(now_ms, s)
             return
         assert pm.channel is not None and pm.messages is not None
+        known = s.numbered.get(pm.msg_serial)
+        if known is not None:
+            # Re-sent after a transport change whose ACK never reached the client: answered from the
+            # session, whose memory outlives the home's dedupe record (chaos seed 259956562: a Comet
+            # client cut as a slow consumer noticed 17 s later and re-sent a publish numbered 31 s
+            # before, past the 21 s window, and it was numbered twice).
+            self.metrics.duplicates.inc()
+            s.acks.complete(item, serials=list(known))
+            self._flush_acks(now_ms, s)
+            return
         acks = s.acks
+        msg_serial = pm.msg_serial
 
         def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
+            if serials is not None:
+                s.remember_numbered(msg_serial, serials)
             acks.complete(item, serials=serials, error=err)
             if s.acks is acks:  # else the transport changed: the client re-sends, dedupe answers
                 self._flush_acks(self.channels.now_ms, s)
@@ -526,6 +544,17 @@ class PubSub(StoreAttach):
                 # client's own replay): exactly once means never twice.
                 self.metrics.duplicates_suppressed.inc()
                 continue
+            held = parse_serial(cur.serial) if cur.serial else None
+            if held is not None and held[0] != epoch:
+                if epoch_born(epoch) < epoch_born(held[0]):
+                    continue  # an older epoch than the subscriber's: never move it backwards
+                # A new epoch reached this subscriber before its re-attach said so (frontend.sim
+                # seed 5476: a home acquired fresh fanned out before the retried attach ran): the
+                # discontinuity is announced first, never silent.
+                lost = ErrorInfo.of(
+                    ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
+                )
+                self._send_lost(now_ms, sub, channel, follows, lost, [])
             cur.serial = serial
             sub.dirty = True
             if presence:

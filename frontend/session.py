@@ -41,6 +41,10 @@ from frontend.auth import Identity
 from frontend.presence_set import OwnMembers
 from kernel.errors import ErrorInfo
 
+# How many numbered publishes a session remembers for re-sends (a client re-sends only those it has
+# no ACK for, at most its unacknowledged window).
+NUMBERED_KEPT = 1024
+
 
 class SessionState(enum.Enum):
     ACTIVE = "active"
@@ -143,6 +147,10 @@ class Session:
     generation: int = 0
     channels: dict[str, ChannelCursor] = field(default_factory=dict)
     acks: PendingAcks = field(default_factory=PendingAcks)
+    # msgSerial -> serials of this connection's numbered publishes (the last NUMBERED_KEPT): a
+    # re-sent one is answered from here for as long as the session lives, even after the home's
+    # dedupe record, kept for the retention window from its numbering, has aged out.
+    numbered: dict[int, list[str]] = field(default_factory=dict)
     presence: OwnMembers = field(default_factory=OwnMembers)  # members it entered (presence.py)
 
     @property
@@ -195,7 +203,14 @@ class Session:
         size = sys.getsizeof(self) + sys.getsizeof(self.channels) + len(self.connection_id) + len(self.key)
         for name, cur in self.channels.items():
             size += sys.getsizeof(name) + sys.getsizeof(cur) + sys.getsizeof(cur.serial or "")
+        size += sys.getsizeof(self.numbered) + sum(sys.getsizeof(v) for v in self.numbered.values())
         return size + sum(sys.getsizeof(p) for p in self.acks._queue)
+
+    def remember_numbered(self, msg_serial: int, serials: list[str]) -> None:
+        """Keep a numbered publish's serials for a re-send of its msgSerial (bounded)."""
+        self.numbered[msg_serial] = serials
+        while len(self.numbered) > NUMBERED_KEPT:
+            del self.numbered[next(iter(self.numbered))]  # the oldest (msgSerials only grow)
 
     def to_wire(self) -> dict[str, Any]:
         """The state a secondary keeps and a new owner restores (cursors, not messages)."""

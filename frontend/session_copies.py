@@ -93,6 +93,9 @@ class Tombstones:
             return None
         return stone
 
+    def drop(self, conn_id: str) -> None:
+        self._stones.pop(conn_id, None)
+
     def expire(self, now_ms: int) -> None:
         for conn_id in [c for c, t in self._stones.items() if t.until_ms <= now_ms]:
             del self._stones[conn_id]

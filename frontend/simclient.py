@@ -17,7 +17,12 @@ to the guarantees:
 - after any CONNECTED it re-attaches every channel from the channelSerial it
   holds (RTL4c1), which ATTACHED and each MESSAGE update (RTL15b); an attach not
   answered within the request timeout is sent again (RTL13b), and a late
-  ATTACHED still completes it (c257f29).
+  ATTACHED still completes it (c257f29);
+- a connect that gets no CONNECTED within ``CONNECT_TIMEOUT_MS`` is abandoned
+  and retried with the same key (ably-js's fallback from a slow transport), and
+  with ``--connected-lost P`` a share P of resumes lose their CONNECTED with the
+  transport (a proxy reset as it arrives): either way the retry carries a key
+  the server may have just replaced (c257f29).
 
 Everything a client sees is recorded in the chaos checker's format
 (``bench/chaos/checker.py``): one record per publish, and per subscribed
@@ -39,6 +44,11 @@ if TYPE_CHECKING:
     from frontend.sim import World
 
 ATTACH_TIMEOUT_MS = 10_000
+# A connect not answered (CONNECTED) within a timeout drawn from this range is abandoned and tried
+# again with the same key, as ably-js falls back from a slow WebSocket to another transport
+# (webSocketSlowTimeout, 4 s) or an application sets a short realtimeRequestTimeout: a takeover that
+# waits on an owner out of sight outlasts it, so the retry carries the key it replaced (c257f29).
+CONNECT_TIMEOUT_MS = (1_000, 5_000)
 RECONNECT_MS = (200, 1_500)
 
 
@@ -138,6 +148,8 @@ class SimClient:
         self.world = world
         self.name = name
         self.rng = rng
+        # Its own stream, so that drawing timeouts leaves every other draw of the run unchanged.
+        self._timeouts = random.Random(f"connect-timeouts:{world.seed}:{name}")
         self.channels = {ch: _Channel(ch, sub) for ch, sub in channels}
         self.transport: Transport | None = None
         self.connected = False
@@ -168,6 +180,14 @@ class SimClient:
 
     def attached_transport(self, transport: Transport) -> None:
         self.transport = transport
+
+        def slow() -> None:
+            if self.transport is transport and not self.connected:
+                self.world.counts["connect_timeouts"] += 1
+                transport.cut()
+                self.transport_closed(transport)
+
+        self.world.sched.at(self.world.sched.now + self._timeouts.randint(*CONNECT_TIMEOUT_MS), slow)
 
     def transport_closed(self, transport: Transport) -> None:
         if transport is not self.transport:
@@ -201,6 +221,12 @@ class SimClient:
             return
         action = wire.get("action")
         if action == Action.CONNECTED:
+            lost = self.world.cfg.connected_lost
+            if lost and self.key is not None and self._timeouts.random() < lost:
+                self.world.counts["connected_lost"] += 1
+                tr.cut()
+                self.transport_closed(tr)
+                return
             self._on_connected(tr, wire)
         elif action == Action.ATTACHED:
             self._on_attached(wire)

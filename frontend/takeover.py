@@ -6,8 +6,9 @@ A resume or recover whose key names another owner reaches this node when the
 router could not reach the owner (or the owner is draining). Before the node
 answers it, ``prepare`` takes the connection over:
 
-1. A tombstone here (we handed it over, or its client closed it) ends it: the
-   node then answers the old key in-band (80008).
+1. A tombstone here (we handed it over, or its client closed it) ends an older
+   key: the node answers it in-band (80008), unless the taker gives it back
+   (``_reclaim``). A key issued after the handover goes on to step 2.
 2. If the owner is alive in our map, it is asked to hand the state over
    (``Handover``); it closes its transports and leaves a tombstone naming us.
 3. Otherwise (or if it did not answer) the state comes from our own copy, or
@@ -49,6 +50,15 @@ class Takeover:
 
     def busy(self) -> bool:
         return bool(self._taking)
+
+    def defer(self, conn_id: str, fn: Callable[[], None]) -> bool:
+        """Run ``fn`` once this node's takeover of ``conn_id`` has finished; False (not queued) when
+        none is under way."""
+        waiting = self._taking.get(conn_id)
+        if waiting is None:
+            return False
+        waiting.append(fn)
+        return True
 
     def prepare(self, now_ms: int, params: Params, done: Callable[[Params], None]) -> None:
         """Take the connection a resume/recover names over if another node owns it; then
@@ -98,7 +108,7 @@ class Takeover:
             for again in waiting:
                 again()
 
-        self._take_over(now_ms, key.owner, key.secondary, conn_id, key.epoch, finished)
+        self._take_over(now_ms, key.owner, key.secondary, conn_id, key.epoch, text, finished)
 
     def _take_over(
         self,
@@ -107,15 +117,21 @@ class Takeover:
         secondary: str | None,
         conn_id: str,
         key_epoch: int,
+        key_text: str,
         done: Callable[[str | None], None],
     ) -> None:
         node = self.node
         bus = node.channels.bus
         assert bus is not None
         view = node.channels.view
-        if node.ownership.tombstones.get(now_ms, conn_id) is not None:
-            done(None)  # handed over from here already: an old key never takes it back
+        stone = node.ownership.tombstones.get(now_ms, conn_id)
+        if stone is not None and (stone.new_owner is None or key_epoch < stone.epoch):
+            self._reclaim(stone.new_owner, conn_id, key_epoch, key_text, done)
             return
+        # Else the key is the one the connection got after we handed it over (or later): its owner
+        # is the node to take it from, like any other (chaos seed 1956683253: fe-b2 handed both14's
+        # connection to fe-a2, fe-a2 was killed, and the client's resume with fe-a2's key reached
+        # fe-b2, the secondary holding its copy, whose tombstone answered 80008).
 
         def adopt(state: dict[str, Any] | None, source: str | None) -> None:
             if state is None or int(state["epoch"]) > key_epoch:
@@ -174,3 +190,41 @@ class Takeover:
             from_copies()
 
         bus.request(owner, O.Handover(connection_id=conn_id, epoch=key_epoch), handed, TAKEOVER_RPC_TIMEOUT_S)
+
+    def _reclaim(
+        self,
+        new_owner: str | None,
+        conn_id: str,
+        key_epoch: int,
+        key_text: str,
+        done: Callable[[str | None], None],
+    ) -> None:
+        """We handed the connection to ``new_owner`` and the client is back here with its older key.
+        That happens when the handover's reply never reached the taker in time (a partition's
+        healing, a late request served within the skew allowance): the taker adopted the state
+        from copies, but the client had given up on that attempt and never saw the new key, so it
+        resumes with the old one, and the router sends it to the key's owner, us. Answering 80008
+        would give it a new connectionId (and its un-ACKed publishes would be re-sent and numbered
+        twice). So we ask the taker for it back; it agrees only if its takeover replaced exactly
+        this key and the client never spoke with the new one (chaos seed 25705). Otherwise an old
+        key never takes the connection back (no ping-pong): 80008."""
+        node = self.node
+        bus = node.channels.bus
+        assert bus is not None
+        if new_owner is None or new_owner == node.node_id or not node.channels.view.alive(new_owner):
+            done(None)
+            return
+
+        def answered(ok: bool, res: Any) -> None:
+            state = res.get("state") if ok and isinstance(res, dict) else None
+            if not isinstance(state, dict):
+                log.info("connection.reclaim_refused", connection_id=conn_id, owner=new_owner)
+                done(None)
+                return
+            node.ownership.tombstones.drop(conn_id)
+            s = node.ownership.adopt(node.channels.now_ms, state, key_epoch)
+            log.info("connection.reclaimed", connection_id=conn_id, from_owner=new_owner, epoch=s.epoch)
+            done(s.key)
+
+        request = O.Handover(connection_id=conn_id, epoch=key_epoch, key=key_text)
+        bus.request(new_owner, request, answered, TAKEOVER_RPC_TIMEOUT_S)

@@ -13,11 +13,13 @@ choice joined or left. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def weight(node_id: str, key: str) -> int:
     """The rendezvous weight of ``node_id`` for ``key`` (64-bit, stable across processes)."""
     digest = hashlib.blake2b(f"{node_id}\x00{key}".encode(), digest_size=8).digest()
@@ -83,9 +85,15 @@ class Placement:
     def __init__(self, view: ClusterView) -> None:
         self.view = view
         self._active = [p.node_id for p in view.active_frontends()]
+        self._orders: dict[str, list[str]] = {}  # channel -> its rendezvous order over _active
 
     def channel_order(self, channel: str) -> list[str]:
-        return rendezvous_order(channel, self._active)
+        order = self._orders.get(channel)
+        if order is None:
+            if len(self._orders) >= 4096:
+                self._orders.clear()  # a bound: one placement serves one map, most for seconds
+            order = self._orders[channel] = rendezvous_order(channel, self._active)
+        return list(order)
 
     def channel_home(self, channel: str) -> str | None:
         order = self.channel_order(channel)

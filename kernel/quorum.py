@@ -33,9 +33,10 @@ setup). The grant is a lease on the holder's side (``lease_ms`` from when it *se
 a holder cut off from its witness stops ACKing alone within ``lease_ms``, long before a reap could
 let another zone in. A holder that restarts asks under a new boot id; when neither it (it committed
 with no copy) nor a live holder of its zone can still hold what the zone ACKed alone, every node is
-told once (``lost``), and logs acquired from older copies start new epochs. A restarted witness has forgotten its holders: for its first lease it grants
-nothing (a grant given before the restart has lapsed by then) and re-learns the holders that still
-hold data of their own zone (they ask with ``holding=True``), so a holder that renews keeps its place.
+told once (``lost``), and logs acquired from older copies start new epochs. A restarted witness
+has forgotten its holders: for its first lease it grants nothing (a grant given before the restart
+has lapsed by then) and re-learns the holders that still hold data of their own zone (they ask
+with ``holding=True``), so a holder that renews keeps its place.
 
 Pure: no I/O, no clock (``now_ms`` comes in).
 """

@@ -60,9 +60,15 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         [[3161, "kill", "fe-b2", 1014], [4831, "tunnel_cut", "c0", 1170], [5710, "drain", "fe-b1", 9418]],
         ["--ttl-ms", "20000"],
     ),
-    # 7d4669c reverted (fan-out may re-send what an attach replay gave): a long node partition, a
-    # drain and a zone partition; a resumed subscriber got two entries twice (duplicated).
+    # 7d4669c reverted (fan-out may re-send what an attach replay gave): a kill, a zone partition and
+    # a kill; resumed subscribers got entries twice (duplicated 16). Seed 31 below caught it before
+    # issue 10's fixes (the stale attach answer of seed 5752 was its path); it stays as a run.
     "7d4669c_no_fanout_duplicates": (
+        173,
+        [[3635, "kill", "fe-b2", 2667], [11747, "zone_partition", "b", 1976], [13458, "kill", "fe-a2", 1567]],
+        [],
+    ),
+    "7d4669c_seed_31": (
         31,
         [
             [2529, "node_partition", "fe-b1", 14261],
@@ -71,10 +77,148 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         ],
         ["--ttl-ms", "20000"],
     ),
+    # c257f29 reverted (a client retrying a takeover with the key it replaced gets a new connection):
+    # fe-a1 drained, a quarter of the resumes lose their CONNECTED; the retry with the replaced key
+    # at the node that took the connection over was answered 80008 (needless_new_connection).
+    "c257f29_replaced_key_keeps_connection": (
+        0,
+        [[5707, "drain", "fe-a1", 3232]],
+        ["--connected-lost", "0.25"],
+    ),
     # Issue 18 (seed 12313's stale-home pattern): fe-a1, partitioned alone, became home of ch1 with no
     # copy and started a new epoch; its subscribers got 90003 there, then were sent back to the old
     # epoch at the heal (serial_backwards).
     "issue18_fresh_epoch_when_cut_off": (4, [[13351, "node_partition", "fe-a1", 4167]], []),
+    # Issue 10's 1000-seed run. fe-b2 (home) partitioned, its replica fe-a2 restarted: fe-b1 found no
+    # copy and started a new epoch; at the heal fe-b2 re-acquired from its own longer copy of the
+    # OLD epoch (copies were compared by length alone) and sent every subscriber back to it
+    # (serial_backwards). Fixed: epochs carry their birth; the newest epoch's copy wins.
+    "5013_newest_epoch_wins": (
+        5013,
+        [[12723, "node_partition", "fe-b2", 5908], [13768, "restart", "fe-a2", 2090]],
+        [],
+    ),
+    # The same seed with a tunnel cut: fe-b2 never stepped down, and answered a re-attach holding a
+    # serial of the newer epoch with 90003 at its old one (serial_backwards). Fixed: a serial of a
+    # newer epoch means the home is stale (Home.behind); if no copy of that epoch survives, the next
+    # home starts a new epoch rather than continue the superseded one.
+    "5013_newer_epoch_steps_home_down": (
+        5013,
+        [
+            [9234, "tunnel_cut", "c2", 2067],
+            [12723, "node_partition", "fe-b2", 5908],
+            [13768, "restart", "fe-a2", 2090],
+        ],
+        [],
+    ),
+    # fe-b2 (home) back from a 2 s partition: its Replicate of serial 17 followed on from the 15 and
+    # 16 that its successor fe-b1 had numbered in fe-a2's copy, then fe-b2's whole log agreed with
+    # that copy at 17: both homes ACKed 15 and 16 (split_brain, lost). Fixed: a copy takes entries
+    # one by one only from the home whose whole log it took (ChannelLog.synced_from).
+    "5501_replicate_only_from_synced_home": (5501, [[4064, "node_partition", "fe-b2", 2283]], []),
+    "5151_replicate_only_from_synced_home": (
+        5151,
+        [[8994, "restart", "fe-a1", 5645], [12797, "node_partition", "fe-b2", 3029]],
+        [],
+    ),
+    "5776_replicate_only_from_synced_home": (
+        5776,
+        [[4063, "drain", "fe-a1", 5107], [9936, "node_partition", "fe-b2", 2672]],
+        [],
+    ),
+    # Zone b lost and the home fe-a2 killed (no copy left): fe-a1 started a new epoch and fanned its
+    # first entries out to local subscribers before their retried re-attach announced 90003
+    # (silent_gap). Fixed: fan-out announces the discontinuity to a subscriber of an older epoch.
+    "5476_new_epoch_announced_at_fan_out": (
+        5476,
+        [[7625, "zone_loss", "b", 2726], [8031, "kill", "fe-a2", 529], [9378, "restart", "fe-b1", 2590]],
+        [],
+    ),
+    # An attach sent to fe-b2 just before it was partitioned came back at the heal, answered by the
+    # stale home from its log at 26 while fe-b1 (now home) had committed 27 (silent_gap, lost).
+    # Fixed: an attach answer from a node the map no longer names home is retried at the home.
+    "5752_stale_attach_answer_retried": (
+        5752,
+        [[3188, "drain", "fe-a1", 5400], [4320, "node_partition", "fe-b2", 2149]],
+        [],
+    ),
+    # Zone a lost with a publisher's frontend: its re-sent publishes, numbered and confirmed before,
+    # waited at the home (not replica_synced without zone a) until the home restarted and the next
+    # epoch numbered them again (duplicated, serial_mismatch). Fixed: a home answers from its dedupe
+    # record a serial its own replica confirmed (Home.confirmed), even while no replica is in reach.
+    # 01fcbdd reverted (a replica takes a whole log that disagrees with its copy at the same length):
+    # seed 5501 as drawn; fe-b2's log at 17 replaced fe-b1's at 17 in fe-a2 (lost 15, split_brain 18).
+    "01fcbdd_replica_refuses_disagreeing_log": (
+        5501,
+        [
+            [4064, "node_partition", "fe-b2", 2283],
+            [12175, "kill", "fe-b2", 5661],
+            [13912, "link_reset", "fe-b1|fe-a1", 2991],
+        ],
+        [],
+    ),
+    # Issue 10's 2000-seed run. Zone a lost, then fe-b2 killed: fe-a2 was demoted (a revived peer)
+    # with 24..27 numbered but not fanned out, and re-acquired them from fe-b1's copy as committed;
+    # with publishing over, nothing made fe-b1's stream catch up (lost). Fixed: once its replica
+    # holds the log, a new home pushes the last entry to its followers, who resync if they lack it.
+    "663_new_home_sends_its_tail": (
+        663,
+        [[7896, "zone_loss", "a", 4397], [14822, "kill", "fe-b2", 2032]],
+        [],
+    ),
+    # Zone b lost, then fe-a2 (home, blocked with no replica) drained: it waited for its pending
+    # appends before handing the log over, which never happened, and exited with it; the next epoch
+    # numbered the re-sent publishes again (duplicated). Fixed: a blocked home hands over at once.
+    "1510_blocked_home_hands_over": (
+        1510,
+        [[5894, "zone_loss", "b", 3944], [15598, "drain", "fe-a2", 5012]],
+        [],
+    ),
+    # A failed resume (owner partitioned, secondary restarted: 80008) gave c4 a new connection, and
+    # the old connection's frontend numbered its un-ACKed publishes after the new connection's. The
+    # sim judged publisher order per client; the promise is per connection (simcheck._per_connection).
+    "1257_publisher_order_per_connection": (
+        1257,
+        [
+            [10814, "zone_partition", "a", 5817],
+            [11440, "restart", "fe-b1", 826],
+            [12111, "drain", "fe-a1", 3689],
+        ],
+        [],
+    ),
+    # Found with the fix for 1510 in place: fe-a1, a blocked home, handed its log over with pending
+    # appends 29..32 and followed the new home from 32 although its own subscribers had 28: 29..32
+    # never reached them (silent_gap, lost). Fixed: it follows from what it committed.
+    "558_handover_follows_from_committed": (
+        558,
+        [[8922, "restart", "fe-a2", 745], [9329, "zone_loss", "b", 5165]],
+        [],
+    ),
+    # Found by the needless_new_connection check: fe-a1 handed a connection to fe-b1, fe-b1 drained,
+    # and the client's resume (with fe-b1's key) at fe-a1 met fe-a1's tombstone: a new connection
+    # while fe-b1 still held it. Fixed: a tombstone refuses only keys older than the hand-over.
+    "476_tombstone_refuses_older_keys_only": (
+        476,
+        [[5637, "drain", "fe-a1", 5834], [7968, "drain", "fe-b1", 2338]],
+        [],
+    ),
+    # The needless_new_connection check itself: fe-a1 (partitioned, draining) still held epoch 1 of
+    # a connection fe-b2 had taken over at epoch 2 and lost with zone b; a resume with the epoch-2 key
+    # got a new connection, rightly: only a holder at the key's epoch or later counts.
+    "1622_stale_holder_is_no_holder": (
+        1622,
+        [
+            [7436, "zone_partition", "a", 5297],
+            [10699, "drain", "fe-a1", 3293],
+            [12129, "zone_loss", "b", 3975],
+        ],
+        [],
+    ),
+    "5170_confirmed_dedupe_answered": (
+        5170,
+        [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],
+        [],
+    ),
 }
 
 

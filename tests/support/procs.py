@@ -66,12 +66,15 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
     """A minimal HTTP/1.1 GET; returns ``(status, body)``. Raises OSError if unreachable, ValueError
     if the answer is not HTTP (e.g. empty: the server was killed mid-request)."""
     stream = await trio.open_tcp_stream(host, port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
-                              f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n".encode())
-        chunks = []
-        while chunk := await stream.receive_some(65536):
-            chunks.append(chunk)
+    chunks = []
+    try:
+        async with stream:
+            await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+                                  f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n".encode())
+            while chunk := await stream.receive_some(65536):
+                chunks.append(chunk)
+    except trio.BrokenResourceError as exc:  # reset mid-request (the server was killed): unreachable
+        raise ConnectionResetError(f"{host}:{port}{path}: {exc}") from exc
     raw = b"".join(chunks)
     head, _, body = raw.partition(b"\r\n\r\n")
     parts = head.split(b" ", 2)

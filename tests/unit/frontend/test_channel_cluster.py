@@ -134,3 +134,29 @@ def test_a_subscriber_in_another_epoch_still_gets_90003() -> None:
     follower.local_serials = lambda ch: ["gone-epoch:7"]
     follower.attach(0, channel, None, lambda res: None)
     assert len(lost) == 1
+
+
+def test_a_frontend_alone_in_its_map_takes_no_home_from_its_own_copy() -> None:
+    # Chaos seed 591600106 (t 65.1 s): during a zone-a partition fe-b1 declared a live fe-b2 dead
+    # (the machine at load 20 starved gossip), found itself alone in its map, and made itself home
+    # of chaos:0 from its own replica at seq 285 while fe-b2, the real home, had ACKed 495: a stale
+    # home beside the real one. Alone, with the other zone known, it could acknowledge nothing
+    # anyway; and its copy may be stale, since the home may be merely out of its sight. It waits.
+    services, clock = cluster()
+    channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
+    acked: list[list[str] | None] = []
+    services["fe-a1"].publish(0, pub(channel, 0, 1), lambda s, e: acked.append(s))
+    assert acked and acked[0] is not None
+    lone = services["fe-b1"]
+    assert channel in lone.replicas  # the home's copy lives in the other zone
+    alone = ClusterView(
+        {n: Peer(node_id=n, role="frontend", zone=z, alive=n == "fe-b1") for n, z in NODES}
+    )
+    lone.set_view(clock[0], alone)
+    got: list[Any] = []
+    lone.attach(clock[0], channel, None, got.append)
+    assert channel not in lone.homes, "a lone frontend made itself home from its own copy"
+    assert channel in lone.replicas  # kept for when the map shows the others again
+    view(services, clock[0], dead=())  # the others are back in sight
+    lone.attach(clock[0], channel, None, got.append)
+    assert got and got[-1].error is None and got[-1].last_serial == acked[0][0]

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from frontend.channel_log import ChannelLog
 from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
 from frontend.session import SessionState
@@ -240,6 +241,36 @@ def test_resent_publish_is_acked_with_original_serials_and_not_published_twice()
     [ack] = r.recv()
     assert ack.action is Action.ACK and ack.res == first
     assert len(sub.recv()) == 1
+    assert node.channels.local_log("ch").last_seq == 1
+
+
+def test_a_publish_resent_after_the_dedupe_window_is_acked_once_if_its_session_lives():
+    # Chaos seed 259956562: a Comet client, cut as a slow consumer, noticed 17 s later and resumed
+    # (within the TTL of the cut) re-sending a publish numbered 31 s before; the home's dedupe
+    # record (TTL + idle = 21 s from its numbering) had aged out and it was numbered twice.
+    node = make_node()
+    pub, sub = Client(node), Client(node)
+    sub.attach(1, "ch")
+    pub.recv(), sub.recv()
+    pub.publish(2, "ch", "once", msg_serial=0)
+    first = pub.recv()[-1].res  # queued, but never read: the client has no ACK
+    pub.drop(TTL - 500)  # the server cuts the transport late (the window is TTL + idle from 2)
+    now = TTL - 500
+    while now < 2 * TTL - 1_000:  # past the dedupe window, inside the TTL since the cut
+        now += 250
+        node.tick(now)
+    # Meanwhile the channel's log moved (a drain hands it over): a transfer carries the retained
+    # entries only, so the new home's dedupe knows nothing of the publish any more.
+    home = node.channels.homes["ch"]
+    home.log = ChannelLog.from_snapshot(
+        "ch", home.log.snapshot(), now_ms=now, max_messages=1000, retention_ms=TTL + 1_000
+    )
+    r = pub.resume(now)
+    assert r.recv()[0].connection_id == pub.session.connection_id  # the same connection
+    r.publish(now, "ch", "once", msg_serial=0)
+    [ack] = [m for m in r.recv() if m.action is Action.ACK]
+    assert ack.res == first
+    assert [m.action for m in sub.recv()].count(Action.MESSAGE) == 1
     assert node.channels.local_log("ch").last_seq == 1
 
 

@@ -126,3 +126,48 @@ def test_a_request_arriving_after_its_deadline_is_never_executed() -> None:
     bus._dispatch("fe-b1", W.Request(req_id=4, op="attach", args={}))
     bus._dispatch("fe-b1", W.Push(op="deliver", args={"channel": "ch", "entry": "x"}))
     assert seen == ["publish", "attach"] and bus.bad_ops == 2
+
+
+async def test_a_request_times_out_at_its_own_deadline() -> None:
+    """The sweeper sleeps until the earliest deadline; a request with an earlier deadline than every
+    pending one wakes it, so that request fails on time while the longer one still waits."""
+    from collections.abc import Callable
+
+    import trio
+    import trio.testing
+
+    from frontend import peerops as O
+    from frontend.peer import PeerBus
+
+    async def silent(stream: trio.SocketStream) -> None:
+        async for _ in stream:  # reads the hello and the requests, never answers
+            pass
+
+    answers: dict[str, tuple[bool, object, float]] = {}
+    short_answered = trio.Event()
+    bus = PeerBus("fe-a1", ["s" * 32], on_request=lambda peer, op, reply: None, on_push=lambda peer, op: None)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            await nursery.start(trio.serve_listeners, silent, listeners)
+            await nursery.start(bus.serve, "127.0.0.1", 0)
+            bus.set_addresses({"fe-b1": ("127.0.0.1", port)})
+            start = trio.current_time()
+
+            def answer(name: str) -> Callable[[bool, object], None]:
+                def record(ok: bool, res: object) -> None:
+                    answers[name] = (ok, res, trio.current_time() - start)
+                    if name == "short":
+                        short_answered.set()
+
+                return record
+
+            bus.request("fe-b1", O.LogFetch(channel="ch"), answer("long"), timeout_s=5.0)
+            await trio.testing.wait_all_tasks_blocked()  # the sweeper is asleep until 5 s from now
+            bus.request("fe-b1", O.LogFetch(channel="ch"), answer("short"), timeout_s=0.3)
+            await short_answered.wait()
+            ok, res, after = answers["short"]
+            assert not ok and isinstance(res, O.Refused) and res.code is O.Refusal.LOST
+            assert 0.3 <= after < 1.5 and "long" not in answers
+            nursery.cancel_scope.cancel()
