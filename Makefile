@@ -110,8 +110,11 @@ SIG ?= TERM
 run: install
 	$(CLUSTER) run
 
+# One development frontend; channels matching PERSIST keep their history in SQLite under
+# .standalone/ (kept across restarts; PERSIST= turns it off).
 run-standalone: install
-	$(BIN)/python -m frontend --dev --host 127.0.0.1 --port 8080
+	$(BIN)/python -m frontend --dev --host 127.0.0.1 --port 8080 \
+		$(if $(strip $(PERSIST)),--history-store sqlite:.standalone/history.sqlite3 $(foreach p,$(PERSIST),--persist '$(p)'))
 
 cluster-up: install
 	$(CLUSTER) up

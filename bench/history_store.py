@@ -2,6 +2,7 @@
 
     python bench/history_store.py                          # 10 s each: memory, sqlite, postgresql
     python bench/history_store.py --seconds 5 --publishers 16 --stores memory,sqlite
+    python bench/history_store.py --rounds 3               # interleaved, medians over the rounds
 
 One dev frontend per store, one after the other in the same run: ``memory`` (no rule persists the
 channel, the baseline), ``sqlite`` (a persist rule, the embedded store on a temp file) and
@@ -10,14 +11,21 @@ fsync on). ``--publishers`` concurrent publishers (trio SDK, over ``--connection
 each publish one message and wait for its ACK, for ``--seconds``, on one channel: the ACK waits for
 the write-through, so the ACK latency is the cost a publisher sees. Prints JSON: msg/s and the
 publish->ACK latency percentiles per store, and for each store the msg/s ratio and the p50/p99
-added over the memory baseline measured in the same run. A store whose server is absent is
-reported as skipped with the reason.
+added over the memory baseline measured in the same run, and the store's own mean time per batch
+write (``continuity_history_write_seconds``). A store whose server is absent is reported as
+skipped with the reason.
+
+On a shared machine the load drifts within a run as much as the cost being measured: with
+``--rounds N`` the stores are run in turn N times (memory, sqlite, postgresql, memory, ...), each
+round's figures are kept under ``rounds``, and the per-store figures are the medians over the
+rounds (so drift hits every store alike).
 """
 
 from __future__ import annotations
 
 import argparse
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -98,6 +106,8 @@ def run_store(store: str, args: argparse.Namespace, workdir: Path, pg_dsn: str |
         result["store_writes"] = metrics.get("continuity_history_written_total", 0.0)
         batches = metrics.get("continuity_history_write_seconds_count", 0.0)
         result["entries_per_batch"] = round(result["store_writes"] / batches, 2) if batches else None
+        spent = metrics.get("continuity_history_write_seconds_sum", 0.0)
+        result["batch_write_ms_mean"] = round(spent / batches * 1000, 3) if batches else None
         return result
     finally:
         fe.stop()
@@ -133,7 +143,10 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--size", type=int, default=100, help="payload padding, in bytes")
     p.add_argument("--stores", default="memory,sqlite,postgresql")
+    p.add_argument("--rounds", type=int, default=1, help="run the stores in turn this many times")
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     H.install_cleanup()
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     results: dict[str, Any] = {}
@@ -141,12 +154,17 @@ def main() -> None:
     pg_dsn, pg_error = (None, None)
     if "postgresql" in stores:
         pg_dsn, pg_error = start_postgres(pg_dir)
+    rounds: list[dict[str, Any]] = []
     try:
-        for store in stores:
-            if store == "postgresql" and pg_dsn is None:
-                results[store] = {"skipped": pg_error}
-                continue
-            results[store] = run_store(store, args, H.tempdir(f"history-{store}-"), pg_dsn)
+        for n in range(args.rounds):
+            one: dict[str, Any] = {}
+            for store in stores:
+                if store == "postgresql" and pg_dsn is None:
+                    one[store] = {"skipped": pg_error}
+                    continue
+                one[store] = run_store(store, args, H.tempdir(f"history-{store}-{n}-"), pg_dsn)
+            rounds.append(one)
+        results = rounds[0] if args.rounds == 1 else {s: _median(rounds, s) for s in stores}
     finally:
         if pg_dsn is not None:
             stop_postgres(pg_dir)
@@ -166,8 +184,26 @@ def main() -> None:
             "config": vars(args),
             "machine": H.machine(),
             "results": results,
+            **({"rounds": rounds} if args.rounds > 1 else {}),
         }
     )
+
+
+def _median(rounds: list[dict[str, Any]], store: str) -> dict[str, Any]:
+    """One store's figures, each the median over the rounds that measured it."""
+    runs = [r[store] for r in rounds if "msg_per_s" in r[store]]
+    if not runs:
+        return rounds[0][store]
+
+    def med(values: list[Any]) -> Any:
+        present = [v for v in values if v is not None]
+        return round(statistics.median(present), 3) if present else None
+
+    keys = ("acked", "msg_per_s", "store_writes", "entries_per_batch", "batch_write_ms_mean")
+    out: dict[str, Any] = {k: med([r.get(k) for r in runs]) for k in keys}
+    out["ack_ms"] = {q: med([r["ack_ms"].get(q) for r in runs]) for q in ("p50", "p99", "max")}
+    out["rounds"] = len(runs)
+    return out
 
 
 def _added(r: dict[str, Any], base: dict[str, Any], q: str) -> float | None:

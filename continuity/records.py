@@ -28,6 +28,11 @@ class ChannelRecord:
     resumed: bool = False
     attach_deadline: float | None = None
     retry_at: float | None = None  # RTL13b: when a SUSPENDED channel tries ATTACH again
+    # RTP17: the members this connection entered (clientId -> its latest wire event), re-entered
+    # on a non-resumed ATTACHED, and the tokens of those re-entries (a failure is reported, RTP17e).
+    my_members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reentries: set[int] = field(default_factory=set)
+    attached_on: str | None = None  # the connectionId of the last ATTACHED
 
 
 @dataclass(slots=True, kw_only=True)

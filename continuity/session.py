@@ -166,7 +166,7 @@ class ClientSession:
 
     def events(self) -> list[CoreEvent]:
         """Drain the events produced since the last call, in order."""
-        out, self._events = self._events, []
+        out, self._events = presence.reentry_outcomes(self, self._events), []
         return out
 
     # ------------------------------------------------------------ driver inputs
@@ -416,6 +416,7 @@ class ClientSession:
             self._emit_channel(ch, ChannelState.ATTACHED, reason=pm.error, resumed=False, update=True)
         elif ch.state is ChannelState.DETACHING:
             self._out.append(ProtocolMessage(action=Action.DETACH, channel=ch.name))  # RTL5i
+        presence.on_attached(self, ch, resumed)  # RTP17i
 
     def handle_detached(self, now: float, pm: ProtocolMessage) -> None:
         ch = self.channels.get(pm.channel or "")

@@ -627,6 +627,14 @@ def with_history(specs: list[NodeSpec], store: str | None, persist: Sequence[str
         if not sep or not pattern:
             raise ClusterError(f"--persist {item!r} must look like PATTERN=DURATION, e.g. chat:*=24h")
         rules[pattern] = {"persist": duration}
+    if rules and not (store or "").startswith(("postgresql://", "postgres://")):
+        # Each frontend's own SQLite would hold only what it wrote as a channel's home; the
+        # frontends refuse it (frontend/config.py), so say it here first.
+        raise ClusterError(
+            "--persist in a cluster needs --history-store postgresql://..., one store shared by every "
+            "frontend (make cluster-up-pg starts Debian's PostgreSQL for it); SQLite is for a "
+            "standalone frontend (make run-standalone)"
+        )
     out = []
     for spec in specs:
         if spec.role == "frontend" and (store or rules):

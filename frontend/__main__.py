@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import Any
 
 import structlog
 import trio
@@ -36,7 +37,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dev_help="development mode: accept any key or token with full capability, and "
         "allow the built-in cluster secret and other unsafe settings",
     )
+    p.add_argument(
+        "--history-store",
+        metavar="URL",
+        help='where persisted channels keep their history: "sqlite:<path>" (a standalone frontend) or '
+        'a "postgresql://..." URL (overrides history_store)',
+    )
+    p.add_argument(
+        "--persist",
+        action="append",
+        default=[],
+        metavar="PATTERN=DURATION",
+        help='persist channels matching PATTERN for DURATION, e.g. "chat:*=24h" (repeatable; '
+        'replaces the config\'s [channels."<pattern>"] rules)',
+    )
     return p.parse_args(argv)
+
+
+def persist_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--history-store`` and ``--persist`` as config overrides; ConfigError for a bad --persist."""
+    rules: dict[str, dict[str, str]] = {}
+    for item in args.persist:
+        pattern, sep, duration = item.rpartition("=")
+        if not sep or not pattern or not duration:
+            raise ConfigError(f"--persist {item!r} must look like PATTERN=DURATION, e.g. chat:*=24h")
+        rules[pattern] = {"persist": duration}
+    return {"history_store": args.history_store, "channels": rules or None}
 
 
 async def run(config: FrontendConfig, config_path: str | None = None) -> None:
@@ -73,7 +99,7 @@ async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = FrontendConfig.load(args.config, **node_overrides(args))
+        config = FrontendConfig.load(args.config, **node_overrides(args), **persist_overrides(args))
         config.tls_context()  # a certificate that does not load stops us here
     except (ConfigError, OSError) as exc:
         print(f"continuity-frontend: {exc}", file=sys.stderr)

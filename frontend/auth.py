@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jwt
 
@@ -98,6 +98,7 @@ class ApiKey:
     name: str  # "appId.keyId"
     secret: str
     capability: Capability
+    revocable_tokens: bool = False  # its tokens may be revoked (RSA17, frontend.revocation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,8 @@ class Identity:
     client_id: str | None  # None: anonymous; "*": may publish as anyone
     capability: Capability
     expires_ms: int | None = None
+    issued_ms: int | None = None  # a token's issue time (None: key auth), for revocation
+    revocation_key: str | None = None  # a JWT's x-ably-revocation-key claim
 
 
 class Authenticator:
@@ -172,7 +175,7 @@ class Authenticator:
             if client_id is not None and ident.client_id not in (None, "*", client_id):
                 raise AuthError(ErrorCode.INVALID_CLIENT_ID, "clientId does not match the token's clientId")
             if client_id is not None:
-                ident = Identity(ident.key_name, client_id, ident.capability, ident.expires_ms)
+                ident = replace(ident, client_id=client_id)
             return ident
         if key:
             return Identity(self._verify_key(key), client_id, self._capability_for_key(key), None)
@@ -229,4 +232,14 @@ class Authenticator:
         except ValueError as exc:
             raise AuthError(ErrorCode.TOKEN_UNRECOGNISED, f"bad x-ably-capability: {exc}") from None
         cid = claims.get("x-ably-clientId")
-        return Identity(api_key.name, cid if isinstance(cid, str) else None, capability, int(exp * 1000))
+        iat = claims.get("iat")
+        revocation_key = claims.get("x-ably-revocation-key")
+        return Identity(
+            api_key.name,
+            cid if isinstance(cid, str) else None,
+            capability,
+            int(exp * 1000),
+            # A JWT without iat counts as issued at the epoch: any revocation of its target covers it.
+            int(iat * 1000) if isinstance(iat, (int, float)) else 0,
+            revocation_key if isinstance(revocation_key, str) else None,
+        )

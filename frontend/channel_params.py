@@ -6,9 +6,15 @@ A client names params in its ATTACH (``channels.get(name, {params: {rewind: '5'}
 recognises ``rewind``, ``modes``, ``delta`` and ``occupancy`` (``SERVED_PARAMS``). Here ``rewind``
 is either a count of messages (``rewind=5``; above ``REWIND_MAX_MESSAGES`` the newest 100, as in
 Ably) or a duration (``rewind=30s``, ``2m``, ``1h``, at most ``REWIND_MAX_MS``). A malformed
-``rewind`` is refused with a channel-scoped 40000 that says why. Other params are ignored and not
-echoed, as Ably does (main's channel-scope conformance test expects it; issue 14 asked for a
-refusal instead).
+``rewind`` is refused with a channel-scoped 40000 that says why.
+
+A param Ably does not document is not applied and not echoed (so ``channel.params`` holds only what
+was accepted, as ably-js's channel.test.js expects), but it is not silent either: the ATTACHED
+carries an ErrorInfo 40000 naming it (``unknown_params_error``; ably-js shows it as the attach's
+``stateChange.reason`` and ``channel.errorReason``), and the frontend logs and counts it. The channel
+still attaches, so code written for Ably, or an SDK that adds a param of its own, keeps working,
+and a typo (``rewnd=5``) is reported where the developer looks. A malformed value of a known
+param is a refusal (the channel fails), because what it asked cannot be honoured.
 
 A rewind applies only to an attach that does not resume (the client holds no channelSerial for
 the channel); a resume continues from its serial as always. The rewind becomes a *replay cursor*
@@ -29,9 +35,9 @@ from frontend.channel_log import rewind_cursor
 
 REWIND_MAX_MESSAGES = 100
 REWIND_MAX_MS = 24 * 3600 * 1000  # bounded anyway by what the log (or the store) still holds
-# The params Ably recognises: rewind is served here, modes by pubsub (modes_param); delta and
-# occupancy are accepted and echoed as Ably does, without effect. Anything else is refused.
-SERVED_PARAMS = ("rewind", "modes", "delta", "occupancy")
+# The params Ably documents: rewind is served here, modes by pubsub (modes_param); delta and
+# occupancy are accepted and echoed as Ably does, without effect. Anything else is reported.
+SERVED_PARAMS = frozenset({"rewind", "modes", "delta", "occupancy"})
 _DURATION = re.compile(r"^(\d{1,9})(s|m|h)$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000}
 
@@ -42,6 +48,20 @@ class AttachParams:
 
     echo: dict[str, str]  # the params we accepted, echoed in ATTACHED (ably-js: channel.params)
     rewind_cursor: str | None  # where the replay of a fresh attach starts, or None
+    unknown: tuple[str, ...] = ()  # names of params Ably does not document: not applied, reported
+
+    @property
+    def echoed(self) -> dict[str, str] | None:
+        """The echo as ATTACHED carries it (no field when empty)."""
+        return self.echo or None
+
+    def unknown_params_error(self) -> str | None:
+        """The message of the 40000 an ATTACHED carries when some params were not recognised."""
+        if not self.unknown:
+            return None
+        names = ", ".join(repr(n) for n in self.unknown)
+        served = ", ".join(sorted(SERVED_PARAMS))
+        return f"unknown channel params ignored: {names} (the params served are {served})"
 
 
 class ParamError(ValueError):
@@ -49,17 +69,20 @@ class ParamError(ValueError):
 
 
 def parse_attach_params(params: Mapping[str, str] | None, now_ms: int) -> AttachParams:
-    """Check an ATTACH's params; raises ParamError for one we do not serve or a bad value."""
+    """Check an ATTACH's params; raises ParamError for a malformed ``rewind`` (unknown params are
+    listed in ``unknown``, not raised)."""
     if not params:
         return AttachParams({}, None)
+    echo = {k: v for k, v in params.items() if k in SERVED_PARAMS}
+    unknown = tuple(sorted(k for k in params if k not in SERVED_PARAMS))
     value = params.get("rewind")
     if value is None:
-        return AttachParams(dict(params), None)
+        return AttachParams(echo, None, unknown)
     value = value.strip()
     if value.isdigit() and len(value) <= 9:
         count = int(value)
         count = min(count, REWIND_MAX_MESSAGES)  # Ably's limit: more asks get the newest 100
-        return AttachParams({"rewind": value}, rewind_cursor(count=count) if count else None)
+        return AttachParams(echo, rewind_cursor(count=count) if count else None, unknown)
     m = _DURATION.match(value)
     if m is None:
         raise ParamError(
@@ -68,4 +91,4 @@ def parse_attach_params(params: Mapping[str, str] | None, now_ms: int) -> Attach
     span = int(m.group(1)) * _UNIT_MS[m.group(2)]
     if span > REWIND_MAX_MS:
         raise ParamError(f"rewind={value}: at most {REWIND_MAX_MS // 3_600_000}h can be rewound")
-    return AttachParams({"rewind": value}, rewind_cursor(since_ms=now_ms - span) if span else None)
+    return AttachParams(echo, rewind_cursor(since_ms=now_ms - span) if span else None, unknown)

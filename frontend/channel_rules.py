@@ -1,13 +1,13 @@
 """Channel rules Ably applies at attach and publish, as pure functions: which channel names are
-refused (40010), the ``modes`` param, the params echoed in ATTACHED, the default modes, and rewind by
-count. Used by ``frontend.pubsub`` (and the presence and REST layers for names).
+refused (40010) and which are features this server lacks (derived channels), the message actions a
+publish may carry, the ``modes`` param and the default modes. Used by ``frontend.pubsub`` (and the
+presence and REST layers for names). The other params and rewind: ``frontend.channel_params``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from frontend.channel_log import parse_serial
 from kernel import protocol as P
 from kernel.protocol import Flag
 
@@ -27,6 +27,40 @@ def channel_name_problem(name: str) -> str | None:
         qualifier, sep, rest = name[1:].partition("]")
         if not sep or not qualifier or not rest or rest.startswith(":"):
             return f"invalid channel name: malformed qualifier in {name!r}"
+    return None
+
+
+def unsupported_qualifier(name: str) -> str | None:
+    """Why a well-formed name is refused as a feature this server lacks (40000), or None: a derived
+    channel (``[filter=...]name``, ``channels.getDerived``) would otherwise attach a separate channel
+    of that literal name and receive nothing of ``name``."""
+    if name.startswith("[filter="):
+        return f"derived channels ([filter=...]) are not supported by this server: {name!r}"
+    return None
+
+
+# TM5: a message's action on the wire. Clients publish creates (0, or no action); updates, deletes
+# and appends (1, 2, 5) are refused rather than stored as new messages, and meta and summaries (3, 4)
+# come from the server only.
+_ACTION_NAMES = {
+    1: "message.update",
+    2: "message.delete",
+    3: "meta",
+    4: "message.summary",
+    5: "message.append",
+}
+
+
+def message_action_problem(messages: list[P.Message]) -> str | None:
+    """Why a publish is refused for its messages' actions (40000), or None when each is a create."""
+    for m in messages:
+        action = m.get("action")
+        if action in (None, 0):
+            continue
+        what = _ACTION_NAMES.get(action) if isinstance(action, int) else None
+        if what in ("message.update", "message.delete", "message.append"):
+            return f"{what}: message updates, deletes and appends are not supported by this server"
+        return f"a client may not publish a message with action {what or action!r}"
     return None
 
 
@@ -59,31 +93,3 @@ def modes_param(params: Mapping[str, str] | None) -> int:
 # The modes of an ATTACH that names none, as Ably grants them (ably-js's channel.test.js checks):
 # annotation_publish is among them, though annotations themselves are refused (not supported).
 DEFAULT_MODES = P.DEFAULT_MODES | Flag.ANNOTATION_PUBLISH
-# The channel params Ably recognises and echoes in ATTACHED; others are ignored and not echoed.
-RECOGNISED_PARAMS = frozenset({"rewind", "delta", "occupancy", "modes"})
-
-
-def recognised_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
-    out = {k: v for k, v in (params or {}).items() if k in RECOGNISED_PARAMS}
-    return out or None
-
-
-MAX_REWIND = 100  # Ably's limit on rewind by count
-
-
-def rewind_count(params: Mapping[str, str] | None) -> int | None:
-    """The ``rewind`` channel param as a message count (1..100), or None (absent or not a count;
-    rewind by time is not supported and attaches from now)."""
-    raw = (params or {}).get("rewind")
-    if raw is None or not raw.isdigit():
-        return None
-    count = min(int(raw), MAX_REWIND)
-    return count or None
-
-
-def rewound_serial(last_serial: str, count: int | None) -> str | None:
-    """The serial to replay after so that the last ``count`` messages come again, or None."""
-    parsed = parse_serial(last_serial) if count else None
-    if parsed is None or count is None or parsed[1] <= 0:
-        return None
-    return f"{parsed[0]}:{max(parsed[1] - count, 0)}"

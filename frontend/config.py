@@ -12,6 +12,7 @@ which live in ``[keys."<appId>.<keyId>"]`` tables::
     [keys."app.main"]
     secret = "long-random-secret"
     capability = { "chat:*" = ["publish", "subscribe"], "*" = ["subscribe"] }
+    revocable_tokens = true   # optional: its tokens may be revoked (POST /keys/{name}/revokeTokens)
 
 Environment variables ``CONTINUITY_<FIELD>`` (upper case) override the file for
 every field but ``keys`` (lists take a comma-separated value), and command-line
@@ -50,6 +51,16 @@ from kernel.tls import optional_server_context
 __all__ = ["ENV_PREFIX", "ConfigError", "FrontendConfig"]
 
 ENV_PREFIX = "CONTINUITY_"
+
+
+# Why a clustered frontend's persisted channels need a shared store (docs/architecture.md).
+SQLITE_IN_A_CLUSTER = (
+    "persisted channels on a clustered frontend (gossip_bind is set) need history_store = "
+    '"postgresql://...", one store shared by every frontend: a frontend\'s own SQLite file holds only '
+    "what it wrote while it was a channel's home, so after a home moves its history would have holes "
+    "and a restarted cluster could not continue a channel's serials from it. SQLite is for a "
+    "standalone frontend."
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,9 +159,10 @@ class FrontendConfig:
     # Seconds a SIGTERM drain may take before the process exits anyway.
     drain_timeout_s: float = 10.0
     # Where persisted channels keep their history (docs/architecture.md): "sqlite:<path>" (embedded,
-    # this frontend's disk; the default, for one node) or a "postgresql://..." URL (shared by every
-    # frontend of a cluster). Empty: "sqlite:continuity-<node_id>-history.sqlite3" in the working
-    # directory. Opened only when a [channels."<pattern>"] rule persists something.
+    # this frontend's disk; the default, for a standalone node) or a "postgresql://..." URL (shared
+    # by every frontend of a cluster; a clustered frontend with persisted channels must use one).
+    # Empty: "sqlite:continuity-<node_id>-history.sqlite3" in the working directory. Opened only
+    # when a [channels."<pattern>"] rule persists something.
     history_store: str = ""
     # Seconds between two pruning passes over the history store (retention and size, per rule).
     history_prune_interval_s: float = 60.0
@@ -209,6 +221,8 @@ class FrontendConfig:
         store = self.history_store
         if store and not store.startswith(("sqlite:", "postgresql://", "postgres://")):
             raise ConfigError(f"history_store={store!r} must be sqlite:<path> or a postgresql:// URL")
+        if self.channels and self.clustered and self.store_url.startswith("sqlite:"):
+            raise ConfigError(SQLITE_IN_A_CLUSTER)
         if not 1 <= self.history_prune_interval_s <= 86_400:
             raise ConfigError(
                 f"history_prune_interval_s={self.history_prune_interval_s} is out of range [1, 86400]"
@@ -314,14 +328,19 @@ def parse_keys(raw: Any) -> dict[str, ApiKey]:
             raise ConfigError(f"key name {name!r} must look like appId.keyId")
         if not isinstance(spec, dict) or not isinstance(spec.get("secret"), str):
             raise ConfigError(f"keys.{name}.secret: expected a string")
-        unknown = sorted(set(spec) - {"secret", "capability"})
+        unknown = sorted(set(spec) - {"secret", "capability", "revocable_tokens"})
         if unknown:
-            raise ConfigError(f"keys.{name}: unknown keys {', '.join(unknown)} (secret, capability)")
+            raise ConfigError(
+                f"keys.{name}: unknown keys {', '.join(unknown)} (secret, capability, revocable_tokens)"
+            )
+        revocable = spec.get("revocable_tokens", False)
+        if not isinstance(revocable, bool):
+            raise ConfigError(f"keys.{name}.revocable_tokens: expected true or false")
         try:
             cap = parse_capability(spec.get("capability", {"*": ["*"]}))
         except ValueError as exc:
             raise ConfigError(f"keys.{name}.capability: {exc}") from None
-        keys[name] = ApiKey(name=name, secret=spec["secret"], capability=cap)
+        keys[name] = ApiKey(name=name, secret=spec["secret"], capability=cap, revocable_tokens=revocable)
     return keys
 
 
@@ -345,10 +364,12 @@ EXAMPLE_TRAILER = """\
 # max_entries = 100000
 
 # API keys: [keys."<appId>.<keyId>"] with a secret (at least 16 bytes outside dev mode) and an
-# Ably-style capability (default: everything). Replace these example secrets.
+# Ably-style capability (default: everything); revocable_tokens = true lets the key revoke the
+# tokens it issues (POST /keys/{keyName}/revokeTokens). Replace these example secrets.
 [keys."app.main"]
 secret = "REPLACE-ME-with-a-long-random-secret"
 capability = { "*" = ["*"] }
+revocable_tokens = true
 
 [keys."app.readonly"]
 secret = "REPLACE-ME-with-another-long-random-secret"

@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
@@ -32,6 +33,7 @@ from frontend.history import PersistedHistory
 from frontend.node import FrontendNode
 from frontend.outflow import Outflow
 from frontend.persistence import Persistence, open_store
+from frontend.presence_history import PresenceHistory
 from frontend.rest.history import LogHistory
 from frontend.rest.service import RestService
 from frontend.websocket import run_websocket
@@ -40,6 +42,10 @@ from kernel.http import header, is_websocket, read_body, respond, serve_http
 from kernel.tls import wrap_listeners
 
 log = structlog.get_logger("continuity.frontend")
+
+FIXTURE_TIMEOUT_S = (
+    10.0  # a sandbox app's presence fixtures are entered within this, or it is answered without
+)
 
 TICK_MAX_MS = 50
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -78,6 +84,7 @@ class FrontDoor:
         )
         # History: persisted channels from their store, the others from the log at their home.
         self.rest = RestService(node, wall_ms, history=PersistedHistory(node, LogHistory(node, wall_ms)))
+        self.presence_history = PresenceHistory(node, wall_ms)  # /channels/{id}/presence/history
 
     def _prepare(self) -> Prepare | None:
         """The cluster's takeover hook for resumes, once it has joined (else None)."""
@@ -96,7 +103,10 @@ class FrontDoor:
         if req.method == b"OPTIONS":
             return 204, b"text/plain", b""
         if self.node.sandbox_keys is not None and sandbox.handles(path):
-            return self._sandbox(req, path, target.query, body)
+            status, ctype, reply = self._sandbox(req, path, target.query, body)
+            if status == 201 and path == sandbox.APPS_PATH:
+                await self._presence_fixtures(json.loads(reply))
+            return status, ctype, reply
         if path == "/health":
             return self.admin.health()
         if path == "/livez":
@@ -126,6 +136,31 @@ class FrontDoor:
         )
         return status, b"application/json", json.dumps(reply).encode() if reply is not None else b""
 
+    async def _presence_fixtures(self, app: dict[str, Any]) -> None:
+        """Enter a new sandbox app's presence fixtures (ably-common's ``persisted:presence_fixtures``)
+        before the app is answered, so the suite's first ``presence.get()`` finds them."""
+        for ch in app.get("channels") or []:
+            name, fixtures = ch.get("name"), ch.get("presence")
+            if not isinstance(name, str) or not isinstance(fixtures, list) or not fixtures:
+                continue
+            members = [f for f in fixtures if isinstance(f, dict)]
+            got = trio.Event()
+            outcome: list[bool] = []
+
+            def done(ok: bool, outcome: list[bool] = outcome, got: trio.Event = got) -> None:
+                outcome.append(ok)
+                got.set()
+
+            self.node.presence.enter_fixtures(self.node.channels.now_ms, name, members, done)
+            with trio.move_on_after(FIXTURE_TIMEOUT_S):
+                await got.wait()
+            log.info(
+                "sandbox.presence_fixtures",
+                channel=name,
+                members=len(members),
+                ok=bool(outcome and outcome[0]),
+            )
+
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one client connection (the h11 loop is ``kernel.http.serve_http``)."""
         await serve_http(
@@ -151,7 +186,7 @@ class FrontDoor:
             return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
         if rest_presence.handles(target.path):
             status, ctype, body, extra = await rest_presence.serve(
-                self.node, event.method, event.headers, target, wall_ms()
+                self.node, event.method, event.headers, target, wall_ms(), history=self.presence_history
             )
             await self._respond(conn, stream, status, ctype, body, extra)
             return True
@@ -275,6 +310,7 @@ async def serve(
             await nursery.start(partial(trio.serve_listeners, door.admin.handle, admin_listeners))
         nursery.start_soon(_tick_loop, node)
         nursery.start_soon(door.comet.run)
+        nursery.start_soon(door.rest.revoker.run)
         await nursery.start(door.outflow.run)
         if cluster is not None:
             await nursery.start(cluster.run, port, admin_port)

@@ -130,6 +130,11 @@ class Metrics:
         self.key_reloads = Counter(
             "continuity_key_reloads", "API keys reloaded from the config file (SIGHUP or admin)", registry=r
         )
+        self.tokens_revoked = Counter(
+            "continuity_tokens_revoked",
+            "Token revocation records taken (POST /keys/{keyName}/revokeTokens), before spreading",
+            registry=r,
+        )
         self.rest_requests = Counter(
             "continuity_rest_requests",
             "REST requests answered, by route and Ably error code (0: success)",

@@ -126,12 +126,15 @@ class FrontendNode(PubSub):
         self.presence = Presence(self)
         # Called when sessions or channel homes go away (the drain waits on it).
         self.on_change: Callable[[], None] = lambda: None
+        # Called after each new cluster map (the REST layer's token revocations sync new peers).
+        self.view_listeners: list[Callable[[int, ClusterView], None]] = []
         self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {
             Action.HEARTBEAT: self.handle_heartbeat,
             Action.ATTACH: self.handle_attach,
             Action.DETACH: self.handle_detach,
             Action.MESSAGE: self.handle_message,
             Action.PRESENCE: self.presence.handle,
+            Action.SYNC: self.presence.handle_sync,
             Action.ANNOTATION: self.handle_unsupported_publish,
             Action.OBJECT: self.handle_unsupported_publish,
             Action.CLOSE: self.handle_close,
@@ -507,6 +510,8 @@ class FrontendNode(PubSub):
             case O.PresenceOwned(connection_id=conn_id, epoch=epoch):
                 self.presence.copy_discarded(conn_id, epoch)
                 reply(True, None)
+            case O.PresenceOwner(connection_id=conn_id, epoch=epoch):
+                reply(True, {"owned": self.presence.owns(conn_id, epoch)})
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_request(now_ms, src, op, reply)
             case O.RestCall():
@@ -524,8 +529,8 @@ class FrontendNode(PubSub):
                 self.presence.copy_discarded(conn_id, epoch)
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_push(now_ms, src, op)
-            case O.RestCall():
-                log.warning("peer.unexpected_push", peer=src, op=op.OP)  # REST ops are requests
+            case O.RestCall() | O.PresenceOwner():
+                log.warning("peer.unexpected_push", peer=src, op=op.OP)  # requests, never pushes
             case _:
                 self.channels.handle_push(now_ms, src, op)
 
@@ -534,6 +539,8 @@ class FrontendNode(PubSub):
         self.channels.set_view(now_ms, view)
         self.ownership.resend_discards(view.alive)
         self.ownership.reassign_secondaries()
+        for listener in self.view_listeners:
+            listener(now_ms, view)
 
     def refresh_gauges(self) -> None:
         """Recompute gauges that are too costly to keep current on every event."""

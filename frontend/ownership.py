@@ -144,6 +144,7 @@ class Ownership:
     ) -> None:
         match op:
             case O.SessionFetch(connection_id=conn_id):
+                self.node.presence.copy_read(now_ms, conn_id)
                 reply(True, {"state": self.copies.get(now_ms, conn_id)})
             case O.Handover(connection_id=conn_id, epoch=epoch, key=key):
                 if key is not None and self.node.takeover.defer(

@@ -422,13 +422,32 @@ class PresenceOwned:
         return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresenceOwner:
+    """Request: does this frontend own the connection at an epoch above ``epoch``? Asked of every
+    live frontend before members are left on a connection's behalf (frontend/presence.py); the
+    reply is ``{"owned": bool}``. A pull, so a missed ``presence_owned`` push cannot cause a leave."""
+
+    OP: ClassVar[str] = "presence_owner"
+    connection_id: str
+    epoch: int
+
+    def to_args(self) -> dict[str, Any]:
+        return {"id": self.connection_id, "epoch": self.epoch}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> PresenceOwner:
+        return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
+
+
 # -- the REST layer's operations (frontend.rest) ---------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestCall:
     """Request: one of the REST layer's operations (history, occupancy, channels, rest_publish,
-    token_nonce; ``FrontendNode.peer_ops``). The handler ``kind`` names checks its ``args``."""
+    token_nonce, token_revoke; ``FrontendNode.peer_ops``). The handler ``kind`` names checks its
+    ``args``."""
 
     OP: ClassVar[str] = "rest"
     kind: str
@@ -444,7 +463,7 @@ class RestCall:
 
 ChannelOp = Publish | Attach | LogFetch | Replicate | ReplicaSync | Deliver | Take | Unsubscribe
 SessionOp = SessionPut | SessionFetch | Handover | Discard
-PeerOp = ChannelOp | SessionOp | PresenceOwned | RestCall
+PeerOp = ChannelOp | SessionOp | PresenceOwned | PresenceOwner | RestCall
 
 _RECORDS: dict[str, Any] = {
     r.OP: r
@@ -462,6 +481,7 @@ _RECORDS: dict[str, Any] = {
         Handover,
         Discard,
         PresenceOwned,
+        PresenceOwner,
         RestCall,
     )
 }

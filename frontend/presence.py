@@ -22,13 +22,18 @@ not empty, and the set follows the replay as SYNC pages whose channelSerial is a
   with the once-a-second cursor batch);
 - CLOSE, and DETACH of the channel, leave them at once;
 - a connection away for ``presence_linger_ms`` has them left on its behalf by
-  its owner (a timer from the detach); when the owner is out of sight, the
-  frontend holding its copy leaves them once that copy expires unclaimed (the
-  connection's state is then certainly gone; before, the owner may only be
-  partitioned away with its client connected, or a takeover may still come);
-- a takeover tells every frontend that it owns the connection now (a
-  ``presence_owned`` push), so no older copy (a former secondary's, a drain's
-  leftover) leaves members that are still present;
+  its owner (a timer from the detach); when the owner dies, the frontend holding
+  its copy leaves them ``presence_linger_ms`` after it sees the owner dead (the
+  death took the client's transport with it; a takeover reading the copy
+  restarts that clock, and the copy is marked left so a takeover after all
+  re-enters them);
+- nobody leaves them before every live frontend said it does not own the
+  connection at a higher epoch (``presence_owner``, a pull: a lost push or
+  discard cannot cause a spurious leave; an owner that learns it was taken
+  over drops its stale state); a takeover also pushes ``presence_owned`` to
+  every frontend, which ends older copies' watches at once;
+- an enter of a member the connection already holds is an update (Ably's rule:
+  an SDK's RTP17 re-entry on a resumed connection is no second enter);
 - a connection that resumes after that (within the TTL) has them re-entered by
   its new or old owner, so it is present again, and the others see one leave
   and one enter; after the TTL the SDK re-enters itself (RTP17) on its new
@@ -44,14 +49,16 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from frontend.auth import allows
+from frontend.channels import AttachResult
 from frontend.peerops import Publish
-from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, sync_pages
+from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, PresenceSet, sync_pages
+from frontend.presence_watch import CopyWatch, CopyWatches
 from frontend.pubsub import channel_name_problem
 from frontend.session import Session, SessionState
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
@@ -68,24 +75,16 @@ RETRY_MS = 1000  # a server leave or re-enter that failed is tried again after t
 # A connection with at most this many members has its copy rewritten on every presence change;
 # beyond, with the cursor batch each second (the copy holds all its members: O(n) per write).
 IMMEDIATE_COPY_MEMBERS = 32
-
-
-@dataclass(slots=True)
-class _Watch:
-    """A connection copy held here whose members may need leaving if its owner dies."""
-
-    owner: str
-    members: dict[str, dict[str, Member]]  # channel -> clientId -> member, as the copy says
-    put_ms: int  # when the owner last wrote the copy: it expires a TTL (plus idle) later
-    epoch: int  # the ownership epoch of the copy: a discard of a newer one ends the watch
-    dead_since: int | None = None
+FIXTURE_CONNECTION = "sandbox-fixtures"  # the connectionId of the dev-mode sandbox's presence fixtures
 
 
 class Presence:
     def __init__(self, node: FrontendNode) -> None:
         self.node = node
         self._linger: list[tuple[int, str]] = []  # (due, connection id) for the owner's timers
-        self.watches: dict[str, _Watch] = {}
+        self.copy_watches = CopyWatches(node, self)
+        self._busy: set[str] = set()  # connections with server leaves or a re-entry being numbered
+        self._rejoin: set[str] = set()  # ... and resumed meanwhile: re-entered once they are
         self._ids = itertools.count(1)
         self._sync_cache: OrderedDict[str, tuple[str, list[Encoded]]] = OrderedDict()
 
@@ -149,9 +148,12 @@ class Presence:
             return
         assert pm.channel is not None and pm.presence is not None
         channel, conn = pm.channel, s.connection_id
+        held = {} if s.presence.gone else s.presence.channels.get(channel, {})
         events = []
         for i, m in enumerate(pm.presence):
             out = {k: v for k, v in m.items() if v is not None and k not in ("connectionKey", "serial")}
+            if out["action"] == PresenceAction.ENTER and (m.get("clientId") or s.client_id) in held:
+                out["action"] = int(PresenceAction.UPDATE)  # entering when already entered is an update
             out.setdefault("id", f"{conn}:{pm.msg_serial}:{i}")  # RTP17g re-entry sends its old id
             out["connectionId"] = conn
             out["clientId"] = m.get("clientId") or s.client_id
@@ -189,6 +191,53 @@ class Presence:
         )
         self.node.channels.publish(now_ms, pub, done)
 
+    def enter_fixtures(
+        self, now_ms: int, channel: str, fixtures: list[Member], done: Callable[[bool], None]
+    ) -> None:
+        """Dev-mode sandbox: enter the members a test app's spec lists on ``channel`` (ably-common's
+        presence fixtures: clientId, data, encoding) under the connection ``FIXTURE_CONNECTION``,
+        which nothing ever leaves. A member already present with the same data is left alone, so
+        the next app adds no event to the channel's presence history. ``done(ok)`` once committed."""
+        node = self.node
+
+        def got(res: AttachResult) -> None:
+            if res.error is not None:
+                done(False)
+                return
+            held = PresenceSet.from_wire(res.presence)
+            events: list[Member] = []
+            for i, f in enumerate(fixtures):
+                client_id = f.get("clientId")
+                if not isinstance(client_id, str) or not client_id:
+                    continue
+                want = {k: f[k] for k in ("data", "encoding", "extras") if f.get(k) is not None}
+                m = held.get(FIXTURE_CONNECTION, client_id)
+                if m is not None and {k: m.get(k) for k in ("data", "encoding", "extras") if k in m} == want:
+                    continue
+                events.append(
+                    {
+                        "action": int(PresenceAction.ENTER),
+                        "clientId": client_id,
+                        "connectionId": FIXTURE_CONNECTION,
+                        "id": f"{FIXTURE_CONNECTION}:{now_ms}:{i}",
+                        "timestamp": now_ms,
+                        **want,
+                    }
+                )
+            if not events:
+                done(True)
+                return
+            self._publish(
+                now_ms,
+                FIXTURE_CONNECTION,
+                channel,
+                now_ms,
+                events,
+                lambda serials, err: done(serials is not None),
+            )
+
+        node.channels.attach(now_ms, channel, None, got, subscribe=False)
+
     # ------------------------------------------------------------------
     # Attach: HAS_PRESENCE and SYNC
 
@@ -224,6 +273,42 @@ class Presence:
             self._sync_cache.popitem(last=False)
         self.node.metrics.presence_syncs.inc()
         return frames
+
+    def handle_sync(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
+        """A client's SYNC (ably-js ``channel.sync()``): the channel's current set as SYNC pages.
+
+        The SDK starts a sync on the first page and, on the last (empty cursor), synthesizes a
+        leave for every member it holds that the pages did not list (RTP19); so an empty set
+        still gets one (empty) page. Refused in the channel's scope when it is not attached with
+        PRESENCE_SUBSCRIBE."""
+        node = self.node
+        name = pm.channel
+        if name is None:
+            raise RemoteProtocolError("SYNC needs a channel")
+        cur = s.channels.get(name)
+        if cur is None or not cur.modes & Flag.PRESENCE_SUBSCRIBE:
+            node._channel_error(
+                now_ms,
+                s,
+                Action.ERROR,
+                name,
+                ErrorCode.CHANNEL_OPERATION_FAILED,
+                f"SYNC of {name}: the channel is not attached with presence_subscribe",
+            )
+            return
+        generation = s.generation
+
+        def done(res: AttachResult) -> None:
+            if s.generation != generation or s.channels.get(name) is not cur or res.error is not None:
+                return
+            frames = self.sync_frames(name, res.presence, res.last_serial) or [
+                Encoded({"action": int(Action.SYNC), "channel": name, "channelSerial": "s:", "presence": []})
+            ]
+            for frame in frames:
+                if not node._send(node.channels.now_ms, s, frame):
+                    return
+
+        node.channels.attach(now_ms, name, None, done, subscribe=False)
 
     # ------------------------------------------------------------------
     # Server events on a connection's behalf
@@ -295,20 +380,39 @@ class Presence:
             heapq.heappush(self._linger, (now_ms + self.linger_ms, s.connection_id))
 
     def bound(self, now_ms: int, s: Session) -> None:
-        """A transport took the session (resume or takeover): re-enter members left while away."""
+        """A transport took the session (resume or takeover): re-enter members left while away.
+
+        One server publish per connection at a time: a re-entry waits for the leaves still being
+        numbered (a home out of reach holds them), else the enter could be numbered first and
+        the leave after it (chaos seed 11: observers saw an enter of a present member, then it
+        leave while its client was connected)."""
         own = s.presence
         if not own or not own.gone:
             return
+        conn = s.connection_id
+        if conn in self._busy:
+            self._rejoin.add(conn)  # looked at again once the leaves are numbered (_settled)
+            return
+        self._busy.add(conn)
 
         def then(ok: bool) -> None:
+            self._busy.discard(conn)
             if ok:
                 own.gone = False
                 self.node.ownership.replicate(s)
             elif not s.terminal:
-                heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, s.connection_id))
+                heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, conn))
 
-        log.info("presence.reenter", connection_id=s.connection_id, channels=len(own.channels))
-        self._emit(now_ms, s.connection_id, PresenceAction.ENTER, own.channels, then)
+        log.info("presence.reenter", connection_id=conn, channels=len(own.channels))
+        self._emit(now_ms, conn, PresenceAction.ENTER, own.channels, then)
+
+    def _settled(self, s: Session) -> None:
+        """The connection's server leaves were numbered: a resume that came meanwhile re-enters now."""
+        conn = s.connection_id
+        if conn in self._rejoin and conn not in self._busy:
+            self._rejoin.discard(conn)
+            if self.node.sessions.get(conn) is s and s.state is SessionState.ACTIVE:
+                self.bound(self.node.channels.now_ms, s)
 
     def _linger_due(self, now_ms: int, s: Session) -> None:
         own = s.presence
@@ -320,15 +424,42 @@ class Presence:
         if s.detached_ms is not None and now_ms < s.detached_ms + self.linger_ms:
             heapq.heappush(self._linger, (s.detached_ms + self.linger_ms, s.connection_id))
             return
-        own.gone = True  # set first: a resume meanwhile re-enters after these leaves
+        node = self.node
+        conn = s.connection_id
 
-        def then(ok: bool) -> None:
-            if not ok and own.gone and not s.terminal:
-                own.gone = False
-                heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, s.connection_id))
-            self.node.ownership.replicate(s)
+        def retry() -> None:
+            heapq.heappush(self._linger, (node.channels.now_ms + RETRY_MS, conn))
 
-        self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, own.channels, then)
+        def confirmed(verdict: bool | None) -> None:
+            # Only the session we asked for, still away: a resume meanwhile keeps the members.
+            if node.sessions.get(conn) is not s or s.state is not SessionState.DETACHED or own.gone:
+                return
+            if verdict is None:
+                retry()  # a frontend did not answer: ask again
+                return
+            if not verdict:
+                # Taken over elsewhere while we could not hear of it (a discard still on its way):
+                # our state is stale, and its members belong to the new owner.
+                log.info("presence.stale_owner", connection_id=conn, epoch=s.epoch)
+                node.drop_session(s)
+                return
+            if conn in self._busy:
+                retry()  # a re-entry of the connection is still being numbered
+                return
+            own.gone = True  # set first: a resume meanwhile re-enters after these leaves
+            self._busy.add(conn)
+
+            def then(ok: bool) -> None:
+                self._busy.discard(conn)
+                if not ok and own.gone and not s.terminal:
+                    own.gone = False
+                    retry()
+                node.ownership.replicate(s)
+                self._settled(s)
+
+            self._emit(node.channels.now_ms, conn, PresenceAction.LEAVE, own.channels, then)
+
+        self.copy_watches.confirm_unowned(conn, s.epoch, confirmed)
 
     def expired(self, now_ms: int, s: Session) -> None:
         """The session's TTL elapsed (a linger longer than the TTL): its members leave now."""
@@ -336,45 +467,22 @@ class Presence:
             s.presence.gone = True
             self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, s.presence.channels, lambda ok: None)
 
-    # -- copy holder side (the owner is dead) -------------------------------
+    # -- copies held here (presence_watch.py) ---------------------------------
+    @property
+    def watches(self) -> dict[str, CopyWatch]:
+        return self.copy_watches.watches
+
+    def owns(self, conn: str, epoch: int) -> bool:
+        return self.copy_watches.owns(conn, epoch)
+
+    def copy_read(self, now_ms: int, conn: str) -> None:
+        self.copy_watches.copy_read(now_ms, conn)
+
     def copy_put(self, now_ms: int, owner: str, state: dict[str, Any]) -> None:
-        conn = str(state.get("id"))
-        raw = state.get("presence")
-        if isinstance(raw, dict) and raw.get("channels") and not raw.get("gone"):
-            self.watches[conn] = _Watch(owner, dict(raw["channels"]), now_ms, int(state.get("epoch", 0)))
-        else:
-            self.watches.pop(conn, None)
+        self.copy_watches.copy_put(now_ms, owner, state)
 
     def copy_discarded(self, conn: str, below_epoch: int) -> None:
-        """A newer owner discarded copies below ``below_epoch`` (it took the connection over)."""
-        watch = self.watches.get(conn)
-        if watch is not None and watch.epoch < below_epoch:
-            del self.watches[conn]
-
-    def _check_watches(self, now_ms: int) -> None:
-        """Leave the members of copies whose owner is not alive once the copy expires unclaimed.
-
-        Only then is the connection certainly gone: until its state expires it may still be taken
-        over from this copy, and an owner out of sight may be partitioned, not dead, with its
-        client still connected (a leave then would be a lie). A takeover, or the owner writing
-        again, supersedes the copy (put or discard) and ends the watch."""
-        node = self.node
-        view = node.channels.view
-        ttl = node.ownership.copies.ttl_ms
-        for conn, watch in list(self.watches.items()):
-            if conn in node.sessions:
-                del self.watches[conn]  # we took it over ourselves
-                continue
-            if view.alive(watch.owner):
-                watch.dead_since = None
-                continue
-            if watch.dead_since is None:
-                watch.dead_since = now_ms
-            if now_ms < max(watch.put_ms + ttl, watch.dead_since + self.linger_ms):
-                continue
-            del self.watches[conn]
-            log.info("presence.owner_dead_leave", connection_id=conn, owner=watch.owner, n=len(watch.members))
-            self._emit(now_ms, conn, PresenceAction.LEAVE, watch.members, lambda ok: None)
+        self.copy_watches.copy_discarded(conn, below_epoch)
 
     # ------------------------------------------------------------------
     # Time
@@ -388,8 +496,8 @@ class Presence:
 
     def sweep(self, now_ms: int) -> None:
         """Once a second: the copies whose owner may be dead."""
-        if self.watches:
-            self._check_watches(now_ms)
+        if self.copy_watches.watches:
+            self.copy_watches.check(now_ms)
 
     def next_deadline(self) -> int | None:
         return self._linger[0][0] if self._linger else None

@@ -2,9 +2,10 @@
 
 Mixed into FrontendNode. ATTACH resolves through the ChannelService (locally or at a remote
 home) and completes in one synchronous step: ATTACHED, the replay, then registration for live
-traffic (RTL4c1, RTL15b), so nothing can interleave. MESSAGE is checked (capability, size,
-clientId: 40160, 40009, 40012), stamped (TM2: ``connId:msgSerial:index`` ids, connectionId,
-clientId, timestamp) and handed to the home; its ACK or NACK goes out in msgSerial order (RTN7).
+traffic (RTL4c1, RTL15b), so nothing can interleave; modes changed later are ``channel_modes``'s.
+MESSAGE is checked (capability, size, clientId, message actions: 40160, 40009, 40012, 40000),
+stamped (TM2: ``connId:msgSerial:index`` ids, connectionId, clientId, timestamp) and handed to the
+home; its ACK or NACK goes out in msgSerial order (RTN7).
 Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``now_ms`` comes in.
 """
 
@@ -17,12 +18,14 @@ import structlog
 
 from frontend.auth import allows
 from frontend.channel_log import Entry, epoch_born, parse_rewind_cursor, parse_serial
+from frontend.channel_modes import LIVE_MODES, ChannelModes
 from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channel_rules import (
     DEFAULT_MODES,
     channel_name_problem,
+    message_action_problem,
     modes_param,
-    recognised_params,
+    unsupported_qualifier,
 )
 from frontend.channel_rules import (
     MAX_CHANNEL_NAME as MAX_CHANNEL_NAME,  # re-exported: frontend.rest.publish reads it here
@@ -107,7 +110,7 @@ def coalesce_replay(
     return frames
 
 
-class PubSub(StoreAttach):
+class PubSub(ChannelModes, StoreAttach):
     """Mixin: channel operations of FrontendNode (which provides the state declared here)."""
 
     config: FrontendConfig
@@ -134,19 +137,6 @@ class PubSub(StoreAttach):
         self.metrics.errors_sent.labels(code=str(int(code))).inc()
         self._send(now_ms, s, server_message(action, channel=name, error=ErrorInfo.of(code, msg)))
 
-    def _granted_modes(self, s: Session, name: str, requested: int) -> int:
-        cap = s.identity.capability
-        granted = requested
-        if not allows(cap, name, "publish"):
-            granted &= ~Flag.PUBLISH
-        if not allows(cap, name, "subscribe"):
-            granted &= ~Flag.SUBSCRIBE
-        if not allows(cap, name, "annotation-publish"):
-            granted &= ~Flag.ANNOTATION_PUBLISH
-        if not allows(cap, name, "presence"):
-            granted &= ~(Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE)
-        return granted
-
     def handle_attach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         """RTL4: answer ATTACHED; resume from the client's channelSerial when covered (RTL15b)."""
         name = pm.channel
@@ -156,6 +146,11 @@ class PubSub(StoreAttach):
         problem = channel_name_problem(name)
         if problem is not None:
             self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.INVALID_CHANNEL_NAME, problem)
+            return
+        problem = unsupported_qualifier(name)
+        if problem is not None:
+            log.info("channel.refused", connection_id=s.connection_id, channel=name, reason=problem)
+            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, problem)
             return
         if pm.channel_problem is not None:
             self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, pm.channel_problem)
@@ -194,10 +189,17 @@ class PubSub(StoreAttach):
             log.info("channel.params_refused", connection_id=s.connection_id, channel=name, reason=str(exc))
             self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
             return
+        params = attach_params.echoed  # echoed in ATTACHED (the SDK's channel.params)
+        notice = None  # params Ably does not document: the channel attaches, and ATTACHED says so
+        if (unknown := attach_params.unknown_params_error()) is not None:
+            log.info("channel.params_unknown", connection_id=s.connection_id, channel=name, reason=unknown)
+            self.metrics.errors_sent.labels(code=str(int(ErrorCode.BAD_REQUEST))).inc()
+            notice = ErrorInfo.of(ErrorCode.BAD_REQUEST, unknown)
         granted = self._granted_modes(s, name, requested)
         if cur is not None and cur.attached_gen == s.generation:
             # Already attached on this transport: everything up to the cursor is queued. A re-attach
             # may change the modes (RTL16a, setOptions): they take effect now.
+            cur.requested = requested
             self._apply_modes(s, name, cur, granted)
             self._send(
                 now_ms,
@@ -207,13 +209,13 @@ class PubSub(StoreAttach):
                     channel=name,
                     channel_serial=cur.serial,
                     flags=granted | Flag.RESUMED,
-                    params=recognised_params(pm.params),
+                    error=notice,
+                    params=params,
                 ),
             )
             return
         from_serial = pm.channel_serial or (cur.serial if cur is not None else None)
         generation = s.generation
-        params = recognised_params(pm.params)  # echoed in ATTACHED (the SDK's channel.params)
 
         # A rewind applies to a fresh attach only, never to one resuming (ATTACH_RESUME, RTL4j). It
         # travels to the home as a replay cursor (channel_params.py), so the attach stays atomic.
@@ -241,79 +243,60 @@ class PubSub(StoreAttach):
                 # store answered) completed first: its replay is queued, so never replay twice.
                 resumed = granted | Flag.RESUMED
                 attached = server_message(
-                    Action.ATTACHED, channel=name, channel_serial=held.serial, flags=resumed, params=params
+                    Action.ATTACHED,
+                    channel=name,
+                    channel_serial=held.serial,
+                    flags=resumed,
+                    error=notice,
+                    params=params,
                 )
                 self._send(now, s, attached)
                 return
             rewind = parse_rewind_cursor(from_serial) if from_serial else None
             if rewind is None:
-                self._complete_attach(now, s, name, granted, from_serial, res, params)
+                self._complete_attach(
+                    now, s, name, (requested, granted), from_serial, res, params, notice=notice
+                )
                 return
             replay = res.replay or []
             if not replay:  # nothing retained to rewind: attach from now
                 fresh_res = AttachResult(res.last_serial, None)
-                self._complete_attach(now, s, name, granted, None, fresh_res, params)
+                self._complete_attach(
+                    now, s, name, (requested, granted), None, fresh_res, params, notice=notice
+                )
                 return
             # ATTACHED's channelSerial is the point just before the first rewound message, so
             # history(untilAttach) pages back from exactly there (no gap, no overlap).
             epoch = str(replay[0].frame.wire["channelSerial"]).rpartition(":")[0]
             start = f"{epoch}:{replay[0].first_seq - 1}"
-            self._complete_attach(now, s, name, granted, start, res, params, rewinding=True)
+            self._complete_attach(
+                now, s, name, (requested, granted), start, res, params, rewinding=True, notice=notice
+            )
 
         self.channels.attach(now_ms, name, from_serial, done)
-
-    def _apply_modes(self, s: Session, name: str, cur: ChannelCursor, granted: int) -> None:
-        """New modes on an attached channel: subscribe starts or stops delivery, publish is checked
-        against them from the next MESSAGE."""
-        if cur.modes == granted:
-            return
-        cur.modes = granted
-        if granted & Flag.SUBSCRIBE:
-            self.subscribers.setdefault(name, {})[s.connection_id] = s
-        else:
-            self._unsubscribe(s, name)
-        self.ownership.replicate(s)
-        log.info("channel.modes", connection_id=s.connection_id, channel=name, modes=int(granted))
-
-    def apply_capability(self, now_ms: int, s: Session) -> None:
-        """After a reauth (RTN22) changed the capability: a channel it no longer allows fails in its
-        own scope (ERROR 40160, RTL14); modes it no longer allows are dropped (never added back:
-        the modes asked for at attach are not kept)."""
-        cap = s.identity.capability
-        for name, cur in list(s.channels.items()):
-            if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
-                s.channels.pop(name, None)
-                self._unsubscribe(s, name)
-                self._channel_error(
-                    now_ms,
-                    s,
-                    Action.ERROR,
-                    name,
-                    ErrorCode.CAPABILITY_DENIED,
-                    f"channel denied access based on capability: {name}",
-                )
-                continue
-            self._apply_modes(s, name, cur, self._granted_modes(s, name, cur.modes))
-        self.ownership.replicate(s)
 
     def _complete_attach(
         self,
         now_ms: int,
         s: Session,
         name: str,
-        granted: int,
+        modes: tuple[int, int],
         from_serial: str | None,
         res: AttachResult,
         params: dict[str, str] | None = None,
         *,
         rewinding: bool = False,
+        notice: ErrorInfo | None = None,
     ) -> None:
-        """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b)."""
+        """Queue ATTACHED, the replay and live registration in one synchronous step (RTL4c1, RTL15b).
+        ``modes`` is (asked for, granted); ``notice``: an ErrorInfo the ATTACHED carries unless
+        continuity was lost (unknown params)."""
+        requested, granted = modes
         if res.error is not None:
             self._send(now_ms, s, server_message(Action.DETACHED, channel=name, error=res.error))
             return
         replay = res.replay
-        error = None
+        error = notice
         if from_serial and replay is None:
             error = ErrorInfo.of(
                 ErrorCode.CONTINUITY_LOST,
@@ -339,7 +322,7 @@ class PubSub(StoreAttach):
             ),
         ):
             return
-        subscribing = bool(granted & (Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE))
+        subscribing = bool(granted & LIVE_MODES)
         last = res.last_serial
         outlet = self.outlets.get(s.connection_id)
         if outlet is None:
@@ -364,7 +347,7 @@ class PubSub(StoreAttach):
         if sync:
             for frame in sync:
                 outlet.send(frame, force=True)
-        s.channels[name] = ChannelCursor(granted, last, s.generation)
+        s.channels[name] = ChannelCursor(granted, last, s.generation, requested)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
         self.ownership.replicate(s)
@@ -440,6 +423,9 @@ class PubSub(StoreAttach):
             return ErrorInfo.of(ErrorCode.INVALID_CHANNEL_NAME, problem)
         if not pm.messages:
             return ErrorInfo.of(ErrorCode.BAD_REQUEST, "MESSAGE needs at least one message")
+        refused = unsupported_qualifier(name) or message_action_problem(pm.messages)
+        if refused is not None:
+            return ErrorInfo.of(ErrorCode.BAD_REQUEST, refused)
         cur = s.channels.get(name)
         if not allows(s.identity.capability, name, "publish") or (
             cur is not None and not cur.modes & Flag.PUBLISH
@@ -467,6 +453,13 @@ class PubSub(StoreAttach):
         item = s.acks.add(pm.msg_serial, now_ms)
         error = self._publish_error(s, pm)
         if error is not None:
+            log.info(
+                "publish.refused",
+                connection_id=s.connection_id,
+                channel=pm.channel,
+                code=error.code,
+                reason=error.message,
+            )
             s.acks.complete(item, error=error)
             self._flush_acks(now_ms, s)
             return

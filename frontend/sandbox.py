@@ -80,7 +80,7 @@ class SandboxKey:
     revocable_tokens: bool
 
     def api_key(self) -> ApiKey:
-        return ApiKey(name=self.name, secret=self.secret, capability=self.capability)
+        return ApiKey(self.name, self.secret, self.capability, revocable_tokens=self.revocable_tokens)
 
 
 class SandboxError(Exception):

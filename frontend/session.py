@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A Session is what a connection *is* between transports: its id and key, who it
 is (Identity), its flags, and per attached channel a *cursor* (the last serial
-sent to it) plus its granted modes. It never holds messages: a detached
+sent to it) plus the modes it asked for and those granted. It never holds messages: a detached
 session's size is O(attached channels), whatever traffic flows meanwhile
 (DESIGN invariant 6). Messages live once, in the channel logs.
 
@@ -59,9 +59,10 @@ class SessionPoisoned(Exception):
 
 @dataclass(slots=True)
 class ChannelCursor:
-    modes: int
+    modes: int  # the modes granted: those asked for that the capability allows
     serial: str | None  # the last channelSerial sent (or acknowledged by ATTACHED) on this channel
     attached_gen: int = -1  # transport generation on which ATTACHED was last sent
+    requested: int = 0  # the modes asked for at attach, granted anew when a reauth widens the capability
 
 
 @dataclass(slots=True)
@@ -223,9 +224,11 @@ class Session:
             "ident_client_id": ident.client_id,
             "capability": {k: sorted(v) for k, v in ident.capability.items()},
             "expires": ident.expires_ms,
+            "issued": ident.issued_ms,
+            "revocation_key": ident.revocation_key,
             "echo": self.echo,
             "created": self.created_ms,
-            "channels": {name: [cur.modes, cur.serial] for name, cur in self.channels.items()},
+            "channels": {name: [cur.modes, cur.serial, cur.requested] for name, cur in self.channels.items()},
             "presence": self.presence.to_wire() if self.presence else None,
         }
 
@@ -239,6 +242,8 @@ class Session:
             raw.get("ident_client_id"),
             {k: frozenset(v) for k, v in dict(raw["capability"]).items()},
             raw.get("expires"),
+            issued if isinstance(issued := raw.get("issued"), int) else None,
+            rkey if isinstance(rkey := raw.get("revocation_key"), str) else None,
         )
         s = cls(
             connection_id=str(raw["id"]),
@@ -253,8 +258,11 @@ class Session:
             detached_ms=now_ms,
         )
         s.presence = OwnMembers.from_wire(raw.get("presence"))
-        for name, (modes, serial) in dict(raw.get("channels") or {}).items():
-            s.channels[name] = ChannelCursor(int(modes), serial)
+        for name, entry in dict(raw.get("channels") or {}).items():
+            # [modes, serial, requested]; a copy from before ``requested`` was kept has two.
+            modes, serial = int(entry[0]), entry[1]
+            requested = int(entry[2]) if len(entry) > 2 else modes
+            s.channels[name] = ChannelCursor(modes, serial, requested=requested)
         return s
 
     def may_publish_as(self, client_id: str | None) -> bool:

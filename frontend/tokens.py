@@ -46,6 +46,7 @@ from frontend.auth import (
     intersect,
     parse_capability,
 )
+from frontend.revocation import RevocationList
 from kernel.errors import ErrorCode
 
 PREFIX = "ctk1"
@@ -229,7 +230,8 @@ def verify(now_ms: int, token: str, lookup: Callable[[str], ApiKey | None], *, d
         cid = payload.get("u")
         if expires <= now_ms:
             raise AuthError(ErrorCode.TOKEN_EXPIRED, "token expired")
-        return Identity(key_name, cid if isinstance(cid, str) else None, parse_capability(cap_text), expires)
+        cap = parse_capability(cap_text)
+        return Identity(key_name, cid if isinstance(cid, str) else None, cap, expires, _issued(payload))
     if key is None:
         raise AuthError(ErrorCode.INVALID_CREDENTIALS, "the token's key is unknown or revoked")
     expected = _b64url(
@@ -242,11 +244,31 @@ def verify(now_ms: int, token: str, lookup: Callable[[str], ApiKey | None], *, d
     client_id = payload.get("u")
     # Re-intersect with the key as configured now: a key narrowed since issue narrows its tokens.
     capability = intersect(key.capability, parse_capability(cap_text))
-    return Identity(key.name, client_id if isinstance(client_id, str) else None, capability, expires)
+    return Identity(
+        key.name, client_id if isinstance(client_id, str) else None, capability, expires, _issued(payload)
+    )
+
+
+def _issued(payload: Mapping[str, Any]) -> int:
+    issued = payload.get("i")
+    return issued if isinstance(issued, int) else 0
 
 
 class TokenAuthenticator(Authenticator):
-    """The Authenticator that also accepts native tokens (``ctk1.``), besides keys and JWTs."""
+    """The Authenticator that also accepts native tokens (``ctk1.``), besides keys and JWTs, and
+    refuses tokens its ``revocations`` revoke (40141), whatever their kind."""
+
+    def __init__(self, keys: Mapping[str, ApiKey], **kwargs: Any) -> None:
+        super().__init__(keys, **kwargs)
+        self.revocations = RevocationList()
+
+    def authenticate(
+        self, now_ms: int, *, key: str | None, token: str | None, client_id: str | None
+    ) -> Identity:
+        ident = super().authenticate(now_ms, key=key, token=token, client_id=client_id)
+        if token and self.revocations.revoked(now_ms, ident) is not None:
+            raise AuthError(ErrorCode.TOKEN_REVOKED, "token revoked")
+        return ident
 
     @property
     def keys(self) -> Mapping[str, ApiKey]:
@@ -262,10 +284,10 @@ class TokenAuthenticator(Authenticator):
     def key_for(self, key_name: str, secret: str | None = None) -> ApiKey | None:
         """The key by that name (configured, or resolved like the sandbox's self-verifying keys,
         through the base class's lookup); in dev mode any other key, with the secret its caller
-        showed and full capability."""
+        showed, full capability and revocable tokens."""
         key = self._lookup(key_name)
         if key is None and self.dev:
-            return ApiKey(key_name, secret or "", FULL_CAPABILITY)
+            return ApiKey(key_name, secret or "", FULL_CAPABILITY, revocable_tokens=True)
         return key
 
     def _verify_token(self, now_ms: int, token: str) -> Identity:

@@ -39,6 +39,7 @@ class ErrorCode(enum.IntEnum):
     SLOW_CONSUMER = 80020
     CHANNEL_OPERATION_FAILED = 90000
     CONTINUITY_LOST = 90003
+    PRESENCE_REENTRY_FAILED = 91004  # RTP17e: an SDK's automatic re-entry of a member failed
     PRESENCE_UNSUPPORTED = 91000
     FORBIDDEN = 40300  # the router's pages: a dev-mode-only hook asked outside dev mode
     METHOD_NOT_ALLOWED = 40500  # the router's pages
@@ -49,6 +50,9 @@ class ErrorCode(enum.IntEnum):
     TIMESTAMP_NOT_CURRENT = 40104  # a signed TokenRequest outside the clock window
     NONCE_REPLAYED = 40105  # a signed TokenRequest seen before
     PUBLISH_ON_BEHALF_FAILED = 40006  # a REST publish's connectionKey names no live connection
+    TOKEN_REVOKED = 40141  # a token its key revoked (RSA17)
+    TOKEN_AUTH_NOT_PERMITTED = 40162  # an operation that needs Basic (key) auth asked with a token
+    TOKENS_NOT_REVOCABLE = 40163  # revokeTokens with a key not created with revocable tokens
 
 
 _STATUS: dict[ErrorCode, int] = {
@@ -75,6 +79,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_CONNECTION_KEY: 400,
     ErrorCode.SLOW_CONSUMER: 429,
     ErrorCode.CHANNEL_OPERATION_FAILED: 400,
+    ErrorCode.PRESENCE_REENTRY_FAILED: 400,
     ErrorCode.CONTINUITY_LOST: 404,  # PROTOCOL 3.5: "Unable to recover channel (messages expired)"
     ErrorCode.PRESENCE_UNSUPPORTED: 400,
     ErrorCode.FORBIDDEN: 403,
@@ -85,6 +90,9 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.TIMESTAMP_NOT_CURRENT: 401,
     ErrorCode.NONCE_REPLAYED: 401,
     ErrorCode.PUBLISH_ON_BEHALF_FAILED: 400,
+    ErrorCode.TOKEN_REVOKED: 401,
+    ErrorCode.TOKEN_AUTH_NOT_PERMITTED: 401,
+    ErrorCode.TOKENS_NOT_REVOCABLE: 401,
 }
 
 

@@ -98,8 +98,6 @@ class Recorder:
                         }
                     )
             case ConnectionEvent():
-                if item.state is ConnectionState.CONNECTED and c.entered_as not in (None, item.connection_id):
-                    c.reenter.set()  # a new connection (80008): its member must be entered again
                 c.entries.append(
                     {
                         "k": "conn",
@@ -152,8 +150,6 @@ class ChaosClient:
     stop: trio.Event = field(default_factory=trio.Event)
     ready: trio.Event = field(default_factory=trio.Event)
     sent: int = 0  # publishes handed to the SDK so far: each one's ``seq`` (its msgSerial order)
-    entered_as: str | None = None  # the connectionId its presence member was last entered under
-    reenter: trio.Event = field(default_factory=trio.Event)
 
     def now(self) -> float:
         return round(trio.current_time() - self.t0, 4)
@@ -193,28 +189,18 @@ class ChaosClient:
             async with trio.open_nursery() as nursery:
                 for i, name in enumerate(spec.publishes):
                     nursery.start_soon(self._publish_loop, conn, name, i)
-                if spec.subscribes:
-                    nursery.start_soon(self._reenter_loop, conn, spec.subscribes[0])
             await trio.sleep_forever()
 
     async def _enter(self, conn: continuity.Connection, name: str) -> None:
-        """Enter this client's presence member (clientId = its name) on ``name``, recorded."""
+        """Enter this client's presence member (clientId = its name) on ``name``, recorded. The SDK
+        enters it again after its connection is replaced (RTP17)."""
         conn_id = conn.id
         try:
             await conn.channel(name).presence("enter", {"client": self.name}, client_id=self.name)
         except continuity.ClientError as exc:
             self.entries.append({"k": "enter_failed", "t": self.now(), "error": repr(exc)})
             return
-        self.entered_as = conn_id
         self.entries.append({"k": "entered", "ch": name, "t": self.now(), "id": conn_id})
-
-    async def _reenter_loop(self, conn: continuity.Connection, name: str) -> None:
-        """After the connection was replaced (its state expired), enter again, as an SDK does (RTP17)."""
-        while not self.stop.is_set():
-            await self.reenter.wait()
-            self.reenter = trio.Event()
-            if conn.state is ConnectionState.CONNECTED and conn.id != self.entered_as:
-                await self._enter(conn, name)
 
     async def _attach(self, conn: continuity.Connection, name: str) -> None:
         """The first attach, retried while it times out (SUSPENDED, 90007): on a loaded machine the

@@ -72,10 +72,15 @@ def check_presence(logs: Sequence[Mapping[str, Any]], linger_s: float) -> list[d
         who, channel = log["client"], log["channel"]
         view: set[Member] = set()
         syncing: set[Member] | None = None
+        closing = False  # the last page's members are being read: the sync ends after them
         saw = False
         connected = False
         for e in log["entries"]:
             k = e["k"]
+            if closing and not (k == "sync" and e["last"]):
+                # Every member of the last page is recorded with ``last``: the page (and the sync)
+                # ends at the first entry that is not one of them.
+                view, syncing, closing = syncing or set(), None, False
             if k == "conn":
                 connected = e["state"] == "connected"
             elif k == "attach" and not e.get("resumed"):
@@ -84,8 +89,7 @@ def check_presence(logs: Sequence[Mapping[str, Any]], linger_s: float) -> list[d
                 saw = True
                 syncing = syncing if syncing is not None else set()
                 syncing.add((e["member"][0], e["member"][1]))
-                if e["last"]:
-                    view, syncing = syncing, None
+                closing = bool(e["last"])
             elif k == "pres":
                 saw = True
                 for action, client_id, conn_id in e["events"]:
@@ -102,6 +106,8 @@ def check_presence(logs: Sequence[Mapping[str, Any]], linger_s: float) -> list[d
                         view.add(member)
                     elif action in ("update", "present"):
                         view.add(member)
+        if closing:
+            view = syncing or set()
         if saw and log.get("attached_at_end") and connected:
             finals.setdefault(channel, {})[who] = view
     for channel, views in finals.items():

@@ -168,10 +168,16 @@ def page_of(epoch: str, entries: Iterable[Entry], query: HistoryQuery) -> Histor
 class LogHistory:
     """History from the channel's log at its home, wherever that is (a HistoryReader)."""
 
+    KIND = "history"  # the peer op (a RestCall kind); presence history reads the same log
+
     def __init__(self, node: FrontendNode, now_ms: Callable[[], int]) -> None:
         self.node = node
         self.now_ms = now_ms
-        node.peer_ops["history"] = self.serve
+        node.peer_ops[self.KIND] = self.serve
+
+    def cut(self, epoch: str, entries: list[Entry], query: HistoryQuery) -> HistoryPage:
+        """One page of the home's committed ``entries`` (messages; presence overrides this)."""
+        return page_of(epoch, entries, query)
 
     async def read(self, channel: str, query: HistoryQuery) -> HistoryPage:
         event = trio.Event()
@@ -221,7 +227,7 @@ class LogHistory:
 
         channels.bus.request(
             home,
-            O.RestCall(kind="history", args={"channel": channel, "query": query.to_wire()}),
+            O.RestCall(kind=self.KIND, args={"channel": channel, "query": query.to_wire()}),
             on_reply,
             RPC_TIMEOUT_S,
         )
@@ -237,7 +243,7 @@ class LogHistory:
                 done(None)
                 return
             committed = [e for e in home.log.entries() if e.last_seq <= home.committed]
-            done(page_of(home.log.epoch, committed, query))
+            done(self.cut(home.log.epoch, committed, query))
 
         channels._with_home(now_ms, channel, then)
 

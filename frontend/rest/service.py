@@ -8,6 +8,9 @@ Routes (Ably's REST API):
 - ``POST /messages``: batch publish, one result per BatchPublishSpec (RSC22)
 - ``POST /keys/{keyName}/requestToken``: TokenDetails for a signed TokenRequest or for a request
   authenticated with that key (``frontend.tokens``)
+- ``POST /keys/{keyName}/revokeTokens``: revoke the key's tokens by clientId or revocation key,
+  cluster-wide (RSA17, ``frontend.rest.revoke``)
+- ``GET /presence?channels=a,b``: batch presence (RSC24, ``frontend.rest.batch_presence``)
 
 Every request but a signed token request is authenticated (Basic or Bearer,
 ``frontend.rest.credentials``). Every failure is answered as an Ably ErrorInfo with its
@@ -24,11 +27,13 @@ from urllib.parse import quote, urlencode
 import structlog
 
 from frontend.auth import AuthError, Identity, allows
+from frontend.rest.batch_presence import batch_presence, channel_names
 from frontend.rest.channels import ChannelDirectory
 from frontend.rest.credentials import Credentials, credentials, identify
 from frontend.rest.history import HistoryQuery, HistoryReader, LogHistory
 from frontend.rest.nonces import NonceGuard
 from frontend.rest.publish import MAX_BATCH_SPECS, RestPublisher, check_channel, parse_messages
+from frontend.rest.revoke import TokenRevoker
 from frontend.rest.wire import (
     RestError,
     RestRequest,
@@ -39,13 +44,14 @@ from frontend.rest.wire import (
 )
 from frontend.tokens import TokenAuthenticator, issue, verify_request
 from kernel.errors import ErrorCode, ErrorInfo
+from kernel.protocol import to_json_wire
 
 if TYPE_CHECKING:
     from frontend.node import FrontendNode
 
 log = structlog.get_logger("continuity.frontend")
 
-ROOTS = frozenset({"channels", "messages", "keys", "time"})
+ROOTS = frozenset({"channels", "messages", "keys", "time", "presence"})
 
 
 class RestService:
@@ -58,6 +64,7 @@ class RestService:
         self.history: HistoryReader = history or LogHistory(node, now_ms)
         self.directory = ChannelDirectory(node)
         self.nonces = NonceGuard(node, now_ms)
+        self.revoker = TokenRevoker(node, now_ms)
 
     @staticmethod
     def serves(path: str) -> bool:
@@ -89,7 +96,9 @@ class RestService:
         if seg[:1] == ("channels",):
             return "channels" if len(seg) < 2 else ("channel" if len(seg) == 2 else f"channel_{seg[2]}"[:24])
         if seg[:1] == ("keys",):
-            return "request_token"
+            return "revoke_tokens" if seg[2:] == ("revokeTokens",) else "request_token"
+        if seg == ("presence",):
+            return "batch_presence"
         return "batch_publish" if seg == ("messages",) else "other"
 
     async def _dispatch(self, req: RestRequest) -> RestResponse:
@@ -97,6 +106,9 @@ class RestService:
         if len(seg) == 3 and seg[0] == "keys" and seg[2] == "requestToken":
             self._expect(method, "POST")
             return await self._request_token(req, seg[1])
+        if len(seg) == 3 and seg[0] == "keys" and seg[2] == "revokeTokens":
+            self._expect(method, "POST")
+            return respond(req, 200, await self.revoker.revoke(req, seg[1]))
         if seg == ("time",):
             self._expect(method, "GET")
             return respond(req, 200, [self.now_ms()])  # in the asked format (msgpack too); no auth
@@ -107,6 +119,13 @@ class RestService:
         if seg == ("channels",):
             self._expect(method, "GET")
             return await self._list_channels(req, ident)
+        if seg == ("presence",):
+            self._expect(method, "GET")
+            names = channel_names(req.params.get("channels"))
+            result = await batch_presence(self.node, self.now_ms(), ident, names)
+            if req.response_format == "json":
+                result["results"] = [to_json_wire(r) for r in result["results"]]
+            return respond(req, 200, result)
         if len(seg) == 2 and seg[0] == "channels":
             self._expect(method, "GET")
             return await self._details(req, ident, check_channel(seg[1]))

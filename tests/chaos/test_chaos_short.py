@@ -27,16 +27,10 @@ SEED = 20_240_611
 # misses its probes; no run found a serial given out twice, but the tenures overlap). stale_home and
 # discontinuity_within_ttl are held since the chaos branch's fixes (a lone frontend takes no home
 # from its own copy; a takeover no longer answers 80008 to a key a lost handover left the client).
-# Presence (issue 13, open): the presence checks are reported but not held yet either; a run on the
-# merged code found one subscriber's final presence set missing a member the others listed
-# (presence_sets_disagree), and the presence branch's runs found spurious leaves of a connection
-# whose copy expired at its secondary while the connection lived on elsewhere.
-NOT_YET_HELD = (
-    "two_homes",
-    "presence_spurious_leave",
-    "presence_spurious_enter",
-    "presence_sets_disagree",
-)
+# The presence checks (issue 13) are held: presence_sets_disagree was the checker reading a one-page
+# SYNC as its last member only, and no frontend leaves members now before every live frontend said it
+# does not own the connection (a lost presence_owned push no longer makes a spurious leave).
+NOT_YET_HELD = ("two_homes",)
 FAULTS = 20
 CLIENTS = 10
 BOUND_S = 420

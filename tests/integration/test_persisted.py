@@ -8,10 +8,17 @@
   continues from the store, and an attach from a serial published before the restart is
   replayed from the store.
 - Pruning by a rule's size limit is visible in /metrics.
+- ``make run-standalone`` (its command line, from ``make -n``) keeps persisted history in SQLite
+  across a Ctrl-C and a restart.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,11 +32,14 @@ from continuity import ChannelEvent
 from kernel.protocol import Action, Flag, ProtocolMessage
 from tests.support.fixtures import start_tunnel
 from tests.support.postgres import running_postgres
-from tests.support.procs import API_KEY, FrontendProcess, run_frontend
+from tests.support.procs import API_KEY, FrontendProcess, _open_log, run_frontend
 from tests.support.raw import raw_connect
+from tests.support.rest import rest_call
 from tests.support.streams import FAST_BACKOFF, assert_contiguous, wait_until, wait_until_async
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 MEMORY = 16  # channel_log_max_messages: the memory window, in messages
 RULES = {"p:*": {"persist": "1h", "max_entries": 500}}
@@ -195,3 +205,58 @@ async def test_rewind_reaches_into_the_store_past_the_memory_window(tmp_path: Pa
             assert attached.channel_serial == f"{epoch}:{int(seq) - 1}"
             _, got = await rewound(fe.url, "p:rewind", "1h", 3 * MEMORY + 1)
             assert got == [*published, *got[3 * MEMORY :]] and len(got) == 3 * MEMORY + 1
+
+
+def standalone_argv() -> list[str]:
+    """``make run-standalone``'s command line (from ``make -n``), on port 0, channels ``p:*`` persisted."""
+    out = subprocess.run(
+        ["make", "-s", "-n", "run-standalone", "PERSIST=p:*=1h"],
+        cwd=REPO, capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.replace("\\\n", " ")
+    [line] = [ln for ln in out.splitlines() if " -m frontend " in ln]
+    argv = shlex.split(line)
+    assert argv[argv.index("--port") + 1] == "8080"
+    argv[argv.index("--port") + 1] = "0"
+    return [sys.executable, *argv[1:]]
+
+
+@asynccontextmanager
+async def standalone(cwd: Path) -> AsyncIterator[int]:
+    """The frontend ``make run-standalone`` runs, in ``cwd`` (its SQLite file is relative to it);
+    stopped with SIGINT, as Ctrl-C does. Yields its port."""
+    port_file = cwd / "port"
+    port_file.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTINUITY_")}
+    env.update(CONTINUITY_PORT_FILE=str(port_file), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    log = _open_log(cwd / "frontend.log")
+    try:
+        proc = await trio.lowlevel.open_process(
+            standalone_argv(), cwd=str(cwd), env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    finally:
+        log.close()
+    try:
+        started = lambda: bool(port_file.exists() and port_file.read_text())  # noqa: E731
+        await wait_until(lambda: proc.poll() is not None or started())
+        assert proc.returncode is None, (cwd / "frontend.log").read_text()[-3000:]
+        yield int(port_file.read_text().split()[0])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            await proc.wait()
+
+
+async def test_make_run_standalone_keeps_history_across_a_restart_on_sqlite(tmp_path: Path) -> None:
+    """``make run-standalone`` persists channels in SQLite under .standalone/: stopped with Ctrl-C
+    and started again, REST history lists every message and the serials continue."""
+    with trio.fail_after(90):
+        async with standalone(tmp_path) as port:
+            published = await publish_numbered(f"ws://127.0.0.1:{port}", "p:standalone", 25)
+        assert (tmp_path / ".standalone" / "history.sqlite3").exists()
+        async with standalone(tmp_path) as port:
+            status, body = await rest_call(port, "GET", "/channels/p:standalone/messages?limit=100")
+            after = await publish_numbered(f"ws://127.0.0.1:{port}", "p:standalone", 1)
+    assert status == 200, body
+    assert [m["serial"] for m in body] == published[::-1]
+    epoch, _, last = published[-1].rpartition(":")
+    assert after == [f"{epoch}:{int(last) + 1}"]

@@ -182,8 +182,10 @@ def python_script(tmp: Path, script: str, config: dict[str, Any]) -> Any:
     return run_script(tmp, [sys.executable, str(HERE / "py" / script)], config)
 
 
-def make_jwt(*, client_id: str | None, capability: dict[str, list[str]], ttl_s: int = 3600) -> str:
-    """An Ably JWT: HS256 by the key secret, ``kid`` = key name."""
+def make_jwt(
+    *, client_id: str | None, capability: dict[str, list[str]], ttl_s: int = 3600, secret: str = KEY_SECRET
+) -> str:
+    """An Ably JWT: HS256 by the key secret (a cluster's: tests.support.procs), ``kid`` = key name."""
     import time
 
     import jwt
@@ -195,4 +197,4 @@ def make_jwt(*, client_id: str | None, capability: dict[str, list[str]], ttl_s: 
     }
     if client_id is not None:
         claims["x-ably-clientId"] = client_id
-    return jwt.encode(claims, KEY_SECRET, algorithm="HS256", headers={"kid": KEY_NAME})
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": KEY_NAME})

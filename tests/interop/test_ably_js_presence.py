@@ -281,11 +281,11 @@ async def test_kill_9_or_drain_of_the_members_frontend_is_invisible(
 
 async def test_member_and_its_frontend_both_die_the_copy_holder_leaves_once(tmp_path: Path) -> None:
     """Nobody will resume the connection and its owner is dead: the frontend holding the
-    connection's copy leaves its member, once, when that copy expires unclaimed (connection TTL
-    plus idle interval: 6 s here)."""
+    connection's copy leaves its member, once, the linger after it sees the owner dead (as Ably's
+    15 s after a connection is lost), long before the copy would expire (TTL 60 s here)."""
     with trio.fail_after(60):
         async with (
-            presence_cluster(tmp_path, connection_state_ttl_ms=4000, max_idle_interval_ms=2000) as cluster,
+            presence_cluster(tmp_path, connection_state_ttl_ms=60_000) as cluster,
             agents(tmp_path) as start,
         ):
             member, observer = await _on_different_frontends(start, cluster)
@@ -293,10 +293,13 @@ async def test_member_and_its_frontend_both_die_the_copy_holder_leaves_once(tmp_
             await observer.wait_for(lambda e: e.get("action") == "enter", "enter seen")
             mark = len(observer.events)
             member.kill()
+            killed_at = trio.current_time()
             await cluster.kill(member.server)
             leave = await observer.wait_for(
                 lambda e: e.get("action") == "leave", "leave by the copy holder", within=30
             )
+            # After the linger, and well before the TTL: failure detection plus the linger.
+            assert LINGER_MS / 1000 - 0.2 <= trio.current_time() - killed_at < 30
             assert leave["connectionId"] == member.id and leave["data"] == "gone"
             # Observation window for a second leave, closed by the observer's own enter (in log order).
             await trio.sleep(2 * LINGER_MS / 1000)

@@ -1,4 +1,5 @@
-"""Channel params with the real npm ``ably`` under Node: ``rewind`` on attach, unknown params refused.
+"""Channel params with the real npm ``ably`` under Node: ``rewind`` on attach, a malformed rewind
+refused, a param Ably does not document reported (the channel still attaches).
 
 On one frontend over WebSocket and Comet; and through the router of a real cluster after the
 channel's home is killed with SIGKILL (the replica's copy becomes the home and rewinds the same).
@@ -13,7 +14,7 @@ import pytest
 import trio
 
 from tests.interop._harness import API_KEY, node_script, run_frontend
-from tests.support.cluster import LocalCluster, run_cluster
+from tests.support.cluster import run_cluster
 from tests.support.procs import API_KEY as CLUSTER_KEY
 
 pytestmark = pytest.mark.interop
@@ -71,11 +72,27 @@ async def test_a_bad_rewind_fails_the_channel_clearly(tmp_path: Path, transport:
     assert result["state"] == "failed" and result["connection"] == "connected"
 
 
-async def home_of(cluster: LocalCluster, channel: str) -> str:
-    for fe in cluster.frontends:
-        if fe.running and channel in (await fe.get_json("/cluster"))["channels"]["home"]:
-            return fe.name
-    raise AssertionError(f"no running frontend is home of {channel}")
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+async def test_an_unknown_param_is_reported_and_the_channel_still_attaches(
+    tmp_path: Path, transport: str
+) -> None:
+    async with run_frontend(tmp_path) as fe:
+        result = await rewind_run(
+            tmp_path,
+            fe.port,
+            channel="rw:typo",
+            publish=6,
+            params={"rewind": "3", "rewnd": "5"},
+            expect=3,
+            transports=TRANSPORTS[transport],
+        )
+    received = result["received"]
+    assert [m["serial"] for m in received[:-1]] == result["serials"][-3:], result
+    assert result["params"] == {"rewind": "3"}  # only what was accepted is echoed
+    reason = result["attached"]["reason"]
+    assert result["attached"]["hasBacklog"] is True and reason is not None, result
+    assert reason["code"] == 40000 and reason["statusCode"] == 400 and "'rewnd'" in reason["message"]
+    assert result["errorReason"] == reason  # channel.errorReason shows it too
 
 
 @pytest.mark.parametrize("transport", sorted(TRANSPORTS))
@@ -86,7 +103,7 @@ async def test_rewind_after_the_home_is_killed(tmp_path: Path, transport: str) -
         channel = "rw:failover"
         base = {"channel": channel, "transports": TRANSPORTS[transport], "key": CLUSTER_KEY}
         first = await rewind_run(tmp_path, port, publish=10, **base)
-        home = await home_of(cluster, channel)
+        home = await cluster.home_of(channel)
         await cluster.kill(home)
         await cluster.wait_converged(dead=[home])
         result = await rewind_run(tmp_path, port, params={"rewind": "5"}, expect=5, **base)

@@ -201,6 +201,13 @@ class LocalCluster:
                 return fe.name
         return None
 
+    async def home_of(self, channel: str) -> str:
+        """The running frontend that is home of ``channel`` (its /cluster view); AssertionError if none."""
+        for fe in self.frontends:
+            if fe.running and channel in (await fe.get_json("/cluster"))["channels"]["home"]:
+                return fe.name
+        raise AssertionError(f"no running frontend is home of {channel}")
+
 
 def _frontend_config(node: Node, seeds: list[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {
@@ -275,7 +282,7 @@ async def run_cluster(
         n.host, n.prefix = (placed or {}).get(n.name, (host, []))
     fronts = [n for n in nodes if n.role == "frontend"]
     seeds = [f"{n.host}:{n.gossip_port}" for n in fronts[:2]]
-    keys = {KEY_NAME: {"secret": KEY_SECRET, "capability": {"*": ["*"]}}}
+    keys = {KEY_NAME: {"secret": KEY_SECRET, "capability": {"*": ["*"]}, "revocable_tokens": True}}
     for n in nodes:
         if n.role == "frontend":
             n.config_path.write_text(render_config(_frontend_config(n, seeds, overrides), keys))

@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from tests.support.procs import API_KEY, http_get
+from tests.support.procs import API_KEY, _dechunk, http_get
 
 
 async def rest_call(
@@ -40,7 +40,9 @@ async def rest_call(
         while chunk := await stream.receive_some(65536):
             data += chunk
     status = int(data.split(b" ", 2)[1])
-    payload = data.split(b"\r\n\r\n", 1)[1]
+    head, _, payload = data.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        payload = _dechunk(payload)
     return status, json.loads(payload) if payload else None
 
 

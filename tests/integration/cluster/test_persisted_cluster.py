@@ -20,7 +20,7 @@ import continuity
 from frontend.history import read_stored, until_attach_cursor
 from frontend.persistence import open_store
 from kernel.protocol import Action, Flag, ProtocolMessage
-from tests.support.cluster import LocalCluster, run_cluster
+from tests.support.cluster import run_cluster
 from tests.support.postgres import running_postgres
 from tests.support.procs import API_KEY, _dechunk
 from tests.support.raw import raw_connect
@@ -64,13 +64,6 @@ async def publish(url: str, count: int, start: int = 0) -> list[str]:
         return out
 
 
-async def home_of(cluster: LocalCluster) -> str:
-    for fe in cluster.frontends:
-        if fe.running and CHANNEL in (await fe.get_json("/cluster"))["channels"]["home"]:
-            return fe.name
-    raise AssertionError(f"no running frontend is home of {CHANNEL}")
-
-
 async def test_history_survives_a_home_kill_and_a_whole_cluster_restart(tmp_path: Path) -> None:
     with running_postgres(tmp_path / "pg") as dsn, trio.fail_after(150):
         config = {
@@ -81,7 +74,7 @@ async def test_history_survives_a_home_kill_and_a_whole_cluster_restart(tmp_path
         async with run_cluster(tmp_path / "cluster", frontends=FRONTENDS, **config) as cluster:
             url = cluster.router_url()
             published = await publish(url, 30)
-            home = await home_of(cluster)
+            home = await cluster.home_of(CHANNEL)
             await cluster.kill(home)
             await cluster.wait_converged(dead=[home])
             published += await publish(url, 10, start=30)

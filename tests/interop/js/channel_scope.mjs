@@ -3,6 +3,12 @@
 //                channel keep working.
 //  part "modes": setOptions re-attaches with new modes (RTL16a) and they take effect.
 //  part "denied": adding publish through setOptions when the token's capability forbids it.
+//  part "reauth": a reauth that narrows the capability fails the channels it no longer allows.
+//  part "widen": reauths that add, then remove, publish on an attached channel (RTN22).
+//  part "resubscribe": reauths that drop, then grant again, subscribe on channels whose home is
+//                another frontend: delivery stops, then starts again.
+//  part "unsupported": message updates, deletes and appends are NACKed and a derived channel fails,
+//                each with an error that says so; nothing is delivered in their stead.
 import { config, emit, realtime, connected, Condition, errorInfo, main } from './common.mjs';
 
 const cond = new Condition();
@@ -146,8 +152,88 @@ async function reauth() {
   });
 }
 
+async function widen() {
+  let calls = 0;
+  const client = realtime({
+    authCallback: (_params, cb) => cb(null, config.tokens[Math.min(calls++, config.tokens.length - 1)]),
+  });
+  const connectionId = await connected(client);
+  const channel = client.channels.get(config.channel);
+  const got = [];
+  await channel.subscribe((m) => { got.push(m.data); cond.poke(); });
+  const before = await outcome(channel.publish('n', 'before'));
+  await client.auth.authorize();  // the capability now allows publish
+  const widened = await outcome(channel.publish('n', 'widened'));
+  await cond.wait(() => got.includes('widened'), 'the publish allowed by the wider capability');
+  await client.auth.authorize();  // and no longer does
+  const narrowed = await outcome(channel.publish('n', 'narrowed'));
+  emit('result', {
+    before, widened, narrowed, got,
+    sameConnection: client.connection.id === connectionId,
+    connectionState: client.connection.state,
+    channelState: channel.state,
+  });
+}
+
+async function unsupported() {
+  const client = realtime();
+  const connectionId = await connected(client);
+  const channel = client.channels.get(config.channel);
+  const got = [];
+  await channel.subscribe((m) => { got.push({ action: m.action, data: m.data }); cond.poke(); });
+  const { serials } = await channel.publish('original', 'Hello');
+  const operations = {};
+  for (const op of ['updateMessage', 'deleteMessage', 'appendMessage']) {
+    operations[op] = await outcome(channel[op]({ serial: serials[0], data: 'changed' }, { description: op }));
+  }
+  const derived = client.channels.getDerived(config.channel, { filter: 'name == `"original"`' });
+  const derivedAttach = await outcome(derived.attach());
+  await channel.publish('sentinel', 'end');
+  await cond.wait(() => got.some((m) => m.data === 'end'), 'the sentinel after the refused operations');
+  emit('result', {
+    operations, derivedAttach, derivedState: derived.state, got,
+    sameConnection: client.connection.id === connectionId,
+    connectionState: client.connection.state,
+    channelState: channel.state,
+  });
+}
+
+async function resubscribe() {
+  let calls = 0;
+  const client = realtime({
+    authCallback: (_params, cb) => cb(null, config.tokens[Math.min(calls++, config.tokens.length - 1)]),
+  });
+  const pub = realtime({ key: config.key });
+  const connectionId = await connected(client);
+  await connected(pub);
+  const got = {};
+  for (const name of config.channels) {
+    got[name] = [];
+    await client.channels.get(name).subscribe((m) => { got[name].push(m.data); cond.poke(); });
+  }
+  const publishAll = async (data) => {
+    for (const name of config.channels) await pub.channels.get(name).publish('n', data);
+  };
+  const everywhere = (data) => config.channels.every((name) => got[name].includes(data));
+  await publishAll('a');
+  await cond.wait(() => everywhere('a'), 'a on every channel');
+  await client.auth.authorize();  // publish only: delivery stops
+  await publishAll('b');
+  await client.auth.authorize();  // subscribe again: delivery starts again
+  await publishAll('c');
+  await cond.wait(() => everywhere('c'), 'c on every channel', 10000).catch(() => {});
+  emit('result', {
+    got,
+    states: config.channels.map((name) => client.channels.get(name).state),
+    sameConnection: client.connection.id === connectionId,
+  });
+}
+
 main(async () => {
-  if (config.part === 'reauth') await reauth();
+  if (config.part === 'resubscribe') await resubscribe();
+  else if (config.part === 'unsupported') await unsupported();
+  else if (config.part === 'reauth') await reauth();
+  else if (config.part === 'widen') await widen();
   else if (config.part === 'rewind') await rewind();
   else if (config.part === 'scope') await scope();
   else if (config.part === 'modes') await modes();

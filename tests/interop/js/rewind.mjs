@@ -52,6 +52,7 @@ await main(async () => {
     received,
     attached,
     params: channel.params ?? null,
+    errorReason: errorInfo(channel.errorReason),
     attachSerial: channel.properties.attachSerial ?? null,
     logErrors,
   });

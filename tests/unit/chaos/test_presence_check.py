@@ -78,3 +78,35 @@ def test_final_sets_are_folded_from_sync_and_events_and_must_agree():
     assert found["kind"] == "presence_sets_disagree" and found["differ"] == [["y", "Y"]]
     gone = log("d", conn(0, "connected", "D"), pres(1, "e:1", ("enter", "x", "X")), attached=False)
     assert check_presence([a, b, gone], LINGER) == []  # not attached at the end: not compared
+
+
+def test_every_member_of_the_last_sync_page_counts_not_only_the_last_one_recorded():
+    # The recorder marks each member of a one-page SYNC ``last`` (chaos seed 20240611: an observer
+    # whose three-member SYNC was read as holding only the last of them disagreed with the rest).
+    def sync(t, member):
+        return {"k": "sync", "t": t, "member": list(member), "last": True}
+
+    a = log(
+        "a",
+        conn(0, "connected", "A"),
+        {"k": "attach", "t": 0, "resumed": False},
+        sync(0, ("x", "X")),
+        sync(0, ("y", "Y")),
+        sync(0, ("z", "Z")),
+    )
+    b = log(
+        "b",
+        conn(0, "connected", "B"),
+        {"k": "attach", "t": 0, "resumed": False},
+        sync(0, ("x", "X")),
+        sync(0, ("y", "Y")),
+        pres(1, "e:3", ("enter", "z", "Z")),
+    )
+    c = log(
+        "c",
+        conn(0, "connected", "C"),
+        pres(1, "e:1", ("enter", "x", "X")),
+        pres(1, "e:2", ("enter", "y", "Y")),
+        pres(1, "e:3", ("enter", "z", "Z")),
+    )
+    assert check_presence([a, b, c], LINGER) == []

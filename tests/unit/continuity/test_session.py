@@ -436,8 +436,10 @@ def test_a_late_attached_completes_a_timed_out_attach_and_its_messages_are_deliv
     s.handle(10.5, attached("a", "e:4", resumed=True))
     assert s.channel("a").state is ChannelState.ATTACHED
     s.events()
-    s.handle(10.6, ProtocolMessage(action=Action.MESSAGE, channel="a", channel_serial="e:5",
-                                   messages=[{"data": 5}]))
+    s.handle(
+        10.6,
+        ProtocolMessage(action=Action.MESSAGE, channel="a", channel_serial="e:5", messages=[{"data": 5}]),
+    )
     assert [e.message["data"] for e in s.events() if isinstance(e, MessageReceived)] == [5]
 
 
@@ -455,3 +457,89 @@ def test_a_suspended_channel_retries_its_attach_after_the_channel_retry_delay() 
     s.tick(25)
     assert s.channel("a").state is ChannelState.ATTACHING
     assert [(a, c) for a, c, _, _ in sent(s)] == [(Action.ATTACH, "a")]
+
+
+def _presence(channel: str, serial: str, *events: dict) -> ProtocolMessage:
+    return ProtocolMessage(
+        action=Action.PRESENCE, channel=channel, channel_serial=serial, presence=list(events)
+    )
+
+
+def test_rtp17_members_this_connection_entered_are_entered_again_on_a_non_resumed_attach() -> None:
+    s = up()
+    s.attach(0, "a")
+    s.handle(0, attached("a", "e:1"))
+    s.outgoing()
+    s.publish("a", [{"action": 2, "clientId": "me", "data": "hi"}], presence=True)
+    s.outgoing()
+    s.handle(0, ack(0, 1, [["e:2"]]))
+    s.handle(
+        0,
+        _presence(
+            "a", "e:2", {"action": 2, "clientId": "me", "connectionId": "c1", "id": "c1:0:0", "data": "hi"}
+        ),
+    )
+    # Someone else's member, and our member left by the server while we were away (synthesized):
+    # neither is ours to re-enter / forget.
+    s.handle(0, _presence("a", "e:3", {"action": 2, "clientId": "you", "connectionId": "c9", "id": "c9:0:0"}))
+    s.handle(0, _presence("a", "e:4", {"action": 3, "clientId": "me", "connectionId": "c1", "id": "!c1:5:1"}))
+    s.events()
+    s.handle(1, attached("a", "e:4", resumed=True))  # resumed: nothing to do
+    assert s.outgoing() == []
+    s.handle(2, attached("a", "e:9", error=ErrorInfo.of(ErrorCode.CONTINUITY_LOST, "lost")))
+    [frame] = s.outgoing()
+    assert frame.action is Action.PRESENCE and frame.presence == [
+        {"action": 2, "clientId": "me", "data": "hi", "id": "c1:0:0"}  # same connection: same id
+    ]
+    s.handle(2, ack(1, 1, [["e:10"]]))
+    assert [
+        e for e in s.events() if isinstance(e, ChannelEvent) and e.reason and e.reason.code == 91004
+    ] == []
+
+    # After the connection state expired (a new connectionId), the fresh attach re-enters without the id;
+    # the server refusing it is reported on the channel as an update with 91004 (RTP17e).
+    lose(s, 3)
+    s.handle(4, connected("c2", "key-9", error=ErrorInfo.of(ErrorCode.CONNECTION_EXPIRED, "expired")))
+    s.outgoing()
+    s.handle(4, attached("a", "e:11"))
+    [frame] = s.outgoing()
+    assert frame.presence == [{"action": 2, "clientId": "me", "data": "hi"}]
+    s.events()
+    s.handle(
+        5,
+        ProtocolMessage(
+            action=Action.NACK,
+            msg_serial=frame.msg_serial,
+            count=1,
+            error=ErrorInfo.of(ErrorCode.CAPABILITY_DENIED, "no presence"),
+        ),
+    )
+    [update] = [e for e in s.events() if isinstance(e, ChannelEvent)]
+    assert update.update and update.state is ChannelState.ATTACHED and update.reason.code == 91004
+
+
+def test_rtp17_a_member_this_connection_left_is_not_entered_again() -> None:
+    s = up()
+    s.attach(0, "a")
+    s.handle(0, attached("a", "e:1"))
+    s.outgoing()
+    s.handle(0, _presence("a", "e:2", {"action": 2, "clientId": "me", "connectionId": "c1", "id": "c1:0:0"}))
+    s.handle(0, _presence("a", "e:3", {"action": 3, "clientId": "me", "connectionId": "c1", "id": "c1:1:0"}))
+    s.handle(1, attached("a", "e:9", error=ErrorInfo.of(ErrorCode.CONTINUITY_LOST, "lost")))
+    assert s.outgoing() == []
+
+
+def test_rtp17_a_resumed_channel_on_a_new_connection_still_reenters() -> None:
+    # After a failed resume (80008) the channel's own continuity may hold (ATTACHED with RESUMED),
+    # but its members were the old connection's: they are entered again under the new one.
+    s = up()
+    s.attach(0, "a")
+    s.handle(0, attached("a", "e:1"))
+    s.outgoing()
+    s.handle(0, _presence("a", "e:2", {"action": 2, "clientId": "me", "connectionId": "c1", "id": "c1:0:0"}))
+    lose(s, 1)
+    s.handle(2, connected("c2", "key-9", error=ErrorInfo.of(ErrorCode.CONNECTION_EXPIRED, "expired")))
+    s.outgoing()
+    s.handle(2, attached("a", "e:2", resumed=True))
+    [frame] = s.outgoing()
+    assert frame.action is Action.PRESENCE and frame.presence == [{"action": 2, "clientId": "me"}]

@@ -61,3 +61,24 @@ def test_modes_param() -> None:
     assert modes_param({"modes": "presence,subscribe"}) == P.Flag.PRESENCE | P.Flag.SUBSCRIBE
     with pytest.raises(ValueError, match="fly"):
         modes_param({"modes": "subscribe,fly"})
+
+
+def test_message_actions_a_client_may_publish() -> None:
+    from frontend.channel_rules import message_action_problem
+
+    assert message_action_problem([{"data": "x"}, {"action": 0, "data": "y"}]) is None
+    for action, what in ((1, "message.update"), (2, "message.delete"), (5, "message.append")):
+        problem = message_action_problem([{"data": "x"}, {"action": action, "serial": "e:1"}])
+        assert problem is not None and problem.startswith(what) and "not supported" in problem
+    for action in (3, 4, 9, "1"):
+        problem = message_action_problem([{"action": action}])
+        assert problem is not None and "may not publish" in problem
+
+
+def test_derived_channels_are_refused_and_other_qualifiers_are_not() -> None:
+    from frontend.channel_rules import unsupported_qualifier
+
+    problem = unsupported_qualifier("[filter=bmFtZQ==?rewind=1]chan")
+    assert problem is not None and "derived channels" in problem
+    assert unsupported_qualifier("chan") is None
+    assert unsupported_qualifier("[meta]chan") is None

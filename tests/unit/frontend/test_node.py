@@ -3,6 +3,7 @@
 Pure: every call takes ``now`` in milliseconds; a 120 s TTL takes no time.
 """
 
+import dataclasses
 import itertools
 import random
 
@@ -11,7 +12,7 @@ import pytest
 from frontend.channel_log import ChannelLog
 from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
-from frontend.session import SessionState
+from frontend.session import Session, SessionState
 from frontend.testing import MemoryOutlet
 from kernel.errors import ErrorCode, RemoteProtocolError
 from kernel.protocol import Action, Flag, ProtocolMessage
@@ -473,3 +474,53 @@ def test_an_idle_connections_copy_is_rewritten_before_its_secondary_forgets_it()
     assert written, "the copy was never written"
     gaps = [b - a for a, b in itertools.pairwise(written)]
     assert max(gaps) < lifetime and 3 * lifetime - written[-1] < lifetime
+
+
+def test_a_reauth_grants_the_modes_asked_at_attach_that_the_new_capability_allows():
+    node = make_node()
+    c = Client(node)
+    c.recv()
+    c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"subscribe"})})
+    c.attach(0, "ch")
+    [attached] = c.recv()
+    assert attached.flags & Flag.SUBSCRIBE and not attached.flags & Flag.PUBLISH
+    cur = c.session.channels["ch"]
+    assert cur.requested & Flag.PUBLISH  # asked for (the defaults), not granted
+    c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"*"})})
+    node.apply_capability(1, c.session)
+    assert cur.modes & Flag.PUBLISH and cur.modes & Flag.SUBSCRIBE
+    c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"publish"})})
+    node.apply_capability(2, c.session)
+    assert cur.modes & Flag.PUBLISH and not cur.modes & Flag.SUBSCRIBE
+    assert c.session not in node.subscribers.get("ch", {}).values()
+
+
+def test_a_sessions_copy_keeps_the_modes_asked_for_and_reads_an_older_copy():
+    node = make_node()
+    c = Client(node)
+    c.recv()
+    c.send(0, action=Action.ATTACH, channel="ch", flags=int(Flag.SUBSCRIBE))
+    c.recv()
+    wire = c.session.to_wire()
+    back = Session.from_wire(wire, key="k", epoch=2, secondary=None, now_ms=0)
+    assert back.channels["ch"].requested == Flag.SUBSCRIBE == back.channels["ch"].modes
+    wire["channels"] = {"ch": [int(Flag.SUBSCRIBE), "e:0"]}  # written before ``requested`` was kept
+    older = Session.from_wire(wire, key="k", epoch=2, secondary=None, now_ms=0)
+    assert older.channels["ch"].requested == older.channels["ch"].modes == Flag.SUBSCRIBE
+
+
+def test_a_reauth_that_keeps_presence_subscribe_keeps_the_session_registered():
+    node = make_node()
+    c = Client(node)
+    c.recv()
+    c.send(0, action=Action.ATTACH, channel="ch", flags=int(Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE))
+    c.recv()
+    assert c.session in node.subscribers["ch"].values()
+    c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"presence"})})
+    node.apply_capability(1, c.session)
+    cur = c.session.channels["ch"]
+    assert cur.modes == Flag.PRESENCE_SUBSCRIBE
+    assert c.session in node.subscribers["ch"].values()  # presence events still flow
+    c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"publish"})})
+    node.apply_capability(2, c.session)
+    assert "ch" not in node.subscribers

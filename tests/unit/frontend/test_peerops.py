@@ -37,6 +37,7 @@ def test_every_record_survives_the_wire() -> None:
         O.Handover(connection_id="c", epoch=2),
         O.Discard(connection_id="c", epoch=3),
         O.PresenceOwned(connection_id="c", epoch=3),
+        O.PresenceOwner(connection_id="c", epoch=3),
         O.RestCall(kind="history", args={"channel": "ch", "query": {"limit": 10}}),
     ]
     assert {type(op).OP for op in ops} == set(O._RECORDS)

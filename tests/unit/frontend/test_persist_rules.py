@@ -42,3 +42,30 @@ def test_store_url_default_and_validation():
     with pytest.raises(ConfigError, match="history_store"):
         config(history_store="mysql://h/db")
     assert parse_duration("2m", "x") == 120_000
+
+
+def test_a_clustered_frontend_refuses_sqlite_for_persisted_channels():
+    """SQLite is per-node: in a cluster it would hold only what each frontend wrote as a home."""
+    rules = {"a:*": {"persist": "1h"}}
+    with pytest.raises(ConfigError, match="postgresql"):
+        config(gossip_bind="127.0.0.1:0", channels=rules)
+    with pytest.raises(ConfigError, match="standalone"):
+        config(gossip_bind="127.0.0.1:0", channels=rules, history_store="sqlite:/tmp/h.sqlite3")
+    assert config(gossip_bind="127.0.0.1:0", channels=rules, history_store="postgresql://h/db").clustered
+    assert config(gossip_bind="127.0.0.1:0").store_url.startswith("sqlite:")  # nothing persisted: fine
+    assert not config(channels=rules).clustered  # standalone: SQLite is the default
+
+
+def test_persist_flags_of_the_frontend_command_line():
+    from frontend.__main__ import parse_args, persist_overrides
+
+    argv = ["--dev", "--history-store", "sqlite:/tmp/h.db", "--persist", "chat:*=24h", "--persist", "a=1h"]
+    over = persist_overrides(parse_args(argv))
+    rules = {"chat:*": {"persist": "24h"}, "a": {"persist": "1h"}}
+    assert over == {"history_store": "sqlite:/tmp/h.db", "channels": rules}
+    cfg = config(**over)
+    assert cfg.persist_rule("chat:x") is not None and cfg.store_url == "sqlite:/tmp/h.db"
+    assert persist_overrides(parse_args([])) == {"history_store": None, "channels": None}
+    for bad in ("chat", "=1h", "chat:*="):
+        with pytest.raises(ConfigError, match="PATTERN=DURATION"):
+            persist_overrides(parse_args(["--persist", bad]))

@@ -276,7 +276,7 @@ def _copy_of_a_member(node: FrontendNode, now: int) -> tuple[dict, str, Client]:
     return state, a.id, observer
 
 
-def _with_owner(node: FrontendNode, now: int, alive: bool) -> None:
+def _with_owner(node: FrontendNode, now: int, alive: bool, *, cut_off: bool = False) -> None:
     from kernel.placement import ClusterView, Peer
 
     me = Peer(node_id=node.node_id, role="frontend", zone="a")
@@ -289,28 +289,123 @@ def _with_owner(node: FrontendNode, now: int, alive: bool) -> None:
         active=False,
         status="alive" if alive else "dead",
     )
-    new_owner = Peer(node_id="fe-new", role="frontend", zone="b", active=False)
-    node.channels.set_view(now, ClusterView({p.node_id: p for p in (me, owner, new_owner)}))
+    new_owner = Peer(node_id="fe-new", role="frontend", zone="b", active=False, alive=not cut_off)
+    router = Peer(node_id="rt1", role="router", zone="a", alive=not cut_off)
+    node.channels.set_view(now, ClusterView({p.node_id: p for p in (me, owner, new_owner, router)}))
 
 
 COPY_TTL = TTL + 1000  # connectionStateTtl + maxIdleInterval after the copy's last write
 
 
-def test_copy_holder_leaves_once_when_the_copy_of_a_dead_owner_expires_unclaimed():
+def test_copy_holder_leaves_once_a_linger_after_the_owner_is_seen_dead_and_a_takeover_reenters():
     node = make_node()
     _with_owner(node, 0, alive=True)
     state, conn, observer = _copy_of_a_member(node, 1)
     node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
-    _with_owner(node, 5_000, alive=False)  # seen dead (or partitioned away) from here
-    for t in range(6_000, 2 + COPY_TTL, 1000):
+    _with_owner(node, 5_000, alive=False)  # seen dead from here: its client lost its transport
+    for t in range(5_000, 5_000 + LINGER, 1000):
         node.tick(t)
-    assert events(observer.recv()) == []  # a takeover may still come, or the owner be back
-    for t in range(2 + COPY_TTL, 2 + COPY_TTL + 5_000, 1000):
+    assert events(observer.recv()) == []  # within the linger: the client may come back
+    for t in range(5_000 + LINGER, 5_000 + LINGER + 3_000, 1000):
         node.tick(t)
     out = observer.recv()
-    assert events(out) == [(LEAVE, "alice")]
+    assert events(out) == [(LEAVE, "alice")]  # once, about the linger after the loss (Ably's 15 s)
     [leave] = [p for f in out for p in f.presence or ()]
     assert leave["connectionId"] == conn and synthesized(leave) and leave["data"] == "d"
+    for t in range(5_000 + LINGER + 3_000, 3 * COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []
+    # The client is back within the TTL after all: a takeover from the copy re-enters her.
+    copy = node.ownership.copies.get(3 * COPY_TTL - 5_000, conn)
+    assert copy is None or copy["presence"]["gone"]
+
+
+def test_a_copy_holder_that_may_be_the_one_cut_off_waits_for_the_copy_to_expire_unclaimed():
+    # A zone partition: the owner's whole zone and every router are out of sight. The owner may
+    # be alive with its client connected: leave only once the copy expires unclaimed.
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, _, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    _with_owner(node, 5_000, alive=False, cut_off=True)
+    for t in range(5_000, 2 + COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == []
+    for t in range(2 + COPY_TTL, 2 + COPY_TTL + 3_000, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [(LEAVE, "alice")]
+
+
+def test_a_leave_waits_until_every_live_frontend_says_it_does_not_own_the_connection():
+    # A presence_owned push that was lost (a partition) must not make the copy holder leave the
+    # members of a connection taken over elsewhere: before leaving it asks every live frontend.
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, conn, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    bus = AnsweringBus({"fe-new": None})  # fe-new does not answer yet
+    node.channels.bus = bus
+    _with_owner(node, 5_000, alive=False)
+    for t in range(5_000, 5_000 + 3 * LINGER, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [] and bus.asked
+    bus.answers["fe-new"] = {"owned": True}  # it took the connection over: the watch ends
+    for t in range(5_000 + 3 * LINGER, 5_000 + 6 * LINGER, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [] and conn not in node.presence.watches
+
+    node2 = make_node()
+    _with_owner(node2, 0, alive=True)
+    state2, _, _ = _copy_of_a_member(node2, 1)
+    node2.handle_peer_push(2, "fe-owner", SessionPut(state=state2))
+    node2.channels.bus = AnsweringBus({"fe-new": {"owned": False}})
+    _with_owner(node2, 5_000, alive=False)
+    for t in range(5_000, 5_000 + LINGER + 3_000, 1000):
+        node2.tick(t)
+    # Nobody owns it: the leave is published (it waits at the home for a replica in the other zone).
+    [pending] = node2.channels.homes["room"].pending
+    assert [(p["action"], p["clientId"]) for p in pending.entry.frame.wire["presence"]] == [(LEAVE, "alice")]
+
+
+def test_a_lingering_owner_that_was_taken_over_unheard_drops_its_stale_state_without_leaving():
+    node = make_node()
+    watcher = Client(node, clientId="bob")
+    watcher.attach(0, "room")
+    a = Client(node, clientId="alice")
+    a.attach(0, "room")
+    a.presence(1, "room", ENTER)
+    watcher.recv()
+    _with_owner(node, 2, alive=True)
+    node.channels.bus = AnsweringBus({"fe-owner": {"owned": False}, "fe-new": {"owned": True}})
+    node.transport_lost(3, a.session, a.outlet)
+    for t in range(3, 3 + LINGER + 3_000, 500):
+        node.tick(t)
+    assert events(watcher.recv()) == [] and a.id not in node.sessions
+
+
+class AnsweringBus:
+    """Answers PresenceOwner questions per peer (None: no answer, as a partitioned peer);
+    every other request (a replica's copy) succeeds and every push is dropped."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.asked = []
+
+    def request(self, peer, op, on_reply, timeout_s=2.0):
+        from frontend.peerops import PresenceOwner, Refusal, Refused
+
+        if isinstance(op, PresenceOwner):
+            self.asked.append(peer)
+            answer = self.answers.get(peer)
+            if answer is None:
+                on_reply(False, Refused(Refusal.UNSENT, f"no answer from {peer}"))
+            else:
+                on_reply(True, answer)
+            return
+        on_reply(True, None)
+
+    def push(self, peer, op):
+        return True
 
 
 def test_copy_holder_never_leaves_for_an_owner_that_is_alive_or_a_connection_taken_over():
@@ -366,3 +461,66 @@ def test_a_lost_history_announcement_carries_the_presence_set():
     assert attached.action is Action.ATTACHED and attached.error.code == ErrorCode.CONTINUITY_LOST
     assert attached.has(Flag.HAS_PRESENCE) and attached.channel_serial == "ep:9"
     assert [(p["action"], p["clientId"]) for p in sync.presence] == [(PRESENT, "alice")]
+
+
+def test_client_sync_request_gets_the_current_set_and_an_empty_set_gets_one_empty_page():
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    b.send(2, action=Action.SYNC, channel="room")
+    [empty] = b.recv()  # ably-js channel.sync() ends its sync on the last page: one is always sent
+    assert empty.action is Action.SYNC and empty.channel_serial.endswith(":") and not empty.presence
+    a.presence(3, "room", ENTER, data="x")
+    b.recv()
+    b.send(4, action=Action.SYNC, channel="room")
+    [sync] = b.recv()
+    assert sync.channel_serial.endswith(":")
+    assert [(p["action"], p["clientId"]) for p in sync.presence] == [(PRESENT, "alice")]
+    c = Client(node, clientId="carol")
+    c.send(5, action=Action.SYNC, channel="room")  # not attached: refused in the channel's scope
+    [err] = c.recv()
+    assert err.action is Action.ERROR and err.channel == "room"
+    assert err.error.code == ErrorCode.CHANNEL_OPERATION_FAILED
+
+
+def test_entering_again_while_present_is_an_update():
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER, data="1")
+    a.presence(3, "room", ENTER, data="2")  # an SDK's RTP17 re-entry of a member still present
+    a.presence(4, "room", LEAVE)
+    a.presence(5, "room", ENTER, data="3")
+    assert events(b.recv()) == [(ENTER, "alice"), (UPDATE, "alice"), (LEAVE, "alice"), (ENTER, "alice")]
+
+
+def test_a_resume_while_the_server_leaves_are_being_numbered_reenters_after_them():
+    # Chaos seed 11: the owner's leave waited for a home out of reach while the client resumed;
+    # the re-entry was numbered first and the leave after it. One server publish per connection.
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    b.recv()
+    held = []
+    real_publish = node.presence._publish
+
+    def holding(now, conn, channel, msg_serial, events_, done):
+        held.append((now, conn, channel, msg_serial, events_, done))
+
+    node.presence._publish = holding  # the home does not answer (yet)
+    node.transport_lost(100, a.session, a.outlet)
+    node.tick(100 + LINGER)
+    assert [e["action"] for h in held for e in h[4]] == [LEAVE]
+    a.resume(100 + LINGER + 10)  # back while the leave is still on its way
+    assert [e["action"] for h in held for e in h[4]] == [LEAVE]  # no enter yet
+    node.presence._publish = real_publish
+    now, conn, channel, msg_serial, events_, done = held.pop()
+    real_publish(now, conn, channel, msg_serial, events_, done)  # the leave is numbered now
+    assert events(b.recv()) == [(LEAVE, "alice"), (ENTER, "alice")]

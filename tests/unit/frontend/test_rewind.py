@@ -1,4 +1,5 @@
-"""Channel params on ATTACH: rewind=N and rewind=<duration>, unknown params refused (pure node)."""
+"""Channel params on ATTACH: rewind=N and rewind=<duration>; a malformed rewind refused, params Ably
+does not document reported in the ATTACHED (pure node)."""
 
 import pytest
 
@@ -103,6 +104,32 @@ def test_bad_rewind_gets_a_channel_error_and_others_are_served(params, fragment)
     assert ok.action is Action.ATTACHED  # the connection keeps being served
 
 
+def test_unknown_params_attach_with_an_error_that_names_them():
+    """A param Ably does not document is not applied, not echoed, and not silent: the ATTACHED
+    carries 40000 naming it (counted), the rewind beside it is served, and a re-attach on the same
+    transport (ably-js's setOptions) says it again."""
+    node = make_node()
+    published(node, "ch", [["a"], ["b"], ["c"]])
+    c = Client(node, 5000)
+    c.recv()
+    attach_with(c, 5000, "ch", rewind="2", rewnd="5", occupancy="metrics")
+    att, *msgs = c.recv()
+    assert att.action is Action.ATTACHED and att.has(Flag.HAS_BACKLOG)
+    assert att.params == {"rewind": "2", "occupancy": "metrics"}
+    assert att.error is not None and att.error.code == ErrorCode.BAD_REQUEST and att.error.status_code == 400
+    assert "'rewnd'" in att.error.message
+    assert [m["data"] for f in msgs for m in f.messages] == ["b", "c"]
+    assert node.metrics.errors_sent.labels(code="40000")._value.get() == 1
+    attach_with(c, 5001, "ch", custom="x")
+    [again] = c.recv()
+    assert again.action is Action.ATTACHED and again.has(Flag.RESUMED) and again.params is None
+    assert again.error is not None and "'custom'" in again.error.message
+    # Only documented params: no error.
+    attach_with(c, 5002, "other", delta="vcdiff")
+    [ok] = c.recv()
+    assert ok.action is Action.ATTACHED and ok.error is None and ok.params == {"delta": "vcdiff"}
+
+
 def test_parse_attach_params_values():
     assert parse_attach_params(None, 0).rewind_cursor is None
     assert parse_attach_params({"rewind": "0"}, 0).rewind_cursor is None
@@ -111,7 +138,10 @@ def test_parse_attach_params_values():
         parse_attach_params({"rewind": "500"}, 0).rewind_cursor
         == parse_attach_params({"rewind": "100"}, 0).rewind_cursor
     )
-    assert parse_attach_params({"custom": "x"}, 0).rewind_cursor is None  # ignored, as Ably does
+    odd = parse_attach_params({"custom": "x", "delta": "vcdiff", "a": "1"}, 0)
+    assert odd.rewind_cursor is None and odd.echo == {"delta": "vcdiff"} and odd.unknown == ("a", "custom")
+    assert "'a', 'custom'" in (odd.unknown_params_error() or "")
+    assert parse_attach_params({"rewind": "2", "occupancy": "metrics"}, 0).unknown_params_error() is None
     with pytest.raises(ParamError):
         parse_attach_params({"rewind": "-1"}, 0)
 
