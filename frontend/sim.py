@@ -93,6 +93,7 @@ class SimConfig:
     burst_every_ms: tuple[int, int] = (700, 3_000)
     burst: tuple[int, int] = (1, 4)
     kinds: tuple[str, ...] = FAULT_KINDS
+    witness: bool = False  # a witness router in zone w: the zone quorum lets a majority side go on
     max_fault_ms: int = 6_000  # the longest partition, or downtime of a restart
     ttl_ms: int = 120_000  # connectionStateTtl; the dedupe window is this plus maxIdleInterval
     connected_lost: float = 0.0  # the share of resumes whose CONNECTED is lost with the transport
@@ -161,7 +162,7 @@ class World:
         for fault in schedule:
             self.sched.at(fault.at_ms, functools.partial(self._apply, fault))
         self.sched.at(cfg.heal_at_ms, self._heal_all)
-        for node_id in sorted(self.zone):
+        for node_id in sorted(self.zone) if cfg.witness else ():
             self.sched.at(ASK_EVERY_MS, functools.partial(self._ask_witness, node_id))
 
     # -- processes ------------------------------------------------------------
@@ -238,8 +239,9 @@ class World:
             active = node_id not in self.draining
             peers[node_id] = Peer(node_id=node_id, role="frontend", zone=zone, client_addr=node_id,
                                   peer_addr=node_id, alive=alive, active=active)  # fmt: skip
-        peers[WITNESS] = Peer(node_id=WITNESS, role="router", zone=WITNESS_ZONE,
-                              alive=self.reachable(observer, WITNESS))  # fmt: skip
+        if self.cfg.witness:
+            peers[WITNESS] = Peer(node_id=WITNESS, role="router", zone=WITNESS_ZONE,
+                                  alive=self.reachable(observer, WITNESS))  # fmt: skip
         return ClusterView(peers)
 
     def _changed(self) -> None:
@@ -413,7 +415,11 @@ class World:
         if self.needless:
             verdict["violations"]["needless_new_connection"] = len(self.needless)
             verdict["examples"].extend(self.needless[:3])
-        unavailable = zone_loss_availability(publishes, self.schedule, self.cfg.channels, self.cfg.heal_at_ms)
+        unavailable = []
+        if self.cfg.witness:  # without one, losing a zone rightly stops publishing (no majority)
+            unavailable = zone_loss_availability(
+                publishes, self.schedule, self.cfg.channels, self.cfg.heal_at_ms
+            )
         if unavailable:
             verdict["violations"]["zone_loss_unavailable"] = len(unavailable)
             verdict["examples"].extend(unavailable[:3])
@@ -517,7 +523,7 @@ def _replay(seed: int, schedule: list[Any], cfg: SimConfig) -> str:
         f" --{name.replace('_', '-')} {getattr(cfg, name)}"
         for name in ("max_fault_ms", "ttl_ms", "connected_lost")
         if getattr(cfg, name) != getattr(DEFAULT, name)
-    )
+    ) + (" --witness" if cfg.witness else "")
     return f"python -m frontend.sim --seed {seed}{flags} --schedule '{json.dumps(schedule)}'"
 
 
@@ -539,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connected-lost", type=float, default=DEFAULT.connected_lost,
                         help="share of resumes whose CONNECTED is lost (default 0)")  # fmt: skip
     parser.add_argument("--kinds", help="comma-separated fault kinds (default: all)")
+    parser.add_argument("--witness", action="store_true",
+                        help="a witness router in zone w (the zone quorum, kernel/quorum.py)")  # fmt: skip
     args = parser.parse_args(argv)
     if os.environ.get("PYTHONHASHSEED") != "0":
         # Set iteration order is part of a run: fix it so that a seed replays bit for bit anywhere.
@@ -551,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.connected_lost <= 1.0:
         parser.error("--connected-lost: a share between 0 and 1")
     cfg = SimConfig(faults=args.faults, max_fault_ms=args.max_fault_ms, ttl_ms=args.ttl_ms, kinds=kinds,
-                    connected_lost=args.connected_lost)  # fmt: skip
+                    connected_lost=args.connected_lost, witness=args.witness)  # fmt: skip
     if args.seed is not None:
         schedule = None
         if args.schedule:
