@@ -321,8 +321,8 @@ class QuorumHomes:
         due = [t for t in due if t > self.now_ms]
         return min(due, default=None)
 
-    def _defer_new_epoch(self, channel: str, why: str) -> None:
-        log.info("channel.acquire_deferred", channel=channel, reason=why)
+    def _defer_new_epoch(self, channel: str, why: str, **detail: Any) -> None:
+        log.info("channel.acquire_deferred", channel=channel, reason=why, **detail)
         for cb in self._acquiring.pop(channel, []):
             cb(False)
 
