@@ -122,9 +122,7 @@ class HomeSide(PersistedHomes):
         """Become the channel's home: gather the best surviving copy, or start a new epoch."""
         peers = [p.node_id for p in self.view.frontends() if p.alive and p.node_id != self.node_id]
         if not self.ready:
-            log.info("channel.acquire_deferred", channel=channel, reason="cluster map not yet settled")
-            for cb in self._acquiring.pop(channel, []):
-                cb(False)
+            self._defer_new_epoch(channel, "cluster map not yet settled")
             return
         if self.bus is None or not peers:
             own = self.replicas.get(channel)
@@ -133,10 +131,8 @@ class HomeSide(PersistedHomes):
                     self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
                     return
                 if self.placement.other_zone_known(self.node_id):
-                    # Alone in a map that knows the other zone: nothing could be acknowledged here,
-                    # and our copy may be stale, the home being merely out of our sight (chaos seed
-                    # 591600106: a false death on a starved machine made fe-b1 a second, stale
-                    # home beside fe-b2). Keep the copy and wait for the map to show a peer.
+                    # Alone in a map that knows the other zone: our copy may be stale, its home merely
+                    # out of sight (chaos seed 591600106: a false death made a second, stale home).
                     self._defer_new_epoch(channel, "alone in the map: our copy may be stale")
                     return
             self.replicas.pop(channel, None)
@@ -156,9 +152,7 @@ class HomeSide(PersistedHomes):
             silent = [p for p, r in replies.items() if r is None and self.view.alive(p)]
             if refused or silent or self.home_of(channel) != self.node_id:
                 # A live peer that did not answer may still be home: never guess (no split brain).
-                log.info("channel.acquire_deferred", channel=channel, claimed_by=refused, silent=silent)
-                for cb in self._acquiring.pop(channel, []):
-                    cb(False)
+                self._defer_new_epoch(channel, "claimed or silent", claimed_by=refused, silent=silent)
                 return
             best: ChannelLog | None = self.replicas.pop(channel, None)
             newer_born = 0 if best is None else best.newer_epoch_born
@@ -231,8 +225,8 @@ class HomeSide(PersistedHomes):
             # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
             cb(self.homes.get(channel) is home)
 
-    def _defer_new_epoch(self, channel: str, why: str) -> None:
-        log.info("channel.acquire_deferred", channel=channel, reason=why)
+    def _defer_new_epoch(self, channel: str, why: str, **detail: Any) -> None:
+        log.info("channel.acquire_deferred", channel=channel, reason=why, **detail)
         for cb in self._acquiring.pop(channel, []):
             cb(False)
 
@@ -582,10 +576,8 @@ class HomeSide(PersistedHomes):
         return min(OPERATION_DEADLINE_MS, self.config.retention_ms // 2)
 
     def retire_idle(self, now_ms: int) -> None:
-        """Forget homes with nothing retained, nobody listening, idle for two retention windows.
-
-        Their history is gone, so a later ATTACH starts a new epoch (and old serials get 90003).
-        """
+        """Forget homes with nothing retained, nobody listening, idle for two retention windows: their
+        history is gone, so a later ATTACH starts a new epoch (and old serials get 90003)."""
         cutoff = now_ms - 2 * self.config.retention_ms
         for name in list(self.homes):
             home = self.homes[name]
