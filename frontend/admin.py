@@ -1,9 +1,10 @@
 """The frontend's health and admin surfaces.
 
 - ``/health`` (client port and admin listener): readiness. 200 only when this node can number
-  publishes: standalone, or in a cluster once it has joined and its map has settled, and not
-  draining. Otherwise 503 with ``status`` ``joining`` or ``draining`` (load balancers and k8s
-  stop sending it clients).
+  publishes: standalone, or in a cluster once it has joined and its map has settled, not
+  draining, and with somewhere to copy (another zone, or a majority of zones: ``write``).
+  Otherwise 503 with ``status`` ``joining``, ``draining`` or ``no_quorum`` (load balancers and
+  k8s stop sending it clients).
 - ``/livez``: liveness, 200 while the process answers at all.
 - Admin paths (``/cluster``, ``/metrics``, ``/debug/connections/<id>``, ``/admin/...``, the
   operations of ``frontend.admin_ops``): served
@@ -69,7 +70,9 @@ class FrontendAdmin:
 
     # -- health -------------------------------------------------------------------------------
     def readiness(self) -> str:
-        """``ready``, ``joining`` (in a cluster, map not settled: cannot number) or ``draining``."""
+        """``ready``, ``joining`` (in a cluster, map not settled: cannot number), ``draining``, or
+        ``no_quorum`` (no copy can be placed in another zone and this side holds no majority of
+        zones: publishes are refused with 50350)."""
         cluster = self.cluster
         if cluster is None:
             return "ready"
@@ -77,6 +80,8 @@ class FrontendAdmin:
             return "draining"
         if cluster.member is None or not self.node.channels.ready:
             return "joining"
+        if not self.node.channels.write_available():
+            return "no_quorum"
         return "ready"
 
     def health(self) -> Answer:
@@ -87,6 +92,7 @@ class FrontendAdmin:
             "ready": state == "ready",
             "node_id": self.node.node_id,
             "zone": self.node.config.zone,
+            "write": self.node.channels.write_status(),
             "time": wall_ms(),
         }
         return (200 if state == "ready" else 503), _JSON, json.dumps(body).encode()

@@ -152,6 +152,10 @@ class ChannelLog:
         self._published_order: deque[tuple[int, tuple[str, int]]] = deque()
         self.ids = IdIndex(max_keys=max(max_messages, 1))
         self.last_activity_ms = 0
+        # Entries were committed while the only copy was in the home's own zone (zone quorum,
+        # frontend/home_quorum.py), and no copy in another zone has confirmed them since.
+        self.zone_only = False
+        self.created_ms = 0  # when this copy was made (a copy from before a lost zone may be stale)
         # A replica's copy: the home whose whole log (ReplicaSync) it took; only that home may extend
         # it entry by entry (``Replicate``), since only it is known to agree with every entry held.
         self.synced_from: str | None = None
@@ -340,7 +344,7 @@ class ChannelLog:
         lg.presence = PresenceSet.from_wire(snap.get("presence"))
         lg.presence_seq = int(snap.get("presence_seq", lg.last_seq))
         lg.advance_presence()
-        lg.last_activity_ms = now_ms
+        lg.last_activity_ms = lg.created_ms = now_ms
         return lg
 
     # -- replay ----------------------------------------------------------

@@ -53,14 +53,12 @@ from frontend.homes import (
 )
 from frontend.metrics import Metrics
 from frontend.persistence import Persistence
+from frontend.publishing import RETRY_MS, PublishAttempt, PublishSide
 from kernel.errors import ErrorInfo
 from kernel.placement import ClusterView, Peer, Placement
 from kernel.protocol import Message
 
 log = structlog.get_logger("continuity.frontend")
-
-RETRY_MS = 100  # how soon a failed remote operation is retried
-
 
 class Bus(Protocol):
     """What the service needs from the peer links (PeerBus implements it)."""
@@ -84,16 +82,6 @@ class AttachResult:
     presence: list[Message] | None = None  # the presence set at ``last_serial`` (presence_set.py)
 
 
-@dataclass(slots=True)
-class _PublishAttempt:
-    """One publish across its retries: the deadline for a NACK, and whether an attempt's outcome
-    is unknown (then retries go on, deduplicated, until ``final``)."""
-
-    deadline: int
-    final: int
-    uncertain: bool = False
-
-
 PublishDone = Callable[[list[str] | None, ErrorInfo | None], None]
 AttachDone = Callable[[AttachResult], None]
 FanOut = Callable[[int, str, Entry, str | None], None]
@@ -101,7 +89,7 @@ FanOut = Callable[[int, str, Entry, str | None], None]
 Lost = Callable[[int, str, str, list[Message] | None], None]
 
 
-class ChannelService(HomeSide):
+class ChannelService(HomeSide, PublishSide):
     def __init__(
         self,
         node_id: str,
@@ -143,7 +131,9 @@ class ChannelService(HomeSide):
         self._retries = Retries()
         # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
         self._unresolved: dict[tuple[str, str], list[int]] = {}
+        self._attempts: dict[tuple[str, str, int], PublishAttempt] = {}  # the same, by msgSerial
         self.now_ms = 0
+        self._quorum_init()
 
     # ------------------------------------------------------------------
     # Cluster map
@@ -205,12 +195,8 @@ class ChannelService(HomeSide):
                     self._resubscribe_local(now_ms, name, stream)
                 else:
                     self._resync(now_ms, name, stream)
-        for name, held in self.homes.items():
-            replica = self.placement.replica_for(name, self.node_id)
-            if replica != held.replica:
-                held.replica = replica
-                held.replica_synced = False
-                self._sync_replica(now_ms, name, held)
+        self.remember_zones(view)
+        self._reassess(now_ms)
 
     def _follow(self, name: str, epoch: str, cursor: int) -> None:
         """Start a stream for our local subscribers of ``name`` from ``cursor``, at its current home."""
@@ -409,94 +395,6 @@ class ChannelService(HomeSide):
         if stream is not None and self.bus is not None:
             self.bus.push(stream.home, O.Unsubscribe(channel=channel))
 
-    def publish(
-        self, now_ms: int, pub: O.Publish, done: PublishDone, *, attempt: _PublishAttempt | None = None
-    ) -> None:
-        """Have the channel's home number, replicate and fan out ``pub``; ``done(serials, error)``.
-
-        A NACK is sent only when the publish was certainly not numbered: its retries stop at the
-        deadline unless some attempt's outcome is unknown (a remote home that did not answer may
-        have numbered it), and then they go on, deduplicated by the home, until the dedupe window
-        is nearly over (bench/chaos found NACKed publishes delivered, and publishes numbered twice
-        after the dedupe record had aged out).
-        """
-        self.now_ms = now_ms
-        window = self._publish_window()
-        channel = pub.channel
-        if attempt is None:
-            # Publisher order: while an earlier publish of this connection on this channel is
-            # unresolved, this one names it (``after``) and the home waits for it (issue 11).
-            queue = self._unresolved.setdefault((pub.connection_id, channel), [])
-            queue.append(pub.msg_serial)
-            done = self._resolving(pub.connection_id, channel, pub.msg_serial, done)
-        st = attempt or _PublishAttempt(
-            now_ms + window, now_ms + max(window, self.config.retention_ms * 3 // 4)
-        )
-        earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
-        pub = dataclasses.replace(pub, after=earlier[-1] if earlier else None)
-
-        def again(t: int) -> None:
-            self.publish(t, pub, done, attempt=st)
-
-        def give_up() -> None:
-            if st.uncertain and self.now_ms + RETRY_MS <= st.final:
-                self._retries.add(self.now_ms + RETRY_MS, again)
-                return
-            done(None, unavailable(channel))
-
-        home = self.home_of(channel)
-        if home == self.node_id:
-
-            def local(ok: bool) -> None:
-                if not ok or self.homes[channel].waits_for(pub):
-                    self._retry(self.now_ms, st.deadline, again, give_up)
-                    return
-
-                def abandoned() -> None:
-                    st.uncertain = True  # it was numbered; a replica may hold it
-                    self._retry(self.now_ms, st.deadline, again, give_up)
-
-                def answered(serials: list[str] | None, error: ErrorInfo | None) -> None:
-                    if serials is None and st.uncertain:
-                        # Refused here, but an earlier attempt elsewhere may have been numbered.
-                        self._retry(self.now_ms, st.deadline, again, give_up)
-                    else:
-                        done(serials, error)
-
-                self._append(self.now_ms, pub, answered, abandoned)
-
-            self._with_home(now_ms, channel, local)
-            return
-        assert self.bus is not None
-
-        def on_reply(ok: bool, result: Any) -> None:
-            answer = O.publish_outcome(ok, result)
-            match answer.outcome:
-                case O.Outcome.NUMBERED:
-                    done(list(answer.serials), None)
-                case O.Outcome.REFUSED if not st.uncertain:
-                    done(None, answer.error or unavailable(channel))
-                case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
-                    self._retry(self.now_ms, st.deadline, again, give_up)
-                case O.Outcome.UNKNOWN:
-                    st.uncertain = True
-                    self._retry(self.now_ms, st.deadline, again, give_up)
-
-        self.bus.request(home, pub, on_reply, RPC_TIMEOUT_S)
-
-    def _resolving(self, conn: str, channel: str, msg_serial: int, done: PublishDone) -> PublishDone:
-        """``done``, which first forgets the publish as unresolved."""
-
-        def resolved(serials: list[str] | None, error: ErrorInfo | None) -> None:
-            queue = self._unresolved.get((conn, channel))
-            if queue is not None and msg_serial in queue:
-                queue.remove(msg_serial)
-                if not queue:
-                    del self._unresolved[(conn, channel)]
-            done(serials, error)
-
-        return resolved
-
     # ------------------------------------------------------------------
     # Requests and pushes from peers
 
@@ -580,6 +478,8 @@ class ChannelService(HomeSide):
             again(now_ms)
         for home in self.homes.values():
             home.log.expire(now_ms)
+        if self.quorum(now_ms) != self._last_quorum:
+            self._reassess(now_ms)  # a grant lapsed
         self.drop_blocked(now_ms)
         self.keep_replicas_alive(now_ms)
         for name in list(self.replicas):
@@ -590,7 +490,9 @@ class ChannelService(HomeSide):
                 del self.replicas[name]
 
     def next_deadline(self) -> int | None:
-        return self._retries.next_deadline()
+        due = [t for t in [self._retries.next_deadline(), self.blocked_deadline()] if t is not None]
+        due += [until for until in self.grants.values() if until > self.now_ms]
+        return min(due, default=None)
 
     def local_log(self, channel: str) -> ChannelLog | None:
         home = self.homes.get(channel)

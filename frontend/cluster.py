@@ -21,6 +21,7 @@ from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
 from frontend.peer import PeerBus, PeerError
 from frontend.session import Session
+from frontend.witness_client import WitnessClient
 from kernel.config import is_wildcard
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.membership import ROLE_FRONTEND, view_from_members
@@ -68,6 +69,7 @@ class Cluster:
         self.draining = False
         self._load = -1.0
         self._settle_deadline = 0.0
+        self.witness = WitnessClient(node, node.config.cluster_secret)
 
     # -- running -------------------------------------------------------------
     async def run(
@@ -117,6 +119,7 @@ class Cluster:
                 nursery.start_soon(self._watch, member)
                 nursery.start_soon(self._settle_alone)
                 nursery.start_soon(self._report_load, member)
+                nursery.start_soon(self.witness.run)
                 log.info("cluster.joined", node_id=cfg.node_id, gossip=member.address, peer_port=peer_port)
                 task_status.started()
                 await trio.sleep_forever()
@@ -143,6 +146,7 @@ class Cluster:
             {p.node_id: split_address(p.peer_addr) for p in view.frontends() if p.alive and p.peer_addr}
         )
         self.node.apply_view(wall_ms(), view)
+        self.witness.poke()
 
     async def _settle_alone(self) -> None:
         await trio.sleep_until(self._settle_deadline)

@@ -143,6 +143,12 @@ class FrontendConfig:
     gossip_bind: str | None = None
     # Gossip seeds, "host:port" each; re-contacted until known alive, so start order does not matter.
     seeds: tuple[str, ...] = ()
+    # Every zone of the cluster, frontend zones and witness zones (zones with only routers): each is
+    # one vote of the zone quorum. A side of the cluster that holds a majority of them goes on
+    # publishing when it has no other zone to copy to (docs/architecture.md, "Zone quorum"). Zones
+    # seen in gossip are added; list them here so that a frontend restarted inside a partition knows
+    # them all. Two frontend zones need a third, witness zone (a router there) to survive a zone loss.
+    zones: tuple[str, ...] = ()
     # Gossip timing profile: "local" (fast, tests and one host), "lan" (memberlist's LAN values) or "wan".
     gossip_profile: str = DEFAULT_GOSSIP_PROFILE
     # Peer-link listen address (frontend to frontend); port 0 picks one. Used only in a cluster.
@@ -168,6 +174,8 @@ class FrontendConfig:
     def __post_init__(self) -> None:
         check_name("node_id", self.node_id)
         check_name("zone", self.zone)
+        for z in self.zones:
+            check_name("zones", z)
         check_range("port", self.port, 0, 65535)
         if self.admin_port is not None:
             check_range("admin_port", self.admin_port, 0, 65535)

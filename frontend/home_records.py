@@ -19,10 +19,8 @@ RPC_TIMEOUT_S = 3.0
 OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails
 
 
-def unavailable(channel: str) -> ErrorInfo:
-    return ErrorInfo.of(
-        ErrorCode.INTERNAL_CHANNEL, f"channel {channel} is unavailable: its home cannot be reached"
-    )
+def unavailable(channel: str, why: str = "its home cannot be reached") -> ErrorInfo:
+    return ErrorInfo.of(ErrorCode.INTERNAL_CHANNEL, f"channel {channel} is unavailable: {why}")
 
 
 @dataclass(slots=True)
@@ -35,6 +33,7 @@ class _Append:
     # Sent to a replica (by replicate or inside a snapshot): a copy may hold it, so it can no
     # longer be refused for certain. Never-sent appends of a blocked home can be (drop_blocked).
     sent: bool = False
+    queued_ms: int = 0  # when the home appended it (a blocked home refuses it after a grace)
 
 
 @dataclass(slots=True)
@@ -55,7 +54,11 @@ class Home:
     # the last seq ``replicated[0]`` acknowledged. Nothing is committed beyond what both hold.
     stored: int | None = None
     replicated: tuple[str | None, int] = (None, 0)
-    replica_refreshed_ms: int = 0  # when an idle log was last re-sent to its replica (keep_replicas_alive)
+    replica_refreshed_ms: int = 0
+    # Zone quorum (home_quorum.py): no copy can be placed and no majority to copy inside our zone
+    # (nothing is ACKed); or the copy is inside our zone, by majority (entries may live in one zone).
+    blocked: bool = False
+    degraded: bool = False  # when an idle log was last re-sent to its replica (keep_replicas_alive)
 
     def take_blocked(self, now_ms: int, window_ms: int) -> list[_Append]:
         """Cut from the tail of the log the appends held past ``window_ms`` and never sent to any
@@ -63,7 +66,7 @@ class Home:
         stay). The caller refuses them for certain (``HomeSide.drop_blocked``)."""
         drop: list[_Append] = []
         for item in reversed(self.pending):
-            if item.sent or now_ms - item.entry.timestamp_ms < window_ms:
+            if item.sent or now_ms - item.queued_ms < window_ms:
                 break
             drop.append(item)
         if drop:

@@ -20,6 +20,7 @@ from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, epoch_born, new_epoch, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_persist import PersistedHomes
+from frontend.home_quorum import QuorumHomes
 from frontend.home_records import OPERATION_DEADLINE_MS, RPC_TIMEOUT_S, Home, Stream, _Append, unavailable
 from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
@@ -34,7 +35,7 @@ log = structlog.get_logger("continuity.frontend")
 __all__ = ["OPERATION_DEADLINE_MS", "RPC_TIMEOUT_S", "Home", "HomeSide", "Stream", "unavailable"]
 
 
-class HomeSide(PersistedHomes):
+class HomeSide(PersistedHomes, QuorumHomes):
     """Mixin: the homes and replica copies this frontend holds (ChannelService provides the state)."""
 
     node_id: str
@@ -115,16 +116,14 @@ class HomeSide(PersistedHomes):
             retention_ms=self.config.retention_ms,
             start_seq=start_seq,
         )
-        lg.last_activity_ms = now_ms
+        lg.last_activity_ms = lg.created_ms = now_ms
         return lg
 
     def _acquire(self, now_ms: int, channel: str) -> None:
         """Become the channel's home: gather the best surviving copy, or start a new epoch."""
         peers = [p.node_id for p in self.view.frontends() if p.alive and p.node_id != self.node_id]
         if not self.ready:
-            log.info("channel.acquire_deferred", channel=channel, reason="cluster map not yet settled")
-            for cb in self._acquiring.pop(channel, []):
-                cb(False)
+            self._defer_new_epoch(channel, "cluster map not yet settled")
             return
         if self.bus is None or not peers:
             own = self.replicas.get(channel)
@@ -133,15 +132,15 @@ class HomeSide(PersistedHomes):
                     self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
                     return
                 if self.placement.other_zone_known(self.node_id):
-                    # Alone in a map that knows the other zone: nothing could be acknowledged here,
-                    # and our copy may be stale, the home being merely out of our sight (chaos seed
-                    # 591600106: a false death on a starved machine made fe-b1 a second, stale
-                    # home beside fe-b2). Keep the copy and wait for the map to show a peer.
+                    # Alone in a map that knows the other zone: our copy may be stale, its home merely
+                    # out of sight (chaos seed 591600106: a false death made a second, stale home).
                     self._defer_new_epoch(channel, "alone in the map: our copy may be stale")
                     return
             self.replicas.pop(channel, None)
             if own is not None and own.superseded():
                 own = None  # a client already holds a newer epoch than this copy's: start another
+            elif own is not None and self._stale_after_loss(own, None):
+                own = self._new_log(channel, now_ms)  # the copy may miss entries a lost zone ACKed
             self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
             return
         replies: dict[str, Any] = {}
@@ -156,9 +155,7 @@ class HomeSide(PersistedHomes):
             silent = [p for p, r in replies.items() if r is None and self.view.alive(p)]
             if refused or silent or self.home_of(channel) != self.node_id:
                 # A live peer that did not answer may still be home: never guess (no split brain).
-                log.info("channel.acquire_deferred", channel=channel, claimed_by=refused, silent=silent)
-                for cb in self._acquiring.pop(channel, []):
-                    cb(False)
+                self._defer_new_epoch(channel, "claimed or silent", claimed_by=refused, silent=silent)
                 return
             best: ChannelLog | None = self.replicas.pop(channel, None)
             newer_born = 0 if best is None else best.newer_epoch_born
@@ -184,6 +181,11 @@ class HomeSide(PersistedHomes):
                 # Every copy is of an epoch older than one a client holds (its home and replica are
                 # gone): continuing it would move that client backwards; a new epoch announces the gap.
                 best, source = None, "superseded"
+            answers = [r for r in replies.values() if isinstance(r, dict)]
+            handed = any(r.get("relinquished") for r in answers)
+            if not handed and self._stale_after_loss(best, [r.get("lost_since") for r in answers]):
+                # A zone lost entries it ACKed alone (home_quorum): no copy is known complete.
+                best, source = self._new_log(channel, self.now_ms), "zone_data_lost"
             self._become_home(self.now_ms, channel, best, subs, source)
 
         def replier(peer: str) -> Callable[[bool, Any], None]:
@@ -204,7 +206,7 @@ class HomeSide(PersistedHomes):
     ) -> None:
         if lg is None and not store_checked and self._acquire_from_store(channel, subs, source):
             return  # a persisted channel asks its store where its epoch stands first
-        if lg is None and self._other_zone_out_of_reach():
+        if lg is None and self._other_zone_out_of_reach() and not self.quorum().may_degrade:
             # No copy in reach, and the other zone, where a copy of every ACKed message lives, is
             # out of sight: a new epoch here would hide the channel's history from our subscribers
             # (90003) and send them back to the old epoch when the cut heals (frontend.sim seed 4:
@@ -215,13 +217,20 @@ class HomeSide(PersistedHomes):
             lg = self._new_log(channel, now_ms)
             if source != "fresh":
                 source = "lost"
+        state = self.quorum()
+        replica, blocked, degraded = self._choose_replica(channel, state)
         home = self.homes[channel] = Home(
             log=lg,
             remote_subs=subs - {self.node_id},
-            replica=self.placement.replica_for(channel, self.node_id),
+            replica=replica,
             replica_synced=False,
             committed=lg.last_seq,
+            blocked=blocked,
+            degraded=degraded,
         )
+        if degraded:
+            log.warning("channel.replica_degraded", channel=channel, replica=replica, detail=state.describe())
+        self.metrics.replication_degraded.set(1 if self.replication_degraded() else 0)
         self._persist_home(channel, home)
         log.info(
             "channel.home_acquired", channel=channel, epoch=lg.epoch, last_seq=lg.last_seq, source=source
@@ -230,22 +239,6 @@ class HomeSide(PersistedHomes):
         for cb in self._acquiring.pop(channel, []):
             # An earlier waiter may have made us step down (frontend/sim.py found a KeyError here).
             cb(self.homes.get(channel) is home)
-
-    def _defer_new_epoch(self, channel: str, why: str) -> None:
-        log.info("channel.acquire_deferred", channel=channel, reason=why)
-        for cb in self._acquiring.pop(channel, []):
-            cb(False)
-
-    def _other_zone_out_of_reach(self) -> bool:
-        """The map knows a frontend in another zone, and none of them is alive in it."""
-        if self.bus is None or not self.placement.other_zone_known(self.node_id):
-            return False
-        zone = self.view.zone_of(self.node_id)
-        return not any(p.alive and p.zone != zone for p in self.view.frontends())
-
-    def _replica_missing(self, home: Home) -> bool:
-        """No replica to write to, though the cluster spans another zone: appends wait (no ACK)."""
-        return home.replica is None and self.bus is not None and self.placement.other_zone_known(self.node_id)
 
     def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None:
         replica = home.replica
@@ -265,6 +258,7 @@ class HomeSide(PersistedHomes):
                 return
             if ok:
                 home.replica_synced = True
+                self._synced_across_zones(home)
                 synced = int(result)
                 log.info(
                     "channel.replica_synced",
@@ -334,7 +328,7 @@ class HomeSide(PersistedHomes):
             publisher=connection_id,
             msg_serial=msg_serial,
         )
-        item = _Append(entry, serials, [(done, abandon)])
+        item = _Append(entry, serials, [(done, abandon)], queued_ms=now_ms)
         home.pending.append(item)
         self._write_through(channel, home, entry)
         if self._replica_missing(home):
@@ -365,11 +359,14 @@ class HomeSide(PersistedHomes):
 
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
         """Fan out and ACK, in order, every pending append the replica now holds."""
+        if not self._quorum_allows(home):
+            return  # a copy inside our zone counts only while we hold the majority of zones
         upto = self._durable_upto(home, upto)
         home.confirmed = max(home.confirmed, upto)
         while home.pending and home.pending[0].entry.last_seq <= upto:
             item = home.pending.popleft()
             entry = item.entry
+            home.log.zone_only = home.log.zone_only or home.degraded
             home.committed = entry.last_seq
             home.log.advance_presence(home.committed)
             self._fan_out(now_ms, channel, entry, entry.publisher)
@@ -459,7 +456,10 @@ class HomeSide(PersistedHomes):
             subs = set(self.former_subs.get(channel, ()))
             if channel in self.streams or (copy is not None and self._local_interest(channel)):
                 subs.add(self.node_id)
-            reply(True, {"log": copy.snapshot() if copy is not None else None, "subs": sorted(subs)})
+            if self._withhold_log_fetch(reply):
+                return  # restarted, not yet told by the witness whether our zone lost data (home_quorum)
+            snapshot = copy.snapshot() if copy is not None else None
+            reply(True, {"log": snapshot, "subs": sorted(subs), "lost_since": self._lost_since()})
             return
         if self.home_of(channel) != src:
             reply(True, {"home": self.node_id})  # my map still says I am home: the asker must wait
@@ -543,24 +543,11 @@ class HomeSide(PersistedHomes):
             reply(False, O.Refused(O.Refusal.STALE, "this node holds a longer copy or is home"))
             return
         lg.synced_from = src
+        # A home of our own zone copies here only when it has no other zone (a degraded home): this
+        # copy may hold entries no other zone has, and keeps our zone's place at the witness.
+        lg.zone_only = self.view.zone_of(src) == self.config.zone
         self.replicas[channel] = lg
         reply(True, lg.last_seq)
-
-    def drop_blocked(self, now_ms: int) -> None:
-        """Refuse, for certain, the appends a blocked home (no replica in reach, _replica_missing)
-        has held past the publish deadline and never sent to any replica: they are cut from the
-        log, so they are never delivered, and their publishers get NACK 50001 (DESIGN 7: nothing
-        NACKed is delivered). An append that was sent may sit in a copy, so it waits."""
-        for name, home in self.homes.items():
-            if not home.pending or not self._replica_missing(home):
-                continue
-            drop = home.take_blocked(now_ms, self._publish_window())
-            if not drop:
-                continue
-            log.warning("channel.blocked_appends_refused", channel=name, count=len(drop))
-            for item in reversed(drop):
-                for waiter, _ in item.waiters:
-                    waiter(None, unavailable(name))
 
     def keep_replicas_alive(self, now_ms: int) -> None:
         """Re-send an idle home's log to its replica once per retention window. A copy with no
@@ -582,10 +569,8 @@ class HomeSide(PersistedHomes):
         return min(OPERATION_DEADLINE_MS, self.config.retention_ms // 2)
 
     def retire_idle(self, now_ms: int) -> None:
-        """Forget homes with nothing retained, nobody listening, idle for two retention windows.
-
-        Their history is gone, so a later ATTACH starts a new epoch (and old serials get 90003).
-        """
+        """Forget homes with nothing retained, nobody listening, idle for two retention windows: their
+        history is gone, so a later ATTACH starts a new epoch (and old serials get 90003)."""
         cutoff = now_ms - 2 * self.config.retention_ms
         for name in [n for n, home in self.homes.items() if home.idle_since(cutoff)]:
             if not self._local_interest(name):

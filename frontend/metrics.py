@@ -150,6 +150,26 @@ class Metrics:
             registry=r,
         )
 
+        # Zone quorum (frontend/home_quorum.py, docs/architecture.md "Zone quorum").
+        self.replication_degraded = Gauge(
+            "continuity_replication_degraded",
+            "1 while this frontend's channel copies live inside one zone (a single-zone cluster, or a "
+            "lost zone with this side holding the majority of zones)",
+            registry=r,
+        )
+        self.write_available = Gauge(
+            "continuity_write_available",
+            "1 while this frontend can number publishes: a copy in another zone, or a majority of zones",
+            registry=r,
+        )
+        self.write_available.set(1)
+        self.publishes_refused_no_quorum = Counter(
+            "continuity_publishes_refused_no_quorum",
+            "Publishes refused (NACK 50350) because no copy could be placed and this side holds no "
+            "majority of zones",
+            registry=r,
+        )
+
         # Persisted channels (frontend/persistence.py).
         self.history_written = Counter(
             "continuity_history_written", "Entries written through to the history store", registry=r

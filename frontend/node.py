@@ -550,6 +550,8 @@ class FrontendNode(PubSub):
             sum(s.state_size() for s in self.sessions.values() if s.state is SessionState.DETACHED)
         )
         self.metrics.retained_messages.set(sum(h.log.retained_messages for h in self.channels.homes.values()))
+        self.metrics.replication_degraded.set(1 if self.channels.replication_degraded() else 0)
+        self.metrics.write_available.set(1 if self.channels.write_available() else 0)
 
     def describe(self, connection_id: str) -> dict[str, Any]:
         """What this node holds for a connection (``GET /debug/connections/<id>``); never the key."""
@@ -577,6 +579,7 @@ class FrontendNode(PubSub):
             "state": "active",
             "connections": {"live": len(self.outlets), "detached": len(self.sessions) - len(self.outlets)},
             "channels": {"home": sorted(self.channels.homes), "replica": sorted(self.channels.replicas)},
+            "write": self.channels.write_status(),
             "members": [
                 {
                     "node_id": self.node_id,

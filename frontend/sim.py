@@ -49,17 +49,20 @@ import structlog
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.node import FrontendNode
-from frontend.simcheck import check_run
+from frontend.simcheck import check_run, zone_loss_availability
 from frontend.simclient import SimClient, Transport
 from frontend.simnet import Scheduler, SimBus, SimNet
+from frontend.simwitness import WITNESS, WITNESS_ZONE, ask_witness
 from kernel.keys import InvalidKey, KeySigner
 from kernel.placement import ClusterView, Peer
+from kernel.quorum import Witness
 from router.decide import NoRoute, RouteRequest, decide
 
 SECRET = "simulated-cluster-secret-0123456789abcdef"
 FAULT_KINDS = ("node_partition", "zone_partition", "kill", "drain", "restart", "zone_loss", "tunnel_cut",
                "link_reset")  # fmt: skip
 DETECT_MS = (300, 2_500)  # how long an observer's map takes to follow a change
+ASK_EVERY_MS = 500  # how often a node's driver looks at whether to ask the witness
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class SimConfig:
     burst_every_ms: tuple[int, int] = (700, 3_000)
     burst: tuple[int, int] = (1, 4)
     kinds: tuple[str, ...] = FAULT_KINDS
+    witness: bool = False  # a witness router in zone w: the zone quorum lets a majority side go on
     max_fault_ms: int = 6_000  # the longest partition, or downtime of a restart
     ttl_ms: int = 120_000  # connectionStateTtl; the dedupe window is this plus maxIdleInterval
     connected_lost: float = 0.0  # the share of resumes whose CONNECTED is lost with the transport
@@ -132,6 +136,7 @@ class World:
         self.signer = KeySigner([SECRET])
         self.zone = {f"fe-{z}{i + 1}": z for z in "ab" for i in range(cfg.per_zone)}
         self.routers = {"r-a": "a", "r-b": "b"}
+        self.witness = Witness(started_ms=-1_000_000)  # in a third zone: it only votes
         self.nodes: dict[str, FrontendNode] = {}
         self.draining: set[str] = set()
         self.views: dict[str, ClusterView] = {}  # observer -> its current map
@@ -157,6 +162,8 @@ class World:
         for fault in schedule:
             self.sched.at(fault.at_ms, functools.partial(self._apply, fault))
         self.sched.at(cfg.heal_at_ms, self._heal_all)
+        for node_id in sorted(self.zone) if cfg.witness else ():
+            self.sched.at(ASK_EVERY_MS, functools.partial(self._ask_witness, node_id))
 
     # -- processes ------------------------------------------------------------
     def _start(self, node_id: str) -> None:
@@ -217,7 +224,7 @@ class World:
 
     # -- maps -------------------------------------------------------------------
     def _group(self, who: str) -> int:
-        zone = self.routers.get(who) or self.zone.get(who)
+        zone = WITNESS_ZONE if who == WITNESS else self.routers.get(who) or self.zone.get(who)
         if who in self.net.group:
             return self.net.group[who]
         return self.net.group.get(f"zone:{zone}", -1)
@@ -232,6 +239,9 @@ class World:
             active = node_id not in self.draining
             peers[node_id] = Peer(node_id=node_id, role="frontend", zone=zone, client_addr=node_id,
                                   peer_addr=node_id, alive=alive, active=active)  # fmt: skip
+        if self.cfg.witness:
+            peers[WITNESS] = Peer(node_id=WITNESS, role="router", zone=WITNESS_ZONE,
+                                  alive=self.reachable(observer, WITNESS))  # fmt: skip
         return ClusterView(peers)
 
     def _changed(self) -> None:
@@ -260,6 +270,11 @@ class World:
         assert isinstance(bus, SimBus)
         bus.set_addresses({p.node_id for p in view.frontends() if p.alive})
         self.input(node_id, lambda: node.apply_view(self.sched.now, view))
+
+    def _ask_witness(self, node_id: str) -> None:
+        """A node's driver asks the witness router for a grant when its core says so (cluster.py)."""
+        self.sched.at(self.sched.now + ASK_EVERY_MS, functools.partial(self._ask_witness, node_id))
+        ask_witness(self, node_id)
 
     # -- clients ------------------------------------------------------------------
     def route(self, client: SimClient, params: dict[str, str]) -> None:
@@ -344,7 +359,8 @@ class World:
                 self._changed()
                 self.sched.at(later, self._heal)
             case "zone_partition":
-                self.net.group = {f"zone:{f.target}": 1, f"zone:{'b' if f.target == 'a' else 'a'}": 2}
+                self.net.group = {f"zone:{f.target}": 1, f"zone:{'b' if f.target == 'a' else 'a'}": 2,
+                                  f"zone:{WITNESS_ZONE}": 2}  # fmt: skip
                 self.net.group.update({n: (1 if z == f.target else 2) for n, z in self.zone.items()})
                 self._changed()
                 self.sched.at(later, self._heal)
@@ -399,6 +415,14 @@ class World:
         if self.needless:
             verdict["violations"]["needless_new_connection"] = len(self.needless)
             verdict["examples"].extend(self.needless[:3])
+        unavailable = []
+        if self.cfg.witness:  # without one, losing a zone rightly stops publishing (no majority)
+            unavailable = zone_loss_availability(
+                publishes, self.schedule, self.cfg.channels, self.cfg.heal_at_ms
+            )
+        if unavailable:
+            verdict["violations"]["zone_loss_unavailable"] = len(unavailable)
+            verdict["examples"].extend(unavailable[:3])
         if crash is not None:
             verdict["violations"]["crash"] = 1
             verdict["examples"].insert(0, {"kind": "crash", "at_ms": self.sched.now, "traceback": crash})
@@ -499,7 +523,7 @@ def _replay(seed: int, schedule: list[Any], cfg: SimConfig) -> str:
         f" --{name.replace('_', '-')} {getattr(cfg, name)}"
         for name in ("max_fault_ms", "ttl_ms", "connected_lost")
         if getattr(cfg, name) != getattr(DEFAULT, name)
-    )
+    ) + (" --witness" if cfg.witness else "")
     return f"python -m frontend.sim --seed {seed}{flags} --schedule '{json.dumps(schedule)}'"
 
 
@@ -521,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connected-lost", type=float, default=DEFAULT.connected_lost,
                         help="share of resumes whose CONNECTED is lost (default 0)")  # fmt: skip
     parser.add_argument("--kinds", help="comma-separated fault kinds (default: all)")
+    parser.add_argument("--witness", action="store_true",
+                        help="a witness router in zone w (the zone quorum, kernel/quorum.py)")  # fmt: skip
     args = parser.parse_args(argv)
     if os.environ.get("PYTHONHASHSEED") != "0":
         # Set iteration order is part of a run: fix it so that a seed replays bit for bit anywhere.
@@ -533,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.connected_lost <= 1.0:
         parser.error("--connected-lost: a share between 0 and 1")
     cfg = SimConfig(faults=args.faults, max_fault_ms=args.max_fault_ms, ttl_ms=args.ttl_ms, kinds=kinds,
-                    connected_lost=args.connected_lost)  # fmt: skip
+                    connected_lost=args.connected_lost, witness=args.witness)  # fmt: skip
     if args.seed is not None:
         schedule = None
         if args.schedule:

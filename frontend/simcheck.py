@@ -23,6 +23,39 @@ def check_run(publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str
     return {"violations": violations, "examples": verdict.examples[:10]}
 
 
+AVAILABILITY_MS = 10_000  # every channel ACKs again within this long of a zone's loss (issue 11)
+
+
+def zone_loss_availability(
+    publishes: Sequence[Mapping[str, Any]],
+    schedule: Sequence[Any],
+    channels: int,
+    heal_at_ms: int,
+) -> list[dict[str, Any]]:
+    """A zone lost alone (no fault but client cuts and link resets before it is judged) leaves the
+    other zone with the witness, which holds the majority of zones: every channel published to
+    after the loss must ACK a publish sent after it within ``AVAILABILITY_MS``. One example per
+    channel that did not."""
+    out: list[dict[str, Any]] = []
+    for fault in schedule:
+        if fault.kind != "zone_loss":
+            continue
+        start, end = fault.at_ms, fault.at_ms + AVAILABILITY_MS
+        others = [f for f in schedule if f is not fault and f.kind not in ("tunnel_cut", "link_reset")]
+        if end > heal_at_ms or any(f.at_ms <= end for f in others):
+            continue
+        for i in range(channels):
+            name = f"ch{i}"
+            sent = [p for p in publishes if p["channel"] == name and start <= p["sent_t"] * 1000 < end]
+            if not sent:
+                continue
+            acks = [p["t"] * 1000 for p in sent if p["outcome"] == "ack"]
+            first = min(acks, default=None)
+            if first is None or first > end:
+                nacks = sorted({p["code"] for p in sent if p["outcome"] == "nack"})
+                out.append({"kind": "zone_loss_unavailable", "channel": name, "zone": fault.target,
+                            "lost_at_ms": start, "first_ack_ms": first, "nacks": nacks})  # fmt: skip
+    return out
 def _per_connection(p: Mapping[str, Any]) -> Mapping[str, Any]:
     """Publisher order is a promise per connection (Ably's, and issue 10's definition): the checker
     orders a publisher's stream by (client, channel), so each connection of a client is made its own

@@ -347,7 +347,8 @@ class SimClient:
             serial = self.msg_serial
             self.msg_serial += 1
             rec = {"pid": pid, "client": self.name, "conn": self.conn_id, "channel": channel,
-                   "outcome": "indeterminate", "serial": None, "code": None, "t": self.t}  # fmt: skip
+                   "outcome": "indeterminate", "serial": None, "code": None, "t": self.t,
+                   "sent_t": self.t}  # fmt: skip
             self.records.append(rec)
             self.pending[serial] = rec
             pm = ProtocolMessage(action=Action.MESSAGE, channel=channel, msg_serial=serial,

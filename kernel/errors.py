@@ -27,6 +27,9 @@ class ErrorCode(enum.IntEnum):
     CAPABILITY_DENIED = 40160
     INTERNAL = 50000
     INTERNAL_CHANNEL = 50001
+    # A publish refused because its channel's home can place no copy in another zone and its side
+    # of the cluster does not hold a majority of zones (docs/architecture.md, "Zone quorum").
+    NO_ZONE_QUORUM = 50350
     CONNECTION_SUSPENDED = 80002
     DISCONNECTED = 80003
     CONNECTION_EXPIRED = 80008  # resume/recover of an unknown or expired connection
@@ -67,6 +70,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.CAPABILITY_DENIED: 401,
     ErrorCode.INTERNAL: 500,
     ErrorCode.INTERNAL_CHANNEL: 500,
+    ErrorCode.NO_ZONE_QUORUM: 503,
     ErrorCode.CONNECTION_SUSPENDED: 503,
     ErrorCode.DISCONNECTED: 408,
     ErrorCode.CONNECTION_EXPIRED: 400,

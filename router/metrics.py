@@ -21,6 +21,12 @@ class RouterMetrics:
             "back (Comet long-polls included, so the top buckets hold parked /recv requests)",
             buckets=LATENCY_BUCKETS, registry=r,
         )
+        self.witness_requests = Counter(
+            "continuity_router_witness_requests",
+            "Zone-quorum grant requests from frontends, by result "
+            "(granted|released|refused_other_zone|refused)",
+            ["result"], registry=r,
+        )
         self.requests = Counter(
             "continuity_router_requests", "Requests received, by kind (websocket|comet|http|local)",
             ["kind"], registry=r,

@@ -20,6 +20,7 @@ for ``refused_memory_s``) and the decision is made again, up to ``connect_attemp
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -30,6 +31,7 @@ import trio
 
 from kernel.http import is_websocket, peer_of, read_body, serve_http
 from kernel.keys import KeySigner
+from kernel.quorum import MAC_HEADER, WITNESS_PATH
 from kernel.tls import wrap_listeners
 from router import proxy, static
 from router.admin import RouterAdmin, is_admin_path
@@ -50,6 +52,7 @@ from router.decide import (
 from router.metrics import RouterMetrics
 from router.pool import Pools, TargetRefused, open_upstream
 from router.tunnel import Tunnels, match_of
+from router.witness import WitnessService, encode
 
 log = structlog.get_logger("continuity.router")
 
@@ -75,6 +78,7 @@ class Router:
         self.admin_port: int | None = None  # the admin listener's bound port, when there is one
         self.tunnels = Tunnels()  # the dev-mode tunnel hook (router.tunnel); idle outside dev mode
         self.admin = RouterAdmin(self)
+        self.witness = WitnessService(self)
 
     def choose(self, request: RouteRequest, refused: set[str], peer: str) -> Decision:
         """Decide for ``request`` with this request's and the remembered refusals; count and log it."""
@@ -162,6 +166,13 @@ class FrontDoor:
             await read_body(conn, stream)
             status, health = router.admin.health() if request.path == "/health" else (200, {"status": "ok"})
             await proxy.respond(stream, conn, status, b"application/json", json.dumps(health).encode())
+            return True
+        if request.path == WITNESS_PATH and event.method == b"POST" and not request.upgrade:
+            metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()
+            body = await read_body(conn, stream)
+            mac = dict(event.headers).get(MAC_HEADER.encode(), b"").decode("latin-1")
+            status, answer = router.witness.answer(body, mac, int(time.time() * 1000))
+            await proxy.respond(stream, conn, status, b"application/json", encode(answer))
             return True
         if is_admin_path(request.path) and not request.upgrade:
             metrics.requests.labels(kind=str(RequestKind.LOCAL)).inc()

@@ -1,8 +1,8 @@
 """The cluster dashboard (``/dashboard/``) in chromium, live from a real cluster.
 
-It lists every member with zone, role, state, load and incarnation, each frontend's connection
-count and where a demo room's channel has its home and replica; it updates without a reload, and a
-frontend killed with SIGKILL shows as dead.
+It lists every member with zone, role, state, load and incarnation, each frontend's write
+availability and connection count and where a demo room's channel has its home and replica; it
+updates without a reload, and a frontend killed with SIGKILL shows as dead.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ async def test_dashboard_shows_the_live_cluster_and_a_killed_frontend_as_dead(cl
             }
             for node in names
         }
+        writes = {n: dash.get_attribute(f'#members tr[data-node="{n}"] [data-writes]', "data-writes")
+                  for n in frontends}  # fmt: skip
         shots = [screenshot(dash, "dashboard-before-kill")]
         refreshes = dash.evaluate("window.dashboard.refreshes")
 
@@ -86,6 +88,7 @@ async def test_dashboard_shows_the_live_cluster_and_a_killed_frontend_as_dead(cl
             "home": home,
             "replica": replica,
             "rows": rows,
+            "writes": writes,
             "victim": victim,
             "victim_row_class": dash.get_attribute(f'#members tr[data-node="{victim}"]', "class"),
             "refreshes": (refreshes, dash.evaluate("window.dashboard.refreshes")),
@@ -110,6 +113,9 @@ async def test_dashboard_shows_the_live_cluster_and_a_killed_frontend_as_dead(cl
     assert CHANNEL in reports[replica]["cluster"]["channels"]["replica"]
     assert cluster.nodes[str(home)].zone != cluster.nodes[str(replica)].zone
     assert sum(r["cluster"]["connections"]["live"] for r in reports.values()) >= 1
+    # Write availability per frontend (issue 11): two zones in reach, so every one numbers publishes.
+    assert result["writes"] == {n: "ok" for n in frontends}, result["writes"]
+    assert all(r["cluster"]["write"]["available"] for r in reports.values())
     # Updated without a reload, and only the killed frontend is dead.
     first, last = result["refreshes"]
     assert last > first

@@ -74,6 +74,17 @@ def _check_workloads(docs: list[dict[str, Any]]) -> None:
         assert f"{prefix}ADMIN_TOKEN" in env
     router = _container(_one(docs, "Deployment", "router"))
     assert router["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+
+
+def _check_witness(docs: list[dict[str, Any]]) -> None:
+    """Issue 11: one router alone in its own zone, with a stable node id, so that losing either
+    frontend zone leaves the other a majority of zones."""
+    witness = _one(docs, "StatefulSet", "witness")
+    assert witness["spec"]["replicas"] == 1
+    c = _container(witness)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["CONTINUITY_ROUTER_ZONE"] == "witness" and c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert "continuity-router" in c["command"]
     for service in (d for d in docs if d["kind"] == "Service"):
         ports = {p.get("targetPort", p["port"]) for p in service["spec"]["ports"]}
         assert "admin" not in ports and 9090 not in ports, service["metadata"]["name"]
@@ -92,9 +103,10 @@ def test_kustomize_base_and_one_zone_overlay_are_valid() -> None:
     base = _kustomize("deploy/k8s")
     _validate(base)
     _check_workloads(base)
+    _check_witness(base)
     overlay = _kustomize("deploy/k8s-overlays/one-zone")
     _validate(overlay)
-    init = _one(overlay, "StatefulSet")["spec"]["template"]["spec"]["initContainers"][0]
+    init = _one(overlay, "StatefulSet", "frontend")["spec"]["template"]["spec"]["initContainers"][0]
     assert "CONTINUITY_ZONE=z" in " ".join(init["command"])
     # The base's placeholders are refused by the daemons, as the README says.
     frontend_toml = _one(base, "ConfigMap")["data"]["frontend.toml"]

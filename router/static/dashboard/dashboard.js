@@ -89,6 +89,14 @@
     return member.serving === "draining" ? "draining" : "alive";
   }
 
+  // Write availability as the frontend reports it (/cluster "write"): ok, degraded or refusing.
+  function writesOf(cluster) {
+    if (!cluster || !cluster.write) return "-";
+    const w = cluster.write;
+    const word = !w.available ? "refusing" : w.degraded ? "degraded" : "ok";
+    return el("span", { class: `writes-${word}`, title: w.detail, "data-writes": word }, pill(word));
+  }
+
   function drawMembers(state) {
     const body = $("members").tBodies[0];
     const rows = [];
@@ -113,6 +121,7 @@
         el("td", { class: "num conns" }, m.role === "frontend" ? conns : ""),
         el("td", { class: "num homes" }, m.role === "frontend" ? homes : ""),
         el("td", { class: "num replicas" }, m.role === "frontend" ? replicas : ""),
+        el("td", { class: "writes" }, m.role === "frontend" ? writesOf(cluster) : ""),
         el("td", {}, el("code", {}, m.client_addr || "")),
       );
       rows.push(row);

@@ -1,0 +1,349 @@
+"""The home side of the zone quorum: where a home's copy goes, and when a home must refuse.
+
+Mixed into HomeSide (``homes.py``); the rule and the witness are ``kernel/quorum.py``, the proof
+sketch is in docs/architecture.md ("Zone quorum"). Each home chooses its copy with
+``_choose_replica``:
+
+1. placement's replica, a frontend of **another zone**, when one is serving (no vote needed);
+2. else, when this zone holds a majority of the zone votes (``kernel.quorum.assess``: its own zone
+   plus the grants of witness zones, or a single-zone cluster), another frontend of **its own
+   zone** (or no copy at all when it is the only frontend): the home is *degraded*, says so in the
+   log (``channel.replica_degraded``) and in ``continuity_replication_degraded``;
+3. else the home is *blocked*: nothing is ACKed, and publishes that were never sent to any copy
+   are refused at the publish deadline (15 s) with 50350 naming the zones out of reach
+   (``drop_blocked``). Not sooner: a map that lags may still show the other zone, and a NACK that
+   a client misses while it is being moved lets its re-send be numbered after its later publishes
+   (frontend.sim seed 142 with a 2 s grace: publisher_order).
+
+A degraded home commits only while the majority holds (``_quorum_allows``): a grant that lapses
+stops its ACKs at once. ``grant`` takes a witness's answer; ``witness_request`` says what this
+frontend should ask next (the trio driver in ``cluster.py`` and the simulation both call it).
+Pure: ``now_ms`` comes in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from frontend import peerops as O
+from kernel.errors import ErrorCode, ErrorInfo
+from kernel.quorum import DEFAULT_LEASE_MS, QuorumState, assess, witness_routers, zones_seen
+
+if TYPE_CHECKING:
+    import random
+
+    from frontend.channel_log import ChannelLog
+    from frontend.channels import Bus
+    from frontend.config import FrontendConfig
+    from frontend.home_records import Home
+    from frontend.metrics import Metrics
+    from kernel.placement import ClusterView, Placement
+
+log = structlog.get_logger("continuity.frontend")
+
+RENEW_MS = DEFAULT_LEASE_MS // 3  # a held grant is renewed this often
+WITHHOLD_MAX_MS = 5_000  # a restarted node withholds its copies until a witness answered, at most this
+
+
+def no_quorum(channel: str, state: QuorumState) -> ErrorInfo:
+    return ErrorInfo.of(
+        ErrorCode.NO_ZONE_QUORUM,
+        f"channel {channel} cannot be published to: no copy can be placed in another zone and "
+        f"{state.describe()}; this side of the cluster does not hold a majority of zones",
+    )
+
+
+class QuorumHomes:
+    node_id: str
+    config: FrontendConfig
+    metrics: Metrics
+    bus: Bus | None
+    view: ClusterView
+    placement: Placement
+    homes: dict[str, Home]
+    replicas: dict[str, ChannelLog]
+    now_ms: int
+    ready: bool
+    _rng: random.Random
+    _acquiring: dict[str, list[Callable[[bool], None]]]
+
+    def _quorum_init(self) -> None:
+        self.grants: dict[str, int] = {}  # witness router -> when its grant expires here
+        self._zones_remembered: set[str] = set(self.config.zones)
+        self._witnesses_remembered: dict[str, set[str]] = {}
+        # We asked for (or hold) a grant: release it when done. True at start: a process restarted
+        # after holding one (kill -9) holds nothing now, and says so to the witness once.
+        self._asked_grant = True
+        self._last_quorum: QuorumState | None = None
+        self._setup_logged = ""
+        # Restart detection at the witness: a process's boot id (a restarted holder lost what it
+        # held alone), whether a witness has answered us yet, and until when our zone's data is lost.
+        self.boot = f"{self._rng.getrandbits(48):012x}"
+        self._witness_heard = False
+        self._withhold_until: int | None = None
+        self._data_lost_at = self._data_lost_until = 0
+
+    # -- reading the quorum ---------------------------------------------------------
+    def remember_zones(self, view: ClusterView) -> None:
+        self._zones_remembered |= zones_seen(view)
+        for zone, routers in witness_routers(view).items():
+            self._witnesses_remembered.setdefault(zone, set()).update(routers)
+
+    def quorum(self, now_ms: int | None = None) -> QuorumState:
+        return assess(
+            self.view,
+            self.config.zone,
+            remembered=self._zones_remembered,
+            remembered_witnesses=self._witnesses_remembered,
+            configured=self.config.zones,
+            grants=self.grants,
+            now_ms=self.now_ms if now_ms is None else now_ms,
+        )
+
+    def _choose_replica(self, channel: str, state: QuorumState) -> tuple[str | None, bool, bool]:
+        """(replica, blocked, degraded) for a home of ``channel`` here."""
+        replica = self.placement.replica_for(channel, self.node_id)
+        if replica is not None or self.bus is None:
+            return replica, False, False
+        if not state.may_degrade:
+            return None, True, False
+        order = [n for n in self.placement.channel_order(channel) if n != self.node_id]
+        return (order[0] if order else None), False, True
+
+    def _quorum_allows(self, home: Home) -> bool:
+        """A degraded home may commit only while this zone holds the majority."""
+        return not home.degraded or self.quorum().may_degrade
+
+    def write_available(self) -> bool:
+        """Whether this frontend can number publishes now (``/health``'s readiness)."""
+        state = self.quorum()
+        return state.other_zone_serving or state.may_degrade or self.bus is None
+
+    def replication_degraded(self) -> bool:
+        """Homes here copy inside one zone (or nowhere): a single-zone cluster, or a lost zone."""
+        single = self.quorum().single_zone and self.bus is not None
+        return single or any(h.degraded for h in self.homes.values())
+
+    def write_status(self) -> dict[str, object]:
+        """For ``/health``, ``/cluster`` and the dashboard: can this node number publishes, and how."""
+        state = self.quorum()
+        return {
+            "available": self.write_available(),
+            "degraded": self.replication_degraded(),
+            "majority": state.may_degrade,
+            "zones": sorted(state.votes),
+            "witness_zones": sorted(state.witnesses),
+            "zones_out_of_reach": sorted(state.missing),
+            "detail": state.describe(),
+        }
+
+    # -- witness grants ------------------------------------------------------------------
+    def witness_request(self, now_ms: int) -> tuple[list[str], bool, bool, bool] | None:
+        """What to ask the witness routers now: (routers, need, holding, alone), or None (nothing to
+        ask). ``need``: a grant would let our homes go on; ``holding``: some log here holds entries
+        whose only copies are in this zone (then a release must wait); ``alone``: some home here
+        commits with no copy at all (the only frontend of its zone left)."""
+        state = self.quorum(now_ms)
+        holding = self._holding_zone_only()
+        need = state.wants_grant
+        if not need and not holding:
+            # About to release (or nothing to ask): stop counting our grants first, so that no
+            # home goes on alone on a grant the witness is being told we no longer hold.
+            self.grants.clear()
+            if not self._asked_grant:
+                return None
+        routers = sorted({r for z in state.witnesses for r in self._witnesses_remembered.get(z, ())})
+        routers = [r for r in routers if self.view.alive(r)]
+        if not routers:
+            return None
+        alone = any(h.degraded and h.replica is None for h in self.homes.values())
+        return routers, need, holding, alone
+
+    def grant(
+        self, now_ms: int, router: str, sent_ms: int, granted: bool, need: bool, holder: str | None,
+        *, lost: bool = False,
+    ) -> None:
+        """A witness router answered a request sent at ``sent_ms``. ``lost``: an earlier process of
+        this node held a grant and entries only its zone held, and was restarted: they are gone."""
+        self.now_ms = now_ms
+        self._witness_heard = True
+        if lost:
+            self._data_lost_at, self._data_lost_until = now_ms, now_ms + 2 * self.config.retention_ms
+            log.error(
+                "zone.degraded_data_lost", router=router, until_ms=self._data_lost_until,
+                homes=len(self.homes),
+            )
+            for name in [n for n, h in self.homes.items() if h.blocked]:
+                # A blocked home may hold a stale copy (it never committed since): re-acquired
+                # under a new epoch. A home that commits holds its channel's whole log.
+                self._demote(name)
+        if granted:
+            self.grants[router] = sent_ms + DEFAULT_LEASE_MS
+            self._asked_grant = True
+        else:
+            self.grants.pop(router, None)
+            if not need:
+                self._asked_grant = bool(self.grants) or self._holding_zone_only()
+            if holder is not None and holder != self.config.zone and need:
+                log.warning("zone.grant_refused", router=router, holder=holder)
+        self._reassess(now_ms)
+
+    def _holding_zone_only(self) -> bool:
+        """Some log here, a home's or a copy's (a demoted degraded home leaves its log as a copy),
+        holds entries committed with copies only in this zone: the witness must keep our zone's
+        place until another zone holds them (frontend.sim seed 232: a home demoted at a heal made
+        its node release, and a stale copy in the other zone was then continued: split_brain)."""
+        return any(h.degraded or h.log.zone_only for h in self.homes.values()) or any(
+            c.zone_only for c in self.replicas.values()
+        )
+
+    def _lost_since(self) -> int | None:
+        """When this node learned that a zone may have lost entries it ACKed alone (a holder
+        restarted), for two retention windows after; else None."""
+        return self._data_lost_at if self._data_lost_until > self.now_ms else None
+
+    def _stale_after_loss(self, best: ChannelLog | None, heard: list[Any] | None) -> bool:
+        """A log about to be continued from copies (not handed over by a live home) was copied
+        before a zone's loss was known, here or at a peer that answered: it may miss entries the lost
+        zone ACKed alone, so a new epoch starts instead (90003 to subscribers: announced, never a
+        serial given out twice). Copies made after the news (new epochs' copies) are continued."""
+        since = [t for t in [self._lost_since(), *(heard or [])] if isinstance(t, int)]
+        return bool(since) and (best is None or best.created_ms < max(since))
+
+    def _withhold_log_fetch(self, reply: Callable[[bool, Any], None]) -> bool:
+        """Until a witness has answered this process, a copy it serves could hide that our zone lost
+        data: answer "not now" (the acquirer defers), when there are witnesses to hear from."""
+        routers = [r for names in witness_routers(self.view).values() for r in names]
+        if self._witness_heard or not any(self.view.alive(r) for r in routers):
+            return False
+        if self._withhold_until is None:
+            self._withhold_until = self.now_ms + WITHHOLD_MAX_MS
+        if self.now_ms >= self._withhold_until:
+            return False  # a witness in the map that never answers must not stall acquisitions
+        reply(False, O.Refused(O.Refusal.ACQUIRING, "waiting for the witness's answer after a restart"))
+        return True
+
+    # -- acting on changes -------------------------------------------------------------------
+    def _reassess(self, now_ms: int) -> None:
+        """The quorum may have changed (a map, a grant, time): re-place every home's copy."""
+        state = self.quorum(now_ms)
+        before = self._last_quorum
+        self._last_quorum = state
+        if before is not None and before.may_degrade != state.may_degrade:
+            log.warning(
+                "zone.quorum_changed", majority=state.may_degrade, detail=state.describe(),
+                homes=len(self.homes),
+            )  # fmt: skip
+        self._warn_setup(state)
+        for name, home in list(self.homes.items()):
+            self._place_copy(now_ms, name, home, state)
+        self.metrics.replication_degraded.set(1 if self.replication_degraded() else 0)
+        self.metrics.write_available.set(1 if self.write_available() else 0)
+
+    def _warn_setup(self, state: QuorumState) -> None:
+        """Say at start (once the map settled), and on every change, what a zone's loss would do."""
+        if not self.ready or self.bus is None:
+            return
+        setup = "single_zone" if state.single_zone else ("no_witness" if not state.witnesses else "quorum")
+        if setup == self._setup_logged:
+            return
+        self._setup_logged = setup
+        if setup == "single_zone":
+            log.warning(
+                "zone.single_zone", zone=state.zone,
+                detail="every frontend is in one zone: copies are kept on another frontend of this "
+                "zone (or nowhere, alone), so losing the zone loses what it held "
+                "(continuity_replication_degraded=1). Run frontends in two zones and a router in a "
+                "third for zone-loss tolerance.",
+            )  # fmt: skip
+        elif setup == "no_witness":
+            log.warning(
+                "zone.no_witness", zones=sorted(state.votes),
+                detail="no witness zone (a zone with only a router): losing a zone stops publishing on the "
+                "other (no side holds a majority of zones). Run a router in a third zone.",
+            )  # fmt: skip
+        else:
+            log.info("zone.quorum_ready", zones=sorted(state.votes), witness_zones=sorted(state.witnesses))
+
+    def _place_copy(self, now_ms: int, name: str, home: Home, state: QuorumState) -> None:
+        replica, blocked, degraded = self._choose_replica(name, state)
+        if replica == home.replica and blocked == home.blocked:
+            if degraded and not home.degraded:
+                home.degraded = True
+            return
+        if degraded and not home.degraded:
+            log.warning(
+                "channel.replica_degraded", channel=name, replica=replica, detail=state.describe()
+            )
+        elif blocked and not home.blocked:
+            log.warning("channel.replica_blocked", channel=name, detail=state.describe())
+        home.replica, home.blocked = replica, blocked
+        home.degraded = home.degraded or degraded  # cleared once a copy in another zone is synced
+        home.replica_synced = False
+        self._sync_replica(now_ms, name, home)
+
+    def _synced_across_zones(self, home: Home) -> None:
+        """The replica confirmed the whole log: if it is in another zone, nothing lives in one zone."""
+        if home.replica is not None and self.view.zone_of(home.replica) != self.config.zone:
+            home.degraded = home.log.zone_only = False
+
+    def drop_blocked(self, now_ms: int) -> None:
+        """Refuse, for certain, the appends a blocked home (no copy can be placed: _replica_missing)
+        has held for the publish window and never sent to any replica: they are cut from the log,
+        so they are never delivered, and their publishers get NACK 50350 naming the zones out of
+        reach (DESIGN 7: nothing NACKed is delivered). An append that was sent may sit in a copy,
+        so it waits."""
+        state = None
+        for name, home in self.homes.items():
+            if not home.pending or not self._replica_missing(home):
+                continue
+            drop = home.take_blocked(now_ms, self._publish_window())
+            if not drop:
+                continue
+            state = state or self.quorum(now_ms)
+            log.warning(
+                "channel.blocked_appends_refused", channel=name, count=len(drop), detail=state.describe()
+            )
+            self.metrics.publishes_refused_no_quorum.inc(len(drop))
+            for item in reversed(drop):
+                for waiter, _ in item.waiters:
+                    waiter(None, no_quorum(name, state))
+
+    def blocked_deadline(self) -> int | None:
+        """When ``drop_blocked`` next has something to refuse."""
+        due = []
+        for home in self.homes.values():
+            if home.pending and self._replica_missing(home) and not home.pending[-1].sent:
+                due.append(home.pending[-1].queued_ms + self._publish_window())  # the tail goes first
+        due = [t for t in due if t > self.now_ms]
+        return min(due, default=None)
+
+    def _defer_new_epoch(self, channel: str, why: str, **detail: Any) -> None:
+        log.info("channel.acquire_deferred", channel=channel, reason=why, **detail)
+        for cb in self._acquiring.pop(channel, []):
+            cb(False)
+
+    def _other_zone_out_of_reach(self) -> bool:
+        """The map knows a frontend in another zone, and none of them is alive in it."""
+        if self.bus is None or not self.placement.other_zone_known(self.node_id):
+            return False
+        zone = self.view.zone_of(self.node_id)
+        return not any(p.alive and p.zone != zone for p in self.view.frontends())
+
+    def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None:
+        raise NotImplementedError
+
+    def _publish_window(self) -> int:
+        raise NotImplementedError
+
+    @staticmethod
+    def _replica_missing(home: Home) -> bool:
+        """No copy can be placed (no other zone serving, and no majority of zones to copy inside our
+        own): appends wait (no ACK), and are refused after a grace (``drop_blocked``)."""
+        return home.replica is None and home.blocked
+
+    def _demote(self, name: str) -> None:
+        raise NotImplementedError

@@ -1,0 +1,173 @@
+"""Publishing from this node's clients: numbering at the channel's home, retries, honest NACKs.
+
+Mixed into ChannelService (``channels.py``), which provides the state declared here. A publish is
+sent to its channel's home (or appended here when this node is home) and retried every
+``RETRY_MS`` while its outcome is NOT_NUMBERED, until the operation deadline, then NACKed; an
+attempt whose outcome is UNKNOWN (it may have been numbered) keeps it retrying, deduplicated by
+the home, and it is never NACKed then. Publisher order: while an earlier publish of the same
+connection on the channel is unresolved, a publish names it in ``after``. Pure: ``now_ms`` comes
+in; peers are reached through ``Bus``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from frontend import peerops as O
+from frontend.home_quorum import no_quorum
+from frontend.home_records import RPC_TIMEOUT_S, Home, Retries, unavailable
+from kernel.errors import ErrorInfo
+
+if TYPE_CHECKING:
+    from frontend.channels import Bus, PublishDone
+    from frontend.config import FrontendConfig
+    from kernel.quorum import QuorumState
+
+RETRY_MS = 100  # how soon a failed remote operation is retried
+
+
+@dataclass(slots=True)
+class PublishAttempt:
+    """One publish across its retries: the deadline for a NACK, and whether an attempt's outcome
+    is unknown (then retries go on, deduplicated, until ``final``)."""
+
+    deadline: int
+    final: int
+    uncertain: bool = False
+    why: str = ""  # what the last attempt ran into, for the NACK's message
+
+
+class PublishSide:
+    node_id: str
+    config: FrontendConfig
+    bus: Bus | None
+    homes: dict[str, Home]
+    now_ms: int
+    _unresolved: dict[tuple[str, str], list[int]]
+    _attempts: dict[tuple[str, str, int], PublishAttempt]
+    _retries: Retries
+
+    def home_of(self, channel: str) -> str:
+        raise NotImplementedError
+
+    def quorum(self, now_ms: int | None = None) -> QuorumState:
+        raise NotImplementedError
+
+    def _publish_window(self) -> int:
+        raise NotImplementedError
+
+    def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
+        raise NotImplementedError
+
+    def _append(self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]) -> None:
+        raise NotImplementedError
+
+    def _retry(
+        self, now_ms: int, deadline_ms: int | None, again: Callable[[int], None], give_up: Callable[[], None]
+    ) -> None:
+        raise NotImplementedError
+
+    def publish(
+        self, now_ms: int, pub: O.Publish, done: PublishDone, *, attempt: PublishAttempt | None = None
+    ) -> None:
+        """Have the channel's home number, replicate and fan out ``pub``; ``done(serials, error)``.
+
+        A NACK is sent only when the publish was certainly not numbered: its retries stop at the
+        deadline unless some attempt's outcome is unknown (a remote home that did not answer may
+        have numbered it), and then they go on, deduplicated by the home, until the dedupe window
+        is nearly over (bench/chaos found NACKed publishes delivered, and publishes numbered twice
+        after the dedupe record had aged out).
+        """
+        self.now_ms = now_ms
+        window = self._publish_window()
+        channel = pub.channel
+        if attempt is None:
+            # Publisher order: while an earlier publish of this connection on this channel is
+            # unresolved, this one names it (``after``) and the home waits for it (issue 11).
+            queue = self._unresolved.setdefault((pub.connection_id, channel), [])
+            queue.append(pub.msg_serial)
+            done = self._resolving(pub.connection_id, channel, pub.msg_serial, done)
+        key = (pub.connection_id, channel, pub.msg_serial)
+        # A re-send (after a resume) of a publish still in flight shares its attempt: were an earlier
+        # attempt's outcome unknown, the re-send must not be NACKed either (frontend.sim seed 69).
+        st = attempt or self._attempts.get(key) or PublishAttempt(
+            now_ms + window, now_ms + max(window, self.config.retention_ms * 3 // 4)
+        )
+        self._attempts.setdefault(key, st)
+        earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
+        pub = dataclasses.replace(pub, after=earlier[-1] if earlier else None)
+
+        def again(t: int) -> None:
+            self.publish(t, pub, done, attempt=st)
+
+        def give_up() -> None:
+            if st.uncertain and self.now_ms + RETRY_MS <= st.final:
+                self._retries.add(self.now_ms + RETRY_MS, again)
+                return
+            state = self.quorum(self.now_ms)
+            if not (state.other_zone_serving or state.may_degrade or self.bus is None):
+                done(None, no_quorum(channel, state))  # the true reason: a zone out of reach
+                return
+            seconds = window // 1000
+            done(None, unavailable(channel, f"not numbered within {seconds} s: {st.why or 'no answer'}"))
+
+        home = self.home_of(channel)
+        if home == self.node_id:
+
+            def local(ok: bool) -> None:
+                if not ok or self.homes[channel].waits_for(pub):
+                    st.why = "this node, its home, is acquiring it" if not ok else "an earlier publish waits"
+                    self._retry(self.now_ms, st.deadline, again, give_up)
+                    return
+
+                def abandoned() -> None:
+                    st.uncertain = True  # it was numbered; a replica may hold it
+                    self._retry(self.now_ms, st.deadline, again, give_up)
+
+                def answered(serials: list[str] | None, error: ErrorInfo | None) -> None:
+                    if serials is None and st.uncertain:
+                        # Refused here, but an earlier attempt elsewhere may have been numbered.
+                        self._retry(self.now_ms, st.deadline, again, give_up)
+                    else:
+                        done(serials, error)
+
+                self._append(self.now_ms, pub, answered, abandoned)
+
+            self._with_home(now_ms, channel, local)
+            return
+        assert self.bus is not None
+
+        def on_reply(ok: bool, result: Any) -> None:
+            answer = O.publish_outcome(ok, result)
+            match answer.outcome:
+                case O.Outcome.NUMBERED:
+                    done(list(answer.serials), None)
+                case O.Outcome.REFUSED if not st.uncertain:
+                    done(None, answer.error or unavailable(channel))
+                case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
+                    st.why = f"its home {home} answered: {result}"
+                    self._retry(self.now_ms, st.deadline, again, give_up)
+                case O.Outcome.UNKNOWN:
+                    st.why = f"its home {home} did not answer"
+                    st.uncertain = True
+                    self._retry(self.now_ms, st.deadline, again, give_up)
+
+        self.bus.request(home, pub, on_reply, RPC_TIMEOUT_S)
+
+    def _resolving(self, conn: str, channel: str, msg_serial: int, done: PublishDone) -> PublishDone:
+        """``done``, which first forgets the publish as unresolved."""
+
+        def resolved(serials: list[str] | None, error: ErrorInfo | None) -> None:
+            queue = self._unresolved.get((conn, channel))
+            if queue is not None and msg_serial in queue:
+                queue.remove(msg_serial)
+                if not queue:
+                    del self._unresolved[(conn, channel)]
+            if queue is None or msg_serial not in queue:
+                self._attempts.pop((conn, channel, msg_serial), None)
+            done(serials, error)
+
+        return resolved

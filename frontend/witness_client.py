@@ -1,0 +1,109 @@
+"""The frontend's half of the zone quorum's grants: ask the witness routers (trio driver).
+
+``ChannelService.witness_request`` (``home_quorum.py``, pure) says whom to ask and what; this loop
+asks every witness router concurrently with ``POST /witness`` (``kernel/quorum.py`` signs it),
+feeds each answer to ``ChannelService.grant``, and runs again whenever the cluster map changes and
+every ``RENEW_MS`` while a grant is needed or held. A router that does not answer in time simply
+gives no grant: the lease that is held lapses by itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import h11
+import structlog
+import trio
+
+from frontend.clock import wall_ms
+from frontend.home_quorum import RENEW_MS
+from frontend.node import FrontendNode
+from kernel.quorum import MAC_HEADER, WITNESS_PATH, grant_request
+
+log = structlog.get_logger("continuity.cluster")
+
+ASK_TIMEOUT_S = 1.0
+IDLE_CHECK_S = 0.5  # with nothing to ask, look again this often (a lease lapsing, a home degrading)
+MAX_ANSWER_BYTES = 4096
+
+
+async def post_json(address: str, body: bytes, headers: list[tuple[str, str]], timeout_s: float) -> Any:
+    """One HTTP/1.1 POST of ``body`` to ``address`` (host:port); the decoded JSON answer, or None."""
+    host, _, port = address.rpartition(":")
+    with trio.move_on_after(timeout_s):
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            conn = h11.Connection(h11.CLIENT)
+            head = [("host", address), ("content-type", "application/json"),
+                    ("content-length", str(len(body))), ("connection", "close"), *headers]  # fmt: skip
+            request = h11.Request(method="POST", target=WITNESS_PATH, headers=head)
+            await stream.send_all(conn.send(request) or b"")
+            await stream.send_all(conn.send(h11.Data(data=body)) or b"")
+            await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+            status, data = 0, b""
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    chunk = await stream.receive_some(MAX_ANSWER_BYTES)
+                    if not chunk:
+                        return None
+                    conn.receive_data(chunk)
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                elif isinstance(event, h11.Data):
+                    data += event.data
+                    if len(data) > MAX_ANSWER_BYTES:
+                        return None
+                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    break
+            return json.loads(data) if status == 200 else None
+    return None
+
+
+class WitnessClient:
+    def __init__(self, node: FrontendNode, secret: str) -> None:
+        self.node = node
+        self.secret = secret
+        self.changed = trio.Event()
+
+    def poke(self) -> None:
+        """The cluster map changed: look again now."""
+        self.changed.set()
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                channels = self.node.channels
+                ask = channels.witness_request(wall_ms())
+                if ask is not None:
+                    routers, need, holding, alone = ask
+                    for router in routers:
+                        nursery.start_soon(self._ask, router, need, holding, alone)
+                with trio.move_on_after(RENEW_MS / 1000 if ask is not None else IDLE_CHECK_S):
+                    await self.changed.wait()
+                self.changed = trio.Event()
+
+    async def _ask(self, router: str, need: bool, holding: bool, alone: bool) -> None:
+        channels = self.node.channels
+        peer = channels.view.peers.get(router)
+        if peer is None or not peer.client_addr:
+            return
+        cfg = self.node.config
+        sent = wall_ms()
+        body, mac = grant_request(
+            self.secret, cfg.node_id, cfg.zone, need=need, holding=holding, alone=alone, boot=channels.boot,
+            now_ms=sent,
+        )
+        try:
+            answer = await post_json(peer.client_addr, body, [(MAC_HEADER, mac)], ASK_TIMEOUT_S)
+        except (OSError, h11.ProtocolError, ValueError) as exc:
+            log.info("zone.witness_unreachable", router=router, reason=str(exc))
+            return
+        if not isinstance(answer, dict):
+            log.info("zone.witness_no_answer", router=router)
+            return
+        holder = answer.get("holder")
+        holder = holder if isinstance(holder, str) else None
+        granted, lost = bool(answer.get("granted")), bool(answer.get("lost"))
+        channels.grant(wall_ms(), router, sent, granted, need, holder, lost=lost)
