@@ -86,6 +86,18 @@ class Home:
         self.tail_sent = True
         return entries[-1]
 
+    def idle_since(self, cutoff_ms: int) -> bool:
+        """Nothing retained, no member, no remote follower, nothing pending, no activity since
+        ``cutoff_ms``: the home may be retired (if no local client listens either)."""
+        lg = self.log
+        return (
+            not len(lg)
+            and not len(lg.presence)
+            and not self.remote_subs
+            and not self.pending
+            and lg.last_activity_ms < cutoff_ms
+        )
+
     def waits_for(self, pub: O.Publish) -> bool:
         """``pub`` must follow an earlier publish of its connection that this log has not numbered."""
         return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None

@@ -572,18 +572,9 @@ class HomeSide(PersistedHomes, QuorumHomes):
         """Forget homes with nothing retained, nobody listening, idle for two retention windows: their
         history is gone, so a later ATTACH starts a new epoch (and old serials get 90003)."""
         cutoff = now_ms - 2 * self.config.retention_ms
-        for name in list(self.homes):
-            home = self.homes[name]
-            lg = home.log
-            if (
-                not len(lg)
-                and not len(lg.presence)
-                and not home.remote_subs
-                and not home.pending
-                and not self._local_interest(name)
-                and lg.last_activity_ms < cutoff
-            ):
-                del self.homes[name]
+        for name in [n for n, home in self.homes.items() if home.idle_since(cutoff)]:
+            if not self._local_interest(name):
+                lg = self.homes.pop(name).log
                 log.info("channel.retired", channel=name, epoch=lg.epoch, last_seq=lg.last_seq)
 
     def handle_take(self, now_ms: int, channel: str) -> None:
