@@ -10,10 +10,10 @@ or 400, logged and counted. Holders that gossip reaped (gone from the map, or ``
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING
 
 import structlog
-import trio
 
 from kernel.quorum import DEFAULT_LEASE_MS, Witness, read_grant_request
 
@@ -24,7 +24,8 @@ log = structlog.get_logger("continuity.router")
 
 
 def monotonic_ms() -> int:
-    return int(trio.current_time() * 1000)
+    """The witness's clock: monotonic, and readable outside ``trio.run`` (a Router is built before it)."""
+    return int(time.monotonic() * 1000)
 
 
 class WitnessService:
@@ -46,7 +47,12 @@ class WitnessService:
             self.core.forget(gone)
         before = self.core.holder_zone()
         granted, holder, lost = self.core.ask(
-            monotonic_ms(), req.node, req.zone, need=req.need, holding=req.holding, alone=req.alone,
+            monotonic_ms(),
+            req.node,
+            req.zone,
+            need=req.need,
+            holding=req.holding,
+            alone=req.alone,
             boot=req.boot,
             alive=view.alive,
         )
