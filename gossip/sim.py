@@ -68,6 +68,9 @@ class Simulation:
             self.cores[addr] = core
             self.names[core.name] = addr
             self._join_times.append((0.1 * i / max(1, n), addr))
+        # Restarted members draw from this, never from `hash()` (salted per process): a run is a pure
+        # function of its seed under any PYTHONHASHSEED.
+        self._restart_rng = random.Random(rng.getrandbits(64))
         self.seed_address = next(iter(self.cores))
         for at, addr in self._join_times:
             self._push(at, addr)
@@ -92,7 +95,7 @@ class Simulation:
             name=name,
             address=addr,
             now=self.now,
-            rng=random.Random(hash((name, self.now, self._order))),
+            rng=random.Random(self._restart_rng.getrandbits(64)),
             keyring=old.keyring,
         )
         self.killed.discard(addr)
