@@ -32,7 +32,6 @@ CYCLES_BEING_BROKEN = [
         "frontend.publishing",
     ],
     ["frontend.sim", "frontend.simclient", "frontend.simdrain", "frontend.simwitness"],
-    ["router.admin", "router.server", "router.static", "router.witness"],
 ]
 MAX_LINES = 600
 
