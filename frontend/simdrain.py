@@ -12,19 +12,36 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from frontend import peerops as O
+from frontend.simworld import SimWorld
 from kernel.errors import ErrorCode, ErrorInfo
-
-if TYPE_CHECKING:
-    from frontend.sim import World
+from kernel.placement import ClusterView
 
 POLL_MS = 100
 PROPAGATE_MS = 1_000
 
 
-def drain(world: World, node_id: str) -> None:
+class DrainWorld(SimWorld, Protocol):
+    """The world's maps, and how a node leaves it."""
+
+    @property
+    def draining(self) -> set[str]: ...
+
+    @property
+    def views(self) -> dict[str, ClusterView]: ...
+
+    def _truth(self, observer: str) -> ClusterView: ...
+
+    def _apply_view(self, node_id: str) -> None: ...
+
+    def _changed(self) -> None: ...
+
+    def _stop(self, node_id: str) -> None: ...
+
+
+def drain(world: DrainWorld, node_id: str) -> None:
     node = world.nodes[node_id]
     deadline = world.sched.now + int(node.config.drain_timeout_s * 1000)
     world.draining.add(node_id)

@@ -30,7 +30,6 @@ CYCLES_BEING_BROKEN = [
         "frontend.homes",
         "frontend.publishing",
     ],
-    ["frontend.sim", "frontend.simclient", "frontend.simdrain", "frontend.simwitness"],
 ]
 MAX_LINES = 600
 
