@@ -22,14 +22,6 @@ CYCLES_BEING_BROKEN = [
         "frontend.pubsub",
         "frontend.takeover",
     ],
-    [
-        "frontend.channels",
-        "frontend.home_persist",
-        "frontend.home_quorum",
-        "frontend.home_records",
-        "frontend.homes",
-        "frontend.publishing",
-    ],
 ]
 MAX_LINES = 600
 
