@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -41,6 +41,7 @@ from frontend.auth import Authenticator, AuthError, Identity
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
+from frontend.node_parts import Outlet
 from frontend.ownership import Ownership
 from frontend.persistence import Persistence
 from frontend.presence import Presence
@@ -58,23 +59,6 @@ from kernel.protocol import Action, Encoded, ProtocolMessage
 log = structlog.get_logger("continuity.frontend")
 
 LOG_SWEEP_MS = 1000
-
-
-class Outlet(Protocol):
-    """A transport's outbox, as the node sees it."""
-
-    fmt: P.Format
-
-    def send(self, frame: Encoded, *, force: bool = False) -> bool:
-        """Queue a frame; False when the outbox is full (the node then cuts it).
-
-        ``force`` queues past the limit: a replay, whose size the channel log already bounds.
-        """
-        ...
-
-    def close(self, final: Encoded | None) -> None:
-        """Drop queued frames, send ``final`` if given, and close the transport."""
-        ...
 
 
 class FrontendNode(PubSub):

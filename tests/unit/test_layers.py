@@ -11,18 +11,6 @@ from tests.support.procs import REPO
 
 PACKAGES = ("frontend", "kernel", "continuity", "gossip", "router")
 EVERY_PACKAGE = (*PACKAGES, "bench", "tests")
-# Emptied one commit at a time as each cycle is broken (issue 10).
-CYCLES_BEING_BROKEN = [
-    [
-        "frontend.channel_modes",
-        "frontend.node",
-        "frontend.ownership",
-        "frontend.presence",
-        "frontend.presence_watch",
-        "frontend.pubsub",
-        "frontend.takeover",
-    ],
-]
 MAX_LINES = 600
 
 
@@ -127,10 +115,9 @@ def test_no_import_cycle_at_all() -> None:
     submodules: importing ``pkg.mod`` is not counted as importing ``pkg``'s names)."""
     mods = _modules(EVERY_PACKAGE)
     graph = {name: _every_import(name, path, set(mods)) for name, path in mods.items()}
-    cycles = [c for c in _import_cycles(graph) if c not in CYCLES_BEING_BROKEN]
+    cycles = _import_cycles(graph)
     detail = ["; ".join(f"{m} -> {sorted(graph[m] & set(c))}" for m in c) for c in cycles]
     assert not cycles, "import cycles:\n" + "\n".join(detail)
-    assert not [c for c in CYCLES_BEING_BROKEN if c not in _import_cycles(graph)], "broken: drop it here"
 
 
 def test_cycle_finder_counts_type_only_and_deferred_imports(tmp_path: Path) -> None:
