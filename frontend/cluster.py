@@ -92,6 +92,7 @@ class Cluster:
             on_bad_op=lambda reason: self.node.metrics.protocol_errors.labels(transport="peer").inc(),
             on_refused=lambda peer: self.node.channels.mark_down(wall_ms(), peer),
             on_connected=lambda peer: self.node.channels.mark_up(wall_ms(), peer),
+            on_input=lambda: self.node.wake(),
         )
         self.node.channels.bus = bus
         self.node.channels.ready = False
@@ -146,6 +147,7 @@ class Cluster:
             {p.node_id: split_address(p.peer_addr) for p in view.frontends() if p.alive and p.peer_addr}
         )
         self.node.apply_view(wall_ms(), view)
+        self.node.wake()
         self.witness.poke()
 
     async def _settle_alone(self) -> None:
@@ -184,6 +186,7 @@ class Cluster:
             done.set()
 
         self.node.takeover.prepare(wall_ms(), params, finished)
+        self.node.wake()
         await done.wait()
         return box[0]
 
@@ -217,6 +220,7 @@ class Cluster:
                 node.sessions[conn_id],
                 ErrorInfo.of(ErrorCode.DISCONNECTED, "server is draining; resume to continue"),
             )
+        node.wake()
         await self._wait_until(lambda: not live & set(node.sessions), deadline)
         # 4. Whatever is still here (detached, or not back in time) leaves an acknowledged copy.
         async with trio.open_nursery() as nursery:

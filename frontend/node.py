@@ -110,6 +110,9 @@ class FrontendNode(PubSub):
         self.presence = Presence(self)
         # Called when sessions or channel homes go away (the drain waits on it).
         self.on_change: Callable[[], None] = lambda: None
+        # The timer driver's wake-up (frontend/ticker.py), called by the drivers after they feed an
+        # input, never by the core: the driver then re-reads next_deadline().
+        self.wake: Callable[[], None] = lambda: None
         # Called after each new cluster map (the REST layer's token revocations sync new peers).
         self.view_listeners: list[Callable[[int, ClusterView], None]] = []
         self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {

@@ -1,0 +1,59 @@
+"""The node's timer driver: tick at the core's next deadline, and not before, unless an input came.
+
+Theory of operation
+-------------------
+The cores keep their timers (session expiry, presence lingers, retries of peer operations, quorum
+grants, the once-a-second sweep) and answer ``next_deadline()``, in wall-clock milliseconds, after
+every input. ``Ticker.run`` sleeps until that deadline and then calls ``tick(now)``, as
+``gossip/member.py``'s timer loop does. An input (a client frame, a peer message or reply, a new map,
+a REST request, a store result) may move the deadline earlier, so the driver that fed it calls
+``poke()`` (``FrontendNode.wake``): the ticker wakes, re-reads the deadline and sleeps again, ticking
+only once the deadline is reached. Pokes coalesce: many inputs in one scheduling batch cost one wake.
+Without a deadline or an input the ticker does not run at all (``tests/unit/frontend/test_ticker.py``
+shows it in virtual time); the sweep's one-second deadline bounds the delay of any input path that
+forgot to poke.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+
+from frontend.clock import wall_ms
+
+
+class Timed(Protocol):
+    """A core with timers: ``FrontendNode``."""
+
+    def tick(self, now_ms: int) -> None: ...
+
+    def next_deadline(self) -> int: ...
+
+
+class Ticker:
+    def __init__(self, core: Timed, clock: Callable[[], int] = wall_ms) -> None:
+        self._core = core
+        self._clock = clock
+        self._wakeup = trio.Event()
+        self.ticks = 0  # calls of ``core.tick``
+        self.wakes = 0  # times the ticker woke (a deadline or a poke)
+
+    def poke(self) -> None:
+        """An input was fed to the core: re-read its deadline (at the next scheduling point)."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            now = self._clock()
+            floor = now
+            if self._core.next_deadline() <= now:
+                self._core.tick(now)
+                self.ticks += 1
+                floor = now + 1  # a deadline the tick left in the past is retried 1 ms on, not spun on
+            due = max(self._core.next_deadline(), floor)
+            with trio.move_on_after(max(0, due - self._clock()) / 1000):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            self.wakes += 1
