@@ -8,7 +8,10 @@ every input. ``Ticker.run`` sleeps until that deadline and then calls ``tick(now
 ``gossip/member.py``'s timer loop does. An input (a client frame, a peer message or reply, a new map,
 a REST request, a store result) may move the deadline earlier, so the driver that fed it calls
 ``poke()`` (``FrontendNode.wake``): the ticker wakes, re-reads the deadline and sleeps again, ticking
-only once the deadline is reached. Pokes coalesce: many inputs in one scheduling batch cost one wake.
+only once the deadline is reached. Pokes coalesce: many inputs in one scheduling batch cost one wake,
+and a stream of inputs costs one re-read per ``REREAD_MS`` at most (``next_deadline()`` looks at
+every home), so a deadline an input moved earlier is met within ``REREAD_MS`` under load, at once
+otherwise.
 Without a deadline or an input the ticker does not run at all (``tests/unit/frontend/test_ticker.py``
 shows it in virtual time); the sweep's one-second deadline bounds the delay of any input path that
 forgot to poke.
@@ -23,6 +26,7 @@ import trio
 
 from frontend.clock import wall_ms
 
+REREAD_MS = 10  # under a stream of inputs, the deadline is re-read at most this often
 
 class Timed(Protocol):
     """A core with timers: ``FrontendNode``."""
@@ -53,7 +57,11 @@ class Ticker:
                 self.ticks += 1
                 floor = now + 1  # a deadline the tick left in the past is retried 1 ms on, not spun on
             due = max(self._core.next_deadline(), floor)
-            with trio.move_on_after(max(0, due - self._clock()) / 1000):
+            read_at = self._clock()
+            with trio.move_on_after(max(0, due - read_at) / 1000):
                 await self._wakeup.wait()
             self._wakeup = trio.Event()
             self.wakes += 1
+            now = self._clock()
+            if now < min(due, read_at + REREAD_MS):  # poked again soon after the last read
+                await trio.sleep((min(due, read_at + REREAD_MS) - now) / 1000)

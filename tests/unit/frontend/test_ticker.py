@@ -15,7 +15,7 @@ from frontend.config import FrontendConfig
 from frontend.node import FrontendNode
 from frontend.session import SessionState
 from frontend.testing import MemoryOutlet
-from frontend.ticker import Ticker
+from frontend.ticker import REREAD_MS, Ticker
 
 FAR = 10**12
 
@@ -76,6 +76,25 @@ async def test_without_a_deadline_or_an_input_the_ticker_never_wakes(autojump_cl
             await trio.sleep(60)
             assert (ticker.wakes, core.ticked_at) == (3, [600_200])
             nursery.cancel_scope.cancel()
+
+
+async def test_a_stream_of_inputs_costs_one_reread_per_reread_ms(autojump_clock: trio.abc.Clock) -> None:
+    core = Timers()
+    ticker = Ticker(core, clock=virtual_ms)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker.run)
+            await trio.sleep(1)
+            for _ in range(100):  # an input every millisecond for 100 ms
+                ticker.poke()
+                await trio.sleep(0.001)
+            # The last of them sets a deadline 1 ms on: met at most REREAD_MS late.
+            core.deadline = virtual_ms() + 1
+            ticker.poke()
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+    assert 10 <= ticker.wakes <= 12
+    assert len(core.ticked_at) == 1 and 1_101 <= core.ticked_at[0] <= 1_101 + REREAD_MS
 
 
 async def test_an_idle_node_ticks_only_at_its_once_a_second_sweep(autojump_clock: trio.abc.Clock) -> None:
