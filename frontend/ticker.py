@@ -26,7 +26,7 @@ import trio
 
 from frontend.clock import wall_ms
 
-REREAD_MS = 10  # under a stream of inputs, the deadline is re-read at most this often
+REREAD_MS = 10  # under a stream of inputs (or a deadline left due) it is re-read at most this often
 
 class Timed(Protocol):
     """A core with timers: ``FrontendNode``."""
@@ -55,7 +55,7 @@ class Ticker:
             if self._core.next_deadline() <= now:
                 self._core.tick(now)
                 self.ticks += 1
-                floor = now + 1  # a deadline the tick left in the past is retried 1 ms on, not spun on
+                floor = now + REREAD_MS  # a deadline the tick left in the past is not spun on
             due = max(self._core.next_deadline(), floor)
             read_at = self._clock()
             with trio.move_on_after(max(0, due - read_at) / 1000):

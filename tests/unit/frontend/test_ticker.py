@@ -97,6 +97,22 @@ async def test_a_stream_of_inputs_costs_one_reread_per_reread_ms(autojump_clock:
     assert len(core.ticked_at) == 1 and 1_101 <= core.ticked_at[0] <= 1_101 + REREAD_MS
 
 
+async def test_a_deadline_a_tick_leaves_due_is_not_spun_on(autojump_clock: trio.abc.Clock) -> None:
+    class Stuck(Timers):
+        def tick(self, now_ms: int) -> None:
+            self.ticked_at.append(now_ms)  # never clears its deadline
+
+    core = Stuck()
+    core.deadline = 0
+    ticker = Ticker(core, clock=virtual_ms)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker.run)
+            await trio.sleep(0.095)
+            nursery.cancel_scope.cancel()
+    assert core.ticked_at == list(range(0, 100, REREAD_MS))  # 10 ticks in 95 ms, not thousands
+
+
 async def test_an_idle_node_ticks_only_at_its_once_a_second_sweep(autojump_clock: trio.abc.Clock) -> None:
     core = Recorded(FrontendNode(FrontendConfig(dev=True), rng=random.Random(7)))
     ticker = Ticker(core, clock=virtual_ms)
