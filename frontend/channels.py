@@ -253,6 +253,7 @@ class ChannelService(HomeSide, PublishSide):
     ) -> None:
         """Resolve an ATTACH: the channel's serial and the replay after ``from_serial``."""
         self.now_ms = now_ms
+        self.note_serials(channel, from_serial)
         deadline = deadline_ms if deadline_ms is not None else now_ms + OPERATION_DEADLINE_MS
         home = self.home_of(channel)
         if home == self.node_id:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend import peerops as O
-from frontend.channel_log import ChannelLog, Entry, epoch_born, new_epoch, parse_serial
+from frontend.channel_log import ChannelLog, Entry, new_epoch, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_persist import PersistedHomes
 from frontend.home_quorum import QuorumHomes
@@ -91,10 +91,16 @@ class HomeSide(PersistedHomes, QuorumHomes):
         home = self.homes.get(channel)
         if home is not None:
             log.warning("channel.home_stale", channel=channel, why=why)
-            parsed = parse_serial(serial) if isinstance(serial, str) else None
-            if parsed is not None:
-                home.log.newer_epoch_born = max(home.log.newer_epoch_born, epoch_born(parsed[0]))
+            home.log.note_serial(serial)
             self._demote(channel)
+
+    def note_serials(self, channel: str, *serials: str | None) -> None:
+        """Serials a client or a peer's stream holds: our copy of ``channel`` remembers any that shows
+        the channel went on past it (``ChannelLog.note_serial``), and tells the next home so."""
+        copy = self.replicas.get(channel)
+        if copy is not None:
+            for serial in serials:
+                copy.note_serial(serial)
 
     def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
         if channel in self.homes:
@@ -158,7 +164,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 self._defer_new_epoch(channel, "claimed or silent", claimed_by=refused, silent=silent)
                 return
             best: ChannelLog | None = self.replicas.pop(channel, None)
-            newer_born = 0 if best is None else best.newer_epoch_born
+            copies = [] if best is None else [best]
             subs: set[str] = set()
             source = "replica" if best is not None else "fresh"
             subs |= self.former_subs.pop(channel, set())
@@ -175,11 +181,16 @@ class HomeSide(PersistedHomes, QuorumHomes):
                     max_messages=self.config.channel_log_max_messages,
                     retention_ms=self.config.retention_ms,
                 )
+                copies.append(lg)
                 if best is None or r.get("relinquished") or (lg.supersedes(best) and source != "handover"):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
-            if best is not None and newer_born > epoch_born(best.epoch):
-                # Every copy is of an epoch older than one a client holds (its home and replica are
-                # gone): continuing it would move that client backwards; a new epoch announces the gap.
+            for lg in copies:
+                if best is not None and lg is not best:
+                    best.learn_from(lg)
+            if best is not None and best.superseded():
+                # A client holds a serial of a newer epoch than every copy's, or of this epoch past
+                # the best copy's end (that home and its copies are gone): continuing it would move
+                # that client backwards, or give its serials out again; a new epoch announces the gap.
                 best, source = None, "superseded"
             answers = [r for r in replies.values() if isinstance(r, dict)]
             handed = any(r.get("relinquished") for r in answers)
@@ -382,6 +393,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
 
     def _serve_attach(self, now_ms: int, src: str, op: O.Attach, reply: Callable[[bool, Any], None]) -> None:
         channel = op.channel
+        self.note_serials(channel, op.from_serial, op.stream_from)
         if self.home_of(channel) != self.node_id:
             reply(False, O.Refused(O.Refusal.NOT_HOME, f"not home for {channel}"))
             return
@@ -529,10 +541,10 @@ class HomeSide(PersistedHomes, QuorumHomes):
         if channel in self.homes or (
             held is not None
             and held.epoch == lg.epoch
-            and (held.last_seq > lg.last_seq or not held.agrees_with(lg))
+            and (max(held.last_seq, held.ahead_seq) > lg.last_seq or not held.agrees_with(lg))
         ):
-            # We are home, or hold more of this epoch than the sender: it is a stale home, and
-            # taking its shorter log would let it number serials that were given out already.
+            # We are home, or hold (or saw a client hold) more of this epoch than the sender: it is a
+            # stale home, and taking its shorter log would let it number serials given out already.
             log.warning(
                 "channel.replica_sync_refused",
                 channel=channel,

@@ -228,6 +228,25 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],
         [],
     ),
+    # Issue 10's 10,000-seed run. Zone a lost (the home fe-a2), then the replica fe-b2 that had taken
+    # the home with serials up to 42 restarted: only fe-b1's older copy (17) was left. fe-b2 stepped
+    # down when a stream asked past 17, but forgot why; fe-a2, restarted, continued the copy at 17
+    # and ACKed serials 18.. again (split_brain, lost). Fixed: a copy remembers a serial of its epoch
+    # seen past its end (ChannelLog.ahead_seq, carried in snapshots); such a copy is superseded.
+    "3038_copy_seen_past_its_end_is_superseded": (
+        3038,
+        [[2811, "restart", "fe-b2", 1962], [9633, "zone_loss", "a", 1756], [10413, "restart", "fe-b2", 5114]],
+        [],
+    ),
+    "7315_copy_seen_past_its_end_is_superseded": (
+        7315,
+        [
+            [2251, "node_partition", "fe-b2", 3336],
+            [12073, "zone_loss", "a", 1297],
+            [15952, "kill", "fe-b2", 4926],
+        ],
+        [],
+    ),
 }
 
 
