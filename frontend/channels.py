@@ -495,6 +495,14 @@ class ChannelService(HomeSide, PublishSide):
         due += [until for until in self.grants.values() if until > self.now_ms]
         return min(due, default=None)
 
+    def missed_at_home(self, channel: str, serial: str, upto: int) -> list[Entry]:
+        """The committed entries after ``serial`` up to seq ``upto`` from our home's log of
+        ``channel`` ([] when we are not its home or no longer hold them)."""
+        home = self.homes.get(channel)
+        if home is None:
+            return []
+        return home.log.replay_after(serial, min(upto, home.committed)) or []
+
     def local_log(self, channel: str) -> ChannelLog | None:
         home = self.homes.get(channel)
         return home.log if home is not None else None

@@ -247,6 +247,24 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         ],
         [],
     ),
+    # fe-b2 (home, partitioned) demoted at the heal with committed 15 and re-acquired ch1 from
+    # fe-b1's copy at 17; its local subscriber (at 15) waited for its catch-up attach (retried) while
+    # the new home fanned out 18 to it: 16 and 17 were then suppressed as already had (silent_gap,
+    # lost). Fixed: a home's fan-out first gives a subscriber behind in the epoch what it lacks.
+    "6622_home_fans_out_gaps_first": (
+        6622,
+        [[3989, "restart", "fe-a1", 4953], [6060, "node_partition", "fe-b2", 3066]],
+        [],
+    ),
+    "7496_home_fans_out_gaps_first": (
+        7496,
+        [
+            [6041, "node_partition", "fe-a1", 3617],
+            [9702, "node_partition", "fe-a2", 4778],
+            [10256, "drain", "fe-b2", 4051],
+        ],
+        [],
+    ),
 }
 
 
