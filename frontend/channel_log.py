@@ -169,6 +169,11 @@ class ChannelLog:
         # 3038, 7315: a zone lost, then the replica that held the newest entries; the next home
         # continued an older copy and ACKed serials already ACKed: split_brain).
         self.ahead_seq = 0
+        # The last seq its home had committed (fanned out) as far as this log knows: a home keeps it
+        # current; a copy learns it with each entry (``Replicate``) and snapshot. Entries after it
+        # may never have been seen by anyone: the next home commits them only once its own replica
+        # holds them (``Home.in_doubt``; frontend.sim seeds 2981, 6262).
+        self.known_committed = start_seq
         # The presence set as of seq ``presence_seq`` (presence_set.py): a home folds entries in as
         # it commits them, a replica as it installs them (``advance_presence``).
         self.presence = PresenceSet()
@@ -307,6 +312,11 @@ class ChannelLog:
         elif epoch_born(epoch) > epoch_born(self.epoch):
             self.newer_epoch_born = max(self.newer_epoch_born, epoch_born(epoch))
 
+    def learn_committed(self, seq: int) -> None:
+        """Its home committed up to ``seq`` (never past what this log holds; nothing below the
+        floor is in doubt: it can no longer be replayed to anyone)."""
+        self.known_committed = max(self.known_committed, self._floor, min(seq, self.last_seq))
+
     def learn_from(self, other: ChannelLog) -> None:
         """Take another copy's evidence that the channel went on past what copies hold."""
         self.newer_epoch_born = max(self.newer_epoch_born, other.newer_epoch_born)
@@ -349,6 +359,7 @@ class ChannelLog:
             "presence": self.presence.to_wire(),
             "presence_seq": self.presence_seq,
             "ahead_seq": self.ahead_seq,
+            "committed": self.known_committed,
             "newer_epoch_born": self.newer_epoch_born,
         }
 
@@ -372,6 +383,8 @@ class ChannelLog:
         lg.presence_seq = int(snap.get("presence_seq", lg.last_seq))
         lg.advance_presence()
         lg.ahead_seq = int(snap.get("ahead_seq") or 0)
+        committed = snap.get("committed")  # absent (an older sender): all of it, as before
+        lg.learn_committed(lg.last_seq if committed is None else int(committed))
         lg.newer_epoch_born = int(snap.get("newer_epoch_born") or 0)
         lg.last_activity_ms = lg.created_ms = now_ms
         return lg

@@ -259,6 +259,8 @@ class ChannelService(HomeSide, PublishSide):
         if home == self.node_id:
 
             def local(ok: bool) -> None:
+                if ok:
+                    self._seen(self.now_ms, channel, self.homes[channel], from_serial)
                 if ok and self.homes[channel].behind(from_serial):
                     self._step_down(channel, f"a local client attached from {from_serial}", from_serial)
                     ok = False
