@@ -263,6 +263,29 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         [[10915, "zone_loss", "a", 3502], [14548, "kill", "fe-b2", 4036]],
         [],
     ),
+    # The owner fe-a1 restarted; the client's resume went to the secondary, which took the
+    # connection over, but its CONNECTED was lost (--connected-lost) or came after the client's
+    # connect timeout: the retry with the replaced key was routed to the key's owner, fe-a1, back
+    # with nothing (or with a copy of the newer epoch, as the new owner's secondary): a new
+    # connection while the taker held it (needless_new_connection). Fixed: a peer answering
+    # SessionFetch says it holds the connection live (``held``), and the takeover asks it back
+    # (Takeover._reclaim: only if its takeover replaced exactly this key and the client never spoke
+    # with the new one).
+    "45_restarted_owner_reclaims_from_the_taker": (
+        45,
+        [[9887, "restart", "fe-a1", 1350]],
+        ["--connected-lost", "0.25"],
+    ),
+    "58_restarted_owner_reclaims_from_the_taker": (
+        58,
+        [[6510, "restart", "fe-a1", 515]],
+        ["--connected-lost", "0.25"],
+    ),
+    "7057_restarted_owner_reclaims_from_the_taker": (
+        7057,
+        [[6504, "zone_partition", "b", 2248], [6952, "restart", "fe-a1", 2269]],
+        [],
+    ),
     # fe-b2 (home, partitioned) demoted at the heal with committed 15 and re-acquired ch1 from
     # fe-b1's copy at 17; its local subscriber (at 15) waited for its catch-up attach (retried) while
     # the new home fanned out 18 to it: 16 and 17 were then suppressed as already had (silent_gap,
