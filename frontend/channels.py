@@ -497,6 +497,24 @@ class ChannelService(HomeSide, PublishSide):
         due += [until for until in self.grants.values() if until > self.now_ms]
         return min(due, default=None)
 
+    def copies_to_leave(self) -> list[tuple[str, O.ReplicaSync]]:
+        """A drain's last step for channel logs: (peer, our copy) for every copy held here, to the
+        channel's next home and its replica (in our map). A copy must not leave with us unseen: the
+        channel may have no home at the moment (demoted at a heal), and were its other copy lost
+        next, entries every subscriber saw would be gone and the next epoch would number the
+        re-sent publishes again (frontend.sim seed 9201: duplicated). A peer that is home, or holds
+        more, refuses it (``ReplicaSide``)."""
+        out = []
+        for name in sorted(self.replicas):
+            home = self.placement.channel_home(name)
+            if home is None:
+                continue
+            op = O.ReplicaSync(channel=name, log=self.replicas[name].snapshot())
+            for peer in dict.fromkeys([home, self.placement.replica_for(name, home)]):
+                if peer is not None and peer != self.node_id and self.view.alive(peer):
+                    out.append((peer, op))
+        return out
+
     def missed_at_home(self, channel: str, serial: str, upto: int) -> list[Entry]:
         """The committed entries after ``serial`` up to seq ``upto`` from our home's log of
         ``channel`` ([] when we are not its home or no longer hold them)."""

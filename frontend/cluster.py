@@ -218,11 +218,14 @@ class Cluster:
                 ErrorInfo.of(ErrorCode.DISCONNECTED, "server is draining; resume to continue"),
             )
         await self._wait_until(lambda: not live & set(node.sessions), deadline)
-        # 4. Whatever is still here (detached, or not back in time) leaves an acknowledged copy.
+        # 4. Whatever is still here (detached, or not back in time) leaves an acknowledged copy, and
+        #    every channel copy we hold goes to its channel's next home and replica.
         async with trio.open_nursery() as nursery:
             for s in list(node.sessions.values()):
                 if not s.terminal:
                     nursery.start_soon(self._leave_copy, s)
+            for peer, op in node.channels.copies_to_leave():
+                nursery.start_soon(self._leave_log_copy, peer, op)
         log.info(
             "frontend.drained",
             remaining_connections=len(node.sessions),
@@ -238,6 +241,13 @@ class Cluster:
                 self.node.on_change = self.node.channels.on_change = changed.set
                 await changed.wait()
         self.node.on_change = self.node.channels.on_change = _nothing
+
+    async def _leave_log_copy(self, peer: str, op: O.ReplicaSync) -> None:
+        assert self.bus is not None
+        try:
+            await self.bus.call(peer, op, TAKEOVER_RPC_TIMEOUT_S)
+        except PeerError as exc:  # refused by a home, or a holder of more: nothing to leave there
+            log.info("channel.copy_not_left", channel=op.channel, peer=peer, reason=str(exc))
 
     async def _leave_copy(self, s: Session) -> None:
         """Put ``s``'s state on its secondary, or on any live frontend of another zone, acknowledged."""

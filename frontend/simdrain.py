@@ -4,7 +4,8 @@
    channel's next home to take it (``Take``); it waits until it holds no home (or the deadline).
 2. It waits for "draining" to reach the routers, then cuts its live clients with a resumable
    DISCONNECTED; their new owners take the state over; it waits until they have (or the deadline).
-3. Whatever sessions remain leave an acknowledged copy on another frontend (``SessionPut``).
+3. Whatever sessions remain leave an acknowledged copy on another frontend (``SessionPut``), and
+   every channel copy it holds goes to that channel's next home and replica (``ReplicaSync``).
 4. It leaves: the process exits.
 """
 
@@ -64,13 +65,23 @@ def drain(world: World, node_id: str) -> None:
     def leave_copies() -> None:
         view = node.channels.view
         remaining = [s for s in node.sessions.values() if not s.terminal]
-        left = {"n": len(remaining)}
+        logs = node.channels.copies_to_leave()
+        left = {"n": len(remaining) + len(logs)}
         for s in remaining:
             candidates = [s.secondary] + [p.node_id for p in view.frontends() if p.zone != node.config.zone]
             candidates += [p.node_id for p in view.frontends() if p.zone == node.config.zone]
             order = [c for c in dict.fromkeys(candidates) if c and c != node_id and view.alive(c)]
             put(s.to_wire(), order, left)
-        if not remaining:
+        for peer, op in logs:
+            bus = node.channels.bus
+            assert bus is not None
+            bus.request(peer, op, lambda ok, res: answered_one(left), 2.0)
+        if not remaining and not logs:
+            world._stop(node_id)
+
+    def answered_one(left: dict[str, int]) -> None:
+        left["n"] -= 1
+        if left["n"] == 0:
             world._stop(node_id)
 
     def put(state: dict[str, Any], order: list[str], left: dict[str, int]) -> None:

@@ -286,6 +286,19 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         [[6504, "zone_partition", "b", 2248], [6952, "restart", "fe-a1", 2269]],
         [],
     ),
+    # A zone partition healed (every home demoted to a copy) just as fe-a2 drained: it held ch1's
+    # only zone-a copy and no home was there to take it; it left with it, zone b was lost next, and
+    # the next epoch numbered a re-sent publish again (duplicated, serial_mismatch). Fixed: a drain
+    # leaves every channel copy it holds at the channel's next home and replica (copies_to_leave).
+    "9201_drain_leaves_its_copies": (
+        9201,
+        [
+            [8405, "zone_partition", "a", 5750],
+            [14502, "drain", "fe-a2", 918],
+            [15204, "zone_loss", "b", 5054],
+        ],
+        [],
+    ),
     # fe-b2 (home, partitioned) demoted at the heal with committed 15 and re-acquired ch1 from
     # fe-b1's copy at 17; its local subscriber (at 15) waited for its catch-up attach (retried) while
     # the new home fanned out 18 to it: 16 and 17 were then suppressed as already had (silent_gap,
