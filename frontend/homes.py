@@ -303,7 +303,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
         bus = self.bus
         tail = home.tail_to_send() if bus is not None and home.remote_subs else None
         if bus is not None and tail is not None:
-            for sub in home.remote_subs:
+            for sub in sorted(home.remote_subs):
                 bus.push(sub, O.Deliver(channel=channel, entry=tail))
 
     def _append(self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]) -> None:
@@ -389,7 +389,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             home.log.advance_presence(home.committed)
             self._fan_out(now_ms, channel, entry, entry.publisher)
             if self.bus is not None:
-                for sub in home.remote_subs:
+                for sub in sorted(home.remote_subs):
                     self.bus.push(sub, O.Deliver(channel=channel, entry=entry))
             for waiter, _ in item.waiters:
                 waiter(item.serials, None)
@@ -408,7 +408,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
         for entry in entries:
             self._fan_out(now_ms, channel, entry, entry.publisher)
             if self.bus is not None:
-                for sub in home.remote_subs:
+                for sub in sorted(home.remote_subs):
                     self.bus.push(sub, O.Deliver(channel=channel, entry=entry))
 
     def _seen(self, now_ms: int, channel: str, home: Home, *serials: str | None) -> None:
