@@ -509,7 +509,8 @@ class ChannelService(HomeSide, PublishSide):
             home = self.placement.channel_home(name)
             if home is None:
                 continue
-            op = O.ReplicaSync(channel=name, log=self.replicas[name].snapshot())
+            copy = self.replicas[name]
+            op = O.ReplicaSync(channel=name, log={**copy.snapshot(), "zone_only": copy.zone_only})
             for peer in dict.fromkeys([home, self.placement.replica_for(name, home)]):
                 if peer is not None and peer != self.node_id and self.view.alive(peer):
                     out.append((peer, op))

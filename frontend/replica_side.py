@@ -87,6 +87,7 @@ class ReplicaSide:
         lg.synced_from = src
         # A home of our own zone copies here only when it has no other zone (a degraded home): this
         # copy may hold entries no other zone has, and keeps our zone's place at the witness.
-        lg.zone_only = self.view.zone_of(src) == self.config.zone
+        # A copy a draining frontend leaves (``copies_to_leave``) says whether it held such entries.
+        lg.zone_only = self.view.zone_of(src) == self.config.zone and bool(op.log.get("zone_only", True))
         self.replicas[channel] = lg
         reply(True, lg.last_seq)
