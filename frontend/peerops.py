@@ -173,6 +173,9 @@ def _snapshot(args: Mapping[str, Any]) -> dict[str, Any]:
         raise RemoteProtocolError("peer op needs a log snapshot")
     _int(snap, "floor")
     _int(snap, "last_seq")
+    for name in ("committed", "ahead_seq", "newer_epoch_born"):  # optional (channel_log.py)
+        if snap.get(name) is not None:
+            _int(snap, name)
     for raw in entries:
         _entry_of(raw)
     return snap
@@ -264,13 +267,16 @@ class Replicate:
     OP: ClassVar[str] = "replicate"
     channel: str
     entry: Entry
+    # The home's last committed (fanned out) seq when it sent this: what the copy knows was seen.
+    committed: int | None = None
 
     def to_args(self) -> dict[str, Any]:
-        return {"channel": self.channel, "entry": self.entry.to_wire()}
+        return {"channel": self.channel, "entry": self.entry.to_wire(), "committed": self.committed}
 
     @classmethod
     def from_args(cls, a: Mapping[str, Any]) -> Replicate:
-        return cls(channel=_str(a, "channel"), entry=_entry(a))
+        committed = None if a.get("committed") is None else _int(a, "committed")
+        return cls(channel=_str(a, "channel"), entry=_entry(a), committed=committed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -530,14 +530,19 @@ class PubSub(ChannelModes, StoreAttach):
         follows = f"{epoch}:{entry.first_seq - 1}"  # the cursor of a subscriber that is up to date
         slow: list[Session] = []
         delivered = 0
-        for sub in subs.values():
+        for sub in list(subs.values()):
             cur = sub.channels[channel]
+            held = parse_serial(cur.serial) if cur.serial else None
+            if held is not None and held[0] == epoch and held[1] < entry.first_seq - 1:
+                # Behind in the epoch (a new home's catch-up still on its way): gaps first (sim 6622).
+                for gap in self.channels.missed_at_home(channel, str(cur.serial), entry.first_seq - 1):
+                    self.fan_out(now_ms, channel, gap, gap.publisher)
+                held = parse_serial(cur.serial) if cur.serial else None
             if cur.serial != follows and _already_has(cur.serial, epoch, entry.first_seq):
                 # Its attach replay already gave it this entry (a stream catching up behind a
                 # client's own replay): exactly once means never twice.
                 self.metrics.duplicates_suppressed.inc()
                 continue
-            held = parse_serial(cur.serial) if cur.serial else None
             if held is not None and held[0] != epoch:
                 if epoch_born(epoch) < epoch_born(held[0]):
                     continue  # an older epoch than the subscriber's: never move it backwards
