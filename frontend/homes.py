@@ -258,8 +258,8 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 return
             if ok:
                 home.replica_synced = True
-                self._synced_across_zones(home)
                 synced = int(result)
+                self._synced_across_zones(channel, home, synced)
                 log.info(
                     "channel.replica_synced",
                     channel=channel,
