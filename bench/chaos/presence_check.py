@@ -10,7 +10,8 @@ Verdicts, per observer (every log that saw presence):
 
 - ``presence_spurious_leave``: a leave of member M (connection C) while M's client had not been
   away from CONNECTED for ``linger_s`` (less ``SLACK_S``) at any time before it, nor left C for
-  another connectionId: within the linger, presence is connection state and must not move;
+  another connectionId: within the linger, presence is connection state and must not move. A cut
+  of the client's own tunnel that ended in a disconnection counts as away from the cut's start;
 - ``presence_spurious_enter``: an enter of a member the observer holds present (no leave since
   its last enter): nothing re-enters a member that never left;
 - ``presence_sets_disagree``: at the end, the observers still attached and CONNECTED do not all
@@ -31,10 +32,17 @@ Member = tuple[str, str]  # (clientId, connectionId)
 
 
 def _away_spans(
-    entries: Sequence[Mapping[str, Any]],
+    entries: Sequence[Mapping[str, Any]], cuts: Sequence[tuple[float, float]] = ()
 ) -> tuple[list[tuple[float, float]], list[tuple[float, str]]]:
-    """(not-CONNECTED stretches, (time, new connectionId) switches) of one client."""
-    spans: list[tuple[float, float]] = []
+    """(away stretches, (time, new connectionId) switches) of one client. Away: not CONNECTED, and
+    also the ``cuts`` of its own path (a tunnel cut) that led to a disconnection: the server lost
+    the transport when the cut began, the client noticed only later (its idle timer)."""
+    spans: list[tuple[float, float]] = [
+        (start, next((e["t"] for e in entries if e["k"] == "conn" and e["state"] == "connected"
+                      and e["t"] >= end), float("inf")))
+        for start, end in cuts
+        if any(e["k"] == "conn" and e["state"] != "connected" and start <= e["t"] <= end for e in entries)
+    ]  # fmt: skip
     switches: list[tuple[float, str]] = []
     down: float | None = None
     conn_id: str | None = None
@@ -63,10 +71,18 @@ def _leave_explained(
     return any(start < t and min(end, t) - start >= linger_s - SLACK_S for start, end in spans)
 
 
-def check_presence(logs: Sequence[Mapping[str, Any]], linger_s: float) -> list[dict[str, Any]]:
-    """The presence violations of one run (see the module docstring), as (kind, detail) dicts."""
+def check_presence(
+    logs: Sequence[Mapping[str, Any]], linger_s: float, faults: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """The presence violations of one run (see the module docstring), as (kind, detail) dicts.
+    ``faults``: the applied faults; a client's ``tunnel_cut`` counts as away from its start."""
     found: list[dict[str, Any]] = []
-    away = {log["client"]: _away_spans(log["entries"]) for log in logs}
+    cuts: dict[str, list[tuple[float, float]]] = {}
+    for f in faults:
+        if f.get("kind") == "tunnel_cut" and f.get("started") is not None:
+            end = f["ended"] if f.get("ended") is not None else float("inf")
+            cuts.setdefault(f["target"], []).append((f["started"], end))
+    away = {log["client"]: _away_spans(log["entries"], cuts.get(log["client"], ())) for log in logs}
     finals: dict[str, dict[str, set[Member]]] = {}
     for log in logs:
         who, channel = log["client"], log["channel"]
