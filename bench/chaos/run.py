@@ -422,6 +422,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
 
     record = tenures.ClusterRecord(
         events=nodelogs.home_events(log_paths, wall_t0),
+        detached=nodelogs.detach_times(log_paths, wall_t0),
         down=driver.down,
         separations=driver.separations,
         retention_s=(TTL_MS + IDLE_MS) / 1000,

@@ -129,3 +129,24 @@ def test_a_cut_of_the_members_own_tunnel_counts_as_away_from_its_start():
     assert kinds(check_presence([sub3, obs], LINGER, [early])) == ["presence_spurious_leave"]
     other = {**cut, "target": "obs"}  # nor does another client's cut
     assert kinds(check_presence([sub3, obs], LINGER, [other])) == ["presence_spurious_leave"]
+
+
+def test_the_servers_loss_of_the_transport_counts_as_away_when_the_client_then_disconnects():
+    # Chaos seed 1141510304 (t 90-108 s): rt2 was killed at 90.4 s; fe-a1 logged sub9's transport
+    # detached at 90.8 s and left its member at 95.9 s (the 5 s linger), while sub9 still read 15 s
+    # of messages queued on the dead path and saw DISCONNECTED only at 106.5 s.
+    sub9 = log(
+        "sub9", conn(0, "connected", "S"), conn(106.5, "disconnected", "S"), conn(108.5, "connected", "S")
+    )
+    obs = log("obs", conn(0, "connected", "O"), pres(1, "e:1", ("enter", "sub9", "S")),
+              pres(96.6, "e:2", ("leave", "sub9", "S")))  # fmt: skip
+    assert kinds(check_presence([sub9, obs], LINGER)) == ["presence_spurious_leave"]
+    assert check_presence([sub9, obs], LINGER, detached={"S": [90.8]}) == []
+    # A detach the client never followed with a disconnection (it was CONNECTED again first, or
+    # never disconnected within the window) explains nothing.
+    spurious = ["presence_spurious_leave"]
+    back = log("sub9", conn(0, "connected", "S"), conn(91, "connected", "S"), conn(106, "disconnected", "S"))
+    assert kinds(check_presence([back, obs], LINGER, detached={"S": [90.8]})) == spurious
+    late = log("sub9", conn(0, "connected", "S"), conn(150, "disconnected", "S"))
+    assert kinds(check_presence([late, obs], LINGER, detached={"S": [90.8]})) == spurious
+    assert kinds(check_presence([sub9, obs], LINGER, detached={"other": [90.8]})) == spurious
