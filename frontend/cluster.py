@@ -195,7 +195,7 @@ class Cluster:
         if member is None or bus is None:
             return
         deadline = trio.current_time() + self.config.drain_timeout_s
-        self.draining = True
+        self.draining = node.presence.draining = True
         log.info("frontend.draining", connections=len(node.sessions), homes=len(node.channels.homes))
         await member.update_metadata(state=gossip.ServingState.DRAINING)
         self.apply_view()

@@ -28,6 +28,7 @@ def drain(world: World, node_id: str) -> None:
     node = world.nodes[node_id]
     deadline = world.sched.now + int(node.config.drain_timeout_s * 1000)
     world.draining.add(node_id)
+    node.presence.draining = True
     world.views[node_id] = world._truth(node_id)
     world._apply_view(node_id)
     world._changed()
