@@ -62,8 +62,8 @@ def _away_spans(
         return None
 
     lost = [(start, end) for start, end in cuts]
-    for conn_id in {e["id"] for e in conns if e.get("id")}:
-        lost += [(t, t + DETECT_S) for t in (detached or {}).get(conn_id, ())]
+    for cid in sorted({e["id"] for e in conns if e.get("id")}):
+        lost += [(t, t + DETECT_S) for t in (detached or {}).get(cid, ())]
     spans: list[tuple[float, float]] = [s for start, end in lost if (s := back_from(start, end))]
     switches: list[tuple[float, str]] = []
     down: float | None = None
