@@ -416,6 +416,8 @@ class ChannelService(HomeSide, PublishSide):
                 self._on_deliver(now_ms, src, channel, entry)
             case O.Take(channel=channel):
                 self.handle_take(now_ms, channel)
+            case O.CopyReleased():
+                self.copy_released(src, op)
             case O.Unsubscribe(channel=channel):
                 home = self.homes.get(channel)
                 if home is not None:

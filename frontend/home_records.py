@@ -64,7 +64,10 @@ class Home:
     # Zone quorum (home_quorum.py): no copy can be placed and no majority to copy inside our zone
     # (nothing is ACKed); or the copy is inside our zone, by majority (entries may live in one zone).
     blocked: bool = False
-    degraded: bool = False  # when an idle log was last re-sent to its replica (keep_replicas_alive)
+    degraded: bool = False
+    # The frontends of our own zone were told (CopyReleased) that another zone holds this log: once
+    # per tenure, and again after each degraded stretch.
+    copies_released: bool = False
 
     def take_blocked(self, now_ms: int, window_ms: int) -> list[_Append]:
         """Cut from the tail of the log the appends held past ``window_ms`` and never sent to any

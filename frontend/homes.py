@@ -273,8 +273,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 return
             if ok:
                 home.replica_synced = True
-                self._synced_across_zones(home)
                 synced = int(result)
+                self._synced_across_zones(channel, home, synced)
                 log.info(
                     "channel.replica_synced",
                     channel=channel,

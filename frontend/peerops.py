@@ -310,6 +310,25 @@ class Deliver:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CopyReleased:
+    """Push from a home to a frontend of its own zone it copied to while degraded: a frontend of
+    another zone now holds the log up to ``last_seq`` of ``epoch``, so that copy no longer holds
+    entries only this zone has (it stops keeping the zone's place at the witness, kernel/quorum.py)."""
+
+    OP: ClassVar[str] = "copy_released"
+    channel: str
+    epoch: str
+    last_seq: int
+
+    def to_args(self) -> dict[str, Any]:
+        return {"channel": self.channel, "epoch": self.epoch, "last_seq": self.last_seq}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> CopyReleased:
+        return cls(channel=_str(a, "channel"), epoch=_str(a, "epoch"), last_seq=_int(a, "last_seq"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Take:
     """Push: a draining home asks the channel's next home to acquire it now."""
 
@@ -467,7 +486,9 @@ class RestCall:
         return cls(kind=_str(a, "kind"), args=_dict(a, "args"))
 
 
-ChannelOp = Publish | Attach | LogFetch | Replicate | ReplicaSync | Deliver | Take | Unsubscribe
+ChannelOp = (
+    Publish | Attach | LogFetch | Replicate | ReplicaSync | Deliver | CopyReleased | Take | Unsubscribe
+)
 SessionOp = SessionPut | SessionFetch | Handover | Discard
 PeerOp = ChannelOp | SessionOp | PresenceOwned | PresenceOwner | RestCall
 
@@ -480,6 +501,7 @@ _RECORDS: dict[str, Any] = {
         Replicate,
         ReplicaSync,
         Deliver,
+        CopyReleased,
         Take,
         Unsubscribe,
         SessionPut,

@@ -87,6 +87,10 @@ class Presence:
         self._rejoin: set[str] = set()  # ... and resumed meanwhile: re-entered once they are
         self._ids = itertools.count(1)
         self._sync_cache: OrderedDict[str, tuple[str, list[Encoded]]] = OrderedDict()
+        # The node drains: its connections move with their members (a drain hands them over
+        # silently), so no linger leaves them here; one whose client does not come back leaves
+        # its copy on another frontend, whose watch leaves the members after the linger.
+        self.draining = False
 
     @property
     def linger_ms(self) -> int:
@@ -423,6 +427,12 @@ class Presence:
             return
         if s.detached_ms is not None and now_ms < s.detached_ms + self.linger_ms:
             heapq.heappush(self._linger, (s.detached_ms + self.linger_ms, s.connection_id))
+            return
+        if self.draining:
+            # Chaos seed 1141510304 (t 77-85 s): fe-b1's drain cut sub19 at 78.3 s, the client
+            # resumed on fe-a2 at 83.7 s, and the draining node's linger left its member at 83.3 s:
+            # 158 observers saw a leave and an enter of a member that never went away.
+            heapq.heappush(self._linger, (now_ms + RETRY_MS, s.connection_id))
             return
         node = self.node
         conn = s.connection_id

@@ -30,6 +30,7 @@ def test_every_record_survives_the_wire() -> None:
         O.Replicate(channel="ch", entry=entry, committed=0),
         O.ReplicaSync(channel="ch", log=lg.snapshot()),
         O.Deliver(channel="ch", entry=entry),
+        O.CopyReleased(channel="ch", epoch="ep", last_seq=4),
         O.Take(channel="ch"),
         O.Unsubscribe(channel="ch"),
         O.SessionPut(state={"id": "c", "epoch": 2}),
