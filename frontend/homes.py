@@ -175,6 +175,8 @@ class HomeSide(PersistedHomes, QuorumHomes):
                     max_messages=self.config.channel_log_max_messages,
                     retention_ms=self.config.retention_ms,
                 )
+                if isinstance(r.get("made_ms"), int):
+                    lg.created_ms = min(lg.created_ms, r["made_ms"])  # when the peer's copy was made
                 if best is None or r.get("relinquished") or (lg.supersedes(best) and source != "handover"):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
             if best is not None and newer_born > epoch_born(best.epoch):
@@ -459,7 +461,9 @@ class HomeSide(PersistedHomes, QuorumHomes):
             if self._withhold_log_fetch(reply):
                 return  # restarted, not yet told by the witness whether our zone lost data (home_quorum)
             snapshot = copy.snapshot() if copy is not None else None
-            reply(True, {"log": snapshot, "subs": sorted(subs), "lost_since": self._lost_since()})
+            made = copy.created_ms if copy is not None else None  # a stale copy is judged by its age
+            lost = self._lost_since()
+            reply(True, {"log": snapshot, "subs": sorted(subs), "lost_since": lost, "made_ms": made})
             return
         if self.home_of(channel) != src:
             reply(True, {"home": self.node_id})  # my map still says I am home: the asker must wait
@@ -480,7 +484,11 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 self.streams[channel] = Stream(home=src, epoch=lg.epoch, cursor=home.committed)
                 subs.add(self.node_id)
             log.info("channel.handed_over", channel=channel, to=src, last_seq=lg.last_seq)
-            reply(True, {"log": lg.snapshot(), "relinquished": True, "subs": sorted(subs)})
+            # A blocked home's log is no fresher than the copy it was acquired from (it committed
+            # nothing since): the acquirer judges it like a copy (seed 737).
+            made = lg.created_ms if home.blocked else None
+            answer = {"log": lg.snapshot(), "relinquished": made is None, "made_ms": made}
+            reply(True, {**answer, "subs": sorted(subs)})
             for item in home.pending:  # blocked appends travel in the log: their retries go there
                 for _, abandon in item.waiters:
                     abandon()
