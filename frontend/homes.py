@@ -20,7 +20,7 @@ from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, epoch_born, new_epoch, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_persist import PersistedHomes
-from frontend.home_quorum import QuorumHomes
+from frontend.home_quorum import QuorumHomes, no_quorum
 from frontend.home_records import OPERATION_DEADLINE_MS, RPC_TIMEOUT_S, Home, Stream, _Append, unavailable
 from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
@@ -315,6 +315,10 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 abandon()
                 return
             done(prior, None)
+            return
+        if self._replica_missing(home) and self.minority_known(now_ms):
+            self.metrics.publishes_refused_no_quorum.inc()  # refused before it is even numbered
+            done(None, no_quorum(channel, self.quorum(now_ms)))
             return
         # Client-supplied ids seen within the dedupe window (frontend.idempotency): answered, not appended.
         screened = screen(lg.ids, pub.messages, done, lambda seq, cb: wait_on(home.pending, seq, cb, abandon))

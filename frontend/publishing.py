@@ -24,9 +24,13 @@ from kernel.errors import ErrorInfo
 if TYPE_CHECKING:
     from frontend.channels import Bus, PublishDone
     from frontend.config import FrontendConfig
+    from frontend.metrics import Metrics
     from kernel.quorum import QuorumState
 
 RETRY_MS = 100  # how soon a failed remote operation is retried
+# How often a publish whose outcome is unknown is retried while this side knows it holds no majority
+# of zones (no home here can learn its outcome: it waits for the majority, or for the other zone).
+MINORITY_RETRY_MS = 1_000
 
 
 @dataclass(slots=True)
@@ -38,11 +42,16 @@ class PublishAttempt:
     final: int
     uncertain: bool = False
     why: str = ""  # what the last attempt ran into, for the NACK's message
+    # An earlier publish of the connection on the channel was refused: this one is refused with it
+    # (never numbered after a re-send of the earlier one: publisher order).
+    refused: ErrorInfo | None = None
+    in_flight: int = 0  # attempts sent and not answered (a re-send's chain shares this record)
 
 
 class PublishSide:
     node_id: str
     config: FrontendConfig
+    metrics: Metrics
     bus: Bus | None
     homes: dict[str, Home]
     now_ms: int
@@ -54,6 +63,9 @@ class PublishSide:
         raise NotImplementedError
 
     def quorum(self, now_ms: int | None = None) -> QuorumState:
+        raise NotImplementedError
+
+    def minority_known(self, now_ms: int | None = None) -> bool:
         raise NotImplementedError
 
     def _publish_window(self) -> int:
@@ -100,6 +112,15 @@ class PublishSide:
         earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
         pub = dataclasses.replace(pub, after=earlier[-1] if earlier else None)
 
+        if st.refused is not None and not st.uncertain and not st.in_flight:
+            done(None, st.refused)
+            return
+        if not st.uncertain and not st.in_flight and self.minority_known(now_ms):
+            # This side knows it holds no majority of zones: no home here can number it (prompt 50350).
+            self.metrics.publishes_refused_no_quorum.inc()
+            done(None, no_quorum(channel, self.quorum(now_ms)))
+            return
+
         def again(t: int) -> None:
             self.publish(t, pub, done, attempt=st)
 
@@ -114,6 +135,9 @@ class PublishSide:
             seconds = window // 1000
             done(None, unavailable(channel, f"not numbered within {seconds} s: {st.why or 'no answer'}"))
 
+        if st.uncertain and self.minority_known(now_ms):
+            self._retries.add(now_ms + MINORITY_RETRY_MS, again)
+            return
         home = self.home_of(channel)
         if home == self.node_id:
 
@@ -124,16 +148,19 @@ class PublishSide:
                     return
 
                 def abandoned() -> None:
+                    st.in_flight -= 1
                     st.uncertain = True  # it was numbered; a replica may hold it
                     self._retry(self.now_ms, st.deadline, again, give_up)
 
                 def answered(serials: list[str] | None, error: ErrorInfo | None) -> None:
-                    if serials is None and st.uncertain:
-                        # Refused here, but an earlier attempt elsewhere may have been numbered.
+                    st.in_flight -= 1
+                    if serials is None and (st.uncertain or st.in_flight):
+                        # Refused here, but another attempt (earlier, or a re-send's) may be numbered.
                         self._retry(self.now_ms, st.deadline, again, give_up)
                     else:
                         done(serials, error)
 
+                st.in_flight += 1
                 self._append(self.now_ms, pub, answered, abandoned)
 
             self._with_home(now_ms, channel, local)
@@ -141,11 +168,12 @@ class PublishSide:
         assert self.bus is not None
 
         def on_reply(ok: bool, result: Any) -> None:
+            st.in_flight -= 1
             answer = O.publish_outcome(ok, result)
             match answer.outcome:
                 case O.Outcome.NUMBERED:
                     done(list(answer.serials), None)
-                case O.Outcome.REFUSED if not st.uncertain:
+                case O.Outcome.REFUSED if not st.uncertain and not st.in_flight:
                     done(None, answer.error or unavailable(channel))
                 case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
                     st.why = f"its home {home} answered: {result}"
@@ -155,7 +183,17 @@ class PublishSide:
                     st.uncertain = True
                     self._retry(self.now_ms, st.deadline, again, give_up)
 
+        st.in_flight += 1
         self.bus.request(home, pub, on_reply, RPC_TIMEOUT_S)
+
+    def mark_uncertain(self, now_ms: int, conn: str, channel: str, msg_serial: int) -> None:
+        """A re-send after a takeover: the previous owner may have an attempt in flight, so this
+        node must not NACK it before the dedupe window's end (a prompt 50350 was delivered after the
+        old owner's retry numbered it: frontend.sim --witness seed 1622)."""
+        window = self._publish_window()
+        final = now_ms + max(window, self.config.retention_ms * 3 // 4)
+        st = self._attempts.setdefault((conn, channel, msg_serial), PublishAttempt(now_ms + window, final))
+        st.uncertain = True
 
     def _resolving(self, conn: str, channel: str, msg_serial: int, done: PublishDone) -> PublishDone:
         """``done``, which first forgets the publish as unresolved."""
@@ -166,6 +204,11 @@ class PublishSide:
                 queue.remove(msg_serial)
                 if not queue:
                     del self._unresolved[(conn, channel)]
+            for later in queue or () if serials is None and error is not None else ():
+                # Later publishes wait for this one (``after``): none was numbered. Refuse them too.
+                st = self._attempts.get((conn, channel, later))
+                if later > msg_serial and st is not None:
+                    st.refused = st.refused or error
             if queue is None or msg_serial not in queue:
                 self._attempts.pop((conn, channel, msg_serial), None)
             done(serials, error)

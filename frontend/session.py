@@ -151,7 +151,13 @@ class Session:
     # msgSerial -> serials of this connection's numbered publishes (the last NUMBERED_KEPT): a
     # re-sent one is answered from here for as long as the session lives, even after the home's
     # dedupe record, kept for the retention window from its numbering, has aged out.
-    numbered: dict[int, list[str]] = field(default_factory=dict)
+    # A publish refused for certain (NACKed) is kept too, as its error: a client that missed the NACK
+    # while it was being moved re-sends it, and numbering it then could put it after its later ones.
+    numbered: dict[int, list[str] | ErrorInfo] = field(default_factory=dict)
+    # The highest msgSerial received, and after a takeover the previous owner's: a re-send at or
+    # below it may still be in flight there (its outcome is unknown here: never NACKed early).
+    msg_serial_seen: int = -1
+    resent_upto: int = -1
     presence: OwnMembers = field(default_factory=OwnMembers)  # members it entered (presence.py)
 
     @property
@@ -207,11 +213,17 @@ class Session:
         size += sys.getsizeof(self.numbered) + sum(sys.getsizeof(v) for v in self.numbered.values())
         return size + sum(sys.getsizeof(p) for p in self.acks._queue)
 
-    def remember_numbered(self, msg_serial: int, serials: list[str]) -> None:
-        """Keep a numbered publish's serials for a re-send of its msgSerial (bounded)."""
+    def remember_numbered(self, msg_serial: int, serials: list[str] | ErrorInfo) -> None:
+        """Keep a numbered publish's serials (or a refused one's error) for a re-send of its
+        msgSerial (bounded)."""
         self.numbered[msg_serial] = serials
         while len(self.numbered) > NUMBERED_KEPT:
             del self.numbered[next(iter(self.numbered))]  # the oldest (msgSerials only grow)
+
+    def saw_publish(self, msg_serial: int) -> bool:
+        """Note a publish's msgSerial; True if the owner before a takeover may have it in flight."""
+        self.msg_serial_seen = max(self.msg_serial_seen, msg_serial)
+        return msg_serial <= self.resent_upto
 
     def to_wire(self) -> dict[str, Any]:
         """The state a secondary keeps and a new owner restores (cursors, not messages)."""
@@ -228,6 +240,7 @@ class Session:
             "revocation_key": ident.revocation_key,
             "echo": self.echo,
             "created": self.created_ms,
+            "seen": max(self.msg_serial_seen, self.resent_upto),
             "channels": {name: [cur.modes, cur.serial, cur.requested] for name, cur in self.channels.items()},
             "presence": self.presence.to_wire() if self.presence else None,
         }
@@ -258,6 +271,7 @@ class Session:
             detached_ms=now_ms,
         )
         s.presence = OwnMembers.from_wire(raw.get("presence"))
+        s.resent_upto = seen if isinstance(seen := raw.get("seen"), int) else -1
         for name, entry in dict(raw.get("channels") or {}).items():
             # [modes, serial, requested]; a copy from before ``requested`` was kept has two.
             modes, serial = int(entry[0]), entry[1]

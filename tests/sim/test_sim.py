@@ -261,6 +261,14 @@ async def test_a_hundred_seeds_pass_with_a_witness_zone() -> None:
     assert code == 0 and summary["ok"], json.dumps(summary["first_failure"], indent=1)[:4000]
 
 
+async def test_a_side_without_a_majority_refuses_at_once() -> None:
+    """Issue 11: zone a lost with no witness zone, so zone b holds 1 of 2 zone votes and knows it; its
+    publishes are refused with 50350 at once (they waited for the 15 s publish deadline before)."""
+    code, result = await _sim("--seed", "1", "--schedule", json.dumps([[5000, "zone_loss", "a", 8000]]))
+    assert code == 0 and result["ok"], result["examples"]
+    assert result["refused_no_quorum"] > 20 and result["refused_no_quorum_max_s"] < 1.0, result
+
+
 async def test_a_seed_replays_bit_for_bit() -> None:
     _, first = await _sim("--seed", "7")
     _, again = await _sim("--seed", "7", "--schedule", json.dumps(first["schedule"]))
