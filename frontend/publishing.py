@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from frontend import peerops as O
 from frontend.home_quorum import no_quorum
 from frontend.home_records import RPC_TIMEOUT_S, Home, Retries, unavailable
-from kernel.errors import ErrorInfo
+from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
     from frontend.channels import Bus, PublishDone
@@ -46,6 +46,13 @@ class PublishAttempt:
     # (never numbered after a re-send of the earlier one: publisher order).
     refused: ErrorInfo | None = None
     in_flight: int = 0  # attempts sent and not answered (a re-send's chain shares this record)
+    # A publish of a connection taken over from a copy: an earlier owner may have it in flight, so a
+    # 50350 is retried until the deadline rather than sent at once (``Session.saw_publish``).
+    patient: bool = False
+
+    def early_refusal_ok(self) -> bool:
+        """No other attempt may number it: a refusal may be sent before the deadline."""
+        return not (self.uncertain or self.in_flight or self.patient)
 
 
 class PublishSide:
@@ -112,10 +119,10 @@ class PublishSide:
         earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
         pub = dataclasses.replace(pub, after=earlier[-1] if earlier else None)
 
-        if st.refused is not None and not st.uncertain and not st.in_flight:
+        if st.refused is not None and st.early_refusal_ok():
             done(None, st.refused)
             return
-        if not st.uncertain and not st.in_flight and self.minority_known(now_ms):
+        if st.early_refusal_ok() and self.minority_known(now_ms):
             # This side knows it holds no majority of zones: no home here can number it (prompt 50350).
             self.metrics.publishes_refused_no_quorum.inc()
             done(None, no_quorum(channel, self.quorum(now_ms)))
@@ -154,7 +161,7 @@ class PublishSide:
 
                 def answered(serials: list[str] | None, error: ErrorInfo | None) -> None:
                     st.in_flight -= 1
-                    if serials is None and (st.uncertain or st.in_flight):
+                    if serials is None and (st.uncertain or st.in_flight or self._wait_on(st, error)):
                         # Refused here, but another attempt (earlier, or a re-send's) may be numbered.
                         self._retry(self.now_ms, st.deadline, again, give_up)
                     else:
@@ -170,10 +177,11 @@ class PublishSide:
         def on_reply(ok: bool, result: Any) -> None:
             st.in_flight -= 1
             answer = O.publish_outcome(ok, result)
+            certain = not (st.uncertain or st.in_flight or self._wait_on(st, answer.error))
             match answer.outcome:
                 case O.Outcome.NUMBERED:
                     done(list(answer.serials), None)
-                case O.Outcome.REFUSED if not st.uncertain and not st.in_flight:
+                case O.Outcome.REFUSED if certain:  # refused for certain, and no other attempt may number it
                     done(None, answer.error or unavailable(channel))
                 case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
                     st.why = f"its home {home} answered: {result}"
@@ -186,14 +194,22 @@ class PublishSide:
         st.in_flight += 1
         self.bus.request(home, pub, on_reply, RPC_TIMEOUT_S)
 
-    def mark_uncertain(self, now_ms: int, conn: str, channel: str, msg_serial: int) -> None:
-        """A re-send after a takeover: the previous owner may have an attempt in flight, so this
-        node must not NACK it before the dedupe window's end (a prompt 50350 was delivered after the
-        old owner's retry numbered it: frontend.sim --witness seed 1622)."""
+    def _wait_on(self, st: PublishAttempt, error: ErrorInfo | None) -> bool:
+        """A patient publish's 50350 before the deadline is retried, not sent."""
+        return st.patient and error is not None and error.code == ErrorCode.NO_ZONE_QUORUM and (
+            self.now_ms < st.deadline
+        )
+
+    def mark_resent(self, now_ms: int, conn: str, channel: str, msg_serial: int, how: str) -> None:
+        """A re-send after a takeover: the owner that handed it over may have an attempt in flight
+        (``how`` "uncertain"), so this node must not NACK it before the dedupe window's end (a prompt
+        50350 was delivered after the old owner's retry numbered it: frontend.sim --witness seed
+        1622); after a takeover from a copy ("patient"), not before the publish deadline."""
         window = self._publish_window()
         final = now_ms + max(window, self.config.retention_ms * 3 // 4)
         st = self._attempts.setdefault((conn, channel, msg_serial), PublishAttempt(now_ms + window, final))
-        st.uncertain = True
+        st.uncertain = st.uncertain or how == "uncertain"
+        st.patient = st.patient or how == "patient"
 
     def _resolving(self, conn: str, channel: str, msg_serial: int, done: PublishDone) -> PublishDone:
         """``done``, which first forgets the publish as unresolved."""

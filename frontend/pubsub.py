@@ -478,8 +478,8 @@ class PubSub(ChannelModes, StoreAttach):
             self._flush_acks(now_ms, s)
             return
         acks, msg_serial = s.acks, pm.msg_serial
-        if s.saw_publish(msg_serial):  # a re-send the previous owner may still be numbering
-            self.channels.mark_uncertain(now_ms, s.connection_id, pm.channel, msg_serial)
+        if how := s.saw_publish(msg_serial):  # a re-send the previous owner may still be numbering
+            self.channels.mark_resent(now_ms, s.connection_id, pm.channel, msg_serial, how)
 
         def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
             answer = serials if serials is not None else err

@@ -158,6 +158,9 @@ class Session:
     # below it may still be in flight there (its outcome is unknown here: never NACKed early).
     msg_serial_seen: int = -1
     resent_upto: int = -1
+    # Taken over from a copy (its owner did not hand it over): what that owner saw is unknown, so
+    # its publishes keep the deadline rule (never refused early: frontend.sim seed 13).
+    from_copy: bool = False
     presence: OwnMembers = field(default_factory=OwnMembers)  # members it entered (presence.py)
 
     @property
@@ -220,10 +223,14 @@ class Session:
         while len(self.numbered) > NUMBERED_KEPT:
             del self.numbered[next(iter(self.numbered))]  # the oldest (msgSerials only grow)
 
-    def saw_publish(self, msg_serial: int) -> bool:
-        """Note a publish's msgSerial; True if the owner before a takeover may have it in flight."""
+    def saw_publish(self, msg_serial: int) -> str | None:
+        """Note a publish's msgSerial; ``"uncertain"`` if the owner that handed the connection over
+        saw it (it may still be numbering it), ``"patient"`` if what an earlier owner saw is unknown
+        (taken over from a copy), else None."""
         self.msg_serial_seen = max(self.msg_serial_seen, msg_serial)
-        return msg_serial <= self.resent_upto
+        if msg_serial <= self.resent_upto:
+            return "uncertain"
+        return "patient" if self.from_copy else None
 
     def to_wire(self) -> dict[str, Any]:
         """The state a secondary keeps and a new owner restores (cursors, not messages)."""
@@ -272,6 +279,7 @@ class Session:
         )
         s.presence = OwnMembers.from_wire(raw.get("presence"))
         s.resent_upto = seen if isinstance(seen := raw.get("seen"), int) else -1
+        s.from_copy = bool(raw.get("from_copy"))
         for name, entry in dict(raw.get("channels") or {}).items():
             # [modes, serial, requested]; a copy from before ``requested`` was kept has two.
             modes, serial = int(entry[0]), entry[1]
