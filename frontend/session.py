@@ -44,6 +44,7 @@ from kernel.errors import ErrorInfo
 # How many numbered publishes a session remembers for re-sends (a client re-sends only those it has
 # no ACK for, at most its unacknowledged window).
 NUMBERED_KEPT = 1024
+REFUSED_KEPT = 128  # of them, the refused ones a copy of the session carries
 
 
 class SessionState(enum.Enum):
@@ -220,6 +221,8 @@ class Session:
         """Keep a numbered publish's serials (or a refused one's error) for a re-send of its
         msgSerial (bounded)."""
         self.numbered[msg_serial] = serials
+        if isinstance(serials, ErrorInfo):
+            self.dirty = True  # the copy keeps refusals (``to_wire``): a new owner answers re-sends too
         while len(self.numbered) > NUMBERED_KEPT:
             del self.numbered[next(iter(self.numbered))]  # the oldest (msgSerials only grow)
 
@@ -248,6 +251,11 @@ class Session:
             "echo": self.echo,
             "created": self.created_ms,
             "seen": max(self.msg_serial_seen, self.resent_upto),
+            # The last refusals: a re-send of one after a takeover gets the same NACK, never a number
+            # after the connection's later publishes (frontend.sim --witness seed 478).
+            "refused": [[m, e.to_wire()] for m, e in self.numbered.items() if isinstance(e, ErrorInfo)][
+                -REFUSED_KEPT:
+            ],
             "channels": {name: [cur.modes, cur.serial, cur.requested] for name, cur in self.channels.items()},
             "presence": self.presence.to_wire() if self.presence else None,
         }
@@ -280,6 +288,10 @@ class Session:
         s.presence = OwnMembers.from_wire(raw.get("presence"))
         s.resent_upto = seen if isinstance(seen := raw.get("seen"), int) else -1
         s.from_copy = bool(raw.get("from_copy"))
+        for item in raw.get("refused") or ():
+            error = ErrorInfo.from_wire(item[1]) if isinstance(item, list) and len(item) == 2 else None
+            if error is not None and isinstance(item[0], int):
+                s.numbered[item[0]] = error
         for name, entry in dict(raw.get("channels") or {}).items():
             # [modes, serial, requested]; a copy from before ``requested`` was kept has two.
             modes, serial = int(entry[0]), entry[1]
