@@ -295,6 +295,27 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         ],
         ["--witness"],
     ),
+    # With prompt refusals: c2's publishes were in flight at fe-b2 when the client moved to fe-a2
+    # across a zone partition (no witness); fe-a2, taking over from a copy, refused the re-sends at
+    # once and fe-b2 committed them at the heal (nacked_delivered). Fixed: a connection taken over from
+    # a copy keeps the deadline rule.
+    "13_taken_over_from_a_copy_is_patient": (
+        13,
+        [
+            [9732, "kill", "fe-a1", 4984],
+            [13318, "zone_partition", "b", 2923],
+            [14621, "tunnel_cut", "c2", 1365],
+        ],
+        [],
+    ),
+    # A refusal in the minority whose NACK was held behind another channel's publish; after a heal
+    # and zone a's loss, the new owner numbered the client's re-send after its later publish
+    # (publisher_order). Fixed: a session's copy carries its last refusals.
+    "478_copy_carries_refusals": (
+        478,
+        [[4450, "zone_partition", "a", 4302], [10125, "zone_loss", "a", 4682]],
+        ["--witness"],
+    ),
     "5170_confirmed_dedupe_answered": (
         5170,
         [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],
