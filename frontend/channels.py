@@ -41,7 +41,7 @@ import structlog
 
 from frontend import peerops as O
 from frontend.bus import Bus
-from frontend.channel_log import ChannelLog, Entry, parse_serial
+from frontend.channel_log import ChannelLog, Entry, epoch_born, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_records import Retries
 from frontend.homes import (
@@ -431,6 +431,12 @@ class ChannelService(HomeSide, PublishSide):
             return
         parsed = parse_serial(str(entry.frame.wire.get("channelSerial", "")))
         epoch = parsed[0] if parsed else None
+        newer = bool(epoch and stream.epoch and epoch_born(epoch) > epoch_born(stream.epoch))
+        if newer and not stream.resyncing:
+            # Our home started a newer epoch (its old one was lost with a zone; seed 508): re-attach,
+            # whose answer announces the discontinuity (90003) to our subscribers.
+            self._resync(now_ms, channel, stream)
+            return
         if stream.resyncing or epoch != stream.epoch or entry.last_seq <= stream.cursor:
             return
         if entry.first_seq != stream.cursor + 1:

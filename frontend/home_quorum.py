@@ -10,10 +10,14 @@ sketch is in docs/architecture.md ("Zone quorum"). Each home chooses its copy wi
    zone** (or no copy at all when it is the only frontend): the home is *degraded*, says so in the
    log (``channel.replica_degraded``) and in ``continuity_replication_degraded``;
 3. else the home is *blocked*: nothing is ACKed, and publishes that were never sent to any copy
-   are refused at the publish deadline (15 s) with 50350 naming the zones out of reach
-   (``drop_blocked``). Not sooner: a map that lags may still show the other zone, and a NACK that
-   a client misses while it is being moved lets its re-send be numbered after its later publishes
-   (frontend.sim seed 142 with a 2 s grace: publisher_order).
+   are refused with 50350 naming the zones out of reach (``drop_blocked``): at once when this side
+   *knows* it is the minority (``minority_known``: since it lost the majority, every witness router
+   in reach refused it because another zone holds the grant, or none is in reach), else at the
+   publish deadline (15 s; a witness may still grant us). A refused publish cannot be swapped
+   with its connection's later ones: those still unresolved on the channel are refused with it
+   (``publishing.py``), and a re-send of it (a client that missed the NACK while it was being
+   moved) is answered from the session's memory, not numbered (frontend.sim seed 142 found that
+   swap when blocked appends were refused after a 2 s grace).
 
 A degraded home commits only while the majority holds (``_quorum_allows``): a grant that lapses
 stops its ACKs at once. ``grant`` takes a witness's answer; ``witness_request`` says what this
@@ -85,6 +89,10 @@ class QuorumHomes:
         self._witness_heard = False
         self._withhold_until: int | None = None
         self._data_lost_at = self._data_lost_until = 0
+        # Since when no other zone serves and no majority is held here, and when each witness router
+        # last refused us (the request's send time) because another zone holds its grant.
+        self._minority_since: int | None = None
+        self._refused_ms: dict[str, int] = {}
 
     # -- reading the quorum ---------------------------------------------------------
     def remember_zones(self, view: ClusterView) -> None:
@@ -117,6 +125,19 @@ class QuorumHomes:
         """A degraded home may commit only while this zone holds the majority."""
         return not home.degraded or self.quorum().may_degrade
 
+    def minority_known(self, now_ms: int | None = None) -> bool:
+        """This side knows it holds no majority of zones: since it lost it, every witness router in
+        reach refused a request sent after that because another zone holds the grant (or none is in
+        reach). Blocked publishes are then refused at once, not at the publish deadline."""
+        since = self._minority_since
+        if since is None or not self.ready or self.bus is None:
+            return False
+        state = self.quorum(now_ms)
+        if state.other_zone_serving or state.may_degrade:
+            return False
+        routers = {r for z in state.witnesses for r in self._witnesses_remembered.get(z, ())}
+        return all(self._refused_ms.get(r, -1) >= since for r in routers if self.view.alive(r))
+
     def write_available(self) -> bool:
         """Whether this frontend can number publishes now (``/health``'s readiness)."""
         state = self.quorum()
@@ -134,6 +155,9 @@ class QuorumHomes:
             "available": self.write_available(),
             "degraded": self.replication_degraded(),
             "majority": state.may_degrade,
+            # It knows it holds no majority (the witness refused it, or none is in reach): publishes
+            # are refused with 50350 at once; else, while it waits for a grant, at the deadline.
+            "minority_known": self.minority_known(),
             "zones": sorted(state.votes),
             "witness_zones": sorted(state.witnesses),
             "zones_out_of_reach": sorted(state.missing),
@@ -183,13 +207,17 @@ class QuorumHomes:
         if granted:
             self.grants[router] = sent_ms + DEFAULT_LEASE_MS
             self._asked_grant = True
+            self._refused_ms.pop(router, None)
         else:
             self.grants.pop(router, None)
+            if need and holder is not None and holder != self.config.zone:
+                self._refused_ms[router] = sent_ms
             if not need:
                 self._asked_grant = bool(self.grants) or self._holding_zone_only()
             if holder is not None and holder != self.config.zone and need:
                 log.warning("zone.grant_refused", router=router, holder=holder)
         self._reassess(now_ms)
+        self.drop_blocked(now_ms)  # the refusal may be what tells us we are the minority
 
     def _holding_zone_only(self) -> bool:
         """Some log here, a home's or a copy's (a demoted degraded home leaves its log as a copy),
@@ -232,6 +260,10 @@ class QuorumHomes:
         state = self.quorum(now_ms)
         before = self._last_quorum
         self._last_quorum = state
+        if state.other_zone_serving or state.may_degrade or state.single_zone:
+            self._minority_since = None
+        elif self._minority_since is None:
+            self._minority_since = now_ms
         if before is not None and before.may_degrade != state.may_degrade:
             log.warning(
                 "zone.quorum_changed", majority=state.may_degrade, detail=state.describe(),
@@ -322,10 +354,11 @@ class QuorumHomes:
         reach (DESIGN 7: nothing NACKed is delivered). An append that was sent may sit in a copy,
         so it waits."""
         state = None
+        window = 0 if self.minority_known(now_ms) else self._publish_window()
         for name, home in self.homes.items():
             if not home.pending or not self._replica_missing(home):
                 continue
-            drop = home.take_blocked(now_ms, self._publish_window())
+            drop = home.take_blocked(now_ms, window)
             if not drop:
                 continue
             state = state or self.quorum(now_ms)

@@ -20,7 +20,7 @@ from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, new_epoch, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_persist import PersistedHomes
-from frontend.home_quorum import QuorumHomes
+from frontend.home_quorum import QuorumHomes, no_quorum
 from frontend.home_records import OPERATION_DEADLINE_MS, RPC_TIMEOUT_S, Home, Stream, _Append, unavailable
 from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
@@ -183,6 +183,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                     max_messages=self.config.channel_log_max_messages,
                     retention_ms=self.config.retention_ms,
                 )
+                if isinstance(r.get("made_ms"), int):
+                    lg.created_ms = min(lg.created_ms, r["made_ms"])  # when the peer's copy was made
                 copies.append(lg)
                 if best is None or r.get("relinquished") or (lg.supersedes(best) and source != "handover"):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
@@ -328,6 +330,10 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 abandon()
                 return
             done(prior, None)
+            return
+        if self._replica_missing(home) and self.minority_known(now_ms):
+            self.metrics.publishes_refused_no_quorum.inc()  # refused before it is even numbered
+            done(None, no_quorum(channel, self.quorum(now_ms)))
             return
         # Client-supplied ids seen within the dedupe window (frontend.idempotency): answered, not appended.
         screened = screen(lg.ids, pub.messages, done, lambda seq, cb: wait_on(home.pending, seq, cb, abandon))
@@ -501,7 +507,9 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             if self._withhold_log_fetch(reply):
                 return  # restarted, not yet told by the witness whether our zone lost data (home_quorum)
             snapshot = copy.snapshot() if copy is not None else None
-            reply(True, {"log": snapshot, "subs": sorted(subs), "lost_since": self._lost_since()})
+            made = copy.created_ms if copy is not None else None  # a stale copy is judged by its age
+            lost = self._lost_since()
+            reply(True, {"log": snapshot, "subs": sorted(subs), "lost_since": lost, "made_ms": made})
             return
         if self.home_of(channel) != src:
             reply(True, {"home": self.node_id})  # my map still says I am home: the asker must wait
@@ -522,7 +530,11 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 self.streams[channel] = Stream(home=src, epoch=lg.epoch, cursor=home.committed)
                 subs.add(self.node_id)
             log.info("channel.handed_over", channel=channel, to=src, last_seq=lg.last_seq)
-            reply(True, {"log": lg.snapshot(), "relinquished": True, "subs": sorted(subs)})
+            # A blocked home's log is no fresher than the copy it was acquired from (it committed
+            # nothing since): the acquirer judges it like a copy (seed 737).
+            made = lg.created_ms if home.blocked else None
+            answer = {"log": lg.snapshot(), "relinquished": made is None, "made_ms": made}
+            reply(True, {**answer, "subs": sorted(subs)})
             for item in home.pending:  # blocked appends travel in the log: their retries go there
                 for _, abandon in item.waiters:
                     abandon()

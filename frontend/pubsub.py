@@ -471,15 +471,20 @@ class PubSub(ChannelModes, StoreAttach):
             # client cut as a slow consumer noticed 17 s later and re-sent a publish numbered 31 s
             # before, past the 21 s window, and it was numbered twice).
             self.metrics.duplicates.inc()
-            s.acks.complete(item, serials=list(known))
+            if isinstance(known, ErrorInfo):
+                s.acks.complete(item, error=known)  # refused for certain before: the same NACK
+            else:
+                s.acks.complete(item, serials=list(known))
             self._flush_acks(now_ms, s)
             return
-        acks = s.acks
-        msg_serial = pm.msg_serial
+        acks, msg_serial = s.acks, pm.msg_serial
+        if how := s.saw_publish(msg_serial):  # a re-send the previous owner may still be numbering
+            self.channels.mark_resent(now_ms, s.connection_id, pm.channel, msg_serial, how)
 
         def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
-            if serials is not None:
-                s.remember_numbered(msg_serial, serials)
+            answer = serials if serials is not None else err
+            if answer is not None:
+                s.remember_numbered(msg_serial, answer)
             acks.complete(item, serials=serials, error=err)
             if s.acks is acks:  # else the transport changed: the client re-sends, dedupe answers
                 self._flush_acks(self.channels.now_ms, s)

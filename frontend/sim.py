@@ -424,6 +424,8 @@ class World:
         if crash is not None:
             verdict["violations"]["crash"] = 1
             verdict["examples"].insert(0, {"kind": "crash", "at_ms": self.sched.now, "traceback": crash})
+        # Refusals by a side without a majority of zones (50350): how many, and the longest wait.
+        refused = [p["t"] - p["sent_t"] for p in publishes if p["outcome"] == "nack" and p["code"] == 50350]
         digest = hashlib.sha256(json.dumps([publishes, logs], sort_keys=True).encode()).hexdigest()[:16]
         return {
             "seed": self.seed,
@@ -433,6 +435,8 @@ class World:
             "faults": dict(self.faults_applied),
             "publishes": len(publishes),
             "acked": sum(1 for p in publishes if p["outcome"] == "ack"),
+            "refused_no_quorum": len(refused),
+            "refused_no_quorum_max_s": round(max(refused, default=0.0), 3),
             "events": self.sched.events,
             "digest": digest,
             "schedule": [f.to_json() for f in self.schedule],

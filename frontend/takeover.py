@@ -139,6 +139,8 @@ class Takeover:
                 log.info("connection.takeover_failed", connection_id=conn_id, owner=owner)
                 done(None)
                 return
+            if source != owner:  # a copy: what the owner saw since it was written is unknown
+                state = {**state, "from_copy": True}
             s = node.ownership.adopt(node.channels.now_ms, state, key_epoch)
             log.info(
                 "connection.takeover", connection_id=conn_id, old_owner=owner, source=source, epoch=s.epoch

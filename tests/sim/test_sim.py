@@ -39,8 +39,11 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
     # Fixed: ChannelLog.zone_only keeps the node's place at the witness until another zone holds them.
     "issue11_release_only_when_copied": (
         232,
-        [[3585, "drain", "fe-b1", 1697], [4443, "zone_partition", "b", 4002],
-         [6390, "zone_partition", "a", 5824]],
+        [
+            [3585, "drain", "fe-b1", 1697],
+            [4443, "zone_partition", "b", 4002],
+            [6390, "zone_partition", "a", 5824],
+        ],
         ["--witness"],
     ),
     # Two restarts and a partition: a partitioned replica made itself home from its copy (serial 28
@@ -224,6 +227,96 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         ],
         [],
     ),
+    # Issue 11's double faults with a witness (--witness, 2000 seeds: 11 failed). Zone a partitioned
+    # (the witness sided with b, which committed alone), then zone b lost: zone a acquired b's
+    # channels from copies older than what b ACKed alone after the witness reported b's loss, because
+    # a fetched copy was dated by its arrival (lost, split_brain). Fixed: copies carry when they were
+    # made (a blocked home's hand-over counts as a copy), so those logs start new epochs.
+    "737_copy_dated_by_its_making": (
+        737,
+        [[7190, "zone_partition", "a", 4413], [10510, "zone_loss", "b", 4205]],
+        ["--witness"],
+    ),
+    # The same pattern: fe-a2 started a new epoch after b's loss, but fe-a1's stream still held the old
+    # epoch and ignored every delivery of the new one (lost, never announced). Fixed: a delivery of
+    # a newer epoch from the stream's home re-attaches it (90003 announced).
+    "508_stream_follows_newer_epoch": (
+        508,
+        [[2785, "drain", "fe-b1", 886], [3803, "zone_partition", "a", 1890], [5297, "zone_loss", "b", 4875]],
+        ["--witness"],
+    ),
+    # A minority home (blocked, holding a stale copy) kept never-sent appends for the 15 s publish
+    # deadline and committed them at the heal while the majority's degraded home numbered the same
+    # serials (split_brain, lost, duplicated, silent_gap). Fixed by refusing them as soon as the side
+    # knows it holds no majority (minority_known).
+    "457_minority_refuses_at_once": (
+        457,
+        [[4063, "node_partition", "fe-a2", 2310], [7915, "zone_partition", "a", 3508]],
+        ["--witness"],
+    ),
+    "634_minority_refuses_at_once": (
+        634,
+        [[7597, "zone_partition", "b", 2722], [11681, "zone_loss", "a", 521]],
+        ["--witness"],
+    ),
+    "692_minority_refuses_at_once": (
+        692,
+        [
+            [12111, "node_partition", "fe-b2", 2296],
+            [14687, "drain", "fe-b1", 3494],
+            [14935, "node_partition", "fe-a2", 2015],
+        ],
+        ["--witness"],
+    ),
+    "1632_minority_refuses_at_once": (
+        1632,
+        [[9910, "zone_partition", "b", 3707], [14066, "zone_loss", "a", 1965]],
+        ["--witness"],
+    ),
+    "1819_minority_refuses_at_once": (
+        1819,
+        [
+            [3872, "restart", "fe-a1", 4855],
+            [7890, "node_partition", "fe-b2", 4911],
+            [12373, "restart", "fe-a2", 871],
+        ],
+        ["--witness"],
+    ),
+    # fe-a1 (draining, in the partitioned minority) kept retrying publishes whose outcome it did not
+    # know after its connection was taken over; zone b ACKed them alone and was lost; the new epoch
+    # numbered fe-a1's retries again (duplicated). With prompt refusals, the new owner NACKed the
+    # client's re-sends while fe-a1 was still numbering them (nacked_delivered). Fixed: a re-send after
+    # a takeover, at or below the msgSerial the previous owner saw, is never NACKed early.
+    "1622_resend_after_takeover_not_refused": (
+        1622,
+        [
+            [7436, "zone_partition", "a", 5297],
+            [10699, "drain", "fe-a1", 3293],
+            [12129, "zone_loss", "b", 3975],
+        ],
+        ["--witness"],
+    ),
+    # With prompt refusals: c2's publishes were in flight at fe-b2 when the client moved to fe-a2
+    # across a zone partition (no witness); fe-a2, taking over from a copy, refused the re-sends at
+    # once and fe-b2 committed them at the heal (nacked_delivered). Fixed: a connection taken over from
+    # a copy keeps the deadline rule.
+    "13_taken_over_from_a_copy_is_patient": (
+        13,
+        [
+            [9732, "kill", "fe-a1", 4984],
+            [13318, "zone_partition", "b", 2923],
+            [14621, "tunnel_cut", "c2", 1365],
+        ],
+        [],
+    ),
+    # A refusal in the minority whose NACK was held behind another channel's publish; after a heal
+    # and zone a's loss, the new owner numbered the client's re-send after its later publish
+    # (publisher_order). Fixed: a session's copy carries its last refusals.
+    "478_copy_carries_refusals": (
+        478,
+        [[4450, "zone_partition", "a", 4302], [10125, "zone_loss", "a", 4682]],
+        ["--witness"],
+    ),
     "5170_confirmed_dedupe_answered": (
         5170,
         [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],
@@ -351,6 +444,14 @@ async def test_a_hundred_seeds_pass_with_a_witness_zone() -> None:
     code, summary = await _sim("--seeds", "100", "--procs", "2", "--witness", bound_s=BOUND_S)
     assert summary["seeds"] == 100 and summary["faults_by_kind"].get("zone_loss", 0) > 10
     assert code == 0 and summary["ok"], json.dumps(summary["first_failure"], indent=1)[:4000]
+
+
+async def test_a_side_without_a_majority_refuses_at_once() -> None:
+    """Issue 11: zone a lost with no witness zone, so zone b holds 1 of 2 zone votes and knows it; its
+    publishes are refused with 50350 at once (they waited for the 15 s publish deadline before)."""
+    code, result = await _sim("--seed", "1", "--schedule", json.dumps([[5000, "zone_loss", "a", 8000]]))
+    assert code == 0 and result["ok"], result["examples"]
+    assert result["refused_no_quorum"] > 20 and result["refused_no_quorum_max_s"] < 1.0, result
 
 
 async def test_a_seed_replays_bit_for_bit() -> None:
