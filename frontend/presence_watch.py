@@ -111,15 +111,18 @@ class CopyWatches:
         conn = str(state.get("id"))
         raw = state.get("presence")
         if isinstance(raw, dict) and raw.get("channels") and not raw.get("gone"):
+            if conn not in self.watches:
+                log.info("presence.copy_watched", connection_id=conn, owner=owner)
             self.watches[conn] = CopyWatch(owner, dict(raw["channels"]), now_ms, int(state.get("epoch", 0)))
-        else:
-            self.watches.pop(conn, None)
+        elif self.watches.pop(conn, None) is not None:
+            log.info("presence.copy_unwatched", connection_id=conn, owner=owner)
 
     def copy_discarded(self, conn: str, below_epoch: int) -> None:
         """A newer owner discarded copies below ``below_epoch`` (it took the connection over)."""
         watch = self.watches.get(conn)
         if watch is not None and watch.epoch < below_epoch:
             del self.watches[conn]
+            log.info("presence.copy_unwatched", connection_id=conn, owner=watch.owner, below=below_epoch)
 
     def check(self, now_ms: int) -> None:
         """Leave the members of copies whose owner has been out of sight for the linger, once no
@@ -145,6 +148,7 @@ class CopyWatches:
             due = watch.dead_since + self.linger_ms
             if self._maybe_cut_off(watch.owner):
                 due = max(due, watch.put_ms + node.ownership.copies.ttl_ms)
+                log.info("presence.maybe_cut_off", connection_id=conn, owner=watch.owner)
             if watch.asking or now_ms < due:
                 continue
             watch.asking = True
@@ -168,6 +172,7 @@ class CopyWatches:
         watch.asking = False
         node = self.node
         if self.watches.get(conn) is not watch or verdict is None:
+            log.info("presence.owner_unconfirmed", connection_id=conn, verdict=verdict)
             return  # ended meanwhile (a discard, a new copy), or asked again at the next sweep
         del self.watches[conn]
         if not verdict or conn in node.sessions:  # owned elsewhere, or taken over by us meanwhile

@@ -229,7 +229,7 @@ class Session:
             "echo": self.echo,
             "created": self.created_ms,
             "channels": {name: [cur.modes, cur.serial, cur.requested] for name, cur in self.channels.items()},
-            "presence": self.presence.to_wire() if self.presence else None,
+            "presence": self.presence.to_wire() if self.presence or self.presence.pending else None,
         }
 
     @classmethod
