@@ -54,6 +54,7 @@ class CopyWatch:
     epoch: int  # the ownership epoch of the copy: a discard of a newer one ends the watch
     dead_since: int | None = None  # since when the owner is out of sight (or the copy was last read)
     asking: bool = False  # the other frontends are being asked whether one owns it now
+    reads: int = 0  # how many times a takeover fetched the copy: one while asking voids the answers
 
 
 class CopyWatches:
@@ -104,8 +105,10 @@ class CopyWatches:
     def copy_read(self, now_ms: int, conn: str) -> None:
         """A takeover fetched our copy of ``conn``: hold off its leaves (it is being claimed)."""
         watch = self.watches.get(conn)
-        if watch is not None and watch.dead_since is not None:
-            watch.dead_since = now_ms
+        if watch is not None:
+            watch.reads += 1
+            if watch.dead_since is not None:
+                watch.dead_since = now_ms
 
     def copy_put(self, now_ms: int, owner: str, state: dict[str, Any]) -> None:
         conn = str(state.get("id"))
@@ -152,7 +155,8 @@ class CopyWatches:
             if watch.asking or now_ms < due:
                 continue
             watch.asking = True
-            self.confirm_unowned(conn, watch.epoch, functools.partial(self._watch_verdict, conn, watch))
+            verdict = functools.partial(self._watch_verdict, conn, watch, watch.reads)
+            self.confirm_unowned(conn, watch.epoch, verdict)
 
     def _maybe_cut_off(self, owner: str) -> bool:
         """Whether it may be us who are partitioned away, not the owner who died: no other live
@@ -168,12 +172,19 @@ class CopyWatches:
         routers = [p for p in peers if p.role == "router"]
         return not zone_alive or (bool(routers) and not any(p.alive for p in routers))
 
-    def _watch_verdict(self, conn: str, watch: CopyWatch, verdict: bool | None) -> None:
+    def _watch_verdict(self, conn: str, watch: CopyWatch, reads: int, verdict: bool | None) -> None:
         watch.asking = False
         node = self.node
         if self.watches.get(conn) is not watch or verdict is None:
             log.info("presence.owner_unconfirmed", connection_id=conn, verdict=verdict)
             return  # ended meanwhile (a discard, a new copy), or asked again at the next sweep
+        if watch.reads != reads:
+            # A takeover fetched the copy while the others answered: its new owner may not have
+            # said so yet, and it holds the members as present (the copy was not marked left).
+            # Leaving now would remove a member whose client is back (frontend/simpresence.py
+            # resume_races_the_copy_holders_leave); the read restarted the clock: ask again then.
+            log.info("presence.copy_claimed_while_asking", connection_id=conn)
+            return
         del self.watches[conn]
         if not verdict or conn in node.sessions:  # owned elsewhere, or taken over by us meanwhile
             log.info("presence.owned_elsewhere", connection_id=conn, owner=watch.owner)

@@ -49,6 +49,7 @@ class Client:
         self.seen: list[dict[str, Any]] = []  # presence events, SYNC members as PRESENT
         self.acked: set[int] = set()
         self.attached = False
+        self.serial: str | None = None  # the last channelSerial it was sent
         node = world.nodes[node_id]
         session = None
 
@@ -63,6 +64,24 @@ class Client:
     @property
     def id(self) -> str:
         return self.session.connection_id
+
+    def resume(self, node_id: str) -> None:
+        """The SDK comes back through ``node_id`` with its connection key (a takeover there), then
+        re-attaches from the last serial it holds, as ably-js does after a resume."""
+        world, params = self.world, {"v": "6", "resume": self.session.key}
+        node = world.nodes[node_id]
+        self.node_id = node_id
+        self.outlet = MemoryOutlet("json")
+        self.attached = False
+
+        def connect(p: Any) -> None:
+            session = node.connect(world.sched.now, p, self.outlet)
+            assert session is not None and session.connection_id == self.session.connection_id
+            self.session = session
+            self._send(action=Action.ATTACH, channel=CHANNEL, channel_serial=self.serial,
+                       flags=int(Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE))  # fmt: skip
+
+        world.input(node_id, lambda: node.takeover.prepare(world.sched.now, params, connect))
 
     def _send(self, **fields: Any) -> None:
         node = self.world.nodes.get(self.node_id)
@@ -82,6 +101,8 @@ class Client:
 
     def read(self) -> None:
         for pm in self.outlet.drain():
+            if pm.channel_serial and pm.action in (Action.ATTACHED, Action.MESSAGE, Action.PRESENCE):
+                self.serial = pm.channel_serial
             if pm.action is Action.ATTACHED:
                 self.attached = True
             elif pm.action is Action.ACK and pm.msg_serial is not None:
@@ -191,7 +212,75 @@ def owner_dies_at_the_ack(seed: int) -> Outcome:
     return sc.outcome(observers, [("enter", "member"), ("leave", "member")], [])
 
 
-SCENARIOS: dict[str, Callable[[int], Outcome]] = {"owner_dies_at_the_ack": owner_dies_at_the_ack}
+def _member_whose_frontend_dies(sc: Scenario) -> tuple[Client, list[Client]]:
+    member = sc.client("fe-a1", "member")
+    observers = [sc.client("fe-a2", "obs-a2"), sc.client("fe-b2", "obs-b2")]
+    serial = member.presence(PresenceAction.ENTER, "here")
+    sc.run(lambda: serial in member.acked and all(o.actions() for o in observers), "the enter", 10_000)
+    sc.kill("fe-a1")
+    return member, observers
+
+
+def _asking(sc: Scenario, member: Client) -> Callable[[], bool]:
+    """Whether the frontend holding the member's copy asked the others if one owns it (the last
+    step before it leaves the member)."""
+
+    def asking() -> bool:
+        holder = sc.world.nodes.get(str(member.session.secondary))
+        watch = holder.presence.watches.get(member.id) if holder is not None else None
+        return watch is not None and watch.asking
+
+    return asking
+
+
+def reenter_on_another_frontend(seed: int) -> Outcome:
+    """The member's frontend dies; its SDK cannot resume and enters again on a new connection,
+    on another frontend, just as the copy holder asks whether anyone owns the old connection
+    (the leave for the old connection is on its way): only the old connection's member leaves.
+    The enter and that leave may be numbered in either order; every observer ends with the new
+    connection's member."""
+    sc = Scenario(seed)
+    again = sc.client("fe-b1", "member")  # the SDK's new connection, before the old one's leave
+    member, observers = _member_whose_frontend_dies(sc)
+    sc.run(_asking(sc, member), "the copy holder's question", 30_000)
+    again.presence(PresenceAction.ENTER, "back")
+    sc.settle(observers, 60_000)
+    out = sc.outcome(observers, [("enter", "member"), ("enter", "member"), ("leave", "member")],
+                     [("member", again.id)])  # fmt: skip
+    for o in observers:
+        seen = [(str(p["action"]), str(p["connectionId"])) for p in o.seen if p["clientId"] == "member"]
+        left = [conn for action, conn in seen if action == str(int(PresenceAction.LEAVE))]
+        out.seen[o.client_id] = sorted(out.seen[o.client_id])
+        if left != [member.id]:
+            out.seen[o.client_id].append(("leave-of", ",".join(left)))
+    out.want_seen = sorted(out.want_seen)
+    return out
+
+
+def resume_races_the_copy_holders_leave(seed: int) -> Outcome:
+    """The member's frontend dies; its SDK resumes on another frontend (a takeover from the copy)
+    just as the copy holder asks whether anyone owns the connection: the member stays present.
+    Either nobody sees anything, or (the linger had elapsed) one leave then one enter."""
+    sc = Scenario(seed)
+    member, observers = _member_whose_frontend_dies(sc)
+    sc.run(_asking(sc, member), "the copy holder's question", 30_000)
+    holder = str(member.session.secondary)
+    member.resume("fe-b1" if holder != "fe-b1" else "fe-b2")
+    sc.clients.append(member)
+    sc.run(lambda: member.attached, "the member back", 30_000)
+    sc.settle(observers, 60_000)
+    out = sc.outcome(observers, [("enter", "member")], [("member", member.id)])
+    for name, seen in out.seen.items():
+        if seen == [("enter", "member"), ("leave", "member"), ("enter", "member")]:
+            out.seen[name] = [("enter", "member")]  # left after the linger, re-entered on resume
+    return out
+
+
+SCENARIOS: dict[str, Callable[[int], Outcome]] = {
+    "owner_dies_at_the_ack": owner_dies_at_the_ack,
+    "reenter_on_another_frontend": reenter_on_another_frontend,
+    "resume_races_the_copy_holders_leave": resume_races_the_copy_holders_leave,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
