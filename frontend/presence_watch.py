@@ -17,9 +17,11 @@ discard) and ends the watch; so does the ``presence_owned`` push a takeover send
 *The question* (``presence_owner``, a pull): before members are left on a connection's behalf,
 every other live frontend is asked whether it owns the connection above a given epoch. Leaves go
 ahead only when all answered no; one yes ends the matter (the connection lives on elsewhere); a
-missing answer means ask again later. A push or a discard lost in a partition therefore cannot make
-a frontend leave members whose connection was taken over elsewhere. Pure apart from the bus: times
-come in, peers answer through callbacks.
+missing answer, a peer that sees the owner alive (we are cut off from it alone), or no live peer at
+all (we are cut off from everyone) means ask again later. A takeover that fetched the copy while
+the question was out voids the answers (its new owner may not have said so yet). A push or a
+discard lost in a partition therefore cannot make a frontend leave members whose connection was
+taken over elsewhere. Pure apart from the bus: times come in, peers answer through callbacks.
 """
 
 from __future__ import annotations
@@ -73,17 +75,27 @@ class CopyWatches:
         s = self.node.sessions.get(conn)
         return s is not None and not s.terminal and s.epoch > epoch
 
-    def confirm_unowned(self, conn: str, epoch: int, then: Callable[[bool | None], None]) -> None:
+    def confirm_unowned(
+        self, conn: str, epoch: int, then: Callable[[bool | None], None], owner: str | None = None
+    ) -> None:
         """Ask every other live frontend whether it owns ``conn`` above ``epoch``, before members
         are left on the connection's behalf: ``then(True)`` if none does, ``then(False)`` if one
-        does, ``then(None)`` if one did not answer (the caller asks again later). A pull: a
-        ``presence_owned`` push or a discard that was lost (a partition, a restart) cannot make
-        a frontend leave members of a connection that lives on elsewhere."""
+        does, ``then(None)`` if one did not answer, or sees ``owner`` alive, or none is alive
+        while the map holds others (the caller asks again later). A pull: a ``presence_owned``
+        push or a discard that was lost (a partition, a restart) cannot make a frontend leave
+        members of a connection that lives on elsewhere, and a frontend cut off from everyone
+        (or from a live owner alone) cannot confirm anything: its leaves would be numbered when
+        the partition heals, with the owner's client still connected (frontend/simpresence.py
+        copy_holder_cut_off: an isolated copy holder left a live member, 20/20 seeds)."""
         node = self.node
         bus = node.channels.bus
-        peers = [p.node_id for p in node.channels.view.frontends() if p.alive and p.node_id != node.node_id]
-        if bus is None or not peers:
-            then(True)
+        others = [p for p in node.channels.view.frontends() if p.node_id != node.node_id]
+        peers = [p.node_id for p in others if p.alive]
+        if bus is None or not others:
+            then(True)  # a frontend alone by design (no cluster): nobody else could own it
+            return
+        if not peers:
+            then(None)  # everyone else out of sight: it may be us who are cut off
             return
         left = len(peers)
         owned = unanswered = False
@@ -93,13 +105,15 @@ class CopyWatches:
             left -= 1
             if ok and isinstance(res, dict):
                 owned = owned or bool(res.get("owned"))
+                unanswered = unanswered or bool(res.get("owner_alive"))
             else:
                 unanswered = True
             if left == 0:
                 then(False if owned else None if unanswered else True)
 
+        ask = O.PresenceOwner(connection_id=conn, epoch=epoch, owner=owner)
         for peer in peers:
-            bus.request(peer, O.PresenceOwner(connection_id=conn, epoch=epoch), one, OWNER_QUERY_TIMEOUT_S)
+            bus.request(peer, ask, one, OWNER_QUERY_TIMEOUT_S)
 
     # -- copy holder side (the owner is dead) -------------------------------
     def copy_read(self, now_ms: int, conn: str) -> None:
@@ -156,7 +170,7 @@ class CopyWatches:
                 continue
             watch.asking = True
             verdict = functools.partial(self._watch_verdict, conn, watch, watch.reads)
-            self.confirm_unowned(conn, watch.epoch, verdict)
+            self.confirm_unowned(conn, watch.epoch, verdict, watch.owner)
 
     def _maybe_cut_off(self, owner: str) -> bool:
         """Whether it may be us who are partitioned away, not the owner who died: no other live

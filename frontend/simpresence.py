@@ -142,9 +142,10 @@ class Outcome:
 
 
 class Scenario:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, ttl_ms: int = 120_000) -> None:
         quiet_logs()
-        cfg = SimConfig(clients=0, faults=0, end_ms=10**9, presence_linger_ms=LINGER_MS)
+        cfg = SimConfig(clients=0, faults=0, end_ms=10**9, heal_at_ms=10**9, presence_linger_ms=LINGER_MS,
+                        ttl_ms=ttl_ms)  # fmt: skip
         self.world = World(seed, cfg, [])
         self.clients: list[Client] = []
         self.run_for(SETTLE_MS)
@@ -190,8 +191,11 @@ class Scenario:
     def outcome(
         self, observers: list[Client], want_seen: list[tuple[str, str]], want_set: list[tuple[str, str]]
     ) -> Outcome:
+        def seen(o: Client) -> list[tuple[str, str]]:  # a SYNC's PRESENT counts as the enter
+            return [("enter" if a == "present" else a, c) for a, c in o.actions() if not c.startswith("obs-")]
+
         return Outcome(
-            seen={o.client_id: [a for a in o.actions() if not a[1].startswith("obs-")] for o in observers},
+            seen={o.client_id: seen(o) for o in observers},
             sets={o.client_id: [m for m in o.members() if not m[0].startswith("obs-")] for o in observers},
             want_seen=want_seen,
             want_set=want_set,
@@ -276,7 +280,30 @@ def resume_races_the_copy_holders_leave(seed: int) -> Outcome:
     return out
 
 
+def copy_holder_cut_off(seed: int) -> Outcome:
+    """The frontend holding the member's copy is cut off from every other process for longer
+    than the linger and the copy's life (TTL 5 s here), while the member's client stays connected
+    to its owner: nothing may leave the member, during the partition or after it heals."""
+    sc = Scenario(seed, ttl_ms=5_000)
+    member = sc.client("fe-a1", "member")
+    observers = [sc.client("fe-a2", "obs-a2"), sc.client("fe-b2", "obs-b2")]
+    serial = member.presence(PresenceAction.ENTER, "here")
+    sc.run(lambda: serial in member.acked and all(o.actions() for o in observers), "the enter", 10_000)
+    holder = str(member.session.secondary)
+    if holder == "fe-b2":  # keep an observer outside the partition
+        observers[1] = sc.client("fe-b1", "obs-b1")
+    world = sc.world
+    world.net.group = {**world.net.group, holder: 100}
+    world._changed()
+    ttl = world.nodes["fe-a1"].ownership.copies.ttl_ms  # the TTL and maxIdleInterval
+    sc.run_for(ttl + 3 * LINGER_MS + 10_000)  # the copy expired unclaimed meanwhile
+    world._heal()
+    sc.settle(observers, 60_000)
+    return sc.outcome(observers, [("enter", "member")], [("member", member.id)])
+
+
 SCENARIOS: dict[str, Callable[[int], Outcome]] = {
+    "copy_holder_cut_off": copy_holder_cut_off,
     "owner_dies_at_the_ack": owner_dies_at_the_ack,
     "reenter_on_another_frontend": reenter_on_another_frontend,
     "resume_races_the_copy_holders_leave": resume_races_the_copy_holders_leave,

@@ -45,6 +45,9 @@ async def _scenario(*args: str, bound_s: float = 300) -> tuple[int, list[dict[st
         # anyone owns the connection: everyone answered "no" before the new owner adopted it, and
         # the member was left while its client was back (36/40 seeds before the fix).
         "resume_races_the_copy_holders_leave",
+        # Issue 13 (3): the copy holder is cut off from every other process past the copy's life,
+        # the owner's client still connected: its leave was numbered at the heal (20/20 seeds).
+        "copy_holder_cut_off",
     ],
 )
 async def test_scenario_holds_on_every_seed(scenario: str) -> None:

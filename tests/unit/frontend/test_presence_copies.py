@@ -1,14 +1,25 @@
-"""An enter is written to the connection's copy before the channel's home numbers it.
+"""Copies and presence: an enter reaches the copy before its home; a cut-off copy holder leaves nothing.
 
 A frontend holding a connection's copy leaves its members when the owner dies; a member the copy
 does not list is never left. So the copy must list a member before anyone can see it: the owner
 writes the copy (with the member pending) and waits for the secondary to hold it, then publishes.
-Pure: ``now`` in milliseconds, a bus whose copy writes the test answers.
+And a copy holder that may be the one cut off (from the owner alone, or from everyone) leaves
+nothing. Pure: ``now`` in milliseconds, a bus whose answers the test gives.
 """
 
 from frontend.peerops import SessionPut
 from kernel.protocol import Action
-from tests.unit.frontend.test_presence import ENTER, LEAVE, Client, events, make_node
+from tests.unit.frontend.test_presence import (
+    COPY_TTL,
+    ENTER,
+    LEAVE,
+    AnsweringBus,
+    Client,
+    _copy_of_a_member,
+    _with_owner,
+    events,
+    make_node,
+)
 
 
 class HeldCopies:
@@ -98,3 +109,36 @@ def test_a_refused_enter_is_no_longer_listed_by_the_copy():
     bus.writes[0][2](True, None)
     assert not a.session.presence.pending and not a.session.presence.channels
     assert bus.pushed[-1][1]["presence"] is None  # rewritten: nothing to leave on its behalf
+
+
+def test_a_copy_holder_cut_off_from_a_live_owner_never_leaves_its_members():
+    # The owner is out of our sight only: a peer that still sees it alive says so, and nothing is
+    # left, however long; once that peer sees it dead too, the members leave.
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, _, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    bus = node.channels.bus = AnsweringBus({"fe-new": {"owned": False, "owner_alive": True}})
+    _with_owner(node, 5_000, alive=False)
+    for t in range(5_000, 3 * COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [] and bus.asked and not node.channels.homes["room"].pending
+    bus.answers["fe-new"] = {"owned": False, "owner_alive": False}
+    for t in range(3 * COPY_TTL, 3 * COPY_TTL + 5_000, 1000):
+        node.tick(t)
+    [pending] = node.channels.homes["room"].pending  # the leave, waiting for a replica
+    assert [(p["action"], p["clientId"]) for p in pending.entry.frame.wire["presence"]] == [(LEAVE, "alice")]
+
+
+def test_a_copy_holder_that_sees_no_other_frontend_alive_never_leaves_even_past_the_copys_life():
+    # Cut off from everyone (the others are in its map, all out of sight): its leave could only be
+    # numbered once the partition heals, with the owner's client maybe still connected to it.
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, _, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    bus = node.channels.bus = AnsweringBus({})
+    _with_owner(node, 5_000, alive=False, cut_off=True)
+    for t in range(5_000, 4 * COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [] and not bus.asked and not node.channels.homes["room"].pending
