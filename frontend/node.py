@@ -107,7 +107,7 @@ class FrontendNode(PubSub):
             config,
             rng=rng,
             metrics=self.metrics,
-            fan_out=self.fan_out,
+            fan_out=lambda now_ms, name, entry, pub: self.presence.fanned_out(now_ms, name, entry, pub),
             lost=self.notify_lost,
             local_interest=lambda name: bool(self.subscribers.get(name)),
         )

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
+from frontend.channel_log import Entry
 from frontend.channels import AttachResult
 from frontend.peerops import Publish, SessionPut
 from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, PresenceSet, sync_pages
@@ -506,6 +507,13 @@ class Presence:
         if s.presence and not s.presence.gone:
             s.presence.gone = True
             self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, s.presence.channels, lambda ok: None)
+
+    def fanned_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
+        """Every entry numbered for ``channel`` reaches this node's subscribers here; a server
+        leave of a member that lives here is answered (``CopyWatches.entry_seen``)."""
+        self.node.fan_out(now_ms, channel, entry, publisher)
+        if entry.is_presence:
+            self.copy_watches.entry_seen(now_ms, channel, entry.frame.wire["presence"])
 
     # -- copies held here (presence_watch.py) ---------------------------------
     @property

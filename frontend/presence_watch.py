@@ -35,6 +35,7 @@ import structlog
 
 from frontend import peerops as O
 from frontend.presence_set import Member, PresenceAction
+from frontend.session import SessionState
 
 if TYPE_CHECKING:
     from frontend.node import FrontendNode
@@ -64,6 +65,7 @@ class CopyWatches:
         self.node = node
         self.presence = presence
         self.watches: dict[str, CopyWatch] = {}
+        self.reentering: set[tuple[str, str, str]] = set()  # (conn, channel, clientId) being re-entered
 
     @property
     def linger_ms(self) -> int:
@@ -114,6 +116,37 @@ class CopyWatches:
         ask = O.PresenceOwner(connection_id=conn, epoch=epoch, owner=owner)
         for peer in peers:
             bus.request(peer, ask, one, OWNER_QUERY_TIMEOUT_S)
+
+    # -- owner side: a stale leave of a live member -------------------------
+    def entry_seen(self, now_ms: int, channel: str, events: list[Member]) -> None:
+        """A presence entry of ``channel`` was fanned out here. A server leave (synthesized id) of
+        a member that a connection owned here still holds, not left by this owner (its own leaves
+        drop the member or mark it gone first), came from a copy holder that was cut off from us
+        and confirmed its leave with its side of a partition; it was numbered at the heal, with
+        the client connected all along (frontend/simpresence.py zone_cut_off). The owner enters
+        the member again, later by timestamp (RTP2b1), so every set holds it again: observers saw
+        one leave and one enter."""
+        node = self.node
+        for ev in events:
+            conn, client_id = str(ev.get("connectionId")), str(ev.get("clientId"))
+            if int(ev.get("action", -1)) != PresenceAction.LEAVE or str(ev.get("id", "")).startswith(conn):
+                continue
+            s = node.sessions.get(conn)
+            # Only a connection whose client is on it right now: its member certainly lives (a
+            # detached one may have been taken over elsewhere, unheard, and left there for good).
+            if s is None or s.state is not SessionState.ACTIVE or s.presence.gone:
+                continue
+            held = s.presence.channels.get(channel, {}).get(client_id)
+            key = (conn, channel, client_id)
+            if held is None or key in self.reentering:
+                continue
+            self.reentering.add(key)
+            log.warning("presence.stale_leave_reentered", connection_id=conn, channel=channel)
+
+            def then(ok: bool, key: tuple[str, str, str] = key) -> None:
+                self.reentering.discard(key)
+
+            self.presence._emit(now_ms, conn, PresenceAction.ENTER, {channel: {client_id: held}}, then)
 
     # -- copy holder side (the owner is dead) -------------------------------
     def copy_read(self, now_ms: int, conn: str) -> None:

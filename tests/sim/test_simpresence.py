@@ -48,6 +48,10 @@ async def _scenario(*args: str, bound_s: float = 300) -> tuple[int, list[dict[st
         # Issue 13 (3): the copy holder is cut off from every other process past the copy's life,
         # the owner's client still connected: its leave was numbered at the heal (20/20 seeds).
         "copy_holder_cut_off",
+        # Issue 13 (3): zone b (the copy holder's) cut off from zone a (the member's frontend, its
+        # client connected) past the copy's life; the leave confirmed on zone b's side was numbered
+        # at the heal (4/10 seeds): the owner now enters the member again when it sees that leave.
+        "zone_cut_off",
     ],
 )
 async def test_scenario_holds_on_every_seed(scenario: str) -> None:

@@ -142,3 +142,36 @@ def test_a_copy_holder_that_sees_no_other_frontend_alive_never_leaves_even_past_
     for t in range(5_000, 4 * COPY_TTL, 1000):
         node.tick(t)
     assert events(observer.recv()) == [] and not bus.asked and not node.channels.homes["room"].pending
+
+
+def test_the_owner_enters_again_a_live_member_that_a_stale_server_leave_removed():
+    # A copy holder cut off from us confirmed a leave with its side of a partition; numbered at
+    # the heal, it reaches us with alice's client connected here: she is entered again, later.
+    node = make_node()
+    observer = Client(node, clientId="bob")
+    observer.attach(0, "room")
+    a = Client(node, clientId="alice")
+    a.attach(0, "room")
+    a.presence(1, "room", ENTER, data="d")
+    observer.recv()
+    held = a.session.presence.channels["room"]["alice"]
+    stale = {**held, "action": LEAVE, "id": f"!{a.id}:500:1", "timestamp": 500}
+    node.channels.publish(600, _server_publish(a.id, stale), lambda serials, err: None)
+    out = observer.recv()
+    assert events(out) == [(LEAVE, "alice"), (ENTER, "alice")]
+    enter = [p for f in out for p in f.presence or ()][-1]
+    assert enter["timestamp"] > stale["timestamp"] and enter["data"] == "d"
+    assert node.channels.homes["room"].log.presence.get(a.id, "alice") is not None
+    # Not for a connection whose client is away: it may live on elsewhere, unheard.
+    node.transport_lost(700, a.session, a.outlet)
+    node.channels.publish(800, _server_publish(a.id, {**stale, "id": f"!{a.id}:800:2", "timestamp": 800}),
+                          lambda serials, err: None)  # fmt: skip
+    assert events(observer.recv()) == [(LEAVE, "alice")]
+
+
+def _server_publish(conn, event):
+    from frontend.peerops import Publish
+
+    envelope = {"action": int(Action.PRESENCE), "channel": "room", "id": f"{conn}:-1", "connectionId": conn}
+    return Publish(channel="room", connection_id=conn, msg_serial=-int(event["timestamp"]), messages=[event],
+                   envelope={**envelope, "timestamp": event["timestamp"]})  # fmt: skip
