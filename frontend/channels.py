@@ -117,6 +117,7 @@ class ChannelService(HomeSide, PublishSide):
         self._retries = Retries()
         # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
         self._unresolved: dict[tuple[str, str], list[int]] = {}
+        self._reserved: set[tuple[str, str, int]] = set()  # places kept by reserve (publishing.py)
         self._attempts: dict[tuple[str, str, int], PublishAttempt] = {}  # the same, by msgSerial
         self.now_ms = 0
         self._quorum_init()

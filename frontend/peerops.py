@@ -451,18 +451,25 @@ class PresenceOwned:
 class PresenceOwner:
     """Request: does this frontend own the connection at an epoch above ``epoch``? Asked of every
     live frontend before members are left on a connection's behalf (frontend/presence.py); the
-    reply is ``{"owned": bool}``. A pull, so a missed ``presence_owned`` push cannot cause a leave."""
+    reply is ``{"owned": bool, "owner_alive": bool}``. A pull, so a missed ``presence_owned`` push
+    cannot cause a leave, and a copy holder cut off from a live owner hears that it lives."""
 
     OP: ClassVar[str] = "presence_owner"
     connection_id: str
     epoch: int
+    owner: str | None = None  # the owner the asker saw last: the reply says if this peer sees it alive
 
     def to_args(self) -> dict[str, Any]:
-        return {"id": self.connection_id, "epoch": self.epoch}
+        args: dict[str, Any] = {"id": self.connection_id, "epoch": self.epoch}
+        if self.owner is not None:
+            args["owner"] = self.owner
+        return args
 
     @classmethod
     def from_args(cls, a: Mapping[str, Any]) -> PresenceOwner:
-        return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
+        owner = a.get("owner")
+        owner = owner if isinstance(owner, str) else None
+        return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0), owner=owner)
 
 
 # -- the REST layer's operations (frontend.rest) ---------------------------------------------------

@@ -97,6 +97,7 @@ class SimConfig:
     max_fault_ms: int = 6_000  # the longest partition, or downtime of a restart
     ttl_ms: int = 120_000  # connectionStateTtl; the dedupe window is this plus maxIdleInterval
     connected_lost: float = 0.0  # the share of resumes whose CONNECTED is lost with the transport
+    presence_linger_ms: int = 15_000  # how long a member of a connection gone away lingers
 
 
 DEFAULT = SimConfig()
@@ -168,7 +169,8 @@ class World:
     # -- processes ------------------------------------------------------------
     def _start(self, node_id: str) -> None:
         config = FrontendConfig(node_id=node_id, zone=self.zone[node_id], dev=True, cluster_secret=SECRET,
-                                connection_state_ttl_ms=self.cfg.ttl_ms)  # fmt: skip
+                                connection_state_ttl_ms=self.cfg.ttl_ms,
+                                presence_linger_ms=self.cfg.presence_linger_ms)  # fmt: skip
         node = FrontendNode(config, rng=random.Random(self.rng.getrandbits(64)), metrics=_METRICS,
                             signer=self.signer)  # fmt: skip
         node.channels.now_ms = self.sched.now
