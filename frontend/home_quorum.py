@@ -219,6 +219,12 @@ class QuorumHomes:
         self._reassess(now_ms)
         self.drop_blocked(now_ms)  # the refusal may be what tells us we are the minority
 
+    def witness_unanswered(self, need: bool) -> None:
+        """A request got no answer: if it asked for a grant, the witness may have given it (and keeps
+        our zone's place until told otherwise), so a release is sent once nothing is needed."""
+        if need:
+            self._asked_grant = True
+
     def _holding_zone_only(self) -> bool:
         """Some log here, a home's or a copy's (a demoted degraded home leaves its log as a copy),
         holds entries committed with copies only in this zone: the witness must keep our zone's
