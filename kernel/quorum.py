@@ -232,12 +232,16 @@ class Witness:
         if not any(f == "holding" for f in fates.values()):
             del self.fates[zone]
 
-    def forget(self, nodes: Iterable[str]) -> None:
-        """Gossip reaped these members: they hold nothing any more (and what they held is gone)."""
+    def forget(self, nodes: Iterable[str], alive: Callable[[str], bool] = lambda node: False) -> None:
+        """Gossip reaped these members (or they left): they hold nothing any more, and what they
+        held is gone unless another holder of their zone is ``alive`` (it holds the copies: decided
+        at its own fate). Chaos seed 1490494864 (t 49-81 s): fe-b1 drained and left while fe-b2,
+        alive, still held zone b's place; forgetting fe-b1 with no live holder counted declared zone
+        b's data lost, and every channel started a new epoch (72 discontinuity_within_ttl)."""
         for node in nodes:
             gone = self.holders.pop(node, None)
             if gone is not None:
-                self._fate(gone.zone, node, "restarted", lambda n: False)
+                self._fate(gone.zone, node, "restarted", alive)
 
     def holder_zone(self) -> str | None:
         zones = sorted({h.zone for h in self.holders.values()})

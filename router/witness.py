@@ -41,7 +41,7 @@ class WitnessService:
         gone = [n for n in self.core.holders if (p := view.peers.get(n)) is None or p.status == "left"]
         if gone:
             log.info("witness.holders_forgotten", nodes=gone)
-            self.core.forget(gone)
+            self.core.forget(gone, view.alive)
         before = self.core.holder_zone()
         granted, holder, lost = self.core.ask(
             monotonic_ms(),

@@ -99,6 +99,22 @@ def test_forgotten_holders_free_the_grant():
     assert w.ask(1, "fe-b1", "b", need=True, holding=False, boot="1")[0] is True
 
 
+def test_a_forgotten_holder_loses_nothing_while_another_holder_of_its_zone_lives():
+    # Chaos seed 1490494864: fe-b1 drained and left while fe-b2, alive, still held zone b's place.
+    w = Witness(started_ms=-100_000)
+    w.ask(0, "fe-b1", "b", need=True, holding=True, boot="1")
+    w.ask(1, "fe-b2", "b", need=True, holding=True, boot="2")
+    w.forget(["fe-b1"], alive=lambda node: node == "fe-b2")
+    assert w.ask(2, "fe-b2", "b", need=False, holding=False, boot="2") == (False, None, False)  # released
+    assert w.ask(3, "fe-a1", "a", need=True, holding=False, boot="3") == (True, "a", False)  # nothing lost
+    # Forgotten with no live holder of its zone (the old behaviour above): its zone's data is lost.
+    w = Witness(started_ms=-100_000)
+    w.ask(0, "fe-b1", "b", need=True, holding=True, boot="1")
+    w.ask(1, "fe-b2", "b", need=True, holding=True, boot="2")
+    w.forget(["fe-b1"])
+    assert w.ask(2, "fe-b2", "b", need=False, holding=False, boot="2")[2] is True
+
+
 def test_grant_requests_are_signed_and_fresh():
     body, mac = grant_request(SECRET, "fe-a1", "a", need=True, holding=False, boot="x", now_ms=1_000_000)
     req = read_grant_request([SECRET], body, mac, 1_000_500)
