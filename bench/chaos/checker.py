@@ -193,7 +193,13 @@ def check(
             _check_discontinuities(v, log, faults, ttl_s)
     if presence_linger_s is not None:
         detached = cluster.detached if cluster is not None else {}
-        for found in presence_check.check_presence(logs, presence_linger_s, faults, detached):
+        server_lost: dict[str, list[float]] = defaultdict(list)
+        for span in cluster.down if cluster is not None else ():
+            server_lost[span["node"]].append(span["from"])
+        for cut in cluster.separations if cluster is not None else ():
+            for node in cut["side"]:
+                server_lost[node].append(cut["from"])
+        for found in presence_check.check_presence(logs, presence_linger_s, faults, detached, server_lost):
             kind = found.pop("kind")
             v.flag(kind, **found)
     if cluster is not None:

@@ -40,13 +40,16 @@ def _away_spans(
     entries: Sequence[Mapping[str, Any]],
     cuts: Sequence[tuple[float, float]] = (),
     detached: Mapping[str, Sequence[float]] | None = None,
+    server_lost: Mapping[str, Sequence[float]] | None = None,
 ) -> tuple[list[tuple[float, float]], list[tuple[float, str]]]:
     """(away stretches, (time, new connectionId) switches) of one client. Away: not CONNECTED; and
     from when the server lost the transport, when the client then disconnected without being
     CONNECTED again meanwhile: the ``cuts`` of its own path (a tunnel cut) that led to a
     disconnection, and the server's own ``detached`` times (connectionId -> times) within
-    ``DETECT_S`` before one. The server's linger runs from there; the client notices only at its
-    idle timer (a killed router: up to maxIdleInterval + realtimeRequestTimeout later)."""
+    ``DETECT_S`` before one, and the times its frontend was killed or cut off (``server_lost``:
+    node -> times) while it was CONNECTED there. The server's linger runs from there (a killed
+    owner's copy holder: from seeing it dead); the client notices only at its idle timer (up to
+    maxIdleInterval + realtimeRequestTimeout later, more on a loaded machine)."""
     conns = [e for e in entries if e["k"] == "conn"]
 
     def back_from(start: float, end: float) -> tuple[float, float] | None:
@@ -64,6 +67,12 @@ def _away_spans(
     lost = [(start, end) for start, end in cuts]
     for cid in sorted({e["id"] for e in conns if e.get("id")}):
         lost += [(t, t + DETECT_S) for t in (detached or {}).get(cid, ())]
+    for node, times in (server_lost or {}).items():
+        for t in times:
+            before = [e for e in conns if e["t"] <= t]
+            there = before and before[-1]["state"] == "connected"
+            if there and before[-1].get("server") == f"continuity.{node}":
+                lost.append((t, t + DETECT_S))
     spans: list[tuple[float, float]] = [s for start, end in lost if (s := back_from(start, end))]
     switches: list[tuple[float, str]] = []
     down: float | None = None
@@ -98,17 +107,22 @@ def check_presence(
     linger_s: float,
     faults: Sequence[Mapping[str, Any]] = (),
     detached: Mapping[str, Sequence[float]] | None = None,
+    server_lost: Mapping[str, Sequence[float]] | None = None,
 ) -> list[dict[str, Any]]:
     """The presence violations of one run (see the module docstring), as (kind, detail) dicts.
     ``faults``: the applied faults; ``detached``: connectionId -> when a frontend lost its transport
-    (the frontends' logs). A disconnection counts as away from either (``_away_spans``)."""
+    (the frontends' logs); ``server_lost``: frontend -> when it was killed or cut off. A
+    disconnection counts as away from any of them (``_away_spans``)."""
     found: list[dict[str, Any]] = []
     cuts: dict[str, list[tuple[float, float]]] = {}
     for f in faults:
         if f.get("kind") == "tunnel_cut" and f.get("started") is not None:
             end = f["ended"] if f.get("ended") is not None else float("inf")
             cuts.setdefault(f["target"], []).append((f["started"], end))
-    away = {log["client"]: _away_spans(log["entries"], cuts.get(log["client"], ()), detached) for log in logs}
+    away = {
+        log["client"]: _away_spans(log["entries"], cuts.get(log["client"], ()), detached, server_lost)
+        for log in logs
+    }
     finals: dict[str, dict[str, set[Member]]] = {}
     for log in logs:
         who, channel = log["client"], log["channel"]

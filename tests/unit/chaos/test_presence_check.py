@@ -150,3 +150,17 @@ def test_the_servers_loss_of_the_transport_counts_as_away_when_the_client_then_d
     late = log("sub9", conn(0, "connected", "S"), conn(150, "disconnected", "S"))
     assert kinds(check_presence([late, obs], LINGER, detached={"S": [90.8]})) == spurious
     assert kinds(check_presence([sub9, obs], LINGER, detached={"other": [90.8]})) == spurious
+
+
+def test_the_death_of_the_members_frontend_counts_as_away_from_the_kill():
+    # Chaos seed 25705 (t 54-64 s): fe-b1 was killed at 54.5 s; its copy holder fe-a1 left sub27's
+    # member at 60.8 s (seen dead, then the linger), while sub27 saw DISCONNECTED only at 63.0 s.
+    on_b1 = {**conn(0, "connected", "S"), "server": "continuity.fe-b1"}
+    on_a1 = {**conn(64.4, "connected", "S"), "server": "continuity.fe-a1"}
+    sub27 = log("sub27", on_b1, conn(63.0, "disconnected", "S"), on_a1)
+    obs = log("obs", conn(0, "connected", "O"), pres(1, "e:1", ("enter", "sub27", "S")),
+              pres(62.0, "e:2", ("leave", "sub27", "S")))  # fmt: skip
+    spurious = ["presence_spurious_leave"]
+    assert kinds(check_presence([sub27, obs], LINGER)) == spurious
+    assert check_presence([sub27, obs], LINGER, server_lost={"fe-b1": [54.5]}) == []
+    assert kinds(check_presence([sub27, obs], LINGER, server_lost={"fe-a1": [54.5]})) == spurious  # not its
