@@ -316,6 +316,18 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         [[4450, "zone_partition", "a", 4302], [10125, "zone_loss", "a", 4682]],
         ["--witness"],
     ),
+    # fe-b2, a blocked home in the partitioned minority, drained and handed fe-b1 entries it never
+    # committed; fe-b1 fanned them out as committed while zone a numbered the same serials under the
+    # witness's grant (split_brain). Fixed: a blocked home hands over only what it committed.
+    "1371_blocked_home_hands_over_committed_only": (
+        1371,
+        [
+            [4909, "drain", "fe-a1", 1895],
+            [10295, "zone_partition", "b", 5596],
+            [12174, "drain", "fe-b2", 2948],
+        ],
+        ["--witness"],
+    ),
     "5170_confirmed_dedupe_answered": (
         5170,
         [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],
