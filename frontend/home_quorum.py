@@ -39,8 +39,8 @@ from kernel.quorum import DEFAULT_LEASE_MS, QuorumState, assess, witness_routers
 if TYPE_CHECKING:
     import random
 
+    from frontend.bus import Bus
     from frontend.channel_log import ChannelLog
-    from frontend.channels import Bus
     from frontend.config import FrontendConfig
     from frontend.home_records import Home
     from frontend.metrics import Metrics
@@ -317,10 +317,35 @@ class QuorumHomes:
         home.replica_synced = False
         self._sync_replica(now_ms, name, home)
 
-    def _synced_across_zones(self, home: Home) -> None:
-        """The replica confirmed the whole log: if it is in another zone, nothing lives in one zone."""
-        if home.replica is not None and self.view.zone_of(home.replica) != self.config.zone:
-            home.degraded = home.log.zone_only = False
+    def _synced_across_zones(self, channel: str, home: Home, synced: int) -> None:
+        """The replica confirmed the whole log up to ``synced``: if it is in another zone, nothing
+        lives in one zone, and the other frontends of our zone are told so (``copy_released``), for
+        the copies they took while this log was degraded, here or at an earlier home of this epoch
+        (chaos seed 28473: fe-a1 kept the firehose's in-zone copy, and with it zone a's place at the
+        witness, after the log had synced to zone b; zone a was then lost, zone b got no grant until
+        fe-a1 restarted, which the witness took for the loss of zone a's data: 90003 on every channel
+        zone b re-homed, a new epoch within the TTL). Once per tenure (a log taken from another
+        node's copy does not carry that copy's mark), and after every degraded stretch."""
+        if home.replica is None or self.view.zone_of(home.replica) == self.config.zone:
+            return
+        tell = home.degraded or home.log.zone_only or not home.copies_released
+        home.degraded = home.log.zone_only = False
+        if not tell or self.bus is None:
+            return
+        home.copies_released = True
+        release = O.CopyReleased(channel=channel, epoch=home.log.epoch, last_seq=synced)
+        for peer in self.view.frontends():
+            if peer.zone == self.config.zone and peer.node_id != self.node_id and peer.alive:
+                self.bus.push(peer.node_id, release)
+
+    def copy_released(self, src: str, op: O.CopyReleased) -> None:
+        """A home of our zone holds ``op.channel``'s log up to ``op.last_seq`` of ``op.epoch`` in
+        another zone: a copy of ours within that is held there too (one epoch, one history)."""
+        copy = self.replicas.get(op.channel)
+        if copy is None or not copy.zone_only or copy.epoch != op.epoch or copy.last_seq > op.last_seq:
+            return
+        copy.zone_only = False
+        log.info("channel.copy_released", channel=op.channel, home=src, last_seq=copy.last_seq)
 
     def drop_blocked(self, now_ms: int) -> None:
         """Refuse, for certain, the appends a blocked home (no copy can be placed: _replica_missing)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -41,6 +41,7 @@ from frontend.auth import Authenticator, AuthError, Identity
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
+from frontend.node_parts import Outlet
 from frontend.ownership import Ownership
 from frontend.persistence import Persistence
 from frontend.presence import Presence
@@ -58,23 +59,6 @@ from kernel.protocol import Action, Encoded, ProtocolMessage
 log = structlog.get_logger("continuity.frontend")
 
 LOG_SWEEP_MS = 1000
-
-
-class Outlet(Protocol):
-    """A transport's outbox, as the node sees it."""
-
-    fmt: P.Format
-
-    def send(self, frame: Encoded, *, force: bool = False) -> bool:
-        """Queue a frame; False when the outbox is full (the node then cuts it).
-
-        ``force`` queues past the limit: a replay, whose size the channel log already bounds.
-        """
-        ...
-
-    def close(self, final: Encoded | None) -> None:
-        """Drop queued frames, send ``final`` if given, and close the transport."""
-        ...
 
 
 class FrontendNode(PubSub):
@@ -107,7 +91,7 @@ class FrontendNode(PubSub):
             config,
             rng=rng,
             metrics=self.metrics,
-            fan_out=self.fan_out,
+            fan_out=lambda now_ms, name, entry, pub: self.presence.fanned_out(now_ms, name, entry, pub),
             lost=self.notify_lost,
             local_interest=lambda name: bool(self.subscribers.get(name)),
         )
@@ -126,6 +110,9 @@ class FrontendNode(PubSub):
         self.presence = Presence(self)
         # Called when sessions or channel homes go away (the drain waits on it).
         self.on_change: Callable[[], None] = lambda: None
+        # The timer driver's wake-up (frontend/ticker.py), called by the drivers after they feed an
+        # input, never by the core: the driver then re-reads next_deadline().
+        self.wake: Callable[[], None] = lambda: None
         # Called after each new cluster map (the REST layer's token revocations sync new peers).
         self.view_listeners: list[Callable[[int, ClusterView], None]] = []
         self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {
@@ -510,8 +497,9 @@ class FrontendNode(PubSub):
             case O.PresenceOwned(connection_id=conn_id, epoch=epoch):
                 self.presence.copy_discarded(conn_id, epoch)
                 reply(True, None)
-            case O.PresenceOwner(connection_id=conn_id, epoch=epoch):
-                reply(True, {"owned": self.presence.owns(conn_id, epoch)})
+            case O.PresenceOwner(connection_id=conn_id, epoch=epoch, owner=owner):
+                alive = owner is not None and owner != src and self.channels.view.alive(owner)
+                reply(True, {"owned": self.presence.owns(conn_id, epoch), "owner_alive": alive})
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_request(now_ms, src, op, reply)
             case O.RestCall():

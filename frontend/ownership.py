@@ -19,13 +19,13 @@ from frontend.session_copies import SessionCopies, Tombstones
 from kernel.keys import ConnectionKey
 
 if TYPE_CHECKING:
-    from frontend.node import FrontendNode
+    from frontend.node_parts import NodeParts
 
 log = structlog.get_logger("continuity.frontend")
 
 
 class Ownership:
-    def __init__(self, node: FrontendNode) -> None:
+    def __init__(self, node: NodeParts) -> None:
         self.node = node
         ttl = node.config.connection_state_ttl_ms + node.config.max_idle_interval_ms
         self.copies = SessionCopies(ttl)
@@ -145,7 +145,11 @@ class Ownership:
         match op:
             case O.SessionFetch(connection_id=conn_id):
                 self.node.presence.copy_read(now_ms, conn_id)
-                reply(True, {"state": self.copies.get(now_ms, conn_id)})
+                live = self.node.sessions.get(conn_id)
+                held = live.epoch if live is not None and not live.terminal else None
+                # ``held``: no copy here, but the connection itself, taken over (takeover.py asks
+                # for it back when the client's key is the one that takeover replaced).
+                reply(True, {"state": self.copies.get(now_ms, conn_id), "held": held})
             case O.Handover(connection_id=conn_id, epoch=epoch, key=key):
                 if key is not None and self.node.takeover.defer(
                     conn_id,

@@ -22,8 +22,9 @@ from frontend.home_records import RPC_TIMEOUT_S, Home, Retries, unavailable
 from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
-    from frontend.channels import Bus, PublishDone
+    from frontend.bus import Bus
     from frontend.config import FrontendConfig
+    from frontend.idempotency import PublishDone
     from frontend.metrics import Metrics
     from kernel.quorum import QuorumState
 
@@ -63,6 +64,7 @@ class PublishSide:
     homes: dict[str, Home]
     now_ms: int
     _unresolved: dict[tuple[str, str], list[int]]
+    _reserved: set[tuple[str, str, int]]
     _attempts: dict[tuple[str, str, int], PublishAttempt]
     _retries: Retries
 
@@ -106,8 +108,11 @@ class PublishSide:
         if attempt is None:
             # Publisher order: while an earlier publish of this connection on this channel is
             # unresolved, this one names it (``after``) and the home waits for it (issue 11).
-            queue = self._unresolved.setdefault((pub.connection_id, channel), [])
-            queue.append(pub.msg_serial)
+            reservation = (pub.connection_id, channel, pub.msg_serial)
+            if reservation in self._reserved:
+                self._reserved.discard(reservation)  # its place in the order was kept (reserve)
+            else:
+                self._unresolved.setdefault((pub.connection_id, channel), []).append(pub.msg_serial)
             done = self._resolving(pub.connection_id, channel, pub.msg_serial, done)
         key = (pub.connection_id, channel, pub.msg_serial)
         # A re-send (after a resume) of a publish still in flight shares its attempt: were an earlier
@@ -210,6 +215,13 @@ class PublishSide:
         st = self._attempts.setdefault((conn, channel, msg_serial), PublishAttempt(now_ms + window, final))
         st.uncertain = st.uncertain or how == "uncertain"
         st.patient = st.patient or how == "patient"
+
+    def reserve(self, conn: str, channel: str, msg_serial: int) -> None:
+        """Keep a publish's place in its connection's order on ``channel`` before it is handed to
+        ``publish`` (presence's write-ahead holds an enter for one copy write): later publishes
+        name it in ``after`` meanwhile. The caller must then ``publish`` it, whatever happens."""
+        self._unresolved.setdefault((conn, channel), []).append(msg_serial)
+        self._reserved.add((conn, channel, msg_serial))
 
     def _resolving(self, conn: str, channel: str, msg_serial: int, done: PublishDone) -> PublishDone:
         """``done``, which first forgets the publish as unresolved."""

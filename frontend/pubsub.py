@@ -34,6 +34,7 @@ from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.peerops import Publish
+from frontend.replay import coalesce_replay
 from frontend.session import ChannelCursor, Session
 from frontend.store_attach import StoreAttach
 from kernel import protocol as P
@@ -41,7 +42,7 @@ from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from kernel.protocol import Action, Encoded, Flag, ProtocolMessage, message_size
 
 if TYPE_CHECKING:
-    from frontend.node import Outlet
+    from frontend.node_parts import Outlet
     from frontend.ownership import Ownership
     from frontend.presence import Presence
 
@@ -56,58 +57,6 @@ def server_message(action: Action, **fields: Any) -> Encoded:
 _payload_size = message_size  # kernel.protocol: one count for the server and the SDK
 
 
-REPLAY_BATCH_MESSAGES = 256
-REPLAY_BATCH_BYTES = 256 * 1024
-
-
-def coalesce_replay(
-    channel: str,
-    entries: list[Entry],
-    *,
-    skip_publisher: str | None,
-    messages: bool = True,
-    presence: bool = False,
-) -> list[tuple[Encoded, int]]:
-    """Pack replayed entries into few MESSAGE frames (each message keeps its own id and serial).
-
-    A frame's channelSerial is that of its last entry, so a client that stops mid-replay resumes
-    from the right place. Message entries by ``skip_publisher`` (echo off) are left out, and so are
-    message entries unless ``messages`` (SUBSCRIBE mode) and presence entries unless ``presence``
-    (PRESENCE_SUBSCRIBE mode); a presence entry goes as its own PRESENCE frame, in log order.
-    """
-    frames: list[tuple[Encoded, int]] = []
-    batch: list[P.Message] = []
-    size = 0
-    serial = ""
-
-    def flush() -> None:
-        nonlocal batch, size
-        if batch:
-            wire = {
-                "action": int(Action.MESSAGE),
-                "channel": channel,
-                "channelSerial": serial,
-                "messages": batch,
-            }
-            frames.append((Encoded(wire), len(batch)))
-        batch, size = [], 0
-
-    for entry in entries:
-        if entry.is_presence:
-            if presence:
-                flush()
-                frames.append((entry.frame, 1))
-            continue
-        if not messages or (skip_publisher is not None and entry.publisher == skip_publisher):
-            continue
-        msgs = entry.frame.wire["messages"]
-        if batch and (len(batch) + len(msgs) > REPLAY_BATCH_MESSAGES or size > REPLAY_BATCH_BYTES):
-            flush()
-        batch.extend(msgs)
-        size += sum(_payload_size(m) for m in msgs)
-        serial = entry.frame.wire["channelSerial"]
-    flush()
-    return frames
 
 
 class PubSub(ChannelModes, StoreAttach):
@@ -535,14 +484,19 @@ class PubSub(ChannelModes, StoreAttach):
         follows = f"{epoch}:{entry.first_seq - 1}"  # the cursor of a subscriber that is up to date
         slow: list[Session] = []
         delivered = 0
-        for sub in subs.values():
+        for sub in list(subs.values()):
             cur = sub.channels[channel]
+            held = parse_serial(cur.serial) if cur.serial else None
+            if held is not None and held[0] == epoch and held[1] < entry.first_seq - 1:
+                # Behind in the epoch (a new home's catch-up still on its way): gaps first (sim 6622).
+                for gap in self.channels.missed_at_home(channel, str(cur.serial), entry.first_seq - 1):
+                    self.fan_out(now_ms, channel, gap, gap.publisher)
+                held = parse_serial(cur.serial) if cur.serial else None
             if cur.serial != follows and _already_has(cur.serial, epoch, entry.first_seq):
                 # Its attach replay already gave it this entry (a stream catching up behind a
                 # client's own replay): exactly once means never twice.
                 self.metrics.duplicates_suppressed.inc()
                 continue
-            held = parse_serial(cur.serial) if cur.serial else None
             if held is not None and held[0] != epoch:
                 if epoch_born(epoch) < epoch_born(held[0]):
                     continue  # an older epoch than the subscriber's: never move it backwards

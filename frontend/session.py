@@ -257,7 +257,7 @@ class Session:
                 -REFUSED_KEPT:
             ],
             "channels": {name: [cur.modes, cur.serial, cur.requested] for name, cur in self.channels.items()},
-            "presence": self.presence.to_wire() if self.presence else None,
+            "presence": self.presence.to_wire() if self.presence or self.presence.pending else None,
         }
 
     @classmethod

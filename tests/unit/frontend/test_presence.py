@@ -527,3 +527,25 @@ def test_a_resume_while_the_server_leaves_are_being_numbered_reenters_after_them
     now, conn, channel, msg_serial, events_, done = held.pop()
     real_publish(now, conn, channel, msg_serial, events_, done)  # the leave is numbered now
     assert events(b.recv()) == [(LEAVE, "alice"), (ENTER, "alice")]
+
+
+def test_a_draining_node_leaves_no_member_after_the_linger():
+    # Chaos seed 1141510304 (t 77-85 s): fe-b1's drain cut sub19 at 78.3 s; the client resumed on
+    # fe-a2 at 83.7 s, after the 5 s linger, and the draining node had left its member at 83.3 s.
+    # A drain hands connections over with their members; one not back in time leaves its copy on
+    # another frontend, whose watch leaves the members.
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER, data="d")
+    b.recv()
+    node.presence.draining = True
+    node.transport_lost(100, a.session, a.outlet)
+    for t in range(100, 100 + 4 * LINGER, 1_000):
+        node.tick(t)
+    assert events(b.recv()) == []
+    node.presence.draining = False  # (a node that stays, e.g. a drain that was called off)
+    node.tick(100 + 4 * LINGER + 2_000)
+    assert events(b.recv()) == [(LEAVE, "alice")]
