@@ -113,6 +113,10 @@ class ChannelService(HomeSide, PublishSide):
         self._seen_dead: set[str] = set()
         # Peers whose port refused a connect, treated as dead until a link connects again.
         self.down: set[str] = set()
+        # Peers whose port refused us since gossip last showed them alive: their process is gone
+        # (a silent peer, cut off, may live on). A takeover from such an owner's copy leaves no
+        # attempt of its in flight (``takeover.py``).
+        self.refused: set[str] = set()
         self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
         self._retries = Retries()
         # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
@@ -135,6 +139,7 @@ class ChannelService(HomeSide, PublishSide):
         self._seen_dead = (self._seen_dead - revived) | {p.node_id for p in fronts if not p.alive}
         self._gossip_view = view
         self.down = {n for n in self.down if view.alive(n)}
+        self.refused = {n for n in self.refused if n in self.down or not view.alive(n)}
         self._apply_view(now_ms, revived)
 
     def mark_down(self, now_ms: int, peer: str) -> None:
@@ -142,6 +147,7 @@ class ChannelService(HomeSide, PublishSide):
         if peer not in self.down and self._gossip_view.alive(peer):
             log.info("channel.peer_down", peer=peer)
             self.down.add(peer)
+            self.refused.add(peer)
             self._apply_view(now_ms, set())
 
     def mark_up(self, now_ms: int, peer: str) -> None:
@@ -149,6 +155,7 @@ class ChannelService(HomeSide, PublishSide):
         if peer in self.down:
             log.info("channel.peer_up", peer=peer)
             self.down.discard(peer)
+            self.refused.discard(peer)
             self._apply_view(now_ms, set())
 
     def _apply_view(self, now_ms: int, revived: set[str]) -> None:

@@ -133,7 +133,10 @@ class QuorumHomes:
         if since is None or not self.ready or self.bus is None:
             return False
         state = self.quorum(now_ms)
-        if state.other_zone_serving or state.may_degrade:
+        if state.other_zone_serving or state.may_degrade or not state.witnesses:
+            # Without a witness zone, losing sight of the other zone keeps the deadline rule: both
+            # sides of a cut are minorities, and a prompt refusal on each let publishes in flight
+            # across the cut be refused and then numbered (make sim: nacked_delivered).
             return False
         routers = {r for z in state.witnesses for r in self._witnesses_remembered.get(z, ())}
         return all(self._refused_ms.get(r, -1) >= since for r in routers if self.view.alive(r))

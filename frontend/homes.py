@@ -533,9 +533,11 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             # A blocked home's log is no fresher than the copy it was acquired from (it committed
             # nothing since): the acquirer judges it like a copy (seed 737).
             made = lg.created_ms if home.blocked else None
+            if home.blocked:  # what it never committed is not handed on as if it were (seed 1371)
+                lg.truncate_after(home.committed)
             answer = {"log": lg.snapshot(), "relinquished": made is None, "made_ms": made}
             reply(True, {**answer, "subs": sorted(subs)})
-            for item in home.pending:  # blocked appends travel in the log: their retries go there
+            for item in home.pending:  # retried at the new home (deduplicated there if it holds them)
                 for _, abandon in item.waiters:
                     abandon()
 

@@ -439,6 +439,7 @@ class World:
             "acked": sum(1 for p in publishes if p["outcome"] == "ack"),
             "refused_no_quorum": len(refused),
             "refused_no_quorum_max_s": round(max(refused, default=0.0), 3),
+            "refused_no_quorum_median_s": round(sorted(refused)[len(refused) // 2], 3) if refused else None,
             "events": self.sched.events,
             "digest": digest,
             "schedule": [f.to_json() for f in self.schedule],

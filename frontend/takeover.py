@@ -139,7 +139,9 @@ class Takeover:
                 log.info("connection.takeover_failed", connection_id=conn_id, owner=owner)
                 done(None)
                 return
-            if source != owner:  # a copy: what the owner saw since it was written is unknown
+            if source != owner and owner not in node.channels.refused:
+                # A copy, and the owner may live on (out of sight, not refusing connections): what
+                # it saw since the copy was written, and may still be numbering, is unknown.
                 state = {**state, "from_copy": True}
             s = node.ownership.adopt(node.channels.now_ms, state, key_epoch)
             log.info(
