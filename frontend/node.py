@@ -32,15 +32,17 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from frontend import peerops as O
 from frontend.auth import Authenticator, AuthError, Identity
+from frontend.channel_log import Entry
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
+from frontend.node_parts import Outlet
 from frontend.ownership import Ownership
 from frontend.persistence import Persistence
 from frontend.presence import Presence
@@ -58,23 +60,6 @@ from kernel.protocol import Action, Encoded, ProtocolMessage
 log = structlog.get_logger("continuity.frontend")
 
 LOG_SWEEP_MS = 1000
-
-
-class Outlet(Protocol):
-    """A transport's outbox, as the node sees it."""
-
-    fmt: P.Format
-
-    def send(self, frame: Encoded, *, force: bool = False) -> bool:
-        """Queue a frame; False when the outbox is full (the node then cuts it).
-
-        ``force`` queues past the limit: a replay, whose size the channel log already bounds.
-        """
-        ...
-
-    def close(self, final: Encoded | None) -> None:
-        """Drop queued frames, send ``final`` if given, and close the transport."""
-        ...
 
 
 class FrontendNode(PubSub):
@@ -107,7 +92,7 @@ class FrontendNode(PubSub):
             config,
             rng=rng,
             metrics=self.metrics,
-            fan_out=lambda now_ms, name, entry, pub: self.presence.fanned_out(now_ms, name, entry, pub),
+            fan_out=self._fanned_out,
             lost=self.notify_lost,
             local_interest=lambda name: bool(self.subscribers.get(name)),
         )
@@ -126,6 +111,9 @@ class FrontendNode(PubSub):
         self.presence = Presence(self)
         # Called when sessions or channel homes go away (the drain waits on it).
         self.on_change: Callable[[], None] = lambda: None
+        # The timer driver's wake-up (frontend/ticker.py), called by the drivers after they feed an
+        # input, never by the core: the driver then re-reads next_deadline().
+        self.wake: Callable[[], None] = lambda: None
         # Called after each new cluster map (the REST layer's token revocations sync new peers).
         self.view_listeners: list[Callable[[int, ClusterView], None]] = []
         self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {
@@ -144,6 +132,13 @@ class FrontendNode(PubSub):
 
     # ------------------------------------------------------------------
     # Connection establishment
+
+    def _fanned_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
+        """Every entry numbered for ``channel`` reaches this node's subscribers here; a server leave
+        of a member that lives here is answered (``CopyWatches.entry_seen``)."""
+        self.fan_out(now_ms, channel, entry, publisher)
+        if entry.is_presence:
+            self.presence.copy_watches.entry_seen(now_ms, channel, entry.frame.wire["presence"])
 
     def connection_details(self, s: Session) -> dict[str, Any]:
         c = self.config

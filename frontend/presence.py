@@ -55,18 +55,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
-from frontend.channel_log import Entry
+from frontend.channel_rules import channel_name_problem
 from frontend.channels import AttachResult
 from frontend.peerops import Publish, SessionPut
 from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, PresenceSet, sync_pages
 from frontend.presence_watch import CopyWatch, CopyWatches
-from frontend.pubsub import channel_name_problem
 from frontend.session import Session, SessionState
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
 
 if TYPE_CHECKING:
-    from frontend.node import FrontendNode
+    from frontend.node_parts import NodeParts
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -81,10 +80,10 @@ FIXTURE_CONNECTION = "sandbox-fixtures"  # the connectionId of the dev-mode sand
 
 
 class Presence:
-    def __init__(self, node: FrontendNode) -> None:
+    def __init__(self, node: NodeParts) -> None:
         self.node = node
         self._linger: list[tuple[int, str]] = []  # (due, connection id) for the owner's timers
-        self.copy_watches = CopyWatches(node, self)
+        self.copy_watches = CopyWatches(node, self._emit)
         self._busy: set[str] = set()  # connections with server leaves or a re-entry being numbered
         self._rejoin: set[str] = set()  # ... and resumed meanwhile: re-entered once they are
         self._ids = itertools.count(1)
@@ -507,13 +506,6 @@ class Presence:
         if s.presence and not s.presence.gone:
             s.presence.gone = True
             self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, s.presence.channels, lambda ok: None)
-
-    def fanned_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
-        """Every entry numbered for ``channel`` reaches this node's subscribers here; a server
-        leave of a member that lives here is answered (``CopyWatches.entry_seen``)."""
-        self.node.fan_out(now_ms, channel, entry, publisher)
-        if entry.is_presence:
-            self.copy_watches.entry_seen(now_ms, channel, entry.frame.wire["presence"])
 
     # -- copies held here (presence_watch.py) ---------------------------------
     @property
