@@ -38,7 +38,6 @@ import structlog
 
 from frontend import peerops as O
 from frontend.auth import Authenticator, AuthError, Identity
-from frontend.channel_log import Entry
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
@@ -92,7 +91,7 @@ class FrontendNode(PubSub):
             config,
             rng=rng,
             metrics=self.metrics,
-            fan_out=self._fanned_out,
+            fan_out=lambda now_ms, name, entry, pub: self.presence.fanned_out(now_ms, name, entry, pub),
             lost=self.notify_lost,
             local_interest=lambda name: bool(self.subscribers.get(name)),
         )
@@ -132,13 +131,6 @@ class FrontendNode(PubSub):
 
     # ------------------------------------------------------------------
     # Connection establishment
-
-    def _fanned_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
-        """Every entry numbered for ``channel`` reaches this node's subscribers here; a server leave
-        of a member that lives here is answered (``CopyWatches.entry_seen``)."""
-        self.fan_out(now_ms, channel, entry, publisher)
-        if entry.is_presence:
-            self.presence.copy_watches.entry_seen(now_ms, channel, entry.frame.wire["presence"])
 
     def connection_details(self, s: Session) -> dict[str, Any]:
         c = self.config

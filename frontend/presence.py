@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
+from frontend.channel_log import Entry
 from frontend.channel_rules import channel_name_problem
 from frontend.channels import AttachResult
 from frontend.peerops import Publish, SessionPut
@@ -88,6 +89,10 @@ class Presence:
         self._rejoin: set[str] = set()  # ... and resumed meanwhile: re-entered once they are
         self._ids = itertools.count(1)
         self._sync_cache: OrderedDict[str, tuple[str, list[Encoded]]] = OrderedDict()
+        # The node drains: its connections move with their members (a drain hands them over
+        # silently), so no linger leaves them here; one whose client does not come back leaves
+        # its copy on another frontend, whose watch leaves the members after the linger.
+        self.draining = False
 
     @property
     def linger_ms(self) -> int:
@@ -464,6 +469,12 @@ class Presence:
         if s.detached_ms is not None and now_ms < s.detached_ms + self.linger_ms:
             heapq.heappush(self._linger, (s.detached_ms + self.linger_ms, s.connection_id))
             return
+        if self.draining:
+            # Chaos seed 1141510304 (t 77-85 s): fe-b1's drain cut sub19 at 78.3 s, the client
+            # resumed on fe-a2 at 83.7 s, and the draining node's linger left its member at 83.3 s:
+            # 158 observers saw a leave and an enter of a member that never went away.
+            heapq.heappush(self._linger, (now_ms + RETRY_MS, s.connection_id))
+            return
         node = self.node
         conn = s.connection_id
 
@@ -506,6 +517,13 @@ class Presence:
         if s.presence and not s.presence.gone:
             s.presence.gone = True
             self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, s.presence.channels, lambda ok: None)
+
+    def fanned_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
+        """Every entry numbered for ``channel`` reaches this node's subscribers here; a server
+        leave of a member that lives here is answered (``CopyWatches.entry_seen``)."""
+        self.node.fan_out(now_ms, channel, entry, publisher)
+        if entry.is_presence:
+            self.copy_watches.entry_seen(now_ms, channel, entry.frame.wire["presence"])
 
     # -- copies held here (presence_watch.py) ---------------------------------
     @property

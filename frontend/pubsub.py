@@ -471,15 +471,20 @@ class PubSub(ChannelModes, StoreAttach):
             # client cut as a slow consumer noticed 17 s later and re-sent a publish numbered 31 s
             # before, past the 21 s window, and it was numbered twice).
             self.metrics.duplicates.inc()
-            s.acks.complete(item, serials=list(known))
+            if isinstance(known, ErrorInfo):
+                s.acks.complete(item, error=known)  # refused for certain before: the same NACK
+            else:
+                s.acks.complete(item, serials=list(known))
             self._flush_acks(now_ms, s)
             return
-        acks = s.acks
-        msg_serial = pm.msg_serial
+        acks, msg_serial = s.acks, pm.msg_serial
+        if how := s.saw_publish(msg_serial):  # a re-send the previous owner may still be numbering
+            self.channels.mark_resent(now_ms, s.connection_id, pm.channel, msg_serial, how)
 
         def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
-            if serials is not None:
-                s.remember_numbered(msg_serial, serials)
+            answer = serials if serials is not None else err
+            if answer is not None:
+                s.remember_numbered(msg_serial, answer)
             acks.complete(item, serials=serials, error=err)
             if s.acks is acks:  # else the transport changed: the client re-sends, dedupe answers
                 self._flush_acks(self.channels.now_ms, s)
@@ -530,14 +535,19 @@ class PubSub(ChannelModes, StoreAttach):
         follows = f"{epoch}:{entry.first_seq - 1}"  # the cursor of a subscriber that is up to date
         slow: list[Session] = []
         delivered = 0
-        for sub in subs.values():
+        for sub in list(subs.values()):
             cur = sub.channels[channel]
+            held = parse_serial(cur.serial) if cur.serial else None
+            if held is not None and held[0] == epoch and held[1] < entry.first_seq - 1:
+                # Behind in the epoch (a new home's catch-up still on its way): gaps first (sim 6622).
+                for gap in self.channels.missed_at_home(channel, str(cur.serial), entry.first_seq - 1):
+                    self.fan_out(now_ms, channel, gap, gap.publisher)
+                held = parse_serial(cur.serial) if cur.serial else None
             if cur.serial != follows and _already_has(cur.serial, epoch, entry.first_seq):
                 # Its attach replay already gave it this entry (a stream catching up behind a
                 # client's own replay): exactly once means never twice.
                 self.metrics.duplicates_suppressed.inc()
                 continue
-            held = parse_serial(cur.serial) if cur.serial else None
             if held is not None and held[0] != epoch:
                 if epoch_born(epoch) < epoch_born(held[0]):
                     continue  # an older epoch than the subscriber's: never move it backwards

@@ -44,6 +44,7 @@ from kernel.errors import ErrorInfo
 # How many numbered publishes a session remembers for re-sends (a client re-sends only those it has
 # no ACK for, at most its unacknowledged window).
 NUMBERED_KEPT = 1024
+REFUSED_KEPT = 128  # of them, the refused ones a copy of the session carries
 
 
 class SessionState(enum.Enum):
@@ -151,7 +152,16 @@ class Session:
     # msgSerial -> serials of this connection's numbered publishes (the last NUMBERED_KEPT): a
     # re-sent one is answered from here for as long as the session lives, even after the home's
     # dedupe record, kept for the retention window from its numbering, has aged out.
-    numbered: dict[int, list[str]] = field(default_factory=dict)
+    # A publish refused for certain (NACKed) is kept too, as its error: a client that missed the NACK
+    # while it was being moved re-sends it, and numbering it then could put it after its later ones.
+    numbered: dict[int, list[str] | ErrorInfo] = field(default_factory=dict)
+    # The highest msgSerial received, and after a takeover the previous owner's: a re-send at or
+    # below it may still be in flight there (its outcome is unknown here: never NACKed early).
+    msg_serial_seen: int = -1
+    resent_upto: int = -1
+    # Taken over from a copy (its owner did not hand it over): what that owner saw is unknown, so
+    # its publishes keep the deadline rule (never refused early: frontend.sim seed 13).
+    from_copy: bool = False
     presence: OwnMembers = field(default_factory=OwnMembers)  # members it entered (presence.py)
 
     @property
@@ -207,11 +217,23 @@ class Session:
         size += sys.getsizeof(self.numbered) + sum(sys.getsizeof(v) for v in self.numbered.values())
         return size + sum(sys.getsizeof(p) for p in self.acks._queue)
 
-    def remember_numbered(self, msg_serial: int, serials: list[str]) -> None:
-        """Keep a numbered publish's serials for a re-send of its msgSerial (bounded)."""
+    def remember_numbered(self, msg_serial: int, serials: list[str] | ErrorInfo) -> None:
+        """Keep a numbered publish's serials (or a refused one's error) for a re-send of its
+        msgSerial (bounded)."""
         self.numbered[msg_serial] = serials
+        if isinstance(serials, ErrorInfo):
+            self.dirty = True  # the copy keeps refusals (``to_wire``): a new owner answers re-sends too
         while len(self.numbered) > NUMBERED_KEPT:
             del self.numbered[next(iter(self.numbered))]  # the oldest (msgSerials only grow)
+
+    def saw_publish(self, msg_serial: int) -> str | None:
+        """Note a publish's msgSerial; ``"uncertain"`` if the owner that handed the connection over
+        saw it (it may still be numbering it), ``"patient"`` if what an earlier owner saw is unknown
+        (taken over from a copy), else None."""
+        self.msg_serial_seen = max(self.msg_serial_seen, msg_serial)
+        if msg_serial <= self.resent_upto:
+            return "uncertain"
+        return "patient" if self.from_copy else None
 
     def to_wire(self) -> dict[str, Any]:
         """The state a secondary keeps and a new owner restores (cursors, not messages)."""
@@ -228,6 +250,12 @@ class Session:
             "revocation_key": ident.revocation_key,
             "echo": self.echo,
             "created": self.created_ms,
+            "seen": max(self.msg_serial_seen, self.resent_upto),
+            # The last refusals: a re-send of one after a takeover gets the same NACK, never a number
+            # after the connection's later publishes (frontend.sim --witness seed 478).
+            "refused": [[m, e.to_wire()] for m, e in self.numbered.items() if isinstance(e, ErrorInfo)][
+                -REFUSED_KEPT:
+            ],
             "channels": {name: [cur.modes, cur.serial, cur.requested] for name, cur in self.channels.items()},
             "presence": self.presence.to_wire() if self.presence or self.presence.pending else None,
         }
@@ -258,6 +286,12 @@ class Session:
             detached_ms=now_ms,
         )
         s.presence = OwnMembers.from_wire(raw.get("presence"))
+        s.resent_upto = seen if isinstance(seen := raw.get("seen"), int) else -1
+        s.from_copy = bool(raw.get("from_copy"))
+        for item in raw.get("refused") or ():
+            error = ErrorInfo.from_wire(item[1]) if isinstance(item, list) and len(item) == 2 else None
+            if error is not None and isinstance(item[0], int):
+                s.numbered[item[0]] = error
         for name, entry in dict(raw.get("channels") or {}).items():
             # [modes, serial, requested]; a copy from before ``requested`` was kept has two.
             modes, serial = int(entry[0]), entry[1]
