@@ -143,11 +143,16 @@ class CopyWatches:
             key = (conn, channel, client_id)
             if held is None or key in self.reentering:
                 continue
+            if int(ev.get("timestamp") or 0) < int(held.get("timestamp") or 0):
+                continue  # older than the member's last event here: answered already (seen again
+                # on a stream's catch-up: frontend.simpresence zone_cut_off seed 24 re-entered twice)
             self.reentering.add(key)
             log.warning("presence.stale_leave_reentered", connection_id=conn, channel=channel)
 
-            def then(ok: bool, key: tuple[str, str, str] = key) -> None:
+            def then(ok: bool, key: tuple[str, str, str] = key, held: Member = held) -> None:
                 self.reentering.discard(key)
+                if ok:  # the re-entry is the member's last event now (its timestamp is at least this)
+                    held["timestamp"] = max(int(held.get("timestamp") or 0) + 1, now_ms)
 
             self.emit(now_ms, conn, PresenceAction.ENTER, {channel: {client_id: held}}, then)
 
