@@ -57,6 +57,8 @@ def server_message(action: Action, **fields: Any) -> Encoded:
 _payload_size = message_size  # kernel.protocol: one count for the server and the SDK
 
 
+
+
 class PubSub(ChannelModes, StoreAttach):
     """Mixin: channel operations of FrontendNode (which provides the state declared here)."""
 

@@ -1,8 +1,7 @@
-"""A replay's frames: the log entries an attach replays, packed into few MESSAGE frames.
+"""Replay frames: a run of log entries packed into few MESSAGE frames for an attach or resume.
 
-Used by ``PubSub`` when it answers an ATTACH (``_complete_attach``) with the entries after the
-client's cursor: a replay of thousands of entries goes out as a few frames of at most
-``REPLAY_BATCH_MESSAGES`` messages or about ``REPLAY_BATCH_BYTES`` bytes each.
+Pure: entries in, frames out. A frame's channelSerial is that of its last entry, so a client that stops
+mid-replay resumes from the right place; presence entries go as their own PRESENCE frames, in log order.
 """
 
 from __future__ import annotations
