@@ -167,10 +167,18 @@ class ChannelLog:
         # it commits them, a replica as it installs them (``advance_presence``).
         self.presence = PresenceSet()
         self.presence_seq = start_seq
+        self._serial_cache: tuple[int, str, str] | None = None  # (seq, epoch, serial): see serial()
 
     # -- serials ---------------------------------------------------------
     def serial(self, seq: int) -> str:
-        return f"{self.epoch}:{seq}"
+        """``epoch:seq``. The last one asked for is kept: the attaches of a channel at rest all get
+        the same string, so the cursors of their sessions share it rather than hold a copy each."""
+        cached = self._serial_cache
+        if cached is not None and cached[0] == seq and cached[1] is self.epoch:
+            return cached[2]
+        text = f"{self.epoch}:{seq}"
+        self._serial_cache = (seq, self.epoch, text)
+        return text
 
     @property
     def last_serial(self) -> str:

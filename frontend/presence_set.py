@@ -166,14 +166,30 @@ class OwnMembers:
     elapsed): a resume within the TTL then re-enters them, so the client stays present.
     """
 
-    __slots__ = ("channels", "gone")
+    __slots__ = ("_channels", "gone")
 
     def __init__(self) -> None:
-        self.channels: dict[str, dict[str, Member]] = {}
+        self._channels: dict[str, dict[str, Member]] | None = None  # made on first use (``channels``)
         self.gone = False
 
+    @property
+    def channels(self) -> dict[str, dict[str, Member]]:
+        """Per channel, the members entered by this connection, by clientId."""
+        if self._channels is None:
+            self._channels = {}
+        return self._channels
+
+    @channels.setter
+    def channels(self, value: dict[str, dict[str, Member]]) -> None:
+        self._channels = value
+
+    def trim(self) -> None:
+        """Drop an empty dict's storage (most connections never enter a member)."""
+        if not self._channels:
+            self._channels = None
+
     def __bool__(self) -> bool:
-        return bool(self.channels)
+        return bool(self._channels)
 
     def count(self) -> int:
         return sum(len(m) for m in self.channels.values())

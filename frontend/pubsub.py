@@ -11,6 +11,7 @@ Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``no
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -347,7 +348,8 @@ class PubSub(ChannelModes, StoreAttach):
         if sync:
             for frame in sync:
                 outlet.send(frame, force=True)
-        s.channels[name] = ChannelCursor(granted, last, s.generation, requested)
+        # The name interned: every session attached to the channel shares one string.
+        s.channels[sys.intern(name)] = ChannelCursor(granted, last, s.generation, requested)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
         self.ownership.replicate(s)
@@ -464,7 +466,7 @@ class PubSub(ChannelModes, StoreAttach):
             self._flush_acks(now_ms, s)
             return
         assert pm.channel is not None and pm.messages is not None
-        known = s.numbered.get(pm.msg_serial)
+        known = s.numbered_serials(pm.msg_serial)
         if known is not None:
             # Re-sent after a transport change whose ACK never reached the client: answered from the
             # session, whose memory outlives the home's dedupe record (chaos seed 259956562: a Comet

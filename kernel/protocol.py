@@ -276,8 +276,15 @@ def _parse_constant(text: str) -> float:
     raise ValueError(f"{text} is not JSON")
 
 
+# One decoder for every frame: ``json.loads`` with hooks builds a new JSONDecoder (an object,
+# its dict and a C scanner) per call.
+_json_decoder = json.JSONDecoder(parse_int=_parse_int, parse_constant=_parse_constant)
+
+
 def _json_loads(data: bytes | str) -> Any:
-    return json.loads(data, parse_int=_parse_int, parse_constant=_parse_constant)
+    if not isinstance(data, str):  # as json.loads does: RFC 8259 text, UTF-8 (or -16/-32 with a BOM)
+        data = bytes(data).decode(json.detect_encoding(data), "surrogatepass")
+    return _json_decoder.decode(data)
 
 
 def decode(data: bytes | str, fmt: Format, *, max_size: int) -> ProtocolMessage:
