@@ -17,7 +17,6 @@ high-water mark.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
@@ -57,7 +56,9 @@ class WebSocketTransport:
         self.ws = ws
         self.fmt: P.Format = fmt
         self._limit = limit
-        self._queue: deque[bytes] = deque()
+        # Lists, not deques: a deque holds a 64-slot block (~600 B) even when empty, on every idle
+        # connection; the queue is only ever appended to and cleared whole.
+        self._queue: list[bytes] = []
         self._wake = trio.Event()
         self._closing = False
         self._closed = trio.Event()
@@ -82,7 +83,7 @@ class WebSocketTransport:
         self._pushed = 0  # bytes ever queued
         self._written = 0  # bytes ever handed to the kernel
         self._last_probe = 0
-        self._probes: deque[int] = deque()
+        self._probes: list[int] = []  # at most MAX_PROBES, oldest first
         self.confirmed = 0
         self.ponging = False
         self.read_paused = False
@@ -168,7 +169,7 @@ class WebSocketTransport:
         self._last_probe = offset
         self._probes.append(offset)
         if len(self._probes) > MAX_PROBES:
-            self._probes.popleft()  # a client that does not answer pings must not grow this
+            del self._probes[0]  # a client that does not answer pings must not grow this
         data = self.ws.send(Ping(payload=b"%d" % offset))
         self._queue.append(data)
         n = len(data)
@@ -185,8 +186,10 @@ class WebSocketTransport:
             return  # not ours (an unsolicited pong)
         if offset not in self._probes:
             return
-        while self._probes and self._probes[0] <= offset:
-            self._probes.popleft()
+        answered = 0
+        while answered < len(self._probes) and self._probes[answered] <= offset:
+            answered += 1
+        del self._probes[:answered]
         self.confirmed = offset
         self.ponging = True
         self._kick()
