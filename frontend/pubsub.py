@@ -19,7 +19,7 @@ import structlog
 
 from frontend.auth import allows
 from frontend.channel_log import Entry, epoch_born, parse_rewind_cursor, parse_serial
-from frontend.channel_modes import LIVE_MODES, ChannelModes
+from frontend.channel_modes import LIVE_MODES, PRESENCE_SUBSCRIBE_BIT, SUBSCRIBE_BIT, ChannelModes
 from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channel_rules import (
     DEFAULT_MODES,
@@ -534,13 +534,14 @@ class PubSub(ChannelModes, StoreAttach):
         delivered = 0
         for sub in subs.values():
             cur = sub.channels[channel]
-            if cur.serial != follows and _already_has(cur.serial, epoch, entry.first_seq):
+            if cur.serial == follows:
+                pass  # up to date in this epoch (the common case): nothing to check
+            elif _already_has(cur.serial, epoch, entry.first_seq):
                 # Its attach replay already gave it this entry (a stream catching up behind a
                 # client's own replay): exactly once means never twice.
                 self.metrics.duplicates_suppressed.inc()
                 continue
-            held = parse_serial(cur.serial) if cur.serial else None
-            if held is not None and held[0] != epoch:
+            elif (held := parse_serial(cur.serial) if cur.serial else None) is not None and held[0] != epoch:
                 if epoch_born(epoch) < epoch_born(held[0]):
                     continue  # an older epoch than the subscriber's: never move it backwards
                 # A new epoch reached this subscriber before its re-attach said so (frontend.sim
@@ -553,9 +554,9 @@ class PubSub(ChannelModes, StoreAttach):
             cur.serial = serial
             sub.dirty = True
             if presence:
-                if not cur.modes & Flag.PRESENCE_SUBSCRIBE:
+                if not cur.modes & PRESENCE_SUBSCRIBE_BIT:
                     continue
-            elif (publisher == sub.connection_id and not sub.echo) or not cur.modes & Flag.SUBSCRIBE:
+            elif (publisher == sub.connection_id and not sub.echo) or not cur.modes & SUBSCRIBE_BIT:
                 continue
             outlet = self.outlets.get(sub.connection_id)
             if outlet is None:
