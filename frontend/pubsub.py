@@ -55,6 +55,7 @@ def server_message(action: Action, **fields: Any) -> Encoded:
 
 
 _payload_size = message_size  # kernel.protocol: one count for the server and the SDK
+_ACK = int(Action.ACK)
 
 
 REPLAY_BATCH_MESSAGES = 256
@@ -587,8 +588,9 @@ class PubSub(ChannelModes, StoreAttach):
                 self._send(
                     now_ms, s, server_message(Action.NACK, msg_serial=msg_serial, count=count, error=error)
                 )
-            else:
-                self._send(now_ms, s, server_message(Action.ACK, msg_serial=msg_serial, count=count, res=res))
+            else:  # the wire mapping itself: one ACK per publish at max rate, no ProtocolMessage
+                ack = {"action": _ACK, "count": count, "msgSerial": msg_serial, "res": res}
+                self._send(now_ms, s, Encoded(ack))
 
 
 def _already_has(cursor: str | None, epoch: str, first_seq: int) -> bool:
