@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -20,11 +20,9 @@ from continuity.errors import (
 from continuity.events import ChannelEvent, ChannelState, ConnectionState, PresenceEvent
 from continuity.feed import Feed, Subscription
 from continuity.message import Data, OutboundMessage
+from continuity.session import ClientSession
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.protocol import message_size
-
-if TYPE_CHECKING:
-    from continuity.connection import Connection
 
 PRESENCE_ACTIONS = {"enter": 2, "leave": 3, "update": 4}  # TP2
 # Default buffer of one subscription before it overflows, in messages.
@@ -43,10 +41,32 @@ class Waiter:
     nacked: bool = False
 
 
+class ChannelHost(Protocol):
+    """What a channel drives on the connection that made it (``continuity.connection.Connection``): its
+    session core, the publishes waiting for an ACK, and the wake-ups. Declared here, by the channel that
+    needs it, so that the channel does not import the connection that imports it."""
+
+    operation_timeout: float
+    _session: ClientSession
+    _publishes: dict[int, Waiter]
+
+    @property
+    def state(self) -> ConnectionState: ...
+
+    @property
+    def details(self) -> dict[str, Any]: ...
+
+    def _dispatch(self) -> None: ...
+
+    def _raise_if_dead(self) -> None: ...
+
+    async def _changed(self) -> None: ...
+
+
 class Channel:
     """A channel on a :class:`Connection`. Get one with ``conn.channel(name)``."""
 
-    def __init__(self, conn: Connection, name: str) -> None:
+    def __init__(self, conn: ChannelHost, name: str) -> None:
         self._conn = conn
         self.name = name
         self._subs: list[Subscription] = []

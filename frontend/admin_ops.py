@@ -78,6 +78,7 @@ def kick(node: FrontendNode, connection_id: str) -> bool:
         return False
     error = ErrorInfo.of(ErrorCode.CONNECTION_CLOSED, "connection closed by an operator")
     node.end_session(wall_ms(), s, error)
+    node.wake()
     node.metrics.kicked.inc()
     log.info("connection.kicked", connection_id=connection_id)
     return True

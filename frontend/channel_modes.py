@@ -28,7 +28,7 @@ from kernel.errors import ErrorCode
 from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
 
 if TYPE_CHECKING:
-    from frontend.node import Outlet
+    from frontend.node_parts import Outlet
     from frontend.ownership import Ownership
 
 log = structlog.get_logger("continuity.frontend")

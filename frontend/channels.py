@@ -35,11 +35,12 @@ import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from frontend import peerops as O
+from frontend.bus import Bus
 from frontend.channel_log import ChannelLog, Entry, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_records import Retries
@@ -60,20 +61,6 @@ from kernel.protocol import Message
 
 log = structlog.get_logger("continuity.frontend")
 
-class Bus(Protocol):
-    """What the service needs from the peer links (PeerBus implements it)."""
-
-    def request(
-        self,
-        peer: str,
-        op: O.PeerOp,
-        on_reply: Callable[[bool, Any], None],
-        timeout_s: float = ...,
-    ) -> None: ...
-
-    def push(self, peer: str, op: O.PeerOp) -> bool: ...
-
-
 @dataclass(frozen=True, slots=True)
 class AttachResult:
     last_serial: str  # the channel's serial when the attach took effect
@@ -82,7 +69,6 @@ class AttachResult:
     presence: list[Message] | None = None  # the presence set at ``last_serial`` (presence_set.py)
 
 
-PublishDone = Callable[[list[str] | None, ErrorInfo | None], None]
 AttachDone = Callable[[AttachResult], None]
 FanOut = Callable[[int, str, Entry, str | None], None]
 # (now, channel, serial, the presence set at that serial): the history is gone (90003)

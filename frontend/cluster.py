@@ -8,7 +8,8 @@ connection over on resume), and drains the node on SIGTERM (DESIGN section 5).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -18,18 +19,16 @@ import gossip
 from frontend import peerops as O
 from frontend.clock import wall_ms
 from frontend.config import FrontendConfig
+from frontend.drain import Drain
 from frontend.node import FrontendNode
-from frontend.peer import PeerBus, PeerError
-from frontend.session import Session
+from frontend.peer import PeerBus
 from frontend.witness_client import WitnessClient
 from kernel.config import is_wildcard
-from kernel.errors import ErrorCode, ErrorInfo
 from kernel.membership import ROLE_FRONTEND, view_from_members
 from kernel.placement import ClusterView, Peer
 
 log = structlog.get_logger("continuity.cluster")
 
-TAKEOVER_RPC_TIMEOUT_S = 2.0
 LOAD_REPORT_S = 1.0
 SETTLE_ALONE_S = 3.0
 
@@ -92,6 +91,7 @@ class Cluster:
             on_bad_op=lambda reason: self.node.metrics.protocol_errors.labels(transport="peer").inc(),
             on_refused=lambda peer: self.node.channels.mark_down(wall_ms(), peer),
             on_connected=lambda peer: self.node.channels.mark_up(wall_ms(), peer),
+            on_input=lambda: self.node.wake(),
         )
         self.node.channels.bus = bus
         self.node.channels.ready = False
@@ -146,6 +146,7 @@ class Cluster:
             {p.node_id: split_address(p.peer_addr) for p in view.frontends() if p.alive and p.peer_addr}
         )
         self.node.apply_view(wall_ms(), view)
+        self.node.wake()
         self.witness.poke()
 
     async def _settle_alone(self) -> None:
@@ -184,6 +185,7 @@ class Cluster:
             done.set()
 
         self.node.takeover.prepare(wall_ms(), params, finished)
+        self.node.wake()
         await done.wait()
         return box[0]
 
@@ -194,68 +196,43 @@ class Cluster:
         member, bus = self.member, self.bus
         if member is None or bus is None:
             return
-        deadline = trio.current_time() + self.config.drain_timeout_s
         self.draining = True
         log.info("frontend.draining", connections=len(node.sessions), homes=len(node.channels.homes))
         await member.update_metadata(state=gossip.ServingState.DRAINING)
         self.apply_view()
-        # 1. Channel homes go to their next homes, which pull the logs from us.
-        for name in list(node.channels.homes):
-            target = node.channels.placement.channel_home(name)
-            if target is not None and target != node.node_id:
-                bus.push(target, O.Take(channel=name))
-        await self._wait_until(lambda: not node.channels.homes, deadline)
-        # 2. Let "draining" reach the routers, so that the clients we cut next resume elsewhere
-        #    (a rumour needs a few gossip rounds; this is that time, not a guess at a condition).
-        await trio.sleep(2 * member.config.leave_propagate_time)
-        # 3. Live clients reconnect (resumably); their new owners take the state over from us.
-        now = wall_ms()
-        live = set(node.outlets)
-        for conn_id in live:
-            node.cut(
-                now,
-                node.sessions[conn_id],
-                ErrorInfo.of(ErrorCode.DISCONNECTED, "server is draining; resume to continue"),
-            )
-        await self._wait_until(lambda: not live & set(node.sessions), deadline)
-        # 4. Whatever is still here (detached, or not back in time) leaves an acknowledged copy.
-        async with trio.open_nursery() as nursery:
-            for s in list(node.sessions.values()):
-                if not s.terminal:
-                    nursery.start_soon(self._leave_copy, s)
+        # Homes handed over, clients cut and copies left by the pure steps of frontend/drain.py;
+        # this waits for them: at their deadlines, or when a home or a session goes away.
+        finished = trio.Event()
+        changed = trio.Event()
+
+        def note_change() -> None:
+            changed.set()
+
+        def done() -> None:
+            finished.set()
+            changed.set()
+
+        propagate_ms = int(2 * member.config.leave_propagate_time * 1000)
+        self.node.on_change = self.node.channels.on_change = note_change
+        try:
+            drain = Drain(node, wall_ms(), propagate_ms=propagate_ms, finished=done)
+            node.wake()
+            while not finished.is_set():
+                due = drain.next_deadline()
+                with trio.move_on_after(math.inf if due is None else max(0, due - wall_ms()) / 1000):
+                    await changed.wait()
+                changed = trio.Event()
+                drain.step(wall_ms())
+                node.wake()
+        finally:
+            self.node.on_change = self.node.channels.on_change = _nothing
         log.info(
             "frontend.drained",
             remaining_connections=len(node.sessions),
             remaining_homes=len(node.channels.homes),
+            copies_lost=drain.copies_lost,
         )
         await member.leave()
-
-    async def _wait_until(self, done: Callable[[], bool], deadline: float) -> None:
-        """Wait, up to ``deadline``, until ``done()`` holds; re-checked whenever the node reports a change."""
-        with trio.move_on_at(deadline):
-            while not done():
-                changed = trio.Event()
-                self.node.on_change = self.node.channels.on_change = changed.set
-                await changed.wait()
-        self.node.on_change = self.node.channels.on_change = _nothing
-
-    async def _leave_copy(self, s: Session) -> None:
-        """Put ``s``'s state on its secondary, or on any live frontend of another zone, acknowledged."""
-        assert self.bus is not None
-        node = self.node
-        view = node.channels.view
-        zone = self.config.zone
-        candidates = [s.secondary] + [p.node_id for p in view.frontends() if p.zone != zone]
-        candidates += [p.node_id for p in view.frontends() if p.zone == zone]
-        state = s.to_wire()
-        for peer in dict.fromkeys(c for c in candidates if c and c != node.node_id and view.alive(c)):
-            try:
-                await self.bus.call(peer, O.SessionPut(state=state), TAKEOVER_RPC_TIMEOUT_S)
-                return
-            except PeerError as exc:
-                log.warning("connection.copy_failed", connection_id=state["id"], peer=peer, reason=str(exc))
-        log.error("connection.copy_lost", connection_id=state["id"])
-
 
 def _nothing() -> None:
     return None

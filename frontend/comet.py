@@ -303,6 +303,7 @@ class CometService:
         now = wall_ms()
         if path.op == "recv":
             return await self.recv(found)
+        self.node.wake()  # send, close and disconnect feed the node in this same step
         if path.op == "send":
             if method != b"POST":
                 return error_body(Action.ERROR, ErrorInfo.of(ErrorCode.BAD_REQUEST, "send needs POST"))
@@ -320,6 +321,7 @@ class CometService:
         if self.prepare is not None:
             params = await self.prepare(params)
         transport, _ = self.registry.open(wall_ms(), params)
+        self.node.wake()
         transport.idle_since_ms = wall_ms()
         self._changed.set()
         return self.registry.deliver(transport) if transport.closing else (transport.take() or EMPTY)
@@ -350,6 +352,7 @@ class CometService:
         while True:
             now = wall_ms()
             self.registry.expire(now)
+            self.node.wake()
             deadline = self.registry.next_deadline()
             wait_s = SWEEP_MAX_S if deadline is None else min(SWEEP_MAX_S, max(deadline - now, 10) / 1000)
             self._changed = trio.Event()

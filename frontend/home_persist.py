@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from frontend.channel_log import ChannelLog, Entry
 
 if TYPE_CHECKING:
-    from frontend.channels import Bus
+    from frontend.bus import Bus
     from frontend.config import FrontendConfig
-    from frontend.homes import Home
+    from frontend.home_records import Home
     from frontend.persistence import Persistence
     from frontend.store import Tail
 

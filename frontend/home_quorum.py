@@ -35,8 +35,8 @@ from kernel.quorum import DEFAULT_LEASE_MS, QuorumState, assess, witness_routers
 if TYPE_CHECKING:
     import random
 
+    from frontend.bus import Bus
     from frontend.channel_log import ChannelLog
-    from frontend.channels import Bus
     from frontend.config import FrontendConfig
     from frontend.home_records import Home
     from frontend.metrics import Metrics

@@ -13,7 +13,7 @@ from frontend.channel_log import ChannelLog, Entry, epoch_born, parse_serial
 from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
-    from frontend.channels import PublishDone
+    from frontend.idempotency import PublishDone
 
 RPC_TIMEOUT_S = 3.0
 OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails

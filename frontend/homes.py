@@ -28,7 +28,8 @@ from kernel.errors import ErrorInfo
 from kernel.placement import ClusterView, Placement
 
 if TYPE_CHECKING:
-    from frontend.channels import Bus, PublishDone
+    from frontend.bus import Bus
+    from frontend.idempotency import PublishDone
 
 log = structlog.get_logger("continuity.frontend")
 

@@ -36,6 +36,7 @@ from frontend.persistence import Persistence, open_store
 from frontend.presence_history import PresenceHistory
 from frontend.rest.history import LogHistory
 from frontend.rest.service import RestService
+from frontend.ticker import Ticker
 from frontend.websocket import run_websocket
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import Handover, header, is_websocket, read_body, respond, serve_http
@@ -47,7 +48,6 @@ FIXTURE_TIMEOUT_S = (
     10.0  # a sandbox app's presence fixtures are entered within this, or it is answered without
 )
 
-TICK_MAX_MS = 50
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _COMET_HEADERS = [(b"cache-control", b"no-cache, no-store")]
 _CORS = [
@@ -152,6 +152,7 @@ class FrontDoor:
                 got.set()
 
             self.node.presence.enter_fixtures(self.node.channels.now_ms, name, members, done)
+            self.node.wake()
             with trio.move_on_after(FIXTURE_TIMEOUT_S):
                 await got.wait()
             log.info(
@@ -277,15 +278,6 @@ class FrontDoor:
         return partial(run_websocket, stream, self.node, params, bytes(trailing), prepare, self.outflow)
 
 
-async def _tick_loop(node: FrontendNode) -> None:
-    while True:
-        now = wall_ms()
-        node.tick(now)
-        # Retries of remote operations are scheduled from peer replies between ticks, so never
-        # sleep longer than their granularity.
-        await trio.sleep(min(max(node.next_deadline() - wall_ms(), 10), TICK_MAX_MS) / 1000)
-
-
 async def serve(
     node: FrontendNode,
     cluster: Cluster | None = None,
@@ -307,13 +299,16 @@ async def serve(
         if cfg.channels:
             # Persisted channels: the store is open before any client or peer is served.
             persistence = Persistence(cfg, node.metrics, open_store(cfg.store_url))
+            persistence.on_input = lambda: node.wake()
             await nursery.start(persistence.run)
             node.persistence = node.channels.persistence = persistence
         if cfg.admin_port is not None:
             admin_listeners = await trio.open_tcp_listeners(cfg.admin_port, host=cfg.admin_host)
             admin_port = admin_listeners[0].socket.getsockname()[1]
             await nursery.start(partial(trio.serve_listeners, door.admin.handle, admin_listeners))
-        nursery.start_soon(_tick_loop, node)
+        ticker = Ticker(node)
+        node.wake = ticker.poke
+        nursery.start_soon(ticker.run)
         nursery.start_soon(door.comet.run)
         nursery.start_soon(door.rest.revoker.run)
         await nursery.start(door.outflow.run)

@@ -33,7 +33,7 @@ import heapq
 import random
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -42,6 +42,7 @@ from frontend.auth import Authenticator, AuthError, Identity
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
+from frontend.node_parts import Outlet
 from frontend.ownership import Ownership
 from frontend.persistence import Persistence
 from frontend.presence import Presence
@@ -59,23 +60,6 @@ from kernel.protocol import Action, Encoded, ProtocolMessage
 log = structlog.get_logger("continuity.frontend")
 
 LOG_SWEEP_MS = 1000
-
-
-class Outlet(Protocol):
-    """A transport's outbox, as the node sees it."""
-
-    fmt: P.Format
-
-    def send(self, frame: Encoded, *, force: bool = False) -> bool:
-        """Queue a frame; False when the outbox is full (the node then cuts it).
-
-        ``force`` queues past the limit: a replay, whose size the channel log already bounds.
-        """
-        ...
-
-    def close(self, final: Encoded | None) -> None:
-        """Drop queued frames, send ``final`` if given, and close the transport."""
-        ...
 
 
 class FrontendNode(PubSub):
@@ -127,6 +111,9 @@ class FrontendNode(PubSub):
         self.presence = Presence(self)
         # Called when sessions or channel homes go away (the drain waits on it).
         self.on_change: Callable[[], None] = lambda: None
+        # The timer driver's wake-up (frontend/ticker.py), called by the drivers after they feed an
+        # input, never by the core: the driver then re-reads next_deadline().
+        self.wake: Callable[[], None] = lambda: None
         # Called after each new cluster map (the REST layer's token revocations sync new peers).
         self.view_listeners: list[Callable[[int, ClusterView], None]] = []
         self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {

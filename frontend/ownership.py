@@ -19,13 +19,13 @@ from frontend.session_copies import SessionCopies, Tombstones
 from kernel.keys import ConnectionKey
 
 if TYPE_CHECKING:
-    from frontend.node import FrontendNode
+    from frontend.node_parts import NodeParts
 
 log = structlog.get_logger("continuity.frontend")
 
 
 class Ownership:
-    def __init__(self, node: FrontendNode) -> None:
+    def __init__(self, node: NodeParts) -> None:
         self.node = node
         ttl = node.config.connection_state_ttl_ms + node.config.max_idle_interval_ms
         self.copies = SessionCopies(ttl)

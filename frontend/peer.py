@@ -87,6 +87,7 @@ class PeerBus:
         on_refused: Callable[[str], None] | None = None,
         on_connected: Callable[[str], None] | None = None,
         on_bad_op: Callable[[str], None] | None = None,
+        on_input: Callable[[], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self._secrets = list(secrets)
@@ -99,6 +100,9 @@ class PeerBus:
         self._on_refused = on_refused or (lambda peer: None)
         self._on_connected = on_connected or (lambda peer: None)
         self._on_bad_op = on_bad_op or (lambda reason: None)
+        # Called whenever a handler or a reply callback runs (the node's timer driver re-reads its
+        # deadline: frontend/ticker.py); in the same step, so before or after the callback alike.
+        self._on_input = on_input or (lambda: None)
         self._addresses: dict[str, tuple[str, int]] = {}
         self._links: dict[str, _Link] = {}
         self._pending: dict[int, tuple[str, float, ReplyCallback]] = {}
@@ -126,6 +130,7 @@ class PeerBus:
         self._fail_pending(link.peer, reason)
 
     def _fail_pending(self, peer: str, reason: str) -> None:
+        self._on_input()
         for req_id, (p, _, cb) in list(self._pending.items()):
             if p == peer:
                 del self._pending[req_id]
@@ -218,6 +223,7 @@ class PeerBus:
             with trio.move_on_at(first):
                 await self._earlier_deadline.wait()
             now = trio.current_time()
+            self._on_input()
             while self._deadlines and self._deadlines[0][0] <= now:
                 _, req_id = heapq.heappop(self._deadlines)
                 pending = self._pending.pop(req_id, None)  # answered or failed already: nothing
@@ -244,6 +250,7 @@ class PeerBus:
                 delay = RECONNECT_MIN_S
                 link.connected = True
                 self._on_connected(link.peer)
+                self._on_input()
                 try:
                     await stream.send_all(
                         W.encode_hello(self._secrets[0], self.node_id, wall_ms(), os.urandom(12), self.port)
@@ -295,6 +302,7 @@ class PeerBus:
             await trio.aclose_forcefully(stream)
 
     def _dispatch(self, peer: str, frame: W.Request | W.Reply | W.Push) -> None:
+        self._on_input()
         if isinstance(frame, W.Reply):
             pending = self._pending.get(frame.req_id)
             if pending is not None and pending[0] == peer:

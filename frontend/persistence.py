@@ -58,6 +58,8 @@ class Persistence:
         self._queue: deque[tuple[StoredEntry, Callable[[], None] | None]] = deque()
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
+        # Called after a store result was handed to the core (its timer driver re-reads the deadline).
+        self.on_input: Callable[[], None] = lambda: None
 
     # -- from the pure core (synchronous) -------------------------------------------------
     def write(self, channel: str, epoch: str, entry: Entry, done: Callable[[], None] | None) -> None:
@@ -142,7 +144,12 @@ class Persistence:
 
     def _spawn(self, fn: Callable[[], Any]) -> None:
         assert self._nursery is not None, "Persistence.run has not started"
-        self._nursery.start_soon(fn)
+
+        async def then_wake() -> None:
+            await fn()
+            self.on_input()  # the read's callback fed the core in this same step
+
+        self._nursery.start_soon(then_wake)
 
     def _read_failed(self, what: str, channel: str, exc: Exception) -> None:
         self.metrics.history_store_errors.labels(op=what).inc()
@@ -192,6 +199,7 @@ class Persistence:
             for _, done in batch:
                 if done is not None:
                     done()
+            self.on_input()
 
     async def _pruner(self) -> None:
         interval = self.config.history_prune_interval_s

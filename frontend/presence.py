@@ -55,17 +55,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
+from frontend.channel_rules import channel_name_problem
 from frontend.channels import AttachResult
 from frontend.peerops import Publish
 from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, PresenceSet, sync_pages
 from frontend.presence_watch import CopyWatch, CopyWatches
-from frontend.pubsub import channel_name_problem
 from frontend.session import Session, SessionState
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
 
 if TYPE_CHECKING:
-    from frontend.node import FrontendNode
+    from frontend.node_parts import NodeParts
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -79,10 +79,10 @@ FIXTURE_CONNECTION = "sandbox-fixtures"  # the connectionId of the dev-mode sand
 
 
 class Presence:
-    def __init__(self, node: FrontendNode) -> None:
+    def __init__(self, node: NodeParts) -> None:
         self.node = node
         self._linger: list[tuple[int, str]] = []  # (due, connection id) for the owner's timers
-        self.copy_watches = CopyWatches(node, self)
+        self.copy_watches = CopyWatches(node, self._emit)
         self._busy: set[str] = set()  # connections with server leaves or a re-entry being numbered
         self._rejoin: set[str] = set()  # ... and resumed meanwhile: re-entered once they are
         self._ids = itertools.count(1)

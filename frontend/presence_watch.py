@@ -35,13 +35,16 @@ from frontend import peerops as O
 from frontend.presence_set import Member, PresenceAction
 
 if TYPE_CHECKING:
-    from frontend.node import FrontendNode
-    from frontend.presence import Presence
+    from frontend.node_parts import NodeParts
 
 log = structlog.get_logger("continuity.frontend")
 
 OWNER_QUERY_TIMEOUT_S = 2.0  # a frontend that does not say whether it owns a connection by then
 RETRY_MS = 1000  # a leave whose channel's home did not answer is tried again after this
+
+# Publish a server LEAVE (or ENTER) for every member of one connection (channel -> clientId -> member),
+# then ``then(ok)``: ``Presence._emit``, handed in so that the watches do not import presence.py.
+EmitMembers = Callable[[int, str, PresenceAction, dict[str, dict[str, Member]], Callable[[bool], None]], None]
 
 
 @dataclass(slots=True)
@@ -57,9 +60,9 @@ class CopyWatch:
 
 
 class CopyWatches:
-    def __init__(self, node: FrontendNode, presence: Presence) -> None:
+    def __init__(self, node: NodeParts, emit: EmitMembers) -> None:
         self.node = node
-        self.presence = presence
+        self.emit = emit
         self.watches: dict[str, CopyWatch] = {}
 
     @property
@@ -184,4 +187,4 @@ class CopyWatches:
                 self.watches.setdefault(conn, watch)
 
         log.info("presence.owner_dead_leave", connection_id=conn, owner=watch.owner, n=len(watch.members))
-        self.presence._emit(now_ms, conn, PresenceAction.LEAVE, watch.members, then)
+        self.emit(now_ms, conn, PresenceAction.LEAVE, watch.members, then)

@@ -22,8 +22,9 @@ from frontend.home_records import RPC_TIMEOUT_S, Home, Retries, unavailable
 from kernel.errors import ErrorInfo
 
 if TYPE_CHECKING:
-    from frontend.channels import Bus, PublishDone
+    from frontend.bus import Bus
     from frontend.config import FrontendConfig
+    from frontend.idempotency import PublishDone
     from kernel.quorum import QuorumState
 
 RETRY_MS = 100  # how soon a failed remote operation is retried

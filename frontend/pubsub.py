@@ -42,7 +42,7 @@ from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from kernel.protocol import Action, Encoded, Flag, ProtocolMessage, message_size
 
 if TYPE_CHECKING:
-    from frontend.node import Outlet
+    from frontend.node_parts import Outlet
     from frontend.ownership import Ownership
     from frontend.presence import Presence
 

@@ -95,6 +95,7 @@ async def fetch_members(node: FrontendNode, now_ms: int, channel: str) -> Presen
         got.set()
 
     node.channels.attach(now_ms, channel, None, done, subscribe=False)
+    node.wake()
     with trio.move_on_after(OPERATION_DEADLINE_MS / 1000 + 1):
         await got.wait()
     if not answer or answer[0].error is not None:

@@ -34,14 +34,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from frontend.simworld import SimWorld
 from kernel.errors import RemoteProtocolError
 from kernel.protocol import Action, Encoded, Flag, Format, ProtocolMessage
 
 if TYPE_CHECKING:
     from frontend.session import Session
-    from frontend.sim import World
 
 ATTACH_TIMEOUT_MS = 10_000
 # A connect not answered (CONNECTED) within a timeout drawn from this range is abandoned and tried
@@ -52,12 +52,31 @@ CONNECT_TIMEOUT_MS = (1_000, 5_000)
 RECONNECT_MS = (200, 1_500)
 
 
+class ClientSettings(Protocol):
+    @property
+    def connected_lost(self) -> float:
+        """The share of resumes whose CONNECTED is lost with the transport."""
+        ...
+
+
+class ClientWorld(SimWorld, Protocol):
+    """The world as its clients see it: it routes a connect through one of its routers."""
+
+    @property
+    def cfg(self) -> ClientSettings: ...
+
+    def route(self, client: SimClient, params: dict[str, str]) -> None:
+        """Route ``client``'s connect (``params``) to a frontend; answers ``attached_transport`` or
+        ``route_failed``."""
+        ...
+
+
 class Transport:
     """One client connection to one frontend process: ordered frames both ways (the node's Outlet)."""
 
     fmt: Format = "json"
 
-    def __init__(self, world: World, client: SimClient, node_id: str) -> None:
+    def __init__(self, world: ClientWorld, client: SimClient, node_id: str) -> None:
         self.world = world
         self.client = client
         self.node_id = node_id
@@ -144,7 +163,9 @@ class _Channel:
 
 
 class SimClient:
-    def __init__(self, world: World, name: str, channels: list[tuple[str, bool]], rng: random.Random) -> None:
+    def __init__(
+        self, world: ClientWorld, name: str, channels: list[tuple[str, bool]], rng: random.Random
+    ) -> None:
         self.world = world
         self.name = name
         self.rng = rng

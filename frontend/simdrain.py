@@ -1,92 +1,67 @@
-"""The drain of one frontend in the simulation: ``Cluster.drain``'s steps on virtual time.
+"""The drain of one frontend in the simulation: the driver of ``frontend/drain.py`` on virtual time.
 
-1. The node is marked draining (its own map at once, the others' after their delay) and asks each
-   channel's next home to take it (``Take``); it waits until it holds no home (or the deadline).
-2. It waits for "draining" to reach the routers, then cuts its live clients with a resumable
-   DISCONNECTED; their new owners take the state over; it waits until they have (or the deadline).
-3. Whatever sessions remain leave an acknowledged copy on another frontend (``SessionPut``).
-4. It leaves: the process exits.
+The node is marked draining (its own map at once, the others' after their delay); then the same
+``Drain`` that ``Cluster.drain`` runs hands its homes over, cuts its clients and leaves copies of
+what remains, stepped as an input of the node at its deadlines (and every ``POLL_MS``, for the homes
+and sessions going away); when it has finished, the process exits.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from frontend import peerops as O
-from kernel.errors import ErrorCode, ErrorInfo
+from frontend.drain import Drain, Phase
+from frontend.simworld import SimWorld
+from kernel.placement import ClusterView
 
-if TYPE_CHECKING:
-    from frontend.sim import World
-
-POLL_MS = 100
+POLL_MS = 100  # the simulation has no change notification: it looks again this often
 PROPAGATE_MS = 1_000
 
 
-def drain(world: World, node_id: str) -> None:
+class DrainWorld(SimWorld, Protocol):
+    """The world's maps, and how a node leaves it."""
+
+    @property
+    def draining(self) -> set[str]: ...
+
+    @property
+    def views(self) -> dict[str, ClusterView]: ...
+
+    def _truth(self, observer: str) -> ClusterView: ...
+
+    def _apply_view(self, node_id: str) -> None: ...
+
+    def _changed(self) -> None: ...
+
+    def _stop(self, node_id: str) -> None: ...
+
+
+def drain(world: DrainWorld, node_id: str) -> None:
     node = world.nodes[node_id]
-    deadline = world.sched.now + int(node.config.drain_timeout_s * 1000)
     world.draining.add(node_id)
     world.views[node_id] = world._truth(node_id)
     world._apply_view(node_id)
     world._changed()
+    started: list[Drain] = []
 
-    def alive() -> bool:
-        return world.nodes.get(node_id) is node
-
-    def wait(done: Callable[[], bool], then: Callable[[], None]) -> None:
-        if not alive():
+    def poll() -> None:
+        if world.nodes.get(node_id) is not node:
             return
-        if done() or world.sched.now >= deadline:
-            then()
-        else:
-            world.sched.at(world.sched.now + POLL_MS, lambda: wait(done, then))
+        d = started[0]
+        world.input(node_id, lambda: d.step(world.sched.now))
+        schedule(d)
 
-    def take_homes() -> None:
-        bus = node.channels.bus
-        assert bus is not None
-        for name in sorted(node.channels.homes):
-            target = node.channels.placement.channel_home(name)
-            if target is not None and target != node_id:
-                bus.push(target, O.Take(channel=name))
-        wait(lambda: not node.channels.homes, lambda: world.sched.at(world.sched.now + PROPAGATE_MS, cut))
-
-    def cut() -> None:
-        if not alive():
+    def schedule(d: Drain) -> None:
+        """Look again at the drain's deadline or after POLL_MS; in COPIES the replies move it on."""
+        if d.phase in (Phase.COPIES, Phase.DONE):
             return
-        live = set(node.outlets)
-        error = ErrorInfo.of(ErrorCode.DISCONNECTED, "server is draining; resume to continue")
-        for conn_id in sorted(live):
-            world.input(node_id, functools.partial(node.cut, world.sched.now, node.sessions[conn_id], error))
-        wait(lambda: not live & set(node.sessions), leave_copies)
+        due = d.next_deadline()
+        later = world.sched.now + POLL_MS
+        world.sched.at(later if due is None else min(due, later), poll)
 
-    def leave_copies() -> None:
-        view = node.channels.view
-        remaining = [s for s in node.sessions.values() if not s.terminal]
-        left = {"n": len(remaining)}
-        for s in remaining:
-            candidates = [s.secondary] + [p.node_id for p in view.frontends() if p.zone != node.config.zone]
-            candidates += [p.node_id for p in view.frontends() if p.zone == node.config.zone]
-            order = [c for c in dict.fromkeys(candidates) if c and c != node_id and view.alive(c)]
-            put(s.to_wire(), order, left)
-        if not remaining:
-            world._stop(node_id)
+    def start() -> None:
+        d = Drain(node, world.sched.now, propagate_ms=PROPAGATE_MS, finished=lambda: world._stop(node_id))
+        started.append(d)
+        schedule(d)
 
-    def put(state: dict[str, Any], order: list[str], left: dict[str, int]) -> None:
-        def answered(ok: bool, res: Any) -> None:
-            if ok or len(order) <= 1:
-                left["n"] -= 1
-                if left["n"] == 0:
-                    world._stop(node_id)
-            else:
-                put(state, order[1:], left)
-
-        if not order:
-            answered(True, None)
-            return
-        bus = node.channels.bus
-        assert bus is not None
-        bus.request(order[0], O.SessionPut(state=state), answered, 2.0)
-
-    world.input(node_id, take_homes)
+    world.input(node_id, start)

@@ -17,7 +17,7 @@ drops what is in flight on it and fails the requests awaiting a reply on it.
 A message to a killed process is lost, and its sender's requests fail as a
 refused connect would (and the sender marks the peer down, DESIGN 4.2).
 
-``SimBus`` is one node's endpoint; it implements ``channels.Bus``. Each
+``SimBus`` is one node's endpoint; it implements ``bus.Bus``. Each
 record crosses the wire encoded (msgpack of ``to_args``) and is decoded at the
 receiving edge with ``peerops.decode``, so the simulation runs the same decode
 and dispatch as the real links.
@@ -149,7 +149,7 @@ class SimNet:
 
 
 class SimBus:
-    """One node's peer endpoint in the simulation (implements ``channels.Bus``)."""
+    """One node's peer endpoint in the simulation (implements ``bus.Bus``)."""
 
     def __init__(self, net: SimNet, node: FrontendNode) -> None:
         self.net = net

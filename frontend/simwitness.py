@@ -9,15 +9,22 @@ the World's seeded RNG draws the latencies.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from frontend.sim import World
+from frontend.simworld import SimWorld
+from kernel.quorum import Witness
 
 WITNESS, WITNESS_ZONE = "r-w", "w"  # the witness router of the zone quorum (kernel/quorum.py)
 
 
-def ask_witness(world: World, node_id: str) -> None:
+class WitnessWorld(SimWorld, Protocol):
+    """The world with a witness router in it."""
+
+    @property
+    def witness(self) -> Witness: ...
+
+
+def ask_witness(world: WitnessWorld, node_id: str) -> None:
     """Send ``node_id``'s request, if its core has one, and deliver the answer back to the core."""
     node = world.nodes.get(node_id)
     if node is None:

@@ -34,7 +34,7 @@ from frontend import peerops as O
 from kernel.keys import InvalidKey
 
 if TYPE_CHECKING:
-    from frontend.node import FrontendNode
+    from frontend.node_parts import NodeParts
 
 log = structlog.get_logger("continuity.cluster")
 
@@ -44,7 +44,7 @@ Params = Mapping[str, str]
 
 
 class Takeover:
-    def __init__(self, node: FrontendNode) -> None:
+    def __init__(self, node: NodeParts) -> None:
         self.node = node
         self._taking: dict[str, list[Callable[[], None]]] = {}  # conn_id -> prepares waiting for it
 

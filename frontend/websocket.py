@@ -313,6 +313,7 @@ async def run_websocket(
     window = cfg.consumer_window_bytes if outflow is not None else 0
     transport = WebSocketTransport(stream, ws, fmt, cfg.outbox_limit, outflow, window)
     session = node.connect(wall_ms(), params, transport)
+    node.wake()
     if session is not None:
         transport.on_slow = lambda: _cut_stalled(node, transport, session)
     async with trio.open_nursery() as nursery:
@@ -322,6 +323,7 @@ async def run_websocket(
                 await _read_loop(stream, ws, transport, node, session, trailing, outflow)
             finally:
                 node.transport_lost(wall_ms(), session, transport)
+                node.wake()
                 transport.close(None)
         # The writer exits once its final frames are flushed (or the peer is gone).
 
@@ -335,6 +337,7 @@ def _cut_stalled(node: FrontendNode, transport: WebSocketTransport, session: Ses
     log.info("connection.slow_consumer", connection_id=session.connection_id, reason="stalled")
     if node.outlets.get(session.connection_id) is transport:
         node.cut(wall_ms(), session, error)
+        node.wake()
     else:
         transport.close(Encoded.of(ProtocolMessage(action=Action.DISCONNECTED, error=error)))
 
@@ -367,6 +370,7 @@ async def _read_loop(
     while not transport.closing:
         published = False
         if data:
+            node.wake()  # the frames below are inputs of this same step: the ticker re-reads after it
             ws.receive_data(data)
             for event in ws.events():
                 if isinstance(event, (TextMessage, BytesMessage)):

@@ -107,3 +107,4 @@ class WitnessClient:
         holder = holder if isinstance(holder, str) else None
         granted, lost = bool(answer.get("granted")), bool(answer.get("lost"))
         channels.grant(wall_ms(), router, sent, granted, need, holder, lost=lost)
+        self.node.wake()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h11
 import trio
@@ -29,9 +29,7 @@ from kernel.membership import view_to_json
 from router import proxy, static
 from router.decide import RouteRequest
 from router.metrics import CONTENT_TYPE
-
-if TYPE_CHECKING:
-    from router.server import Router
+from router.parts import RouterParts
 
 ADMIN_PATHS = frozenset({"/cluster", "/metrics", "/dashboard"})
 # /debug/ is a frontend's admin path: never forwarded to one from the public port.
@@ -44,7 +42,7 @@ def is_admin_path(path: str) -> bool:
 
 
 class RouterAdmin:
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: RouterParts) -> None:
         self.router = router
 
     def readiness(self) -> str:

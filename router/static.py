@@ -26,7 +26,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h11
 import trio
@@ -37,11 +37,9 @@ from kernel.membership import view_to_json
 from router import proxy
 from router.decide import RouteRequest
 from router.demo_auth import DEMO_CHANNELS, BadClientId, mint_token
+from router.parts import RouterParts
 from router.pool import FrontendPool, TargetRefused
 from router.tunnel import TAG_PARAM
-
-if TYPE_CHECKING:
-    from router.server import Router
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -97,7 +95,7 @@ def static_file(path: str) -> tuple[Path, bytes] | None:
 
 
 async def serve(
-    router: Router, conn: h11.Connection, stream: trio.abc.Stream, method: bytes, request: RouteRequest
+    router: RouterParts, conn: h11.Connection, stream: trio.abc.Stream, method: bytes, request: RouteRequest
 ) -> None:
     """Answer one request for a path ``handles`` accepted (the body was already drained)."""
     path = request.path
@@ -144,7 +142,7 @@ async def serve(
         await _file(conn, stream, method, *found_static)
 
 
-def _index(router: Router) -> bytes:
+def _index(router: RouterParts) -> bytes:
     """``GET /``: where to go from here (a WebSocket or Comet client never asks for it)."""
     cfg = router.config
     if cfg.admin_port is None:
@@ -189,7 +187,7 @@ async def _error(conn: h11.Connection, stream: trio.abc.Stream, code: ErrorCode,
 
 
 async def _token(
-    router: Router, conn: h11.Connection, stream: trio.abc.Stream, request: RouteRequest
+    router: RouterParts, conn: h11.Connection, stream: trio.abc.Stream, request: RouteRequest
 ) -> None:
     demo_key = router.config.demo_key
     if demo_key is None:
@@ -209,7 +207,7 @@ async def _token(
 
 
 async def _tunnel(
-    router: Router, conn: h11.Connection, stream: trio.abc.Stream, method: bytes, request: RouteRequest
+    router: RouterParts, conn: h11.Connection, stream: trio.abc.Stream, method: bytes, request: RouteRequest
 ) -> None:
     if not router.config.dev:
         await _error(
@@ -249,7 +247,7 @@ async def _tunnel(
 # ------------------------------------------------------------------------------------ dashboard
 
 
-async def dashboard_state(router: Router) -> dict[str, Any]:
+async def dashboard_state(router: RouterParts) -> dict[str, Any]:
     """The router's map and, per frontend it can reach, that frontend's ``/cluster`` body.
 
     ``frontends[node_id]`` is ``{"ok": true, "cluster": {...}}`` or ``{"ok": false, "error": ...}``;

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
 
 import structlog
 
 from kernel.quorum import DEFAULT_LEASE_MS, Witness, read_grant_request
-
-if TYPE_CHECKING:
-    from router.server import Router
+from router.parts import RouterParts
 
 log = structlog.get_logger("continuity.router")
 
@@ -29,7 +26,7 @@ def monotonic_ms() -> int:
 
 
 class WitnessService:
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: RouterParts) -> None:
         self.router = router
         self.core = Witness(started_ms=monotonic_ms(), lease_ms=DEFAULT_LEASE_MS)
 

@@ -190,6 +190,7 @@ class LogHistory:
 
         now = self.now_ms()
         self._read(now, channel, query, done, now + OPERATION_DEADLINE_MS)
+        self.node.wake()
         with trio.move_on_after(OPERATION_DEADLINE_MS / 1000 + RPC_TIMEOUT_S):
             await event.wait()
         if not out or out[0] is None:

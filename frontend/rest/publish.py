@@ -195,6 +195,7 @@ class RestPublisher:
             messages=stamped,
             envelope=envelope,
         )
+        self.node.wake()  # the publish below is fed in this same step
         serials = await wait_for(lambda done: self.node.channels.publish(now, pub, done))
         return Published(channel, base, serials)
 
@@ -217,6 +218,7 @@ class RestPublisher:
                 event.set()
 
             self._serve_on_behalf(self.now_ms(), self.node.node_id, args, reply)
+            self.node.wake()
             with trio.move_on_after(WAIT_S):
                 await event.wait()
         else:

@@ -125,6 +125,7 @@ class TokenRevoker:
             node.metrics.auth_failures.labels(code=str(int(ErrorCode.TOKEN_REVOKED))).inc()
             node.cut(now_ms, s, ErrorInfo.of(ErrorCode.TOKEN_REVOKED, "token revoked"))
             cut += 1
+        node.wake()
         return cut
 
     def tick(self, now_ms: int) -> None:

@@ -1,5 +1,6 @@
-"""The layering rules, read from the source: no runtime import cycle among the packages, kernel/ imports
-neither daemon, router/ and the SDK never import frontend, and no module is over 600 lines."""
+"""The layering rules, read from the source: no import cycle anywhere (type-only and deferred imports
+counted), kernel/ imports neither daemon, router/ and the SDK never import frontend, and no module is over
+600 lines."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from pathlib import Path
 from tests.support.procs import REPO
 
 PACKAGES = ("frontend", "kernel", "continuity", "gossip", "router")
+EVERY_PACKAGE = (*PACKAGES, "bench", "tests")
 MAX_LINES = 600
 
 
-def _modules() -> dict[str, Path]:
+def _modules(packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
     out = {}
-    for pkg in PACKAGES:
+    for pkg in packages:
         for path in sorted((REPO / pkg).rglob("*.py")):
             parts = path.relative_to(REPO).with_suffix("").parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -52,26 +54,84 @@ def _runtime_imports(name: str, path: Path, known: set[str]) -> set[str]:
     return {m for m in found if m in known and m != name}
 
 
-def test_no_runtime_import_cycle() -> None:
-    mods = _modules()
-    graph = {name: _runtime_imports(name, path, set(mods)) for name, path in mods.items()}
-    state: dict[str, int] = {}
+def _every_import(name: str, path: Path, known: set[str]) -> set[str]:
+    """Modules of ours that ``name`` names in any import statement: at module level, under ``if
+    TYPE_CHECKING:``, or inside a function. An annotation-only or deferred import is still a dependency
+    (the two modules cannot be read, tested or moved apart), so a cycle through one is still a cycle."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join([*parts[: len(parts) - node.level + 1], base]).strip(".")
+            subs = {f"{base}.{a.name}" for a in node.names} & known
+            found.update(subs or {base})
+    return {m for m in found if m in known and m != name}
+
+
+def _import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
     stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
 
-    def dfs(n: str) -> None:
-        state[n] = 1
-        stack.append(n)
-        for m in sorted(graph[n]):
-            if state.get(m) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(m) :], m]))
-            if m not in state:
-                dfs(m)
-        stack.pop()
-        state[n] = 2
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
 
-    for name in sorted(graph):
-        if name not in state:
-            dfs(name)
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def test_no_import_cycle_at_all() -> None:
+    """No cycle among the modules of the daemons, the kernel, gossip, the SDK, bench and the tests, counting
+    ``if TYPE_CHECKING:`` and function-level imports (a package's ``__init__`` is not an edge of its
+    submodules: importing ``pkg.mod`` is not counted as importing ``pkg``'s names)."""
+    mods = _modules(EVERY_PACKAGE)
+    graph = {name: _every_import(name, path, set(mods)) for name, path in mods.items()}
+    cycles = _import_cycles(graph)
+    detail = ["; ".join(f"{m} -> {sorted(graph[m] & set(c))}" for m in c) for c in cycles]
+    assert not cycles, "import cycles:\n" + "\n".join(detail)
+
+
+def test_cycle_finder_counts_type_only_and_deferred_imports(tmp_path: Path) -> None:
+    """The checker itself: imports under ``if TYPE_CHECKING:`` and inside a function are edges, a cycle
+    is reported with its members, and a chain is not a cycle."""
+    source = tmp_path / "a.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from p.b import B\n"
+        "def f():\n    from . import c\n    import p.d\n"
+    )
+    assert _every_import("p.a", source, {"p.a", "p.b", "p.c", "p.d", "p.e"}) == {"p.b", "p.c", "p.d"}
+    graph = {"a": {"b"}, "b": {"c"}, "c": set(), "d": {"e"}, "e": {"f"}, "f": {"d", "a"}}
+    assert _import_cycles(graph) == [["d", "e", "f"]]
 
 
 def test_layers() -> None:
