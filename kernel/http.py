@@ -176,5 +176,7 @@ async def serve_http(
     if handover is not None:
         try:
             await handover()
+        except STREAM_ERRORS:
+            pass  # the client vanished: quietly, as inside the request loop
         finally:
             await trio.aclose_forcefully(stream)
