@@ -80,7 +80,7 @@ chaos: install
 SEEDS ?= 1000
 SIM_PROCS ?= 2
 sim: install
-	PYTHONHASHSEED=0 $(BIN)/python -m frontend.sim --seeds $(SEEDS) --procs $(SIM_PROCS) $(if $(START),--start $(START))
+	$(BIN)/python -m frontend.sim --seeds $(SEEDS) --procs $(SIM_PROCS) $(if $(START),--start $(START))
 
 # Every benchmark in bench/ (JSON on stdout, saved to bench/results/latest.json); see bench/README.md.
 BENCH_NPM := bench/peers/socketio/node_modules/.installed

@@ -163,6 +163,17 @@ class ChannelLog:
         # no copy of that epoch survives, the next home starts a new epoch rather than continue this
         # one, which would move that client's serial backwards.
         self.newer_epoch_born = 0
+        # The highest seq of this very epoch that a client or a peer's stream showed us beyond what
+        # this log holds: the epoch went on elsewhere, and that home and its copies are gone (or out
+        # of sight). Continuing this copy would give those serials out again (frontend.sim seeds
+        # 3038, 7315: a zone lost, then the replica that held the newest entries; the next home
+        # continued an older copy and ACKed serials already ACKed: split_brain).
+        self.ahead_seq = 0
+        # The last seq its home had committed (fanned out) as far as this log knows: a home keeps it
+        # current; a copy learns it with each entry (``Replicate``) and snapshot. Entries after it
+        # may never have been seen by anyone: the next home commits them only once its own replica
+        # holds them (``Home.in_doubt``; frontend.sim seeds 2981, 6262).
+        self.known_committed = start_seq
         # The presence set as of seq ``presence_seq`` (presence_set.py): a home folds entries in as
         # it commits them, a replica as it installs them (``advance_presence``).
         self.presence = PresenceSet()
@@ -293,8 +304,32 @@ class ChannelLog:
         return epoch_born(self.epoch) > epoch_born(other.epoch)
 
     def superseded(self) -> bool:
-        """A client showed a serial of a newer epoch than this log's (``newer_epoch_born``)."""
-        return self.newer_epoch_born > epoch_born(self.epoch)
+        """A client showed a serial of a newer epoch than this log's (``newer_epoch_born``), or one of
+        this epoch past its end (``ahead_seq``): this copy must not be continued."""
+        return self.newer_epoch_born > epoch_born(self.epoch) or self.ahead_seq > self.last_seq
+
+    def note_serial(self, serial: object) -> None:
+        """Remember ``serial`` (held by a client or a peer's stream) if it shows this log is stale."""
+        parsed = parse_serial(serial) if isinstance(serial, str) else None
+        if parsed is None:
+            return
+        epoch, seq = parsed
+        if epoch == self.epoch:
+            if seq > self.last_seq:
+                self.ahead_seq = max(self.ahead_seq, seq)
+        elif epoch_born(epoch) > epoch_born(self.epoch):
+            self.newer_epoch_born = max(self.newer_epoch_born, epoch_born(epoch))
+
+    def learn_committed(self, seq: int) -> None:
+        """Its home committed up to ``seq`` (never past what this log holds; nothing below the
+        floor is in doubt: it can no longer be replayed to anyone)."""
+        self.known_committed = max(self.known_committed, self._floor, min(seq, self.last_seq))
+
+    def learn_from(self, other: ChannelLog) -> None:
+        """Take another copy's evidence that the channel went on past what copies hold."""
+        self.newer_epoch_born = max(self.newer_epoch_born, other.newer_epoch_born)
+        if other.epoch == self.epoch:
+            self.ahead_seq = max(self.ahead_seq, other.ahead_seq)
 
     def agrees_with(self, other: ChannelLog) -> bool:
         """Whether ``other`` (same epoch) holds, at the highest serial both have, the very entry this
@@ -339,6 +374,9 @@ class ChannelLog:
             "entries": [e.to_wire() for e in self.entries()],
             "presence": self.presence.to_wire(),
             "presence_seq": self.presence_seq,
+            "ahead_seq": self.ahead_seq,
+            "committed": self.known_committed,
+            "newer_epoch_born": self.newer_epoch_born,
         }
 
     @classmethod
@@ -360,6 +398,10 @@ class ChannelLog:
         lg.presence = PresenceSet.from_wire(snap.get("presence"))
         lg.presence_seq = int(snap.get("presence_seq", lg.last_seq))
         lg.advance_presence()
+        lg.ahead_seq = int(snap.get("ahead_seq") or 0)
+        committed = snap.get("committed")  # absent (an older sender): all of it, as before
+        lg.learn_committed(lg.last_seq if committed is None else int(committed))
+        lg.newer_epoch_born = int(snap.get("newer_epoch_born") or 0)
         lg.last_activity_ms = lg.created_ms = now_ms
         return lg
 

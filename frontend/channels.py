@@ -41,7 +41,7 @@ import structlog
 
 from frontend import peerops as O
 from frontend.bus import Bus
-from frontend.channel_log import ChannelLog, Entry, parse_serial
+from frontend.channel_log import ChannelLog, Entry, epoch_born, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_records import Retries
 from frontend.homes import (
@@ -117,6 +117,7 @@ class ChannelService(HomeSide, PublishSide):
         self._retries = Retries()
         # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
         self._unresolved: dict[tuple[str, str], list[int]] = {}
+        self._reserved: set[tuple[str, str, int]] = set()  # places kept by reserve (publishing.py)
         self._attempts: dict[tuple[str, str, int], PublishAttempt] = {}  # the same, by msgSerial
         self.now_ms = 0
         self._quorum_init()
@@ -239,11 +240,14 @@ class ChannelService(HomeSide, PublishSide):
     ) -> None:
         """Resolve an ATTACH: the channel's serial and the replay after ``from_serial``."""
         self.now_ms = now_ms
+        self.note_serials(channel, from_serial)
         deadline = deadline_ms if deadline_ms is not None else now_ms + OPERATION_DEADLINE_MS
         home = self.home_of(channel)
         if home == self.node_id:
 
             def local(ok: bool) -> None:
+                if ok:
+                    self._seen(self.now_ms, channel, self.homes[channel], from_serial)
                 if ok and self.homes[channel].behind(from_serial):
                     self._step_down(channel, f"a local client attached from {from_serial}", from_serial)
                     ok = False
@@ -413,6 +417,8 @@ class ChannelService(HomeSide, PublishSide):
                 self._on_deliver(now_ms, src, channel, entry)
             case O.Take(channel=channel):
                 self.handle_take(now_ms, channel)
+            case O.CopyReleased():
+                self.copy_released(src, op)
             case O.Unsubscribe(channel=channel):
                 home = self.homes.get(channel)
                 if home is not None:
@@ -426,6 +432,12 @@ class ChannelService(HomeSide, PublishSide):
             return
         parsed = parse_serial(str(entry.frame.wire.get("channelSerial", "")))
         epoch = parsed[0] if parsed else None
+        newer = bool(epoch and stream.epoch and epoch_born(epoch) > epoch_born(stream.epoch))
+        if newer and not stream.resyncing:
+            # Our home started a newer epoch (its old one was lost with a zone; seed 508): re-attach,
+            # whose answer announces the discontinuity (90003) to our subscribers.
+            self._resync(now_ms, channel, stream)
+            return
         if stream.resyncing or epoch != stream.epoch or entry.last_seq <= stream.cursor:
             return
         if entry.first_seq != stream.cursor + 1:
@@ -479,6 +491,33 @@ class ChannelService(HomeSide, PublishSide):
         due = [t for t in [self._retries.next_deadline(), self.blocked_deadline()] if t is not None]
         due += [until for until in self.grants.values() if until > self.now_ms]
         return min(due, default=None)
+
+    def copies_to_leave(self) -> list[tuple[str, O.ReplicaSync]]:
+        """A drain's last step for channel logs: (peer, our copy) for every copy held here, to the
+        channel's next home and its replica (in our map). A copy must not leave with us unseen: the
+        channel may have no home at the moment (demoted at a heal), and were its other copy lost
+        next, entries every subscriber saw would be gone and the next epoch would number the
+        re-sent publishes again (frontend.sim seed 9201: duplicated). A peer that is home, or holds
+        more, refuses it (``ReplicaSide``)."""
+        out = []
+        for name in sorted(self.replicas):
+            home = self.placement.channel_home(name)
+            if home is None:
+                continue
+            copy = self.replicas[name]
+            op = O.ReplicaSync(channel=name, log={**copy.snapshot(), "zone_only": copy.zone_only})
+            for peer in dict.fromkeys([home, self.placement.replica_for(name, home)]):
+                if peer is not None and peer != self.node_id and self.view.alive(peer):
+                    out.append((peer, op))
+        return out
+
+    def missed_at_home(self, channel: str, serial: str, upto: int) -> list[Entry]:
+        """The committed entries after ``serial`` up to seq ``upto`` from our home's log of
+        ``channel`` ([] when we are not its home or no longer hold them)."""
+        home = self.homes.get(channel)
+        if home is None:
+            return []
+        return home.log.replay_after(serial, min(upto, home.committed)) or []
 
     def local_log(self, channel: str) -> ChannelLog | None:
         home = self.homes.get(channel)

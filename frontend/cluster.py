@@ -196,7 +196,7 @@ class Cluster:
         member, bus = self.member, self.bus
         if member is None or bus is None:
             return
-        self.draining = True
+        self.draining = node.presence.draining = True
         log.info("frontend.draining", connections=len(node.sessions), homes=len(node.channels.homes))
         await member.update_metadata(state=gossip.ServingState.DRAINING)
         self.apply_view()

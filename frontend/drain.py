@@ -14,7 +14,9 @@ truth in ``sim.py``), so that no router sends it new work and placement names ot
    over from us. The phase ends when none of them is here any more, or at the drain deadline.
 4. ``COPIES``: every session still here (detached, or not back in time) leaves an acknowledged copy
    (``SessionPut``) on its secondary, else on a live frontend of another zone, else of this zone.
-   ``finished()`` is called once each was acknowledged or every candidate refused it.
+   Every channel copy it holds goes to that channel's next home and replica (``ReplicaSync``,
+   ``ChannelService.copies_to_leave``). ``finished()`` is called once each session copy was
+   acknowledged or every candidate refused it, and each channel copy was answered.
 
 Pure, like ``takeover.py``: time comes in, peers are reached through the non-blocking ``Bus`` and a
 copy continues in its reply callback. The driver calls ``step(now)`` after every input that may end
@@ -126,14 +128,28 @@ class Drain:
         view = node.channels.view
         zone = node.config.zone
         remaining = [s for s in node.sessions.values() if not s.terminal]
-        self._copies_left = len(remaining)
+        logs = node.channels.copies_to_leave()
+        self._copies_left = len(remaining) + len(logs)
         for s in remaining:
             candidates = [s.secondary] + [p.node_id for p in view.frontends() if p.zone != zone]
             candidates += [p.node_id for p in view.frontends() if p.zone == zone]
             order = [c for c in dict.fromkeys(candidates) if c and c != node.node_id and view.alive(c)]
             self._put(s.to_wire(), order)
-        if not remaining:
+        for peer, op in logs:
+            self._leave_log_copy(peer, op)
+        if not remaining and not logs:
             self._done()
+
+    def _leave_log_copy(self, peer: str, op: O.ReplicaSync) -> None:
+        def answered(ok: bool, res: Any) -> None:
+            if not ok:  # refused by a home, or a holder of more: nothing to leave there
+                reason = res.reason if isinstance(res, O.Refused) else str(res)
+                log.info("channel.copy_not_left", channel=op.channel, peer=peer, reason=reason)
+            self._copied()
+
+        bus = self.node.channels.bus
+        assert bus is not None
+        bus.request(peer, op, answered, COPY_RPC_TIMEOUT_S)
 
     def _put(self, state: dict[str, Any], order: list[str]) -> None:
         """Offer ``state`` to ``order[0]``, then to the next candidate while they refuse."""

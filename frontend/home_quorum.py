@@ -10,10 +10,14 @@ sketch is in docs/architecture.md ("Zone quorum"). Each home chooses its copy wi
    zone** (or no copy at all when it is the only frontend): the home is *degraded*, says so in the
    log (``channel.replica_degraded``) and in ``continuity_replication_degraded``;
 3. else the home is *blocked*: nothing is ACKed, and publishes that were never sent to any copy
-   are refused at the publish deadline (15 s) with 50350 naming the zones out of reach
-   (``drop_blocked``). Not sooner: a map that lags may still show the other zone, and a NACK that
-   a client misses while it is being moved lets its re-send be numbered after its later publishes
-   (frontend.sim seed 142 with a 2 s grace: publisher_order).
+   are refused with 50350 naming the zones out of reach (``drop_blocked``): at once when this side
+   *knows* it is the minority (``minority_known``: since it lost the majority, every witness router
+   in reach refused it because another zone holds the grant, or none is in reach), else at the
+   publish deadline (15 s; a witness may still grant us). A refused publish cannot be swapped
+   with its connection's later ones: those still unresolved on the channel are refused with it
+   (``publishing.py``), and a re-send of it (a client that missed the NACK while it was being
+   moved) is answered from the session's memory, not numbered (frontend.sim seed 142 found that
+   swap when blocked appends were refused after a 2 s grace).
 
 A degraded home commits only while the majority holds (``_quorum_allows``): a grant that lapses
 stops its ACKs at once. ``grant`` takes a witness's answer; ``witness_request`` says what this
@@ -85,6 +89,10 @@ class QuorumHomes:
         self._witness_heard = False
         self._withhold_until: int | None = None
         self._data_lost_at = self._data_lost_until = 0
+        # Since when no other zone serves and no majority is held here, and when each witness router
+        # last refused us (the request's send time) because another zone holds its grant.
+        self._minority_since: int | None = None
+        self._refused_ms: dict[str, int] = {}
 
     # -- reading the quorum ---------------------------------------------------------
     def remember_zones(self, view: ClusterView) -> None:
@@ -117,6 +125,19 @@ class QuorumHomes:
         """A degraded home may commit only while this zone holds the majority."""
         return not home.degraded or self.quorum().may_degrade
 
+    def minority_known(self, now_ms: int | None = None) -> bool:
+        """This side knows it holds no majority of zones: since it lost it, every witness router in
+        reach refused a request sent after that because another zone holds the grant (or none is in
+        reach). Blocked publishes are then refused at once, not at the publish deadline."""
+        since = self._minority_since
+        if since is None or not self.ready or self.bus is None:
+            return False
+        state = self.quorum(now_ms)
+        if state.other_zone_serving or state.may_degrade:
+            return False
+        routers = {r for z in state.witnesses for r in self._witnesses_remembered.get(z, ())}
+        return all(self._refused_ms.get(r, -1) >= since for r in routers if self.view.alive(r))
+
     def write_available(self) -> bool:
         """Whether this frontend can number publishes now (``/health``'s readiness)."""
         state = self.quorum()
@@ -134,6 +155,9 @@ class QuorumHomes:
             "available": self.write_available(),
             "degraded": self.replication_degraded(),
             "majority": state.may_degrade,
+            # It knows it holds no majority (the witness refused it, or none is in reach): publishes
+            # are refused with 50350 at once; else, while it waits for a grant, at the deadline.
+            "minority_known": self.minority_known(),
             "zones": sorted(state.votes),
             "witness_zones": sorted(state.witnesses),
             "zones_out_of_reach": sorted(state.missing),
@@ -183,13 +207,17 @@ class QuorumHomes:
         if granted:
             self.grants[router] = sent_ms + DEFAULT_LEASE_MS
             self._asked_grant = True
+            self._refused_ms.pop(router, None)
         else:
             self.grants.pop(router, None)
+            if need and holder is not None and holder != self.config.zone:
+                self._refused_ms[router] = sent_ms
             if not need:
                 self._asked_grant = bool(self.grants) or self._holding_zone_only()
             if holder is not None and holder != self.config.zone and need:
                 log.warning("zone.grant_refused", router=router, holder=holder)
         self._reassess(now_ms)
+        self.drop_blocked(now_ms)  # the refusal may be what tells us we are the minority
 
     def _holding_zone_only(self) -> bool:
         """Some log here, a home's or a copy's (a demoted degraded home leaves its log as a copy),
@@ -232,6 +260,10 @@ class QuorumHomes:
         state = self.quorum(now_ms)
         before = self._last_quorum
         self._last_quorum = state
+        if state.other_zone_serving or state.may_degrade or state.single_zone:
+            self._minority_since = None
+        elif self._minority_since is None:
+            self._minority_since = now_ms
         if before is not None and before.may_degrade != state.may_degrade:
             log.warning(
                 "zone.quorum_changed", majority=state.may_degrade, detail=state.describe(),
@@ -285,10 +317,35 @@ class QuorumHomes:
         home.replica_synced = False
         self._sync_replica(now_ms, name, home)
 
-    def _synced_across_zones(self, home: Home) -> None:
-        """The replica confirmed the whole log: if it is in another zone, nothing lives in one zone."""
-        if home.replica is not None and self.view.zone_of(home.replica) != self.config.zone:
-            home.degraded = home.log.zone_only = False
+    def _synced_across_zones(self, channel: str, home: Home, synced: int) -> None:
+        """The replica confirmed the whole log up to ``synced``: if it is in another zone, nothing
+        lives in one zone, and the other frontends of our zone are told so (``copy_released``), for
+        the copies they took while this log was degraded, here or at an earlier home of this epoch
+        (chaos seed 28473: fe-a1 kept the firehose's in-zone copy, and with it zone a's place at the
+        witness, after the log had synced to zone b; zone a was then lost, zone b got no grant until
+        fe-a1 restarted, which the witness took for the loss of zone a's data: 90003 on every channel
+        zone b re-homed, a new epoch within the TTL). Once per tenure (a log taken from another
+        node's copy does not carry that copy's mark), and after every degraded stretch."""
+        if home.replica is None or self.view.zone_of(home.replica) == self.config.zone:
+            return
+        tell = home.degraded or home.log.zone_only or not home.copies_released
+        home.degraded = home.log.zone_only = False
+        if not tell or self.bus is None:
+            return
+        home.copies_released = True
+        release = O.CopyReleased(channel=channel, epoch=home.log.epoch, last_seq=synced)
+        for peer in self.view.frontends():
+            if peer.zone == self.config.zone and peer.node_id != self.node_id and peer.alive:
+                self.bus.push(peer.node_id, release)
+
+    def copy_released(self, src: str, op: O.CopyReleased) -> None:
+        """A home of our zone holds ``op.channel``'s log up to ``op.last_seq`` of ``op.epoch`` in
+        another zone: a copy of ours within that is held there too (one epoch, one history)."""
+        copy = self.replicas.get(op.channel)
+        if copy is None or not copy.zone_only or copy.epoch != op.epoch or copy.last_seq > op.last_seq:
+            return
+        copy.zone_only = False
+        log.info("channel.copy_released", channel=op.channel, home=src, last_seq=copy.last_seq)
 
     def drop_blocked(self, now_ms: int) -> None:
         """Refuse, for certain, the appends a blocked home (no copy can be placed: _replica_missing)
@@ -297,10 +354,11 @@ class QuorumHomes:
         reach (DESIGN 7: nothing NACKed is delivered). An append that was sent may sit in a copy,
         so it waits."""
         state = None
+        window = 0 if self.minority_known(now_ms) else self._publish_window()
         for name, home in self.homes.items():
             if not home.pending or not self._replica_missing(home):
                 continue
-            drop = home.take_blocked(now_ms, self._publish_window())
+            drop = home.take_blocked(now_ms, window)
             if not drop:
                 continue
             state = state or self.quorum(now_ms)

@@ -46,6 +46,12 @@ class Home:
     # The last seq fanned out: readers (attach, replay) see nothing beyond it, so an entry still
     # waiting for the replica reaches every subscriber exactly once, by the fan-out.
     committed: int = 0
+    # Entries up to this seq came with the log this home acquired, past what its previous home was
+    # known to have committed: maybe never seen. They are committed (fanned out) once this home's
+    # replica holds them, or as soon as a client shows it saw one (``HomeSide._seen``), never from
+    # this home's only copy (frontend.sim seeds 2981, 6262: a blocked home exposed one, then died
+    # with it; the next epoch numbered its re-sent publish again: duplicated).
+    in_doubt: int = 0
     relinquish: list[Callable[[], None]] = field(default_factory=list)  # handovers waiting for pending
     # The last seq a replica confirmed while this node held the home (not what came with its copy).
     confirmed: int = 0
@@ -58,7 +64,10 @@ class Home:
     # Zone quorum (home_quorum.py): no copy can be placed and no majority to copy inside our zone
     # (nothing is ACKed); or the copy is inside our zone, by majority (entries may live in one zone).
     blocked: bool = False
-    degraded: bool = False  # when an idle log was last re-sent to its replica (keep_replicas_alive)
+    degraded: bool = False
+    # The frontends of our own zone were told (CopyReleased) that another zone holds this log: once
+    # per tenure, and again after each degraded stretch.
+    copies_released: bool = False
 
     def take_blocked(self, now_ms: int, window_ms: int) -> list[_Append]:
         """Cut from the tail of the log the appends held past ``window_ms`` and never sent to any
@@ -111,7 +120,7 @@ class Home:
             return False
         if parsed[0] != self.log.epoch:
             return epoch_born(parsed[0]) > epoch_born(self.log.epoch)
-        return parsed[1] > self.committed
+        return parsed[1] > max(self.committed, self.in_doubt)
 
 
 @dataclass(slots=True)

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend import peerops as O
-from frontend.channel_log import ChannelLog, Entry, epoch_born, new_epoch, parse_serial
+from frontend.channel_log import ChannelLog, Entry, new_epoch, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_persist import PersistedHomes
-from frontend.home_quorum import QuorumHomes
+from frontend.home_quorum import QuorumHomes, no_quorum
 from frontend.home_records import OPERATION_DEADLINE_MS, RPC_TIMEOUT_S, Home, Stream, _Append, unavailable
 from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
+from frontend.replica_side import ReplicaSide
 from kernel.errors import ErrorInfo
 from kernel.placement import ClusterView, Placement
 
@@ -36,7 +37,7 @@ log = structlog.get_logger("continuity.frontend")
 __all__ = ["OPERATION_DEADLINE_MS", "RPC_TIMEOUT_S", "Home", "HomeSide", "Stream", "unavailable"]
 
 
-class HomeSide(PersistedHomes, QuorumHomes):
+class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
     """Mixin: the homes and replica copies this frontend holds (ChannelService provides the state)."""
 
     node_id: str
@@ -71,7 +72,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
     def _demote(self, name: str) -> None:
         """Stop being home of ``name``: keep its durable part as a copy; re-route publishes in flight."""
         home = self.homes.pop(name)
-        home.log.truncate_after(home.committed)
+        home.log.truncate_after(max(home.committed, home.in_doubt))  # in doubt: maybe ACKed before
         # A copy of an idle channel (empty once its messages expired) must outlive the next sweep of
         # idle copies: it holds the channel's position, which the next home continues from.
         home.log.last_activity_ms = max(home.log.last_activity_ms, self.now_ms)
@@ -92,10 +93,16 @@ class HomeSide(PersistedHomes, QuorumHomes):
         home = self.homes.get(channel)
         if home is not None:
             log.warning("channel.home_stale", channel=channel, why=why)
-            parsed = parse_serial(serial) if isinstance(serial, str) else None
-            if parsed is not None:
-                home.log.newer_epoch_born = max(home.log.newer_epoch_born, epoch_born(parsed[0]))
+            home.log.note_serial(serial)
             self._demote(channel)
+
+    def note_serials(self, channel: str, *serials: str | None) -> None:
+        """Serials a client or a peer's stream holds: our copy of ``channel`` remembers any that shows
+        the channel went on past it (``ChannelLog.note_serial``), and tells the next home so."""
+        copy = self.replicas.get(channel)
+        if copy is not None:
+            for serial in serials:
+                copy.note_serial(serial)
 
     def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
         if channel in self.homes:
@@ -159,7 +166,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 self._defer_new_epoch(channel, "claimed or silent", claimed_by=refused, silent=silent)
                 return
             best: ChannelLog | None = self.replicas.pop(channel, None)
-            newer_born = 0 if best is None else best.newer_epoch_born
+            copies = [] if best is None else [best]
             subs: set[str] = set()
             source = "replica" if best is not None else "fresh"
             subs |= self.former_subs.pop(channel, set())
@@ -176,11 +183,18 @@ class HomeSide(PersistedHomes, QuorumHomes):
                     max_messages=self.config.channel_log_max_messages,
                     retention_ms=self.config.retention_ms,
                 )
+                if isinstance(r.get("made_ms"), int):
+                    lg.created_ms = min(lg.created_ms, r["made_ms"])  # when the peer's copy was made
+                copies.append(lg)
                 if best is None or r.get("relinquished") or (lg.supersedes(best) and source != "handover"):
                     best, source = lg, ("handover" if r.get("relinquished") else f"copy:{peer_id}")
-            if best is not None and newer_born > epoch_born(best.epoch):
-                # Every copy is of an epoch older than one a client holds (its home and replica are
-                # gone): continuing it would move that client backwards; a new epoch announces the gap.
+            for lg in copies:
+                if best is not None and lg is not best:
+                    best.learn_from(lg)
+            if best is not None and best.superseded():
+                # A client holds a serial of a newer epoch than every copy's, or of this epoch past
+                # the best copy's end (that home and its copies are gone): continuing it would move
+                # that client backwards, or give its serials out again; a new epoch announces the gap.
                 best, source = None, "superseded"
             answers = [r for r in replies.values() if isinstance(r, dict)]
             handed = any(r.get("relinquished") for r in answers)
@@ -220,12 +234,14 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 source = "lost"
         state = self.quorum()
         replica, blocked, degraded = self._choose_replica(channel, state)
+        committed = min(lg.known_committed, lg.last_seq)
         home = self.homes[channel] = Home(
             log=lg,
             remote_subs=subs - {self.node_id},
             replica=replica,
             replica_synced=False,
-            committed=lg.last_seq,
+            committed=committed,
+            in_doubt=lg.last_seq if lg.last_seq > committed else 0,
             blocked=blocked,
             degraded=degraded,
         )
@@ -259,8 +275,8 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 return
             if ok:
                 home.replica_synced = True
-                self._synced_across_zones(home)
                 synced = int(result)
+                self._synced_across_zones(channel, home, synced)
                 log.info(
                     "channel.replica_synced",
                     channel=channel,
@@ -290,7 +306,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
         bus = self.bus
         tail = home.tail_to_send() if bus is not None and home.remote_subs else None
         if bus is not None and tail is not None:
-            for sub in home.remote_subs:
+            for sub in sorted(home.remote_subs):
                 bus.push(sub, O.Deliver(channel=channel, entry=tail))
 
     def _append(self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]) -> None:
@@ -314,6 +330,10 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 abandon()
                 return
             done(prior, None)
+            return
+        if self._replica_missing(home) and self.minority_known(now_ms):
+            self.metrics.publishes_refused_no_quorum.inc()  # refused before it is even numbered
+            done(None, no_quorum(channel, self.quorum(now_ms)))
             return
         # Client-supplied ids seen within the dedupe window (frontend.idempotency): answered, not appended.
         screened = screen(lg.ids, pub.messages, done, lambda seq, cb: wait_on(home.pending, seq, cb, abandon))
@@ -356,7 +376,8 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 home.replica_synced = False
                 self._sync_replica(self.now_ms, channel, home)
 
-        self.bus.request(replica, O.Replicate(channel=channel, entry=entry), on_reply, RPC_TIMEOUT_S)
+        op = O.Replicate(channel=channel, entry=entry, committed=home.committed)
+        self.bus.request(replica, op, on_reply, RPC_TIMEOUT_S)
 
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
         """Fan out and ACK, in order, every pending append the replica now holds."""
@@ -364,15 +385,18 @@ class HomeSide(PersistedHomes, QuorumHomes):
             return  # a copy inside our zone counts only while we hold the majority of zones
         upto = self._durable_upto(home, upto)
         home.confirmed = max(home.confirmed, upto)
+        if home.in_doubt > home.committed:
+            self._commit_in_doubt(now_ms, channel, home, min(upto, home.in_doubt))
         while home.pending and home.pending[0].entry.last_seq <= upto:
             item = home.pending.popleft()
             entry = item.entry
             home.log.zone_only = home.log.zone_only or home.degraded
             home.committed = entry.last_seq
+            home.log.learn_committed(home.committed)
             home.log.advance_presence(home.committed)
             self._fan_out(now_ms, channel, entry, entry.publisher)
             if self.bus is not None:
-                for sub in home.remote_subs:
+                for sub in sorted(home.remote_subs):
                     self.bus.push(sub, O.Deliver(channel=channel, entry=entry))
             for waiter, _ in item.waiters:
                 waiter(item.serials, None)
@@ -381,8 +405,30 @@ class HomeSide(PersistedHomes, QuorumHomes):
             for cb in waiting:
                 cb()
 
+    def _commit_in_doubt(self, now_ms: int, channel: str, home: Home, upto: int) -> None:
+        """Commit, in order, the acquired entries in doubt (``Home.in_doubt``) up to seq ``upto``."""
+        if upto <= home.committed:
+            return
+        entries = home.log.replay_after(home.log.serial(home.committed), upto) or []
+        home.committed = upto
+        home.log.learn_committed(upto)
+        for entry in entries:
+            self._fan_out(now_ms, channel, entry, entry.publisher)
+            if self.bus is not None:
+                for sub in sorted(home.remote_subs):
+                    self.bus.push(sub, O.Deliver(channel=channel, entry=entry))
+
+    def _seen(self, now_ms: int, channel: str, home: Home, *serials: str | None) -> None:
+        """Serials a client or a peer's stream holds: an entry in doubt that one shows was seen
+        (its previous home committed it) is committed here at once, with all before it."""
+        for serial in serials:
+            parsed = parse_serial(serial) if serial else None
+            if parsed is not None and parsed[0] == home.log.epoch and parsed[1] <= home.in_doubt:
+                self._commit_in_doubt(now_ms, channel, home, parsed[1])
+
     def _serve_attach(self, now_ms: int, src: str, op: O.Attach, reply: Callable[[bool, Any], None]) -> None:
         channel = op.channel
+        self.note_serials(channel, op.from_serial, op.stream_from)
         if self.home_of(channel) != self.node_id:
             reply(False, O.Refused(O.Refusal.NOT_HOME, f"not home for {channel}"))
             return
@@ -392,6 +438,7 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 reply(False, O.Refused(O.Refusal.ACQUIRING, f"{channel} is being acquired elsewhere"))
                 return
             home = self.homes[channel]
+            self._seen(self.now_ms, channel, home, op.from_serial, op.stream_from)
             if home.behind(op.from_serial) or home.behind(op.stream_from):
                 reply(False, O.Refused(O.Refusal.BEHIND, f"home of {channel} is behind the serial asked for"))
                 why = f"{src} asked past our committed {home.committed}"
@@ -460,7 +507,9 @@ class HomeSide(PersistedHomes, QuorumHomes):
             if self._withhold_log_fetch(reply):
                 return  # restarted, not yet told by the witness whether our zone lost data (home_quorum)
             snapshot = copy.snapshot() if copy is not None else None
-            reply(True, {"log": snapshot, "subs": sorted(subs), "lost_since": self._lost_since()})
+            made = copy.created_ms if copy is not None else None  # a stale copy is judged by its age
+            lost = self._lost_since()
+            reply(True, {"log": snapshot, "subs": sorted(subs), "lost_since": lost, "made_ms": made})
             return
         if self.home_of(channel) != src:
             reply(True, {"home": self.node_id})  # my map still says I am home: the asker must wait
@@ -481,7 +530,11 @@ class HomeSide(PersistedHomes, QuorumHomes):
                 self.streams[channel] = Stream(home=src, epoch=lg.epoch, cursor=home.committed)
                 subs.add(self.node_id)
             log.info("channel.handed_over", channel=channel, to=src, last_seq=lg.last_seq)
-            reply(True, {"log": lg.snapshot(), "relinquished": True, "subs": sorted(subs)})
+            # A blocked home's log is no fresher than the copy it was acquired from (it committed
+            # nothing since): the acquirer judges it like a copy (seed 737).
+            made = lg.created_ms if home.blocked else None
+            answer = {"log": lg.snapshot(), "relinquished": made is None, "made_ms": made}
+            reply(True, {**answer, "subs": sorted(subs)})
             for item in home.pending:  # blocked appends travel in the log: their retries go there
                 for _, abandon in item.waiters:
                     abandon()
@@ -493,62 +546,6 @@ class HomeSide(PersistedHomes, QuorumHomes):
             # the drain ends and the process exits with it (seed 1510: zone b lost, fe-a2 drained;
             # the next epoch numbered the re-sent publishes again). Hand it over as it is.
             hand_over()
-
-    def _serve_replicate(
-        self, now_ms: int, src: str, op: O.Replicate, reply: Callable[[bool, Any], None]
-    ) -> None:
-        channel, entry = op.channel, op.entry
-        copy = self.replicas.get(channel)
-        if channel in self.homes:
-            # We hold the home ourselves: the sender is a stale home (e.g. just back from a
-            # partition). Acknowledging would let it ACK serials we number too.
-            log.warning("channel.replicate_refused", channel=channel, sender=src, reason="we are home")
-            reply(False, O.Refused(O.Refusal.NOT_REPLICA, "not your replica: this node is home"))
-            return
-        if copy is None or copy.synced_from != src or not copy.install(now_ms, entry):
-            # An entry from a home whose log this copy did not take may follow on from entries that
-            # are not its own (frontend.sim seed 5501: fe-b2, back from a partition, appended its 17
-            # after the 15 and 16 its successor had numbered, then its whole log agreed at 17, and
-            # both ACKed serials 15 and 16): it must send its whole log, judged by ReplicaSync.
-            reply(False, O.Refused(O.Refusal.RESYNC, "send the whole log"))
-            return
-        copy.advance_presence()
-        reply(True, entry.last_seq)
-
-    def _serve_replica_sync(
-        self, now_ms: int, src: str, op: O.ReplicaSync, reply: Callable[[bool, Any], None]
-    ) -> None:
-        channel = op.channel
-        lg = ChannelLog.from_snapshot(
-            channel,
-            op.log,
-            now_ms=now_ms,
-            max_messages=self.config.channel_log_max_messages,
-            retention_ms=self.config.retention_ms,
-        )
-        held = self.homes[channel].log if channel in self.homes else self.replicas.get(channel)
-        if channel in self.homes or (
-            held is not None
-            and held.epoch == lg.epoch
-            and (held.last_seq > lg.last_seq or not held.agrees_with(lg))
-        ):
-            # We are home, or hold more of this epoch than the sender: it is a stale home, and
-            # taking its shorter log would let it number serials that were given out already.
-            log.warning(
-                "channel.replica_sync_refused",
-                channel=channel,
-                sender=src,
-                theirs=lg.last_seq,
-                ours=None if held is None else held.last_seq,
-            )
-            reply(False, O.Refused(O.Refusal.STALE, "this node holds a longer copy or is home"))
-            return
-        lg.synced_from = src
-        # A home of our own zone copies here only when it has no other zone (a degraded home): this
-        # copy may hold entries no other zone has, and keeps our zone's place at the witness.
-        lg.zone_only = self.view.zone_of(src) == self.config.zone
-        self.replicas[channel] = lg
-        reply(True, lg.last_seq)
 
     def keep_replicas_alive(self, now_ms: int) -> None:
         """Re-send an idle home's log to its replica once per retention window. A copy with no

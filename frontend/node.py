@@ -92,7 +92,7 @@ class FrontendNode(PubSub):
             config,
             rng=rng,
             metrics=self.metrics,
-            fan_out=self.fan_out,
+            fan_out=lambda now_ms, name, entry, pub: self.presence.fanned_out(now_ms, name, entry, pub),
             lost=self.notify_lost,
             local_interest=lambda name: bool(self.subscribers.get(name)),
         )
@@ -499,8 +499,9 @@ class FrontendNode(PubSub):
             case O.PresenceOwned(connection_id=conn_id, epoch=epoch):
                 self.presence.copy_discarded(conn_id, epoch)
                 reply(True, None)
-            case O.PresenceOwner(connection_id=conn_id, epoch=epoch):
-                reply(True, {"owned": self.presence.owns(conn_id, epoch)})
+            case O.PresenceOwner(connection_id=conn_id, epoch=epoch, owner=owner):
+                alive = owner is not None and owner != src and self.channels.view.alive(owner)
+                reply(True, {"owned": self.presence.owns(conn_id, epoch), "owner_alive": alive})
             case O.SessionPut() | O.SessionFetch() | O.Handover() | O.Discard():
                 self.ownership.handle_request(now_ms, src, op, reply)
             case O.RestCall():

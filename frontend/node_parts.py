@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from frontend.channel_log import Entry
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
@@ -114,6 +115,8 @@ class NodeParts(Protocol):
     _expiry: list[tuple[int, str]]
 
     def drop_session(self, s: Session) -> None: ...
+
+    def fan_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None: ...
 
     def _send(self, now_ms: int, s: Session, frame: Encoded) -> bool: ...
 

@@ -145,7 +145,11 @@ class Ownership:
         match op:
             case O.SessionFetch(connection_id=conn_id):
                 self.node.presence.copy_read(now_ms, conn_id)
-                reply(True, {"state": self.copies.get(now_ms, conn_id)})
+                live = self.node.sessions.get(conn_id)
+                held = live.epoch if live is not None and not live.terminal else None
+                # ``held``: no copy here, but the connection itself, taken over (takeover.py asks
+                # for it back when the client's key is the one that takeover replaced).
+                reply(True, {"state": self.copies.get(now_ms, conn_id), "held": held})
             case O.Handover(connection_id=conn_id, epoch=epoch, key=key):
                 if key is not None and self.node.takeover.defer(
                     conn_id,

@@ -173,6 +173,9 @@ def _snapshot(args: Mapping[str, Any]) -> dict[str, Any]:
         raise RemoteProtocolError("peer op needs a log snapshot")
     _int(snap, "floor")
     _int(snap, "last_seq")
+    for name in ("committed", "ahead_seq", "newer_epoch_born"):  # optional (channel_log.py)
+        if snap.get(name) is not None:
+            _int(snap, name)
     for raw in entries:
         _entry_of(raw)
     return snap
@@ -264,13 +267,16 @@ class Replicate:
     OP: ClassVar[str] = "replicate"
     channel: str
     entry: Entry
+    # The home's last committed (fanned out) seq when it sent this: what the copy knows was seen.
+    committed: int | None = None
 
     def to_args(self) -> dict[str, Any]:
-        return {"channel": self.channel, "entry": self.entry.to_wire()}
+        return {"channel": self.channel, "entry": self.entry.to_wire(), "committed": self.committed}
 
     @classmethod
     def from_args(cls, a: Mapping[str, Any]) -> Replicate:
-        return cls(channel=_str(a, "channel"), entry=_entry(a))
+        committed = None if a.get("committed") is None else _int(a, "committed")
+        return cls(channel=_str(a, "channel"), entry=_entry(a), committed=committed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -301,6 +307,25 @@ class Deliver:
     @classmethod
     def from_args(cls, a: Mapping[str, Any]) -> Deliver:
         return cls(channel=_str(a, "channel"), entry=_entry(a))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CopyReleased:
+    """Push from a home to a frontend of its own zone it copied to while degraded: a frontend of
+    another zone now holds the log up to ``last_seq`` of ``epoch``, so that copy no longer holds
+    entries only this zone has (it stops keeping the zone's place at the witness, kernel/quorum.py)."""
+
+    OP: ClassVar[str] = "copy_released"
+    channel: str
+    epoch: str
+    last_seq: int
+
+    def to_args(self) -> dict[str, Any]:
+        return {"channel": self.channel, "epoch": self.epoch, "last_seq": self.last_seq}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> CopyReleased:
+        return cls(channel=_str(a, "channel"), epoch=_str(a, "epoch"), last_seq=_int(a, "last_seq"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -426,18 +451,25 @@ class PresenceOwned:
 class PresenceOwner:
     """Request: does this frontend own the connection at an epoch above ``epoch``? Asked of every
     live frontend before members are left on a connection's behalf (frontend/presence.py); the
-    reply is ``{"owned": bool}``. A pull, so a missed ``presence_owned`` push cannot cause a leave."""
+    reply is ``{"owned": bool, "owner_alive": bool}``. A pull, so a missed ``presence_owned`` push
+    cannot cause a leave, and a copy holder cut off from a live owner hears that it lives."""
 
     OP: ClassVar[str] = "presence_owner"
     connection_id: str
     epoch: int
+    owner: str | None = None  # the owner the asker saw last: the reply says if this peer sees it alive
 
     def to_args(self) -> dict[str, Any]:
-        return {"id": self.connection_id, "epoch": self.epoch}
+        args: dict[str, Any] = {"id": self.connection_id, "epoch": self.epoch}
+        if self.owner is not None:
+            args["owner"] = self.owner
+        return args
 
     @classmethod
     def from_args(cls, a: Mapping[str, Any]) -> PresenceOwner:
-        return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0))
+        owner = a.get("owner")
+        owner = owner if isinstance(owner, str) else None
+        return cls(connection_id=_str(a, "id"), epoch=_int(a, "epoch", 0), owner=owner)
 
 
 # -- the REST layer's operations (frontend.rest) ---------------------------------------------------
@@ -461,7 +493,9 @@ class RestCall:
         return cls(kind=_str(a, "kind"), args=_dict(a, "args"))
 
 
-ChannelOp = Publish | Attach | LogFetch | Replicate | ReplicaSync | Deliver | Take | Unsubscribe
+ChannelOp = (
+    Publish | Attach | LogFetch | Replicate | ReplicaSync | Deliver | CopyReleased | Take | Unsubscribe
+)
 SessionOp = SessionPut | SessionFetch | Handover | Discard
 PeerOp = ChannelOp | SessionOp | PresenceOwned | PresenceOwner | RestCall
 
@@ -474,6 +508,7 @@ _RECORDS: dict[str, Any] = {
         Replicate,
         ReplicaSync,
         Deliver,
+        CopyReleased,
         Take,
         Unsubscribe,
         SessionPut,

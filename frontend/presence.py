@@ -55,9 +55,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from frontend.auth import allows
+from frontend.channel_log import Entry
 from frontend.channel_rules import channel_name_problem
 from frontend.channels import AttachResult
-from frontend.peerops import Publish
+from frontend.peerops import Publish, SessionPut
 from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, PresenceSet, sync_pages
 from frontend.presence_watch import CopyWatch, CopyWatches
 from frontend.session import Session, SessionState
@@ -72,6 +73,7 @@ log = structlog.get_logger("continuity.frontend")
 SYNC_PAGE_BYTES = 256 * 1024
 SYNC_CACHE_CHANNELS = 64  # channels whose latest SYNC frames are kept for the next attach
 RETRY_MS = 1000  # a server leave or re-enter that failed is tried again after this
+WRITE_AHEAD_TIMEOUT_S = 2.0  # an enter waits this long at most for its copy to be written
 # A connection with at most this many members has its copy rewritten on every presence change;
 # beyond, with the cursor batch each second (the copy holds all its members: O(n) per write).
 IMMEDIATE_COPY_MEMBERS = 32
@@ -87,6 +89,10 @@ class Presence:
         self._rejoin: set[str] = set()  # ... and resumed meanwhile: re-entered once they are
         self._ids = itertools.count(1)
         self._sync_cache: OrderedDict[str, tuple[str, list[Encoded]]] = OrderedDict()
+        # The node drains: its connections move with their members (a drain hands them over
+        # silently), so no linger leaves them here; one whose client does not come back leaves
+        # its copy on another frontend, whose watch leaves the members after the linger.
+        self.draining = False
 
     @property
     def linger_ms(self) -> int:
@@ -160,21 +166,60 @@ class Presence:
             out["timestamp"] = now_ms
             events.append(out)
         acks = s.acks
+        # Write ahead: the copy lists a member before its enter goes to the channel's home, so a
+        # frontend holding the copy can leave it if this owner dies before writing again. Written
+        # after the ACK instead, a kill -9 right after it lost the copy's write: the member stayed
+        # present for good (CI, test_member_and_its_frontend_both_die_the_copy_holder_leaves_once;
+        # frontend/simpresence.py owner_dies_at_the_ack).
+        fresh = [] if s.presence.gone else s.presence.expect(channel, events)
 
         def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
+            s.presence.settle(channel, fresh)
             if serials is not None:
                 for e in events:
                     s.presence.record(channel, e)
-                if s.presence.count() <= IMMEDIATE_COPY_MEMBERS:
-                    node.ownership.replicate(s)
-                else:
-                    s.dirty = True  # a big enterClient user: copied with the next batch (each second)
+            if serials is not None or fresh:
+                self._copy(s)
             acks.complete(item, serials=serials, error=err)
             if s.acks is acks:
                 node._flush_acks(node.channels.now_ms, s)
 
         node.metrics.presence_in.inc(len(events))
-        self._publish(now_ms, conn, channel, pm.msg_serial, events, done)
+        msg_serial = pm.msg_serial
+        if not fresh:
+            self._publish(now_ms, conn, channel, msg_serial, events, done)
+            return
+        node.channels.reserve(conn, channel, msg_serial)  # later publishes keep their order
+        self._write_ahead(
+            s, lambda: self._publish(node.channels.now_ms, conn, channel, msg_serial, events, done)
+        )
+
+    def _write_ahead(self, s: Session, then: Callable[[], None]) -> None:
+        """Write ``s``'s copy (which lists its pending members) and ``then()`` once the secondary
+        holds it, or could not say so within WRITE_AHEAD_TIMEOUT_S (then its copy is stale anyway,
+        and the enter goes ahead: presence is not refused for a peer's sake)."""
+        node = self.node
+        bus = node.channels.bus
+        if bus is None or s.secondary is None or s.presence.count() > IMMEDIATE_COPY_MEMBERS:
+            self._copy(s)
+            then()
+            return
+        s.dirty = False
+
+        def written(ok: bool, result: Any) -> None:
+            if not ok:
+                log.info("presence.copy_unconfirmed", connection_id=s.connection_id, reason=str(result)[:80])
+            then()
+
+        bus.request(s.secondary, SessionPut(state=s.to_wire()), written, WRITE_AHEAD_TIMEOUT_S)
+
+    def _copy(self, s: Session) -> None:
+        """Rewrite ``s``'s copy now, or with the next batch (each second) past
+        IMMEDIATE_COPY_MEMBERS members (a big enterClient user: the copy is O(members))."""
+        if s.presence.count() <= IMMEDIATE_COPY_MEMBERS:
+            self.node.ownership.replicate(s)
+        else:
+            s.dirty = True
 
     def _publish(
         self, now_ms: int, conn: str, channel: str, msg_serial: int, events: list[Member], done: Any
@@ -424,6 +469,12 @@ class Presence:
         if s.detached_ms is not None and now_ms < s.detached_ms + self.linger_ms:
             heapq.heappush(self._linger, (s.detached_ms + self.linger_ms, s.connection_id))
             return
+        if self.draining:
+            # Chaos seed 1141510304 (t 77-85 s): fe-b1's drain cut sub19 at 78.3 s, the client
+            # resumed on fe-a2 at 83.7 s, and the draining node's linger left its member at 83.3 s:
+            # 158 observers saw a leave and an enter of a member that never went away.
+            heapq.heappush(self._linger, (now_ms + RETRY_MS, s.connection_id))
+            return
         node = self.node
         conn = s.connection_id
 
@@ -466,6 +517,13 @@ class Presence:
         if s.presence and not s.presence.gone:
             s.presence.gone = True
             self._emit(now_ms, s.connection_id, PresenceAction.LEAVE, s.presence.channels, lambda ok: None)
+
+    def fanned_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
+        """Every entry numbered for ``channel`` reaches this node's subscribers here; a server
+        leave of a member that lives here is answered (``CopyWatches.entry_seen``)."""
+        self.node.fan_out(now_ms, channel, entry, publisher)
+        if entry.is_presence:
+            self.copy_watches.entry_seen(now_ms, channel, entry.frame.wire["presence"])
 
     # -- copies held here (presence_watch.py) ---------------------------------
     @property

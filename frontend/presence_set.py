@@ -166,11 +166,14 @@ class OwnMembers:
     elapsed): a resume within the TTL then re-enters them, so the client stays present.
     """
 
-    __slots__ = ("_channels", "gone")
+    __slots__ = ("_channels", "_pending", "gone")
 
     def __init__(self) -> None:
         self._channels: dict[str, dict[str, Member]] | None = None  # made on first use (``channels``)
         self.gone = False
+        # Members being entered (sent to the channel's home, not yet numbered): the copy lists them
+        # too, so a frontend holding it can leave them if this owner dies before its next write.
+        self._pending: dict[str, dict[str, Member]] | None = None  # made on first use (``pending``)
 
     @property
     def channels(self) -> dict[str, dict[str, Member]]:
@@ -183,10 +186,21 @@ class OwnMembers:
     def channels(self, value: dict[str, dict[str, Member]]) -> None:
         self._channels = value
 
+    @property
+    def pending(self) -> dict[str, dict[str, Member]]:
+        if self._pending is None:
+            self._pending = {}
+        return self._pending
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
     def trim(self) -> None:
-        """Drop an empty dict's storage (most connections never enter a member)."""
+        """Drop empty dicts' storage (most connections never enter a member)."""
         if not self._channels:
             self._channels = None
+        if not self._pending:
+            self._pending = None
 
     def __bool__(self) -> bool:
         return bool(self._channels)
@@ -208,8 +222,39 @@ class OwnMembers:
                 k: v for k, v in event.items() if k not in ("action", "serial")
             }
 
+    def expect(self, channel: str, events: list[Member]) -> list[Member]:
+        """Enters and updates about to be published: the members not held yet become pending
+        (returned), so the copy written before the publish already lists them (presence.py)."""
+        held = self.channels.get(channel, {})
+        leave = PresenceAction.LEAVE
+        fresh = [e for e in events if int(e.get("action", -1)) != leave and e["clientId"] not in held]
+        for e in fresh:
+            self.pending.setdefault(channel, {})[str(e["clientId"])] = e
+        return fresh
+
+    def settle(self, channel: str, events: list[Member]) -> None:
+        """The publish of ``events`` (from ``expect``) was answered: they are pending no more."""
+        pending = self._pending.get(channel) if self._pending is not None else None
+        for e in events:
+            if pending is not None and pending.get(str(e["clientId"])) is e:
+                del pending[str(e["clientId"])]
+        if pending is not None and not pending:
+            del self.pending[channel]
+
+    def listed(self) -> dict[str, dict[str, Member]]:
+        """The members a copy lists: those held, and those being entered."""
+        if not self._pending:
+            return self.channels
+        out = {ch: dict(members) for ch, members in self.channels.items()}
+        for ch, members in self.pending.items():
+            for client_id, e in members.items():
+                out.setdefault(ch, {}).setdefault(
+                    client_id, {k: v for k, v in e.items() if k not in ("action", "serial")}
+                )
+        return out
+
     def to_wire(self) -> dict[str, Any]:
-        return {"channels": self.channels, "gone": self.gone}
+        return {"channels": self.listed(), "gone": self.gone}
 
     @classmethod
     def from_wire(cls, raw: object) -> OwnMembers:

@@ -17,9 +17,11 @@ discard) and ends the watch; so does the ``presence_owned`` push a takeover send
 *The question* (``presence_owner``, a pull): before members are left on a connection's behalf,
 every other live frontend is asked whether it owns the connection above a given epoch. Leaves go
 ahead only when all answered no; one yes ends the matter (the connection lives on elsewhere); a
-missing answer means ask again later. A push or a discard lost in a partition therefore cannot make
-a frontend leave members whose connection was taken over elsewhere. Pure apart from the bus: times
-come in, peers answer through callbacks.
+missing answer, a peer that sees the owner alive (we are cut off from it alone), or no live peer at
+all (we are cut off from everyone) means ask again later. A takeover that fetched the copy while
+the question was out voids the answers (its new owner may not have said so yet). A push or a
+discard lost in a partition therefore cannot make a frontend leave members whose connection was
+taken over elsewhere. Pure apart from the bus: times come in, peers answer through callbacks.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import structlog
 
 from frontend import peerops as O
 from frontend.presence_set import Member, PresenceAction
+from frontend.session import SessionState
 
 if TYPE_CHECKING:
     from frontend.node_parts import NodeParts
@@ -57,6 +60,7 @@ class CopyWatch:
     epoch: int  # the ownership epoch of the copy: a discard of a newer one ends the watch
     dead_since: int | None = None  # since when the owner is out of sight (or the copy was last read)
     asking: bool = False  # the other frontends are being asked whether one owns it now
+    reads: int = 0  # how many times a takeover fetched the copy: one while asking voids the answers
 
 
 class CopyWatches:
@@ -64,6 +68,7 @@ class CopyWatches:
         self.node = node
         self.emit = emit
         self.watches: dict[str, CopyWatch] = {}
+        self.reentering: set[tuple[str, str, str]] = set()  # (conn, channel, clientId) being re-entered
 
     @property
     def linger_ms(self) -> int:
@@ -75,17 +80,27 @@ class CopyWatches:
         s = self.node.sessions.get(conn)
         return s is not None and not s.terminal and s.epoch > epoch
 
-    def confirm_unowned(self, conn: str, epoch: int, then: Callable[[bool | None], None]) -> None:
+    def confirm_unowned(
+        self, conn: str, epoch: int, then: Callable[[bool | None], None], owner: str | None = None
+    ) -> None:
         """Ask every other live frontend whether it owns ``conn`` above ``epoch``, before members
         are left on the connection's behalf: ``then(True)`` if none does, ``then(False)`` if one
-        does, ``then(None)`` if one did not answer (the caller asks again later). A pull: a
-        ``presence_owned`` push or a discard that was lost (a partition, a restart) cannot make
-        a frontend leave members of a connection that lives on elsewhere."""
+        does, ``then(None)`` if one did not answer, or sees ``owner`` alive, or none is alive
+        while the map holds others (the caller asks again later). A pull: a ``presence_owned``
+        push or a discard that was lost (a partition, a restart) cannot make a frontend leave
+        members of a connection that lives on elsewhere, and a frontend cut off from everyone
+        (or from a live owner alone) cannot confirm anything: its leaves would be numbered when
+        the partition heals, with the owner's client still connected (frontend/simpresence.py
+        copy_holder_cut_off: an isolated copy holder left a live member, 20/20 seeds)."""
         node = self.node
         bus = node.channels.bus
-        peers = [p.node_id for p in node.channels.view.frontends() if p.alive and p.node_id != node.node_id]
-        if bus is None or not peers:
-            then(True)
+        others = [p for p in node.channels.view.frontends() if p.node_id != node.node_id]
+        peers = [p.node_id for p in others if p.alive]
+        if bus is None or not others:
+            then(True)  # a frontend alone by design (no cluster): nobody else could own it
+            return
+        if not peers:
+            then(None)  # everyone else out of sight: it may be us who are cut off
             return
         left = len(peers)
         owned = unanswered = False
@@ -95,34 +110,72 @@ class CopyWatches:
             left -= 1
             if ok and isinstance(res, dict):
                 owned = owned or bool(res.get("owned"))
+                unanswered = unanswered or bool(res.get("owner_alive"))
             else:
                 unanswered = True
             if left == 0:
                 then(False if owned else None if unanswered else True)
 
+        ask = O.PresenceOwner(connection_id=conn, epoch=epoch, owner=owner)
         for peer in peers:
-            bus.request(peer, O.PresenceOwner(connection_id=conn, epoch=epoch), one, OWNER_QUERY_TIMEOUT_S)
+            bus.request(peer, ask, one, OWNER_QUERY_TIMEOUT_S)
+
+    # -- owner side: a stale leave of a live member -------------------------
+    def entry_seen(self, now_ms: int, channel: str, events: list[Member]) -> None:
+        """A presence entry of ``channel`` was fanned out here. A server leave (synthesized id) of
+        a member that a connection owned here still holds, not left by this owner (its own leaves
+        drop the member or mark it gone first), came from a copy holder that was cut off from us
+        and confirmed its leave with its side of a partition; it was numbered at the heal, with
+        the client connected all along (frontend/simpresence.py zone_cut_off). The owner enters
+        the member again, later by timestamp (RTP2b1), so every set holds it again: observers saw
+        one leave and one enter."""
+        node = self.node
+        for ev in events:
+            conn, client_id = str(ev.get("connectionId")), str(ev.get("clientId"))
+            if int(ev.get("action", -1)) != PresenceAction.LEAVE or str(ev.get("id", "")).startswith(conn):
+                continue
+            s = node.sessions.get(conn)
+            # Only a connection whose client is on it right now: its member certainly lives (a
+            # detached one may have been taken over elsewhere, unheard, and left there for good).
+            if s is None or s.state is not SessionState.ACTIVE or s.presence.gone:
+                continue
+            held = s.presence.channels.get(channel, {}).get(client_id)
+            key = (conn, channel, client_id)
+            if held is None or key in self.reentering:
+                continue
+            self.reentering.add(key)
+            log.warning("presence.stale_leave_reentered", connection_id=conn, channel=channel)
+
+            def then(ok: bool, key: tuple[str, str, str] = key) -> None:
+                self.reentering.discard(key)
+
+            self.emit(now_ms, conn, PresenceAction.ENTER, {channel: {client_id: held}}, then)
 
     # -- copy holder side (the owner is dead) -------------------------------
     def copy_read(self, now_ms: int, conn: str) -> None:
         """A takeover fetched our copy of ``conn``: hold off its leaves (it is being claimed)."""
         watch = self.watches.get(conn)
-        if watch is not None and watch.dead_since is not None:
-            watch.dead_since = now_ms
+        if watch is not None:
+            watch.reads += 1
+            if watch.dead_since is not None:
+                watch.dead_since = now_ms
 
     def copy_put(self, now_ms: int, owner: str, state: dict[str, Any]) -> None:
         conn = str(state.get("id"))
         raw = state.get("presence")
         if isinstance(raw, dict) and raw.get("channels") and not raw.get("gone"):
+            if conn not in self.watches:
+                log.info("presence.copy_watched", connection_id=conn, owner=owner)
             self.watches[conn] = CopyWatch(owner, dict(raw["channels"]), now_ms, int(state.get("epoch", 0)))
-        else:
-            self.watches.pop(conn, None)
+        elif self.watches.pop(conn, None) is not None:
+            log.info("presence.copy_unwatched", connection_id=conn, owner=owner)
 
     def copy_discarded(self, conn: str, below_epoch: int) -> None:
         """A newer owner discarded copies below ``below_epoch`` (it took the connection over)."""
         watch = self.watches.get(conn)
         if watch is not None and watch.epoch < below_epoch:
             del self.watches[conn]
+            log.info("presence.copy_unwatched", connection_id=conn, owner=watch.owner, below=below_epoch)
 
     def check(self, now_ms: int) -> None:
         """Leave the members of copies whose owner has been out of sight for the linger, once no
@@ -148,10 +201,12 @@ class CopyWatches:
             due = watch.dead_since + self.linger_ms
             if self._maybe_cut_off(watch.owner):
                 due = max(due, watch.put_ms + node.ownership.copies.ttl_ms)
+                log.info("presence.maybe_cut_off", connection_id=conn, owner=watch.owner)
             if watch.asking or now_ms < due:
                 continue
             watch.asking = True
-            self.confirm_unowned(conn, watch.epoch, functools.partial(self._watch_verdict, conn, watch))
+            verdict = functools.partial(self._watch_verdict, conn, watch, watch.reads)
+            self.confirm_unowned(conn, watch.epoch, verdict, watch.owner)
 
     def _maybe_cut_off(self, owner: str) -> bool:
         """Whether it may be us who are partitioned away, not the owner who died: no other live
@@ -167,11 +222,19 @@ class CopyWatches:
         routers = [p for p in peers if p.role == "router"]
         return not zone_alive or (bool(routers) and not any(p.alive for p in routers))
 
-    def _watch_verdict(self, conn: str, watch: CopyWatch, verdict: bool | None) -> None:
+    def _watch_verdict(self, conn: str, watch: CopyWatch, reads: int, verdict: bool | None) -> None:
         watch.asking = False
         node = self.node
         if self.watches.get(conn) is not watch or verdict is None:
+            log.info("presence.owner_unconfirmed", connection_id=conn, verdict=verdict)
             return  # ended meanwhile (a discard, a new copy), or asked again at the next sweep
+        if watch.reads != reads:
+            # A takeover fetched the copy while the others answered: its new owner may not have
+            # said so yet, and it holds the members as present (the copy was not marked left).
+            # Leaving now would remove a member whose client is back (frontend/simpresence.py
+            # resume_races_the_copy_holders_leave); the read restarted the clock: ask again then.
+            log.info("presence.copy_claimed_while_asking", connection_id=conn)
+            return
         del self.watches[conn]
         if not verdict or conn in node.sessions:  # owned elsewhere, or taken over by us meanwhile
             log.info("presence.owned_elsewhere", connection_id=conn, owner=watch.owner)

@@ -19,15 +19,19 @@ from typing import TYPE_CHECKING, Any
 from frontend import peerops as O
 from frontend.home_quorum import no_quorum
 from frontend.home_records import RPC_TIMEOUT_S, Home, Retries, unavailable
-from kernel.errors import ErrorInfo
+from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
     from frontend.bus import Bus
     from frontend.config import FrontendConfig
     from frontend.idempotency import PublishDone
+    from frontend.metrics import Metrics
     from kernel.quorum import QuorumState
 
 RETRY_MS = 100  # how soon a failed remote operation is retried
+# How often a publish whose outcome is unknown is retried while this side knows it holds no majority
+# of zones (no home here can learn its outcome: it waits for the majority, or for the other zone).
+MINORITY_RETRY_MS = 1_000
 
 
 @dataclass(slots=True)
@@ -39,15 +43,28 @@ class PublishAttempt:
     final: int
     uncertain: bool = False
     why: str = ""  # what the last attempt ran into, for the NACK's message
+    # An earlier publish of the connection on the channel was refused: this one is refused with it
+    # (never numbered after a re-send of the earlier one: publisher order).
+    refused: ErrorInfo | None = None
+    in_flight: int = 0  # attempts sent and not answered (a re-send's chain shares this record)
+    # A publish of a connection taken over from a copy: an earlier owner may have it in flight, so a
+    # 50350 is retried until the deadline rather than sent at once (``Session.saw_publish``).
+    patient: bool = False
+
+    def early_refusal_ok(self) -> bool:
+        """No other attempt may number it: a refusal may be sent before the deadline."""
+        return not (self.uncertain or self.in_flight or self.patient)
 
 
 class PublishSide:
     node_id: str
     config: FrontendConfig
+    metrics: Metrics
     bus: Bus | None
     homes: dict[str, Home]
     now_ms: int
     _unresolved: dict[tuple[str, str], list[int]]
+    _reserved: set[tuple[str, str, int]]
     _attempts: dict[tuple[str, str, int], PublishAttempt]
     _retries: Retries
 
@@ -55,6 +72,9 @@ class PublishSide:
         raise NotImplementedError
 
     def quorum(self, now_ms: int | None = None) -> QuorumState:
+        raise NotImplementedError
+
+    def minority_known(self, now_ms: int | None = None) -> bool:
         raise NotImplementedError
 
     def _publish_window(self) -> int:
@@ -88,8 +108,11 @@ class PublishSide:
         if attempt is None:
             # Publisher order: while an earlier publish of this connection on this channel is
             # unresolved, this one names it (``after``) and the home waits for it (issue 11).
-            queue = self._unresolved.setdefault((pub.connection_id, channel), [])
-            queue.append(pub.msg_serial)
+            reservation = (pub.connection_id, channel, pub.msg_serial)
+            if reservation in self._reserved:
+                self._reserved.discard(reservation)  # its place in the order was kept (reserve)
+            else:
+                self._unresolved.setdefault((pub.connection_id, channel), []).append(pub.msg_serial)
             done = self._resolving(pub.connection_id, channel, pub.msg_serial, done)
         key = (pub.connection_id, channel, pub.msg_serial)
         # A re-send (after a resume) of a publish still in flight shares its attempt: were an earlier
@@ -100,6 +123,15 @@ class PublishSide:
         self._attempts.setdefault(key, st)
         earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
         pub = dataclasses.replace(pub, after=earlier[-1] if earlier else None)
+
+        if st.refused is not None and st.early_refusal_ok():
+            done(None, st.refused)
+            return
+        if st.early_refusal_ok() and self.minority_known(now_ms):
+            # This side knows it holds no majority of zones: no home here can number it (prompt 50350).
+            self.metrics.publishes_refused_no_quorum.inc()
+            done(None, no_quorum(channel, self.quorum(now_ms)))
+            return
 
         def again(t: int) -> None:
             self.publish(t, pub, done, attempt=st)
@@ -115,6 +147,9 @@ class PublishSide:
             seconds = window // 1000
             done(None, unavailable(channel, f"not numbered within {seconds} s: {st.why or 'no answer'}"))
 
+        if st.uncertain and self.minority_known(now_ms):
+            self._retries.add(now_ms + MINORITY_RETRY_MS, again)
+            return
         home = self.home_of(channel)
         if home == self.node_id:
 
@@ -125,16 +160,19 @@ class PublishSide:
                     return
 
                 def abandoned() -> None:
+                    st.in_flight -= 1
                     st.uncertain = True  # it was numbered; a replica may hold it
                     self._retry(self.now_ms, st.deadline, again, give_up)
 
                 def answered(serials: list[str] | None, error: ErrorInfo | None) -> None:
-                    if serials is None and st.uncertain:
-                        # Refused here, but an earlier attempt elsewhere may have been numbered.
+                    st.in_flight -= 1
+                    if serials is None and (st.uncertain or st.in_flight or self._wait_on(st, error)):
+                        # Refused here, but another attempt (earlier, or a re-send's) may be numbered.
                         self._retry(self.now_ms, st.deadline, again, give_up)
                     else:
                         done(serials, error)
 
+                st.in_flight += 1
                 self._append(self.now_ms, pub, answered, abandoned)
 
             self._with_home(now_ms, channel, local)
@@ -142,11 +180,13 @@ class PublishSide:
         assert self.bus is not None
 
         def on_reply(ok: bool, result: Any) -> None:
+            st.in_flight -= 1
             answer = O.publish_outcome(ok, result)
+            certain = not (st.uncertain or st.in_flight or self._wait_on(st, answer.error))
             match answer.outcome:
                 case O.Outcome.NUMBERED:
                     done(list(answer.serials), None)
-                case O.Outcome.REFUSED if not st.uncertain:
+                case O.Outcome.REFUSED if certain:  # refused for certain, and no other attempt may number it
                     done(None, answer.error or unavailable(channel))
                 case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
                     st.why = f"its home {home} answered: {result}"
@@ -156,7 +196,32 @@ class PublishSide:
                     st.uncertain = True
                     self._retry(self.now_ms, st.deadline, again, give_up)
 
+        st.in_flight += 1
         self.bus.request(home, pub, on_reply, RPC_TIMEOUT_S)
+
+    def _wait_on(self, st: PublishAttempt, error: ErrorInfo | None) -> bool:
+        """A patient publish's 50350 before the deadline is retried, not sent."""
+        return st.patient and error is not None and error.code == ErrorCode.NO_ZONE_QUORUM and (
+            self.now_ms < st.deadline
+        )
+
+    def mark_resent(self, now_ms: int, conn: str, channel: str, msg_serial: int, how: str) -> None:
+        """A re-send after a takeover: the owner that handed it over may have an attempt in flight
+        (``how`` "uncertain"), so this node must not NACK it before the dedupe window's end (a prompt
+        50350 was delivered after the old owner's retry numbered it: frontend.sim --witness seed
+        1622); after a takeover from a copy ("patient"), not before the publish deadline."""
+        window = self._publish_window()
+        final = now_ms + max(window, self.config.retention_ms * 3 // 4)
+        st = self._attempts.setdefault((conn, channel, msg_serial), PublishAttempt(now_ms + window, final))
+        st.uncertain = st.uncertain or how == "uncertain"
+        st.patient = st.patient or how == "patient"
+
+    def reserve(self, conn: str, channel: str, msg_serial: int) -> None:
+        """Keep a publish's place in its connection's order on ``channel`` before it is handed to
+        ``publish`` (presence's write-ahead holds an enter for one copy write): later publishes
+        name it in ``after`` meanwhile. The caller must then ``publish`` it, whatever happens."""
+        self._unresolved.setdefault((conn, channel), []).append(msg_serial)
+        self._reserved.add((conn, channel, msg_serial))
 
     def _resolving(self, conn: str, channel: str, msg_serial: int, done: PublishDone) -> PublishDone:
         """``done``, which first forgets the publish as unresolved."""
@@ -167,6 +232,11 @@ class PublishSide:
                 queue.remove(msg_serial)
                 if not queue:
                     del self._unresolved[(conn, channel)]
+            for later in queue or () if serials is None and error is not None else ():
+                # Later publishes wait for this one (``after``): none was numbered. Refuse them too.
+                st = self._attempts.get((conn, channel, later))
+                if later > msg_serial and st is not None:
+                    st.refused = st.refused or error
             if queue is None or msg_serial not in queue:
                 self._attempts.pop((conn, channel, msg_serial), None)
             done(serials, error)

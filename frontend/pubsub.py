@@ -35,6 +35,7 @@ from frontend.channels import AttachResult, ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.peerops import Publish
+from frontend.replay import coalesce_replay
 from frontend.session import ChannelCursor, Session
 from frontend.store_attach import StoreAttach
 from kernel import protocol as P
@@ -58,58 +59,6 @@ _payload_size = message_size  # kernel.protocol: one count for the server and th
 _ACK = int(Action.ACK)
 
 
-REPLAY_BATCH_MESSAGES = 256
-REPLAY_BATCH_BYTES = 256 * 1024
-
-
-def coalesce_replay(
-    channel: str,
-    entries: list[Entry],
-    *,
-    skip_publisher: str | None,
-    messages: bool = True,
-    presence: bool = False,
-) -> list[tuple[Encoded, int]]:
-    """Pack replayed entries into few MESSAGE frames (each message keeps its own id and serial).
-
-    A frame's channelSerial is that of its last entry, so a client that stops mid-replay resumes
-    from the right place. Message entries by ``skip_publisher`` (echo off) are left out, and so are
-    message entries unless ``messages`` (SUBSCRIBE mode) and presence entries unless ``presence``
-    (PRESENCE_SUBSCRIBE mode); a presence entry goes as its own PRESENCE frame, in log order.
-    """
-    frames: list[tuple[Encoded, int]] = []
-    batch: list[P.Message] = []
-    size = 0
-    serial = ""
-
-    def flush() -> None:
-        nonlocal batch, size
-        if batch:
-            wire = {
-                "action": int(Action.MESSAGE),
-                "channel": channel,
-                "channelSerial": serial,
-                "messages": batch,
-            }
-            frames.append((Encoded(wire), len(batch)))
-        batch, size = [], 0
-
-    for entry in entries:
-        if entry.is_presence:
-            if presence:
-                flush()
-                frames.append((entry.frame, 1))
-            continue
-        if not messages or (skip_publisher is not None and entry.publisher == skip_publisher):
-            continue
-        msgs = entry.frame.wire["messages"]
-        if batch and (len(batch) + len(msgs) > REPLAY_BATCH_MESSAGES or size > REPLAY_BATCH_BYTES):
-            flush()
-        batch.extend(msgs)
-        size += sum(_payload_size(m) for m in msgs)
-        serial = entry.frame.wire["channelSerial"]
-    flush()
-    return frames
 
 
 class PubSub(ChannelModes, StoreAttach):
@@ -467,22 +416,27 @@ class PubSub(ChannelModes, StoreAttach):
             self._flush_acks(now_ms, s)
             return
         assert pm.channel is not None and pm.messages is not None
-        known = s.numbered_serials(pm.msg_serial)
+        known = s.numbered.get(pm.msg_serial)
         if known is not None:
             # Re-sent after a transport change whose ACK never reached the client: answered from the
             # session, whose memory outlives the home's dedupe record (chaos seed 259956562: a Comet
             # client cut as a slow consumer noticed 17 s later and re-sent a publish numbered 31 s
             # before, past the 21 s window, and it was numbered twice).
             self.metrics.duplicates.inc()
-            s.acks.complete(item, serials=list(known))
+            if isinstance(known, ErrorInfo):
+                s.acks.complete(item, error=known)  # refused for certain before: the same NACK
+            else:
+                s.acks.complete(item, serials=list(known))
             self._flush_acks(now_ms, s)
             return
-        acks = s.acks
-        msg_serial = pm.msg_serial
+        acks, msg_serial = s.acks, pm.msg_serial
+        if how := s.saw_publish(msg_serial):  # a re-send the previous owner may still be numbering
+            self.channels.mark_resent(now_ms, s.connection_id, pm.channel, msg_serial, how)
 
         def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
-            if serials is not None:
-                s.remember_numbered(msg_serial, serials)
+            answer = serials if serials is not None else err
+            if answer is not None:
+                s.remember_numbered(msg_serial, answer)
             acks.complete(item, serials=serials, error=err)
             if s.acks is acks:  # else the transport changed: the client re-sends, dedupe answers
                 self._flush_acks(self.channels.now_ms, s)
@@ -533,16 +487,21 @@ class PubSub(ChannelModes, StoreAttach):
         follows = f"{epoch}:{entry.first_seq - 1}"  # the cursor of a subscriber that is up to date
         slow: list[Session] = []
         delivered = 0
-        for sub in subs.values():
+        for sub in list(subs.values()):
             cur = sub.channels[channel]
-            if cur.serial == follows:
-                pass  # up to date in this epoch (the common case): nothing to check
-            elif _already_has(cur.serial, epoch, entry.first_seq):
+            # An up-to-date cursor (the common case) is not parsed: nothing below applies to it.
+            held = parse_serial(cur.serial) if cur.serial and cur.serial != follows else None
+            if held is not None and held[0] == epoch and held[1] < entry.first_seq - 1:
+                # Behind in the epoch (a new home's catch-up still on its way): gaps first (sim 6622).
+                for gap in self.channels.missed_at_home(channel, str(cur.serial), entry.first_seq - 1):
+                    self.fan_out(now_ms, channel, gap, gap.publisher)
+                held = parse_serial(cur.serial) if cur.serial else None
+            if cur.serial != follows and _already_has(cur.serial, epoch, entry.first_seq):
                 # Its attach replay already gave it this entry (a stream catching up behind a
                 # client's own replay): exactly once means never twice.
                 self.metrics.duplicates_suppressed.inc()
                 continue
-            elif (held := parse_serial(cur.serial) if cur.serial else None) is not None and held[0] != epoch:
+            if held is not None and held[0] != epoch:
                 if epoch_born(epoch) < epoch_born(held[0]):
                     continue  # an older epoch than the subscriber's: never move it backwards
                 # A new epoch reached this subscriber before its re-attach said so (frontend.sim

@@ -50,6 +50,7 @@ from kernel.errors import ErrorInfo
 # How many numbered publishes a session remembers for re-sends (a client re-sends only those it has
 # no ACK for, at most its unacknowledged window).
 NUMBERED_KEPT = 1024
+REFUSED_KEPT = 128  # of them, the refused ones a copy of the session carries
 
 
 def _holders_of_one() -> int:
@@ -91,6 +92,11 @@ def _parked_cursors(flat: tuple[Any, ...]) -> Iterator[tuple[str, str | None, in
     for i in range(0, len(flat), 3):
         modes = flat[i + 2]
         yield flat[i], flat[i + 1], modes & _MODES_MASK, modes >> _REQUESTED_SHIFT
+
+
+# What a parked session that never published holds as ``numbered``: one empty dict for all of them
+# (64 B apiece otherwise). Only ``remember_numbered`` writes ``numbered``, and it replaces this first.
+_NOTHING_NUMBERED: dict[int, list[str] | ErrorInfo] = {}
 
 
 class SessionState(enum.Enum):
@@ -197,6 +203,9 @@ class PendingAcks:
         return runs
 
 
+_NO_ACKS = PendingAcks()  # a parked session's, when nothing is pending (see ``park``)
+
+
 @dataclass(slots=True, kw_only=True)
 class Session:
     connection_id: str
@@ -225,7 +234,16 @@ class Session:
     # msgSerial -> serials of this connection's numbered publishes (the last NUMBERED_KEPT): a
     # re-sent one is answered from here for as long as the session lives, even after the home's
     # dedupe record, kept for the retention window from its numbering, has aged out.
-    numbered: dict[int, list[str]] | None = None  # created by the first numbered publish
+    # A publish refused for certain (NACKed) is kept too, as its error: a client that missed the NACK
+    # while it was being moved re-sends it, and numbering it then could put it after its later ones.
+    numbered: dict[int, list[str] | ErrorInfo] = field(default_factory=dict)
+    # The highest msgSerial received, and after a takeover the previous owner's: a re-send at or
+    # below it may still be in flight there (its outcome is unknown here: never NACKed early).
+    msg_serial_seen: int = -1
+    resent_upto: int = -1
+    # Taken over from a copy (its owner did not hand it over): what that owner saw is unknown, so
+    # its publishes keep the deadline rule (never refused early: frontend.sim seed 13).
+    from_copy: bool = False
     presence: OwnMembers = field(default_factory=OwnMembers)  # members it entered (presence.py)
 
     @property
@@ -257,8 +275,15 @@ class Session:
         the log's serial strings, ``_shared_int``). ``channels`` unpacks on first use."""
         if self.state is not SessionState.DETACHED:
             return
-        self.acks.trim()
+        if not self.acks:
+            # Nothing pending: the shared empty queue (48 B apiece otherwise). Only a transport's
+            # input adds to ``acks``, and ``bind`` gives every transport a fresh one first.
+            self.acks = _NO_ACKS
+        else:
+            self.acks.trim()
         self.presence.trim()
+        if not self.numbered:
+            self.numbered = _NOTHING_NUMBERED  # shared, never written: remember_numbered replaces it
         cursors = self._cursors
         if cursors is None:
             return
@@ -342,26 +367,35 @@ class Session:
                 size += _share(name) + sys.getsizeof(cur) + _share(cur.serial) + _share(cur.modes)
                 size += _share(cur.requested) + _share(cur.attached_gen)
         acks = self.acks
-        size += acks.state_size()
-        if self.numbered is not None:
+        size += acks.state_size() if acks is not _NO_ACKS else 0
+        if self.numbered is not _NOTHING_NUMBERED:
             size += sys.getsizeof(self.numbered) + sum(sys.getsizeof(v) for v in self.numbered.values())
         size += sys.getsizeof(self.presence)
         if self.presence:
             size += sys.getsizeof(self.presence.channels)
+        if self.presence.has_pending():
+            size += sys.getsizeof(self.presence.pending)
         return round(size)
 
-    def remember_numbered(self, msg_serial: int, serials: list[str]) -> None:
-        """Keep a numbered publish's serials for a re-send of its msgSerial (bounded)."""
-        numbered = self.numbered
-        if numbered is None:
-            numbered = self.numbered = {}
-        numbered[msg_serial] = serials
-        while len(numbered) > NUMBERED_KEPT:
-            del numbered[next(iter(numbered))]  # the oldest (msgSerials only grow)
+    def remember_numbered(self, msg_serial: int, serials: list[str] | ErrorInfo) -> None:
+        """Keep a numbered publish's serials (or a refused one's error) for a re-send of its
+        msgSerial (bounded)."""
+        if self.numbered is _NOTHING_NUMBERED:
+            self.numbered = {}
+        self.numbered[msg_serial] = serials
+        if isinstance(serials, ErrorInfo):
+            self.dirty = True  # the copy keeps refusals (``to_wire``): a new owner answers re-sends too
+        while len(self.numbered) > NUMBERED_KEPT:
+            del self.numbered[next(iter(self.numbered))]  # the oldest (msgSerials only grow)
 
-    def numbered_serials(self, msg_serial: int) -> list[str] | None:
-        """The serials of this connection's numbered publish ``msg_serial``, if still remembered."""
-        return self.numbered.get(msg_serial) if self.numbered is not None else None
+    def saw_publish(self, msg_serial: int) -> str | None:
+        """Note a publish's msgSerial; ``"uncertain"`` if the owner that handed the connection over
+        saw it (it may still be numbering it), ``"patient"`` if what an earlier owner saw is unknown
+        (taken over from a copy), else None."""
+        self.msg_serial_seen = max(self.msg_serial_seen, msg_serial)
+        if msg_serial <= self.resent_upto:
+            return "uncertain"
+        return "patient" if self.from_copy else None
 
     def to_wire(self) -> dict[str, Any]:
         """The state a secondary keeps and a new owner restores (cursors, not messages)."""
@@ -378,8 +412,14 @@ class Session:
             "revocation_key": ident.revocation_key,
             "echo": self.echo,
             "created": self.created_ms,
+            "seen": max(self.msg_serial_seen, self.resent_upto),
+            # The last refusals: a re-send of one after a takeover gets the same NACK, never a number
+            # after the connection's later publishes (frontend.sim --witness seed 478).
+            "refused": [[m, e.to_wire()] for m, e in self.numbered.items() if isinstance(e, ErrorInfo)][
+                -REFUSED_KEPT:
+            ],
             "channels": {name: [modes, serial, req] for name, serial, modes, req in self.cursor_items()},
-            "presence": self.presence.to_wire() if self.presence else None,
+            "presence": self.presence.to_wire() if self.presence or self.presence.has_pending() else None,
         }
 
     @classmethod
@@ -408,6 +448,12 @@ class Session:
             detached_ms=now_ms,
         )
         s.presence = OwnMembers.from_wire(raw.get("presence"))
+        s.resent_upto = seen if isinstance(seen := raw.get("seen"), int) else -1
+        s.from_copy = bool(raw.get("from_copy"))
+        for item in raw.get("refused") or ():
+            error = ErrorInfo.from_wire(item[1]) if isinstance(item, list) and len(item) == 2 else None
+            if error is not None and isinstance(item[0], int):
+                s.numbered[item[0]] = error
         for name, entry in dict(raw.get("channels") or {}).items():
             # [modes, serial, requested]; a copy from before ``requested`` was kept has two.
             modes, serial = int(entry[0]), entry[1]

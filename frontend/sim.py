@@ -24,8 +24,9 @@ the order they were sent).
 
 A failing seed is reported with its schedule; ``shrink`` removes faults while
 the failure persists, and ``run(seed, schedule)`` replays it bit for bit (the
-run's digest says so). Set ``PYTHONHASHSEED=0``: set iteration order is part
-of a run (``python -m frontend.sim`` re-executes itself with it).
+run's digest says so), under any ``PYTHONHASHSEED``: nothing a run does depends
+on the iteration order of a set of strings (which the hash salt changes); the
+cores iterate such sets sorted wherever order reaches the network.
 """
 
 from __future__ import annotations
@@ -34,9 +35,7 @@ import argparse
 import functools
 import hashlib
 import json
-import os
 import random
-import sys
 import time
 import traceback
 from collections import Counter
@@ -51,6 +50,7 @@ from frontend.metrics import Metrics
 from frontend.node import FrontendNode
 from frontend.simcheck import check_run, zone_loss_availability
 from frontend.simclient import SimClient, Transport
+from frontend.simdrain import drain
 from frontend.simnet import Scheduler, SimBus, SimNet
 from frontend.simwitness import WITNESS, WITNESS_ZONE, ask_witness
 from kernel.keys import InvalidKey, KeySigner
@@ -97,6 +97,7 @@ class SimConfig:
     max_fault_ms: int = 6_000  # the longest partition, or downtime of a restart
     ttl_ms: int = 120_000  # connectionStateTtl; the dedupe window is this plus maxIdleInterval
     connected_lost: float = 0.0  # the share of resumes whose CONNECTED is lost with the transport
+    presence_linger_ms: int = 15_000  # how long a member of a connection gone away lingers
 
 
 DEFAULT = SimConfig()
@@ -168,7 +169,8 @@ class World:
     # -- processes ------------------------------------------------------------
     def _start(self, node_id: str) -> None:
         config = FrontendConfig(node_id=node_id, zone=self.zone[node_id], dev=True, cluster_secret=SECRET,
-                                connection_state_ttl_ms=self.cfg.ttl_ms)  # fmt: skip
+                                connection_state_ttl_ms=self.cfg.ttl_ms,
+                                presence_linger_ms=self.cfg.presence_linger_ms)  # fmt: skip
         node = FrontendNode(config, rng=random.Random(self.rng.getrandbits(64)), metrics=_METRICS,
                             signer=self.signer)  # fmt: skip
         node.channels.now_ms = self.sched.now
@@ -375,8 +377,6 @@ class World:
                         self._stop(n)
             case "drain":
                 if f.target in self.nodes and f.target not in self.draining:
-                    from frontend.simdrain import drain
-
                     drain(self, f.target)
             case "tunnel_cut":
                 self.clients[int(f.target[1:])].cut()
@@ -426,6 +426,8 @@ class World:
         if crash is not None:
             verdict["violations"]["crash"] = 1
             verdict["examples"].insert(0, {"kind": "crash", "at_ms": self.sched.now, "traceback": crash})
+        # Refusals by a side without a majority of zones (50350): how many, and the longest wait.
+        refused = [p["t"] - p["sent_t"] for p in publishes if p["outcome"] == "nack" and p["code"] == 50350]
         digest = hashlib.sha256(json.dumps([publishes, logs], sort_keys=True).encode()).hexdigest()[:16]
         return {
             "seed": self.seed,
@@ -435,6 +437,8 @@ class World:
             "faults": dict(self.faults_applied),
             "publishes": len(publishes),
             "acked": sum(1 for p in publishes if p["outcome"] == "ack"),
+            "refused_no_quorum": len(refused),
+            "refused_no_quorum_max_s": round(max(refused, default=0.0), 3),
             "events": self.sched.events,
             "digest": digest,
             "schedule": [f.to_json() for f in self.schedule],
@@ -548,10 +552,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--witness", action="store_true",
                         help="a witness router in zone w (the zone quorum, kernel/quorum.py)")  # fmt: skip
     args = parser.parse_args(argv)
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        # Set iteration order is part of a run: fix it so that a seed replays bit for bit anywhere.
-        os.execve(sys.executable, [sys.executable, "-m", "frontend.sim", *sys.argv[1:]],
-                  {**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
     quiet_logs()
     kinds = tuple(args.kinds.split(",")) if args.kinds else FAULT_KINDS
     if not set(kinds) <= set(FAULT_KINDS):

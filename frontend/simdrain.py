@@ -39,6 +39,7 @@ class DrainWorld(SimWorld, Protocol):
 def drain(world: DrainWorld, node_id: str) -> None:
     node = world.nodes[node_id]
     world.draining.add(node_id)
+    node.presence.draining = True
     world.views[node_id] = world._truth(node_id)
     world._apply_view(node_id)
     world._changed()

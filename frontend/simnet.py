@@ -62,6 +62,17 @@ class Scheduler:
             fn()
         self.now = max(self.now, end)
 
+    def step(self, end: int) -> bool:
+        """Run the next event due by ``end``; False (time moved to ``end``) when there is none."""
+        if not self._heap or self._heap[0][0] > end:
+            self.now = max(self.now, end)
+            return False
+        t, _, fn = heapq.heappop(self._heap)
+        self.now = t
+        self.events += 1
+        fn()
+        return True
+
 
 def _wire(obj: Any) -> Any:
     return msgpack.unpackb(msgpack.packb(obj, use_bin_type=True), raw=False, strict_map_key=False)

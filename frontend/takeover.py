@@ -139,6 +139,8 @@ class Takeover:
                 log.info("connection.takeover_failed", connection_id=conn_id, owner=owner)
                 done(None)
                 return
+            if source != owner:  # a copy: what the owner saw since it was written is unknown
+                state = {**state, "from_copy": True}
             s = node.ownership.adopt(node.channels.now_ms, state, key_epoch)
             log.info(
                 "connection.takeover", connection_id=conn_id, old_owner=owner, source=source, epoch=s.epoch
@@ -150,10 +152,12 @@ class Takeover:
 
         def from_copies() -> None:
             state = node.ownership.copies.get(node.channels.now_ms, conn_id)
-            if state is not None:
+            if state is not None and int(state["epoch"]) <= key_epoch:
                 adopt(state, node.node_id)
                 return
-            # The secondaries first; then anyone (a draining owner may have left its copy elsewhere).
+            # No copy, or one of a newer epoch (its owner made us its secondary: a peer may hold the
+            # connection, taken over for this very key, ``_newer`` below). The secondaries first;
+            # then anyone (a draining owner may have left its copy elsewhere).
             candidates = [secondary, node.channels.placement.connection_secondary(conn_id, owner)]
             candidates += [p.node_id for p in view.frontends()]
             order = list(dict.fromkeys(c for c in candidates if c and c != node.node_id and view.alive(c)))
@@ -166,8 +170,15 @@ class Takeover:
             cand, rest = order[0], order[1:]
 
             def answered(ok: bool, res: Any) -> None:
-                if ok and isinstance(res, dict) and isinstance(res.get("state"), dict):
-                    adopt(res["state"], cand)
+                state = res.get("state") if ok and isinstance(res, dict) else None
+                if isinstance(state, dict) and int(state.get("epoch", 0)) <= key_epoch:
+                    adopt(state, cand)
+                elif ok and isinstance(res, dict) and _newer(res.get("held"), key_epoch):
+                    # ``cand`` took the connection over for this very key, and the client gave up on
+                    # that attempt before its CONNECTED arrived; the router sent the retry to the
+                    # key's owner, back after a restart with nothing (frontend.sim seed 45 with
+                    # --connected-lost: a new connection while ``cand`` held it). Ask for it back.
+                    self._reclaim(cand, conn_id, key_epoch, key_text, done)
                 else:
                     ask(rest)
 
@@ -228,3 +239,8 @@ class Takeover:
 
         request = O.Handover(connection_id=conn_id, epoch=key_epoch, key=key_text)
         bus.request(new_owner, request, answered, TAKEOVER_RPC_TIMEOUT_S)
+
+
+def _newer(held: Any, key_epoch: int) -> bool:
+    """A SessionFetch answer's ``held``: the epoch of the live connection the peer holds."""
+    return isinstance(held, int) and not isinstance(held, bool) and held > key_epoch

@@ -192,7 +192,8 @@ def check(
         for log in logs:
             _check_discontinuities(v, log, faults, ttl_s)
     if presence_linger_s is not None:
-        for found in presence_check.check_presence(logs, presence_linger_s):
+        detached = cluster.detached if cluster is not None else {}
+        for found in presence_check.check_presence(logs, presence_linger_s, faults, detached):
             kind = found.pop("kind")
             v.flag(kind, **found)
     if cluster is not None:

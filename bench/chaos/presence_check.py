@@ -10,7 +10,9 @@ Verdicts, per observer (every log that saw presence):
 
 - ``presence_spurious_leave``: a leave of member M (connection C) while M's client had not been
   away from CONNECTED for ``linger_s`` (less ``SLACK_S``) at any time before it, nor left C for
-  another connectionId: within the linger, presence is connection state and must not move;
+  another connectionId: within the linger, presence is connection state and must not move. Away
+  starts when the server lost the transport (a cut of the client's own tunnel, or the frontend's
+  ``connection.detached``) if the client then disconnected: it notices only at its idle timer;
 - ``presence_spurious_enter``: an enter of a member the observer holds present (no leave since
   its last enter): nothing re-enters a member that never left;
 - ``presence_sets_disagree``: at the end, the observers still attached and CONNECTED do not all
@@ -25,6 +27,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 SLACK_S = 2.0  # timers tick at most every second on both the client and the server side
+# How long after the server lost a transport its client may notice: maxIdleInterval plus the SDK's
+# realtimeRequestTimeout (10 s), and on a loaded machine the backlog the client still reads from the
+# dead path's buffers first (seed 1141510304: sub9 read 15 s of queued messages after rt2's kill).
+DETECT_S = 30.0
 KINDS = ("presence_spurious_leave", "presence_spurious_enter", "presence_sets_disagree")
 
 Member = tuple[str, str]  # (clientId, connectionId)
@@ -32,9 +38,33 @@ Member = tuple[str, str]  # (clientId, connectionId)
 
 def _away_spans(
     entries: Sequence[Mapping[str, Any]],
+    cuts: Sequence[tuple[float, float]] = (),
+    detached: Mapping[str, Sequence[float]] | None = None,
 ) -> tuple[list[tuple[float, float]], list[tuple[float, str]]]:
-    """(not-CONNECTED stretches, (time, new connectionId) switches) of one client."""
-    spans: list[tuple[float, float]] = []
+    """(away stretches, (time, new connectionId) switches) of one client. Away: not CONNECTED; and
+    from when the server lost the transport, when the client then disconnected without being
+    CONNECTED again meanwhile: the ``cuts`` of its own path (a tunnel cut) that led to a
+    disconnection, and the server's own ``detached`` times (connectionId -> times) within
+    ``DETECT_S`` before one. The server's linger runs from there; the client notices only at its
+    idle timer (a killed router: up to maxIdleInterval + realtimeRequestTimeout later)."""
+    conns = [e for e in entries if e["k"] == "conn"]
+
+    def back_from(start: float, end: float) -> tuple[float, float] | None:
+        """The stretch from ``start`` to the next CONNECTED after the first disconnection in
+        [start, end], if nothing was CONNECTED in between."""
+        for e in conns:
+            if e["t"] < start:
+                continue
+            if e["t"] > end or e["state"] == "connected":
+                return None
+            again = next((c["t"] for c in conns if c["state"] == "connected" and c["t"] >= e["t"]), None)
+            return start, float("inf") if again is None else again
+        return None
+
+    lost = [(start, end) for start, end in cuts]
+    for cid in sorted({e["id"] for e in conns if e.get("id")}):
+        lost += [(t, t + DETECT_S) for t in (detached or {}).get(cid, ())]
+    spans: list[tuple[float, float]] = [s for start, end in lost if (s := back_from(start, end))]
     switches: list[tuple[float, str]] = []
     down: float | None = None
     conn_id: str | None = None
@@ -63,10 +93,22 @@ def _leave_explained(
     return any(start < t and min(end, t) - start >= linger_s - SLACK_S for start, end in spans)
 
 
-def check_presence(logs: Sequence[Mapping[str, Any]], linger_s: float) -> list[dict[str, Any]]:
-    """The presence violations of one run (see the module docstring), as (kind, detail) dicts."""
+def check_presence(
+    logs: Sequence[Mapping[str, Any]],
+    linger_s: float,
+    faults: Sequence[Mapping[str, Any]] = (),
+    detached: Mapping[str, Sequence[float]] | None = None,
+) -> list[dict[str, Any]]:
+    """The presence violations of one run (see the module docstring), as (kind, detail) dicts.
+    ``faults``: the applied faults; ``detached``: connectionId -> when a frontend lost its transport
+    (the frontends' logs). A disconnection counts as away from either (``_away_spans``)."""
     found: list[dict[str, Any]] = []
-    away = {log["client"]: _away_spans(log["entries"]) for log in logs}
+    cuts: dict[str, list[tuple[float, float]]] = {}
+    for f in faults:
+        if f.get("kind") == "tunnel_cut" and f.get("started") is not None:
+            end = f["ended"] if f.get("ended") is not None else float("inf")
+            cuts.setdefault(f["target"], []).append((f["started"], end))
+    away = {log["client"]: _away_spans(log["entries"], cuts.get(log["client"], ()), detached) for log in logs}
     finals: dict[str, dict[str, set[Member]]] = {}
     for log in logs:
         who, channel = log["client"], log["channel"]

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         paths = [(name, args.workdir / f"{name}.log") for name, _ in FRONTENDS]
         cluster = tenures.ClusterRecord(
             events=nodelogs.home_events(paths, wall_t0),
+            detached=nodelogs.detach_times(paths, wall_t0),
             down=run.get("down", []),
             separations=run.get("separations", []),
             retention_s=(TTL_MS + IDLE_MS) / 1000,

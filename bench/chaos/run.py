@@ -3,13 +3,13 @@
     python -m bench.chaos --faults 100 --seed 7          # or: make chaos FAULTS=100 SEED=7
     python -m bench.chaos --faults 100 --seed 7 --only 3,12   # replay only those faults of that schedule
 
-Starts 4 frontends in zones a and b and 2 routers (``tests/support/cluster.py``) with a short
-connection-state TTL; fe-a1 and fe-a2 run in one network namespace and fe-b2 in another
-(``net.py``), so that zone a and fe-b2 can each be partitioned off. Clients (``load.py``) reach the
-routers through one fault tunnel each, publish numbered messages and record what they receive. The
-faults of ``schedule.generate`` are applied on their planned times, overlapping across groups; when
-they are all done the publishers stop, every subscriber is given time to catch up, and ``checker``
-judges the publishers' outcomes and every receive log.
+Starts 4 frontends in zones a and b, 2 routers and a witness router in zone w
+(``tests/support/cluster.py``) with a short connection-state TTL; fe-a1 and fe-a2 run in one
+network namespace and fe-b2 in another (``net.py``), so that zone a and fe-b2 can each be
+partitioned off. Clients (``load.py``) reach the routers through one fault tunnel each, publish
+numbered messages and record what they receive. The faults of ``schedule.generate`` are applied on
+their planned times, overlapping across groups; when they are all done the publishers stop, every
+subscriber is given time to catch up, and ``checker`` judges the publishers' outcomes and every receive log.
 
 Prints one JSON summary; exits 1 on any violation, with a ``reproduction`` (the seed and the faults
 that can explain the violations, and the command that replays just them). ``--workdir`` keeps the
@@ -58,7 +58,12 @@ DRAIN_TIMEOUT_S = 6.0
 CHANNELS = ("chaos:0", "chaos:1", "chaos:2")
 FIREHOSE = "chaos:firehose"
 FRONTENDS = (("fe-b1", "b"), ("fe-a1", "a"), ("fe-a2", "a"), ("fe-b2", "b"))  # the first two are seeds
-ROUTERS = (("rt1", "a"), ("rt2", "b"))
+ROUTERS = (("rt1", "a"), ("rt2", "b"))  # the clients' routers, and the router faults' targets
+# rt-w alone in zone w: the zone quorum's witness (kernel/quorum.py), so that a zone loss or a zone
+# partition leaves the other zone publishing (as deploy/local's rt2 in zone c). No client uses it and
+# no fault targets it, so a seed's schedule is what it was before the witness.
+WITNESS = ("rt-w", "w")
+ZONES = ["a", "b", WITNESS[1]]  # every zone: the frontends' and the witness's votes
 SETTLE_TIMEOUT_S = 60.0
 TAIL_S = 3.0
 ANSWER_TIMEOUT_S = 30.0
@@ -351,7 +356,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             run_cluster(
                 workdir,
                 frontends=FRONTENDS,
-                routers=ROUTERS,
+                routers=(*ROUTERS, WITNESS),
+                zones=ZONES,
                 host=host,
                 placed=placed,
                 connection_state_ttl_ms=TTL_MS,
@@ -363,7 +369,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             trio.open_nursery() as nursery,
         ):
             cluster_up_s = round(time.monotonic() - wall0, 1)
-            routers = [(r.host, r.port) for r in cluster.routers]
+            routers = [(r.host, r.port) for r in cluster.routers if r.name != WITNESS[0]]
             t0 = trio.current_time()
             wall_t0 = time.time()
             clients: dict[str, ChaosClient] = {}
@@ -416,6 +422,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
 
     record = tenures.ClusterRecord(
         events=nodelogs.home_events(log_paths, wall_t0),
+        detached=nodelogs.detach_times(log_paths, wall_t0),
         down=driver.down,
         separations=driver.separations,
         retention_s=(TTL_MS + IDLE_MS) / 1000,

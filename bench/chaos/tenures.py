@@ -58,6 +58,9 @@ class ClusterRecord:
     down: Sequence[Mapping[str, Any]] = ()
     separations: Sequence[Mapping[str, Any]] = ()
     retention_s: float | None = None
+    # connectionId -> the times a frontend lost its transport (``connection.detached``), for the
+    # presence check: the server's linger runs from there, however late the client notices.
+    detached: Mapping[str, Sequence[float]] = field(default_factory=dict)
     end: float = float("inf")
 
 

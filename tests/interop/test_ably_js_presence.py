@@ -330,3 +330,51 @@ async def test_abrupt_drop_leaves_once_after_the_linger(tmp_path: Path) -> None:
             )
             assert observer.presence(mark) == [("leave", "member"), ("enter", observer.name)]
             assert [m["clientId"] for m in await observer.do("get")] == [observer.name]
+
+
+async def test_a_member_back_on_a_new_connection_before_the_copy_holders_leave_stays(tmp_path: Path) -> None:
+    """The member's process and its frontend die; the user comes back at once on a new connection
+    (same clientId, another frontend) and enters again, before the copy holder leaves the old
+    connection's member: only that one leaves, and every observer ends with the new one."""
+    with trio.fail_after(75):
+        async with (
+            presence_cluster(tmp_path, connection_state_ttl_ms=60_000) as cluster,
+            agents(tmp_path) as start,
+        ):
+            member, observer = await _on_different_frontends(start, cluster)
+            back = None
+            for i in range(6):
+                again = await start(
+                    f"back{i}", _port(cluster, i % 2), key=CLUSTER_KEY, clientId="member", binary=i % 2 == 0
+                )
+                if again.server != member.server:
+                    back = again
+                    break
+            assert back is not None, "the routers put every client on the member's frontend"
+            await member.do("enter", data="old")
+            await observer.wait_for(lambda e: e.get("action") == "enter", "enter seen")
+            mark = len(observer.events)
+            member.kill()
+            await cluster.kill(member.server)
+            await back.do("enter", data="new")  # before the copy holder's leave (detection + linger)
+            leave = await observer.wait_for(
+                lambda e: e.get("action") == "leave", "leave by the copy holder", within=30
+            )
+            assert leave["connectionId"] == member.id and leave["data"] == "old"
+            # Observation window for a second leave, closed by the observer's own enter (in log order).
+            await trio.sleep(2 * LINGER_MS / 1000)
+            await observer.do("enter")
+            await observer.wait_for(
+                lambda e: e.get("action") == "enter" and e["clientId"] == observer.name, "own"
+            )
+            want = [("enter", "member"), ("leave", "member"), ("enter", observer.name)]
+            assert observer.presence(mark) == want
+            enters = [e for e in observer.events[mark:] if e.get("action") == "enter"]
+            assert [e["connectionId"] for e in enters] == [back.id, observer.id]
+            members = {m["clientId"]: m for m in await observer.do("get")}
+            assert sorted(members) == sorted(["member", observer.name])
+            assert members["member"]["connectionId"] == back.id and members["member"]["data"] == "new"
+            late = await start("late", _port(cluster, 1), key=CLUSTER_KEY)
+            assert sorted((m["clientId"], m["connectionId"]) for m in await late.do("get")) == sorted(
+                [("member", back.id), (observer.name, observer.id)]
+            )

@@ -1,13 +1,14 @@
 """The deterministic cluster simulation (frontend/sim.py): 200 seeds pass, runs replay bit for bit,
 and the seeds that caught real bugs stay green.
 
-Runs go through ``python -m frontend.sim`` in a subprocess, which fixes PYTHONHASHSEED=0: set
-iteration order is part of a run, so a seed reproduces only under a fixed hash seed.
+Runs go through ``python -m frontend.sim`` in a subprocess. A run is the same under any
+PYTHONHASHSEED (string hashing is salted per process; CI's salt differs from ours).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -38,8 +39,11 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
     # Fixed: ChannelLog.zone_only keeps the node's place at the witness until another zone holds them.
     "issue11_release_only_when_copied": (
         232,
-        [[3585, "drain", "fe-b1", 1697], [4443, "zone_partition", "b", 4002],
-         [6390, "zone_partition", "a", 5824]],
+        [
+            [3585, "drain", "fe-b1", 1697],
+            [4443, "zone_partition", "b", 4002],
+            [6390, "zone_partition", "a", 5824],
+        ],
         ["--witness"],
     ),
     # Two restarts and a partition: a partitioned replica made itself home from its copy (serial 28
@@ -223,15 +227,195 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         ],
         [],
     ),
+    # Issue 11's double faults with a witness (--witness, 2000 seeds: 11 failed). Zone a partitioned
+    # (the witness sided with b, which committed alone), then zone b lost: zone a acquired b's
+    # channels from copies older than what b ACKed alone after the witness reported b's loss, because
+    # a fetched copy was dated by its arrival (lost, split_brain). Fixed: copies carry when they were
+    # made (a blocked home's hand-over counts as a copy), so those logs start new epochs.
+    "737_copy_dated_by_its_making": (
+        737,
+        [[7190, "zone_partition", "a", 4413], [10510, "zone_loss", "b", 4205]],
+        ["--witness"],
+    ),
+    # The same pattern: fe-a2 started a new epoch after b's loss, but fe-a1's stream still held the old
+    # epoch and ignored every delivery of the new one (lost, never announced). Fixed: a delivery of
+    # a newer epoch from the stream's home re-attaches it (90003 announced).
+    "508_stream_follows_newer_epoch": (
+        508,
+        [[2785, "drain", "fe-b1", 886], [3803, "zone_partition", "a", 1890], [5297, "zone_loss", "b", 4875]],
+        ["--witness"],
+    ),
+    # A minority home (blocked, holding a stale copy) kept never-sent appends for the 15 s publish
+    # deadline and committed them at the heal while the majority's degraded home numbered the same
+    # serials (split_brain, lost, duplicated, silent_gap). Fixed by refusing them as soon as the side
+    # knows it holds no majority (minority_known).
+    "457_minority_refuses_at_once": (
+        457,
+        [[4063, "node_partition", "fe-a2", 2310], [7915, "zone_partition", "a", 3508]],
+        ["--witness"],
+    ),
+    "634_minority_refuses_at_once": (
+        634,
+        [[7597, "zone_partition", "b", 2722], [11681, "zone_loss", "a", 521]],
+        ["--witness"],
+    ),
+    "692_minority_refuses_at_once": (
+        692,
+        [
+            [12111, "node_partition", "fe-b2", 2296],
+            [14687, "drain", "fe-b1", 3494],
+            [14935, "node_partition", "fe-a2", 2015],
+        ],
+        ["--witness"],
+    ),
+    "1632_minority_refuses_at_once": (
+        1632,
+        [[9910, "zone_partition", "b", 3707], [14066, "zone_loss", "a", 1965]],
+        ["--witness"],
+    ),
+    "1819_minority_refuses_at_once": (
+        1819,
+        [
+            [3872, "restart", "fe-a1", 4855],
+            [7890, "node_partition", "fe-b2", 4911],
+            [12373, "restart", "fe-a2", 871],
+        ],
+        ["--witness"],
+    ),
+    # fe-a1 (draining, in the partitioned minority) kept retrying publishes whose outcome it did not
+    # know after its connection was taken over; zone b ACKed them alone and was lost; the new epoch
+    # numbered fe-a1's retries again (duplicated). With prompt refusals, the new owner NACKed the
+    # client's re-sends while fe-a1 was still numbering them (nacked_delivered). Fixed: a re-send after
+    # a takeover, at or below the msgSerial the previous owner saw, is never NACKed early.
+    "1622_resend_after_takeover_not_refused": (
+        1622,
+        [
+            [7436, "zone_partition", "a", 5297],
+            [10699, "drain", "fe-a1", 3293],
+            [12129, "zone_loss", "b", 3975],
+        ],
+        ["--witness"],
+    ),
+    # With prompt refusals: c2's publishes were in flight at fe-b2 when the client moved to fe-a2
+    # across a zone partition (no witness); fe-a2, taking over from a copy, refused the re-sends at
+    # once and fe-b2 committed them at the heal (nacked_delivered). Fixed: a connection taken over from
+    # a copy keeps the deadline rule.
+    "13_taken_over_from_a_copy_is_patient": (
+        13,
+        [
+            [9732, "kill", "fe-a1", 4984],
+            [13318, "zone_partition", "b", 2923],
+            [14621, "tunnel_cut", "c2", 1365],
+        ],
+        [],
+    ),
+    # A refusal in the minority whose NACK was held behind another channel's publish; after a heal
+    # and zone a's loss, the new owner numbered the client's re-send after its later publish
+    # (publisher_order). Fixed: a session's copy carries its last refusals.
+    "478_copy_carries_refusals": (
+        478,
+        [[4450, "zone_partition", "a", 4302], [10125, "zone_loss", "a", 4682]],
+        ["--witness"],
+    ),
     "5170_confirmed_dedupe_answered": (
         5170,
         [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],
         [],
     ),
+    # Issue 10's 10,000-seed run. Zone a lost (the home fe-a2), then the replica fe-b2 that had taken
+    # the home with serials up to 42 restarted: only fe-b1's older copy (17) was left. fe-b2 stepped
+    # down when a stream asked past 17, but forgot why; fe-a2, restarted, continued the copy at 17
+    # and ACKed serials 18.. again (split_brain, lost). Fixed: a copy remembers a serial of its epoch
+    # seen past its end (ChannelLog.ahead_seq, carried in snapshots); such a copy is superseded.
+    "3038_copy_seen_past_its_end_is_superseded": (
+        3038,
+        [[2811, "restart", "fe-b2", 1962], [9633, "zone_loss", "a", 1756], [10413, "restart", "fe-b2", 5114]],
+        [],
+    ),
+    "7315_copy_seen_past_its_end_is_superseded": (
+        7315,
+        [
+            [2251, "node_partition", "fe-b2", 3336],
+            [12073, "zone_loss", "a", 1297],
+            [15952, "kill", "fe-b2", 4926],
+        ],
+        [],
+    ),
+    # Zone b lost with ch1's home: its replica fe-a2 became home from its copy, whose last entry (11)
+    # the old home had numbered but not yet committed, and exposed it at once (a stream's catch-up)
+    # though no replica could be placed; then fe-a2 was killed with the only copy, and the next
+    # epoch numbered the re-sent publish again (duplicated, serial_mismatch). Fixed: a copy learns
+    # how far its home committed (Replicate.committed, snapshots); entries past it are in doubt at
+    # the next home (Home.in_doubt) until its replica holds them or a client shows it saw one.
+    "2981_in_doubt_entries_wait_for_a_replica": (
+        2981,
+        [[3552, "zone_loss", "b", 5889], [6357, "kill", "fe-a2", 3577]],
+        [],
+    ),
+    "6262_in_doubt_entries_wait_for_a_replica": (
+        6262,
+        [[10915, "zone_loss", "a", 3502], [14548, "kill", "fe-b2", 4036]],
+        [],
+    ),
+    # The owner fe-a1 restarted; the client's resume went to the secondary, which took the
+    # connection over, but its CONNECTED was lost (--connected-lost) or came after the client's
+    # connect timeout: the retry with the replaced key was routed to the key's owner, fe-a1, back
+    # with nothing (or with a copy of the newer epoch, as the new owner's secondary): a new
+    # connection while the taker held it (needless_new_connection). Fixed: a peer answering
+    # SessionFetch says it holds the connection live (``held``), and the takeover asks it back
+    # (Takeover._reclaim: only if its takeover replaced exactly this key and the client never spoke
+    # with the new one).
+    "45_restarted_owner_reclaims_from_the_taker": (
+        45,
+        [[9887, "restart", "fe-a1", 1350]],
+        ["--connected-lost", "0.25"],
+    ),
+    "58_restarted_owner_reclaims_from_the_taker": (
+        58,
+        [[6510, "restart", "fe-a1", 515]],
+        ["--connected-lost", "0.25"],
+    ),
+    "7057_restarted_owner_reclaims_from_the_taker": (
+        7057,
+        [[6504, "zone_partition", "b", 2248], [6952, "restart", "fe-a1", 2269]],
+        [],
+    ),
+    # A zone partition healed (every home demoted to a copy) just as fe-a2 drained: it held ch1's
+    # only zone-a copy and no home was there to take it; it left with it, zone b was lost next, and
+    # the next epoch numbered a re-sent publish again (duplicated, serial_mismatch). Fixed: a drain
+    # leaves every channel copy it holds at the channel's next home and replica (copies_to_leave).
+    "9201_drain_leaves_its_copies": (
+        9201,
+        [
+            [8405, "zone_partition", "a", 5750],
+            [14502, "drain", "fe-a2", 918],
+            [15204, "zone_loss", "b", 5054],
+        ],
+        [],
+    ),
+    # fe-b2 (home, partitioned) demoted at the heal with committed 15 and re-acquired ch1 from
+    # fe-b1's copy at 17; its local subscriber (at 15) waited for its catch-up attach (retried) while
+    # the new home fanned out 18 to it: 16 and 17 were then suppressed as already had (silent_gap,
+    # lost). Fixed: a home's fan-out first gives a subscriber behind in the epoch what it lacks.
+    "6622_home_fans_out_gaps_first": (
+        6622,
+        [[3989, "restart", "fe-a1", 4953], [6060, "node_partition", "fe-b2", 3066]],
+        [],
+    ),
+    "7496_home_fans_out_gaps_first": (
+        7496,
+        [
+            [6041, "node_partition", "fe-a1", 3617],
+            [9702, "node_partition", "fe-a2", 4778],
+            [10256, "drain", "fe-b2", 4051],
+        ],
+        [],
+    ),
 }
 
 
-async def _sim(*args: str, bound_s: float = 120) -> tuple[int, dict[str, Any]]:
+async def _sim(*args: str, bound_s: float = 120, salt: str | None = None) -> tuple[int, dict[str, Any]]:
+    env = None if salt is None else dict(os.environ, PYTHONHASHSEED=salt)
     with trio.fail_after(bound_s):
         proc = await trio.run_process(
             [sys.executable, "-m", "frontend.sim", *args],
@@ -239,6 +423,7 @@ async def _sim(*args: str, bound_s: float = 120) -> tuple[int, dict[str, Any]]:
             capture_stdout=True,
             capture_stderr=True,
             check=False,
+            env=env,
         )
     out = proc.stdout.decode()
     assert out.strip(), proc.stderr.decode()[-4000:]
@@ -261,12 +446,32 @@ async def test_a_hundred_seeds_pass_with_a_witness_zone() -> None:
     assert code == 0 and summary["ok"], json.dumps(summary["first_failure"], indent=1)[:4000]
 
 
+async def test_a_side_without_a_majority_refuses_at_once() -> None:
+    """Issue 11: zone a lost with no witness zone, so zone b holds 1 of 2 zone votes and knows it; its
+    publishes are refused with 50350 at once (they waited for the 15 s publish deadline before)."""
+    code, result = await _sim("--seed", "1", "--schedule", json.dumps([[5000, "zone_loss", "a", 8000]]))
+    assert code == 0 and result["ok"], result["examples"]
+    assert result["refused_no_quorum"] > 20 and result["refused_no_quorum_max_s"] < 1.0, result
+
+
 async def test_a_seed_replays_bit_for_bit() -> None:
     _, first = await _sim("--seed", "7")
     _, again = await _sim("--seed", "7", "--schedule", json.dumps(first["schedule"]))
     assert first["digest"] == again["digest"] and first["events"] == again["events"]
     _, other = await _sim("--seed", "8")
     assert other["digest"] != first["digest"]
+
+
+@pytest.mark.parametrize(
+    "args", [["--seed", "0"], ["--seed", "4", "--witness"], ["--seed", "20", "--connected-lost", "0.25"]]
+)
+async def test_a_run_is_the_same_under_any_string_hash_salt(args: list[str]) -> None:
+    # A home pushed each entry to its remote subscribers in a set's order, which the salt decides;
+    # each push draws its latency from the seeded network, so the salt changed the run (seed 0's
+    # digest under PYTHONHASHSEED=1 differed from 0's, 19 seeds of 60). Nothing may depend on it.
+    _, first = await _sim(*args, salt="0")
+    _, other = await _sim(*args, salt="1")
+    assert first["digest"] == other["digest"] and first["events"] == other["events"]
 
 
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))

@@ -94,7 +94,8 @@
     if (!cluster || !cluster.write) return "-";
     const w = cluster.write;
     const word = !w.available ? "refusing" : w.degraded ? "degraded" : "ok";
-    return el("span", { class: `writes-${word}`, title: w.detail, "data-writes": word }, pill(word));
+    const title = w.minority_known ? `${w.detail}: publishes refused at once (50350)` : w.detail;
+    return el("span", { class: `writes-${word}`, title, "data-writes": word }, pill(word));
   }
 
   function drawMembers(state) {

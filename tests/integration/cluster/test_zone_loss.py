@@ -36,6 +36,7 @@ ROUTERS = (("rt1", "a"), ("rt-w", "w"))  # rt-w alone in zone w: the witness
 ZONES = ["a", "b", "w"]
 IDLE_MS = 1000
 TARGET_S = 10.0
+PUBLISH_DEADLINE_S = 15.0  # the publish deadline: a refusal that waited for it would not be prompt
 PUBLISH_EVERY_S = 0.1
 
 
@@ -182,6 +183,53 @@ async def test_both_frontends_of_a_zone_killed_then_restarted(tmp_path: Path) ->
             with trio.fail_after(20):
                 await wait_until_async(replicated_across_zones)
             await _finish_and_check(pubs, subs)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_side_without_a_majority_refuses_at_once(tmp_path: Path) -> None:
+    """Zone b's frontends and the witness router killed together: zone a holds 1 of 3 zone votes and
+    knows it (no other zone serves, no witness in reach), so it refuses publishes with 50350 as soon
+    as its map shows that, not at the 15 s publish deadline. (A publish that was in flight to a
+    lost home has an unknown outcome: it is never refused, and the ACKs and NACKs of its connection's
+    later publishes wait behind it, as the protocol's order requires; so the refusals are measured on
+    connections opened after the loss.) Nothing refused is delivered."""
+    with trio.fail_after(180):
+        async with (
+            run_cluster(tmp_path, routers=ROUTERS, zones=ZONES, max_idle_interval_ms=IDLE_MS) as cluster,
+            trio.open_nursery() as nursery,
+        ):
+            pubs, subs = await _start_traffic(cluster, nursery)
+            for p in pubs.values():
+                p.stop.set()
+            t0 = trio.current_time()
+            async with trio.open_nursery() as kills:
+                for name in ("rt-w", "fe-b1", "fe-b2"):
+                    kills.start_soon(cluster.kill, name)
+            fresh = {name: TimedPublisher(name) for name in CHANNELS}
+            for p in fresh.values():
+                p.record.sent = 1_000_000  # payloads apart from the first publishers'
+                await nursery.start(p.run, cluster.router_url())
+
+            def refused(p: TimedPublisher) -> list[tuple[float, float]]:
+                return [(sent, answered) for sent, answered, ok in p.times if not ok]
+
+            with trio.fail_after(PUBLISH_DEADLINE_S):
+                await wait_until(lambda: all(len(refused(p)) >= 10 for p in fresh.values()))
+            assert all("50350" in why for p in fresh.values() for _, why in p.record.failed), [
+                p.record.failed[:2] for p in fresh.values()
+            ]
+            assert not any(p.record.acked for p in fresh.values())
+            first = {name: round(min(a for _, a in refused(p)) - t0, 2) for name, p in fresh.items()}
+            waited = [round(a - s, 3) for p in fresh.values() for s, a in refused(p)]
+            print("first 50350 after zone b and the witness were killed (s):", json.dumps(first))
+            known = t0 + max(first.values())
+            since = [a - s for p in fresh.values() for s, a in refused(p) if s >= known]
+            print(f"publish to 50350 (s): max {max(waited)}, median {sorted(waited)[len(waited) // 2]}; "
+                  f"once known: max {max(since, default=0):.3f} over {len(since)}")  # fmt: skip
+            assert max(waited) < PUBLISH_DEADLINE_S - 5, waited
+            for name, p in fresh.items():
+                nacked = {n for n, _ in p.record.failed}
+                assert not any(n in nacked for sub in subs[name] for n, _ in sub.got), name
             nursery.cancel_scope.cancel()
 
 

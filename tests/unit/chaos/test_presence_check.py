@@ -110,3 +110,43 @@ def test_every_member_of_the_last_sync_page_counts_not_only_the_last_one_recorde
         pres(1, "e:3", ("enter", "z", "Z")),
     )
     assert check_presence([a, b, c], LINGER) == []
+
+
+def test_a_cut_of_the_members_own_tunnel_counts_as_away_from_its_start():
+    # Chaos seed 1904001850 (t 81-91 s): sub3's tunnel was cut at 81.4 s for 8.2 s; the server lost
+    # the transport then and left the member at 86.5 s (the 5 s linger), while the client noticed
+    # only at 85.1 s: judged from the client's view alone, the leave looked 1.4 s early.
+    sub3 = log(
+        "sub3", conn(0, "connected", "S"), conn(85.1, "disconnected", "S"), conn(90.8, "connected", "S")
+    )
+    obs = log("obs", conn(0, "connected", "O"), pres(1, "e:1", ("enter", "sub3", "S")),
+              pres(86.8, "e:2", ("leave", "sub3", "S")))  # fmt: skip
+    cut = {"kind": "tunnel_cut", "target": "sub3", "started": 81.4, "ended": 89.6}
+    assert kinds(check_presence([sub3, obs], LINGER)) == ["presence_spurious_leave"]
+    assert check_presence([sub3, obs], LINGER, [cut]) == []
+    # A cut that the client rode out (no disconnection during it) explains nothing.
+    early = {"kind": "tunnel_cut", "target": "sub3", "started": 70.0, "ended": 70.5}
+    assert kinds(check_presence([sub3, obs], LINGER, [early])) == ["presence_spurious_leave"]
+    other = {**cut, "target": "obs"}  # nor does another client's cut
+    assert kinds(check_presence([sub3, obs], LINGER, [other])) == ["presence_spurious_leave"]
+
+
+def test_the_servers_loss_of_the_transport_counts_as_away_when_the_client_then_disconnects():
+    # Chaos seed 1141510304 (t 90-108 s): rt2 was killed at 90.4 s; fe-a1 logged sub9's transport
+    # detached at 90.8 s and left its member at 95.9 s (the 5 s linger), while sub9 still read 15 s
+    # of messages queued on the dead path and saw DISCONNECTED only at 106.5 s.
+    sub9 = log(
+        "sub9", conn(0, "connected", "S"), conn(106.5, "disconnected", "S"), conn(108.5, "connected", "S")
+    )
+    obs = log("obs", conn(0, "connected", "O"), pres(1, "e:1", ("enter", "sub9", "S")),
+              pres(96.6, "e:2", ("leave", "sub9", "S")))  # fmt: skip
+    assert kinds(check_presence([sub9, obs], LINGER)) == ["presence_spurious_leave"]
+    assert check_presence([sub9, obs], LINGER, detached={"S": [90.8]}) == []
+    # A detach the client never followed with a disconnection (it was CONNECTED again first, or
+    # never disconnected within the window) explains nothing.
+    spurious = ["presence_spurious_leave"]
+    back = log("sub9", conn(0, "connected", "S"), conn(91, "connected", "S"), conn(106, "disconnected", "S"))
+    assert kinds(check_presence([back, obs], LINGER, detached={"S": [90.8]})) == spurious
+    late = log("sub9", conn(0, "connected", "S"), conn(150, "disconnected", "S"))
+    assert kinds(check_presence([late, obs], LINGER, detached={"S": [90.8]})) == spurious
+    assert kinds(check_presence([sub9, obs], LINGER, detached={"other": [90.8]})) == spurious

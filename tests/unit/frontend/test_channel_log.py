@@ -152,3 +152,43 @@ def test_logs_that_numbered_the_same_serial_for_different_publishes_disagree():
     shorter = make()
     append(shorter, 0, conn="A", msg_serial=0)
     assert a.agrees_with(shorter)
+
+
+def _copy(lg: ChannelLog) -> ChannelLog:
+    return ChannelLog.from_snapshot("c", lg.snapshot(), now_ms=0, max_messages=100, retention_ms=1000)
+
+
+def test_a_serial_seen_past_the_end_supersedes_the_copy_and_travels_with_it():
+    """A client holding serial 5 of this epoch shows a copy ending at 3 is stale (frontend.sim seeds
+    3038, 7315); another epoch's serial or one the copy holds proves nothing."""
+    lg = make()
+    for t in range(3):
+        append(lg, t)
+    lg.note_serial("other:9")
+    lg.note_serial("ep:2")
+    assert not lg.superseded()
+    lg.note_serial("ep:5")
+    assert lg.superseded() and lg.ahead_seq == 5
+    copy = _copy(lg)
+    assert copy.superseded() and copy.ahead_seq == 5
+    longer = make()
+    for t in range(6):
+        append(longer, t)
+    longer.learn_from(copy)
+    assert not longer.superseded()  # it holds serial 5 itself
+
+
+def test_a_copy_knows_how_far_its_home_committed():
+    """Entries past the home's commit point are in doubt for the next home (seeds 2981, 6262); a
+    snapshot from an older sender, without the field, counts as committed whole."""
+    lg = make()
+    for t in range(4):
+        append(lg, t)
+    lg.learn_committed(2)
+    assert _copy(lg).known_committed == 2
+    lg.learn_committed(99)
+    assert lg.known_committed == lg.last_seq == 4
+    snap = lg.snapshot()
+    del snap["committed"]
+    old = ChannelLog.from_snapshot("c", snap, now_ms=0, max_messages=100, retention_ms=1000)
+    assert old.known_committed == 4

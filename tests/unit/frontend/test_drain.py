@@ -38,6 +38,10 @@ class FakeChannels:
     view: ClusterView
     homes: dict[str, object] = field(default_factory=dict)
     placement: FakePlacement = field(default_factory=FakePlacement)
+    log_copies: list[tuple[str, O.ReplicaSync]] = field(default_factory=list)
+
+    def copies_to_leave(self) -> list[tuple[str, O.ReplicaSync]]:
+        return list(self.log_copies)
 
 
 @dataclass
@@ -120,3 +124,17 @@ def test_a_node_with_nothing_left_finishes_at_once() -> None:
     finished: list[int] = []
     Drain(node, 0, propagate_ms=0, finished=lambda: finished.append(1))
     assert finished == [1] and node.channels.bus.requests == []
+
+
+def test_channel_copies_go_to_their_next_holders_and_the_drain_waits_for_each_answer() -> None:
+    node = FakeNode([], [], live=[])
+    copy_b = O.ReplicaSync(channel="ch1", log={"epoch": 3})
+    copy_a = O.ReplicaSync(channel="ch1", log={"epoch": 4})
+    node.channels.log_copies = [("fe-b1", copy_b), ("fe-a2", copy_a)]
+    finished: list[int] = []
+    Drain(node, 0, propagate_ms=0, finished=lambda: finished.append(1))
+    assert [(p, op) for p, op, _ in node.channels.bus.requests] == [("fe-b1", copy_b), ("fe-a2", copy_a)]
+    node.channels.bus.requests[0][2](False, O.Refused(O.Refusal.STALE, "a home holds more"))
+    assert finished == []  # a refusal is an answer; the other copy is still out
+    node.channels.bus.requests[1][2](True, None)
+    assert finished == [1]

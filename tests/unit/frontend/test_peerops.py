@@ -27,9 +27,10 @@ def test_every_record_survives_the_wire() -> None:
         O.Publish(channel="ch", connection_id="c", msg_serial=3, messages=[{"data": "x"}], envelope={"a": 1}),
         O.Attach(channel="ch", from_serial="ep:1", subscribe=False, stream_from=None),
         O.LogFetch(channel="ch"),
-        O.Replicate(channel="ch", entry=entry),
+        O.Replicate(channel="ch", entry=entry, committed=0),
         O.ReplicaSync(channel="ch", log=lg.snapshot()),
         O.Deliver(channel="ch", entry=entry),
+        O.CopyReleased(channel="ch", epoch="ep", last_seq=4),
         O.Take(channel="ch"),
         O.Unsubscribe(channel="ch"),
         O.SessionPut(state={"id": "c", "epoch": 2}),
@@ -47,8 +48,12 @@ def test_every_record_survives_the_wire() -> None:
         if isinstance(op, (O.Replicate, O.Deliver)):
             assert isinstance(back, (O.Replicate, O.Deliver))
             assert back.entry.to_wire() == op.entry.to_wire()
+            assert not isinstance(op, O.Replicate) or (isinstance(back, O.Replicate) and back.committed == 0)
         else:
             assert back == op
+
+
+_EMPTY_LOG = {"epoch": "e", "floor": 0, "last_seq": 0, "entries": []}
 
 
 @pytest.mark.parametrize(
@@ -60,6 +65,8 @@ def test_every_record_survives_the_wire() -> None:
         ("attach", {"channel": 5}),
         ("replicate", {"channel": "ch", "entry": [1, 2]}),
         ("replica_sync", {"channel": "ch", "log": {"epoch": "e", "floor": 0, "last_seq": 0, "entries": [1]}}),
+        ("replica_sync", {"channel": "ch", "log": {**_EMPTY_LOG, "committed": "0"}}),
+        ("replicate", {"channel": "ch", "entry": _entry()[1].to_wire(), "committed": "3"}),
         ("handover", {"id": "c", "epoch": True}),
         ("session_put", {"state": {"id": "c"}}),
     ],

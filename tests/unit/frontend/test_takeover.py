@@ -217,3 +217,39 @@ def test_a_key_issued_after_our_handover_is_taken_over_from_our_copy_when_its_ow
     back = b1.connect(2_100, answered[0], outlet)
     msg = connected(outlet)
     assert back is not None and msg.connection_id == conn_id and msg.error is None
+
+
+def test_a_restarted_owner_asks_back_the_connection_its_secondary_took_for_the_same_key() -> None:
+    # frontend.sim seed 45 (--connected-lost 0.25): fe-a1 (owner) restarted; fe-b1 took the
+    # connection over from its copy, but the client never saw that CONNECTED and retried with the
+    # replaced key, which the router sent to the key's owner: fe-a1, back with nothing but the copy
+    # fe-b1 had since written to it at the newer epoch. Before the fix: 80008, a new connectionId.
+    nodes, buses, clock = cluster()
+    conn_id, key = first_connection(nodes)
+    view = nodes["fe-a1"].channels.view
+    cfg = nodes["fe-a1"].config
+    a1 = FrontendNode(cfg, rng=random.Random("fe-a1 again"), signer=nodes["fe-b1"].signer)  # restarted
+    buses["fe-a1"] = a1.channels.bus = HandBus(nodes, "fe-a1", clock)
+    nodes["fe-a1"] = a1
+    a1.channels.ready = True
+    a1.apply_view(clock[0], view)
+    b1 = nodes["fe-b1"]
+    _, answered_b = resume_at(b1, key, 1_200)
+    buses["fe-b1"].serve(O.Handover)  # the restarted owner has nothing to hand over: fe-b1's copy
+    assert answered_b and answered_b[0]["resume"] != key
+    gone = MemoryOutlet()
+    s = b1.connect(1_300, answered_b[0], gone)  # the CONNECTED the client never saw
+    assert s is not None and s.secondary == "fe-a1"
+    b1.transport_lost(1_300, s, gone)
+    assert a1.ownership.copies.get(1_300, conn_id) is not None  # fe-a1 holds a copy at epoch 2
+    outlet, answered = resume_at(a1, key, 1_400)
+    assert not answered
+    buses["fe-a1"].serve(O.SessionFetch)  # fe-b1: no copy, but it holds the connection at epoch 2
+    _, op, _ = buses["fe-a1"].requests[0]
+    assert isinstance(op, O.Handover) and op.key == key
+    buses["fe-a1"].serve(O.Handover)
+    assert answered and answered[0]["resume"] != key
+    back = a1.connect(1_500, answered[0], outlet)
+    msg = connected(outlet)
+    assert back is not None and msg.connection_id == conn_id and msg.error is None
+    assert conn_id not in b1.sessions  # handed back: one owner

@@ -1,0 +1,177 @@
+"""Copies and presence: an enter reaches the copy before its home; a cut-off copy holder leaves nothing.
+
+A frontend holding a connection's copy leaves its members when the owner dies; a member the copy
+does not list is never left. So the copy must list a member before anyone can see it: the owner
+writes the copy (with the member pending) and waits for the secondary to hold it, then publishes.
+And a copy holder that may be the one cut off (from the owner alone, or from everyone) leaves
+nothing. Pure: ``now`` in milliseconds, a bus whose answers the test gives.
+"""
+
+from frontend.peerops import SessionPut
+from kernel.protocol import Action
+from tests.unit.frontend.test_presence import (
+    COPY_TTL,
+    ENTER,
+    LEAVE,
+    AnsweringBus,
+    Client,
+    _copy_of_a_member,
+    _with_owner,
+    events,
+    make_node,
+)
+
+
+class HeldCopies:
+    """A bus whose copy writes wait for the test to answer them; any other request succeeds."""
+
+    def __init__(self):
+        self.writes = []  # (peer, state, on_reply): the copy writes waited for
+        self.pushed = []  # (peer, state): the copy writes sent without waiting
+
+
+    def request(self, peer, op, on_reply, timeout_s=2.0):
+        if isinstance(op, SessionPut):
+            self.writes.append((peer, op.state, on_reply))
+        else:
+            on_reply(True, None)
+
+    def push(self, peer, op):
+        if isinstance(op, SessionPut):
+            self.pushed.append((peer, op.state))
+        return True
+
+
+def _member_with_a_secondary():
+    node = make_node()
+    bus = node.channels.bus = HeldCopies()
+    observer = Client(node, clientId="bob")
+    observer.attach(0, "room")
+    a = Client(node, clientId="alice")
+    a.attach(0, "room")
+    a.session.secondary = "fe-b1"  # a frontend of the other zone holds alice's copy
+    observer.recv()
+    a.recv()
+    return node, bus, observer, a
+
+
+def test_an_enter_is_numbered_only_once_the_secondary_holds_a_copy_listing_the_member():
+    _, bus, observer, a = _member_with_a_secondary()
+    a.presence(1, "room", ENTER, data="d")
+    [(peer, state, answer)] = bus.writes
+    assert peer == "fe-b1"
+    assert state["presence"]["channels"]["room"]["alice"]["data"] == "d"
+    assert events(observer.recv()) == [] and not [f for f in a.recv() if f.action is Action.ACK]
+    answer(True, None)
+    assert events(observer.recv()) == [(ENTER, "alice")]
+    assert [f.msg_serial for f in a.recv() if f.action is Action.ACK] == [0]
+    # Committed: the copy is written again, the member held rather than pending.
+    assert a.session.presence.channels["room"]["alice"]["data"] == "d" and not a.session.presence.pending
+    assert len(bus.writes) == 1 and "alice" in bus.pushed[-1][1]["presence"]["channels"]["room"]
+
+
+def test_a_secondary_that_does_not_answer_delays_the_enter_never_refuses_it():
+    _, bus, observer, a = _member_with_a_secondary()
+    a.presence(1, "room", ENTER)
+    bus.writes[0][2](False, "request to fe-b1 timed out")
+    assert events(observer.recv()) == [(ENTER, "alice")]
+
+
+def test_a_message_sent_after_an_enter_keeps_its_place_behind_it():
+    node, bus, observer, a = _member_with_a_secondary()
+    a.presence(1, "room", ENTER)
+    a.send(2, action=Action.MESSAGE, channel="room", msg_serial=a.msg_serial, messages=[{"name": "hi"}])
+    for t in range(2, 500, 50):  # the message waits for the enter (publisher order, issue 11)
+        node.tick(t)
+    assert [f.action for f in observer.recv()] == []
+    bus.writes[0][2](True, None)
+    for t in range(500, 1000, 50):
+        node.tick(t)
+    assert [f.action for f in observer.recv()] == [Action.PRESENCE, Action.MESSAGE]
+    assert [f.msg_serial for f in a.recv() if f.action is Action.ACK] == [0, 1]
+
+
+def test_an_update_or_leave_of_a_held_member_does_not_wait_for_a_copy_write():
+    _, bus, observer, a = _member_with_a_secondary()
+    a.presence(1, "room", ENTER)
+    bus.writes[0][2](True, None)
+    observer.recv()
+    a.presence(2, "room", 4, data="new")  # UPDATE
+    a.presence(3, "room", LEAVE)
+    assert events(observer.recv()) == [(4, "alice"), (LEAVE, "alice")]
+    assert len(bus.writes) == 1 and not a.session.presence and bus.pushed[-1][1]["presence"] is None
+
+
+def test_a_refused_enter_is_no_longer_listed_by_the_copy():
+    node, bus, _, a = _member_with_a_secondary()
+    node.channels.publish = lambda now, pub, done: done(None, None)  # the home refused it
+    a.presence(1, "room", ENTER)
+    bus.writes[0][2](True, None)
+    assert not a.session.presence.pending and not a.session.presence.channels
+    assert bus.pushed[-1][1]["presence"] is None  # rewritten: nothing to leave on its behalf
+
+
+def test_a_copy_holder_cut_off_from_a_live_owner_never_leaves_its_members():
+    # The owner is out of our sight only: a peer that still sees it alive says so, and nothing is
+    # left, however long; once that peer sees it dead too, the members leave.
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, _, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    bus = node.channels.bus = AnsweringBus({"fe-new": {"owned": False, "owner_alive": True}})
+    _with_owner(node, 5_000, alive=False)
+    for t in range(5_000, 3 * COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [] and bus.asked and not node.channels.homes["room"].pending
+    bus.answers["fe-new"] = {"owned": False, "owner_alive": False}
+    for t in range(3 * COPY_TTL, 3 * COPY_TTL + 5_000, 1000):
+        node.tick(t)
+    [pending] = node.channels.homes["room"].pending  # the leave, waiting for a replica
+    assert [(p["action"], p["clientId"]) for p in pending.entry.frame.wire["presence"]] == [(LEAVE, "alice")]
+
+
+def test_a_copy_holder_that_sees_no_other_frontend_alive_never_leaves_even_past_the_copys_life():
+    # Cut off from everyone (the others are in its map, all out of sight): its leave could only be
+    # numbered once the partition heals, with the owner's client maybe still connected to it.
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    state, _, observer = _copy_of_a_member(node, 1)
+    node.handle_peer_push(2, "fe-owner", SessionPut(state=state))
+    bus = node.channels.bus = AnsweringBus({})
+    _with_owner(node, 5_000, alive=False, cut_off=True)
+    for t in range(5_000, 4 * COPY_TTL, 1000):
+        node.tick(t)
+    assert events(observer.recv()) == [] and not bus.asked and not node.channels.homes["room"].pending
+
+
+def test_the_owner_enters_again_a_live_member_that_a_stale_server_leave_removed():
+    # A copy holder cut off from us confirmed a leave with its side of a partition; numbered at
+    # the heal, it reaches us with alice's client connected here: she is entered again, later.
+    node = make_node()
+    observer = Client(node, clientId="bob")
+    observer.attach(0, "room")
+    a = Client(node, clientId="alice")
+    a.attach(0, "room")
+    a.presence(1, "room", ENTER, data="d")
+    observer.recv()
+    held = a.session.presence.channels["room"]["alice"]
+    stale = {**held, "action": LEAVE, "id": f"!{a.id}:500:1", "timestamp": 500}
+    node.channels.publish(600, _server_publish(a.id, stale), lambda serials, err: None)
+    out = observer.recv()
+    assert events(out) == [(LEAVE, "alice"), (ENTER, "alice")]
+    enter = [p for f in out for p in f.presence or ()][-1]
+    assert enter["timestamp"] > stale["timestamp"] and enter["data"] == "d"
+    assert node.channels.homes["room"].log.presence.get(a.id, "alice") is not None
+    # Not for a connection whose client is away: it may live on elsewhere, unheard.
+    node.transport_lost(700, a.session, a.outlet)
+    node.channels.publish(800, _server_publish(a.id, {**stale, "id": f"!{a.id}:800:2", "timestamp": 800}),
+                          lambda serials, err: None)  # fmt: skip
+    assert events(observer.recv()) == [(LEAVE, "alice")]
+
+
+def _server_publish(conn, event):
+    from frontend.peerops import Publish
+
+    envelope = {"action": int(Action.PRESENCE), "channel": "room", "id": f"{conn}:-1", "connectionId": conn}
+    return Publish(channel="room", connection_id=conn, msg_serial=-int(event["timestamp"]), messages=[event],
+                   envelope={**envelope, "timestamp": event["timestamp"]})  # fmt: skip

@@ -1,0 +1,134 @@
+"""A degraded home's copies inside its zone stop keeping the zone's place at the witness once a
+frontend of another zone holds the log (``CopyReleased``, frontend/home_quorum.py).
+
+Chaos seed 28473 (FAULTS=40 CLIENTS=30, t 100-114 s): fe-a2's home of chaos:firehose was degraded
+for 0.1 s and copied to fe-a1; it then synced to zone b and released its grant, but fe-a1's copy
+stayed marked zone-only, so fe-a1 held zone a's grant for 8 s more. When zone a was lost, the witness
+refused zone b; when fe-a1 restarted, it told every node that zone a's data was lost, and zone b's
+homes started new epochs: 90003 to every subscriber though nothing was missing.
+
+Pure: three ChannelServices and a witness router in the map, a synchronous in-memory bus.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from frontend.channels import ChannelService
+from frontend.config import FrontendConfig
+from frontend.metrics import Metrics
+from frontend.peerops import CopyReleased, Publish, Refusal, Refused, decode
+from kernel.placement import ClusterView, Peer
+
+TTL_MS = 10_000
+FRONTENDS = (("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"))
+WITNESS = ("rt-w", "w")
+
+
+class MemoryBus:
+    """Requests and pushes go straight to the target service, through the wire records' decode."""
+
+    def __init__(self, services: dict[str, ChannelService], me: str, now: Callable[[], int]) -> None:
+        self.services, self.me, self.now = services, me, now
+        self.pushed: list[tuple[str, Any]] = []
+
+    def request(self, peer: str, op: Any, on_reply: Any, timeout_s: float = 3.0) -> None:
+        target = self.services.get(peer)
+        if target is None:
+            on_reply(False, Refused(Refusal.UNSENT, "no link to " + peer))
+            return
+        target.handle_request(self.now(), self.me, op, on_reply)
+
+    def push(self, peer: str, op: Any) -> bool:
+        self.pushed.append((peer, op))
+        target = self.services.get(peer)
+        if target is not None:
+            target.handle_push(self.now(), self.me, decode(op.OP, op.to_args()))
+        return target is not None
+
+
+def view(services: dict[str, ChannelService], now: int, dead: tuple[str, ...]) -> None:
+    peers = {n: Peer(node_id=n, role="frontend", zone=z, alive=n not in dead) for n, z in FRONTENDS}
+    peers[WITNESS[0]] = Peer(node_id=WITNESS[0], role="router", zone=WITNESS[1], alive=True)
+    v = ClusterView(peers)
+    for svc in services.values():
+        svc.set_view(now, v)
+
+
+def cluster() -> tuple[dict[str, ChannelService], list[int]]:
+    clock = [0]
+    services: dict[str, ChannelService] = {}
+    for node, zone in FRONTENDS:
+        cfg = FrontendConfig(dev=True, zone=zone, connection_state_ttl_ms=TTL_MS, zones=("a", "b", "w"))
+        svc = ChannelService(
+            node,
+            cfg,
+            rng=random.Random(node),
+            metrics=Metrics(),
+            fan_out=lambda *a: None,
+            lost=lambda *a: None,
+            local_interest=lambda ch: True,
+        )
+        svc.bus = MemoryBus(services, node, lambda: clock[0])
+        services[node] = svc
+    view(services, 0, dead=())
+    for svc in services.values():  # the witness answered each process once (no grant asked for)
+        svc.grant(0, WITNESS[0], 0, False, False, None)
+    return services, clock
+
+
+def pub(channel: str, msg_serial: int) -> Publish:
+    messages = [{"data": msg_serial}]
+    return Publish(channel=channel, connection_id="c", msg_serial=msg_serial, messages=messages, envelope={})
+
+
+def test_a_copy_made_while_degraded_stops_holding_the_zone_once_another_zone_holds_the_log() -> None:
+    services, clock = cluster()
+    home = services["fe-a1"]
+    channel = next(f"ch{i}" for i in range(200) if home.home_of(f"ch{i}") == "fe-a1")
+    b1 = services.pop("fe-b1")  # zone b is lost: fe-a1's home has no copy in another zone
+    view(services, 0, dead=("fe-b1",))
+    ask = home.witness_request(0)
+    assert ask is not None and ask[1]  # it needs the witness's grant
+    home.grant(0, "rt-w", 0, True, True, "a")
+    acked: list[Any] = []
+    home.publish(0, pub(channel, 0), lambda serials, err: acked.append((serials, err)))
+    assert acked and acked[0][1] is None  # ACKed on a copy inside zone a
+    copy = services["fe-a2"].replicas[channel]
+    assert copy.zone_only
+    assert services["fe-a2"]._holding_zone_only()  # fe-a2 keeps zone a's place at the witness
+    ask = services["fe-a2"].witness_request(0)
+    assert ask is not None and ask[2]  # it says so: the witness keeps zone a's place
+
+    clock[0] = 1_000
+    services["fe-b1"] = b1  # zone b is back: the home copies there and is no longer degraded
+    view(services, clock[0], dead=())
+    state = home.homes[channel]
+    assert state.replica == "fe-b1" and not state.degraded
+    assert services["fe-b1"].replicas[channel].last_seq == copy.last_seq
+    released = CopyReleased(channel=channel, epoch=copy.epoch, last_seq=copy.last_seq)
+    assert ("fe-a2", released) in home.bus.pushed
+    assert not services["fe-a2"]._holding_zone_only()  # so its next request releases zone a's place
+    ask = services["fe-a2"].witness_request(clock[0])
+    assert ask is None or ask[1:3] == (False, False)  # neither needs nor holds: a release, if it asked
+
+
+def test_a_release_of_another_epoch_or_of_a_shorter_log_keeps_the_copy_holding() -> None:
+    services, _ = cluster()
+    home = services["fe-a1"]
+    channel = next(f"ch{i}" for i in range(200) if home.home_of(f"ch{i}") == "fe-a1")
+    services.pop("fe-b1")
+    view(services, 0, dead=("fe-b1",))
+    home.grant(0, "rt-w", 0, True, True, "a")
+    home.publish(0, pub(channel, 0), lambda serials, err: None)
+    home.publish(0, pub(channel, 1), lambda serials, err: None)
+    a2 = services["fe-a2"]
+    copy = a2.replicas[channel]
+    assert copy.zone_only and copy.last_seq == 2
+    a2.handle_push(0, "fe-a1", CopyReleased(channel=channel, epoch="other", last_seq=9))
+    a2.handle_push(0, "fe-a1", CopyReleased(channel=channel, epoch=copy.epoch, last_seq=1))
+    assert copy.zone_only
+    a2.handle_push(0, "fe-a1", CopyReleased(channel=channel, epoch=copy.epoch, last_seq=2))
+    assert not copy.zone_only
