@@ -1,13 +1,18 @@
 """Connections: how many concurrent idle connections one frontend holds within ``--rss-limit-mb``
 (2 GiB), RSS per connection, the extrapolation to the limit, and the connect rate.
 
-    python bench/connections.py                  # up to 20,000 (or the fd limit), steps of 2,500
+    python bench/connections.py                  # up to 50,000, steps of 5,000
     python bench/connections.py --max 5000 --step 1000
 
 Starts one dev frontend and adds idle Node WebSocket connections (``client.mjs idle``: CONNECT,
 CONNECTED, nothing attached) in steps of ``--step``, each step from a new client process with
 ``--concurrency`` handshakes in flight. After each step it records the frontend's RSS. It stops at
 ``--max``, at the open-file limit of the frontend (less a margin), or when RSS passes the limit.
+
+As a deployment would, it first raises its open-file limit (RLIMIT_NOFILE, inherited by the
+frontend and the clients) to ``--max`` plus a margin: the soft limit up to the hard one, and the
+hard one too when it may (root). Each client process connects from its own loopback source address
+(127.0.1.k): one address has only ~28k ephemeral ports towards the one server port.
 
 connect rate = connections completed / seconds, per step (CONNECTED received by the client);
 RSS/connection = (RSS at the end - RSS before the first connection) / connections. The
@@ -26,17 +31,33 @@ import harness as H
 FD_MARGIN = 500  # descriptors the frontend needs besides its client sockets
 
 
+def raise_open_file_limit(want: int) -> int:
+    """Raise RLIMIT_NOFILE towards ``want`` (the hard limit too, if permitted); the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+        except (ValueError, OSError):
+            H.progress(f"open-file hard limit {hard} (raising it needs privileges)")
+            want = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return want
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--max", type=int, default=20_000, help="cap on the attempt (default 20000)")
-    p.add_argument("--step", type=int, default=2_500, help="connections per step/process (default 2500)")
+    p.add_argument("--max", type=int, default=50_000, help="cap on the attempt (default 50000)")
+    p.add_argument("--step", type=int, default=5_000, help="connections per step/process (default 5000)")
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight (default 100)")
     p.add_argument("--rss-limit-mb", type=float, default=2048, help="RSS budget (default 2048)")
     args = p.parse_args()
     H.install_cleanup()
     H.ensure_node_modules()
     machine = H.machine()
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = raise_open_file_limit(args.max + FD_MARGIN)
     cap = min(args.max, soft - FD_MARGIN) if soft != resource.RLIM_INFINITY else args.max
     fe = H.Frontend(H.tempdir("connections-"))
     try:
@@ -49,7 +70,10 @@ def main() -> None:
         while total < cap:
             n = min(args.step, cap - total)
             H.progress(f"connections: {total} -> {total + n} (RSS {H.rss_kb(fe.pid) // 1024} MiB)")
-            w = H.NodeClient("idle", "continuity", fe.url, n=n, concurrency=args.concurrency)
+            source = f"127.0.1.{len(workers) + 1}"
+            w = H.NodeClient(
+                "idle", "continuity", fe.url, n=n, concurrency=args.concurrency, **{"local-address": source}
+            )
             workers.append(w)
             ready = w.wait("ready", 600)
             total += ready["connected"]

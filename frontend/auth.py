@@ -17,6 +17,10 @@ from kernel.errors import ErrorCode, ErrorInfo
 
 Capability = Mapping[str, frozenset[str]]
 FULL_CAPABILITY: Capability = {"*": frozenset({"*"})}
+# Identities of key-authenticated connections kept for sharing (``_key_identity``); past this
+# many distinct (key, clientId) pairs the cache starts over.
+KEY_IDENTITIES_KEPT = 10_000
+
 KNOWN_OPERATIONS = frozenset(
     {
         "*",
@@ -134,6 +138,7 @@ class Authenticator:
         self._dev = dev
         self._any_key = accept_any_key
         self._extra_keys = extra_keys
+        self._key_identities: dict[tuple[str, str | None], Identity] = {}
 
     def lookup(self, name: str) -> ApiKey | None:
         """The configured key named ``name``, or the one ``extra_keys`` resolves, or None."""
@@ -178,10 +183,21 @@ class Authenticator:
                 ident = replace(ident, client_id=client_id)
             return ident
         if key:
-            return Identity(self._verify_key(key), client_id, self._capability_for_key(key), None)
+            return self._key_identity(self._verify_key(key), client_id, self._capability_for_key(key))
         if self._dev:
-            return Identity("dev", client_id, FULL_CAPABILITY, None)
+            return self._key_identity("dev", client_id, FULL_CAPABILITY)
         raise AuthError(ErrorCode.UNAUTHORIZED, "no credentials: send key= or access_token=")
+
+    def _key_identity(self, key_name: str, client_id: str | None, capability: Capability) -> Identity:
+        """One Identity per API key and clientId, shared by their connections (it is frozen), so
+        each connection does not hold its own copy of the same three fields."""
+        cache_key = (key_name, client_id)
+        ident = self._key_identities.get(cache_key)
+        if ident is None or ident.capability is not capability:
+            if len(self._key_identities) >= KEY_IDENTITIES_KEPT:
+                self._key_identities.clear()
+            ident = self._key_identities[cache_key] = Identity(key_name, client_id, capability, None)
+        return ident
 
     def _capability_for_key(self, key: str) -> Capability:
         name = key.partition(":")[0]

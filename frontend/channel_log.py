@@ -178,10 +178,18 @@ class ChannelLog:
         # it commits them, a replica as it installs them (``advance_presence``).
         self.presence = PresenceSet()
         self.presence_seq = start_seq
+        self._serial_cache: tuple[int, str, str] | None = None  # (seq, epoch, serial): see serial()
 
     # -- serials ---------------------------------------------------------
     def serial(self, seq: int) -> str:
-        return f"{self.epoch}:{seq}"
+        """``epoch:seq``. The last one asked for is kept: the attaches of a channel at rest all get
+        the same string, so the cursors of their sessions share it rather than hold a copy each."""
+        cached = self._serial_cache
+        if cached is not None and cached[0] == seq and cached[1] is self.epoch:
+            return cached[2]
+        text = f"{self.epoch}:{seq}"
+        self._serial_cache = (seq, self.epoch, text)
+        return text
 
     @property
     def last_serial(self) -> str:
@@ -338,9 +346,17 @@ class ChannelLog:
         limit = self.last_seq if upto is None else upto
         if limit <= self.presence_seq:
             return
-        idx = bisect.bisect_right(self._entries, self.presence_seq, lo=self._head, key=lambda e: e.last_seq)
-        end = bisect.bisect_right(self._entries, limit, lo=idx, key=lambda e: e.last_seq)
-        for entry in self._entries[idx:end]:
+        entries, done = self._entries, self.presence_seq
+        # Usually only the entry just appended is new: look back a few before bisecting.
+        idx = len(entries)
+        while idx > self._head and len(entries) - idx < 8 and entries[idx - 1].last_seq > done:
+            idx -= 1
+        if idx > self._head and entries[idx - 1].last_seq > done:
+            idx = bisect.bisect_right(entries, done, lo=self._head, hi=idx, key=lambda e: e.last_seq)
+        end = idx
+        while end < len(entries) and entries[end].last_seq <= limit:
+            end += 1
+        for entry in entries[idx:end]:
             if entry.is_presence:
                 for event in entry.frame.wire["presence"]:
                     self.presence.apply(event)

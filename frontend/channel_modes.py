@@ -36,6 +36,9 @@ log = structlog.get_logger("continuity.frontend")
 # Either mode registers a session for live traffic; fan-out then sends it messages (SUBSCRIBE) and
 # presence events (PRESENCE_SUBSCRIBE) by its modes, as _complete_attach registers it.
 LIVE_MODES = Flag.SUBSCRIBE | Flag.PRESENCE_SUBSCRIBE
+# Plain ints for the per-delivery mode tests (an IntFlag operand goes through enum's __and__).
+SUBSCRIBE_BIT = int(Flag.SUBSCRIBE)
+PRESENCE_SUBSCRIBE_BIT = int(Flag.PRESENCE_SUBSCRIBE)
 
 
 class ChannelModes:

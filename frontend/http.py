@@ -39,7 +39,7 @@ from frontend.rest.service import RestService
 from frontend.ticker import Ticker
 from frontend.websocket import run_websocket
 from kernel.errors import ErrorCode, ErrorInfo
-from kernel.http import header, is_websocket, read_body, respond, serve_http
+from kernel.http import Handover, header, is_websocket, read_body, respond, serve_http
 from kernel.tls import wrap_listeners
 
 log = structlog.get_logger("continuity.frontend")
@@ -176,12 +176,14 @@ class FrontDoor:
         self.node.metrics.protocol_errors.labels(transport="http").inc()
         log.info("http.rejected", reason=str(exc))
 
-    async def dispatch(self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request) -> bool:
-        """Answer one request; False when the connection must end (upgraded, or the client left)."""
+    async def dispatch(
+        self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request
+    ) -> bool | Handover:
+        """Answer one request; False when the connection must end (the client left, or a refused
+        upgrade), the WebSocket's Handover when upgraded."""
         target = urlsplit(event.target.decode("latin-1"))
         if is_websocket(event) and target.path == "/":
-            await self._upgrade(conn, stream, event)
-            return False
+            return await self._upgrade(conn, stream, event) or False
         request_body = await read_body(conn, stream)
         if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
             return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
@@ -251,14 +253,17 @@ class FrontDoor:
     ) -> None:
         await respond(conn, stream, status, ctype, body, [*_CORS, *(extra or [])])
 
-    async def _upgrade(self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request) -> None:
+    async def _upgrade(
+        self, conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request
+    ) -> Handover | None:
+        """Answer 101 and return what serves the WebSocket once the HTTP state is dropped."""
         key = header(req.headers, b"sec-websocket-key")
         version = header(req.headers, b"sec-websocket-version")
         if key is None or version != b"13":
             await self._respond(
                 conn, stream, 400, b"text/plain", b"websocket upgrade needs version 13 and a key\n"
             )
-            return
+            return None
         headers = [
             (b"upgrade", b"websocket"),
             (b"connection", b"Upgrade"),
@@ -270,7 +275,7 @@ class FrontDoor:
         query = urlsplit(req.target.decode("latin-1")).query
         params = dict(parse_qsl(query, keep_blank_values=True))
         prepare = self.cluster.prepare if self.cluster is not None and self.cluster.bus is not None else None
-        await run_websocket(stream, self.node, params, trailing, prepare, self.outflow)
+        return partial(run_websocket, stream, self.node, params, bytes(trailing), prepare, self.outflow)
 
 
 async def serve(

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -322,6 +323,7 @@ class FrontendNode(PubSub):
         self.ownership.replicate(s)
         self.metrics.connections_live.set(len(self.outlets))
         self.metrics.connections_detached.set(len(self.sessions) - len(self.outlets))
+        s.park()  # after the copy above: a detached session keeps its cursors packed
         log.info("connection.detached", connection_id=s.connection_id)
 
     def cut(self, now_ms: int, s: Session, error: ErrorInfo) -> None:
@@ -534,9 +536,10 @@ class FrontendNode(PubSub):
         """Recompute gauges that are too costly to keep current on every event."""
         self.metrics.connections_live.set(len(self.outlets))
         self.metrics.connections_detached.set(len(self.sessions) - len(self.outlets))
-        self.metrics.detached_state_bytes.set(
-            sum(s.state_size() for s in self.sessions.values() if s.state is SessionState.DETACHED)
-        )
+        detached = [s for s in self.sessions.values() if s.state is SessionState.DETACHED]
+        # Each also costs this node its slot in ``sessions`` and its expiry entry (a tuple and an int).
+        index = sys.getsizeof(self.sessions) / max(1, len(self.sessions)) + sys.getsizeof((0, "")) + 32
+        self.metrics.detached_state_bytes.set(sum(s.state_size() for s in detached) + index * len(detached))
         self.metrics.retained_messages.set(sum(h.log.retained_messages for h in self.channels.homes.values()))
         self.metrics.replication_degraded.set(1 if self.channels.replication_degraded() else 0)
         self.metrics.write_available.set(1 if self.channels.write_available() else 0)

@@ -166,17 +166,44 @@ class OwnMembers:
     elapsed): a resume within the TTL then re-enters them, so the client stays present.
     """
 
-    __slots__ = ("channels", "gone", "pending")
+    __slots__ = ("_channels", "_pending", "gone")
 
     def __init__(self) -> None:
-        self.channels: dict[str, dict[str, Member]] = {}
+        self._channels: dict[str, dict[str, Member]] | None = None  # made on first use (``channels``)
         self.gone = False
         # Members being entered (sent to the channel's home, not yet numbered): the copy lists them
         # too, so a frontend holding it can leave them if this owner dies before its next write.
-        self.pending: dict[str, dict[str, Member]] = {}
+        self._pending: dict[str, dict[str, Member]] | None = None  # made on first use (``pending``)
+
+    @property
+    def channels(self) -> dict[str, dict[str, Member]]:
+        """Per channel, the members entered by this connection, by clientId."""
+        if self._channels is None:
+            self._channels = {}
+        return self._channels
+
+    @channels.setter
+    def channels(self, value: dict[str, dict[str, Member]]) -> None:
+        self._channels = value
+
+    @property
+    def pending(self) -> dict[str, dict[str, Member]]:
+        if self._pending is None:
+            self._pending = {}
+        return self._pending
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def trim(self) -> None:
+        """Drop empty dicts' storage (most connections never enter a member)."""
+        if not self._channels:
+            self._channels = None
+        if not self._pending:
+            self._pending = None
 
     def __bool__(self) -> bool:
-        return bool(self.channels)
+        return bool(self._channels)
 
     def count(self) -> int:
         return sum(len(m) for m in self.channels.values())
@@ -207,7 +234,7 @@ class OwnMembers:
 
     def settle(self, channel: str, events: list[Member]) -> None:
         """The publish of ``events`` (from ``expect``) was answered: they are pending no more."""
-        pending = self.pending.get(channel)
+        pending = self._pending.get(channel) if self._pending is not None else None
         for e in events:
             if pending is not None and pending.get(str(e["clientId"])) is e:
                 del pending[str(e["clientId"])]
@@ -216,7 +243,7 @@ class OwnMembers:
 
     def listed(self) -> dict[str, dict[str, Member]]:
         """The members a copy lists: those held, and those being entered."""
-        if not self.pending:
+        if not self._pending:
             return self.channels
         out = {ch: dict(members) for ch, members in self.channels.items()}
         for ch, members in self.pending.items():

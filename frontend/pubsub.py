@@ -11,6 +11,7 @@ Fan-out queues one shared ``Encoded`` on every subscribing transport. Pure: ``no
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ import structlog
 
 from frontend.auth import allows
 from frontend.channel_log import Entry, epoch_born, parse_rewind_cursor, parse_serial
-from frontend.channel_modes import LIVE_MODES, ChannelModes
+from frontend.channel_modes import LIVE_MODES, PRESENCE_SUBSCRIBE_BIT, SUBSCRIBE_BIT, ChannelModes
 from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channel_rules import (
     DEFAULT_MODES,
@@ -55,6 +56,7 @@ def server_message(action: Action, **fields: Any) -> Encoded:
 
 
 _payload_size = message_size  # kernel.protocol: one count for the server and the SDK
+_ACK = int(Action.ACK)
 
 
 
@@ -296,7 +298,8 @@ class PubSub(ChannelModes, StoreAttach):
         if sync:
             for frame in sync:
                 outlet.send(frame, force=True)
-        s.channels[name] = ChannelCursor(granted, last, s.generation, requested)
+        # The name interned: every session attached to the channel shares one string.
+        s.channels[sys.intern(name)] = ChannelCursor(granted, last, s.generation, requested)
         if subscribing:
             self.subscribers.setdefault(name, {})[s.connection_id] = s
         self.ownership.replicate(s)
@@ -486,7 +489,8 @@ class PubSub(ChannelModes, StoreAttach):
         delivered = 0
         for sub in list(subs.values()):
             cur = sub.channels[channel]
-            held = parse_serial(cur.serial) if cur.serial else None
+            # An up-to-date cursor (the common case) is not parsed: nothing below applies to it.
+            held = parse_serial(cur.serial) if cur.serial and cur.serial != follows else None
             if held is not None and held[0] == epoch and held[1] < entry.first_seq - 1:
                 # Behind in the epoch (a new home's catch-up still on its way): gaps first (sim 6622).
                 for gap in self.channels.missed_at_home(channel, str(cur.serial), entry.first_seq - 1):
@@ -510,9 +514,9 @@ class PubSub(ChannelModes, StoreAttach):
             cur.serial = serial
             sub.dirty = True
             if presence:
-                if not cur.modes & Flag.PRESENCE_SUBSCRIBE:
+                if not cur.modes & PRESENCE_SUBSCRIBE_BIT:
                     continue
-            elif (publisher == sub.connection_id and not sub.echo) or not cur.modes & Flag.SUBSCRIBE:
+            elif (publisher == sub.connection_id and not sub.echo) or not cur.modes & SUBSCRIBE_BIT:
                 continue
             outlet = self.outlets.get(sub.connection_id)
             if outlet is None:
@@ -543,8 +547,9 @@ class PubSub(ChannelModes, StoreAttach):
                 self._send(
                     now_ms, s, server_message(Action.NACK, msg_serial=msg_serial, count=count, error=error)
                 )
-            else:
-                self._send(now_ms, s, server_message(Action.ACK, msg_serial=msg_serial, count=count, res=res))
+            else:  # the wire mapping itself: one ACK per publish at max rate, no ProtocolMessage
+                ack = {"action": _ACK, "count": count, "msgSerial": msg_serial, "res": res}
+                self._send(now_ms, s, Encoded(ack))
 
 
 def _already_has(cursor: str | None, epoch: str, first_seq: int) -> bool:

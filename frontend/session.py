@@ -8,6 +8,11 @@ sent to it) plus the modes it asked for and those granted. It never holds messag
 session's size is O(attached channels), whatever traffic flows meanwhile
 (DESIGN invariant 6). Messages live once, in the channel logs.
 
+A detached session is *parked* (``park``): its cursors are packed into one flat tuple of
+(interned name, serial, packed modes) and its empty ACK queue and member table are dropped, so it
+holds no per-channel object (under 1 KiB with 10 channels, ``state_size``); ``channels``
+unpacks them on first use, and the copy for the secondary reads them packed (``cursor_items``).
+
 Lifecycle::
 
     ACTIVE --transport lost / DISCONNECT--> DETACHED --resume--> ACTIVE
@@ -34,6 +39,7 @@ from __future__ import annotations
 import enum
 import sys
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +51,52 @@ from kernel.errors import ErrorInfo
 # no ACK for, at most its unacknowledged window).
 NUMBERED_KEPT = 1024
 REFUSED_KEPT = 128  # of them, the refused ones a copy of the session carries
+
+
+def _holders_of_one() -> int:
+    """What ``sys.getrefcount`` says, from inside ``_share``, of an object held once."""
+    held = ["".join(("cali", "brate"))]
+
+    def probe(obj: object) -> int:
+        return sys.getrefcount(obj)
+
+    return probe(held[0])
+
+
+_EXTRA_REFS = _holders_of_one() - 1  # the references the call itself adds
+
+
+def _share(obj: object) -> float:
+    """``obj``'s size divided among its holders (small ints and None are shared by everyone)."""
+    return sys.getsizeof(obj) / max(1, sys.getrefcount(obj) - _EXTRA_REFS)
+
+
+# Mode values, one object each: a parked cursor's ints (bit 16 and up, not in CPython's small-int
+# cache) are then shared by every session instead of 28 bytes apiece.
+_SHARED_INTS: dict[int, int] = {}
+
+
+def _shared_int(value: int) -> int:
+    if len(_SHARED_INTS) < 4096:
+        return _SHARED_INTS.setdefault(value, value)
+    return _SHARED_INTS.get(value, value)
+
+
+# A parked cursor's granted and requested modes, packed in one int (mode flags are 32-bit).
+_REQUESTED_SHIFT = 32
+_MODES_MASK = (1 << _REQUESTED_SHIFT) - 1
+
+
+def _parked_cursors(flat: tuple[Any, ...]) -> Iterator[tuple[str, str | None, int, int]]:
+    """``(name, serial, modes, requested)`` from a parked tuple of ``(name, serial, packed modes)``."""
+    for i in range(0, len(flat), 3):
+        modes = flat[i + 2]
+        yield flat[i], flat[i + 1], modes & _MODES_MASK, modes >> _REQUESTED_SHIFT
+
+
+# What a parked session that never published holds as ``numbered``: one empty dict for all of them
+# (64 B apiece otherwise). Only ``remember_numbered`` writes ``numbered``, and it replaces this first.
+_NOTHING_NUMBERED: dict[int, list[str] | ErrorInfo] = {}
 
 
 class SessionState(enum.Enum):
@@ -77,19 +129,38 @@ class _Pending:
 
 
 class PendingAcks:
-    """Publishes awaiting completion, released as in-order ACK/NACK runs."""
+    """Publishes awaiting completion, released as in-order ACK/NACK runs.
+
+    The queue exists only while something is pending or was lately: an idle or detached
+    connection holds no deque (``trim``)."""
+
+    __slots__ = ("_queue", "_released_added")
 
     def __init__(self) -> None:
-        self._queue: deque[_Pending] = deque()
-        self._released_added: list[int] = []  # added_ms of what release() popped since last taken
+        self._queue: deque[_Pending] | None = None
+        self._released_added: list[int] | None = None  # added_ms of what release() popped since taken
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue is not None else 0
 
     def add(self, msg_serial: int, now_ms: int = 0) -> _Pending:
         item = _Pending(msg_serial, now_ms)
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(item)
         return item
+
+    def state_size(self) -> int:
+        queue = self._queue
+        size = sys.getsizeof(self) + (sys.getsizeof(queue) if queue is not None else 0)
+        return size + sum(sys.getsizeof(p) for p in queue or ())
+
+    def trim(self) -> None:
+        """Drop the empty queue's storage (a deque holds a 64-slot block even when empty)."""
+        if not self._queue:
+            self._queue = None
+        if not self._released_added:
+            self._released_added = None
 
     @staticmethod
     def complete(item: _Pending, serials: list[str] | None = None, error: ErrorInfo | None = None) -> None:
@@ -99,8 +170,8 @@ class PendingAcks:
 
     def take_released_times(self) -> list[int]:
         """When each publish answered by ``release`` since the last call arrived (``added_ms``)."""
-        taken, self._released_added = self._released_added, []
-        return taken
+        taken, self._released_added = self._released_added, None
+        return taken or []
 
     def release(self) -> list[tuple[int, int, list[dict[str, Any]] | None, ErrorInfo | None]]:
         """Pop the completed head as runs: ``(msgSerial, count, res | None, error | None)``.
@@ -110,9 +181,14 @@ class PendingAcks:
         """
         runs: list[tuple[int, int, list[dict[str, Any]] | None, ErrorInfo | None]] = []
         q = self._queue
+        if not q or not q[0].done:
+            return runs
+        released = self._released_added
+        if released is None:
+            released = self._released_added = []
         while q and q[0].done:
             item = q.popleft()
-            self._released_added.append(item.added_ms)
+            released.append(item.added_ms)
             if item.error is not None:
                 runs.append((item.msg_serial, 1, None, item.error))
                 continue
@@ -125,6 +201,9 @@ class PendingAcks:
             else:
                 runs.append((item.msg_serial, 1, [res], None))
         return runs
+
+
+_NO_ACKS = PendingAcks()  # a parked session's, when nothing is pending (see ``park``)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -147,7 +226,10 @@ class Session:
     detached_ms: int | None = None
     resumed_ms: int | None = None  # when the last resume bound a transport, for the catch-up histogram
     generation: int = 0
-    channels: dict[str, ChannelCursor] = field(default_factory=dict)
+    # Per attached channel its cursor; None while parked (``park``): then ``_parked`` holds them
+    # packed, and ``channels`` unpacks them on first use.
+    _cursors: dict[str, ChannelCursor] | None = field(default_factory=dict, init=False, repr=False)
+    _parked: tuple[Any, ...] = field(default=(), init=False, repr=False)
     acks: PendingAcks = field(default_factory=PendingAcks)
     # msgSerial -> serials of this connection's numbered publishes (the last NUMBERED_KEPT): a
     # re-sent one is answered from here for as long as the session lives, even after the home's
@@ -163,6 +245,53 @@ class Session:
     # its publishes keep the deadline rule (never refused early: frontend.sim seed 13).
     from_copy: bool = False
     presence: OwnMembers = field(default_factory=OwnMembers)  # members it entered (presence.py)
+
+    @property
+    def channels(self) -> dict[str, ChannelCursor]:
+        """Per attached channel, its cursor (a parked session's are unpacked here, on first use)."""
+        cursors = self._cursors
+        if cursors is None:
+            cursors = self._cursors = {
+                name: ChannelCursor(modes, serial, -1, requested)
+                for name, serial, modes, requested in _parked_cursors(self._parked)
+            }
+            self._parked = ()
+        return cursors
+
+    def cursor_items(self) -> Iterator[tuple[str, str | None, int, int]]:
+        """``(name, serial, modes, requested)`` per attached channel, without unpacking a parked session."""
+        if self._cursors is None:
+            yield from _parked_cursors(self._parked)
+        else:
+            for name, cur in self._cursors.items():
+                yield name, cur.serial, cur.modes, cur.requested
+
+    def park(self) -> None:
+        """Pack a detached session's cursors into one flat tuple, and drop its empty ACK queue.
+
+        Nothing is lost: a detached session's cursors are not attached on any transport (the next
+        bind starts a new generation, so ``attached_gen`` does not matter), and the names, serials
+        and mode values are shared with every other session holding the same ones (interned names,
+        the log's serial strings, ``_shared_int``). ``channels`` unpacks on first use."""
+        if self.state is not SessionState.DETACHED:
+            return
+        if not self.acks:
+            # Nothing pending: the shared empty queue (48 B apiece otherwise). Only a transport's
+            # input adds to ``acks``, and ``bind`` gives every transport a fresh one first.
+            self.acks = _NO_ACKS
+        else:
+            self.acks.trim()
+        self.presence.trim()
+        if not self.numbered:
+            self.numbered = _NOTHING_NUMBERED  # shared, never written: remember_numbered replaces it
+        cursors = self._cursors
+        if cursors is None:
+            return
+        flat: list[Any] = []
+        for name, cur in cursors.items():
+            flat += (name, cur.serial, _shared_int(cur.modes | cur.requested << _REQUESTED_SHIFT))
+        self._parked = tuple(flat)
+        self._cursors = None
 
     @property
     def terminal(self) -> bool:
@@ -189,9 +318,13 @@ class Session:
         self.state = SessionState.DETACHED
         self.detached_ms = now_ms
 
+    def _forget_channels(self) -> None:
+        self._cursors = {}
+        self._parked = ()
+
     def close(self) -> None:
         self.state = SessionState.CLOSED
-        self.channels.clear()
+        self._forget_channels()
 
     def expires_at(self, ttl_ms: int) -> int | None:
         if self.state is SessionState.DETACHED and self.detached_ms is not None:
@@ -200,7 +333,7 @@ class Session:
 
     def expire(self) -> None:
         self.state = SessionState.EXPIRED
-        self.channels.clear()
+        self._forget_channels()
 
     def delivering(self, channel: str) -> ChannelCursor | None:
         """The cursor if channel traffic may flow on the current transport."""
@@ -210,16 +343,45 @@ class Session:
         return None
 
     def state_size(self) -> int:
-        """Bytes held by this session's own state (object graph, not shared logs)."""
-        size = sys.getsizeof(self) + sys.getsizeof(self.channels) + len(self.connection_id) + len(self.key)
-        for name, cur in self.channels.items():
-            size += sys.getsizeof(name) + sys.getsizeof(cur) + sys.getsizeof(cur.serial or "")
-        size += sys.getsizeof(self.numbered) + sum(sys.getsizeof(v) for v in self.numbered.values())
-        return size + sum(sys.getsizeof(p) for p in self.acks._queue)
+        """Bytes held by this session's own state (its object graph, not the shared logs).
+
+        Its id, key and timestamps count in full. What sessions share (an interned channel name, a
+        log's serial string, the Identity of an API key, a mode value) counts like a proportional
+        set size: its size divided by its holders, so the sum over sessions is what they hold."""
+        size: float = sys.getsizeof(self)
+        # Its own, whoever else points at them (the node's indexes of this session): in full.
+        for own in (self.connection_id, self.key, self.replaced_key, self.created_ms, self.detached_ms):
+            size += sys.getsizeof(own) if own is not None else 0
+        for value in (self.client_id, self.secondary, self.epoch, self.resumed_ms, self.generation):
+            size += _share(value)
+        size += _share(self.identity) + _share(self.identity.key_name) + _share(self.identity.capability)
+        if self._cursors is None:
+            parked = self._parked
+            size += sys.getsizeof(parked)
+            for i in range(len(parked)):
+                size += _share(parked[i])
+        else:
+            cursors = self._cursors
+            size += sys.getsizeof(cursors)
+            for name, cur in cursors.items():
+                size += _share(name) + sys.getsizeof(cur) + _share(cur.serial) + _share(cur.modes)
+                size += _share(cur.requested) + _share(cur.attached_gen)
+        acks = self.acks
+        size += acks.state_size() if acks is not _NO_ACKS else 0
+        if self.numbered is not _NOTHING_NUMBERED:
+            size += sys.getsizeof(self.numbered) + sum(sys.getsizeof(v) for v in self.numbered.values())
+        size += sys.getsizeof(self.presence)
+        if self.presence:
+            size += sys.getsizeof(self.presence.channels)
+        if self.presence.has_pending():
+            size += sys.getsizeof(self.presence.pending)
+        return round(size)
 
     def remember_numbered(self, msg_serial: int, serials: list[str] | ErrorInfo) -> None:
         """Keep a numbered publish's serials (or a refused one's error) for a re-send of its
         msgSerial (bounded)."""
+        if self.numbered is _NOTHING_NUMBERED:
+            self.numbered = {}
         self.numbered[msg_serial] = serials
         if isinstance(serials, ErrorInfo):
             self.dirty = True  # the copy keeps refusals (``to_wire``): a new owner answers re-sends too
@@ -256,8 +418,8 @@ class Session:
             "refused": [[m, e.to_wire()] for m, e in self.numbered.items() if isinstance(e, ErrorInfo)][
                 -REFUSED_KEPT:
             ],
-            "channels": {name: [cur.modes, cur.serial, cur.requested] for name, cur in self.channels.items()},
-            "presence": self.presence.to_wire() if self.presence or self.presence.pending else None,
+            "channels": {name: [modes, serial, req] for name, serial, modes, req in self.cursor_items()},
+            "presence": self.presence.to_wire() if self.presence or self.presence.has_pending() else None,
         }
 
     @classmethod
@@ -296,7 +458,8 @@ class Session:
             # [modes, serial, requested]; a copy from before ``requested`` was kept has two.
             modes, serial = int(entry[0]), entry[1]
             requested = int(entry[2]) if len(entry) > 2 else modes
-            s.channels[name] = ChannelCursor(modes, serial, requested=requested)
+            s.channels[sys.intern(str(name))] = ChannelCursor(modes, serial, requested=requested)
+        s.park()
         return s
 
     def may_publish_as(self, client_id: str | None) -> bool:

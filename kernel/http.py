@@ -23,8 +23,14 @@ MAX_BODY_BYTES = 1024 * 1024
 RECEIVE_BYTES = 65536
 STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
-# dispatch(conn, stream, request) -> whether the connection may carry another request.
-Dispatch = Callable[[h11.Connection, trio.abc.Stream, h11.Request], Awaitable[bool]]
+# What runs on a stream once its HTTP is over (a WebSocket after its 101): ``serve_http`` drops
+# the h11 connection and the request first, so a long-lived upgraded connection does not keep
+# ~3 KB of parser state, headers and request target alive for its whole life.
+Handover = Callable[[], Awaitable[None]]
+
+# dispatch(conn, stream, request) -> whether the connection may carry another request, or the
+# Handover that takes the stream over.
+Dispatch = Callable[[h11.Connection, trio.abc.Stream, h11.Request], Awaitable[bool | Handover]]
 
 
 def reason(status: int) -> bytes:
@@ -100,7 +106,7 @@ async def respond(conn: h11.Connection, stream: trio.abc.Stream, status: int, ct
     await stream.send_all(data + (conn.send(h11.EndOfMessage()) or b""))
 
 
-async def serve_http(
+async def _serve_requests(
     stream: trio.abc.Stream,
     dispatch: Dispatch,
     *,
@@ -108,23 +114,28 @@ async def serve_http(
     on_header_timeout: Callable[[], None] = lambda: None,
     on_protocol_error: Callable[[h11.RemoteProtocolError], None] = lambda exc: None,
     error_headers: Iterable[tuple[bytes, bytes]] = (),
-) -> None:
-    """Serve requests on ``stream`` until the client leaves, ``dispatch`` returns False, or a
-    request or response says the connection must close. Closes ``stream``."""
+) -> Handover | None:
+    """The request loop of ``serve_http``; returns the Handover a dispatch returned (the stream
+    then stays open), else closes ``stream``."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    handover: Handover | None = None
     try:
         while True:
             with trio.move_on_after(header_timeout_s) as timeout:
                 event = await next_event(conn, stream)
             if timeout.cancelled_caught:
                 on_header_timeout()
-                return
+                return None
             if not isinstance(event, h11.Request):
-                return
-            if not await dispatch(conn, stream, event):
-                return
+                return None
+            verdict = await dispatch(conn, stream, event)
+            if callable(verdict):
+                handover = verdict
+                return handover
+            if not verdict:
+                return None
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                return
+                return None
             conn.start_next_cycle()
     except h11.RemoteProtocolError as exc:
         on_protocol_error(exc)
@@ -137,4 +148,35 @@ async def serve_http(
     except STREAM_ERRORS:
         pass
     finally:
-        await trio.aclose_forcefully(stream)
+        if handover is None:
+            await trio.aclose_forcefully(stream)
+    return None
+
+
+async def serve_http(
+    stream: trio.abc.Stream,
+    dispatch: Dispatch,
+    *,
+    header_timeout_s: float,
+    on_header_timeout: Callable[[], None] = lambda: None,
+    on_protocol_error: Callable[[h11.RemoteProtocolError], None] = lambda exc: None,
+    error_headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Serve requests on ``stream`` until the client leaves, ``dispatch`` returns False, or a
+    request or response says the connection must close; or run the Handover ``dispatch``
+    returned, with the HTTP state gone. Closes ``stream``."""
+    handover = await _serve_requests(
+        stream,
+        dispatch,
+        header_timeout_s=header_timeout_s,
+        on_header_timeout=on_header_timeout,
+        on_protocol_error=on_protocol_error,
+        error_headers=error_headers,
+    )
+    if handover is not None:
+        try:
+            await handover()
+        except STREAM_ERRORS:
+            pass  # the client vanished: quietly, as inside the request loop
+        finally:
+            await trio.aclose_forcefully(stream)

@@ -41,6 +41,9 @@ const { values: opt } = parseArgs({
     concurrency: { type: "string", default: "200" },
     samples: { type: "string", default: "20000" },
     sioclient: { type: "string", default: "raw" },
+    // idle: the source address of every connection (e.g. 127.0.1.7): each address has its own
+    // ~28k ephemeral ports to the one server port, so 50,000 connections need two or more.
+    "local-address": { type: "string", default: "" },
   },
 });
 
@@ -424,7 +427,9 @@ async function idle() {
       socket.on("connect_error", () => { failed++; resolve(); });
       return;
     }
-    const ws = new WebSocket(continuityUrl(), { perMessageDeflate: false });
+    const wsOpts = { perMessageDeflate: false };
+    if (opt["local-address"]) wsOpts.localAddress = opt["local-address"];
+    const ws = new WebSocket(continuityUrl(), wsOpts);
     conns.push({ drop: () => ws.terminate(), close: () => ws.terminate() });
     let attached = 0;
     ws.on("error", () => { failed++; resolve(); });

@@ -59,3 +59,36 @@ async def test_slow_headers_are_cut() -> None:
 
 def test_reason() -> None:
     assert reason(503) == b"Service Unavailable" and reason(599) == b""
+
+
+async def test_a_handover_runs_after_the_http_state_is_dropped_and_its_stream_errors_stay_quiet() -> None:
+    import gc
+    import weakref
+
+    client, server = trio.testing.memory_stream_pair()
+    conns: list[weakref.ref[h11.Connection]] = []
+    ran: list[str] = []
+
+    async def dispatch(conn: h11.Connection, stream: trio.abc.Stream, req: h11.Request):
+        conns.append(weakref.ref(conn))
+        await stream.send_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+
+        async def handover() -> None:
+            gc.collect()
+            ran.append("h11 gone" if conns[0]() is None else "h11 alive")
+            await stream.send_all(b"upgraded")
+            raise trio.BrokenResourceError  # the client vanished mid-stream: no crash
+
+        return handover
+
+    out = bytearray()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: serve_http(server, dispatch, header_timeout_s=5))
+            await client.send_all(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+            )
+            while data := await client.receive_some(65536):
+                out += data
+    assert ran == ["h11 gone"]
+    assert out.endswith(b"upgraded")  # and the stream was closed after it (the read loop ended)
