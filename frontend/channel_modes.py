@@ -94,6 +94,9 @@ class ChannelModes:
             return  # not attached on this transport yet: its ATTACH registers it (_complete_attach)
         svc = self.channels
         if name in self.subscribers or name in svc.streams or svc.home_of(name) == svc.node_id:
+            # Delivery starts from what is fanned out next: what the channel had while this session
+            # lacked the subscribe mode is not owed to it (a cursor left behind would be filled).
+            cur.serial = svc.fanned_out_serial(name) or cur.serial
             self.subscribers.setdefault(name, {})[s.connection_id] = s
             return
         generation = s.generation

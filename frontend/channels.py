@@ -273,7 +273,7 @@ class ChannelService(HomeSide, PublishSide):
                 replay = lg.replay_after(from_serial, held.committed) if from_serial else None
                 done(AttachResult(lg.serial(held.committed), replay, presence=lg.presence.to_wire()))
 
-            self._with_home(now_ms, channel, local)
+            self._with_settled_home(now_ms, channel, local)
             return
         retry = lambda t: self.attach(  # noqa: E731
             t, channel, from_serial, done, subscribe=subscribe, deadline_ms=deadline
@@ -525,6 +525,17 @@ class ChannelService(HomeSide, PublishSide):
         if home is None:
             return []
         return home.log.replay_after(serial, min(upto, home.committed)) or []
+
+    def fanned_out_serial(self, channel: str) -> str | None:
+        """The serial up to which this frontend has fanned ``channel`` out to its subscribers: its
+        home's committed point, or its stream's cursor; None when it does neither."""
+        home = self.homes.get(channel)
+        if home is not None:
+            return home.log.serial(home.committed)
+        stream = self.streams.get(channel)
+        if stream is not None and stream.epoch is not None:
+            return f"{stream.epoch}:{stream.cursor}"
+        return None
 
     def local_log(self, channel: str) -> ChannelLog | None:
         home = self.homes.get(channel)

@@ -111,6 +111,12 @@ class Home:
         """``pub`` must follow an earlier publish of its connection that this log has not numbered."""
         return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None
 
+    @property
+    def settling(self) -> bool:
+        """Entries in doubt that the replica's sync, on its way, is about to commit: an attach
+        served now would count a rewind from before them and then get them as live messages."""
+        return self.in_doubt > self.committed and self.replica is not None and not self.replica_synced
+
     def behind(self, serial: object) -> bool:
         """``serial`` is in this log's epoch but past what it has committed, or in a newer epoch:
         someone saw entries this home has not (it is a stale copy not yet re-validated, or the home

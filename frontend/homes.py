@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from frontend.idempotency import PublishDone
 
 log = structlog.get_logger("continuity.frontend")
+SETTLE_WAIT_MS = 2_000  # the longest an attach waits for a new home's entries in doubt (Home.settling)
 
 __all__ = ["OPERATION_DEADLINE_MS", "RPC_TIMEOUT_S", "Home", "HomeSide", "Stream", "unavailable"]
 
@@ -112,6 +113,21 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
         else:
             self._acquiring[channel] = [then]
             self._acquire(now_ms, channel)
+
+    def _with_settled_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
+        """``_with_home`` for an attach: it waits while the home is ``settling``, at most
+        ``SETTLE_WAIT_MS`` (then it is served as the home stands)."""
+        deadline = now_ms + SETTLE_WAIT_MS
+
+        def ready(ok: bool) -> None:
+            home = self.homes.get(channel)
+            if not (ok and home is not None and home.settling):
+                then(ok)
+                return
+            again = lambda t: self._with_home(t, channel, ready)  # noqa: E731
+            self._retry(self.now_ms, deadline, again, lambda: self._with_home(self.now_ms, channel, then))
+
+        self._with_home(now_ms, channel, ready)
 
     def _new_log(
         self, channel: str, now_ms: int, *, epoch: str | None = None, start_seq: int = 0
@@ -462,7 +478,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 },
             )
 
-        self._with_home(now_ms, channel, then)
+        self._with_settled_home(now_ms, channel, then)
 
     def _serve_publish(
         self, now_ms: int, src: str, pub: O.Publish, reply: Callable[[bool, Any], None]

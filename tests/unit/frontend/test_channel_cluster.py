@@ -9,10 +9,11 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from frontend.channel_log import rewind_cursor
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
-from frontend.peerops import Publish, Refusal, Refused
+from frontend.peerops import Publish, Refusal, Refused, ReplicaSync
 from kernel.placement import ClusterView, Peer
 
 TTL_MS = 10_000
@@ -160,3 +161,53 @@ def test_a_frontend_alone_in_its_map_takes_no_home_from_its_own_copy() -> None:
     view(services, clock[0], dead=())  # the others are back in sight
     lone.attach(clock[0], channel, None, got.append)
     assert got and got[-1].error is None and got[-1].last_serial == acked[0][0]
+
+
+class HoldingBus(MemoryBus):
+    """A MemoryBus that holds the ReplicaSync requests it is given until ``release``."""
+
+    def __init__(self, cluster: dict[str, ChannelService], me: str, now: Callable[[], int]) -> None:
+        super().__init__(cluster, me, now)
+        self.held: list[tuple[str, Any, Any]] = []
+
+    def request(self, peer: str, op: Any, on_reply: Any, timeout_s: float = 3.0) -> None:
+        if isinstance(op, ReplicaSync):
+            self.held.append((peer, op, on_reply))
+            return
+        super().request(peer, op, on_reply, timeout_s)
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for peer, op, on_reply in held:
+            super().request(peer, op, on_reply)
+
+
+def test_a_rewind_at_a_new_home_waits_for_its_entries_in_doubt() -> None:
+    # ably-js's rewind after a home's kill -9 (tests/interop/test_ably_js_rewind.py): the copy's last
+    # entry came past the old home's known commit point, so the new home held it in doubt until its
+    # replica's sync; a rewind=5 attached meanwhile got 5 messages before it, then it as a sixth.
+    services, clock = cluster()
+    channel = next(f"ch{i}" for i in range(100) if services["fe-a1"].home_of(f"ch{i}") == "fe-a1")
+    acked: list[list[str] | None] = []
+    for n in range(6):
+        services["fe-a1"].publish(0, pub(channel, n, n), lambda s, e: acked.append(s))
+    serials = [s for batch in acked if batch for s in batch]
+    assert len(serials) == 6
+    del services["fe-a1"]  # kill -9
+    for svc in services.values():
+        svc.bus = HoldingBus(services, svc.node_id, lambda: clock[0])
+    view(services, clock[0], dead=("fe-a1",))
+    successor = next(s for s in services.values() if s.home_of(channel) == s.node_id)
+    got: list[Any] = []
+    successor.attach(clock[0], channel, rewind_cursor(count=3), got.append)
+    assert got == []  # the entry in doubt is about to be settled: the attach waits
+    bus = successor.bus
+    assert isinstance(bus, HoldingBus) and bus.held
+    bus.release()
+    while not got and clock[0] < 3_000:
+        clock[0] += 100
+        for svc in services.values():
+            svc.tick(clock[0])
+    assert got and got[0].error is None
+    assert [e.frame.wire["channelSerial"] for e in got[0].replay] == serials[-3:]
+    assert got[0].last_serial == serials[-1]
