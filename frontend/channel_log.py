@@ -208,6 +208,22 @@ class ChannelLog:
         hit = self._published.get((connection_id, msg_serial))
         return hit[1] if hit else None
 
+    def inherit_publishes(self, old: ChannelLog) -> None:
+        """This log starts a new epoch in place of the copy ``old`` (which may miss entries): keep the
+        serials ``old`` gave its committed publishes (and those it had kept itself), so a re-send of
+        one whose ACK was lost with its home is answered with them, not numbered again under another
+        serial (frontend.sim --witness seed 531: zone a lost, its data declared lost, zone b started a
+        new epoch and numbered again a re-sent publish its copy held, delivered as fjduc3:50)."""
+        for ts, key in old._published_order:
+            hit = old._published.get(key)
+            if hit is None or key in self._published or not hit[1]:
+                continue
+            epoch, seq = parse_serial(hit[1][-1]) or ("", 0)
+            if epoch == old.epoch and seq > old.known_committed:
+                continue  # in doubt: perhaps never committed (the numbering a re-send gets stands)
+            self._published[key] = hit
+            self._published_order.append((ts, key))
+
     def append(
         self,
         now_ms: int,
@@ -377,7 +393,15 @@ class ChannelLog:
             "ahead_seq": self.ahead_seq,
             "committed": self.known_committed,
             "newer_epoch_born": self.newer_epoch_born,
+            "inherited": [
+                [key[0], key[1], ts, hit[1]]
+                for ts, key in self._published_order
+                if (hit := self._published.get(key)) is not None and self._inherited(hit[1])
+            ],
         }
+
+    def _inherited(self, serials: list[str]) -> bool:
+        return bool(serials) and (parse_serial(serials[-1]) or ("",))[0] != self.epoch
 
     @classmethod
     def from_snapshot(
@@ -390,6 +414,10 @@ class ChannelLog:
             retention_ms=retention_ms,
             start_seq=int(snap["floor"]),
         )
+        for conn, msg_serial, ts, serials in snap.get("inherited") or ():  # older than every entry
+            key = (str(conn), int(msg_serial))
+            lg._published[key] = (int(ts), [str(x) for x in serials])
+            lg._published_order.append((int(ts), key))
         for raw in snap["entries"]:
             lg.install(now_ms, Entry.from_wire(raw))
         lg.last_seq = max(lg.last_seq, int(snap["last_seq"]))

@@ -130,17 +130,15 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
         self._with_home(now_ms, channel, ready)
 
     def _new_log(
-        self, channel: str, now_ms: int, *, epoch: str | None = None, start_seq: int = 0
+        self, channel: str, now_ms: int, *, epoch: str | None = None, start_seq: int = 0,
+        replaces: ChannelLog | None = None,
     ) -> ChannelLog:
-        epoch = epoch or new_epoch(now_ms, self._rng)
-        lg = ChannelLog(
-            channel,
-            epoch,
-            max_messages=self.config.channel_log_max_messages,
-            retention_ms=self.config.retention_ms,
-            start_seq=start_seq,
-        )
+        cfg, epoch = self.config, epoch or new_epoch(now_ms, self._rng)
+        lg = ChannelLog(channel, epoch, max_messages=cfg.channel_log_max_messages,
+                        retention_ms=cfg.retention_ms, start_seq=start_seq)  # fmt: skip
         lg.last_activity_ms = lg.created_ms = now_ms
+        if replaces is not None:  # a copy that may miss entries: keep the serials its publishes got
+            lg.inherit_publishes(replaces)
         return lg
 
     def _acquire(self, now_ms: int, channel: str) -> None:
@@ -161,11 +159,13 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                     self._defer_new_epoch(channel, "alone in the map: our copy may be stale")
                     return
             self.replicas.pop(channel, None)
-            if own is not None and own.superseded():
+            gone = own if own is not None and own.superseded() else None
+            if gone is not None:
                 own = None  # a client already holds a newer epoch than this copy's: start another
             elif own is not None and self._stale_after_loss(own, None):
-                own = self._new_log(channel, now_ms)  # the copy may miss entries a lost zone ACKed
-            self._become_home(now_ms, channel, own, set(), "fresh" if own is None else "replica")
+                own = self._new_log(channel, now_ms, replaces=own)  # it may miss entries a lost zone ACKed
+            source = "fresh" if own is None else "replica"
+            self._become_home(now_ms, channel, own, set(), source, replaces=gone)
             return
         replies: dict[str, Any] = {}
         refused = []
@@ -177,11 +177,15 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             if len(replies) < len(peers):
                 return
             silent = [p for p, r in replies.items() if r is None and self.view.alive(p)]
+            asked = {*replies, self.node_id}
+            silent += [p.node_id for p in self.view.frontends() if p.alive and p.node_id not in asked]
             if refused or silent or self.home_of(channel) != self.node_id:
-                # A live peer that did not answer may still be home: never guess (no split brain).
+                # A live peer that did not answer (or came into sight since we asked: frontend.sim
+                # --witness seed 306) may still be home or hold the best copy: never guess.
                 self._defer_new_epoch(channel, "claimed or silent", claimed_by=refused, silent=silent)
                 return
             best: ChannelLog | None = self.replicas.pop(channel, None)
+            replaced = None
             copies = [] if best is None else [best]
             subs: set[str] = set()
             source = "replica" if best is not None else "fresh"
@@ -211,13 +215,13 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 # A client holds a serial of a newer epoch than every copy's, or of this epoch past
                 # the best copy's end (that home and its copies are gone): continuing it would move
                 # that client backwards, or give its serials out again; a new epoch announces the gap.
-                best, source = None, "superseded"
+                best, source, replaced = None, "superseded", best
             answers = [r for r in replies.values() if isinstance(r, dict)]
             handed = any(r.get("relinquished") for r in answers)
             if not handed and self._stale_after_loss(best, [r.get("lost_since") for r in answers]):
                 # A zone lost entries it ACKed alone (home_quorum): no copy is known complete.
-                best, source = self._new_log(channel, self.now_ms), "zone_data_lost"
-            self._become_home(self.now_ms, channel, best, subs, source)
+                best, source = self._new_log(channel, self.now_ms, replaces=best), "zone_data_lost"
+            self._become_home(self.now_ms, channel, best, subs, source, replaces=replaced)
 
         def replier(peer: str) -> Callable[[bool, Any], None]:
             return lambda ok, res: on_reply(peer, ok, res)
@@ -234,6 +238,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
         source: str,
         *,
         store_checked: bool = False,
+        replaces: ChannelLog | None = None,
     ) -> None:
         if lg is None and not store_checked and self._acquire_from_store(channel, subs, source):
             return  # a persisted channel asks its store where its epoch stands first
@@ -245,7 +250,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             self._defer_new_epoch(channel, "no copy and no other zone in reach")
             return
         if lg is None:
-            lg = self._new_log(channel, now_ms)
+            lg = self._new_log(channel, now_ms, replaces=replaces)
             if source != "fresh":
                 source = "lost"
         state = self.quorum()
@@ -293,13 +298,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 home.replica_synced = True
                 synced = int(result)
                 self._synced_across_zones(channel, home, synced)
-                log.info(
-                    "channel.replica_synced",
-                    channel=channel,
-                    replica=replica,
-                    last_seq=synced,
-                    pending=len(home.pending),
-                )
+                log.info("channel.replica_synced", channel=channel, replica=replica, last_seq=synced,
+                         pending=len(home.pending))  # fmt: skip
                 self._complete_replicated(self.now_ms, channel, home, upto=synced)
                 self._send_tail(channel, home)
                 # Appends made while the snapshot travelled follow it, in order.
@@ -336,7 +336,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 if pending.entry.publisher == connection_id and pending.entry.msg_serial == msg_serial:
                     pending.waiters.append((done, abandon))  # still replicating: answer when it is
                     return
-            if not home.replica_synced and (parse_serial(prior[-1]) or ("", 0))[1] > home.confirmed:
+            epoch, seq = parse_serial(prior[-1]) or ("", 0)  # another epoch's: kept by inherit_publishes
+            if not home.replica_synced and epoch == lg.epoch and seq > home.confirmed:
                 # No replica has confirmed this log yet: it may be a stale copy whose serials were
                 # given out again elsewhere (frontend/sim.py seed 1166 saw serial 28 ACKed to two
                 # publishes, one of them from such a copy's dedupe record). Answer once it is synced.

@@ -329,6 +329,28 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         ],
         ["--witness"],
     ),
+    # Zone b partitioned (the witness sided with zone a, whose fe-a2 took ch1 and numbered it alone),
+    # then fe-a1 drained. fe-b2 asked only fe-b1 for copies of ch1; zone a came into its map before
+    # the answer, so, with no copy and the other zone no longer out of reach, it started a new epoch
+    # and numbered a re-sent publish that fe-a2 had numbered and fanned out (serial_mismatch). Fixed:
+    # a peer that came into sight during the fetch counts as silent; the acquisition is deferred.
+    "306_acquire_waits_for_peers_seen_meanwhile": (
+        306,
+        [[4151, "zone_partition", "b", 4362], [6800, "drain", "fe-a1", 751]],
+        ["--witness"],
+    ),
+    # fe-b2 then fe-b1 cut off (zone a committed alone under the witness's grant), healed; fe-a2 synced
+    # ch0 to fe-b2 and committed 50 (c2's publish, fanned out), then zone a was lost with c2's ACK
+    # before it released the grant. Zone a's restart made the witness report its data lost, and
+    # fe-b2 started a new epoch in place of its copy (which held 50) and numbered c2's re-send again
+    # (serial_mismatch). Fixed: a new epoch keeps the serials its replaced copy gave committed
+    # publishes (ChannelLog.inherit_publishes), so the re-send is answered with fjduc3:50.
+    "531_new_epoch_keeps_replaced_serials": (
+        531,
+        [[12308, "node_partition", "fe-b2", 978], [12513, "node_partition", "fe-b1", 3153],
+         [15137, "zone_loss", "a", 1541]],
+        ["--witness"],
+    ),
     "5170_confirmed_dedupe_answered": (
         5170,
         [[2627, "zone_loss", "a", 1844], [13736, "restart", "fe-b2", 553]],

@@ -192,3 +192,26 @@ def test_a_copy_knows_how_far_its_home_committed():
     del snap["committed"]
     old = ChannelLog.from_snapshot("c", snap, now_ms=0, max_messages=100, retention_ms=1000)
     assert old.known_committed == 4
+
+
+def test_a_new_epoch_keeps_the_serials_its_replaced_copy_gave_committed_publishes():
+    """frontend.sim --witness seed 531: a new epoch started in place of a copy that may miss entries
+    answers a re-send of a publish the copy holds committed with the serial it was delivered under,
+    and keeps doing so from its own copies (snapshots); an entry in doubt is not kept."""
+    old = make(retention_ms=1000)
+    first, _ = append(old, 10, conn="A", msg_serial=1)
+    doubt, _ = append(old, 11, conn="A", msg_serial=2)
+    old.learn_committed(1)
+    new = ChannelLog("c", "ep2", max_messages=100, retention_ms=1000)
+    new.inherit_publishes(old)
+    assert new.lookup("A", 1) == first and new.lookup("A", 2) is None and doubt
+    numbered, _ = append(new, 12, conn="B", msg_serial=0)
+    new.learn_committed(1)
+    copy = _copy(new)
+    assert copy.lookup("A", 1) == first and copy.lookup("B", 0) == numbered
+    assert len(copy) == 1 and copy.last_seq == 1  # the inherited record is no entry of this epoch
+    third = ChannelLog("c", "ep3", max_messages=100, retention_ms=1000)
+    third.inherit_publishes(copy)  # carried on through a second new epoch
+    assert third.lookup("A", 1) == first and third.lookup("B", 0) == numbered
+    copy.expire(1010)
+    assert copy.lookup("A", 1) is None and copy.lookup("B", 0) is not None  # the dedupe window still holds
