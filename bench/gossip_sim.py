@@ -5,7 +5,10 @@ with and without Lifeguard under loss and under a stall; bytes sent per member p
 heal time. All with memberlist's LAN profile (GossipConfig.lan()). Then the chaos cluster's pattern
 with the local profile (and with LAN's suspicion multipliers at local speed, as the local profile had
 them): 6 members (4 frontends, 2 routers), a router (or both) killed and restarted after 0.3-3 s while
-a frontend stalls (a loaded machine): false deaths and crash detection. Run: python bench/gossip_sim.py
+a frontend stalls (a loaded machine): false deaths and crash detection. Last, a zone's loss with LAN
+(``zone_loss``: zone b's two frontends cut off): when zone a's frontends see it silent
+(``kernel.membership.silent_zones``) or dead, and the false alarms of the silence rule against
+gossip's false deaths. Run: python bench/gossip_sim.py
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gossip.config import GossipConfig
-from gossip.members import EventKind
+from gossip.members import EventKind, MemberInfo
 from gossip.sim import Simulation
+from kernel.membership import silent_zones
 
 LAN = GossipConfig.lan()
 TRIALS = {10: 8, 50: 4, 100: 2, 200: 2}
@@ -175,6 +179,83 @@ def partition_heal(n: int = 50, seeds: int = 3) -> dict[str, object]:
     }  # fmt: skip
 
 
+# The zone-loss tests' cluster: two frontends per zone, a router in zone a, the witness in zone w.
+ZONE_OF = {"m0": "a", "m1": "a", "m2": "b", "m3": "b", "m4": "a", "m5": "w"}
+
+
+def _zone_of(m: MemberInfo) -> str:
+    return ZONE_OF[m.name]
+
+
+def _zone_watch(sim: Simulation, hold: float, lost: set[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """Run 30 s, checking every 50 ms: per observer, when it first saw zone b silent
+    (``kernel.membership.silent_zones``) and when both of zone b's frontends were dead to it."""
+    silent: dict[str, float] = {}
+    dead: dict[str, float] = {}
+
+    def look() -> bool:
+        for core in sim.live():
+            if core.name in lost or (core.name in silent and core.name in dead):
+                continue
+            members = core.members()
+            zones = silent_zones(members, me=core.name, now=sim.now, hold=hold, zone_of=_zone_of)
+            if "b" in zones:
+                silent.setdefault(core.name, sim.now)
+            if sum(1 for m in members if m.name in ("m2", "m3") and m.state.name in ("DEAD", "LEFT")) == 2:
+                dead.setdefault(core.name, sim.now)
+        return False
+
+    sim.run_until(sim.now + 30.0, stop=look, check_every=0.05)
+    return silent, dead
+
+
+def zone_loss(name: str, config: GossipConfig, hold: float, seeds: int = 30) -> dict[str, object]:
+    """Zone b cut off (both its frontends unreachable): when each zone-a frontend saw it silent (for
+    ``hold``) and dead; and the false alarms: both zone-b frontends stalled together, one frontend
+    stalled, an observer stalled, 10% loss (runs where zone b was seen silent, or a member dead,
+    though nothing was lost)."""
+    cut: dict[str, list[float]] = {"silent": [], "dead": [], "either": []}
+    for seed in range(seeds):
+        sim = settled(6, config, seed=seed)
+        t0 = sim.now
+        sim.network.partition([[sim.address(n) for n in ("m2", "m3")],
+                               [sim.address(n) for n in ("m0", "m1", "m4", "m5")]])  # fmt: skip
+        silent, dead = _zone_watch(sim, hold, {"m2", "m3"})
+        for kind, seen in (("silent", silent), ("dead", dead)):
+            cut[kind] += [seen.get(n, math.inf) - t0 for n in ("m0", "m1")]
+        cut["either"] += [min(silent.get(n, math.inf), dead.get(n, math.inf)) - t0 for n in ("m0", "m1")]
+    alarms: dict[str, object] = {}
+    for what, stalled, loss in [
+        ("zone_b_stalls_1s", {"m2": 1.0, "m3": 1.0}, 0.0), ("zone_b_stalls_2s", {"m2": 2.0, "m3": 2.0}, 0.0),
+        ("zone_b_stalls_3s", {"m2": 3.0, "m3": 3.0}, 0.0), ("zone_b_stalls_4s", {"m2": 4.0, "m3": 4.0}, 0.0),
+        ("one_frontend_stalls_3s", {"m2": 3.0}, 0.0), ("observer_stalls_3s", {"m0": 3.0}, 0.0),
+        ("loss_10pct", {}, 0.10),
+    ]:
+        silent_runs = death_runs = 0
+        for seed in range(seeds):
+            sim = Simulation(6, config, seed=seed, loss=loss)
+            sim.run_until(120.0, stop=sim.converged, check_every=0.5)
+            sim.run_until(sim.now + 5.0)
+            t0 = sim.now
+            for n, d in stalled.items():
+                sim.stall(n, d)
+            silent, _ = _zone_watch(sim, hold, set())
+            silent_runs += bool(silent)
+            death_runs += bool(sim.false_deaths(after=t0))
+        alarms[what] = {"runs_zone_b_seen_silent": silent_runs, "runs_with_a_false_death": death_runs}
+    return {
+        "profile": name, "hold_s": hold, "runs": seeds,
+        "cut_seen_p50_s": round(statistics.median(cut["either"]), 2),
+        "cut_seen_p90_s": round(percentile(cut["either"], 0.9), 2),
+        "cut_seen_max_s": round(max(cut["either"]), 2),
+        "cut_seen_silent_first": sum(1 for s, d in zip(cut["silent"], cut["dead"], strict=True) if s < d),
+        "cut_dead_p50_s": round(statistics.median(cut["dead"]), 2),
+        "cut_dead_p90_s": round(percentile(cut["dead"], 0.9), 2),
+        "cut_dead_max_s": round(max(cut["dead"]), 2),
+        "false_alarms": alarms,
+    }  # fmt: skip
+
+
 def main() -> None:
     started = time.perf_counter()
     result = {
@@ -193,6 +274,7 @@ def main() -> None:
             false_positives_router_restart("local", GossipConfig.local()),
         ],
     }
+    result["zone_loss"] = [zone_loss("lan", LAN, hold) for hold in (2.0, 3.0)]
     result["wall_clock_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))
 

@@ -209,6 +209,11 @@ class LocalCluster:
         raise AssertionError(f"no running frontend is home of {channel}")
 
 
+# The gossip profile of every daemon a test cluster starts: ``local`` (fast timings for one machine);
+# TEST_GOSSIP_PROFILE=lan measures a test with deploy/k8s's timings (docs/architecture.md, "Zone quorum").
+GOSSIP_PROFILE = os.environ.get("TEST_GOSSIP_PROFILE", "local")
+
+
 def _frontend_config(node: Node, seeds: list[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "node_id": node.name,
@@ -219,7 +224,7 @@ def _frontend_config(node: Node, seeds: list[str], overrides: Mapping[str, Any])
         "cluster_secret": CLUSTER_SECRET,
         "gossip_bind": f"{node.host}:{node.gossip_port}",
         "seeds": seeds,
-        "gossip_profile": "local",
+        "gossip_profile": GOSSIP_PROFILE,
         "peer_port": node.extra["peer_port"],
         "drain_timeout_s": 8.0,
         **_admin_token(node.host),
@@ -295,7 +300,7 @@ async def run_cluster(
                 "cluster_secret": CLUSTER_SECRET,
                 "gossip_bind": f"{n.host}:{n.gossip_port}",
                 "seeds": seeds,
-                "gossip_profile": "local",
+                "gossip_profile": GOSSIP_PROFILE,
                 **_admin_token(n.host),
                 **(router_overrides or {}),
             }
