@@ -141,3 +141,23 @@ def test_a_publish_to_a_blocked_home_of_its_zone_is_refused_once_the_minority_is
         assert serials is None and error is not None and error.code == ErrorCode.NO_ZONE_QUORUM, answers
         assert at - known <= 1_100, (n, at - known)
     assert not home.homes[channel].pending and home.homes[channel].log.last_seq == 1  # nothing numbered
+
+
+def test_a_blocked_homes_own_publishes_are_refused_when_the_map_shows_the_minority() -> None:
+    # The same run: fe-a2's own clients' publishes, held by its blocked home, were refused at its
+    # next once-a-second sweep after the map showed rt-w dead, not when it showed it.
+    services, clock = cluster()
+    home = services["fe-a2"]
+    channel = next(f"ch{i}" for i in range(200) if home.home_of(f"ch{i}") == "fe-a2")
+    early = Publish(channel=channel, connection_id="early", msg_serial=0, messages=[{}], envelope={})
+    home.publish(0, early, lambda s, e: None)
+    services.pop("fe-b1")
+    set_map(services, 0, dead=("fe-b1",))
+    answers: list[tuple[list[str] | None, ErrorInfo | None]] = []
+    own = Publish(channel=channel, connection_id="own", msg_serial=0, messages=[{}], envelope={})
+    home.publish(0, own, lambda s, e: answers.append((s, e)))
+    run_until(services, clock, 2_000)
+    assert not answers and home.homes[channel].pending  # held: a grant may still come
+    set_map(services, clock[0], dead=("fe-b1", "rt-w"))  # no tick after it
+    assert answers and answers[0][0] is None and answers[0][1] is not None
+    assert answers[0][1].code == ErrorCode.NO_ZONE_QUORUM and not home.homes[channel].pending
