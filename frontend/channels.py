@@ -191,6 +191,7 @@ class ChannelService(HomeSide, PublishSide):
                     self._resync(now_ms, name, stream)
         self.remember_zones(view)
         self._reassess(now_ms)
+        self.drop_blocked(now_ms)  # the map may be what tells us we are the minority (not the next sweep)
 
     def _follow(self, name: str, epoch: str, cursor: int) -> None:
         """Start a stream for our local subscribers of ``name`` from ``cursor``, at its current home."""

@@ -13,7 +13,10 @@ sketch is in docs/architecture.md ("Zone quorum"). Each home chooses its copy wi
    are refused with 50350 naming the zones out of reach (``drop_blocked``): at once when this side
    *knows* it is the minority (``minority_known``: since it lost the majority, every witness router
    in reach refused it because another zone holds the grant, or none is in reach), else at the
-   publish deadline (15 s; a witness may still grant us). A refused publish cannot be swapped
+   publish deadline (15 s; a witness may still grant us). Only its own clients' publishes are
+   held so: one from another frontend is turned away unappended (``Home.turns_away``), since held
+   past the sender's request timeout its outcome would be unknown to the sender, which then never
+   NACKs it; the sender retries it and refuses it itself. A refused publish cannot be swapped
    with its connection's later ones: those still unresolved on the channel are refused with it
    (``publishing.py``), and a re-send of it (a client that missed the NACK while it was being
    moved) is answered from the session's memory, not numbered (frontend.sim seed 142 found that

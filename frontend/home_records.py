@@ -111,6 +111,26 @@ class Home:
         """``pub`` must follow an earlier publish of its connection that this log has not numbered."""
         return pub.after is not None and self.log.lookup(pub.connection_id, pub.after) is None
 
+    def turns_away(self, pub: O.Publish, minority_known: bool) -> O.Refused | None:
+        """Why this home does not take in ``pub``, sent by another frontend (None: it does).
+
+        While the home is blocked (no copy can be placed) and its side does not yet know it is the
+        minority, it would hold the append unanswered until it knows, or until the publish deadline:
+        longer than the sender's request timeout, after which the sender could only take the
+        outcome as unknown, never NACK it, and hold its connection's later answers behind it
+        (tests/unit/frontend/test_blocked_home.py). So it is not appended: the sender retries it,
+        and refuses it itself once it knows, or at the deadline. A re-send of what the log holds
+        (by msgSerial or by message ids) is still answered from the log; a side that knows it is
+        the minority refuses in ``_append``, for certain."""
+        if self.waits_for(pub):
+            return O.Refused(O.Refusal.OUT_OF_ORDER, f"msgSerial {pub.after} is not numbered yet")
+        if self.replica is not None or not self.blocked or minority_known:
+            return None
+        held = self.log.lookup(pub.connection_id, pub.msg_serial) is not None
+        if held or not self.log.ids.check(pub.messages)[1]:
+            return None
+        return O.Refused(O.Refusal.BLOCKED, f"{self.log.name}: no copy can be placed; not taken in")
+
     @property
     def settling(self) -> bool:
         """Entries in doubt that the replica's sync, on its way, is about to commit: an attach

@@ -500,8 +500,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             if not ok:
                 reply(False, O.Refused(O.Refusal.ACQUIRING, f"{channel} is being acquired elsewhere"))
                 return
-            if self.homes[channel].waits_for(pub):
-                reply(False, O.Refused(O.Refusal.OUT_OF_ORDER, f"msgSerial {pub.after} is not numbered yet"))
+            if (refusal := self.homes[channel].turns_away(pub, self.minority_known(self.now_ms))) is not None:
+                reply(False, refusal)  # not taken in: certainly not numbered (the sender retries)
                 return
             self._append(
                 self.now_ms,

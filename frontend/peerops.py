@@ -55,11 +55,19 @@ class Refusal(enum.IntEnum):
     LOST = 11  # local: the link was lost or the request timed out after it left
     BAD_REPLY = 12  # local: the reply did not decode
     OUT_OF_ORDER = 13  # the publish it must follow (``Publish.after``) is not numbered yet
+    BLOCKED = 14  # the home can place no copy (zone quorum): it did not take the publish in
 
 
 # Failures after which the operation was certainly not executed by the receiver.
 NOT_EXECUTED = frozenset(
-    {Refusal.NOT_HOME, Refusal.ACQUIRING, Refusal.MAP_LAGS, Refusal.UNSENT, Refusal.OUT_OF_ORDER}
+    {
+        Refusal.NOT_HOME,
+        Refusal.ACQUIRING,
+        Refusal.MAP_LAGS,
+        Refusal.UNSENT,
+        Refusal.OUT_OF_ORDER,
+        Refusal.BLOCKED,
+    }
 )
 
 

@@ -115,7 +115,9 @@ class WitnessClient:
         )
         try:
             answer = await post_json(peer.client_addr, body, [(MAC_HEADER, mac)], ASK_TIMEOUT_S)
-        except (OSError, h11.ProtocolError, ValueError) as exc:
+        except (OSError, trio.BrokenResourceError, h11.ProtocolError, ValueError) as exc:
+            # BrokenResourceError: the router reset the connection (killed mid-request); it is not an
+            # OSError, and escaping here it ended the frontend (test_zone_loss.py, rt-w SIGKILLed).
             log.info("zone.witness_unreachable", router=router, reason=str(exc))
             channels.witness_unanswered(need)
             return

@@ -190,9 +190,10 @@ async def test_a_side_without_a_majority_refuses_at_once(tmp_path: Path) -> None
     """Zone b's frontends and the witness router killed together: zone a holds 1 of 3 zone votes and
     knows it (no other zone serves, no witness in reach), so it refuses publishes with 50350 as soon
     as its map shows that, not at the 15 s publish deadline. (A publish that was in flight to a
-    lost home has an unknown outcome: it is never refused, and the ACKs and NACKs of its connection's
-    later publishes wait behind it, as the protocol's order requires; so the refusals are measured on
-    connections opened after the loss.) Nothing refused is delivered."""
+    lost home, or numbered and sent to a lost replica, has an unknown outcome: it is never refused,
+    and the ACKs and NACKs of its connection's later publishes wait behind it, as the protocol's order
+    requires; so the refusals are measured on connections opened once the survivors see the loss.)
+    Nothing refused is delivered."""
     with trio.fail_after(180):
         async with (
             run_cluster(tmp_path, routers=ROUTERS, zones=ZONES, max_idle_interval_ms=IDLE_MS) as cluster,
@@ -205,6 +206,19 @@ async def test_a_side_without_a_majority_refuses_at_once(tmp_path: Path) -> None
             async with trio.open_nursery() as kills:
                 for name in ("rt-w", "fe-b1", "fe-b2"):
                     kills.start_soon(cluster.kill, name)
+
+            # The fresh connections open once both survivors see zone b out of reach (/health:
+            # no_quorum, milliseconds after the kill). A publish numbered in the instant before, when
+            # its home still placed copies in zone b, went to a replica that may hold it: its outcome
+            # is unknown, so it is never refused and its connection's later answers wait behind it
+            # (1 run in 17: a fresh connection's msgSerial 0, appended at fe-a2 1 ms after its link
+            # to fe-b1 dropped, stayed pending and its 34 NACKs waited behind it).
+            async def survivors_see_the_loss() -> bool:
+                answers = [await _health(cluster, fe) for fe in ("fe-a1", "fe-a2")]
+                return all(status == 503 and health["status"] == "no_quorum" for status, health in answers)
+
+            with trio.fail_after(10):
+                await wait_until_async(survivors_see_the_loss)
             fresh = {name: TimedPublisher(name) for name in CHANNELS}
             for p in fresh.values():
                 p.record.sent = 1_000_000  # payloads apart from the first publishers'

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
+import struct
 from types import SimpleNamespace
 from typing import Any
 
@@ -112,3 +114,42 @@ async def test_a_release_waits_for_the_grant_request_in_flight_and_is_applied_af
     assert witness.most_open == 1
     assert [r["need"] for r in witness.requests[:2]] == [True, False]
     assert channels.applied[:2] == [(True, True), (False, False)]  # the release is applied last
+
+
+class ResettingWitness:
+    """Reads a request, then resets the connection (a witness router killed mid-request)."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while conn.next_event() is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(4096))
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.resets += 1
+        await stream.aclose()  # RST, not FIN: the client's read fails with ECONNRESET
+
+
+async def test_a_witness_that_resets_the_connection_is_unreachable_and_the_client_goes_on() -> None:
+    # test_zone_loss.py: rt-w was SIGKILLed while fe-a1 and fe-a2 asked it for a grant; the reset
+    # (trio.BrokenResourceError, not an OSError) escaped the witness client and ended both frontends.
+    witness = ResettingWitness()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            serve = functools.partial(trio.serve_tcp, witness.serve, 0, host="127.0.0.1")
+            [listener] = await nursery.start(serve)
+            port = listener.socket.getsockname()[1]
+            channels = Channels(f"127.0.0.1:{port}")
+            unanswered = trio.Semaphore(0)
+            channels.witness_unanswered = lambda need: unanswered.release()  # type: ignore[method-assign]
+            node = SimpleNamespace(
+                channels=channels, config=SimpleNamespace(node_id="fe-a1", zone="a"), wake=lambda: None
+            )
+            client = WitnessClient(node, "secret")  # type: ignore[arg-type]
+            nursery.start_soon(client.run)
+            for _ in range(2):  # one reset, then the next round asks again
+                await unanswered.acquire()
+                client.poke()
+            nursery.cancel_scope.cancel()
+    assert witness.resets >= 2 and not channels.applied
