@@ -188,7 +188,7 @@ def _short(frame: str) -> str:
     """``send_all (trio/_highlevel_socket.py:112)`` -> ``send_all (trio/_highlevel_socket.py)``."""
     name, _, loc = frame.partition(" (")
     path = loc.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", f"{H.ROOT}/", "/work/main/", "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{name} ({path})"
