@@ -202,6 +202,7 @@ def compare(c: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
         "socketio_idle_cpu_per_s": s["server_idle_cpu_per_s"],
         "loadavg_before": {"continuity": c["loadavg_before"], "socketio": s["loadavg_before"]},
         "every_message_delivered": complete,
+        "connections_cut": [c["cut"], s["cut"]],
         "target_met": bool(complete and tput is not None and tput >= 0.99 and p99 is not None and p99 <= 1.0),
     }
 

@@ -41,7 +41,7 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     span_s = (max(lasts) - min(starts)) / 1000 if starts and lasts else None
     out: dict[str, Any] = {
         k: sum(r[k] for r in results)
-        for k in ("connections", "published", "acked", "nacked", "gaps", "dupes", "complete")
+        for k in ("connections", "published", "acked", "nacked", "cut", "gaps", "dupes", "complete")
     }
     out["deliveries"] = received
     out["span_s"] = None if span_s is None else round(span_s, 3)

@@ -39,7 +39,16 @@ def test_plan_covers_every_channel_once(channels: int, procs: int) -> None:
 
 
 def result(received: int, start: float, last: float, lat: list[float], **kw: int) -> dict[str, Any]:
-    base = {"connections": 8, "published": 2, "acked": 2, "nacked": 0, "gaps": 0, "dupes": 0, "complete": 8}
+    base = {
+        "connections": 8,
+        "published": 2,
+        "acked": 2,
+        "nacked": 0,
+        "cut": 0,
+        "gaps": 0,
+        "dupes": 0,
+        "complete": 8,
+    }
     return (
         base
         | kw
