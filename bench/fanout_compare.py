@@ -27,6 +27,7 @@ Continuity run and puts the top functions (own and inclusive time) in the JSON.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -77,6 +78,7 @@ def measure(
         for w in workers:
             w.wait("ready", 120)
         cpu0 = H.cpu_seconds(server_pid)
+        load = [round(x, 2) for x in os.getloadavg()]  # other work on the machine, beside the figure
         raw = None
         if profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +149,7 @@ def measure(
             "server_cpu_s": round(H.cpu_seconds(server_pid) - cpu0, 2),
             "server_cpu_per_publish_s": round(cpu_publish / max(published["publish_seconds"], 1e-9), 2),
             "span_s": round(span_s, 2),
+            "loadavg_before": load,
         }
         if raw is not None and raw.exists():
             out["profile"] = {"raw": str(raw), **top_of_profile(raw, args.top)}
@@ -238,6 +241,7 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "continuity_p99_ms": c["latency_ms"]["p99"],
             "socketio_p99_ms": s["latency_ms"]["p99"],
             "p99_ratio": p99,
+            "loadavg_before": {"continuity": c.get("loadavg_before"), "socketio": s.get("loadavg_before")},
             # Issue 16: CPU beside throughput (on 2 cores the load clients share the machine).
             "continuity_deliveries_per_cpu_s": per_cpu_s(c),
             "socketio_deliveries_per_cpu_s": per_cpu_s(s),

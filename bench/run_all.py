@@ -248,6 +248,8 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for x in r.get("fanout_compare", {}).get("comparison", []):
         name = f"fan-out N={x['subscribers']} {x['mode']}"
+        if x.get("loadavg_before"):
+            name += f" (load {x['loadavg_before']['continuity'][0]} / {x['loadavg_before']['socketio'][0]})"
         rows.append(
             _row(
                 name,
