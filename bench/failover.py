@@ -49,8 +49,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import client  # noqa: E402
-
+import continuity as client  # noqa: E402
 from kernel.placement import rendezvous_order  # noqa: E402
 from tests.support.cluster import LocalCluster, run_cluster  # noqa: E402
 from tests.support.procs import API_KEY  # noqa: E402

@@ -37,8 +37,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import client  # noqa: E402
-
+import continuity as client  # noqa: E402
 from tests.support.procs import API_KEY  # noqa: E402
 from tests.support.streams import FAST_BACKOFF  # noqa: E402
 

@@ -26,8 +26,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import client  # noqa: E402
-
+import continuity as client  # noqa: E402
 from bench.harness import cpu_seconds, rss_kb  # noqa: E402
 
 CHANNEL = "bench:fanout"

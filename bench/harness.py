@@ -257,10 +257,11 @@ class SocketIOServer:
 
 
 class NodeClient:
-    """One ``node client.mjs MODE ...`` process; events are its stdout JSON lines."""
+    """One ``node client.mjs MODE ...`` process (or ``script``, without a mode when ``mode`` is empty);
+    events are its stdout JSON lines."""
 
-    def __init__(self, mode: str, target: str, url: str, **opts: Any) -> None:
-        args = ["node", str(CLIENT_JS), mode, "--target", target, "--url", url]
+    def __init__(self, mode: str, target: str, url: str, script: Path = CLIENT_JS, **opts: Any) -> None:
+        args = ["node", str(script), *([mode] if mode else []), "--target", target, "--url", url]
         for k, v in opts.items():
             args += [f"--{k}", str(v)]
         self.proc = spawn(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)

@@ -34,6 +34,10 @@ SUITE: dict[str, list[str]] = {
     "failover": ["failover.py", "--clients", "2000", "--frontends", "2+1", "--rate", "2"],
     "detached_memory": ["detached_memory.py"],
     "router_overhead": ["router_overhead.py"],
+    # Issue 16: 5,000 channels x 4 (clamped to what the open-file limit holds) and 1,250 x 4, Socket.IO rooms.
+    "many_channels": ["many_channels.py"],
+    # Issue 16, one machine, all cores: 1 and 2 frontends behind one router.
+    "scaling": ["scaling.py"],
     "connections": ["connections.py"],
     # Write-through cost of persisted channels: memory only vs SQLite vs PostgreSQL, same run.
     "history_store": ["history_store.py", "--seconds", "5"],
@@ -79,7 +83,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
                 "continuity_p99_ms",
                 "socketio_p99_ms",
                 "p99_ratio",
+                "continuity_deliveries_per_cpu_s",
+                "socketio_deliveries_per_cpu_s",
+                "cpu_efficiency_ratio",
                 "target_met",
+                "issue16_target_met",
             )
             if k in row
         }
@@ -121,6 +129,22 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             "throughput_ratio_router_over_direct": row["throughput_ratio_router_over_direct"],
             "p99_ratio_router_over_direct": row["p99_ratio_router_over_direct"],
         }
+    for row in results.get("many_channels", {}).get("comparison", []):
+        s[f"many_channels_{row['channels']}x{row['members']}"] = {
+            k: row.get(k)
+            for k in (
+                "continuity_deliveries_per_s",
+                "socketio_deliveries_per_s",
+                "throughput_ratio",
+                "continuity_p99_ms",
+                "socketio_p99_ms",
+                "p99_ratio",
+                "cpu_per_delivery_ratio",
+                "target_met",
+            )
+        }
+    for row in results.get("scaling", {}).get("comparison", []):
+        s[f"scaling_{row['mode']}"] = row
     co = results.get("connections", {})
     if "connections_held" in co:
         s["connections"] = {
@@ -144,6 +168,77 @@ def _n(v: float | None) -> str:
     return "n/a" if v is None else f"{v:,.0f}"
 
 
+def many_rows(mc: dict[str, Any]) -> list[str]:
+    """bench/many_channels.py: per shape, deliveries/s, p50/p99 and CPU per delivery beside Socket.IO."""
+    rows = []
+    for x in mc.get("comparison", []):
+        load = x["loadavg_before"]["continuity"][0], x["loadavg_before"]["socketio"][0]
+        name = (
+            f"many channels {x['channels']:,} x {x['members']} ({x['connections'][0]:,} connections;"
+            f" load {load[0]} / {load[1]}; every message delivered: {x['every_message_delivered']},"
+            f" connections cut by the server {x.get('connections_cut')})"
+        )
+        rows.append(
+            _row(
+                name,
+                "deliveries/s",
+                _n(x["continuity_deliveries_per_s"]),
+                _n(x["socketio_deliveries_per_s"]),
+                f"{x['throughput_ratio']} C/S",
+            )
+        )
+        for q in ("p50", "p99"):
+            c, s = x[f"continuity_{q}_ms"], x[f"socketio_{q}_ms"]
+            rows.append(_row(name, f"{q} ms", c, s, f"{H.ratio(c, s)} C/S"))
+        rows.append(
+            _row(
+                name,
+                "server CPU per delivery us",
+                x["continuity_cpu_per_delivery_us"],
+                x["socketio_cpu_per_delivery_us"],
+                f"{x['cpu_per_delivery_ratio']} C/S",
+            )
+        )
+    return rows
+
+
+def scaling_rows(sc: dict[str, Any]) -> list[str]:
+    """bench/scaling.py: deliveries/s and cluster CPU with 1 and 2 frontends behind one router."""
+    rows = []
+    by = {(x["mode"], x["frontends"]): x for x in sc.get("runs", [])}
+    for x in sc.get("comparison", []):
+        one, two = by[(x["mode"], 1)], by[(x["mode"], x["frontends"][1])]
+        name = f"scaling, N={one['subscribers']} {x['mode']} via router (load {one['loadavg_before'][0]})"
+        rows.append(
+            _row(
+                name,
+                "deliveries/s 1 / 2 frontends",
+                f"{_n(one['deliveries_per_s'])} / {_n(two['deliveries_per_s'])}",
+                "",
+                f"{x['throughput_ratio']} 2/1",
+            )
+        )
+        rows.append(
+            _row(
+                name,
+                "p99 ms 1 / 2 frontends",
+                f"{one['latency_ms']['p99']} / {two['latency_ms']['p99']}",
+                "",
+                f"{x['p99_ratio']} 2/1",
+            )
+        )
+        rows.append(
+            _row(
+                name,
+                "deliveries per cluster CPU-s 1 / 2",
+                f"{_n(one['deliveries_per_cluster_cpu_s'])} / {_n(two['deliveries_per_cluster_cpu_s'])}",
+                "",
+                f"{x['deliveries_per_cpu_s_ratio']} 2/1",
+            )
+        )
+    return rows
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """The README table: one row per figure."""
     r = doc["results"]
@@ -153,6 +248,8 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for x in r.get("fanout_compare", {}).get("comparison", []):
         name = f"fan-out N={x['subscribers']} {x['mode']}"
+        if x.get("loadavg_before"):
+            name += f" (load {x['loadavg_before']['continuity'][0]} / {x['loadavg_before']['socketio'][0]})"
         rows.append(
             _row(
                 name,
@@ -165,6 +262,16 @@ def markdown(doc: dict[str, Any]) -> str:
         rows.append(
             _row(name, "p99 ms", x["continuity_p99_ms"], x["socketio_p99_ms"], f"{x['p99_ratio']} C/S")
         )
+        if "cpu_efficiency_ratio" in x:
+            rows.append(
+                _row(
+                    name,
+                    "deliveries per server CPU-s",
+                    _n(x["continuity_deliveries_per_cpu_s"]),
+                    _n(x["socketio_deliveries_per_cpu_s"]),
+                    f"{x['cpu_efficiency_ratio']} C/S",
+                )
+            )
     rc = {x["target"]: x for x in r.get("resume_catchup", {}).get("runs", [])}
     if rc:
         c, s = rc.get("continuity", {}).get("catchup_ms", {}), rc.get("socketio", {}).get("catchup_ms", {})
@@ -222,6 +329,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{x['p99_ratio_router_over_direct']} routed/direct",
             )
         )
+    rows += many_rows(r.get("many_channels", {})) + scaling_rows(r.get("scaling", {}))
     co = r.get("connections", {})
     if "connections_held" in co:
         rows.append(

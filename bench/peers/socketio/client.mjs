@@ -55,6 +55,9 @@ const MODE_PUBLISH = 1 << 17;
 
 const nowMs = () => performance.timeOrigin + performance.now();
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+// Exit once stdout has taken everything written: a pipe is asynchronous in Node, and exiting on a
+// timer cut a large result line (every latency sample) short when the reader was slow under load.
+const exitAfterFlush = () => process.stdout.write("", () => setTimeout(() => process.exit(0), 20));
 const warn = (...args) => process.stderr.write(`[client ${MODE} ${process.pid}] ${args.join(" ")}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -245,7 +248,7 @@ async function sub() {
       gaps: subs.reduce((a, s) => a + s.gaps, 0), dupes: subs.reduce((a, s) => a + s.dupes, 0),
       first_recv_ms: firstRecv, last_recv_ms: lastRecv, latencies: lat.sampled(Number(opt.samples)) });
     for (const s of subs) s.close();
-    setTimeout(() => process.exit(0), 200);
+    exitAfterFlush();
   };
   const onMessage = (s, _i, t) => {
     const now = nowMs();
@@ -359,7 +362,7 @@ async function pub() {
   emit({ event: "result", published: sent, acked, publish_start_ms: start, publish_end_ms: end,
     publish_seconds: (end - start) / 1000 });
   finish.close();
-  setTimeout(() => process.exit(0), 200);
+  exitAfterFlush();
 }
 
 // ---- resume: each subscriber drops its transport, stays away, resumes; time to caught up ---------
@@ -412,7 +415,7 @@ async function resume() {
     not_resumed: notResumed, failed, gaps: subs.reduce((a, s) => a + s.gaps, 0),
     dupes: subs.reduce((a, s) => a + s.dupes, 0) });
   for (const s of subs) s.close();
-  setTimeout(() => process.exit(0), 200);
+  exitAfterFlush();
 }
 
 // ---- idle: many connections, optionally attached to channels; connect rate -----------------------
@@ -462,7 +465,7 @@ async function idle() {
   emit({ event: "ready", connected: n - failed, failed, seconds, per_s: (n - failed) / seconds });
   onStdin(([cmd]) => {
     if (cmd === "drop") { for (const c of conns) c.drop(); emit({ event: "dropped" }); }
-    if (cmd === "stop") { for (const c of conns) c.close(); setTimeout(() => process.exit(0), 200); }
+    if (cmd === "stop") { for (const c of conns) c.close(); exitAfterFlush(); }
   });
 }
 

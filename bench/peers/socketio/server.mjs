@@ -4,9 +4,10 @@
 //
 // One process, the in-memory adapter, WebSocket transport only, connection-state recovery ON
 // (every broadcast then carries an offset and is kept for missed-packet replay, as Continuity
-// keeps its channel log). Subscribers join the room on connect; a publisher emits
-// ("pub", data, ack) and the server broadcasts ("m", data) to the room, then acks: the same
-// shape as a Continuity publish (fan-out queued, then ACK). Prints {"port": N} on stdout once
+// keeps its channel log). Subscribers join the room on connect (the one named by their query's
+// `room`, else --room); a publisher emits ("pub", data, ack), or ("pub", room, data, ack) for
+// bench/many_channels.py's rooms, and the server broadcasts ("m", data) to the room, then acks: the
+// same shape as a Continuity publish (fan-out queued, then ACK). Prints {"port": N} on stdout once
 // listening, and exits on SIGTERM/SIGINT.
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
@@ -30,10 +31,13 @@ const io = new Server(http, {
 
 io.on("connection", (socket) => {
   const role = socket.handshake.query.role;
-  if (!socket.recovered && role !== "pub" && role !== "idle") socket.join(opts.room);
-  socket.on("pub", (data, ack) => {
-    io.to(opts.room).emit("m", data);
-    if (typeof ack === "function") ack();
+  const room = socket.handshake.query.room || opts.room;
+  if (!socket.recovered && role !== "pub" && role !== "idle") socket.join(room);
+  socket.on("pub", (...args) => {
+    const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+    const [to, data] = args.length >= 2 ? args : [opts.room, args[0]];
+    io.to(to).emit("m", data);
+    if (ack) ack();
   });
 });
 
