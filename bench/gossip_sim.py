@@ -160,6 +160,44 @@ def false_positives_router_restart(name: str, config: GossipConfig, seeds: int =
     }  # fmt: skip
 
 
+def lone_heal_false_deaths(
+    config: GossipConfig, seed: int, cut: float, *, router_kill: bool = False
+) -> list[str]:
+    """The chaos run's ``partition_fe``: one frontend (m3 of 7: four frontends, three routers) cut off
+    alone for ``cut`` seconds, which declares the others dead; then healed (with ``router_kill``, a
+    router killed at the heal and restarted 0.5 s later, as ``router`` of that fault does). Returns
+    the members of the other side declared dead by another member of it after the heal."""
+    sim = settled(7, config, seed=seed)
+    lone = sim.address("m3")
+    start = sim.now
+    sim.network.partition([[lone], [a for a in sim.cores if a != lone]])
+    sim.run_until(start + cut)
+    sim.network.heal()
+    healed = sim.now
+    if router_kill:
+        sim.kill("m5")
+        sim.run_until(healed + 0.5)
+        sim.restart("m5")
+    sim.run_until(healed + 20.0)
+    skip = {"m3", "m5"} if router_kill else {"m3"}
+    return sorted(
+        {o.subject for o in sim.false_deaths(after=healed) if skip.isdisjoint((o.observer, o.subject))}
+    )
+
+
+def false_positives_lone_heal(name: str, config: GossipConfig, seeds: int = 30) -> dict[str, object]:
+    """Per cut length, the runs in which a member cut off alone had a live member of the other side
+    declared dead there after the heal (its verdicts arriving with the heal)."""
+    by_cut: dict[str, object] = {}
+    for cut in (3.0, 4.5, 6.0, 8.0):
+        for kill in (False, True):
+            hits = sum(
+                bool(lone_heal_false_deaths(config, seed, cut, router_kill=kill)) for seed in range(seeds)
+            )
+            by_cut[f"{cut}s{' + router kill' if kill else ''}"] = hits
+    return {"profile": name, "n": 7, "runs": seeds, "runs_with_a_false_death": by_cut}
+
+
 def partition_heal(n: int = 50, seeds: int = 3) -> dict[str, object]:
     heal: list[float] = []
     for seed in range(seeds):
@@ -273,6 +311,7 @@ def main() -> None:
             ),
             false_positives_router_restart("local", GossipConfig.local()),
         ],
+        "false_positives_lone_heal": [false_positives_lone_heal("local", GossipConfig.local())],
     }
     result["zone_loss"] = [zone_loss("lan", LAN, hold) for hold in (2.0, 3.0)]
     result["wall_clock_s"] = round(time.perf_counter() - started, 1)

@@ -26,6 +26,20 @@ WebSocket. The invariants:
   finds no live Comet transport is answered in-band with DISCONNECTED, so the
   client resumes through ``/comet/connect?resume=`` (which may take the
   connection over, or report 80008).
+- A resume on the same frontend keeps the key, so the key alone does not say
+  which transport a request belongs to. A request that a router forwarded
+  before this transport's connect (``kernel.http.FORWARDED``: router and time),
+  or a recv/send forwarded no later than the lane's previous one, is not this
+  transport's: it was held in a partition's TCP buffers while its client gave
+  up and resumed, or the router sent it again after the first copy was
+  answered. Served, a late recv took the frames queued for the live one, which
+  never reached any client (chaos seed 1490494864: a silent gap of 3), and a
+  late send put its publishes ahead of the re-sent ones in the ACK order, so
+  the client took an ACK for a later msgSerial as the answer to its earlier
+  publishes (seed 459897038: ACKs with no serials). It is answered in-band with
+  DISCONNECTED (reaching, if anyone, a client whose recv was lost, which then
+  resumes) and the transport is left alone. Two routers' clocks are compared
+  with ``FORWARDED_SKEW_US`` of slack; one router's exactly.
 
 ``CometRegistry`` is the core (no I/O; ``now_ms`` passed in); ``CometService``
 is the thin trio driver the front door calls.
@@ -56,6 +70,9 @@ OPS = frozenset({"recv", "send", "close", "disconnect"})
 EMPTY = b"[]\n"
 HEARTBEAT = b'[{"action":0}]\n'
 SWEEP_MAX_S = 1.0
+# Tolerated difference between two routers' clocks when comparing their FORWARDED stamps (the peer
+# links' CLOCK_SKEW_MS); stamps of one router are compared exactly.
+FORWARDED_SKEW_US = 1_000_000
 
 Prepare = Callable[[Mapping[str, str]], Awaitable[Mapping[str, str]]]
 
@@ -109,6 +126,23 @@ class CometTransport:
         self.recv_token: object | None = None
         self.idle_since_ms = now_ms
         self.wake = trio.Event()
+        # Who forwarded the connect and when (kernel.http.FORWARDED), and each lane's latest request.
+        self.opened: tuple[str, int] | None = None
+        self._latest: dict[str, tuple[str, int]] = {}
+
+    def late(self, op: str, sent: tuple[str, int] | None) -> str | None:
+        """Why a request forwarded as ``sent`` is not this transport's own (None: it may be); a
+        recv or send that is its own becomes its lane's latest."""
+        if sent is None:
+            return None
+        if self.opened is not None and _before(sent, self.opened):
+            return "forwarded before this transport's connect"
+        if op in ("recv", "send"):
+            latest = self._latest.get(op)
+            if latest is not None and latest[0] == sent[0] and sent[1] <= latest[1]:
+                return f"forwarded no later than this transport's previous {op}"
+            self._latest[op] = sent
+        return None
 
     # -- Outlet -------------------------------------------------------------
     def send(self, frame: Encoded, *, force: bool = False) -> bool:
@@ -164,6 +198,14 @@ class CometTransport:
         return None if self.recv_token is not None else self.idle_since_ms + timeout_ms
 
 
+def _before(sent: tuple[str, int], mark: tuple[str, int]) -> bool:
+    """Whether ``sent`` was forwarded before ``mark``: exactly by one router's clock, with
+    ``FORWARDED_SKEW_US`` of slack across two routers' (a request in doubt is served)."""
+    if sent[0] == mark[0]:
+        return sent[1] < mark[1]
+    return sent[1] < mark[1] - FORWARDED_SKEW_US
+
+
 class CometRegistry:
     """This frontend's Comet transports by connectionId, and the key lookup of each request."""
 
@@ -171,9 +213,12 @@ class CometRegistry:
         self.node = node
         self.transports: dict[str, CometTransport] = {}
 
-    def open(self, now_ms: int, params: Mapping[str, str]) -> tuple[CometTransport, Session | None]:
+    def open(
+        self, now_ms: int, params: Mapping[str, str], sent: tuple[str, int] | None = None
+    ) -> tuple[CometTransport, Session | None]:
         """``/comet/connect``: a new transport, bound by the node (CONNECTED or ERROR queued on it)."""
         transport = CometTransport(None, self.node.config.outbox_limit, now_ms)
+        transport.opened = sent
         session = self.node.connect(now_ms, params, transport)
         if session is not None:
             transport.session = session
@@ -289,17 +334,33 @@ class CometService:
         self.prepare = prepare
         self._changed = trio.Event()
 
-    async def handle(self, method: bytes, path: CometPath, params: Mapping[str, str], body: bytes) -> bytes:
-        """Answer one Comet request (always a 200 JSON array body; errors are in-band)."""
+    async def handle(
+        self,
+        method: bytes,
+        path: CometPath,
+        params: Mapping[str, str],
+        body: bytes,
+        sent: tuple[str, int] | None = None,
+    ) -> bytes:
+        """Answer one Comet request (always a 200 JSON array body; errors are in-band). ``sent``:
+        the router's ``kernel.http.FORWARDED`` stamp, if a router forwarded it."""
         metrics = self.node.metrics
         metrics.comet_requests.labels(kind=path.op).inc()
         if path.op == "connect":
-            return await self.connect(params)
+            return await self.connect(params, sent)
         assert path.key is not None
         found = self.registry.lookup(path.key)
         if isinstance(found, ErrorInfo):
             log.info("comet.refused", op=path.op, code=found.code, reason=found.message)
             return error_body(Action.DISCONNECTED, found)
+        why = found.late(path.op, sent)
+        if why is not None:
+            connection_id = found.session.connection_id if found.session is not None else None
+            log.info("comet.late_request", op=path.op, connection_id=connection_id, why=why)
+            metrics.comet_requests.labels(kind="late").inc()
+            return error_body(
+                Action.DISCONNECTED, ErrorInfo.of(ErrorCode.DISCONNECTED, f"comet request {why}; resume")
+            )
         now = wall_ms()
         if path.op == "recv":
             return await self.recv(found)
@@ -312,7 +373,7 @@ class CometService:
             return self.registry.handle_close(now, found)
         return self.registry.handle_disconnect(now, found)
 
-    async def connect(self, params: Mapping[str, str]) -> bytes:
+    async def connect(self, params: Mapping[str, str], sent: tuple[str, int] | None = None) -> bytes:
         """Bind a new transport; answer at once with CONNECTED (or ERROR) and whatever came with it.
 
         Browser poll mode (``stream=false``) needs the answer to end; Node's streaming mode is
@@ -320,7 +381,7 @@ class CometService:
         """
         if self.prepare is not None:
             params = await self.prepare(params)
-        transport, _ = self.registry.open(wall_ms(), params)
+        transport, _ = self.registry.open(wall_ms(), params, sent)
         self.node.wake()
         transport.idle_since_ms = wall_ms()
         self._changed.set()

@@ -39,7 +39,7 @@ from frontend.rest.service import RestService
 from frontend.ticker import Ticker
 from frontend.websocket import run_websocket
 from kernel.errors import ErrorCode, ErrorInfo
-from kernel.http import Handover, header, is_websocket, read_body, respond, serve_http
+from kernel.http import Handover, forwarded, header, is_websocket, read_body, respond, serve_http
 from kernel.tls import wrap_listeners
 
 log = structlog.get_logger("continuity.frontend")
@@ -186,7 +186,9 @@ class FrontDoor:
             return await self._upgrade(conn, stream, event) or False
         request_body = await read_body(conn, stream)
         if target.path.startswith(COMET_PREFIX) and event.method in (b"GET", b"POST"):
-            return await self._comet(conn, stream, event.method, target.path, target.query, request_body)
+            return await self._comet(
+                conn, stream, event.method, target.path, target.query, request_body, forwarded(event.headers)
+            )
         if rest_presence.handles(target.path):
             status, ctype, body, extra = await rest_presence.serve(
                 self.node, event.method, event.headers, target, wall_ms(), history=self.presence_history
@@ -209,6 +211,7 @@ class FrontDoor:
         path: str,
         query: str,
         body: bytes,
+        sent: tuple[str, int] | None = None,
     ) -> bool:
         """Answer one Comet request; False when the client closed its socket during a long-poll."""
         parsed = parse_path(path)
@@ -220,11 +223,11 @@ class FrontDoor:
         params = dict(parse_qsl(query, keep_blank_values=True))
         answer: bytes | None = None
         if parsed.op != "recv":
-            answer = await self.comet.handle(method, parsed, params, body)
+            answer = await self.comet.handle(method, parsed, params, body, sent)
         else:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_client, conn, stream, nursery.cancel_scope)
-                answer = await self.comet.handle(method, parsed, params, body)
+                answer = await self.comet.handle(method, parsed, params, body, sent)
                 nursery.cancel_scope.cancel()
         if answer is None:
             return False

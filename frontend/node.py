@@ -378,8 +378,8 @@ class FrontendNode(PubSub):
 
     def _send(self, now_ms: int, s: Session, frame: Encoded) -> bool:
         outlet = self.outlets.get(s.connection_id)
-        if outlet is None:
-            return False
+        if outlet is None or self.sessions.get(s.connection_id) is not s:
+            return False  # no transport, or ``s`` was replaced (a late answer to a request of its own)
         if outlet.send(frame):
             return True
         self.metrics.slow_consumers.inc()

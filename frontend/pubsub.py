@@ -175,8 +175,14 @@ class PubSub(ChannelModes, StoreAttach):
             from_serial = attach_params.rewind_cursor
 
         def gone() -> bool:
-            # The transport that asked is gone; its successor will ATTACH again.
-            return s.generation != generation or self.outlets.get(s.connection_id) is None
+            # The transport that asked is gone (its successor will ATTACH again), or the session
+            # itself was replaced: handed over and taken back is a new Session under the same
+            # connectionId, whose transport never asked (chaos seed 25705, t 163 s: duplicated 31).
+            return (
+                s.generation != generation
+                or self.sessions.get(s.connection_id) is not s
+                or self.outlets.get(s.connection_id) is None
+            )
 
         def done(res: AttachResult) -> None:
             if gone():

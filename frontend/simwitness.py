@@ -45,11 +45,12 @@ def ask_witness(world: WitnessWorld, node_id: str) -> None:
             return
         answer = world.witness.ask(world.sched.now, node_id, world.zone[node_id], need=need, holding=holding,
                                    alone=alone, boot=node.channels.boot, alive=sees)  # fmt: skip
-        world.sched.at(world.sched.now + lat, lambda: answered(*answer))
+        age = world.witness.lost_age_ms(world.sched.now) + lat  # its age when the answer lands
+        world.sched.at(world.sched.now + lat, lambda: answered(*answer, age))
 
-    def answered(granted: bool, holder: str | None, lost: bool) -> None:
+    def answered(granted: bool, holder: str | None, lost: bool, age: int) -> None:
         if world.nodes.get(node_id) is node and world.reachable(node_id, WITNESS):
             world.input(node_id, lambda: node.channels.grant(world.sched.now, WITNESS, sent, granted, need,
-                                                             holder, lost=lost))  # fmt: skip
+                                                             holder, lost=lost, lost_age_ms=age))  # fmt: skip
 
     world.sched.at(world.sched.now + lat, at_witness)

@@ -128,5 +128,7 @@ class WitnessClient:
         holder = answer.get("holder")
         holder = holder if isinstance(holder, str) else None
         granted, lost = bool(answer.get("granted")), bool(answer.get("lost"))
-        channels.grant(wall_ms(), router, sent, granted, need, holder, lost=lost)
+        age = answer.get("lost_age_ms")
+        age = age if isinstance(age, int) and not isinstance(age, bool) and age >= 0 else 0
+        channels.grant(wall_ms(), router, sent, granted, need, holder, lost=lost, lost_age_ms=age)
         self.node.wake()

@@ -21,7 +21,8 @@ piggybacked on pings, acks and periodic gossip rounds until it has been sent
 `retransmit_limit(mult, N)` times. Every `push_pull_interval` the full state is exchanged with one
 random member over a stream (TCP); a remote dead entry only makes us *suspect*, so that a merge never
 kills members outright. Joining is a push-pull with the seeds; every `reconnect_interval` a seed not
-known alive or a recently dead member is push-pulled again, so a healed partition re-merges.
+known alive or a recently dead member is push-pulled again, so a healed partition re-merges. A dead
+rumour from another member is a suspicion for a refutation's trip unless we suspected it that long.
 
 Lifeguard (when `config.lifeguard`). (1) Local health: a score 0..max-1 rises when our probes fail
 without the nacks we expected, or when we must refute, and falls on each successful probe; probe
@@ -177,7 +178,8 @@ class SwimCore:
         for r in self._relays.values():
             d = min(d, r.deadline)
         for s in self._suspicions.values():
-            d = min(d, s.deadline)
+            last_call = not s.last_call and self.config.lifeguard
+            d = min(d, s.deadline - self.config.probe_interval if last_call else s.deadline)
         return d
 
     def join(self, now: float, seeds: list[Address]) -> None:
@@ -231,7 +233,8 @@ class SwimCore:
             setattr(self.counters, name, getattr(self.counters, name) + 1)
             self.last_drop = exc
             return
-        for msg in messages:
+        # Rumours before pings: a ping carrying a suspicion of us is acked with our refutation on it.
+        for msg in sorted(messages, key=lambda m: isinstance(m, Ping)):
             self._dispatch(now, src, msg)
 
     def _dispatch(self, now: float, src: Address, msg: Message) -> None:
@@ -338,6 +341,8 @@ class SwimCore:
         verdict = precedence(cur, msg, local_name=self.name)
         if verdict == Verdict.REFUTE:
             self._refute(msg.incarnation)
+        elif msg.name == self.name and not self._left:  # old news of us: our alive again (on the ack)
+            self._queue.enqueue(self.name, encode_message(self._alive_message()))
         elif verdict == Verdict.CONFIRM:
             s = self._suspicions.get(msg.name)
             if s is not None and self.config.lifeguard and s.confirm(msg.by):
@@ -363,14 +368,36 @@ class SwimCore:
         verdict = precedence(cur, msg, local_name=self.name)
         if verdict == Verdict.REFUTE:
             self._refute(msg.incarnation)
+        elif msg.name == self.name and not self._left:  # old news of us: our alive again (on the ack)
+            self._queue.enqueue(self.name, encode_message(self._alive_message()))
         elif verdict == Verdict.APPLY:
             assert cur is not None
             left = msg.by == msg.name
+            suspicion = self._suspicions.get(msg.name)
+            fresh = suspicion is None or now - suspicion.start < self._refute_window()
+            if not left and msg.by != self.name and fresh:
+                # Only a suspicion, capped at a refutation's round trip (see the module docstring;
+                # chaos seed 25705, t 88.7 s: fe-a1 dead for 80 ms at fe-a2 and fe-b1 after a heal).
+                self.on_suspect(now, Suspect(name=msg.name, incarnation=msg.incarnation, by=msg.by))
+                if (pending := self._suspicions.get(msg.name)) is not None:
+                    pending.verdict(now + self._refute_window())
+                return
             cur.state = MemberState.LEFT if left else MemberState.DEAD
             cur.incarnation, cur.since = msg.incarnation, now
             self._suspicions.pop(msg.name, None)
             self._emit(EventKind.LEFT if left else EventKind.DEAD, cur, now)
             self._queue.enqueue(msg.name, encode_message(msg))
+
+    def _last_call(self, name: str) -> None:
+        """Ping a suspect with the suspicion one probe interval before ours runs out (outside the probe
+        rounds): the ack carries its refutation even if the refutation's rumours missed us."""
+        rec = self._members[name]
+        ping = Ping(seq=self._next_seq(), target=name)
+        suspect = Suspect(name=name, incarnation=rec.incarnation, by=self.name)
+        self._send(rec.address, [encode_message(ping), encode_message(suspect)])
+
+    def _refute_window(self) -> float:  # how long we suspect one before another's verdict applies
+        return 2 * self._scaled(self.config.probe_interval)
 
     def _refute(self, incarnation: int) -> None:
         if self._left:
@@ -388,6 +415,9 @@ class SwimCore:
             relay = self._relays.pop(seq)
             if relay.nack:
                 self._send(relay.requester, [encode_message(Nack(seq=relay.their_seq))])
+        for name, s in self._suspicions.items():
+            if self.config.lifeguard and s.last_call_due(now, self.config.probe_interval):
+                self._last_call(name)
         for name in [n for n, s in self._suspicions.items() if s.deadline <= now]:
             del self._suspicions[name]
             rec = self._members[name]

@@ -5,6 +5,7 @@ These are the pieces of the SWIM core (`core.py`) that are rules rather than plu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
@@ -127,6 +128,8 @@ class Suspicion:
     maximum: float
     confirmers: set[str] = field(default_factory=set)
     deadline: float = 0.0
+    verdict_at: float = math.inf  # another member declared it dead: ours follows by then, unrefuted
+    last_call: bool = False  # the suspect was pinged with the suspicion one probe interval before
 
     def __post_init__(self) -> None:
         self._recompute()
@@ -135,7 +138,19 @@ class Suspicion:
         remaining = formulas.remaining_suspicion_time(
             len(self.confirmers), self.k, 0.0, self.minimum, self.maximum
         )
-        self.deadline = self.start + remaining
+        self.deadline = min(self.start + remaining, self.verdict_at)
+
+    def last_call_due(self, now: float, lead: float) -> bool:
+        """Whether the suspect's last-call ping (``lead`` before the deadline) is due now; true once."""
+        if self.last_call or self.deadline - lead > now:
+            return False
+        self.last_call = True
+        return True
+
+    def verdict(self, at: float) -> None:
+        """Another member declared the suspect dead: unless it refutes, declare it too by ``at``."""
+        self.verdict_at = min(self.verdict_at, at)
+        self._recompute()
 
     def confirm(self, by: str) -> bool:
         """Count `by` as a confirmation; return True if it was new (and so is worth re-broadcasting)."""

@@ -49,6 +49,29 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     return None
 
 
+# Which router forwarded a request to a frontend and when, by its wall clock in microseconds:
+# ``<router id> <us>``, one value per client request (a retry on a fresh pooled connection carries the
+# same). A Comet request is one of a series on one transport, and a frontend tells a request that
+# arrives late (held in a partition's TCP buffers, or sent again by the router after the first copy
+# was answered) from the transport's own by it (``frontend/comet.py``).
+FORWARDED = b"x-continuity-forwarded"
+
+
+def forwarded_stamp(router_id: str, now_us: int) -> bytes:
+    return f"{router_id} {now_us}".encode()
+
+
+def forwarded(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, int] | None:
+    """The ``FORWARDED`` stamp of a request as ``(router id, us)``, or None (none, or malformed)."""
+    raw = header(headers, FORWARDED)
+    if raw is None or len(raw) > 200:
+        return None
+    router, _, us = raw.decode("latin-1").rpartition(" ")
+    if not router or not us.isdigit() or len(us) > 20:
+        return None
+    return router, int(us)
+
+
 def is_websocket(req: h11.Request) -> bool:
     """Whether ``req`` asks for a WebSocket upgrade."""
     upgrade = (header(req.headers, b"upgrade") or b"").lower()

@@ -170,6 +170,7 @@ class Witness:
     # The last holder restart (its zone's lone entries are gone): every node is told once.
     lost_zone: str | None = None
     lost_told: set[str] = field(default_factory=set)
+    lost_at_ms: int = 0  # when it was decided: a node told later dates the loss from here
     # Per zone, since it last had no holder: each holder's fate (holding, released, restarted).
     fates: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -187,7 +188,7 @@ class Witness:
         before = self.holders.get(node)
         if before is not None and before.boot != boot:
             del self.holders[node]
-            self._fate(before.zone, node, "lost" if before.alone else "restarted", alive)
+            self._fate(before.zone, node, "lost" if before.alone else "restarted", alive, now_ms)
         lost = self.lost_zone is not None and node not in self.lost_told
         self.lost_told.add(node)
         granted, holder = self._ask(now_ms, node, zone, need, holding, boot)
@@ -215,24 +216,33 @@ class Witness:
         self.fates.setdefault(zone, {})[node] = "holding"
         return need, zone
 
-    def _fate(self, zone: str, node: str, fate: str, alive: Callable[[str], bool]) -> None:
+    def lost_age_ms(self, now_ms: int) -> int:
+        """How long ago the last loss was decided (a node is told when it next asks, maybe much
+        later, and must date the loss from the decision, not from when it heard)."""
+        return max(0, now_ms - self.lost_at_ms)
+
+    def _fate(
+        self, zone: str, node: str, fate: str, alive: Callable[[str], bool], now_ms: int = 0
+    ) -> None:
         """Record what became of a holder; a zone whose holders all released or restarted is done
         with: lost if any restarted while the others could not keep its copies."""
         fates = self.fates.setdefault(zone, {})
         fates[node] = fate
         if fate == "lost":
             # It committed with no copy at all (the only frontend of its zone left): gone with it.
-            self.lost_zone, self.lost_told = zone, set()
+            self.lost_zone, self.lost_told, self.lost_at_ms = zone, set(), now_ms
         elif any(f == "holding" and alive(n) for n, f in fates.items()):
             return  # a holder of the zone lives on: it holds the copies; decide at its fate
         elif "restarted" in fates.values() and "released" not in fates.values():
             # Every holder that kept copies of the others' entries restarted too. (A holder that
             # released held no entry of its zone's alone: it had handed them to another zone.)
-            self.lost_zone, self.lost_told = zone, set()
+            self.lost_zone, self.lost_told, self.lost_at_ms = zone, set(), now_ms
         if not any(f == "holding" for f in fates.values()):
             del self.fates[zone]
 
-    def forget(self, nodes: Iterable[str], alive: Callable[[str], bool] = lambda node: False) -> None:
+    def forget(
+        self, nodes: Iterable[str], alive: Callable[[str], bool] = lambda node: False, now_ms: int = 0
+    ) -> None:
         """Gossip reaped these members (or they left): they hold nothing any more, and what they
         held is gone unless another holder of their zone is ``alive`` (it holds the copies: decided
         at its own fate). Chaos seed 1490494864 (t 49-81 s): fe-b1 drained and left while fe-b2,
@@ -241,7 +251,7 @@ class Witness:
         for node in nodes:
             gone = self.holders.pop(node, None)
             if gone is not None:
-                self._fate(gone.zone, node, "restarted", alive)
+                self._fate(gone.zone, node, "restarted", alive, now_ms)
 
     def holder_zone(self) -> str | None:
         zones = sorted({h.zone for h in self.holders.values()})

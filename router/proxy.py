@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
@@ -164,10 +165,18 @@ def _forward_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes
     return [(k, v) for k, v in headers if k not in _HOP_BY_HOP and k not in extra_hop]
 
 
-def upstream_request(req: h11.Request, body: bytes, peer: str) -> h11.Request:
-    """The request to send to the frontend: end-to-end headers, a fixed length, ``X-Forwarded-For``."""
-    headers = [(k, v) for k, v in _forward_headers(req.headers) if k != b"x-forwarded-for"]
+def upstream_request(
+    req: h11.Request, body: bytes, peer: str, router_id: str = "router", now_us: int | None = None
+) -> h11.Request:
+    """The request to send to the frontend: end-to-end headers, a fixed length, ``X-Forwarded-For``,
+    and who forwarded it when (``http.FORWARDED``: ``router_id`` and our wall clock, unless
+    ``now_us``; a client's own value is dropped). Built once per client request, so a retry on a
+    fresh pooled connection carries the same stamp."""
+    stamp = now_us if now_us is not None else time.time_ns() // 1000
+    own = (b"x-forwarded-for", http.FORWARDED)
+    headers = [(k, v) for k, v in _forward_headers(req.headers) if k not in own]
     headers.append((b"x-forwarded-for", _forwarded_for(req.headers, peer)))
+    headers.append((http.FORWARDED, http.forwarded_stamp(router_id, stamp)))
     if body or req.method in (b"POST", b"PUT", b"PATCH"):
         headers.append((b"content-length", str(len(body)).encode()))
     return h11.Request(method=req.method, target=req.target, headers=headers)

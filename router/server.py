@@ -237,7 +237,7 @@ class FrontDoor:
         """Forward one request; return whether the client connection may carry another."""
         router = self.router
         refused: set[str] = set()
-        upstream_req = proxy.upstream_request(req, body, peer)
+        upstream_req = proxy.upstream_request(req, body, peer, router.config.node_id)
         message = "every frontend tried refused"
         for _ in range(router.config.connect_attempts):
             decision = router.choose(request, refused, peer)

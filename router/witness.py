@@ -41,7 +41,7 @@ class WitnessService:
         gone = [n for n in self.core.holders if (p := view.peers.get(n)) is None or p.status == "left"]
         if gone:
             log.info("witness.holders_forgotten", nodes=gone)
-            self.core.forget(gone, view.alive)
+            self.core.forget(gone, view.alive, monotonic_ms())
         before = self.core.holder_zone()
         granted, holder, lost = self.core.ask(
             monotonic_ms(),
@@ -61,7 +61,12 @@ class WitnessService:
             log.warning("witness.holder_changed", zone=holder, previous=before, node=req.node)
         if req.need and not granted:
             log.info("witness.grant_refused", node=req.node, zone=req.zone, holder=holder)
-        return 200, {"granted": granted, "holder": holder, "lost": lost, "lease_ms": self.core.lease_ms}
+        answer: dict[str, object] = {
+            "granted": granted, "holder": holder, "lost": lost, "lease_ms": self.core.lease_ms,
+        }
+        if lost:
+            answer["lost_age_ms"] = self.core.lost_age_ms(monotonic_ms())
+        return 200, answer
 
 
 def encode(body: dict[str, object]) -> bytes:

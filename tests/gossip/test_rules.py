@@ -22,6 +22,9 @@ from gossip.wire import (
     Ping,
     ServingState,
     Suspect,
+    encode_body,
+    encode_message,
+    seal,
 )
 
 from .helpers import add_alive, address, decode_all, exchange, kinds, make_core, state_of
@@ -98,13 +101,69 @@ def test_core_applies_alive_suspect_dead_in_order_and_emits_events() -> None:
     core.on_alive(2.0, Alive(name="m1", address=address(1), incarnation=3, metadata=Metadata()))
     assert state_of(core, "m1") == (A, 3)
     core.on_dead(3.0, Dead(name="m1", incarnation=3, by="m2"))
+    assert state_of(core, "m1") == (S, 3), "another member's verdict on a live member is a suspicion"
+    window = 2 * core.config.probe_interval
+    core.tick(3.0 + window)  # no refutation within a round trip: the verdict is ours too
     assert state_of(core, "m1") == (D, 3)
-    core.on_dead(3.0, Dead(name="m1", incarnation=3, by="m1"))
+    core.on_dead(3.0 + window, Dead(name="m1", incarnation=3, by="m1"))
     assert state_of(core, "m1") == (L, 3)
     assert kinds(core) == [
         (EventKind.JOINED, "m1"), (EventKind.SUSPECT, "m1"), (EventKind.ALIVE, "m1"),
-        (EventKind.DEAD, "m1"), (EventKind.LEFT, "m1"),
+        (EventKind.SUSPECT, "m1"), (EventKind.DEAD, "m1"), (EventKind.LEFT, "m1"),
     ]  # fmt: skip
+
+
+def test_a_verdict_on_a_member_we_suspected_long_enough_applies_at_once() -> None:
+    core = make_core(0)
+    add_alive(core, 1, incarnation=2)
+    core.on_suspect(1.0, Suspect(name="m1", incarnation=2, by="m2"))
+    core.on_dead(1.0 + 2 * core.config.probe_interval, Dead(name="m1", incarnation=2, by="m2"))
+    assert state_of(core, "m1") == (D, 2)
+
+
+def test_a_verdict_refuted_in_time_kills_nobody() -> None:
+    core = make_core(0)
+    add_alive(core, 1, incarnation=2)
+    core.on_dead(1.0, Dead(name="m1", incarnation=2, by="m5"))  # m5 was cut off alone, now healed
+    core.on_alive(1.1, Alive(name="m1", address=address(1), incarnation=3, metadata=Metadata()))
+    core.tick(60.0)
+    assert state_of(core, "m1") == (A, 3)
+    assert EventKind.DEAD not in [k for k, _ in kinds(core)]
+
+
+def test_a_stale_suspicion_of_us_is_acked_with_our_refutation() -> None:
+    """A ping carrying a suspicion of us older than our incarnation (its sender missed our refutation)
+    is answered with our alive piggybacked on the ack: the rumours are handled before the ping."""
+    a, b = make_core(0), make_core(1)
+    add_alive(a, 1, incarnation=0)
+    a.on_suspect(1.0, Suspect(name="m0", incarnation=0, by="m1"))  # a refutes: incarnation 1
+    for _ in range(20):
+        a.outgoing()
+        a.tick(a.next_deadline())  # the refutation's rumours run out
+    a.outgoing()
+    packet = seal(b.keyring, encode_body([
+        encode_message(Ping(seq=7, target="m0")),
+        encode_message(Suspect(name="m0", incarnation=0, by="m1")),
+    ]))  # fmt: skip
+    a.receive(30.0, address(1), packet)
+    acks = decode_all(a.outgoing())
+    assert Ack(seq=7) in acks
+    assert Alive(name="m0", address=address(0), incarnation=1, metadata=Metadata()) in acks
+
+
+def test_a_suspect_is_pinged_with_the_suspicion_before_it_runs_out() -> None:
+    core = make_core(0)
+    add_alive(core, 1, incarnation=2)
+    core.outgoing()
+    core.on_suspect(1.0, Suspect(name="m1", incarnation=2, by="m2"))
+    core._next_probe_at = core._next_gossip_at = float("inf")  # no probe round or gossip due: only it
+    suspicion = core._suspicions["m1"]
+    last_call = suspicion.deadline - core.config.probe_interval
+    assert core.next_deadline() <= last_call
+    core.tick(last_call)
+    sent = decode_all(core.outgoing())
+    assert any(isinstance(m, Ping) and m.target == "m1" for m in sent)
+    assert Suspect(name="m1", incarnation=2, by="m0") in sent
 
 
 def test_refutation_raises_incarnation_and_broadcasts_alive() -> None:

@@ -192,3 +192,17 @@ async def test_a_run_with_a_restart_is_the_same_under_any_string_hash_salt() -> 
             done = await trio.run_process([sys.executable, "-c", _RESTART_RUN], capture_stdout=True, env=env)
             outputs.append(done.stdout)
     assert outputs[0] and outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_a_member_cut_off_alone_kills_nobody_at_the_heal(seed: int) -> None:
+    # Chaos seed 25705 (t 88.7 s): fe-b2, cut off alone for 5.5 s, had declared fe-a1 dead; at the heal
+    # its verdict reached fe-a2, fe-b1 and the witness before fe-a1's refutation, and fe-b1 took fe-a1's
+    # channel while fe-a1 still served it. Before: 24 of 30 runs of this pattern (4.5 s) killed a live
+    # member (bench/gossip_sim.py, false_positives_lone_heal).
+    from bench.gossip_sim import lone_heal_false_deaths
+
+    with trio.fail_after(30):
+        await trio.lowlevel.checkpoint()
+        assert lone_heal_false_deaths(GossipConfig.local(), seed, 4.5) == []
+        assert lone_heal_false_deaths(GossipConfig.local(), seed, 3.0, router_kill=True) == []

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import h11
 import pytest
 import trio
 
@@ -481,3 +482,43 @@ async def test_websocket_pipe_replays_head_and_early_bytes(nursery: trio.Nursery
         await wait_until(lambda: router.metrics.websockets_live._value.get() == 0)
     assert b"x-forwarded-for: 127.0.0.1" in seen[0]
     assert seen[0].startswith(b"GET /?format=json HTTP/1.1\r\n")
+
+
+async def _raw_get(port: int, target: str, headers: dict[str, str] | None = None) -> bytes:
+    """One GET on its own connection; the response body (Comet answers carry a length)."""
+    conn = h11.Connection(h11.CLIENT)
+    extra = [(k, v) for k, v in (headers or {}).items()]
+    request = h11.Request(
+        method="GET", target=target, headers=[("host", "x"), ("connection", "close"), *extra]
+    )
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    body = b""
+    async with stream:
+        await stream.send_all((conn.send(request) or b"") + (conn.send(h11.EndOfMessage()) or b""))
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Data):
+                body += bytes(event.data)
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                return body
+
+
+async def test_a_comet_request_forwarded_before_its_transport_opened_is_refused(cluster: Cluster) -> None:
+    """The router stamps what it forwards (``x-continuity-forwarded``); a Comet request stamped
+    before its transport's connect (one held in a partition's TCP buffers while its client resumed
+    on the same frontend, whose key is unchanged) is answered DISCONNECTED and takes nothing."""
+    router = cluster.router
+    with trio.fail_after(20):
+        query = f"/comet/connect?key={API_KEY}&v=3&format=json&heartbeats=true"
+        (connected,) = json.loads(await _raw_get(router.port, query))
+        assert connected["action"] == Action.CONNECTED
+        key = connected["connectionDetails"]["connectionKey"]
+        fe = cluster.frontends[connected["connectionDetails"]["serverId"].removeprefix("continuity.")]
+        late = json.loads(
+            await _raw_get(fe.port, f"/comet/{key}/recv", {"x-continuity-forwarded": "it-r1 1"})
+        )
+        assert late[0]["action"] == Action.DISCONNECTED and "before" in late[0]["error"]["message"]
+        own = json.loads(await _raw_get(router.port, f"/comet/{key}/recv"))  # stamped now: served
+        assert all(m["action"] != Action.DISCONNECTED for m in own)

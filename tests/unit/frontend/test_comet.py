@@ -221,3 +221,81 @@ def test_fuzz_comet_send_answers_in_band_and_never_raises(bodies: list[bytes]) -
         answer = reg.handle_send(10 + i, t, body)
         assert answer == EMPTY or isinstance(json.loads(answer), list)
     assert s.connection_id in node.sessions or s.terminal
+
+
+# --- requests that arrive late (chaos seeds 1490494864 and 459897038) -------------------------------
+
+import trio  # noqa: E402
+
+from frontend.comet import CometService  # noqa: E402
+
+
+async def _call(service: CometService, op: str, conn_key: str | None, sent: tuple[str, int],
+                body: bytes = b"", **params: str) -> list[dict[str, object]]:
+    method = b"POST" if op == "send" else b"GET"
+    with trio.fail_after(5):
+        answer = await service.handle(method, CometPath(op=op, key=conn_key), params, body, sent)
+    return json.loads(answer)
+
+
+async def _resumed_on_a_second_transport(service: CometService) -> tuple[str, CometTransport]:
+    """A Comet connection (connect forwarded by rt1 at 100 us) resumed on this same frontend (at
+    500 us): the key stays the same, only the transport is new."""
+    (connected,) = await _call(service, "connect", None, ("rt1", 100), key=KEY)
+    key = connected["connectionDetails"]["connectionKey"]  # type: ignore[index]
+    assert isinstance(key, str)
+    (resumed,) = await _call(service, "connect", None, ("rt1", 500), key=KEY, resume=key)
+    assert resumed["action"] == Action.CONNECTED and resumed["connectionId"] == connected["connectionId"]
+    t2 = service.registry.lookup(key)
+    assert isinstance(t2, CometTransport)
+    return key, t2
+
+
+async def test_a_recv_forwarded_before_the_transport_was_opened_takes_none_of_its_frames() -> None:
+    """Seed 1490494864: a recv of sub17's previous transport, held in a partition's TCP buffers, reached
+    fe-b2 after the client had resumed there with the same key. Served, it took the frames queued
+    for the live transport (984..986 of chaos:0) and its answer reached nobody: a silent gap."""
+    service = CometService(_node())
+    key, t2 = await _resumed_on_a_second_transport(service)
+    assert await _call(service, "send", key, ("rt1", 600), b'[{"action":0,"id":"ping"}]') == []
+    (late,) = await _call(service, "recv", key, ("rt1", 300))  # the old transport's recv, late
+    assert late["action"] == Action.DISCONNECTED and late["error"]["code"] == ErrorCode.DISCONNECTED  # type: ignore[index]
+    assert service.registry.lookup(key) is t2 and t2.queued == 1  # left alone, its frame kept
+    assert await _call(service, "recv", key, ("rt1", 700)) == [{"action": 0, "id": "ping"}]
+
+
+async def test_a_send_forwarded_before_the_transport_was_opened_is_not_applied() -> None:
+    """Seed 459897038: a send of the previous transport arriving after the resume put its publish
+    ahead of the client's re-sent earlier ones in the ACK order; the client then took the ACK of
+    the later msgSerial as the answer to its earlier publishes, with no serials."""
+    service = CometService(_node())
+    key, t2 = await _resumed_on_a_second_transport(service)
+    (late,) = await _call(service, "send", key, ("rt1", 400), b'[{"action":0,"id":"late"}]')
+    assert late["action"] == Action.DISCONNECTED
+    assert t2.queued == 0  # not handled: no answer to it was queued
+    assert await _call(service, "send", key, ("rt1", 600), b'[{"action":0,"id":"own"}]') == []
+    assert await _call(service, "recv", key, ("rt1", 700)) == [{"action": 0, "id": "own"}]
+
+
+async def test_a_recv_the_router_sent_again_is_refused_so_the_client_resumes() -> None:
+    """A router retries a request on a fresh pooled connection when the first failed before any
+    answer byte, with the same stamp; if the first copy was answered (its frames went nowhere) the
+    second must not be served as a new recv."""
+    service = CometService(_node())
+    key, _t2 = await _resumed_on_a_second_transport(service)
+    assert await _call(service, "send", key, ("rt1", 600), b'[{"action":0,"id":"a"}]') == []
+    assert await _call(service, "recv", key, ("rt1", 700)) == [{"action": 0, "id": "a"}]
+    (again,) = await _call(service, "recv", key, ("rt1", 700))
+    assert again["action"] == Action.DISCONNECTED
+    assert await _call(service, "send", key, ("rt1", 800), b'[{"action":0,"id":"b"}]') == []
+    assert await _call(service, "recv", key, ("rt1", 900)) == [{"action": 0, "id": "b"}]
+
+
+def test_two_routers_clocks_are_compared_with_slack_and_unstamped_requests_are_served() -> None:
+    t = CometTransport(None, 10, 0)
+    t.opened = ("rt1", 5_000_000)
+    assert t.late("recv", None) is None  # straight from a client, no router
+    assert t.late("recv", ("rt2", 4_500_000)) is None  # another router's clock may lag
+    assert t.late("send", ("rt2", 3_000_000)) is not None  # beyond the slack
+    assert t.late("send", ("rt1", 4_999_999)) is not None  # one router's clock: exact
+    assert t.late("disconnect", ("rt1", 4_000_000)) is not None  # a late disconnect loses nothing

@@ -78,7 +78,7 @@ class Channels:
         return ["rt-w"], self.need, False, False
 
     def grant(self, now_ms: int, router: str, sent_ms: int, granted: bool, need: bool, holder: Any,
-              *, lost: bool = False) -> None:  # fmt: skip
+              *, lost: bool = False, lost_age_ms: int = 0) -> None:  # fmt: skip
         self.applied.append((need, granted))
         if len(self.applied) == 2:
             self.two_applied.set()

@@ -85,6 +85,14 @@ def test_a_restarted_holder_is_reported_lost_to_everyone_once():
     assert w.ask(3, "fe-b1", "b", need=True, holding=False, boot="1") == (True, "b", False)
 
 
+def test_the_loss_is_dated_from_its_decision_for_a_node_told_later():
+    w = Witness(started_ms=-100_000)
+    w.ask(0, "fe-b1", "b", need=True, holding=False, boot="old")
+    w.ask(1_000, "fe-b1", "b", need=False, holding=False, boot="new")  # restarted: decided at 1 s
+    assert w.ask(14_000, "fe-a1", "a", need=True, holding=False, boot="1")[2] is True  # told at 14 s
+    assert w.lost_age_ms(14_000) == 13_000
+
+
 def test_a_restarted_witness_grants_nothing_until_holders_came_back():
     w = Witness(started_ms=0, lease_ms=1_000)
     assert w.ask(100, "fe-a1", "a", need=True, holding=True, boot="1") == (False, "a", False)
