@@ -236,6 +236,80 @@ class Frontend:
             stop(self.proc)
 
 
+class OneZoneCluster:
+    """``frontends`` frontends (fe-a1, fe-a2, ...) and one router (rt1), all in zone a, dev mode
+    (any key), gossip ``local`` on free ports; returns once every daemon's map lists every frontend
+    alive. ``frontend_urls`` and ``router_url`` are the clients' addresses, ``procs`` the processes
+    by name (logs in ``workdir``)."""
+
+    SECRET = "bench-cluster-secret-0123456789"
+
+    def __init__(self, workdir: Path, frontends: int = 1) -> None:
+        sys.path.insert(0, str(ROOT))
+        from tests.support.cluster import free_port
+
+        rt_port, rt_gossip = free_port(), free_port()
+        ports = [(free_port(), free_port(), free_port()) for _ in range(frontends)]
+        seeds = f'["127.0.0.1:{ports[0][1]}"]'
+        common = (
+            f'dev = true\nhost = "127.0.0.1"\ncluster_secret = "{self.SECRET}"\n'
+            f'gossip_profile = "local"\nzone = "a"\nseeds = {seeds}\n'
+        )
+        self.names = [f"fe-a{i + 1}" for i in range(frontends)]
+        configs: list[tuple[str, str, str]] = []
+        for name, (port, gossip, peer) in zip(self.names, ports, strict=True):
+            configs.append((name, "frontend", common + f'node_id = "{name}"\nport = {port}\n'
+                            f'gossip_bind = "127.0.0.1:{gossip}"\npeer_host = "127.0.0.1"\n'
+                            f"peer_port = {peer}\noutbox_limit = 100000\n"))
+        configs.append(("rt1", "router", common + f'node_id = "rt1"\nport = {rt_port}\n'
+                        f'gossip_bind = "127.0.0.1:{rt_gossip}"\n'))
+        self.workdir = workdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        for name, module, text in configs:
+            cfg = workdir / f"{name}.toml"
+            cfg.write_text(text)
+            with open(workdir / f"{name}.log", "wb") as log:
+                self.procs[name] = spawn(
+                    [sys.executable, "-m", module, "--config", str(cfg), "--log-level", "warning"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        self.frontend_urls = [f"ws://127.0.0.1:{port}" for port, _, _ in ports]
+        self.router_url = f"ws://127.0.0.1:{rt_port}"
+        self._wait_converged([rt_port] + [port for port, _, _ in ports])
+
+    def _wait_converged(self, admin_ports: list[int]) -> None:
+        """Until every daemon's ``/cluster`` lists every frontend alive (homes are placed only then)."""
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        pending = list(admin_ports)
+        while pending:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the cluster did not converge within 60 s; see {self.workdir}/*.log")
+            for p in self.procs.values():
+                if p.poll() is not None:
+                    raise SystemExit(f"a daemon exited; see {self.workdir}/*.log")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{pending[0]}/cluster", timeout=2) as r:
+                    body = json.loads(r.read())
+                status = {m.get("node_id"): m.get("status") for m in body.get("members", [])}
+                if all(status.get(n) == "alive" for n in self.names) and body.get("ready", True):
+                    pending.pop(0)
+                    continue
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far, per daemon."""
+        return {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            stop(p)
+
+
 class SocketIOServer:
     """``node bench/peers/socketio/server.mjs`` on a free port."""
 

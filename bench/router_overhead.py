@@ -14,72 +14,10 @@ ratios router/direct, and the router's CPU time and RSS.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 from typing import Any
 
 import harness as H
 from fanout_compare import measure
-
-sys.path.insert(0, str(H.ROOT))
-from tests.support.cluster import free_port
-
-SECRET = "bench-cluster-secret-0123456789"
-
-
-class MiniCluster:
-    """One frontend and one router, dev mode (any key), gossip on free ports."""
-
-    def __init__(self, workdir: Path) -> None:
-        fe_port, rt_port, fe_gossip, rt_gossip, peer = (free_port() for _ in range(5))
-        seeds = f'["127.0.0.1:{fe_gossip}"]'
-        common = f'dev = true\nhost = "127.0.0.1"\ncluster_secret = "{SECRET}"\ngossip_profile = "local"\n'
-        fe_cfg = workdir / "fe.toml"
-        fe_cfg.write_text(
-            common
-            + f'node_id = "fe-a1"\nzone = "a"\nport = {fe_port}\ngossip_bind = "127.0.0.1:{fe_gossip}"\n'
-            f'seeds = {seeds}\npeer_host = "127.0.0.1"\npeer_port = {peer}\noutbox_limit = 100000\n'
-        )
-        rt_cfg = workdir / "rt.toml"
-        rt_cfg.write_text(
-            common + f'node_id = "rt1"\nzone = "a"\nport = {rt_port}\ngossip_bind = "127.0.0.1:{rt_gossip}"\n'
-            f"seeds = {seeds}\n"
-        )
-        self.procs = {}
-        for name, module, cfg in (("fe", "frontend", fe_cfg), ("rt", "router", rt_cfg)):
-            with open(workdir / f"{name}.log", "wb") as log:
-                self.procs[name] = H.spawn(
-                    [sys.executable, "-m", module, "--config", str(cfg), "--log-level", "warning"],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-        self.frontend_url = f"ws://127.0.0.1:{fe_port}"
-        self.router_url = f"ws://127.0.0.1:{rt_port}"
-        self._wait_converged(rt_port, workdir)
-
-    def _wait_converged(self, rt_port: int, workdir: Path) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for p in self.procs.values():
-                if p.poll() is not None:
-                    raise SystemExit(f"a daemon exited; see {workdir}/*.log")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{rt_port}/cluster", timeout=2) as r:
-                    body = json.loads(r.read())
-                if "fe-a1" in json.dumps(body) and '"alive"' in json.dumps(body):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"the router did not see the frontend within 30 s; see {workdir}/*.log")
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            H.stop(p)
 
 
 def main() -> None:
@@ -98,13 +36,13 @@ def main() -> None:
     H.ensure_node_modules()
     machine = H.machine()
     workdir = H.tempdir("router-")
-    cluster = MiniCluster(workdir)
-    fe_pid, rt_pid = cluster.procs["fe"].pid, cluster.procs["rt"].pid
+    cluster = H.OneZoneCluster(workdir, frontends=1)
+    fe_pid, rt_pid = cluster.procs["fe-a1"].pid, cluster.procs["rt1"].pid
     rows: list[dict[str, Any]] = []
     try:
         for k, mode in enumerate(args.modes.split(",")):
             res = {}
-            for via, url in (("direct", cluster.frontend_url), ("router", cluster.router_url)):
+            for via, url in (("direct", cluster.frontend_urls[0]), ("router", cluster.router_url)):
                 H.progress(f"router overhead: {mode}, {via}")
                 rt_cpu0 = H.cpu_seconds(rt_pid)
                 r = measure(

@@ -17,86 +17,15 @@ second frontend process buys on the same cores (deploy/README.md: how many front
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 from typing import Any
 
 import harness as H
 from fanout_compare import measure
 
-sys.path.insert(0, str(H.ROOT))
-from tests.support.cluster import free_port
-
-SECRET = "bench-cluster-secret-0123456789"
-
-
-class Cluster:
-    """``frontends`` frontends and one router, all in zone a, dev mode (any key)."""
-
-    def __init__(self, workdir: Path, frontends: int) -> None:
-        rt_port, rt_gossip = free_port(), free_port()
-        ports = [(free_port(), free_port(), free_port()) for _ in range(frontends)]
-        seeds = f'["127.0.0.1:{ports[0][1]}"]'
-        common = f'dev = true\nhost = "127.0.0.1"\ncluster_secret = "{SECRET}"\ngossip_profile = "local"\n'
-        configs = []
-        self.names = [f"fe-a{i + 1}" for i in range(frontends)]
-        for name, (port, gossip, peer) in zip(self.names, ports, strict=True):
-            cfg = workdir / f"{name}.toml"
-            cfg.write_text(
-                common + f'node_id = "{name}"\nzone = "a"\nport = {port}\n'
-                f'gossip_bind = "127.0.0.1:{gossip}"\nseeds = {seeds}\npeer_host = "127.0.0.1"\n'
-                f"peer_port = {peer}\noutbox_limit = 100000\n"
-            )
-            configs.append((name, "frontend", cfg))
-        rt_cfg = workdir / "rt1.toml"
-        rt_cfg.write_text(
-            common + f'node_id = "rt1"\nzone = "a"\nport = {rt_port}\n'
-            f'gossip_bind = "127.0.0.1:{rt_gossip}"\nseeds = {seeds}\n'
-        )
-        configs.append(("rt1", "router", rt_cfg))
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        for name, module, cfg in configs:
-            with open(workdir / f"{name}.log", "wb") as log:
-                self.procs[name] = H.spawn(
-                    [sys.executable, "-m", module, "--config", str(cfg), "--log-level", "warning"],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-        self.router_url = f"ws://127.0.0.1:{rt_port}"
-        self._wait_converged(rt_port, workdir)
-
-    def _wait_converged(self, rt_port: int, workdir: Path) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for p in self.procs.values():
-                if p.poll() is not None:
-                    raise SystemExit(f"a daemon exited; see {workdir}/*.log")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{rt_port}/cluster", timeout=2) as r:
-                    text = json.dumps(json.loads(r.read()))
-                if all(n in text for n in self.names) and text.count('"alive"') >= len(self.names):
-                    time.sleep(2)  # let every frontend see every other before homes are placed
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"the router did not see every frontend within 60 s; see {workdir}/*.log")
-
-    def cpu(self) -> dict[str, float]:
-        return {name: H.cpu_seconds(p.pid) for name, p in self.procs.items()}
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            H.stop(p)
-
 
 def run(args: argparse.Namespace, frontends: int, mode: str) -> dict[str, Any]:
-    cluster = Cluster(H.tempdir("scaling-"), frontends)
+    cluster = H.OneZoneCluster(H.tempdir("scaling-"), frontends)
     try:
         load = [round(x, 2) for x in os.getloadavg()]
         cpu0 = cluster.cpu()
