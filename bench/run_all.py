@@ -70,13 +70,18 @@ def run(name: str, argv: list[str]) -> dict[str, Any]:
     return result
 
 
+def pick(row: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The summary's cells of one benchmark's row: ``keys`` in that order, those the row has."""
+    return {k: row[k] for k in keys if k in row}
+
+
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     s: dict[str, Any] = {}
     fc = results.get("fanout_compare", {})
     for row in fc.get("comparison", []):
-        s[f"fanout_{row['subscribers']}_{row['mode']}"] = {
-            k: row.get(k)
-            for k in (
+        s[f"fanout_{row['subscribers']}_{row['mode']}"] = pick(
+            row,
+            (
                 "continuity_deliveries_per_s",
                 "socketio_deliveries_per_s",
                 "throughput_ratio",
@@ -88,9 +93,8 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
                 "cpu_efficiency_ratio",
                 "target_met",
                 "issue16_target_met",
-            )
-            if k in row
-        }
+            ),
+        )
     rc = results.get("resume_catchup", {})
     for run_ in rc.get("runs", []):
         s[f"resume_catchup_ms_{run_['target']}"] = run_["catchup_ms"]
@@ -98,9 +102,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         s["resume_catchup_ratio"] = rc["ratio_continuity_over_socketio"]
     fo = results.get("failover", {})
     if "failover_to_caught_up_s" in fo:
-        s["failover"] = {
-            k: fo.get(k)
-            for k in (
+        s["failover"] = pick(
+            fo,
+            (
                 "frontends",
                 "affected_clients",
                 "failover_to_caught_up_s",
@@ -111,18 +115,18 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
                 "goal",
                 "correct",
                 "workdir",
-            )
-        }
+            ),
+        )
     dm = results.get("detached_memory", {})
     if "detached_state_bytes_per_connection" in dm:
-        s["detached_memory"] = {
-            k: dm[k]
-            for k in (
+        s["detached_memory"] = pick(
+            dm,
+            (
                 "detached_state_bytes_per_connection",
                 "rss_after_detach_per_connection_bytes",
                 "slope_bytes_per_connection_per_message",
-            )
-        }
+            ),
+        )
     ro = results.get("router_overhead", {})
     for row in ro.get("runs", []):
         s[f"router_{row['mode']}"] = {
@@ -130,9 +134,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             "p99_ratio_router_over_direct": row["p99_ratio_router_over_direct"],
         }
     for row in results.get("many_channels", {}).get("comparison", []):
-        s[f"many_channels_{row['channels']}x{row['members']}"] = {
-            k: row.get(k)
-            for k in (
+        s[f"many_channels_{row['channels']}x{row['members']}"] = pick(
+            row,
+            (
                 "continuity_deliveries_per_s",
                 "socketio_deliveries_per_s",
                 "throughput_ratio",
@@ -141,22 +145,22 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
                 "p99_ratio",
                 "cpu_per_delivery_ratio",
                 "target_met",
-            )
-        }
+            ),
+        )
     for row in results.get("scaling", {}).get("comparison", []):
         s[f"scaling_{row['mode']}"] = row
     co = results.get("connections", {})
     if "connections_held" in co:
-        s["connections"] = {
-            k: co[k]
-            for k in (
+        s["connections"] = pick(
+            co,
+            (
                 "connections_held",
                 "rss_end_mb",
                 "rss_per_connection_bytes",
                 "extrapolated_connections_within_limit",
                 "connect_per_s_median",
-            )
-        }
+            ),
+        )
     return s
 
 
