@@ -129,7 +129,7 @@ async def respond(conn: h11.Connection, stream: trio.abc.Stream, status: int, ct
     await stream.send_all(data + (conn.send(h11.EndOfMessage()) or b""))
 
 
-async def _serve_requests(
+async def serve_http(
     stream: trio.abc.Stream,
     dispatch: Dispatch,
     *,
@@ -137,9 +137,10 @@ async def _serve_requests(
     on_header_timeout: Callable[[], None] = lambda: None,
     on_protocol_error: Callable[[h11.RemoteProtocolError], None] = lambda exc: None,
     error_headers: Iterable[tuple[bytes, bytes]] = (),
-) -> Handover | None:
-    """The request loop of ``serve_http``; returns the Handover a dispatch returned (the stream
-    then stays open), else closes ``stream``."""
+) -> None:
+    """Serve requests on ``stream`` until the client leaves, ``dispatch`` returns False, or a
+    request or response says the connection must close; or run the Handover ``dispatch``
+    returned, with the HTTP state gone. Closes ``stream``."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
     handover: Handover | None = None
     try:
@@ -148,17 +149,15 @@ async def _serve_requests(
                 event = await next_event(conn, stream)
             if timeout.cancelled_caught:
                 on_header_timeout()
-                return None
+                break
             if not isinstance(event, h11.Request):
-                return None
+                break
             verdict = await dispatch(conn, stream, event)
             if callable(verdict):
-                handover = verdict
-                return handover
-            if not verdict:
-                return None
-            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                return None
+                handover = verdict  # the stream stays open for it
+                break
+            if not verdict or conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                break
             conn.start_next_cycle()
     except h11.RemoteProtocolError as exc:
         on_protocol_error(exc)
@@ -173,29 +172,7 @@ async def _serve_requests(
     finally:
         if handover is None:
             await trio.aclose_forcefully(stream)
-    return None
-
-
-async def serve_http(
-    stream: trio.abc.Stream,
-    dispatch: Dispatch,
-    *,
-    header_timeout_s: float,
-    on_header_timeout: Callable[[], None] = lambda: None,
-    on_protocol_error: Callable[[h11.RemoteProtocolError], None] = lambda exc: None,
-    error_headers: Iterable[tuple[bytes, bytes]] = (),
-) -> None:
-    """Serve requests on ``stream`` until the client leaves, ``dispatch`` returns False, or a
-    request or response says the connection must close; or run the Handover ``dispatch``
-    returned, with the HTTP state gone. Closes ``stream``."""
-    handover = await _serve_requests(
-        stream,
-        dispatch,
-        header_timeout_s=header_timeout_s,
-        on_header_timeout=on_header_timeout,
-        on_protocol_error=on_protocol_error,
-        error_headers=error_headers,
-    )
+    del conn  # the HTTP state is gone before a handover runs (a WebSocket lives for hours)
     if handover is not None:
         try:
             await handover()
