@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import jwt
 
-from kernel.errors import ErrorCode, ErrorInfo
+from kernel.errors import ErrorCode, RefusedError
 
 Capability = Mapping[str, frozenset[str]]
 FULL_CAPABILITY: Capability = {"*": frozenset({"*"})}
@@ -41,13 +41,8 @@ KNOWN_OPERATIONS = frozenset(
 )
 
 
-class AuthError(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-    def info(self) -> ErrorInfo:
-        return ErrorInfo.of(self.code, str(self))
+class AuthError(RefusedError):
+    """A key, token or capability refused (forged, expired, revoked, denied)."""
 
 
 def parse_capability(raw: object) -> Capability:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from frontend.auth import Identity
-from kernel.errors import ErrorCode, ErrorInfo
+from kernel.errors import ErrorCode, ErrorInfo, RefusedError
 
 TARGET_TYPES = ("clientId", "revocationKey")
 REAUTH_MARGIN_MS = 30_000
@@ -42,15 +42,8 @@ MAX_RECORDS = 100_000
 MAX_VALUE = 512
 
 
-class RevocationError(Exception):
+class RevocationError(RefusedError):
     """A revokeTokens request refused as a whole (bad body, too many records)."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-    def info(self) -> ErrorInfo:
-        return ErrorInfo.of(self.code, str(self))
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from frontend.auth import FULL_CAPABILITY, ApiKey, Capability, parse_capability
-from kernel.errors import ErrorCode, ErrorInfo
+from kernel.errors import ErrorCode, ErrorInfo, RefusedError
 
 APPS_PATH = "/apps"
 STATS_PATH = "/stats"
@@ -83,10 +83,8 @@ class SandboxKey:
         return ApiKey(self.name, self.secret, self.capability, revocable_tokens=self.revocable_tokens)
 
 
-class SandboxError(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class SandboxError(RefusedError):
+    """A sandbox request (test app creation, its keys) refused."""
 
 
 class SandboxKeys:

@@ -129,6 +129,18 @@ class ErrorInfo:
         )
 
 
+class RefusedError(Exception):
+    """A request refused as a whole with an Ably error code: a REST call, a token or key, a
+    revocation, a sandbox request. ``info()`` is what the client is answered."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def info(self) -> ErrorInfo:
+        return ErrorInfo.of(self.code, str(self))
+
+
 class ProtocolError(Exception):
     """Base for protocol errors; carries the Ably code to answer with."""
 

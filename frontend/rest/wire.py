@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgpack
 
-from kernel.errors import ErrorCode, ErrorInfo
+from kernel.errors import ErrorCode, ErrorInfo, RefusedError
 from kernel.protocol import Format, to_json_wire
 
 MSGPACK = b"application/x-msgpack"
@@ -30,15 +30,8 @@ JSON = b"application/json"
 HREF = "https://help.ably.io/error/{code}"
 
 
-class RestError(Exception):
-    """A request refused with an Ably error code (the status follows from the code)."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-    def info(self) -> ErrorInfo:
-        return ErrorInfo.of(self.code, str(self))
+class RestError(RefusedError):
+    """A REST request refused with an Ably error code (the status follows from the code)."""
 
 
 @dataclass(frozen=True, slots=True)
