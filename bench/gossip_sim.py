@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gossip.config import GossipConfig
-from gossip.members import EventKind, MemberInfo
+from gossip.members import EventKind
 from gossip.sim import Simulation
 from kernel.membership import silent_zones
 
@@ -38,8 +38,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def settled(n: int, config: GossipConfig, seed: int, loss: float = 0.0) -> Simulation:
-    sim = Simulation(n, config, seed=seed, loss=loss)
+def settled(
+    n: int, config: GossipConfig, seed: int, loss: float = 0.0, zones: dict[str, str] | None = None
+) -> Simulation:
+    sim = Simulation(n, config, seed=seed, loss=loss, zones=zones)
     if not sim.run_until(120.0, stop=sim.converged, check_every=0.5):
         raise RuntimeError(f"n={n} seed={seed}: no convergence")
     sim.run_until(sim.now + 5.0)
@@ -221,10 +223,6 @@ def partition_heal(n: int = 50, seeds: int = 3) -> dict[str, object]:
 ZONE_OF = {"m0": "a", "m1": "a", "m2": "b", "m3": "b", "m4": "a", "m5": "w"}
 
 
-def _zone_of(m: MemberInfo) -> str:
-    return ZONE_OF[m.name]
-
-
 def _zone_watch(sim: Simulation, hold: float, lost: set[str]) -> tuple[dict[str, float], dict[str, float]]:
     """Run 30 s, checking every 50 ms: per observer, when it first saw zone b silent
     (``kernel.membership.silent_zones``) and when both of zone b's frontends were dead to it."""
@@ -236,7 +234,7 @@ def _zone_watch(sim: Simulation, hold: float, lost: set[str]) -> tuple[dict[str,
             if core.name in lost or (core.name in silent and core.name in dead):
                 continue
             members = core.members()
-            zones = silent_zones(members, me=core.name, now=sim.now, hold=hold, zone_of=_zone_of)
+            zones = silent_zones(members, me=core.name, now=sim.now, hold=hold)
             if "b" in zones:
                 silent.setdefault(core.name, sim.now)
             if sum(1 for m in members if m.name in ("m2", "m3") and m.state.name in ("DEAD", "LEFT")) == 2:
@@ -254,7 +252,7 @@ def zone_loss(name: str, config: GossipConfig, hold: float, seeds: int = 30) -> 
     though nothing was lost)."""
     cut: dict[str, list[float]] = {"silent": [], "dead": [], "either": []}
     for seed in range(seeds):
-        sim = settled(6, config, seed=seed)
+        sim = settled(6, config, seed=seed, zones=ZONE_OF)
         t0 = sim.now
         sim.network.partition([[sim.address(n) for n in ("m2", "m3")],
                                [sim.address(n) for n in ("m0", "m1", "m4", "m5")]])  # fmt: skip
@@ -271,7 +269,7 @@ def zone_loss(name: str, config: GossipConfig, hold: float, seeds: int = 30) -> 
     ]:
         silent_runs = death_runs = 0
         for seed in range(seeds):
-            sim = Simulation(6, config, seed=seed, loss=loss)
+            sim = Simulation(6, config, seed=seed, loss=loss, zones=ZONE_OF)
             sim.run_until(120.0, stop=sim.converged, check_every=0.5)
             sim.run_until(sim.now + 5.0)
             t0 = sim.now

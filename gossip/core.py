@@ -8,7 +8,8 @@ outputs are drained from `outgoing()` (datagrams and push-pull stream messages) 
 randomness comes from the injected `random.Random`, so a run is a pure function of its inputs.
 
 Failure detection (SWIM). Each probe interval the member pings the next member of a shuffled
-round-robin list (every live member is probed within two passes). No ack within the probe timeout: it
+round-robin list (every live member is probed within two passes; a new suspect's zone-mates first,
+see `probe_order`). No ack within the probe timeout: it
 asks `indirect_checks` random members to ping the target for it (ping-req). No ack by the end of the
 interval: the target becomes *suspect*. A suspicion that runs out turns into *dead*.
 
@@ -51,6 +52,7 @@ from .members import (
     Verdict,
     precedence,
 )
+from .probe_order import ProbeOrder, zone_mates
 from .tallies import Counters, Outgoing, Probe, Relay
 from .wire import (
     ARRAY_HEADER_BYTES,
@@ -113,8 +115,7 @@ class SwimCore:
         self._awareness = 0
         self._seq = 0
         self._probe: Probe | None = None
-        self._probe_order: list[str] = []
-        self._probe_index = 0
+        self._probes = ProbeOrder(rng, name)
         self._relays: dict[int, Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
         self._queue = RumourQueue()
@@ -317,7 +318,7 @@ class SwimCore:
                 since=now,
             )
             self._members[msg.name] = cur
-            self._add_to_probe_order(msg.name)
+            self._probes.add(msg.name)
             self._emit(EventKind.JOINED, cur, now)
         else:
             old_state, changed = cur.state, (cur.metadata != msg.metadata or cur.address != msg.address)
@@ -330,7 +331,7 @@ class SwimCore:
                     if changed:
                         self._emit(EventKind.UPDATED, cur, now)
                 else:
-                    self._add_to_probe_order(msg.name)
+                    self._probes.add(msg.name)
                     self._emit(EventKind.JOINED, cur, now)
             elif changed:
                 self._emit(EventKind.UPDATED, cur, now)
@@ -362,6 +363,7 @@ class SwimCore:
             )
             self._emit(EventKind.SUSPECT, cur, now)
             self._queue.enqueue(msg.name, encode_message(msg))
+            self._probes.first(zone_mates(self._members, cur, self.name))  # probe_order.py
 
     def on_dead(self, now: float, msg: Dead) -> None:
         cur = self._members.get(msg.name)
@@ -457,28 +459,9 @@ class SwimCore:
             top = self.config.awareness_max_multiplier - 1
             self._awareness = min(top, max(0, self._awareness + delta))
 
-    def _add_to_probe_order(self, name: str) -> None:
-        if name == self.name:
-            return
-        pos = self._rng.randint(self._probe_index, len(self._probe_order))
-        self._probe_order.insert(pos, name)
-
-    def _next_probe_target(self) -> str | None:
-        for _ in range(2):
-            while self._probe_index < len(self._probe_order):
-                name = self._probe_order[self._probe_index]
-                self._probe_index += 1
-                rec = self._members.get(name)
-                if rec is not None and rec.state in _LIVE and name != self.name:
-                    return name
-            order = [n for n, r in self._members.items() if r.state in _LIVE and n != self.name]
-            self._rng.shuffle(order)
-            self._probe_order, self._probe_index = order, 0
-        return None
-
     def _start_probe(self, now: float) -> None:
         self._next_probe_at = now + self._scaled(self.config.probe_interval)
-        target = self._next_probe_target()
+        target = self._probes.next(self._members)
         if target is None:
             return
         rec = self._members[target]

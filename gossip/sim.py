@@ -10,14 +10,14 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .config import GossipConfig
 from .core import SwimCore
 from .members import EventKind
 from .memory import MemoryNetwork
-from .wire import Address, Keyring, MemberState
+from .wire import Address, Keyring, MemberState, Metadata
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,8 +42,11 @@ class Simulation:
         loss: float = 0.0,
         delay: tuple[float, float] = (0.0005, 0.002),
         secret: bytes | None = b"simulated cluster secret",
+        zones: Mapping[str, str] | None = None,
     ) -> None:
+        """``n`` members m0..m{n-1}; ``zones`` gives a member's ``Metadata.zone`` by name."""
         self.config = config
+        self.zones = dict(zones or {})
         self.network = MemoryNetwork(seed=seed, loss=loss, delay=delay)
         self.now = 0.0
         self.observations: list[Observation] = []
@@ -64,6 +67,7 @@ class Simulation:
                 now=0.0,
                 rng=random.Random(rng.getrandbits(64)),
                 keyring=Keyring.from_secret(secret),
+                metadata=Metadata(zone=self.zones.get(f"m{i}", "")),
             )
             self.cores[addr] = core
             self.names[core.name] = addr
@@ -97,6 +101,7 @@ class Simulation:
             now=self.now,
             rng=random.Random(self._restart_rng.getrandbits(64)),
             keyring=old.keyring,
+            metadata=Metadata(zone=self.zones.get(name, "")),
         )
         self.killed.discard(addr)
         self._joined.discard(addr)
