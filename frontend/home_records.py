@@ -13,10 +13,16 @@ from frontend.channel_log import ChannelLog, Entry, epoch_born, parse_serial
 from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
+    from frontend.config import FrontendConfig
     from frontend.idempotency import PublishDone
 
 RPC_TIMEOUT_S = 3.0
 OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails
+
+
+def publish_window(config: FrontendConfig) -> int:
+    """How long a publish may be retried or held: the deadline, within the dedupe window."""
+    return min(OPERATION_DEADLINE_MS, config.retention_ms // 2)
 
 
 def unavailable(channel: str, why: str = "its home cannot be reached") -> ErrorInfo:

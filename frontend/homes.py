@@ -20,11 +20,10 @@ from frontend import peerops as O
 from frontend.channel_log import ChannelLog, Entry, new_epoch, parse_serial
 from frontend.config import FrontendConfig
 from frontend.home_persist import PersistedHomes
-from frontend.home_quorum import QuorumHomes, no_quorum
+from frontend.home_quorum import QuorumHomes, no_quorum, replica_missing
 from frontend.home_records import OPERATION_DEADLINE_MS, RPC_TIMEOUT_S, Home, Stream, _Append, unavailable
 from frontend.idempotency import screen, wait_on
 from frontend.metrics import Metrics
-from frontend.replica_side import ReplicaSide
 from kernel.errors import ErrorInfo
 from kernel.placement import ClusterView, Placement
 
@@ -38,7 +37,7 @@ SETTLE_WAIT_MS = 2_000  # the longest an attach waits for a new home's entries i
 __all__ = ["OPERATION_DEADLINE_MS", "RPC_TIMEOUT_S", "Home", "HomeSide", "Stream", "unavailable"]
 
 
-class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
+class HomeSide:
     """Mixin: the homes and replica copies this frontend holds (ChannelService provides the state)."""
 
     node_id: str
@@ -55,6 +54,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
     now_ms: int
     _rng: random.Random
     _acquiring: dict[str, list[Callable[[bool], None]]]
+    persisted: PersistedHomes
+    zone_quorum: QuorumHomes
     _fan_out: Callable[[int, str, Entry, str | None], None]
     _local_interest: Callable[[str], bool]
     on_change: Callable[[], None]
@@ -143,26 +144,27 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
 
     def _acquire(self, now_ms: int, channel: str) -> None:
         """Become the channel's home: gather the best surviving copy, or start a new epoch."""
+        defer = self.zone_quorum.defer_new_epoch
         peers = [p.node_id for p in self.view.frontends() if p.alive and p.node_id != self.node_id]
         if not self.ready:
-            self._defer_new_epoch(channel, "cluster map not yet settled")
+            defer(channel, "cluster map not yet settled")
             return
         if self.bus is None or not peers:
             own = self.replicas.get(channel)
             if self.bus is not None and len(self.view.frontends()) > 1:
                 if own is None:
-                    self._defer_new_epoch(channel, "no other frontend in reach")  # any may hold a copy
+                    defer(channel, "no other frontend in reach")  # any may hold a copy
                     return
                 if self.placement.other_zone_known(self.node_id):
                     # Alone in a map that knows the other zone: our copy may be stale, its home merely
                     # out of sight (chaos seed 591600106: a false death made a second, stale home).
-                    self._defer_new_epoch(channel, "alone in the map: our copy may be stale")
+                    defer(channel, "alone in the map: our copy may be stale")
                     return
             self.replicas.pop(channel, None)
             gone = own if own is not None and own.superseded() else None
             if gone is not None:
                 own = None  # a client already holds a newer epoch than this copy's: start another
-            elif own is not None and self._stale_after_loss(own, None):
+            elif own is not None and self.zone_quorum.stale_after_loss(own, None):
                 own = self._new_log(channel, now_ms, replaces=own)  # it may miss entries a lost zone ACKed
             source = "fresh" if own is None else "replica"
             self._become_home(now_ms, channel, own, set(), source, replaces=gone)
@@ -182,7 +184,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             if refused or silent or self.home_of(channel) != self.node_id:
                 # A live peer that did not answer (or came into sight since we asked: frontend.sim
                 # --witness seed 306) may still be home or hold the best copy: never guess.
-                self._defer_new_epoch(channel, "claimed or silent", claimed_by=refused, silent=silent)
+                defer(channel, "claimed or silent", claimed_by=refused, silent=silent)
                 return
             best: ChannelLog | None = self.replicas.pop(channel, None)
             replaced = None
@@ -218,7 +220,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 best, source, replaced = None, "superseded", best
             answers = [r for r in replies.values() if isinstance(r, dict)]
             handed = any(r.get("relinquished") for r in answers)
-            if not handed and self._stale_after_loss(best, [r.get("lost_since") for r in answers]):
+            if not handed and self.zone_quorum.stale_after_loss(best, [r.get("lost_since") for r in answers]):
                 # A zone lost entries it ACKed alone (home_quorum): no copy is known complete.
                 best, source = self._new_log(channel, self.now_ms, replaces=best), "zone_data_lost"
             self._become_home(self.now_ms, channel, best, subs, source, replaces=replaced)
@@ -240,21 +242,22 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
         store_checked: bool = False,
         replaces: ChannelLog | None = None,
     ) -> None:
-        if lg is None and not store_checked and self._acquire_from_store(channel, subs, source):
+        if lg is None and not store_checked and self.persisted.acquire_from_store(channel, subs, source):
             return  # a persisted channel asks its store where its epoch stands first
-        if lg is None and self._other_zone_out_of_reach() and not self.quorum().may_degrade:
+        zq = self.zone_quorum
+        if lg is None and zq.other_zone_out_of_reach() and not zq.quorum().may_degrade:
             # No copy in reach, and the other zone, where a copy of every ACKed message lives, is
             # out of sight: a new epoch here would hide the channel's history from our subscribers
             # (90003) and send them back to the old epoch when the cut heals (frontend.sim seed 4:
             # fe-a1 partitioned alone; chaos seed 12313: fe-b2 during a zone-a partition). Wait.
-            self._defer_new_epoch(channel, "no copy and no other zone in reach")
+            self.zone_quorum.defer_new_epoch(channel, "no copy and no other zone in reach")
             return
         if lg is None:
             lg = self._new_log(channel, now_ms, replaces=replaces)
             if source != "fresh":
                 source = "lost"
-        state = self.quorum()
-        replica, blocked, degraded = self._choose_replica(channel, state)
+        state = self.zone_quorum.quorum()
+        replica, blocked, degraded = self.zone_quorum.choose_replica(channel, state)
         committed = min(lg.known_committed, lg.last_seq)
         home = self.homes[channel] = Home(
             log=lg,
@@ -268,8 +271,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
         )
         if degraded:
             log.warning("channel.replica_degraded", channel=channel, replica=replica, detail=state.describe())
-        self.metrics.replication_degraded.set(1 if self.replication_degraded() else 0)
-        self._persist_home(channel, home)
+        self.metrics.replication_degraded.set(1 if self.zone_quorum.replication_degraded() else 0)
+        self.persisted.persist_home(channel, home)
         log.info(
             "channel.home_acquired", channel=channel, epoch=lg.epoch, last_seq=lg.last_seq, source=source
         )
@@ -280,7 +283,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
 
     def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None:
         replica = home.replica
-        if self._replica_missing(home):
+        if replica_missing(home):
             # Every frontend of the other zone is out of sight. Acknowledging alone here would let
             # both sides of a zone partition number the same serials: wait for the map to change.
             home.replica_synced = False
@@ -297,7 +300,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             if ok:
                 home.replica_synced = True
                 synced = int(result)
-                self._synced_across_zones(channel, home, synced)
+                self.zone_quorum.synced_across_zones(channel, home, synced)
                 log.info("channel.replica_synced", channel=channel, replica=replica, last_seq=synced,
                          pending=len(home.pending))  # fmt: skip
                 self._complete_replicated(self.now_ms, channel, home, upto=synced)
@@ -348,9 +351,9 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 return
             done(prior, None)
             return
-        if self._replica_missing(home) and self.minority_known(now_ms):
+        if replica_missing(home) and self.zone_quorum.minority_known(now_ms):
             self.metrics.publishes_refused_no_quorum.inc()  # refused before it is even numbered
-            done(None, no_quorum(channel, self.quorum(now_ms)))
+            done(None, no_quorum(channel, self.zone_quorum.quorum(now_ms)))
             return
         # Client-supplied ids seen within the dedupe window (frontend.idempotency): answered, not appended.
         screened = screen(lg.ids, pub.messages, done, lambda seq, cb: wait_on(home.pending, seq, cb, abandon))
@@ -368,8 +371,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
         )
         item = _Append(entry, serials, [(done, abandon)], queued_ms=now_ms)
         home.pending.append(item)
-        self._write_through(channel, home, entry)
-        if self._replica_missing(home):
+        self.persisted.write_through(channel, home, entry)
+        if replica_missing(home):
             return  # acknowledged once a replica in another zone holds it (_sync_replica)
         if home.replica is None or self.bus is None:
             self._complete_replicated(now_ms, channel, home, upto=entry.last_seq)
@@ -398,9 +401,9 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
 
     def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None:
         """Fan out and ACK, in order, every pending append the replica now holds."""
-        if not self._quorum_allows(home):
+        if not self.zone_quorum.quorum_allows(home):
             return  # a copy inside our zone counts only while we hold the majority of zones
-        upto = self._durable_upto(home, upto)
+        upto = PersistedHomes.durable_upto(home, upto)
         home.confirmed = max(home.confirmed, upto)
         if home.in_doubt > home.committed:
             self._commit_in_doubt(now_ms, channel, home, min(upto, home.in_doubt))
@@ -500,7 +503,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             if not ok:
                 reply(False, O.Refused(O.Refusal.ACQUIRING, f"{channel} is being acquired elsewhere"))
                 return
-            if (refusal := self.homes[channel].turns_away(pub, self.minority_known(self.now_ms))) is not None:
+            minority = self.zone_quorum.minority_known(self.now_ms)
+            if (refusal := self.homes[channel].turns_away(pub, minority)) is not None:
                 reply(False, refusal)  # not taken in: certainly not numbered (the sender retries)
                 return
             self._append(
@@ -521,11 +525,11 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
             subs = set(self.former_subs.get(channel, ()))
             if channel in self.streams or (copy is not None and self._local_interest(channel)):
                 subs.add(self.node_id)
-            if self._withhold_log_fetch(reply):
+            if self.zone_quorum.withhold_log_fetch(reply):
                 return  # restarted, not yet told by the witness whether our zone lost data (home_quorum)
             snapshot = copy.snapshot() if copy is not None else None
             made = copy.created_ms if copy is not None else None  # a stale copy is judged by its age
-            lost = self._lost_since()
+            lost = self.zone_quorum.lost_since()
             reply(True, {"log": snapshot, "subs": sorted(subs), "lost_since": lost, "made_ms": made})
             return
         if self.home_of(channel) != src:
@@ -558,7 +562,7 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 for _, abandon in item.waiters:
                     abandon()
 
-        if home.pending and not self._replica_missing(home):
+        if home.pending and not replica_missing(home):
             home.relinquish.append(hand_over)  # replication in flight settles first
         else:
             # A blocked home (no replica in reach) never settles: waiting would keep the log until
@@ -580,10 +584,6 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
                 continue
             home.replica_refreshed_ms = now_ms
             self._sync_replica(now_ms, name, home)
-
-    def _publish_window(self) -> int:
-        """How long a publish may be retried or held: the deadline, within the dedupe window."""
-        return min(OPERATION_DEADLINE_MS, self.config.retention_ms // 2)
 
     def retire_idle(self, now_ms: int) -> None:
         """Forget homes with nothing retained, nobody listening, idle for two retention windows: their
