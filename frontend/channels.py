@@ -80,7 +80,7 @@ FanOut = Callable[[int, str, Entry, str | None], None]
 Lost = Callable[[int, str, str, list[Message] | None], None]
 
 
-class ChannelService(HomeSide):
+class ChannelService:
     def __init__(
         self,
         node_id: str,
@@ -94,7 +94,6 @@ class ChannelService(HomeSide):
     ) -> None:
         self.node_id = node_id
         self.config = config
-        self._rng = rng
         self.metrics = metrics
         self._fan_out = fan_out
         self._lost = lost
@@ -113,8 +112,6 @@ class ChannelService(HomeSide):
         self.homes: dict[str, Home] = {}
         self.replicas: dict[str, ChannelLog] = {}
         self.streams: dict[str, Stream] = {}
-        # Remote subscribers of homes we gave up without a hand-over (see ``_demote``).
-        self.former_subs: dict[str, set[str]] = {}
         self._seen_dead: set[str] = set()
         # Peers whose port refused a connect, treated as dead until a link connects again.
         self.down: set[str] = set()
@@ -122,13 +119,13 @@ class ChannelService(HomeSide):
         # (a silent peer, cut off, may live on). A takeover from such an owner's copy leaves no
         # attempt of its in flight (``takeover.py``).
         self.refused: set[str] = set()
-        self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
         self._retries = Retries()
         self.now_ms = 0
+        home_side = self.home_side = HomeSide(self, rng)  # acquiring, numbering, replicating homes
         self.replica_side = ReplicaSide(self)  # serves Replicate and ReplicaSync into our copies
-        self.persisted = PersistedHomes(self)  # write-through and store-continued epochs
-        self.zone_quorum = QuorumHomes(self, rng)  # the zone votes, and what they let homes do
-        self.publisher = Publisher(self, self._retries)  # this node's clients' publishes in flight
+        self.persisted = PersistedHomes(self, home_side)  # write-through and store-continued epochs
+        self.zone_quorum = QuorumHomes(self, rng, home_side)  # the zone votes, what they let homes do
+        self.publisher = Publisher(self, self._retries, home_side)  # our clients' publishes in flight
 
     # ------------------------------------------------------------------
     # The zone quorum (``home_quorum.py``), as the node, the witness client and the publisher see it
@@ -216,7 +213,7 @@ class ChannelService(HomeSide):
             # the next request re-acquires from the best copy in the cluster.
             log.info("channel.homes_revalidated", revived=sorted(revived), homes=len(self.homes))
             for name in list(self.homes):
-                self._demote(name)
+                self.home_side.demote(name)
         if revived:
             # Our streams re-register with whichever node holds each home now, and catch up.
             for name, stream in list(self.streams.items()):
@@ -292,16 +289,17 @@ class ChannelService(HomeSide):
     ) -> None:
         """Resolve an ATTACH: the channel's serial and the replay after ``from_serial``."""
         self.now_ms = now_ms
-        self.note_serials(channel, from_serial)
+        self.home_side.note_serials(channel, from_serial)
         deadline = deadline_ms if deadline_ms is not None else now_ms + OPERATION_DEADLINE_MS
         home = self.home_of(channel)
         if home == self.node_id:
 
             def local(ok: bool) -> None:
                 if ok:
-                    self._seen(self.now_ms, channel, self.homes[channel], from_serial)
+                    self.home_side.seen(self.now_ms, channel, self.homes[channel], from_serial)
                 if ok and self.homes[channel].behind(from_serial):
-                    self._step_down(channel, f"a local client attached from {from_serial}", from_serial)
+                    why = f"a local client attached from {from_serial}"
+                    self.home_side.step_down(channel, why, from_serial)
                     ok = False
                 if not ok:
                     self._retry(
@@ -318,7 +316,7 @@ class ChannelService(HomeSide):
                 replay = lg.replay_after(from_serial, held.committed) if from_serial else None
                 done(AttachResult(lg.serial(held.committed), replay, presence=lg.presence.to_wire()))
 
-            self._with_settled_home(now_ms, channel, local)
+            self.home_side.with_settled_home(now_ms, channel, local)
             return
         retry = lambda t: self.attach(  # noqa: E731
             t, channel, from_serial, done, subscribe=subscribe, deadline_ms=deadline
@@ -460,11 +458,11 @@ class ChannelService(HomeSide):
             return
         match op:
             case O.Attach():
-                self._serve_attach(now_ms, src, op, reply)
+                self.home_side.serve_attach(now_ms, src, op, reply)
             case O.Publish():
-                self._serve_publish(now_ms, src, op, reply)
+                self.home_side.serve_publish(now_ms, src, op, reply)
             case O.LogFetch():
-                self._serve_log_fetch(now_ms, src, op.channel, reply)
+                self.home_side.serve_log_fetch(now_ms, src, op.channel, reply)
             case O.Replicate():
                 self.replica_side.serve_replicate(now_ms, src, op, reply)
             case O.ReplicaSync():
@@ -478,7 +476,7 @@ class ChannelService(HomeSide):
             case O.Deliver(channel=channel, entry=entry):
                 self._on_deliver(now_ms, src, channel, entry)
             case O.Take(channel=channel):
-                self.handle_take(now_ms, channel)
+                self.home_side.handle_take(now_ms, channel)
             case O.CopyReleased():
                 self.zone_quorum.copy_released(src, op)
             case O.Unsubscribe(channel=channel):
@@ -542,7 +540,7 @@ class ChannelService(HomeSide):
         if zq.quorum(now_ms) != zq.last_quorum:
             zq.reassess(now_ms)  # a grant lapsed
         zq.drop_blocked(now_ms)
-        self.keep_replicas_alive(now_ms)
+        self.home_side.keep_replicas_alive(now_ms)
         for name in list(self.replicas):
             copy = self.replicas[name]
             copy.expire(now_ms)

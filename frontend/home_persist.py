@@ -2,11 +2,11 @@
 the store when no copy survives in memory (docs/architecture.md, "History and persistence").
 
 ``ChannelService`` builds one ``PersistedHomes`` and its home side (``homes.py``) calls it; it reads
-the homes held and the store through ``PersistHost``, and asks it to make logs and homes. A persisted
-home (``Home.stored`` not None) sends each entry it numbers to the store as it sends it to the
-replica (``write_through``); the home side's ``_complete_replicated`` commits (fans out, ACKs) only
-what both hold. Pure: the store is reached through ``Persistence``, whose callbacks come back on the
-trio thread.
+the homes held and the store through ``PersistHost``, and has the home side (``PersistHomeSide``)
+make logs and homes. A persisted home (``Home.stored`` not None) sends each entry it numbers to the
+store as it sends it to the replica (``write_through``); the home side's ``complete_replicated``
+commits (fans out, ACKs) only what both hold. Pure: the store is reached through ``Persistence``,
+whose callbacks come back on the trio thread.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class PersistHost(Protocol):
-    """What ``PersistedHomes`` reads and calls on its host (``ChannelService``'s home side)."""
+    """What ``PersistedHomes`` reads on its host (``ChannelService``)."""
 
     @property
     def config(self) -> FrontendConfig: ...
@@ -42,27 +42,32 @@ class PersistHost(Protocol):
     @property
     def now_ms(self) -> int: ...
 
+
+class PersistHomeSide(Protocol):
+    """What ``PersistedHomes`` calls on the home side (``homes.HomeSide``)."""
+
     # channel -> the callbacks waiting for its home to be acquired here
     @property
-    def _acquiring(self) -> dict[str, list[Callable[[bool], None]]]: ...
+    def acquiring(self) -> dict[str, list[Callable[[bool], None]]]: ...
 
-    def _new_log(
+    def new_log(
         self, channel: str, now_ms: int, *, epoch: str | None = None, start_seq: int = 0
     ) -> ChannelLog: ...
 
-    def _become_home(
+    def become_home(
         self, now_ms: int, channel: str, lg: ChannelLog | None, subs: set[str], source: str,
         *, store_checked: bool = False,
     ) -> None: ...
 
-    def _complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None: ...
+    def complete_replicated(self, now_ms: int, channel: str, home: Home, *, upto: int) -> None: ...
 
 
 class PersistedHomes:
     """Write-through and store-continued epochs for the homes of its host."""
 
-    def __init__(self, host: PersistHost) -> None:
+    def __init__(self, host: PersistHost, home_side: PersistHomeSide) -> None:
         self.host = host
+        self.home_side = home_side
 
     def acquire_from_store(self, channel: str, subs: set[str], source: str) -> bool:
         """No copy survives in memory: continue the epoch the store holds (nothing beyond its tail
@@ -71,7 +76,7 @@ class PersistedHomes:
         caller starts a new epoch). Or start a new epoch if the store has never seen the channel.
         Requests wait meanwhile, as for any acquire; if the store cannot answer, they fail and are
         retried (never guess a new epoch)."""
-        host = self.host
+        host, side = self.host, self.home_side
         persist = host.persistence
         if persist is None or host.config.persist_rule(channel) is None:
             return False
@@ -79,16 +84,16 @@ class PersistedHomes:
             return False
 
         def from_store(tail: Tail | None, ok: bool) -> None:
-            if channel not in self.host._acquiring or channel in self.host.homes:
+            if channel not in self.home_side.acquiring or channel in self.host.homes:
                 return
             if not ok:
-                for cb in self.host._acquiring.pop(channel, []):
+                for cb in self.home_side.acquiring.pop(channel, []):
                     cb(False)
                 return
             lg = None
             if tail is not None:
-                lg = host._new_log(channel, host.now_ms, epoch=tail.epoch, start_seq=tail.last_seq)
-            host._become_home(host.now_ms, channel, lg, subs, "store" if tail else source, store_checked=True)
+                lg = side.new_log(channel, host.now_ms, epoch=tail.epoch, start_seq=tail.last_seq)
+            side.become_home(host.now_ms, channel, lg, subs, "store" if tail else source, store_checked=True)
 
         persist.tail(channel, from_store)
         return True
@@ -117,6 +122,7 @@ class PersistedHomes:
                 return
             home.stored = max(home.stored, entry.last_seq)
             if home.replicated[0] == home.replica:
-                self.host._complete_replicated(self.host.now_ms, channel, home, upto=home.replicated[1])
+                now = self.host.now_ms
+                self.home_side.complete_replicated(now, channel, home, upto=home.replicated[1])
 
         self.host.persistence.write(channel, home.log.epoch, entry, stored)

@@ -1,10 +1,10 @@
 """The home side of the zone quorum: where a home's copy goes, and when a home must refuse.
 
-``ChannelService`` builds one ``QuorumHomes``, which holds what this frontend knows of the zone votes
-(the zones and witnesses it has seen, the grants it holds, what the witness told it); it reads the
-homes and copies and calls the home side through ``QuorumHost``. The rule and the witness are
-``kernel/quorum.py``, the proof sketch is in docs/architecture.md ("Zone quorum"). Each home chooses
-its copy with ``choose_replica``:
+``ChannelService`` builds one ``QuorumHomes``, which holds what this frontend knows of the zone
+votes (the zones and witnesses it has seen, the grants it holds, what the witness told it); it reads
+the homes and copies through ``QuorumHost`` and calls the home side through ``QuorumHomeSide``. The
+rule and the witness are ``kernel/quorum.py``, the proof sketch is in docs/architecture.md ("Zone
+quorum"). Each home chooses its copy with ``choose_replica``:
 
 1. placement's replica, a frontend of **another zone**, when one is serving (no vote needed);
 2. else, when this zone holds a majority of the zone votes (``kernel.quorum.assess``: its own zone
@@ -73,7 +73,7 @@ def replica_missing(home: Home) -> bool:
 
 
 class QuorumHost(Protocol):
-    """What ``QuorumHomes`` reads and calls on its host (``ChannelService`` and its home side)."""
+    """What ``QuorumHomes`` reads on its host (``ChannelService``)."""
 
     @property
     def node_id(self) -> str: ...
@@ -105,20 +105,25 @@ class QuorumHost(Protocol):
     @property
     def ready(self) -> bool: ...
 
+
+class QuorumHomeSide(Protocol):
+    """What ``QuorumHomes`` calls on the home side (``homes.HomeSide``)."""
+
     # channel -> the callbacks waiting for its home to be acquired here
     @property
-    def _acquiring(self) -> dict[str, list[Callable[[bool], None]]]: ...
+    def acquiring(self) -> dict[str, list[Callable[[bool], None]]]: ...
 
-    def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None: ...
+    def sync_replica(self, now_ms: int, channel: str, home: Home) -> None: ...
 
-    def _demote(self, name: str) -> None: ...
+    def demote(self, name: str) -> None: ...
 
 
 class QuorumHomes:
     """The zone votes as this frontend knows them, and what they let its homes do."""
 
-    def __init__(self, host: QuorumHost, rng: random.Random) -> None:
+    def __init__(self, host: QuorumHost, rng: random.Random, home_side: QuorumHomeSide) -> None:
         self.host = host
+        self.home_side = home_side
         self.grants: dict[str, int] = {}  # witness router -> when its grant expires here
         self._zones_remembered: set[str] = set(self.host.config.zones)
         self._witnesses_remembered: dict[str, set[str]] = {}
@@ -257,7 +262,7 @@ class QuorumHomes:
             for name in [n for n, h in self.host.homes.items() if h.blocked]:
                 # A blocked home may hold a stale copy (it never committed since): re-acquired
                 # under a new epoch. A home that commits holds its channel's whole log.
-                self.host._demote(name)
+                self.home_side.demote(name)
         if granted:
             self.grants[router] = sent_ms + DEFAULT_LEASE_MS
             self._asked_grant = True
@@ -375,7 +380,7 @@ class QuorumHomes:
         home.replica, home.blocked = replica, blocked
         home.degraded = home.degraded or degraded  # cleared once a copy in another zone is synced
         home.replica_synced = False
-        self.host._sync_replica(now_ms, name, home)
+        self.home_side.sync_replica(now_ms, name, home)
 
     def synced_across_zones(self, channel: str, home: Home, synced: int) -> None:
         """The replica confirmed the whole log up to ``synced``: if it is in another zone, nothing
@@ -408,7 +413,7 @@ class QuorumHomes:
         log.info("channel.copy_released", channel=op.channel, home=src, last_seq=copy.last_seq)
 
     def drop_blocked(self, now_ms: int) -> None:
-        """Refuse, for certain, the appends a blocked home (no copy can be placed: _replica_missing)
+        """Refuse, for certain, the appends a blocked home (no copy can be placed: replica_missing)
         has held for the publish window and never sent to any replica: they are cut from the log,
         so they are never delivered, and their publishers get NACK 50350 naming the zones out of
         reach (DESIGN 7: nothing NACKed is delivered). An append that was sent may sit in a copy,
@@ -443,7 +448,7 @@ class QuorumHomes:
     def defer_new_epoch(self, channel: str, why: str, **detail: Any) -> None:
         """An acquisition that would start a new epoch waits: its waiters fail, and are retried."""
         log.info("channel.acquire_deferred", channel=channel, reason=why, **detail)
-        for cb in self.host._acquiring.pop(channel, []):
+        for cb in self.home_side.acquiring.pop(channel, []):
             cb(False)
 
     def other_zone_out_of_reach(self) -> bool:

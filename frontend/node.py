@@ -401,12 +401,12 @@ class FrontendNode:
         self.pubsub.fan_out(now_ms, channel, entry, publisher)
 
     def _flush_acks(self, now_ms: int, s: Session) -> None:
-        self.pubsub._flush_acks(now_ms, s)
+        self.pubsub.flush_acks(now_ms, s)
 
     def _channel_error(
         self, now_ms: int, s: Session, action: Action, name: str, code: ErrorCode, msg: str
     ) -> None:
-        self.pubsub._channel_error(now_ms, s, action, name, code, msg)
+        self.pubsub.channel_error(now_ms, s, action, name, code, msg)
 
     def handle_heartbeat(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         # RTN13e: echo the ping id.
@@ -486,7 +486,7 @@ class FrontendNode:
         self.presence.tick(now_ms)
         if now_ms >= self._next_sweep:
             self._next_sweep = now_ms + LOG_SWEEP_MS
-            self.channels.retire_idle(now_ms)
+            self.channels.home_side.retire_idle(now_ms)
             self.ownership.flush_dirty()
             self.ownership.refresh_copies(now_ms)
             self.ownership.expire(now_ms)

@@ -2,12 +2,13 @@
 
 ``ChannelService`` (``channels.py``) builds one ``Publisher``, which holds this node's publishes in
 flight (their attempts, and the order of each connection's on each channel), and hands it every
-publish; it reaches the homes through ``PublishHost``. A publish is sent to its channel's home (or
-appended here when this node is home) and retried every ``RETRY_MS`` while its outcome is
-NOT_NUMBERED, until the operation deadline, then NACKed; an attempt whose outcome is UNKNOWN (it may
-have been numbered) keeps it retrying, deduplicated by the home, and it is never NACKed then.
-Publisher order: while an earlier publish of the same connection on the channel is unresolved, a
-publish names it in ``after``. Pure: ``now_ms`` comes in; peers are reached through ``Bus``.
+publish; it reaches the service through ``PublishHost`` and a home held here through
+``PublishHomeSide``. A publish is sent to its channel's home (or appended here when this node is
+home) and retried every ``RETRY_MS`` while its outcome is NOT_NUMBERED, until the operation
+deadline, then NACKed; an attempt whose outcome is UNKNOWN (it may have been numbered) keeps it
+retrying, deduplicated by the home, and it is never NACKed then. Publisher order: while an earlier
+publish of the same connection on the channel is unresolved, a publish names it in ``after``. Pure:
+``now_ms`` comes in; peers are reached through ``Bus``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class PublishAttempt:
 
 
 class PublishHost(Protocol):
-    """What ``Publisher`` reads and calls on its host (``ChannelService`` and its home side)."""
+    """What ``Publisher`` reads and calls on its host (``ChannelService``)."""
 
     @property
     def node_id(self) -> str: ...
@@ -83,22 +84,27 @@ class PublishHost(Protocol):
 
     def minority_known(self, now_ms: int | None = None) -> bool: ...
 
-    def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None: ...
-
-    def _append(
-        self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]
-    ) -> None: ...
-
     def _retry(
         self, now_ms: int, deadline_ms: int | None, again: Callable[[int], None], give_up: Callable[[], None]
+    ) -> None: ...
+
+
+class PublishHomeSide(Protocol):
+    """What ``Publisher`` calls on the home side (``homes.HomeSide``) when this node is home."""
+
+    def with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None: ...
+
+    def append(
+        self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]
     ) -> None: ...
 
 
 class Publisher:
     """This node's clients' publishes, from the first attempt to their ACK or NACK."""
 
-    def __init__(self, host: PublishHost, retries: Retries) -> None:
+    def __init__(self, host: PublishHost, retries: Retries, home_side: PublishHomeSide) -> None:
         self.host = host
+        self.home_side = home_side
         self._retries = retries  # shared with the host: due retries run on its tick
         # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
         self._unresolved: dict[tuple[str, str], list[int]] = {}
@@ -187,9 +193,9 @@ class Publisher:
                         done(serials, error)
 
                 st.in_flight += 1
-                self.host._append(self.host.now_ms, pub, answered, abandoned)
+                self.home_side.append(self.host.now_ms, pub, answered, abandoned)
 
-            self.host._with_home(now_ms, channel, local)
+            self.home_side.with_home(now_ms, channel, local)
             return
         assert self.host.bus is not None
 

@@ -105,7 +105,7 @@ class PubSub:
         self.modes = modes
         self.store_attach = store_attach
 
-    def _channel_error(
+    def channel_error(
         self, now_ms: int, s: Session, action: Action, name: str, code: ErrorCode, msg: str
     ) -> None:
         self.host.metrics.errors_sent.labels(code=str(int(code))).inc()
@@ -119,19 +119,19 @@ class PubSub:
         # Refusals in the channel's scope (RTL14): the channel fails, the connection lives.
         problem = channel_name_problem(name)
         if problem is not None:
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.INVALID_CHANNEL_NAME, problem)
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.INVALID_CHANNEL_NAME, problem)
             return
         problem = unsupported_qualifier(name)
         if problem is not None:
             log.info("channel.refused", connection_id=s.connection_id, channel=name, reason=problem)
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, problem)
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, problem)
             return
         if pm.channel_problem is not None:
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, pm.channel_problem)
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, pm.channel_problem)
             return
         cap = s.identity.capability
         if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
-            self._channel_error(
+            self.channel_error(
                 now_ms,
                 s,
                 Action.ERROR,
@@ -142,7 +142,7 @@ class PubSub:
             return
         cur = s.channels.get(name)
         if cur is None and len(s.channels) >= self.host.config.max_channels_per_connection:
-            self._channel_error(
+            self.channel_error(
                 now_ms,
                 s,
                 Action.ERROR,
@@ -155,13 +155,13 @@ class PubSub:
         try:
             requested = modes_param(pm.params) or requested  # the ``modes`` param wins, as in Ably
         except ValueError as exc:
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
             return
         try:
             attach_params = parse_attach_params(pm.params, now_ms)
         except ParamError as exc:
             log.info("channel.params_refused", connection_id=s.connection_id, channel=name, reason=str(exc))
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
             return
         params = attach_params.echoed  # echoed in ATTACHED (the SDK's channel.params)
         notice = None  # params Ably does not document: the channel attaches, and ATTACHED says so
@@ -393,7 +393,7 @@ class PubSub:
                 ErrorCode.BAD_REQUEST, f"{pm.action.name.lower()} is not supported by this server"
             ),
         )
-        self._flush_acks(now_ms, s)
+        self.flush_acks(now_ms, s)
 
     def _publish_error(self, s: Session, pm: ProtocolMessage) -> ErrorInfo | None:
         name = pm.channel
@@ -442,7 +442,7 @@ class PubSub:
                 reason=error.message,
             )
             s.acks.complete(item, error=error)
-            self._flush_acks(now_ms, s)
+            self.flush_acks(now_ms, s)
             return
         assert pm.channel is not None and pm.messages is not None
         known = s.numbered.get(pm.msg_serial)
@@ -456,7 +456,7 @@ class PubSub:
                 s.acks.complete(item, error=known)  # refused for certain before: the same NACK
             else:
                 s.acks.complete(item, serials=list(known))
-            self._flush_acks(now_ms, s)
+            self.flush_acks(now_ms, s)
             return
         acks, msg_serial = s.acks, pm.msg_serial
         if how := s.saw_publish(msg_serial):  # a re-send the previous owner may still be numbering
@@ -468,7 +468,7 @@ class PubSub:
                 s.remember_numbered(msg_serial, answer)
             acks.complete(item, serials=serials, error=err)
             if s.acks is acks:  # else the transport changed: the client re-sends, dedupe answers
-                self._flush_acks(self.host.channels.now_ms, s)
+                self.flush_acks(self.host.channels.now_ms, s)
 
         self.publish(now_ms, s, pm.channel, pm.msg_serial, pm.messages, done)
 
@@ -566,7 +566,7 @@ class PubSub:
                 ErrorInfo.of(ErrorCode.SLOW_CONSUMER, "client too slow: outbox full; resume to continue"),
             )
 
-    def _flush_acks(self, now_ms: int, s: Session) -> None:
+    def flush_acks(self, now_ms: int, s: Session) -> None:
         runs = s.acks.release()
         for added_ms in s.acks.take_released_times():
             self.host.metrics.publish_ack_seconds.observe(max(0, now_ms - added_ms) / 1000)
