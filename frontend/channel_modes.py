@@ -1,11 +1,13 @@
 """Channel modes: what a connection may do on each attached channel, and their changes after attach.
 
-Mixed into PubSub. A channel cursor keeps the modes asked for at attach (the ATTACH flags, or the
-``modes`` param) and those granted: the asked ones that the capability allows. Both change on an
-attached channel two ways: a re-attach with new modes (RTL16a, ``setOptions``), and a reauth
-(RTN22) that changes the capability, after which every cursor's asked modes are granted anew, so a
-narrower capability drops modes (and fails the channels it no longer allows at all, 40160 in the
-channel's scope, RTL14) and a wider one grants them again.
+The node builds one ``ChannelModes``; ``PubSub`` asks it what an ATTACH is granted and to apply new
+modes, the node to apply a new capability. It reaches the node through ``ModesHost``. A channel
+cursor keeps the modes asked for at attach (the ATTACH flags, or the ``modes`` param) and those
+granted: the asked ones that the capability allows. Both change on an attached channel two ways: a
+re-attach with new modes (RTL16a, ``setOptions``), and a reauth (RTN22) that changes the capability,
+after which every cursor's asked modes are granted anew, so a narrower capability drops modes (and
+fails the channels it no longer allows at all, 40160 in the channel's scope, RTL14) and a wider one
+grants them again.
 
 Granting subscribe (or presence_subscribe) registers the session for live traffic; taking the last
 of them away unregisters it, and the last local subscriber gone stops this frontend's stream from a
@@ -17,7 +19,7 @@ Pure: ``now_ms`` comes in.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -28,8 +30,7 @@ from kernel.errors import ErrorCode
 from kernel.protocol import Action, Encoded, Flag, ProtocolMessage
 
 if TYPE_CHECKING:
-    from frontend.node_parts import Outlet
-    from frontend.ownership import Ownership
+    from frontend.node_parts import OwnershipPart
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -41,26 +42,34 @@ SUBSCRIBE_BIT = int(Flag.SUBSCRIBE)
 PRESENCE_SUBSCRIBE_BIT = int(Flag.PRESENCE_SUBSCRIBE)
 
 
-class ChannelModes:
-    """Mixin: the modes of FrontendNode's attached channels (which provides the state declared here)."""
+class ModesHost(Protocol):
+    """What ``ChannelModes`` reads and calls on its host (``FrontendNode``)."""
 
-    channels: ChannelService
-    ownership: Ownership
-    outlets: dict[str, Outlet]
-    subscribers: dict[str, dict[str, Session]]
+    @property
+    def channels(self) -> ChannelService: ...
 
-    def _send(self, now_ms: int, s: Session, frame: Encoded) -> bool:
-        raise NotImplementedError
+    @property
+    def ownership(self) -> OwnershipPart: ...
 
-    def _unsubscribe(self, s: Session, name: str) -> None:
-        raise NotImplementedError
+    @property
+    def subscribers(self) -> dict[str, dict[str, Session]]: ...
+
+    def _send(self, now_ms: int, s: Session, frame: Encoded) -> bool: ...
+
+    def _unsubscribe(self, s: Session, name: str) -> None: ...
 
     def _channel_error(
         self, now_ms: int, s: Session, action: Action, name: str, code: ErrorCode, msg: str
-    ) -> None:
-        raise NotImplementedError
+    ) -> None: ...
 
-    def _granted_modes(self, s: Session, name: str, requested: int) -> int:
+
+class ChannelModes:
+    """The modes of the node's attached channels: what each ATTACH is granted, and their changes."""
+
+    def __init__(self, host: ModesHost) -> None:
+        self.host = host
+
+    def granted(self, s: Session, name: str, requested: int) -> int:
         cap = s.identity.capability
         granted = requested
         if not allows(cap, name, "publish"):
@@ -73,7 +82,7 @@ class ChannelModes:
             granted &= ~(Flag.PRESENCE | Flag.PRESENCE_SUBSCRIBE)
         return granted
 
-    def _apply_modes(self, s: Session, name: str, cur: ChannelCursor, granted: int) -> None:
+    def apply(self, s: Session, name: str, cur: ChannelCursor, granted: int) -> None:
         """New modes on an attached channel: subscribe starts or stops delivery, publish is checked
         against them from the next MESSAGE."""
         if cur.modes == granted:
@@ -81,10 +90,10 @@ class ChannelModes:
         was_subscribed = bool(cur.modes & LIVE_MODES)
         cur.modes = granted
         if not granted & LIVE_MODES:
-            self._unsubscribe(s, name)
+            self.host._unsubscribe(s, name)
         elif not was_subscribed:
             self._subscribe_again(s, name, cur)
-        self.ownership.replicate(s)
+        self.host.ownership.replicate(s)
         log.info("channel.modes", connection_id=s.connection_id, channel=name, modes=int(granted))
 
     def _subscribe_again(self, s: Session, name: str, cur: ChannelCursor) -> None:
@@ -92,12 +101,12 @@ class ChannelModes:
         following the channel's remote home, once the stream is back (module docstring)."""
         if cur.attached_gen != s.generation:
             return  # not attached on this transport yet: its ATTACH registers it (_complete_attach)
-        svc = self.channels
-        if name in self.subscribers or name in svc.streams or svc.home_of(name) == svc.node_id:
+        svc = self.host.channels
+        if name in self.host.subscribers or name in svc.streams or svc.home_of(name) == svc.node_id:
             # Delivery starts from what is fanned out next: what the channel had while this session
             # lacked the subscribe mode is not owed to it (a cursor left behind would be filled).
             cur.serial = svc.fanned_out_serial(name) or cur.serial
-            self.subscribers.setdefault(name, {})[s.connection_id] = s
+            self.host.subscribers.setdefault(name, {})[s.connection_id] = s
             return
         generation = s.generation
 
@@ -110,10 +119,10 @@ class ChannelModes:
                 # Not served in time: detach it; the SDK attaches again (RTL13a), from its serial.
                 s.channels.pop(name, None)
                 detached = ProtocolMessage(action=Action.DETACHED, channel=name, error=res.error)
-                self._send(now, s, Encoded.of(detached))
+                self.host._send(now, s, Encoded.of(detached))
                 return
             cur.serial = res.last_serial
-            self.subscribers.setdefault(name, {})[s.connection_id] = s
+            self.host.subscribers.setdefault(name, {})[s.connection_id] = s
 
         svc.attach(svc.now_ms, name, None, rejoined)
 
@@ -125,8 +134,8 @@ class ChannelModes:
         for name, cur in list(s.channels.items()):
             if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
                 s.channels.pop(name, None)
-                self._unsubscribe(s, name)
-                self._channel_error(
+                self.host._unsubscribe(s, name)
+                self.host._channel_error(
                     now_ms,
                     s,
                     Action.ERROR,
@@ -135,5 +144,5 @@ class ChannelModes:
                     f"channel denied access based on capability: {name}",
                 )
                 continue
-            self._apply_modes(s, name, cur, self._granted_modes(s, name, cur.requested or cur.modes))
-        self.ownership.replicate(s)
+            self.apply(s, name, cur, self.granted(s, name, cur.requested or cur.modes))
+        self.host.ownership.replicate(s)

@@ -43,6 +43,8 @@ from frontend import peerops as O
 from frontend.bus import Bus
 from frontend.channel_log import ChannelLog, Entry, epoch_born, parse_serial
 from frontend.config import FrontendConfig
+from frontend.home_persist import PersistedHomes
+from frontend.home_quorum import QuorumHomes
 from frontend.home_records import Retries
 from frontend.homes import (
     OPERATION_DEADLINE_MS,
@@ -52,12 +54,15 @@ from frontend.homes import (
     Stream,
     unavailable,
 )
+from frontend.idempotency import PublishDone
 from frontend.metrics import Metrics
 from frontend.persistence import Persistence
-from frontend.publishing import RETRY_MS, PublishAttempt, PublishSide
+from frontend.publishing import RETRY_MS, Publisher
+from frontend.replica_side import ReplicaSide
 from kernel.errors import ErrorInfo
 from kernel.placement import ClusterView, Peer, Placement
 from kernel.protocol import Message
+from kernel.quorum import QuorumState
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -75,7 +80,7 @@ FanOut = Callable[[int, str, Entry, str | None], None]
 Lost = Callable[[int, str, str, list[Message] | None], None]
 
 
-class ChannelService(HomeSide, PublishSide):
+class ChannelService:
     def __init__(
         self,
         node_id: str,
@@ -89,7 +94,6 @@ class ChannelService(HomeSide, PublishSide):
     ) -> None:
         self.node_id = node_id
         self.config = config
-        self._rng = rng
         self.metrics = metrics
         self._fan_out = fan_out
         self._lost = lost
@@ -108,8 +112,6 @@ class ChannelService(HomeSide, PublishSide):
         self.homes: dict[str, Home] = {}
         self.replicas: dict[str, ChannelLog] = {}
         self.streams: dict[str, Stream] = {}
-        # Remote subscribers of homes we gave up without a hand-over (see ``_demote``).
-        self.former_subs: dict[str, set[str]] = {}
         self._seen_dead: set[str] = set()
         # Peers whose port refused a connect, treated as dead until a link connects again.
         self.down: set[str] = set()
@@ -117,14 +119,52 @@ class ChannelService(HomeSide, PublishSide):
         # (a silent peer, cut off, may live on). A takeover from such an owner's copy leaves no
         # attempt of its in flight (``takeover.py``).
         self.refused: set[str] = set()
-        self._acquiring: dict[str, list[Callable[[bool], None]]] = {}
         self._retries = Retries()
-        # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
-        self._unresolved: dict[tuple[str, str], list[int]] = {}
-        self._reserved: set[tuple[str, str, int]] = set()  # places kept by reserve (publishing.py)
-        self._attempts: dict[tuple[str, str, int], PublishAttempt] = {}  # the same, by msgSerial
         self.now_ms = 0
-        self._quorum_init()
+        home_side = self.home_side = HomeSide(self, rng)  # acquiring, numbering, replicating homes
+        self.replica_side = ReplicaSide(self)  # serves Replicate and ReplicaSync into our copies
+        self.persisted = PersistedHomes(self, home_side)  # write-through and store-continued epochs
+        self.zone_quorum = QuorumHomes(self, rng, home_side)  # the zone votes, what they let homes do
+        self.publisher = Publisher(self, self._retries, home_side)  # our clients' publishes in flight
+
+    # ------------------------------------------------------------------
+    # The zone quorum (``home_quorum.py``), as the node, the witness client and the publisher see it
+
+    @property
+    def boot(self) -> str:
+        """This process's boot id, sent to the witness (a restarted holder lost what it held alone)."""
+        return self.zone_quorum.boot
+
+    def quorum(self, now_ms: int | None = None) -> QuorumState:
+        return self.zone_quorum.quorum(now_ms)
+
+    def minority_known(self, now_ms: int | None = None) -> bool:
+        return self.zone_quorum.minority_known(now_ms)
+
+    def write_available(self) -> bool:
+        return self.zone_quorum.write_available()
+
+    def replication_degraded(self) -> bool:
+        return self.zone_quorum.replication_degraded()
+
+    def write_status(self) -> dict[str, object]:
+        return self.zone_quorum.write_status()
+
+    def witness_request(self, now_ms: int) -> tuple[list[str], bool, bool, bool] | None:
+        return self.zone_quorum.witness_request(now_ms)
+
+    def grant(
+        self, now_ms: int, router: str, sent_ms: int, granted: bool, need: bool, holder: str | None,
+        *, lost: bool = False, lost_age_ms: int = 0,
+    ) -> None:
+        """A witness router answered (``QuorumHomes.grant``)."""
+        self.now_ms = now_ms
+        self.zone_quorum.grant(
+            now_ms, router, sent_ms, granted, need, holder, lost=lost, lost_age_ms=lost_age_ms
+        )
+
+    def witness_unanswered(self, need: bool) -> None:
+        self.zone_quorum.witness_unanswered(need)
 
     # ------------------------------------------------------------------
     # Cluster map
@@ -173,7 +213,7 @@ class ChannelService(HomeSide, PublishSide):
             # the next request re-acquires from the best copy in the cluster.
             log.info("channel.homes_revalidated", revived=sorted(revived), homes=len(self.homes))
             for name in list(self.homes):
-                self._demote(name)
+                self.home_side.demote(name)
         if revived:
             # Our streams re-register with whichever node holds each home now, and catch up.
             for name, stream in list(self.streams.items()):
@@ -189,9 +229,10 @@ class ChannelService(HomeSide, PublishSide):
                     self._resubscribe_local(now_ms, name, stream)
                 else:
                     self._resync(now_ms, name, stream)
-        self.remember_zones(view)
-        self._reassess(now_ms)
-        self.drop_blocked(now_ms)  # the map may be what tells us we are the minority (not the next sweep)
+        self.zone_quorum.remember_zones(view)
+        self.zone_quorum.reassess(now_ms)
+        # The map may be what tells us we are the minority (not the next sweep).
+        self.zone_quorum.drop_blocked(now_ms)
 
     def _follow(self, name: str, epoch: str, cursor: int) -> None:
         """Start a stream for our local subscribers of ``name`` from ``cursor``, at its current home."""
@@ -248,16 +289,17 @@ class ChannelService(HomeSide, PublishSide):
     ) -> None:
         """Resolve an ATTACH: the channel's serial and the replay after ``from_serial``."""
         self.now_ms = now_ms
-        self.note_serials(channel, from_serial)
+        self.home_side.note_serials(channel, from_serial)
         deadline = deadline_ms if deadline_ms is not None else now_ms + OPERATION_DEADLINE_MS
         home = self.home_of(channel)
         if home == self.node_id:
 
             def local(ok: bool) -> None:
                 if ok:
-                    self._seen(self.now_ms, channel, self.homes[channel], from_serial)
+                    self.home_side.seen(self.now_ms, channel, self.homes[channel], from_serial)
                 if ok and self.homes[channel].behind(from_serial):
-                    self._step_down(channel, f"a local client attached from {from_serial}", from_serial)
+                    why = f"a local client attached from {from_serial}"
+                    self.home_side.step_down(channel, why, from_serial)
                     ok = False
                 if not ok:
                     self._retry(
@@ -274,7 +316,7 @@ class ChannelService(HomeSide, PublishSide):
                 replay = lg.replay_after(from_serial, held.committed) if from_serial else None
                 done(AttachResult(lg.serial(held.committed), replay, presence=lg.presence.to_wire()))
 
-            self._with_settled_home(now_ms, channel, local)
+            self.home_side.with_settled_home(now_ms, channel, local)
             return
         retry = lambda t: self.attach(  # noqa: E731
             t, channel, from_serial, done, subscribe=subscribe, deadline_ms=deadline
@@ -290,6 +332,16 @@ class ChannelService(HomeSide, PublishSide):
                 self.now_ms, deadline, retry, lambda: done(AttachResult("", None, unavailable(channel)))
             ),
         )
+
+    def publish(self, now_ms: int, pub: O.Publish, done: PublishDone) -> None:
+        """Have the channel's home number, replicate and fan out ``pub`` (``Publisher.publish``)."""
+        self.publisher.publish(now_ms, pub, done)
+
+    def mark_resent(self, now_ms: int, conn: str, channel: str, msg_serial: int, how: str) -> None:
+        self.publisher.mark_resent(now_ms, conn, channel, msg_serial, how)
+
+    def reserve(self, conn: str, channel: str, msg_serial: int) -> None:
+        self.publisher.reserve(conn, channel, msg_serial)
 
     def _remote_attach(
         self,
@@ -406,15 +458,15 @@ class ChannelService(HomeSide, PublishSide):
             return
         match op:
             case O.Attach():
-                self._serve_attach(now_ms, src, op, reply)
+                self.home_side.serve_attach(now_ms, src, op, reply)
             case O.Publish():
-                self._serve_publish(now_ms, src, op, reply)
+                self.home_side.serve_publish(now_ms, src, op, reply)
             case O.LogFetch():
-                self._serve_log_fetch(now_ms, src, op.channel, reply)
+                self.home_side.serve_log_fetch(now_ms, src, op.channel, reply)
             case O.Replicate():
-                self._serve_replicate(now_ms, src, op, reply)
+                self.replica_side.serve_replicate(now_ms, src, op, reply)
             case O.ReplicaSync():
-                self._serve_replica_sync(now_ms, src, op, reply)
+                self.replica_side.serve_replica_sync(now_ms, src, op, reply)
             case _:
                 reply(False, O.Refused(O.Refusal.BAD_REQUEST, f"{op.OP} is not a request"))
 
@@ -424,9 +476,9 @@ class ChannelService(HomeSide, PublishSide):
             case O.Deliver(channel=channel, entry=entry):
                 self._on_deliver(now_ms, src, channel, entry)
             case O.Take(channel=channel):
-                self.handle_take(now_ms, channel)
+                self.home_side.handle_take(now_ms, channel)
             case O.CopyReleased():
-                self.copy_released(src, op)
+                self.zone_quorum.copy_released(src, op)
             case O.Unsubscribe(channel=channel):
                 home = self.homes.get(channel)
                 if home is not None:
@@ -484,10 +536,11 @@ class ChannelService(HomeSide, PublishSide):
             again(now_ms)
         for home in self.homes.values():
             home.log.expire(now_ms)
-        if self.quorum(now_ms) != self._last_quorum:
-            self._reassess(now_ms)  # a grant lapsed
-        self.drop_blocked(now_ms)
-        self.keep_replicas_alive(now_ms)
+        zq = self.zone_quorum
+        if zq.quorum(now_ms) != zq.last_quorum:
+            zq.reassess(now_ms)  # a grant lapsed
+        zq.drop_blocked(now_ms)
+        self.home_side.keep_replicas_alive(now_ms)
         for name in list(self.replicas):
             copy = self.replicas[name]
             copy.expire(now_ms)
@@ -496,8 +549,9 @@ class ChannelService(HomeSide, PublishSide):
                 del self.replicas[name]
 
     def next_deadline(self) -> int | None:
-        due = [t for t in [self._retries.next_deadline(), self.blocked_deadline()] if t is not None]
-        due += [until for until in self.grants.values() if until > self.now_ms]
+        zq = self.zone_quorum
+        due = [t for t in [self._retries.next_deadline(), zq.blocked_deadline()] if t is not None]
+        due += [until for until in zq.grants.values() if until > self.now_ms]
         return min(due, default=None)
 
     def copies_to_leave(self) -> list[tuple[str, O.ReplicaSync]]:

@@ -1,8 +1,10 @@
 """The home side of the zone quorum: where a home's copy goes, and when a home must refuse.
 
-Mixed into HomeSide (``homes.py``); the rule and the witness are ``kernel/quorum.py``, the proof
-sketch is in docs/architecture.md ("Zone quorum"). Each home chooses its copy with
-``_choose_replica``:
+``ChannelService`` builds one ``QuorumHomes``, which holds what this frontend knows of the zone
+votes (the zones and witnesses it has seen, the grants it holds, what the witness told it); it reads
+the homes and copies through ``QuorumHost`` and calls the home side through ``QuorumHomeSide``. The
+rule and the witness are ``kernel/quorum.py``, the proof sketch is in docs/architecture.md ("Zone
+quorum"). Each home chooses its copy with ``choose_replica``:
 
 1. placement's replica, a frontend of **another zone**, when one is serving (no vote needed);
 2. else, when this zone holds a majority of the zone votes (``kernel.quorum.assess``: its own zone
@@ -22,7 +24,7 @@ sketch is in docs/architecture.md ("Zone quorum"). Each home chooses its copy wi
    moved) is answered from the session's memory, not numbered (frontend.sim seed 142 found that
    swap when blocked appends were refused after a 2 s grace).
 
-A degraded home commits only while the majority holds (``_quorum_allows``): a grant that lapses
+A degraded home commits only while the majority holds (``quorum_allows``): a grant that lapses
 stops its ACKs at once. ``grant`` takes a witness's answer; ``witness_request`` says what this
 frontend should ask next (the trio driver in ``cluster.py`` and the simulation both call it).
 Pure: ``now_ms`` comes in.
@@ -31,11 +33,12 @@ Pure: ``now_ms`` comes in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from frontend import peerops as O
+from frontend.home_records import publish_window
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.quorum import DEFAULT_LEASE_MS, QuorumState, assess, witness_routers, zones_seen
 
@@ -63,32 +66,75 @@ def no_quorum(channel: str, state: QuorumState) -> ErrorInfo:
     )
 
 
-class QuorumHomes:
-    node_id: str
-    config: FrontendConfig
-    metrics: Metrics
-    bus: Bus | None
-    view: ClusterView
-    placement: Placement
-    homes: dict[str, Home]
-    replicas: dict[str, ChannelLog]
-    now_ms: int
-    ready: bool
-    _rng: random.Random
-    _acquiring: dict[str, list[Callable[[bool], None]]]
+def replica_missing(home: Home) -> bool:
+    """No copy can be placed (no other zone serving, and no majority of zones to copy inside our
+    own): appends wait (no ACK), and are refused after a grace (``drop_blocked``)."""
+    return home.replica is None and home.blocked
 
-    def _quorum_init(self) -> None:
+
+class QuorumHost(Protocol):
+    """What ``QuorumHomes`` reads on its host (``ChannelService``)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def config(self) -> FrontendConfig: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def bus(self) -> Bus | None: ...
+
+    @property
+    def view(self) -> ClusterView: ...
+
+    @property
+    def placement(self) -> Placement: ...
+
+    @property
+    def homes(self) -> dict[str, Home]: ...
+
+    @property
+    def replicas(self) -> dict[str, ChannelLog]: ...
+
+    @property
+    def now_ms(self) -> int: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+
+class QuorumHomeSide(Protocol):
+    """What ``QuorumHomes`` calls on the home side (``homes.HomeSide``)."""
+
+    # channel -> the callbacks waiting for its home to be acquired here
+    @property
+    def acquiring(self) -> dict[str, list[Callable[[bool], None]]]: ...
+
+    def sync_replica(self, now_ms: int, channel: str, home: Home) -> None: ...
+
+    def demote(self, name: str) -> None: ...
+
+
+class QuorumHomes:
+    """The zone votes as this frontend knows them, and what they let its homes do."""
+
+    def __init__(self, host: QuorumHost, rng: random.Random, home_side: QuorumHomeSide) -> None:
+        self.host = host
+        self.home_side = home_side
         self.grants: dict[str, int] = {}  # witness router -> when its grant expires here
-        self._zones_remembered: set[str] = set(self.config.zones)
+        self._zones_remembered: set[str] = set(self.host.config.zones)
         self._witnesses_remembered: dict[str, set[str]] = {}
         # We asked for (or hold) a grant: release it when done. True at start: a process restarted
         # after holding one (kill -9) holds nothing now, and says so to the witness once.
         self._asked_grant = True
-        self._last_quorum: QuorumState | None = None
+        self.last_quorum: QuorumState | None = None
         self._setup_logged = ""
         # Restart detection at the witness: a process's boot id (a restarted holder lost what it
         # held alone), whether a witness has answered us yet, and until when our zone's data is lost.
-        self.boot = f"{self._rng.getrandbits(48):012x}"
+        self.boot = f"{rng.getrandbits(48):012x}"
         self._witness_heard = False
         self._withhold_until: int | None = None
         self._data_lost_at = self._data_lost_until = 0
@@ -105,26 +151,26 @@ class QuorumHomes:
 
     def quorum(self, now_ms: int | None = None) -> QuorumState:
         return assess(
-            self.view,
-            self.config.zone,
+            self.host.view,
+            self.host.config.zone,
             remembered=self._zones_remembered,
             remembered_witnesses=self._witnesses_remembered,
-            configured=self.config.zones,
+            configured=self.host.config.zones,
             grants=self.grants,
-            now_ms=self.now_ms if now_ms is None else now_ms,
+            now_ms=self.host.now_ms if now_ms is None else now_ms,
         )
 
-    def _choose_replica(self, channel: str, state: QuorumState) -> tuple[str | None, bool, bool]:
+    def choose_replica(self, channel: str, state: QuorumState) -> tuple[str | None, bool, bool]:
         """(replica, blocked, degraded) for a home of ``channel`` here."""
-        replica = self.placement.replica_for(channel, self.node_id)
-        if replica is not None or self.bus is None:
+        replica = self.host.placement.replica_for(channel, self.host.node_id)
+        if replica is not None or self.host.bus is None:
             return replica, False, False
         if not state.may_degrade:
             return None, True, False
-        order = [n for n in self.placement.channel_order(channel) if n != self.node_id]
+        order = [n for n in self.host.placement.channel_order(channel) if n != self.host.node_id]
         return (order[0] if order else None), False, True
 
-    def _quorum_allows(self, home: Home) -> bool:
+    def quorum_allows(self, home: Home) -> bool:
         """A degraded home may commit only while this zone holds the majority."""
         return not home.degraded or self.quorum().may_degrade
 
@@ -133,7 +179,7 @@ class QuorumHomes:
         reach refused a request sent after that because another zone holds the grant (or none is in
         reach). Blocked publishes are then refused at once, not at the publish deadline."""
         since = self._minority_since
-        if since is None or not self.ready or self.bus is None:
+        if since is None or not self.host.ready or self.host.bus is None:
             return False
         state = self.quorum(now_ms)
         if state.other_zone_serving or state.may_degrade or not state.witnesses:
@@ -142,17 +188,17 @@ class QuorumHomes:
             # across the cut be refused and then numbered (make sim: nacked_delivered).
             return False
         routers = {r for z in state.witnesses for r in self._witnesses_remembered.get(z, ())}
-        return all(self._refused_ms.get(r, -1) >= since for r in routers if self.view.alive(r))
+        return all(self._refused_ms.get(r, -1) >= since for r in routers if self.host.view.alive(r))
 
     def write_available(self) -> bool:
         """Whether this frontend can number publishes now (``/health``'s readiness)."""
         state = self.quorum()
-        return state.other_zone_serving or state.may_degrade or self.bus is None
+        return state.other_zone_serving or state.may_degrade or self.host.bus is None
 
     def replication_degraded(self) -> bool:
         """Homes here copy inside one zone (or nowhere): a single-zone cluster, or a lost zone."""
-        single = self.quorum().single_zone and self.bus is not None
-        return single or any(h.degraded for h in self.homes.values())
+        single = self.quorum().single_zone and self.host.bus is not None
+        return single or any(h.degraded for h in self.host.homes.values())
 
     def write_status(self) -> dict[str, object]:
         """For ``/health``, ``/cluster`` and the dashboard: can this node number publishes, and how."""
@@ -177,7 +223,7 @@ class QuorumHomes:
         whose only copies are in this zone (then a release must wait); ``alone``: some home here
         commits with no copy at all (the only frontend of its zone left)."""
         state = self.quorum(now_ms)
-        holding = self._holding_zone_only()
+        holding = self.holding_zone_only()
         need = state.wants_grant
         if not need and not holding:
             # About to release (or nothing to ask): stop counting our grants first, so that no
@@ -186,10 +232,10 @@ class QuorumHomes:
             if not self._asked_grant:
                 return None
         routers = sorted({r for z in state.witnesses for r in self._witnesses_remembered.get(z, ())})
-        routers = [r for r in routers if self.view.alive(r)]
+        routers = [r for r in routers if self.host.view.alive(r)]
         if not routers:
             return None
-        alone = any(h.degraded and h.replica is None for h in self.homes.values())
+        alone = any(h.degraded and h.replica is None for h in self.host.homes.values())
         return routers, need, holding, alone
 
     def grant(
@@ -203,34 +249,33 @@ class QuorumHomes:
         from then, every log it had acquired or copied since the loss counted as older than the
         news: new epochs everywhere, and publishes re-sent across them numbered twice). The loss is
         dated from the decision; copies made after it are continued, and older news is done with."""
-        self.now_ms = now_ms
         self._witness_heard = True
         lost_at = now_ms - max(0, lost_age_ms)
-        if lost and lost_at + 2 * self.config.retention_ms <= now_ms:
+        if lost and lost_at + 2 * self.host.config.retention_ms <= now_ms:
             log.info("zone.degraded_data_lost_old", router=router, age_ms=lost_age_ms)
         elif lost:
-            self._data_lost_at, self._data_lost_until = lost_at, lost_at + 2 * self.config.retention_ms
+            self._data_lost_at, self._data_lost_until = lost_at, lost_at + 2 * self.host.config.retention_ms
             log.error(
                 "zone.degraded_data_lost", router=router, until_ms=self._data_lost_until,
-                homes=len(self.homes),
+                homes=len(self.host.homes),
             )
-            for name in [n for n, h in self.homes.items() if h.blocked]:
+            for name in [n for n, h in self.host.homes.items() if h.blocked]:
                 # A blocked home may hold a stale copy (it never committed since): re-acquired
                 # under a new epoch. A home that commits holds its channel's whole log.
-                self._demote(name)
+                self.home_side.demote(name)
         if granted:
             self.grants[router] = sent_ms + DEFAULT_LEASE_MS
             self._asked_grant = True
             self._refused_ms.pop(router, None)
         else:
             self.grants.pop(router, None)
-            if need and holder is not None and holder != self.config.zone:
+            if need and holder is not None and holder != self.host.config.zone:
                 self._refused_ms[router] = sent_ms
             if not need:
-                self._asked_grant = bool(self.grants) or self._holding_zone_only()
-            if holder is not None and holder != self.config.zone and need:
+                self._asked_grant = bool(self.grants) or self.holding_zone_only()
+            if holder is not None and holder != self.host.config.zone and need:
                 log.warning("zone.grant_refused", router=router, holder=holder)
-        self._reassess(now_ms)
+        self.reassess(now_ms)
         self.drop_blocked(now_ms)  # the refusal may be what tells us we are the minority
 
     def witness_unanswered(self, need: bool) -> None:
@@ -239,47 +284,47 @@ class QuorumHomes:
         if need:
             self._asked_grant = True
 
-    def _holding_zone_only(self) -> bool:
+    def holding_zone_only(self) -> bool:
         """Some log here, a home's or a copy's (a demoted degraded home leaves its log as a copy),
         holds entries committed with copies only in this zone: the witness must keep our zone's
         place until another zone holds them (frontend.sim seed 232: a home demoted at a heal made
         its node release, and a stale copy in the other zone was then continued: split_brain)."""
-        return any(h.degraded or h.log.zone_only for h in self.homes.values()) or any(
-            c.zone_only for c in self.replicas.values()
+        return any(h.degraded or h.log.zone_only for h in self.host.homes.values()) or any(
+            c.zone_only for c in self.host.replicas.values()
         )
 
-    def _lost_since(self) -> int | None:
+    def lost_since(self) -> int | None:
         """When this node learned that a zone may have lost entries it ACKed alone (a holder
         restarted), for two retention windows after; else None."""
-        return self._data_lost_at if self._data_lost_until > self.now_ms else None
+        return self._data_lost_at if self._data_lost_until > self.host.now_ms else None
 
-    def _stale_after_loss(self, best: ChannelLog | None, heard: list[Any] | None) -> bool:
+    def stale_after_loss(self, best: ChannelLog | None, heard: list[Any] | None) -> bool:
         """A log about to be continued from copies (not handed over by a live home) was copied
         before a zone's loss was known, here or at a peer that answered: it may miss entries the lost
         zone ACKed alone, so a new epoch starts instead (90003 to subscribers: announced, never a
         serial given out twice). Copies made after the news (new epochs' copies) are continued."""
-        since = [t for t in [self._lost_since(), *(heard or [])] if isinstance(t, int)]
+        since = [t for t in [self.lost_since(), *(heard or [])] if isinstance(t, int)]
         return bool(since) and (best is None or best.created_ms < max(since))
 
-    def _withhold_log_fetch(self, reply: Callable[[bool, Any], None]) -> bool:
+    def withhold_log_fetch(self, reply: Callable[[bool, Any], None]) -> bool:
         """Until a witness has answered this process, a copy it serves could hide that our zone lost
         data: answer "not now" (the acquirer defers), when there are witnesses to hear from."""
-        routers = [r for names in witness_routers(self.view).values() for r in names]
-        if self._witness_heard or not any(self.view.alive(r) for r in routers):
+        routers = [r for names in witness_routers(self.host.view).values() for r in names]
+        if self._witness_heard or not any(self.host.view.alive(r) for r in routers):
             return False
         if self._withhold_until is None:
-            self._withhold_until = self.now_ms + WITHHOLD_MAX_MS
-        if self.now_ms >= self._withhold_until:
+            self._withhold_until = self.host.now_ms + WITHHOLD_MAX_MS
+        if self.host.now_ms >= self._withhold_until:
             return False  # a witness in the map that never answers must not stall acquisitions
         reply(False, O.Refused(O.Refusal.ACQUIRING, "waiting for the witness's answer after a restart"))
         return True
 
     # -- acting on changes -------------------------------------------------------------------
-    def _reassess(self, now_ms: int) -> None:
+    def reassess(self, now_ms: int) -> None:
         """The quorum may have changed (a map, a grant, time): re-place every home's copy."""
         state = self.quorum(now_ms)
-        before = self._last_quorum
-        self._last_quorum = state
+        before = self.last_quorum
+        self.last_quorum = state
         if state.other_zone_serving or state.may_degrade or state.single_zone:
             self._minority_since = None
         elif self._minority_since is None:
@@ -287,17 +332,17 @@ class QuorumHomes:
         if before is not None and before.may_degrade != state.may_degrade:
             log.warning(
                 "zone.quorum_changed", majority=state.may_degrade, detail=state.describe(),
-                homes=len(self.homes),
+                homes=len(self.host.homes),
             )  # fmt: skip
         self._warn_setup(state)
-        for name, home in list(self.homes.items()):
+        for name, home in list(self.host.homes.items()):
             self._place_copy(now_ms, name, home, state)
-        self.metrics.replication_degraded.set(1 if self.replication_degraded() else 0)
-        self.metrics.write_available.set(1 if self.write_available() else 0)
+        self.host.metrics.replication_degraded.set(1 if self.replication_degraded() else 0)
+        self.host.metrics.write_available.set(1 if self.write_available() else 0)
 
     def _warn_setup(self, state: QuorumState) -> None:
         """Say at start (once the map settled), and on every change, what a zone's loss would do."""
-        if not self.ready or self.bus is None:
+        if not self.host.ready or self.host.bus is None:
             return
         setup = "single_zone" if state.single_zone else ("no_witness" if not state.witnesses else "quorum")
         if setup == self._setup_logged:
@@ -321,7 +366,7 @@ class QuorumHomes:
             log.info("zone.quorum_ready", zones=sorted(state.votes), witness_zones=sorted(state.witnesses))
 
     def _place_copy(self, now_ms: int, name: str, home: Home, state: QuorumState) -> None:
-        replica, blocked, degraded = self._choose_replica(name, state)
+        replica, blocked, degraded = self.choose_replica(name, state)
         if replica == home.replica and blocked == home.blocked:
             if degraded and not home.degraded:
                 home.degraded = True
@@ -335,9 +380,9 @@ class QuorumHomes:
         home.replica, home.blocked = replica, blocked
         home.degraded = home.degraded or degraded  # cleared once a copy in another zone is synced
         home.replica_synced = False
-        self._sync_replica(now_ms, name, home)
+        self.home_side.sync_replica(now_ms, name, home)
 
-    def _synced_across_zones(self, channel: str, home: Home, synced: int) -> None:
+    def synced_across_zones(self, channel: str, home: Home, synced: int) -> None:
         """The replica confirmed the whole log up to ``synced``: if it is in another zone, nothing
         lives in one zone, and the other frontends of our zone are told so (``copy_released``), for
         the copies they took while this log was degraded, here or at an earlier home of this epoch
@@ -346,37 +391,37 @@ class QuorumHomes:
         fe-a1 restarted, which the witness took for the loss of zone a's data: 90003 on every channel
         zone b re-homed, a new epoch within the TTL). Once per tenure (a log taken from another
         node's copy does not carry that copy's mark), and after every degraded stretch."""
-        if home.replica is None or self.view.zone_of(home.replica) == self.config.zone:
+        if home.replica is None or self.host.view.zone_of(home.replica) == self.host.config.zone:
             return
         tell = home.degraded or home.log.zone_only or not home.copies_released
         home.degraded = home.log.zone_only = False
-        if not tell or self.bus is None:
+        if not tell or self.host.bus is None:
             return
         home.copies_released = True
         release = O.CopyReleased(channel=channel, epoch=home.log.epoch, last_seq=synced)
-        for peer in self.view.frontends():
-            if peer.zone == self.config.zone and peer.node_id != self.node_id and peer.alive:
-                self.bus.push(peer.node_id, release)
+        for peer in self.host.view.frontends():
+            if peer.zone == self.host.config.zone and peer.node_id != self.host.node_id and peer.alive:
+                self.host.bus.push(peer.node_id, release)
 
     def copy_released(self, src: str, op: O.CopyReleased) -> None:
         """A home of our zone holds ``op.channel``'s log up to ``op.last_seq`` of ``op.epoch`` in
         another zone: a copy of ours within that is held there too (one epoch, one history)."""
-        copy = self.replicas.get(op.channel)
+        copy = self.host.replicas.get(op.channel)
         if copy is None or not copy.zone_only or copy.epoch != op.epoch or copy.last_seq > op.last_seq:
             return
         copy.zone_only = False
         log.info("channel.copy_released", channel=op.channel, home=src, last_seq=copy.last_seq)
 
     def drop_blocked(self, now_ms: int) -> None:
-        """Refuse, for certain, the appends a blocked home (no copy can be placed: _replica_missing)
+        """Refuse, for certain, the appends a blocked home (no copy can be placed: replica_missing)
         has held for the publish window and never sent to any replica: they are cut from the log,
         so they are never delivered, and their publishers get NACK 50350 naming the zones out of
         reach (DESIGN 7: nothing NACKed is delivered). An append that was sent may sit in a copy,
         so it waits."""
         state = None
-        window = 0 if self.minority_known(now_ms) else self._publish_window()
-        for name, home in self.homes.items():
-            if not home.pending or not self._replica_missing(home):
+        window = 0 if self.minority_known(now_ms) else publish_window(self.host.config)
+        for name, home in self.host.homes.items():
+            if not home.pending or not replica_missing(home):
                 continue
             drop = home.take_blocked(now_ms, window)
             if not drop:
@@ -385,7 +430,7 @@ class QuorumHomes:
             log.warning(
                 "channel.blocked_appends_refused", channel=name, count=len(drop), detail=state.describe()
             )
-            self.metrics.publishes_refused_no_quorum.inc(len(drop))
+            self.host.metrics.publishes_refused_no_quorum.inc(len(drop))
             for item in reversed(drop):
                 for waiter, _ in item.waiters:
                     waiter(None, no_quorum(name, state))
@@ -393,35 +438,22 @@ class QuorumHomes:
     def blocked_deadline(self) -> int | None:
         """When ``drop_blocked`` next has something to refuse."""
         due = []
-        for home in self.homes.values():
-            if home.pending and self._replica_missing(home) and not home.pending[-1].sent:
-                due.append(home.pending[-1].queued_ms + self._publish_window())  # the tail goes first
-        due = [t for t in due if t > self.now_ms]
+        window = publish_window(self.host.config)
+        for home in self.host.homes.values():
+            if home.pending and replica_missing(home) and not home.pending[-1].sent:
+                due.append(home.pending[-1].queued_ms + window)  # the tail goes first
+        due = [t for t in due if t > self.host.now_ms]
         return min(due, default=None)
 
-    def _defer_new_epoch(self, channel: str, why: str, **detail: Any) -> None:
+    def defer_new_epoch(self, channel: str, why: str, **detail: Any) -> None:
+        """An acquisition that would start a new epoch waits: its waiters fail, and are retried."""
         log.info("channel.acquire_deferred", channel=channel, reason=why, **detail)
-        for cb in self._acquiring.pop(channel, []):
+        for cb in self.home_side.acquiring.pop(channel, []):
             cb(False)
 
-    def _other_zone_out_of_reach(self) -> bool:
+    def other_zone_out_of_reach(self) -> bool:
         """The map knows a frontend in another zone, and none of them is alive in it."""
-        if self.bus is None or not self.placement.other_zone_known(self.node_id):
+        if self.host.bus is None or not self.host.placement.other_zone_known(self.host.node_id):
             return False
-        zone = self.view.zone_of(self.node_id)
-        return not any(p.alive and p.zone != zone for p in self.view.frontends())
-
-    def _sync_replica(self, now_ms: int, channel: str, home: Home) -> None:
-        raise NotImplementedError
-
-    def _publish_window(self) -> int:
-        raise NotImplementedError
-
-    @staticmethod
-    def _replica_missing(home: Home) -> bool:
-        """No copy can be placed (no other zone serving, and no majority of zones to copy inside our
-        own): appends wait (no ACK), and are refused after a grace (``drop_blocked``)."""
-        return home.replica is None and home.blocked
-
-    def _demote(self, name: str) -> None:
-        raise NotImplementedError
+        zone = self.host.view.zone_of(self.host.node_id)
+        return not any(p.alive and p.zone != zone for p in self.host.view.frontends())

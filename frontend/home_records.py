@@ -13,10 +13,16 @@ from frontend.channel_log import ChannelLog, Entry, epoch_born, parse_serial
 from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
+    from frontend.config import FrontendConfig
     from frontend.idempotency import PublishDone
 
 RPC_TIMEOUT_S = 3.0
 OPERATION_DEADLINE_MS = 15_000  # after this a publish is NACKed (if certainly refused) / an attach fails
+
+
+def publish_window(config: FrontendConfig) -> int:
+    """How long a publish may be retried or held: the deadline, within the dedupe window."""
+    return min(OPERATION_DEADLINE_MS, config.retention_ms // 2)
 
 
 def unavailable(channel: str, why: str = "its home cannot be reached") -> ErrorInfo:
@@ -48,7 +54,7 @@ class Home:
     committed: int = 0
     # Entries up to this seq came with the log this home acquired, past what its previous home was
     # known to have committed: maybe never seen. They are committed (fanned out) once this home's
-    # replica holds them, or as soon as a client shows it saw one (``HomeSide._seen``), never from
+    # replica holds them, or as soon as a client shows it saw one (``HomeSide.seen``), never from
     # this home's only copy (frontend.sim seeds 2981, 6262: a blocked home exposed one, then died
     # with it; the next epoch numbered its re-sent publish again: duplicated).
     in_doubt: int = 0
@@ -72,7 +78,7 @@ class Home:
     def take_blocked(self, now_ms: int, window_ms: int) -> list[_Append]:
         """Cut from the tail of the log the appends held past ``window_ms`` and never sent to any
         replica (newest first; an append that was sent may sit in a copy, so it and all before it
-        stay). The caller refuses them for certain (``HomeSide.drop_blocked``)."""
+        stay). The caller refuses them for certain (``QuorumHomes.drop_blocked``)."""
         drop: list[_Append] = []
         for item in reversed(self.pending):
             if item.sent or now_ms - item.queued_ms < window_ms:

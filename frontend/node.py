@@ -39,6 +39,8 @@ import structlog
 
 from frontend import peerops as O
 from frontend.auth import Authenticator, AuthError, Identity
+from frontend.channel_log import Entry
+from frontend.channel_modes import ChannelModes
 from frontend.channels import ChannelService
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
@@ -49,6 +51,7 @@ from frontend.presence import Presence
 from frontend.pubsub import PubSub, server_message
 from frontend.sandbox import SandboxKeys
 from frontend.session import Session, SessionState
+from frontend.store_attach import StoreAttach
 from frontend.takeover import Takeover
 from frontend.tokens import TokenAuthenticator
 from kernel import protocol as P
@@ -62,7 +65,7 @@ log = structlog.get_logger("continuity.frontend")
 LOG_SWEEP_MS = 1000
 
 
-class FrontendNode(PubSub):
+class FrontendNode:
     def __init__(
         self,
         config: FrontendConfig,
@@ -87,13 +90,15 @@ class FrontendNode(PubSub):
         )
         self.sessions: dict[str, Session] = {}
         self.outlets: dict[str, Outlet] = {}
+        self.channel_modes = ChannelModes(self)
+        self.pubsub = PubSub(self, self.channel_modes, StoreAttach(self))
         self.channels = ChannelService(
             config.node_id,
             config,
             rng=rng,
             metrics=self.metrics,
             fan_out=lambda now_ms, name, entry, pub: self.presence.fanned_out(now_ms, name, entry, pub),
-            lost=self.notify_lost,
+            lost=self.pubsub.notify_lost,
             local_interest=lambda name: bool(self.subscribers.get(name)),
         )
         self.subscribers: dict[str, dict[str, Session]] = {}
@@ -108,7 +113,7 @@ class FrontendNode(PubSub):
         self._next_sweep = 0
         self.ownership = Ownership(self)
         self.takeover = Takeover(self)
-        self.presence = Presence(self)
+        self.presence: Presence = Presence(self)
         # Called when sessions or channel homes go away (the drain waits on it).
         self.on_change: Callable[[], None] = lambda: None
         # The timer driver's wake-up (frontend/ticker.py), called by the drivers after they feed an
@@ -118,13 +123,13 @@ class FrontendNode(PubSub):
         self.view_listeners: list[Callable[[int, ClusterView], None]] = []
         self._handlers: dict[Action, Callable[[int, Session, ProtocolMessage], None]] = {
             Action.HEARTBEAT: self.handle_heartbeat,
-            Action.ATTACH: self.handle_attach,
-            Action.DETACH: self.handle_detach,
-            Action.MESSAGE: self.handle_message,
+            Action.ATTACH: self.pubsub.handle_attach,
+            Action.DETACH: self.pubsub.handle_detach,
+            Action.MESSAGE: self.pubsub.handle_message,
             Action.PRESENCE: self.presence.handle,
             Action.SYNC: self.presence.handle_sync,
-            Action.ANNOTATION: self.handle_unsupported_publish,
-            Action.OBJECT: self.handle_unsupported_publish,
+            Action.ANNOTATION: self.pubsub.handle_unsupported_publish,
+            Action.OBJECT: self.pubsub.handle_unsupported_publish,
             Action.CLOSE: self.handle_close,
             Action.DISCONNECT: self.handle_disconnect,
             Action.AUTH: self.handle_auth,
@@ -391,6 +396,18 @@ class FrontendNode(PubSub):
         )
         return False
 
+    # What the node's parts ask of its channel half (``pubsub.py``).
+    def fan_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
+        self.pubsub.fan_out(now_ms, channel, entry, publisher)
+
+    def _flush_acks(self, now_ms: int, s: Session) -> None:
+        self.pubsub.flush_acks(now_ms, s)
+
+    def _channel_error(
+        self, now_ms: int, s: Session, action: Action, name: str, code: ErrorCode, msg: str
+    ) -> None:
+        self.pubsub.channel_error(now_ms, s, action, name, code, msg)
+
     def handle_heartbeat(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         # RTN13e: echo the ping id.
         if pm.id is not None:
@@ -446,7 +463,7 @@ class FrontendNode(PubSub):
             s.client_id = ident.client_id
             self.ownership.replicate(s)
         self._send(now_ms, s, self._connected(s))
-        self.apply_capability(now_ms, s)
+        self.channel_modes.apply_capability(now_ms, s)
 
     # ------------------------------------------------------------------
     # Time
@@ -469,7 +486,7 @@ class FrontendNode(PubSub):
         self.presence.tick(now_ms)
         if now_ms >= self._next_sweep:
             self._next_sweep = now_ms + LOG_SWEEP_MS
-            self.channels.retire_idle(now_ms)
+            self.channels.home_side.retire_idle(now_ms)
             self.ownership.flush_dirty()
             self.ownership.refresh_copies(now_ms)
             self.ownership.expire(now_ms)

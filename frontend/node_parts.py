@@ -2,9 +2,10 @@
 
 ``FrontendNode`` (``node.py``) owns the sessions, the channel service and three parts built on it:
 ``Ownership`` (connection-state copies, handover, discards), ``Takeover`` and ``Presence``. Each part
-is handed the node and reaches the others through it, and the node's channel mixins (``pubsub.py``,
-``channel_modes.py``) queue frames on transports. They annotate against the Protocols here instead of
-importing ``node.py`` (which imports them) or one another:
+is handed the node and reaches the others through it, and the node's channel half (``pubsub.py``,
+``channel_modes.py``, each with its own Protocol for the node) queues frames on transports. They
+annotate against the Protocols here instead of importing ``node.py`` (which imports them) or one
+another:
 
 - ``Outlet``: a transport's outbox;
 - ``OwnershipPart``, ``PresencePart``, ``TakeoverPart``: what one part calls on another;

@@ -1,12 +1,14 @@
 """Publishing from this node's clients: numbering at the channel's home, retries, honest NACKs.
 
-Mixed into ChannelService (``channels.py``), which provides the state declared here. A publish is
-sent to its channel's home (or appended here when this node is home) and retried every
-``RETRY_MS`` while its outcome is NOT_NUMBERED, until the operation deadline, then NACKed; an
-attempt whose outcome is UNKNOWN (it may have been numbered) keeps it retrying, deduplicated by
-the home, and it is never NACKed then. Publisher order: while an earlier publish of the same
-connection on the channel is unresolved, a publish names it in ``after``. Pure: ``now_ms`` comes
-in; peers are reached through ``Bus``.
+``ChannelService`` (``channels.py``) builds one ``Publisher``, which holds this node's publishes in
+flight (their attempts, and the order of each connection's on each channel), and hands it every
+publish; it reaches the service through ``PublishHost`` and a home held here through
+``PublishHomeSide``. A publish is sent to its channel's home (or appended here when this node is
+home) and retried every ``RETRY_MS`` while its outcome is NOT_NUMBERED, until the operation
+deadline, then NACKed; an attempt whose outcome is UNKNOWN (it may have been numbered) keeps it
+retrying, deduplicated by the home, and it is never NACKed then. Publisher order: while an earlier
+publish of the same connection on the channel is unresolved, a publish names it in ``after``. Pure:
+``now_ms`` comes in; peers are reached through ``Bus``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from frontend import peerops as O
 from frontend.home_quorum import no_quorum
-from frontend.home_records import RPC_TIMEOUT_S, Home, Retries, unavailable
+from frontend.home_records import RPC_TIMEOUT_S, Home, Retries, publish_window, unavailable
 from kernel.errors import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
@@ -56,40 +58,58 @@ class PublishAttempt:
         return not (self.uncertain or self.in_flight or self.patient)
 
 
-class PublishSide:
-    node_id: str
-    config: FrontendConfig
-    metrics: Metrics
-    bus: Bus | None
-    homes: dict[str, Home]
-    now_ms: int
-    _unresolved: dict[tuple[str, str], list[int]]
-    _reserved: set[tuple[str, str, int]]
-    _attempts: dict[tuple[str, str, int], PublishAttempt]
-    _retries: Retries
+class PublishHost(Protocol):
+    """What ``Publisher`` reads and calls on its host (``ChannelService``)."""
 
-    def home_of(self, channel: str) -> str:
-        raise NotImplementedError
+    @property
+    def node_id(self) -> str: ...
 
-    def quorum(self, now_ms: int | None = None) -> QuorumState:
-        raise NotImplementedError
+    @property
+    def config(self) -> FrontendConfig: ...
 
-    def minority_known(self, now_ms: int | None = None) -> bool:
-        raise NotImplementedError
+    @property
+    def metrics(self) -> Metrics: ...
 
-    def _publish_window(self) -> int:
-        raise NotImplementedError
+    @property
+    def bus(self) -> Bus | None: ...
 
-    def _with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None:
-        raise NotImplementedError
+    @property
+    def homes(self) -> dict[str, Home]: ...
 
-    def _append(self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]) -> None:
-        raise NotImplementedError
+    now_ms: int  # the service's clock: a publish moves it, as every entry point does
+
+    def home_of(self, channel: str) -> str: ...
+
+    def quorum(self, now_ms: int | None = None) -> QuorumState: ...
+
+    def minority_known(self, now_ms: int | None = None) -> bool: ...
 
     def _retry(
         self, now_ms: int, deadline_ms: int | None, again: Callable[[int], None], give_up: Callable[[], None]
-    ) -> None:
-        raise NotImplementedError
+    ) -> None: ...
+
+
+class PublishHomeSide(Protocol):
+    """What ``Publisher`` calls on the home side (``homes.HomeSide``) when this node is home."""
+
+    def with_home(self, now_ms: int, channel: str, then: Callable[[bool], None]) -> None: ...
+
+    def append(
+        self, now_ms: int, pub: O.Publish, done: PublishDone, abandon: Callable[[], None]
+    ) -> None: ...
+
+
+class Publisher:
+    """This node's clients' publishes, from the first attempt to their ACK or NACK."""
+
+    def __init__(self, host: PublishHost, retries: Retries, home_side: PublishHomeSide) -> None:
+        self.host = host
+        self.home_side = home_side
+        self._retries = retries  # shared with the host: due retries run on its tick
+        # (connectionId, channel) -> msgSerials of this node's publishes not yet ACKed or NACKed
+        self._unresolved: dict[tuple[str, str], list[int]] = {}
+        self._reserved: set[tuple[str, str, int]] = set()  # places kept by ``reserve``
+        self._attempts: dict[tuple[str, str, int], PublishAttempt] = {}  # the same, by msgSerial
 
     def publish(
         self, now_ms: int, pub: O.Publish, done: PublishDone, *, attempt: PublishAttempt | None = None
@@ -102,8 +122,8 @@ class PublishSide:
         is nearly over (bench/chaos found NACKed publishes delivered, and publishes numbered twice
         after the dedupe record had aged out).
         """
-        self.now_ms = now_ms
-        window = self._publish_window()
+        self.host.now_ms = now_ms
+        window = publish_window(self.host.config)
         channel = pub.channel
         if attempt is None:
             # Publisher order: while an earlier publish of this connection on this channel is
@@ -118,7 +138,7 @@ class PublishSide:
         # A re-send (after a resume) of a publish still in flight shares its attempt: were an earlier
         # attempt's outcome unknown, the re-send must not be NACKed either (frontend.sim seed 69).
         st = attempt or self._attempts.get(key) or PublishAttempt(
-            now_ms + window, now_ms + max(window, self.config.retention_ms * 3 // 4)
+            now_ms + window, now_ms + max(window, self.host.config.retention_ms * 3 // 4)
         )
         self._attempts.setdefault(key, st)
         earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
@@ -127,57 +147,57 @@ class PublishSide:
         if st.refused is not None and st.early_refusal_ok():
             done(None, st.refused)
             return
-        if st.early_refusal_ok() and self.minority_known(now_ms):
+        if st.early_refusal_ok() and self.host.minority_known(now_ms):
             # This side knows it holds no majority of zones: no home here can number it (prompt 50350).
-            self.metrics.publishes_refused_no_quorum.inc()
-            done(None, no_quorum(channel, self.quorum(now_ms)))
+            self.host.metrics.publishes_refused_no_quorum.inc()
+            done(None, no_quorum(channel, self.host.quorum(now_ms)))
             return
 
         def again(t: int) -> None:
             self.publish(t, pub, done, attempt=st)
 
         def give_up() -> None:
-            if st.uncertain and self.now_ms + RETRY_MS <= st.final:
-                self._retries.add(self.now_ms + RETRY_MS, again)
+            if st.uncertain and self.host.now_ms + RETRY_MS <= st.final:
+                self._retries.add(self.host.now_ms + RETRY_MS, again)
                 return
-            state = self.quorum(self.now_ms)
-            if not (state.other_zone_serving or state.may_degrade or self.bus is None):
+            state = self.host.quorum(self.host.now_ms)
+            if not (state.other_zone_serving or state.may_degrade or self.host.bus is None):
                 done(None, no_quorum(channel, state))  # the true reason: a zone out of reach
                 return
             seconds = window // 1000
             done(None, unavailable(channel, f"not numbered within {seconds} s: {st.why or 'no answer'}"))
 
-        if st.uncertain and self.minority_known(now_ms):
+        if st.uncertain and self.host.minority_known(now_ms):
             self._retries.add(now_ms + MINORITY_RETRY_MS, again)
             return
-        home = self.home_of(channel)
-        if home == self.node_id:
+        home = self.host.home_of(channel)
+        if home == self.host.node_id:
 
             def local(ok: bool) -> None:
-                if not ok or self.homes[channel].waits_for(pub):
+                if not ok or self.host.homes[channel].waits_for(pub):
                     st.why = "this node, its home, is acquiring it" if not ok else "an earlier publish waits"
-                    self._retry(self.now_ms, st.deadline, again, give_up)
+                    self.host._retry(self.host.now_ms, st.deadline, again, give_up)
                     return
 
                 def abandoned() -> None:
                     st.in_flight -= 1
                     st.uncertain = True  # it was numbered; a replica may hold it
-                    self._retry(self.now_ms, st.deadline, again, give_up)
+                    self.host._retry(self.host.now_ms, st.deadline, again, give_up)
 
                 def answered(serials: list[str] | None, error: ErrorInfo | None) -> None:
                     st.in_flight -= 1
                     if serials is None and (st.uncertain or st.in_flight or self._wait_on(st, error)):
                         # Refused here, but another attempt (earlier, or a re-send's) may be numbered.
-                        self._retry(self.now_ms, st.deadline, again, give_up)
+                        self.host._retry(self.host.now_ms, st.deadline, again, give_up)
                     else:
                         done(serials, error)
 
                 st.in_flight += 1
-                self._append(self.now_ms, pub, answered, abandoned)
+                self.home_side.append(self.host.now_ms, pub, answered, abandoned)
 
-            self._with_home(now_ms, channel, local)
+            self.home_side.with_home(now_ms, channel, local)
             return
-        assert self.bus is not None
+        assert self.host.bus is not None
 
         def on_reply(ok: bool, result: Any) -> None:
             st.in_flight -= 1
@@ -190,19 +210,19 @@ class PublishSide:
                     done(None, answer.error or unavailable(channel))
                 case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
                     st.why = f"its home {home} answered: {result}"
-                    self._retry(self.now_ms, st.deadline, again, give_up)
+                    self.host._retry(self.host.now_ms, st.deadline, again, give_up)
                 case O.Outcome.UNKNOWN:
                     st.why = f"its home {home} did not answer"
                     st.uncertain = True
-                    self._retry(self.now_ms, st.deadline, again, give_up)
+                    self.host._retry(self.host.now_ms, st.deadline, again, give_up)
 
         st.in_flight += 1
-        self.bus.request(home, pub, on_reply, RPC_TIMEOUT_S)
+        self.host.bus.request(home, pub, on_reply, RPC_TIMEOUT_S)
 
     def _wait_on(self, st: PublishAttempt, error: ErrorInfo | None) -> bool:
         """A patient publish's 50350 before the deadline is retried, not sent."""
         return st.patient and error is not None and error.code == ErrorCode.NO_ZONE_QUORUM and (
-            self.now_ms < st.deadline
+            self.host.now_ms < st.deadline
         )
 
     def mark_resent(self, now_ms: int, conn: str, channel: str, msg_serial: int, how: str) -> None:
@@ -210,8 +230,8 @@ class PublishSide:
         (``how`` "uncertain"), so this node must not NACK it before the dedupe window's end (a prompt
         50350 was delivered after the old owner's retry numbered it: frontend.sim --witness seed
         1622); after a takeover from a copy ("patient"), not before the publish deadline."""
-        window = self._publish_window()
-        final = now_ms + max(window, self.config.retention_ms * 3 // 4)
+        window = publish_window(self.host.config)
+        final = now_ms + max(window, self.host.config.retention_ms * 3 // 4)
         st = self._attempts.setdefault((conn, channel, msg_serial), PublishAttempt(now_ms + window, final))
         st.uncertain = st.uncertain or how == "uncertain"
         st.patient = st.patient or how == "patient"

@@ -1,6 +1,8 @@
 """PubSub: the channel half of the node's client protocol (attach, detach, publish, fan-out).
 
-Mixed into FrontendNode. ATTACH resolves through the ChannelService (locally or at a remote
+The node builds one ``PubSub`` with its ``ChannelModes`` and ``StoreAttach`` and hands it the
+channel actions; it reads the node's sessions, transports and subscribers and calls the node
+through ``PubSubHost``. ATTACH resolves through the ChannelService (locally or at a remote
 home) and completes in one synchronous step: ATTACHED, the replay, then registration for live
 traffic (RTL4c1, RTL15b), so nothing can interleave; modes changed later are ``channel_modes``'s.
 MESSAGE is checked (capability, size, clientId, message actions: 40160, 40009, 40012, 40000),
@@ -13,13 +15,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from frontend.auth import allows
 from frontend.channel_log import Entry, epoch_born, parse_rewind_cursor, parse_serial
-from frontend.channel_modes import LIVE_MODES, PRESENCE_SUBSCRIBE_BIT, SUBSCRIBE_BIT, ChannelModes
+from frontend.channel_modes import LIVE_MODES, PRESENCE_SUBSCRIBE_BIT, SUBSCRIBE_BIT
 from frontend.channel_params import ParamError, parse_attach_params
 from frontend.channel_rules import (
     DEFAULT_MODES,
@@ -37,15 +39,15 @@ from frontend.metrics import Metrics
 from frontend.peerops import Publish
 from frontend.replay import coalesce_replay
 from frontend.session import ChannelCursor, Session
-from frontend.store_attach import StoreAttach
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from kernel.protocol import Action, Encoded, Flag, ProtocolMessage, message_size
 
 if TYPE_CHECKING:
-    from frontend.node_parts import Outlet
-    from frontend.ownership import Ownership
+    from frontend.channel_modes import ChannelModes
+    from frontend.node_parts import Outlet, OwnershipPart
     from frontend.presence import Presence
+    from frontend.store_attach import StoreAttach
 
 log = structlog.get_logger("continuity.frontend")
 
@@ -61,32 +63,53 @@ _ACK = int(Action.ACK)
 
 
 
-class PubSub(ChannelModes, StoreAttach):
-    """Mixin: channel operations of FrontendNode (which provides the state declared here)."""
+class PubSubHost(Protocol):
+    """What ``PubSub`` reads and calls on its host (``FrontendNode``)."""
 
-    config: FrontendConfig
-    metrics: Metrics
-    channels: ChannelService
-    ownership: Ownership
-    presence: Presence
-    sessions: dict[str, Session]
-    outlets: dict[str, Outlet]
-    subscribers: dict[str, dict[str, Session]]
+    @property
+    def config(self) -> FrontendConfig: ...
 
-    def _send(self, now_ms: int, s: Session, frame: Encoded) -> bool:
-        raise NotImplementedError
+    @property
+    def metrics(self) -> Metrics: ...
 
-    def cut(self, now_ms: int, s: Session, error: ErrorInfo) -> None:
-        raise NotImplementedError
+    @property
+    def channels(self) -> ChannelService: ...
 
-    def _unsubscribe(self, s: Session, name: str) -> None:
-        raise NotImplementedError
+    @property
+    def ownership(self) -> OwnershipPart: ...
 
-    def _channel_error(
+    @property
+    def presence(self) -> Presence: ...
+
+    @property
+    def sessions(self) -> dict[str, Session]: ...
+
+    @property
+    def outlets(self) -> dict[str, Outlet]: ...
+
+    @property
+    def subscribers(self) -> dict[str, dict[str, Session]]: ...
+
+    def _send(self, now_ms: int, s: Session, frame: Encoded) -> bool: ...
+
+    def cut(self, now_ms: int, s: Session, error: ErrorInfo) -> None: ...
+
+    def _unsubscribe(self, s: Session, name: str) -> None: ...
+
+
+class PubSub:
+    """The node's channel operations: attach, detach, publish, fan-out and ACKs."""
+
+    def __init__(self, host: PubSubHost, modes: ChannelModes, store_attach: StoreAttach) -> None:
+        self.host = host
+        self.modes = modes
+        self.store_attach = store_attach
+
+    def channel_error(
         self, now_ms: int, s: Session, action: Action, name: str, code: ErrorCode, msg: str
     ) -> None:
-        self.metrics.errors_sent.labels(code=str(int(code))).inc()
-        self._send(now_ms, s, server_message(action, channel=name, error=ErrorInfo.of(code, msg)))
+        self.host.metrics.errors_sent.labels(code=str(int(code))).inc()
+        self.host._send(now_ms, s, server_message(action, channel=name, error=ErrorInfo.of(code, msg)))
 
     def handle_attach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         """RTL4: answer ATTACHED; resume from the client's channelSerial when covered (RTL15b)."""
@@ -96,19 +119,19 @@ class PubSub(ChannelModes, StoreAttach):
         # Refusals in the channel's scope (RTL14): the channel fails, the connection lives.
         problem = channel_name_problem(name)
         if problem is not None:
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.INVALID_CHANNEL_NAME, problem)
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.INVALID_CHANNEL_NAME, problem)
             return
         problem = unsupported_qualifier(name)
         if problem is not None:
             log.info("channel.refused", connection_id=s.connection_id, channel=name, reason=problem)
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, problem)
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, problem)
             return
         if pm.channel_problem is not None:
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, pm.channel_problem)
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, pm.channel_problem)
             return
         cap = s.identity.capability
         if not any(allows(cap, name, op) for op in ("subscribe", "publish", "presence")):
-            self._channel_error(
+            self.channel_error(
                 now_ms,
                 s,
                 Action.ERROR,
@@ -118,41 +141,41 @@ class PubSub(ChannelModes, StoreAttach):
             )
             return
         cur = s.channels.get(name)
-        if cur is None and len(s.channels) >= self.config.max_channels_per_connection:
-            self._channel_error(
+        if cur is None and len(s.channels) >= self.host.config.max_channels_per_connection:
+            self.channel_error(
                 now_ms,
                 s,
                 Action.ERROR,
                 name,
                 ErrorCode.RATE_LIMITED,
-                f"at most {self.config.max_channels_per_connection} channels per connection",
+                f"at most {self.host.config.max_channels_per_connection} channels per connection",
             )
             return
         requested: int = (pm.flags & P.MODE_FLAGS) or DEFAULT_MODES
         try:
             requested = modes_param(pm.params) or requested  # the ``modes`` param wins, as in Ably
         except ValueError as exc:
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
             return
         try:
             attach_params = parse_attach_params(pm.params, now_ms)
         except ParamError as exc:
             log.info("channel.params_refused", connection_id=s.connection_id, channel=name, reason=str(exc))
-            self._channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
+            self.channel_error(now_ms, s, Action.ERROR, name, ErrorCode.BAD_REQUEST, str(exc))
             return
         params = attach_params.echoed  # echoed in ATTACHED (the SDK's channel.params)
         notice = None  # params Ably does not document: the channel attaches, and ATTACHED says so
         if (unknown := attach_params.unknown_params_error()) is not None:
             log.info("channel.params_unknown", connection_id=s.connection_id, channel=name, reason=unknown)
-            self.metrics.errors_sent.labels(code=str(int(ErrorCode.BAD_REQUEST))).inc()
+            self.host.metrics.errors_sent.labels(code=str(int(ErrorCode.BAD_REQUEST))).inc()
             notice = ErrorInfo.of(ErrorCode.BAD_REQUEST, unknown)
-        granted = self._granted_modes(s, name, requested)
+        granted = self.modes.granted(s, name, requested)
         if cur is not None and cur.attached_gen == s.generation:
             # Already attached on this transport: everything up to the cursor is queued. A re-attach
             # may change the modes (RTL16a, setOptions): they take effect now.
             cur.requested = requested
-            self._apply_modes(s, name, cur, granted)
-            self._send(
+            self.modes.apply(s, name, cur, granted)
+            self.host._send(
                 now_ms,
                 s,
                 server_message(
@@ -180,20 +203,20 @@ class PubSub(ChannelModes, StoreAttach):
             # connectionId, whose transport never asked (chaos seed 25705, t 163 s: duplicated 31).
             return (
                 s.generation != generation
-                or self.sessions.get(s.connection_id) is not s
-                or self.outlets.get(s.connection_id) is None
+                or self.host.sessions.get(s.connection_id) is not s
+                or self.host.outlets.get(s.connection_id) is None
             )
 
         def done(res: AttachResult) -> None:
             if gone():
                 return
-            if not self.attach_from_store(name, from_serial, res, finish):
+            if not self.store_attach.attach_from_store(name, from_serial, res, finish):
                 finish(res)
 
         def finish(res: AttachResult) -> None:
             if gone():
                 return
-            now = self.channels.now_ms
+            now = self.host.channels.now_ms
             held = s.channels.get(name)
             if held is not None and held.attached_gen == s.generation:
                 # A repeated ATTACH (the client's attach timer fired while a remote home or the
@@ -207,7 +230,7 @@ class PubSub(ChannelModes, StoreAttach):
                     error=notice,
                     params=params,
                 )
-                self._send(now, s, attached)
+                self.host._send(now, s, attached)
                 return
             rewind = parse_rewind_cursor(from_serial) if from_serial else None
             if rewind is None:
@@ -230,7 +253,7 @@ class PubSub(ChannelModes, StoreAttach):
                 now, s, name, (requested, granted), start, res, params, rewinding=True, notice=notice
             )
 
-        self.channels.attach(now_ms, name, from_serial, done)
+        self.host.channels.attach(now_ms, name, from_serial, done)
 
     def _complete_attach(
         self,
@@ -250,7 +273,7 @@ class PubSub(ChannelModes, StoreAttach):
         continuity was lost (unknown params)."""
         requested, granted = modes
         if res.error is not None:
-            self._send(now_ms, s, server_message(Action.DETACHED, channel=name, error=res.error))
+            self.host._send(now_ms, s, server_message(Action.DETACHED, channel=name, error=res.error))
             return
         replay = res.replay
         error = notice
@@ -259,11 +282,11 @@ class PubSub(ChannelModes, StoreAttach):
                 ErrorCode.CONTINUITY_LOST,
                 f"unable to recover channel {name} from serial {from_serial}: continuity lost",
             )
-            self.metrics.discontinuities.inc()
+            self.host.metrics.discontinuities.inc()
         resumed = replay is not None and not rewinding  # a rewind replays on a fresh attach
         # RTP1: the set at the attach point follows the replay as SYNC pages, flagged HAS_PRESENCE.
         sync = (
-            self.presence.sync_frames(name, res.presence, res.last_serial)
+            self.host.presence.sync_frames(name, res.presence, res.last_serial)
             if granted & Flag.PRESENCE_SUBSCRIBE
             else []
         )
@@ -271,7 +294,7 @@ class PubSub(ChannelModes, StoreAttach):
         if rewinding and replay:
             flags |= Flag.HAS_BACKLOG  # the client is told that a rewind's messages follow
         serial = from_serial if resumed or rewinding else res.last_serial
-        if not self._send(
+        if not self.host._send(
             now_ms,
             s,
             server_message(
@@ -281,7 +304,7 @@ class PubSub(ChannelModes, StoreAttach):
             return
         subscribing = bool(granted & LIVE_MODES)
         last = res.last_serial
-        outlet = self.outlets.get(s.connection_id)
+        outlet = self.host.outlets.get(s.connection_id)
         if outlet is None:
             return
         if replay and subscribing:
@@ -297,18 +320,18 @@ class PubSub(ChannelModes, StoreAttach):
             ):
                 outlet.send(frame, force=True)
                 sent += count
-            self.metrics.replays.inc()
-            self.metrics.replayed_messages.inc(sent)
+            self.host.metrics.replays.inc()
+            self.host.metrics.replayed_messages.inc(sent)
             if s.resumed_ms is not None:
-                self.metrics.resume_catch_up_seconds.observe(max(0, now_ms - s.resumed_ms) / 1000)
+                self.host.metrics.resume_catch_up_seconds.observe(max(0, now_ms - s.resumed_ms) / 1000)
         if sync:
             for frame in sync:
                 outlet.send(frame, force=True)
         # The name interned: every session attached to the channel shares one string.
         s.channels[sys.intern(name)] = ChannelCursor(granted, last, s.generation, requested)
         if subscribing:
-            self.subscribers.setdefault(name, {})[s.connection_id] = s
-        self.ownership.replicate(s)
+            self.host.subscribers.setdefault(name, {})[s.connection_id] = s
+        self.host.ownership.replicate(s)
         log.info(
             "channel.attached",
             connection_id=s.connection_id,
@@ -328,8 +351,8 @@ class PubSub(ChannelModes, StoreAttach):
         error = ErrorInfo.of(
             ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
         )
-        sync = self.presence.sync_frames(channel, presence, last_serial)
-        for sub in list(self.subscribers.get(channel, {}).values()):
+        sync = self.host.presence.sync_frames(channel, presence, last_serial)
+        for sub in list(self.host.subscribers.get(channel, {}).values()):
             self._send_lost(now_ms, sub, channel, last_serial, error, sync)
 
     def _send_lost(
@@ -337,25 +360,25 @@ class PubSub(ChannelModes, StoreAttach):
     ) -> None:
         cur = sub.channels[channel]
         cur.serial = serial
-        self.metrics.discontinuities.inc()
+        self.host.metrics.discontinuities.inc()
         pages = sync if cur.modes & Flag.PRESENCE_SUBSCRIBE else []
         flags = cur.modes | (Flag.HAS_PRESENCE if pages else 0)
         attached = server_message(
             Action.ATTACHED, channel=channel, channel_serial=serial, flags=flags, error=error
         )
-        if self._send(now_ms, sub, attached):
+        if self.host._send(now_ms, sub, attached):
             for frame in pages:
-                self._send(now_ms, sub, frame)
+                self.host._send(now_ms, sub, frame)
 
     def handle_detach(self, now_ms: int, s: Session, pm: ProtocolMessage) -> None:
         name = pm.channel
         if name is None:
             raise RemoteProtocolError("DETACH needs a channel")
-        self.presence.leave_now(now_ms, s, name)  # RTP5a: a detach leaves the connection's members
+        self.host.presence.leave_now(now_ms, s, name)  # RTP5a: a detach leaves the connection's members
         s.channels.pop(name, None)
-        self._unsubscribe(s, name)
-        self.ownership.replicate(s)
-        self._send(now_ms, s, server_message(Action.DETACHED, channel=name))
+        self.host._unsubscribe(s, name)
+        self.host.ownership.replicate(s)
+        self.host._send(now_ms, s, server_message(Action.DETACHED, channel=name))
         log.info("channel.detached", connection_id=s.connection_id, channel=name)
 
     # -- publish ----------------------------------------------------------
@@ -370,7 +393,7 @@ class PubSub(ChannelModes, StoreAttach):
                 ErrorCode.BAD_REQUEST, f"{pm.action.name.lower()} is not supported by this server"
             ),
         )
-        self._flush_acks(now_ms, s)
+        self.flush_acks(now_ms, s)
 
     def _publish_error(self, s: Session, pm: ProtocolMessage) -> ErrorInfo | None:
         name = pm.channel
@@ -390,10 +413,10 @@ class PubSub(ChannelModes, StoreAttach):
         ):
             return ErrorInfo.of(ErrorCode.CAPABILITY_DENIED, f"permission denied to publish on {name}")
         size = sum(_payload_size(m) for m in pm.messages)
-        if size > self.config.max_message_size:
+        if size > self.host.config.max_message_size:
             return ErrorInfo.of(
                 ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED,
-                f"message size {size} exceeds the maximum of {self.config.max_message_size}",
+                f"message size {size} exceeds the maximum of {self.host.config.max_message_size}",
             )
         for m in pm.messages:
             if not s.may_publish_as(m.get("clientId")):
@@ -407,7 +430,7 @@ class PubSub(ChannelModes, StoreAttach):
         """RTL6/RTN7: stamp, have the home append and replicate, fan out, then ACK in order with ``res``."""
         if pm.msg_serial is None:
             raise RemoteProtocolError("MESSAGE needs a msgSerial")
-        self.metrics.messages_in.inc(len(pm.messages or ()))
+        self.host.metrics.messages_in.inc(len(pm.messages or ()))
         item = s.acks.add(pm.msg_serial, now_ms)
         error = self._publish_error(s, pm)
         if error is not None:
@@ -419,7 +442,7 @@ class PubSub(ChannelModes, StoreAttach):
                 reason=error.message,
             )
             s.acks.complete(item, error=error)
-            self._flush_acks(now_ms, s)
+            self.flush_acks(now_ms, s)
             return
         assert pm.channel is not None and pm.messages is not None
         known = s.numbered.get(pm.msg_serial)
@@ -428,16 +451,16 @@ class PubSub(ChannelModes, StoreAttach):
             # session, whose memory outlives the home's dedupe record (chaos seed 259956562: a Comet
             # client cut as a slow consumer noticed 17 s later and re-sent a publish numbered 31 s
             # before, past the 21 s window, and it was numbered twice).
-            self.metrics.duplicates.inc()
+            self.host.metrics.duplicates.inc()
             if isinstance(known, ErrorInfo):
                 s.acks.complete(item, error=known)  # refused for certain before: the same NACK
             else:
                 s.acks.complete(item, serials=list(known))
-            self._flush_acks(now_ms, s)
+            self.flush_acks(now_ms, s)
             return
         acks, msg_serial = s.acks, pm.msg_serial
         if how := s.saw_publish(msg_serial):  # a re-send the previous owner may still be numbering
-            self.channels.mark_resent(now_ms, s.connection_id, pm.channel, msg_serial, how)
+            self.host.channels.mark_resent(now_ms, s.connection_id, pm.channel, msg_serial, how)
 
         def done(serials: list[str] | None, err: ErrorInfo | None) -> None:
             answer = serials if serials is not None else err
@@ -445,7 +468,7 @@ class PubSub(ChannelModes, StoreAttach):
                 s.remember_numbered(msg_serial, answer)
             acks.complete(item, serials=serials, error=err)
             if s.acks is acks:  # else the transport changed: the client re-sends, dedupe answers
-                self._flush_acks(self.channels.now_ms, s)
+                self.flush_acks(self.host.channels.now_ms, s)
 
         self.publish(now_ms, s, pm.channel, pm.msg_serial, pm.messages, done)
 
@@ -479,11 +502,11 @@ class PubSub(ChannelModes, StoreAttach):
         pub = Publish(
             channel=channel, connection_id=conn, msg_serial=msg_serial, messages=stamped, envelope=envelope
         )
-        self.channels.publish(now_ms, pub, done)
+        self.host.channels.publish(now_ms, pub, done)
 
     def fan_out(self, now_ms: int, channel: str, entry: Entry, publisher: str | None) -> None:
         """Queue one shared frame on every subscribing transport of ``channel``."""
-        subs = self.subscribers.get(channel)
+        subs = self.host.subscribers.get(channel)
         if not subs:
             return
         frame = entry.frame
@@ -499,13 +522,13 @@ class PubSub(ChannelModes, StoreAttach):
             held = parse_serial(cur.serial) if cur.serial and cur.serial != follows else None
             if held is not None and held[0] == epoch and held[1] < entry.first_seq - 1:
                 # Behind in the epoch (a new home's catch-up still on its way): gaps first (sim 6622).
-                for gap in self.channels.missed_at_home(channel, str(cur.serial), entry.first_seq - 1):
+                for gap in self.host.channels.missed_at_home(channel, str(cur.serial), entry.first_seq - 1):
                     self.fan_out(now_ms, channel, gap, gap.publisher)
                 held = parse_serial(cur.serial) if cur.serial else None
             if cur.serial != follows and _already_has(cur.serial, epoch, entry.first_seq):
                 # Its attach replay already gave it this entry (a stream catching up behind a
                 # client's own replay): exactly once means never twice.
-                self.metrics.duplicates_suppressed.inc()
+                self.host.metrics.duplicates_suppressed.inc()
                 continue
             if held is not None and held[0] != epoch:
                 if epoch_born(epoch) < epoch_born(held[0]):
@@ -524,38 +547,38 @@ class PubSub(ChannelModes, StoreAttach):
                     continue
             elif (publisher == sub.connection_id and not sub.echo) or not cur.modes & SUBSCRIBE_BIT:
                 continue
-            outlet = self.outlets.get(sub.connection_id)
+            outlet = self.host.outlets.get(sub.connection_id)
             if outlet is None:
                 continue
             if outlet.send(frame):
                 delivered += 1
             else:
                 slow.append(sub)
-        self.metrics.messages_out.inc(delivered * entry.count)
+        self.host.metrics.messages_out.inc(delivered * entry.count)
         if delivered:
-            self.metrics.publish_deliver_seconds.observe(max(0, now_ms - entry.timestamp_ms) / 1000)
+            self.host.metrics.publish_deliver_seconds.observe(max(0, now_ms - entry.timestamp_ms) / 1000)
         for sub in slow:
-            self.metrics.slow_consumers.inc()
+            self.host.metrics.slow_consumers.inc()
             log.info("connection.slow_consumer", connection_id=sub.connection_id, channel=channel)
-            self.cut(
+            self.host.cut(
                 now_ms,
                 sub,
                 ErrorInfo.of(ErrorCode.SLOW_CONSUMER, "client too slow: outbox full; resume to continue"),
             )
 
-    def _flush_acks(self, now_ms: int, s: Session) -> None:
+    def flush_acks(self, now_ms: int, s: Session) -> None:
         runs = s.acks.release()
         for added_ms in s.acks.take_released_times():
-            self.metrics.publish_ack_seconds.observe(max(0, now_ms - added_ms) / 1000)
+            self.host.metrics.publish_ack_seconds.observe(max(0, now_ms - added_ms) / 1000)
         for msg_serial, count, res, error in runs:
             if error is not None:
-                self.metrics.nacks.labels(code=str(error.code)).inc()
-                self._send(
+                self.host.metrics.nacks.labels(code=str(error.code)).inc()
+                self.host._send(
                     now_ms, s, server_message(Action.NACK, msg_serial=msg_serial, count=count, error=error)
                 )
             else:  # the wire mapping itself: one ACK per publish at max rate, no ProtocolMessage
                 ack = {"action": _ACK, "count": count, "msgSerial": msg_serial, "res": res}
-                self._send(now_ms, s, Encoded(ack))
+                self.host._send(now_ms, s, Encoded(ack))
 
 
 def _already_has(cursor: str | None, epoch: str, first_seq: int) -> bool:

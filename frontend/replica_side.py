@@ -1,6 +1,8 @@
 """The copy side of a channel's replication: a replica taking its home's entries and whole logs.
 
-Mixed into HomeSide (``homes.py``; theory of operation in ``channels.py``). A copy takes a whole log
+``ChannelService`` (``channels.py``, which holds the theory of operation) builds one ``ReplicaSide`` and
+hands it the requests below; it reads the service's homes and copies through ``ReplicaHost``. A copy
+takes a whole log
 (``ReplicaSync``) unless it is home itself or holds (or saw a client hold) more of that epoch than
 the sender, which is then a stale home; it takes single entries (``Replicate``) only from the home
 whose whole log it took (``ChannelLog.synced_from``), and learns with each how far that home had
@@ -10,7 +12,7 @@ committed (``ChannelLog.known_committed``). Pure: ``now_ms`` comes in; replies g
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -25,20 +27,34 @@ if TYPE_CHECKING:
 log = structlog.get_logger("continuity.frontend")
 
 
+class ReplicaHost(Protocol):
+    """What ``ReplicaSide`` reads on its host (``ChannelService``): the homes and copies held here."""
+
+    @property
+    def config(self) -> FrontendConfig: ...
+
+    @property
+    def view(self) -> ClusterView: ...
+
+    @property
+    def homes(self) -> dict[str, Home]: ...
+
+    @property
+    def replicas(self) -> dict[str, ChannelLog]: ...
+
+
 class ReplicaSide:
-    """Mixin: serving Replicate and ReplicaSync (ChannelService provides the state)."""
+    """Serving Replicate and ReplicaSync into the host's copies."""
 
-    config: FrontendConfig
-    view: ClusterView
-    homes: dict[str, Home]
-    replicas: dict[str, ChannelLog]
+    def __init__(self, host: ReplicaHost) -> None:
+        self.host = host
 
-    def _serve_replicate(
+    def serve_replicate(
         self, now_ms: int, src: str, op: O.Replicate, reply: Callable[[bool, Any], None]
     ) -> None:
         channel, entry = op.channel, op.entry
-        copy = self.replicas.get(channel)
-        if channel in self.homes:
+        copy = self.host.replicas.get(channel)
+        if channel in self.host.homes:
             # We hold the home ourselves: the sender is a stale home (e.g. just back from a
             # partition). Acknowledging would let it ACK serials we number too.
             log.warning("channel.replicate_refused", channel=channel, sender=src, reason="we are home")
@@ -56,7 +72,7 @@ class ReplicaSide:
         copy.advance_presence()
         reply(True, entry.last_seq)
 
-    def _serve_replica_sync(
+    def serve_replica_sync(
         self, now_ms: int, src: str, op: O.ReplicaSync, reply: Callable[[bool, Any], None]
     ) -> None:
         channel = op.channel
@@ -64,11 +80,11 @@ class ReplicaSide:
             channel,
             op.log,
             now_ms=now_ms,
-            max_messages=self.config.channel_log_max_messages,
-            retention_ms=self.config.retention_ms,
+            max_messages=self.host.config.channel_log_max_messages,
+            retention_ms=self.host.config.retention_ms,
         )
-        held = self.homes[channel].log if channel in self.homes else self.replicas.get(channel)
-        if channel in self.homes or (
+        held = self.host.homes[channel].log if channel in self.host.homes else self.host.replicas.get(channel)
+        if channel in self.host.homes or (
             held is not None
             and held.epoch == lg.epoch
             and (max(held.last_seq, held.ahead_seq) > lg.last_seq or not held.agrees_with(lg))
@@ -88,6 +104,7 @@ class ReplicaSide:
         # A home of our own zone copies here only when it has no other zone (a degraded home): this
         # copy may hold entries no other zone has, and keeps our zone's place at the witness.
         # A copy a draining frontend leaves (``copies_to_leave``) says whether it held such entries.
-        lg.zone_only = self.view.zone_of(src) == self.config.zone and bool(op.log.get("zone_only", True))
-        self.replicas[channel] = lg
+        own_zone = self.host.view.zone_of(src) == self.host.config.zone
+        lg.zone_only = own_zone and bool(op.log.get("zone_only", True))
+        self.host.replicas[channel] = lg
         reply(True, lg.last_seq)

@@ -1,5 +1,7 @@
 """Attaches that read a persisted channel's store: a resume older than the memory window, and a
-rewind reaching further back than the memory log holds. Mixed into PubSub.
+rewind reaching further back than the memory log holds. The node builds one ``StoreAttach`` and
+hands it to ``PubSub``, which asks it to complete each attach; it reads the node's channel service
+and store through ``StoreAttachHost``.
 
 Theory of operation
 -------------------
@@ -22,7 +24,7 @@ through ``Persistence``, whose callbacks come back on the trio thread.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from frontend.channel_log import Entry, parse_rewind_cursor, parse_serial
 from frontend.channels import AttachDone, AttachResult, ChannelService
@@ -39,19 +41,33 @@ STORE_REPLAY_MAX_MESSAGES = 50_000
 STORE_REWIND_MAX_MESSAGES = 10_000
 
 
+class StoreAttachHost(Protocol):
+    """What ``StoreAttach`` reads on its host (``FrontendNode``): its channels and its store."""
+
+    @property
+    def config(self) -> FrontendConfig: ...
+
+    @property
+    def channels(self) -> ChannelService: ...
+
+    @property
+    def persistence(self) -> Persistence | None: ...
+
+
 class StoreAttach:
-    config: FrontendConfig
-    channels: ChannelService
-    persistence: Persistence | None
+    """Completing a persisted channel's attach from its store, when the memory log falls short."""
+
+    def __init__(self, host: StoreAttachHost) -> None:
+        self.host = host
 
     def attach_from_store(
         self, name: str, from_serial: str | None, res: AttachResult, done: AttachDone
     ) -> bool:
         """Complete ``res`` from the store when it should be (then ``done`` is called later, and
         True returned); False when the memory log's answer stands as it is."""
-        if self.persistence is None or not from_serial or res.error is not None:
+        if self.host.persistence is None or not from_serial or res.error is not None:
             return False
-        if self.config.persist_rule(name) is None:
+        if self.host.config.persist_rule(name) is None:
             return False
         rewind = parse_rewind_cursor(from_serial)
         if rewind is not None:
@@ -61,7 +77,7 @@ class StoreAttach:
         return False
 
     def _resume_from_store(self, name: str, from_serial: str, res: AttachResult, done: AttachDone) -> bool:
-        assert self.persistence is not None
+        assert self.host.persistence is not None
         at, asked = parse_serial(res.last_serial), parse_serial(from_serial)
         if at is None or asked is None or at[0] != asked[0]:
             return False  # another epoch: the store cannot bridge it either
@@ -72,13 +88,13 @@ class StoreAttach:
                 return
             self._attach_again(name, f"{at[0]}:{entries[-1].last_seq}", entries, res, done)
 
-        self.persistence.replay_after(name, from_serial, at[1], STORE_REPLAY_MAX_MESSAGES, stored)
+        self.host.persistence.replay_after(name, from_serial, at[1], STORE_REPLAY_MAX_MESSAGES, stored)
         return True
 
     def _rewind_from_store(
         self, name: str, rewind: tuple[str, int], res: AttachResult, done: AttachDone
     ) -> bool:
-        persistence = self.persistence
+        persistence = self.host.persistence
         assert persistence is not None
         kind, value = rewind
         replay = res.replay or []
@@ -120,7 +136,7 @@ class StoreAttach:
             else:
                 done(AttachResult(more.last_serial, entries + more.replay))
 
-        self.channels.attach(self.channels.now_ms, name, bridge, then)
+        self.host.channels.attach(self.host.channels.now_ms, name, bridge, then)
 
 
 def _message_entry(message: dict[str, object]) -> Entry:

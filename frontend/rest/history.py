@@ -246,7 +246,7 @@ class LogHistory:
             committed = [e for e in home.log.entries() if e.last_seq <= home.committed]
             done(self.cut(home.log.epoch, committed, query))
 
-        channels._with_home(now_ms, channel, then)
+        channels.home_side.with_home(now_ms, channel, then)
 
     def serve(self, now_ms: int, src: str, args: dict[str, Any], reply: Callable[[bool, Any], None]) -> None:
         """Peer op ``history``: a page from the log we are home of (refused if we are not)."""

@@ -23,9 +23,10 @@ def test_a_loss_heard_late_is_dated_from_the_witness_decision() -> None:
     channels = nodes["fe-a1"].channels
     now = 100_000
     channels.grant(now, "rt-w", now - 10, False, True, "b", lost=True, lost_age_ms=13_000)
-    assert channels._lost_since() == now - 13_000
-    assert not channels._stale_after_loss(_log(now - 5_000), None)  # copied after the loss: continued
-    assert channels._stale_after_loss(_log(now - 20_000), None)  # copied before it: a new epoch
+    assert channels.zone_quorum.lost_since() == now - 13_000
+    quorum = channels.zone_quorum
+    assert not quorum.stale_after_loss(_log(now - 5_000), None)  # copied after the loss: continued
+    assert channels.zone_quorum.stale_after_loss(_log(now - 20_000), None)  # copied before it: a new epoch
 
 
 def test_news_of_a_loss_older_than_its_windows_changes_nothing() -> None:
@@ -34,5 +35,5 @@ def test_news_of_a_loss_older_than_its_windows_changes_nothing() -> None:
     now = 1_000_000
     age = 2 * channels.config.retention_ms + 1
     channels.grant(now, "rt-w", now - 10, False, True, "b", lost=True, lost_age_ms=age)
-    assert channels._lost_since() is None
-    assert not channels._stale_after_loss(_log(now - 500_000), None)
+    assert channels.zone_quorum.lost_since() is None
+    assert not channels.zone_quorum.stale_after_loss(_log(now - 500_000), None)

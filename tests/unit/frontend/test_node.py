@@ -487,10 +487,10 @@ def test_a_reauth_grants_the_modes_asked_at_attach_that_the_new_capability_allow
     cur = c.session.channels["ch"]
     assert cur.requested & Flag.PUBLISH  # asked for (the defaults), not granted
     c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"*"})})
-    node.apply_capability(1, c.session)
+    node.channel_modes.apply_capability(1, c.session)
     assert cur.modes & Flag.PUBLISH and cur.modes & Flag.SUBSCRIBE
     c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"publish"})})
-    node.apply_capability(2, c.session)
+    node.channel_modes.apply_capability(2, c.session)
     assert cur.modes & Flag.PUBLISH and not cur.modes & Flag.SUBSCRIBE
     assert c.session not in node.subscribers.get("ch", {}).values()
 
@@ -517,10 +517,10 @@ def test_a_reauth_that_keeps_presence_subscribe_keeps_the_session_registered():
     c.recv()
     assert c.session in node.subscribers["ch"].values()
     c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"presence"})})
-    node.apply_capability(1, c.session)
+    node.channel_modes.apply_capability(1, c.session)
     cur = c.session.channels["ch"]
     assert cur.modes == Flag.PRESENCE_SUBSCRIBE
     assert c.session in node.subscribers["ch"].values()  # presence events still flow
     c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"publish"})})
-    node.apply_capability(2, c.session)
+    node.channel_modes.apply_capability(2, c.session)
     assert "ch" not in node.subscribers

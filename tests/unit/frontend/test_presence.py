@@ -456,7 +456,7 @@ def test_a_lost_history_announcement_carries_the_presence_set():
     a.presence(2, "room", ENTER)
     b.recv()
     members = node.channels.homes["room"].log.presence.to_wire()
-    node.notify_lost(3, "room", "ep:9", members)
+    node.pubsub.notify_lost(3, "room", "ep:9", members)
     attached, sync = b.recv()
     assert attached.action is Action.ATTACHED and attached.error.code == ErrorCode.CONTINUITY_LOST
     assert attached.has(Flag.HAS_PRESENCE) and attached.channel_serial == "ep:9"

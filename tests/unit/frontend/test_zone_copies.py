@@ -98,7 +98,7 @@ def test_a_copy_made_while_degraded_stops_holding_the_zone_once_another_zone_hol
     assert acked and acked[0][1] is None  # ACKed on a copy inside zone a
     copy = services["fe-a2"].replicas[channel]
     assert copy.zone_only
-    assert services["fe-a2"]._holding_zone_only()  # fe-a2 keeps zone a's place at the witness
+    assert services["fe-a2"].zone_quorum.holding_zone_only()  # fe-a2 keeps zone a's place at the witness
     ask = services["fe-a2"].witness_request(0)
     assert ask is not None and ask[2]  # it says so: the witness keeps zone a's place
 
@@ -110,7 +110,8 @@ def test_a_copy_made_while_degraded_stops_holding_the_zone_once_another_zone_hol
     assert services["fe-b1"].replicas[channel].last_seq == copy.last_seq
     released = CopyReleased(channel=channel, epoch=copy.epoch, last_seq=copy.last_seq)
     assert ("fe-a2", released) in home.bus.pushed
-    assert not services["fe-a2"]._holding_zone_only()  # so its next request releases zone a's place
+    # So its next request releases zone a's place.
+    assert not services["fe-a2"].zone_quorum.holding_zone_only()
     ask = services["fe-a2"].witness_request(clock[0])
     assert ask is None or ask[1:3] == (False, False)  # neither needs nor holds: a release, if it asked
 
