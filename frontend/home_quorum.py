@@ -85,6 +85,7 @@ class QuorumHomes:
         # after holding one (kill -9) holds nothing now, and says so to the witness once.
         self._asked_grant = True
         self._last_quorum: QuorumState | None = None
+        self._quorum_memo: tuple[ClusterView, tuple[Any, ...], QuorumState] | None = None
         self._setup_logged = ""
         # Restart detection at the witness: a process's boot id (a restarted holder lost what it
         # held alone), whether a witness has answered us yet, and until when our zone's data is lost.
@@ -104,15 +105,26 @@ class QuorumHomes:
             self._witnesses_remembered.setdefault(zone, set()).update(routers)
 
     def quorum(self, now_ms: int | None = None) -> QuorumState:
-        return assess(
+        now = self.now_ms if now_ms is None else now_ms
+        # Asked several times per publish, and O(map): memoized on what ``assess`` reads. The map is
+        # immutable (replaced on change), the remembered zones and routers only grow (their sizes
+        # tell a change), and the time matters only through which grants are unexpired.
+        key = (len(self._zones_remembered), sum(map(len, self._witnesses_remembered.values())),
+               tuple(r for r, until in self.grants.items() if until > now))  # fmt: skip
+        memo = self._quorum_memo
+        if memo is not None and memo[0] is self.view and memo[1] == key:
+            return memo[2]
+        state = assess(
             self.view,
             self.config.zone,
             remembered=self._zones_remembered,
             remembered_witnesses=self._witnesses_remembered,
             configured=self.config.zones,
             grants=self.grants,
-            now_ms=self.now_ms if now_ms is None else now_ms,
+            now_ms=now,
         )
+        self._quorum_memo = (self.view, key, state)
+        return state
 
     def _choose_replica(self, channel: str, state: QuorumState) -> tuple[str | None, bool, bool]:
         """(replica, blocked, degraded) for a home of ``channel`` here."""
