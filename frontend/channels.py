@@ -496,9 +496,12 @@ class ChannelService(HomeSide, PublishSide):
                 del self.replicas[name]
 
     def next_deadline(self) -> int | None:
-        due = [t for t in [self._retries.next_deadline(), self.blocked_deadline()] if t is not None]
-        due += [until for until in self.grants.values() if until > self.now_ms]
-        return min(due, default=None)
+        # Asked after every input (the drivers re-arm their timer): no lists built.
+        nxt = self._retries.next_deadline()
+        for t in (self.blocked_deadline(), *(u for u in self.grants.values() if u > self.now_ms)):
+            if t is not None and (nxt is None or t < nxt):
+                nxt = t
+        return nxt
 
     def copies_to_leave(self) -> list[tuple[str, O.ReplicaSync]]:
         """A drain's last step for channel logs: (peer, our copy) for every copy held here, to the

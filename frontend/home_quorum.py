@@ -109,8 +109,9 @@ class QuorumHomes:
         # Asked several times per publish, and O(map): memoized on what ``assess`` reads. The map is
         # immutable (replaced on change), the remembered zones and routers only grow (their sizes
         # tell a change), and the time matters only through which grants are unexpired.
+        grants = self.grants
         key = (len(self._zones_remembered), sum(map(len, self._witnesses_remembered.values())),
-               tuple(r for r, until in self.grants.items() if until > now))  # fmt: skip
+               tuple(r for r, until in grants.items() if until > now) if grants else ())  # fmt: skip
         memo = self._quorum_memo
         if memo is not None and memo[0] is self.view and memo[1] == key:
             return memo[2]
@@ -404,12 +405,13 @@ class QuorumHomes:
 
     def blocked_deadline(self) -> int | None:
         """When ``drop_blocked`` next has something to refuse."""
-        due = []
+        nxt = None
         for home in self.homes.values():
             if home.pending and self._replica_missing(home) and not home.pending[-1].sent:
-                due.append(home.pending[-1].queued_ms + self._publish_window())  # the tail goes first
-        due = [t for t in due if t > self.now_ms]
-        return min(due, default=None)
+                t = home.pending[-1].queued_ms + self._publish_window()  # the tail goes first
+                if t > self.now_ms and (nxt is None or t < nxt):
+                    nxt = t
+        return nxt
 
     def _defer_new_epoch(self, channel: str, why: str, **detail: Any) -> None:
         log.info("channel.acquire_deferred", channel=channel, reason=why, **detail)

@@ -122,7 +122,9 @@ class PublishSide:
         )
         self._attempts.setdefault(key, st)
         earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
-        pub = dataclasses.replace(pub, after=earlier[-1] if earlier else None)
+        after = earlier[-1] if earlier else None
+        if pub.after != after:
+            pub = dataclasses.replace(pub, after=after)
 
         if st.refused is not None and st.early_refusal_ok():
             done(None, st.refused)

@@ -74,8 +74,11 @@ class Scheduler:
         return True
 
 
-def _wire(obj: Any) -> Any:
-    return msgpack.unpackb(msgpack.packb(obj, use_bin_type=True), raw=False, strict_map_key=False)
+_PACKER = msgpack.Packer(use_bin_type=True)  # packb() would build one per message
+
+
+def _wire(obj: Any, pack: Callable[[Any], bytes] = _PACKER.pack) -> Any:
+    return msgpack.unpackb(pack(obj), raw=False, strict_map_key=False)
 
 
 @dataclass(slots=True)
