@@ -42,7 +42,8 @@ class PublishAttempt:
     deadline: int
     final: int
     uncertain: bool = False
-    why: str = ""  # what the last attempt ran into, for the NACK's message
+    # What the last attempt ran into, for the NACK's message (formatted only if one is sent).
+    why: str | Callable[[], str] = ""
     # An earlier publish of the connection on the channel was refused: this one is refused with it
     # (never numbered after a re-send of the earlier one: publisher order).
     refused: ErrorInfo | None = None
@@ -54,6 +55,10 @@ class PublishAttempt:
     def early_refusal_ok(self) -> bool:
         """No other attempt may number it: a refusal may be sent before the deadline."""
         return not (self.uncertain or self.in_flight or self.patient)
+
+
+def _text(why: str | Callable[[], str]) -> str:
+    return why() if callable(why) else why
 
 
 class PublishSide:
@@ -147,7 +152,8 @@ class PublishSide:
                 done(None, no_quorum(channel, state))  # the true reason: a zone out of reach
                 return
             seconds = window // 1000
-            done(None, unavailable(channel, f"not numbered within {seconds} s: {st.why or 'no answer'}"))
+            why = _text(st.why) or "no answer"
+            done(None, unavailable(channel, f"not numbered within {seconds} s: {why}"))
 
         if st.uncertain and self.minority_known(now_ms):
             self._retries.add(now_ms + MINORITY_RETRY_MS, again)
@@ -191,7 +197,7 @@ class PublishSide:
                 case O.Outcome.REFUSED if certain:  # refused for certain, and no other attempt may number it
                     done(None, answer.error or unavailable(channel))
                 case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
-                    st.why = f"its home {home} answered: {result}"
+                    st.why = lambda: f"its home {home} answered: {result}"
                     self._retry(self.now_ms, st.deadline, again, give_up)
                 case O.Outcome.UNKNOWN:
                     st.why = f"its home {home} did not answer"
