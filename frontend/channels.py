@@ -498,9 +498,12 @@ class ChannelService(HomeSide, PublishSide):
     def next_deadline(self) -> int | None:
         # Asked after every input (the drivers re-arm their timer): no lists built.
         nxt = self._retries.next_deadline()
-        for t in (self.blocked_deadline(), *(u for u in self.grants.values() if u > self.now_ms)):
-            if t is not None and (nxt is None or t < nxt):
-                nxt = t
+        blocked = self.blocked_deadline()
+        if blocked is not None and (nxt is None or blocked < nxt):
+            nxt = blocked
+        for until in self.grants.values() if self.grants else ():
+            if until > self.now_ms and (nxt is None or until < nxt):
+                nxt = until
         return nxt
 
     def copies_to_leave(self) -> list[tuple[str, O.ReplicaSync]]:
