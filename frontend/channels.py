@@ -549,10 +549,8 @@ class ChannelService:
                 del self.replicas[name]
 
     def next_deadline(self) -> int | None:
-        zq = self.zone_quorum
-        due = [t for t in [self._retries.next_deadline(), zq.blocked_deadline()] if t is not None]
-        due += [until for until in zq.grants.values() if until > self.now_ms]
-        return min(due, default=None)
+        retry, quorum = self._retries.next_deadline(), self.zone_quorum.next_deadline()
+        return quorum if retry is None or (quorum is not None and quorum < retry) else retry
 
     def copies_to_leave(self) -> list[tuple[str, O.ReplicaSync]]:
         """A drain's last step for channel logs: (peer, our copy) for every copy held here, to the

@@ -131,6 +131,7 @@ class QuorumHomes:
         # after holding one (kill -9) holds nothing now, and says so to the witness once.
         self._asked_grant = True
         self.last_quorum: QuorumState | None = None
+        self._quorum_memo: tuple[ClusterView, tuple[Any, ...], QuorumState] | None = None
         self._setup_logged = ""
         # Restart detection at the witness: a process's boot id (a restarted holder lost what it
         # held alone), whether a witness has answered us yet, and until when our zone's data is lost.
@@ -150,15 +151,28 @@ class QuorumHomes:
             self._witnesses_remembered.setdefault(zone, set()).update(routers)
 
     def quorum(self, now_ms: int | None = None) -> QuorumState:
-        return assess(
-            self.host.view,
+        now = self.host.now_ms if now_ms is None else now_ms
+        # Asked several times per publish, and O(map): memoized on what ``assess`` reads. The map is
+        # immutable (replaced on change), the remembered zones and routers only grow (their sizes
+        # tell a change), and the time matters only through which grants are unexpired.
+        grants = self.grants
+        key = (len(self._zones_remembered), sum(map(len, self._witnesses_remembered.values())),
+               tuple(r for r, until in grants.items() if until > now) if grants else ())  # fmt: skip
+        view = self.host.view
+        memo = self._quorum_memo
+        if memo is not None and memo[0] is view and memo[1] == key:
+            return memo[2]
+        state = assess(
+            view,
             self.host.config.zone,
             remembered=self._zones_remembered,
             remembered_witnesses=self._witnesses_remembered,
             configured=self.host.config.zones,
             grants=self.grants,
-            now_ms=self.host.now_ms if now_ms is None else now_ms,
+            now_ms=now,
         )
+        self._quorum_memo = (view, key, state)
+        return state
 
     def choose_replica(self, channel: str, state: QuorumState) -> tuple[str | None, bool, bool]:
         """(replica, blocked, degraded) for a home of ``channel`` here."""
@@ -435,15 +449,20 @@ class QuorumHomes:
                 for waiter, _ in item.waiters:
                     waiter(None, no_quorum(name, state))
 
-    def blocked_deadline(self) -> int | None:
-        """When ``drop_blocked`` next has something to refuse."""
-        due = []
+    def next_deadline(self) -> int | None:
+        """When ``drop_blocked`` next has something to refuse, or a grant runs out (no lists built:
+        asked after every input)."""
+        nxt = None
+        for until in self.grants.values() if self.grants else ():
+            if until > self.host.now_ms and (nxt is None or until < nxt):
+                nxt = until
         window = publish_window(self.host.config)
         for home in self.host.homes.values():
             if home.pending and replica_missing(home) and not home.pending[-1].sent:
-                due.append(home.pending[-1].queued_ms + window)  # the tail goes first
-        due = [t for t in due if t > self.host.now_ms]
-        return min(due, default=None)
+                t = home.pending[-1].queued_ms + window  # the tail goes first
+                if t > self.host.now_ms and (nxt is None or t < nxt):
+                    nxt = t
+        return nxt
 
     def defer_new_epoch(self, channel: str, why: str, **detail: Any) -> None:
         """An acquisition that would start a new epoch waits: its waiters fail, and are retried."""

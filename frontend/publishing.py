@@ -44,7 +44,8 @@ class PublishAttempt:
     deadline: int
     final: int
     uncertain: bool = False
-    why: str = ""  # what the last attempt ran into, for the NACK's message
+    # What the last attempt ran into, for the NACK's message (formatted only if one is sent).
+    why: str | Callable[[], str] = ""
     # An earlier publish of the connection on the channel was refused: this one is refused with it
     # (never numbered after a re-send of the earlier one: publisher order).
     refused: ErrorInfo | None = None
@@ -56,6 +57,10 @@ class PublishAttempt:
     def early_refusal_ok(self) -> bool:
         """No other attempt may number it: a refusal may be sent before the deadline."""
         return not (self.uncertain or self.in_flight or self.patient)
+
+
+def _text(why: str | Callable[[], str]) -> str:
+    return why() if callable(why) else why
 
 
 class PublishHost(Protocol):
@@ -142,7 +147,9 @@ class Publisher:
         )
         self._attempts.setdefault(key, st)
         earlier = [m for m in self._unresolved.get((pub.connection_id, channel), ()) if m < pub.msg_serial]
-        pub = dataclasses.replace(pub, after=earlier[-1] if earlier else None)
+        after = earlier[-1] if earlier else None
+        if pub.after != after:
+            pub = dataclasses.replace(pub, after=after)
 
         if st.refused is not None and st.early_refusal_ok():
             done(None, st.refused)
@@ -165,7 +172,8 @@ class Publisher:
                 done(None, no_quorum(channel, state))  # the true reason: a zone out of reach
                 return
             seconds = window // 1000
-            done(None, unavailable(channel, f"not numbered within {seconds} s: {st.why or 'no answer'}"))
+            why = _text(st.why) or "no answer"
+            done(None, unavailable(channel, f"not numbered within {seconds} s: {why}"))
 
         if st.uncertain and self.host.minority_known(now_ms):
             self._retries.add(now_ms + MINORITY_RETRY_MS, again)
@@ -209,7 +217,7 @@ class Publisher:
                 case O.Outcome.REFUSED if certain:  # refused for certain, and no other attempt may number it
                     done(None, answer.error or unavailable(channel))
                 case O.Outcome.NOT_NUMBERED | O.Outcome.REFUSED:
-                    st.why = f"its home {home} answered: {result}"
+                    st.why = lambda: f"its home {home} answered: {result}"
                     self.host._retry(self.host.now_ms, st.deadline, again, give_up)
                 case O.Outcome.UNKNOWN:
                     st.why = f"its home {home} did not answer"

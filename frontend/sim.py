@@ -51,7 +51,7 @@ from frontend.node import FrontendNode
 from frontend.simcheck import check_run, zone_loss_availability
 from frontend.simclient import SimClient, Transport
 from frontend.simdrain import drain
-from frontend.simnet import Scheduler, SimBus, SimNet
+from frontend.simnet import Scheduler, SimBus, SimNet, SimRandom
 from frontend.simwitness import WITNESS, WITNESS_ZONE, ask_witness
 from kernel.keys import InvalidKey, KeySigner
 from kernel.placement import ClusterView, Peer
@@ -129,9 +129,9 @@ class World:
         self.seed = seed
         self.cfg = cfg
         self.schedule = schedule
-        self.rng = random.Random(seed)
+        self.rng = SimRandom(seed)
         self.sched = Scheduler()
-        self.net = SimNet(self.sched, random.Random(self.rng.getrandbits(64)))
+        self.net = SimNet(self.sched, SimRandom(self.rng.getrandbits(64)))
         self.net.after_input = self._arm
         self.client_latency_ms = (1, 20)
         self.signer = KeySigner([SECRET])
@@ -156,7 +156,7 @@ class World:
         names = [f"ch{i}" for i in range(cfg.channels)]
         for i in range(cfg.clients):
             subs = [(ch, self.rng.random() < 0.7) for ch in names]
-            client = SimClient(self, f"c{i}", subs, random.Random(self.rng.getrandbits(64)))
+            client = SimClient(self, f"c{i}", subs, SimRandom(self.rng.getrandbits(64)))
             self.clients.append(client)
             self.sched.at(self.rng.randint(0, 500), client.connect)
             self.sched.at(self.rng.randint(800, 1_500), functools.partial(self._publisher, client))
@@ -171,7 +171,7 @@ class World:
         config = FrontendConfig(node_id=node_id, zone=self.zone[node_id], dev=True, cluster_secret=SECRET,
                                 connection_state_ttl_ms=self.cfg.ttl_ms,
                                 presence_linger_ms=self.cfg.presence_linger_ms)  # fmt: skip
-        node = FrontendNode(config, rng=random.Random(self.rng.getrandbits(64)), metrics=_METRICS,
+        node = FrontendNode(config, rng=SimRandom(self.rng.getrandbits(64)), metrics=_METRICS,
                             signer=self.signer)  # fmt: skip
         node.channels.now_ms = self.sched.now
         node.channels.ready = False  # until its map shows another frontend (cluster.py's rule)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from frontend.simnet import SimRandom
 from frontend.simworld import SimWorld
 from kernel.errors import RemoteProtocolError
 from kernel.protocol import Action, Encoded, Flag, Format, ProtocolMessage
@@ -170,7 +171,7 @@ class SimClient:
         self.name = name
         self.rng = rng
         # Its own stream, so that drawing timeouts leaves every other draw of the run unchanged.
-        self._timeouts = random.Random(f"connect-timeouts:{world.seed}:{name}")
+        self._timeouts = SimRandom(f"connect-timeouts:{world.seed}:{name}")
         self.channels = {ch: _Channel(ch, sub) for ch, sub in channels}
         self.transport: Transport | None = None
         self.connected = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 import trio
 
 from frontend.sim import FAULT_KINDS
+from frontend.simnet import SimRandom
 from tests.support.procs import REPO
 
 SEEDS = 200
@@ -516,3 +518,12 @@ async def test_regression_seed_passes(name: str) -> None:
     seed, schedule, flags = REGRESSIONS[name]
     code, result = await _sim("--seed", str(seed), "--schedule", json.dumps(schedule), *flags)
     assert code == 0 and result["ok"], result["examples"]
+
+
+def test_sim_random_draws_what_random_draws() -> None:
+    """``SimRandom.randint`` is a shortcut: every seeded run depends on its draws being Random's."""
+    for seed in (0, 7, "schedule:3", 2**64 - 1):
+        fast, slow = SimRandom(seed), random.Random(seed)
+        for lo, hi in ((1, 15), (0, 0), (300, 2_500), (1, 2**40), (-5, 5)):
+            assert [fast.randint(lo, hi) for _ in range(200)] == [slow.randint(lo, hi) for _ in range(200)]
+        assert fast.getrandbits(64) == slow.getrandbits(64) and fast.random() == slow.random()
