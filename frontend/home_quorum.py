@@ -339,13 +339,18 @@ class QuorumHomes:
 
     def _synced_across_zones(self, channel: str, home: Home, synced: int) -> None:
         """The replica confirmed the whole log up to ``synced``: if it is in another zone, nothing
-        lives in one zone, and the other frontends of our zone are told so (``copy_released``), for
+        lives in one zone, and the other frontends are told so (``copy_released``), for
         the copies they took while this log was degraded, here or at an earlier home of this epoch
         (chaos seed 28473: fe-a1 kept the firehose's in-zone copy, and with it zone a's place at the
         witness, after the log had synced to zone b; zone a was then lost, zone b got no grant until
         fe-a1 restarted, which the witness took for the loss of zone a's data: 90003 on every channel
-        zone b re-homed, a new epoch within the TTL). Once per tenure (a log taken from another
-        node's copy does not carry that copy's mark), and after every degraded stretch."""
+        zone b re-homed, a new epoch within the TTL). Every frontend is told, not only our zone's:
+        a home that took a degraded zone's log at a heal is in the *other* zone, and the degraded
+        zone's copies its replica did not replace kept that zone's place (chaos seed 1930366970:
+        fe-b2's copy of chaos:1 held zone b's grant 25 s after the heal, until zone b was lost and
+        the witness reported its data lost: new epochs, 90003 within the TTL). Once per tenure (a
+        log taken from another node's copy does not carry that copy's mark), and after every
+        degraded stretch."""
         if home.replica is None or self.view.zone_of(home.replica) == self.config.zone:
             return
         tell = home.degraded or home.log.zone_only or not home.copies_released
@@ -355,7 +360,7 @@ class QuorumHomes:
         home.copies_released = True
         release = O.CopyReleased(channel=channel, epoch=home.log.epoch, last_seq=synced)
         for peer in self.view.frontends():
-            if peer.zone == self.config.zone and peer.node_id != self.node_id and peer.alive:
+            if peer.node_id not in (self.node_id, home.replica) and peer.alive:
                 self.bus.push(peer.node_id, release)
 
     def copy_released(self, src: str, op: O.CopyReleased) -> None:

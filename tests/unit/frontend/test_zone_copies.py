@@ -132,3 +132,81 @@ def test_a_release_of_another_epoch_or_of_a_shorter_log_keeps_the_copy_holding()
     assert copy.zone_only
     a2.handle_push(0, "fe-a1", CopyReleased(channel=channel, epoch=copy.epoch, last_seq=2))
     assert not copy.zone_only
+
+
+FOUR = (("fe-a1", "a"), ("fe-a2", "a"), ("fe-b1", "b"), ("fe-b2", "b"))
+
+
+def four() -> tuple[dict[str, ChannelService], list[int]]:
+    clock = [0]
+    services: dict[str, ChannelService] = {}
+    for node, zone in FOUR:
+        cfg = FrontendConfig(dev=True, zone=zone, connection_state_ttl_ms=TTL_MS, zones=("a", "b", "w"))
+        svc = ChannelService(
+            node,
+            cfg,
+            rng=random.Random(node),
+            metrics=Metrics(),
+            fan_out=lambda *a: None,
+            lost=lambda *a: None,
+            local_interest=lambda ch: True,
+        )
+        svc.bus = MemoryBus(services, node, lambda: clock[0])
+        services[node] = svc
+    view4(services, 0, dead=())
+    for svc in services.values():
+        svc.grant(0, WITNESS[0], 0, False, False, None)
+    return services, clock
+
+
+def view4(services: dict[str, ChannelService], now: int, dead: tuple[str, ...]) -> None:
+    peers = {n: Peer(node_id=n, role="frontend", zone=z, alive=n not in dead) for n, z in FOUR}
+    peers[WITNESS[0]] = Peer(node_id=WITNESS[0], role="router", zone=WITNESS[1], alive=True)
+    v = ClusterView(peers)
+    for svc in services.values():
+        svc.set_view(now, v)
+
+
+def test_the_degraded_zone_stops_holding_once_a_home_of_the_other_zone_took_the_log() -> None:
+    """Chaos seed 1930366970 (t 11-38 s): zone a was cut off, and zone b's homes committed under the
+    witness's grant with copies on each other (fe-b1 home of chaos:1, its copy on fe-b2). At the heal
+    fe-a1 took chaos:1 from those copies and synced it to its replica fe-b1; the home told only
+    the frontends of its own zone (zone a) that the log is held across zones, so fe-b2's copy stayed
+    marked zone-only and zone b held the witness's grant for 25 s, until zone b was lost: the
+    witness then reported zone b's data lost and zone a started new epochs on every channel (90003
+    within the TTL: discontinuity_within_ttl 53-94, stale_home 9). A home whose log is synced to
+    another zone tells every frontend that may hold a copy of the epoch, of either zone."""
+    services, clock = four()
+    zone_a = {n: s for n, s in services.items() if n in ("fe-a1", "fe-a2")}
+    for n in zone_a:
+        services.pop(n)
+    view4(services, 0, dead=("fe-a1", "fe-a2"))
+    for name in ("fe-b1", "fe-b2"):
+        services[name].grant(0, "rt-w", 0, True, True, "b")
+    home_b = services["fe-b1"]
+    channel = next(
+        f"ch{i}"
+        for i in range(400)
+        if home_b.home_of(f"ch{i}") == "fe-b1"
+        and zone_a["fe-a1"].home_of(f"ch{i}") in ("fe-a1", "fe-a2")
+    )
+    acked: list[Any] = []
+    home_b.publish(0, pub(channel, 0), lambda serials, err: acked.append((serials, err)))
+    assert acked and acked[0][1] is None  # ACKed on a copy inside zone b
+    assert services["fe-b2"].replicas[channel].zone_only
+    assert home_b._holding_zone_only() and services["fe-b2"]._holding_zone_only()
+
+    clock[0] = 1_000
+    services.update(zone_a)  # the heal: the channel's home is in zone a again
+    view4(services, clock[0], dead=())
+    new_home = services[zone_a["fe-a1"].home_of(channel)]
+    for svc in services.values():
+        svc.tick(clock[0])
+    new_home.publish(clock[0], pub(channel, 1), lambda serials, err: acked.append((serials, err)))
+    assert acked[-1][1] is None  # the home in zone a took the log and committed on zone b's copy
+    state = new_home.homes[channel]
+    assert state.replica is not None and services[state.replica].config.zone == "b"
+    for name in ("fe-b1", "fe-b2"):
+        assert not services[name]._holding_zone_only(), name  # zone b's place at the witness goes
+        ask = services[name].witness_request(clock[0])
+        assert ask is None or ask[1:3] == (False, False)
