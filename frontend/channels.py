@@ -95,6 +95,8 @@ class ChannelService(HomeSide, PublishSide):
         self._lost = lost
         self._local_interest = local_interest
         self.on_change: Callable[[], None] = lambda: None
+        # The witness should be asked now (not at the next renewal): our zone's place there is done.
+        self.witness_poke: Callable[[], None] = lambda: None
         # The channel serials our local subscribers hold (None: not known), set by the node.
         self.local_serials: Callable[[str], list[str | None]] = lambda channel: []
         self.bus: Bus | None = None

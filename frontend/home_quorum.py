@@ -76,6 +76,7 @@ class QuorumHomes:
     ready: bool
     _rng: random.Random
     _acquiring: dict[str, list[Callable[[bool], None]]]
+    witness_poke: Callable[[], None]
 
     def _quorum_init(self) -> None:
         self.grants: dict[str, int] = {}  # witness router -> when its grant expires here
@@ -164,6 +165,7 @@ class QuorumHomes:
             # It knows it holds no majority (the witness refused it, or none is in reach): publishes
             # are refused with 50350 at once; else, while it waits for a grant, at the deadline.
             "minority_known": self.minority_known(),
+            "witness_place": self.witness_place(),
             "zones": sorted(state.votes),
             "witness_zones": sorted(state.witnesses),
             "zones_out_of_reach": sorted(state.missing),
@@ -355,6 +357,7 @@ class QuorumHomes:
             return
         tell = home.degraded or home.log.zone_only or not home.copies_released
         home.degraded = home.log.zone_only = False
+        self._release_if_done()
         if not tell or self.bus is None:
             return
         home.copies_released = True
@@ -371,6 +374,21 @@ class QuorumHomes:
             return
         copy.zone_only = False
         log.info("channel.copy_released", channel=op.channel, home=src, last_seq=copy.last_seq)
+        self._release_if_done()
+
+    def _release_if_done(self) -> None:
+        """Our zone's place at the witness is no longer needed: release it now, not at the next
+        renewal (up to RENEW_MS later). Chaos seed 1930366970 (t 100.1 s): zone b's last zone-only
+        copy was released 10 ms before zone b was lost, its release to the witness was still 1.6 s
+        away, and the witness took the restarted holders for the loss of zone b's data: new epochs
+        on every channel zone a re-homed, though zone a held every entry."""
+        if self._asked_grant and not self._holding_zone_only():
+            self.witness_poke()
+
+    def witness_place(self) -> bool:
+        """The witness may still keep our zone's place for us: we hold entries only our zone has,
+        or asked for (or hold) a grant and have not yet been answered a release."""
+        return self._asked_grant or self._holding_zone_only()
 
     def drop_blocked(self, now_ms: int) -> None:
         """Refuse, for certain, the appends a blocked home (no copy can be placed: _replica_missing)

@@ -32,6 +32,7 @@ class ReplicaSide:
     view: ClusterView
     homes: dict[str, Home]
     replicas: dict[str, ChannelLog]
+    _release_if_done: Callable[[], None]  # QuorumHomes: ask the witness now if our zone is done
 
     def _serve_replicate(
         self, now_ms: int, src: str, op: O.Replicate, reply: Callable[[bool, Any], None]
@@ -91,3 +92,5 @@ class ReplicaSide:
         lg.zone_only = self.view.zone_of(src) == self.config.zone and bool(op.log.get("zone_only", True))
         self.replicas[channel] = lg
         reply(True, lg.last_seq)
+        if held is not None and held.zone_only and not lg.zone_only:
+            self._release_if_done()  # a copy in another zone's home's name replaced ours

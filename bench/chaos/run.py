@@ -241,8 +241,11 @@ class Driver:
             rec["settle_s"] = await self.settle(f.index)
 
     async def settle(self, index: int | None) -> float | None:
-        """Wait until every running daemon sees every other alive and each channel in use has one home
-        and a replica in the other zone; returns the seconds it took (None: it never did)."""
+        """Wait until every running daemon sees every other alive, each channel in use has one home
+        and a replica in the other zone, and no frontend keeps its zone's place at the witness (a
+        zone that committed alone has told the witness its entries are held across zones again):
+        until then the cluster is still recovering, and losing that zone is a second fault inside
+        the first one's recovery. Returns the seconds it took (None: it never did)."""
         start = trio.current_time()
         try:
             await self.cluster.wait_converged(within=SETTLE_TIMEOUT_S)
@@ -262,6 +265,8 @@ class Driver:
             try:
                 view = await fe.get_json("/cluster")
             except (OSError, AssertionError, ValueError, trio.BrokenResourceError):
+                return False
+            if view.get("write", {}).get("witness_place"):
                 return False
             for ch in view["channels"]["home"]:
                 homes[ch].append(fe.zone)

@@ -210,3 +210,38 @@ def test_the_degraded_zone_stops_holding_once_a_home_of_the_other_zone_took_the_
         assert not services[name]._holding_zone_only(), name  # zone b's place at the witness goes
         ask = services[name].witness_request(clock[0])
         assert ask is None or ask[1:3] == (False, False)
+
+
+def test_the_last_zone_only_copy_released_asks_the_witness_at_once() -> None:
+    """Chaos seed 1930366970 (t 100.1 s, after the fix above): zone b's last zone-only copy was
+    released 10 ms before zone b was lost, and its release to the witness waited for the next renewal
+    (up to 1.7 s): the witness took zone b's restarted holders for the loss of zone b's data. The
+    node now asks the witness as soon as nothing keeps its zone's place, and says so in ``/cluster``
+    (``write.witness_place``) until the witness has answered the release."""
+    services, clock = four()
+    zone_a = {n: services.pop(n) for n in ("fe-a1", "fe-a2")}
+    view4(services, 0, dead=tuple(zone_a))
+    for name in ("fe-b1", "fe-b2"):
+        services[name].grant(0, "rt-w", 0, True, True, "b")
+    home_b = services["fe-b1"]
+    channel = next(f"ch{i}" for i in range(400) if home_b.home_of(f"ch{i}") == "fe-b1")
+    home_b.publish(0, pub(channel, 0), lambda serials, err: None)
+    b2 = services["fe-b2"]
+    poked: list[int] = []
+    b2.witness_poke = lambda: poked.append(clock[0])
+    assert b2.write_status()["witness_place"]
+
+    clock[0] = 1_000
+    services.update(zone_a)
+    view4(services, clock[0], dead=())
+    for svc in services.values():
+        svc.tick(clock[0])
+    new_home = services[zone_a["fe-a1"].home_of(channel)]
+    new_home.publish(clock[0], pub(channel, 1), lambda serials, err: None)
+    assert not b2._holding_zone_only()
+    assert poked, "the release waited for the next renewal"
+    assert b2.write_status()["witness_place"]  # until the witness answers the release
+    ask = b2.witness_request(clock[0])
+    assert ask is not None and ask[1:3] == (False, False)  # a release
+    b2.grant(clock[0], "rt-w", clock[0], False, False, None)
+    assert not b2.write_status()["witness_place"]
