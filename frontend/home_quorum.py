@@ -363,7 +363,9 @@ class QuorumHomes:
         home.copies_released = True
         release = O.CopyReleased(channel=channel, epoch=home.log.epoch, last_seq=synced)
         for peer in self.view.frontends():
-            if peer.node_id not in (self.node_id, home.replica) and peer.alive:
+            if peer.node_id in (self.node_id, home.replica) or not peer.alive:
+                continue
+            if peer.zone == self.config.zone or synced > 0:  # an empty log releases nothing there
                 self.bus.push(peer.node_id, release)
 
     def copy_released(self, src: str, op: O.CopyReleased) -> None:
