@@ -369,10 +369,17 @@ class QuorumHomes:
                 self.bus.push(peer.node_id, release)
 
     def copy_released(self, src: str, op: O.CopyReleased) -> None:
-        """A home of our zone holds ``op.channel``'s log up to ``op.last_seq`` of ``op.epoch`` in
-        another zone: a copy of ours within that is held there too (one epoch, one history)."""
+        """A home holds ``op.channel``'s log up to ``op.last_seq`` of ``op.epoch`` in two zones: a
+        copy of ours within that is held there too (one epoch, one history). A home of *another*
+        zone releases our copy of its epoch whatever its length: it took the channel from the
+        copies it found (ours among them) and numbers every serial past ``op.last_seq`` itself, so
+        what our copy holds past it was never committed (chaos seed 675552696: fe-b1's copy of
+        chaos:0 got four in-doubt entries of zone b's demoted home after fe-a1 had fetched it, was
+        never released, and kept zone b's place at the witness until fe-b1 drained, 61 s)."""
         copy = self.replicas.get(op.channel)
-        if copy is None or not copy.zone_only or copy.epoch != op.epoch or copy.last_seq > op.last_seq:
+        if copy is None or not copy.zone_only or copy.epoch != op.epoch:
+            return
+        if copy.last_seq > op.last_seq and self.view.zone_of(src) == self.config.zone:
             return
         copy.zone_only = False
         log.info("channel.copy_released", channel=op.channel, home=src, last_seq=copy.last_seq)

@@ -245,3 +245,29 @@ def test_the_last_zone_only_copy_released_asks_the_witness_at_once() -> None:
     assert ask is not None and ask[1:3] == (False, False)  # a release
     b2.grant(clock[0], "rt-w", clock[0], False, False, None)
     assert not b2.write_status()["witness_place"]
+
+
+def test_a_home_of_another_zone_releases_a_longer_copy_of_its_epoch() -> None:
+    """Chaos seed 675552696 (t 81-143 s): at the heal fe-a1 took chaos:0 from fe-b1's copy (862);
+    four in-doubt entries of zone b's demoted home reached that copy after the fetch (866), so
+    fe-a1's release (862) never covered it and it kept zone b's place at the witness for 61 s. A
+    home of another zone numbers every serial past its release itself: what a copy holds past it
+    was never committed."""
+    services, _ = four()
+    services.pop("fe-a1"), services.pop("fe-a2")
+    view4(services, 0, dead=("fe-a1", "fe-a2"))
+    for name in ("fe-b1", "fe-b2"):
+        services[name].grant(0, "rt-w", 0, True, True, "b")
+    home_b = services["fe-b1"]
+    channel = next(f"ch{i}" for i in range(400) if home_b.home_of(f"ch{i}") == "fe-b1")
+    for n in range(3):
+        home_b.publish(0, pub(channel, n), lambda serials, err: None)
+    b2 = services["fe-b2"]
+    copy = b2.replicas[channel]
+    assert copy.zone_only and copy.last_seq == 3
+    b2.handle_push(0, "fe-b1", CopyReleased(channel=channel, epoch=copy.epoch, last_seq=2))
+    assert copy.zone_only  # our own zone's home: the copy's tail may be what it committed alone
+    b2.handle_push(0, "fe-a1", CopyReleased(channel=channel, epoch="other", last_seq=9))
+    assert copy.zone_only
+    b2.handle_push(0, "fe-a1", CopyReleased(channel=channel, epoch=copy.epoch, last_seq=2))
+    assert not copy.zone_only
