@@ -314,9 +314,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
 
         for item in home.pending:
             item.sent = True
-        self.bus.request(
-            replica, O.ReplicaSync(channel=channel, log=home.log.snapshot()), on_reply, RPC_TIMEOUT_S
-        )
+        snapshot = {**home.log.snapshot(), "zone_only": home.log.zone_only}  # what it committed alone
+        self.bus.request(replica, O.ReplicaSync(channel=channel, log=snapshot), on_reply, RPC_TIMEOUT_S)
 
     def _send_tail(self, channel: str, home: Home) -> None:
         bus = self.bus

@@ -54,6 +54,8 @@ class ReplicaSide:
             return
         if op.committed is not None:
             copy.learn_committed(op.committed)
+        if self.view.zone_of(src) == self.config.zone:
+            copy.zone_only = True  # a degraded home may commit this entry on our copy alone
         copy.advance_presence()
         reply(True, entry.last_seq)
 
@@ -87,8 +89,11 @@ class ReplicaSide:
             return
         lg.synced_from = src
         # A home of our own zone copies here only when it has no other zone (a degraded home): this
-        # copy may hold entries no other zone has, and keeps our zone's place at the witness.
-        # A copy a draining frontend leaves (``copies_to_leave``) says whether it held such entries.
+        # copy may hold entries no other zone has, and keeps our zone's place at the witness. The
+        # sync says whether the log already holds such entries (a home's, or a copy a draining
+        # frontend leaves: ``copies_to_leave``); each entry the home sends after makes it so.
+        # Chaos seed 1883094701: a sync of the idle firehose from zone b's degraded home, nothing
+        # committed alone, kept zone b's place for good after the heal, as nobody acquired it.
         lg.zone_only = self.view.zone_of(src) == self.config.zone and bool(op.log.get("zone_only", True))
         self.replicas[channel] = lg
         reply(True, lg.last_seq)

@@ -271,3 +271,25 @@ def test_a_home_of_another_zone_releases_a_longer_copy_of_its_epoch() -> None:
     assert copy.zone_only
     b2.handle_push(0, "fe-a1", CopyReleased(channel=channel, epoch=copy.epoch, last_seq=2))
     assert not copy.zone_only
+
+
+def test_a_degraded_homes_copy_holds_the_zones_place_only_once_it_got_an_entry() -> None:
+    """Chaos seed 1883094701 (t 10-75 s): zone b's degraded home of the idle firehose synced its log
+    to fe-b2 and committed nothing alone; the copy was marked zone-only all the same (a sync from our
+    own zone counted as holding), and as nobody acquired the firehose after the heal, zone b kept its
+    place at the witness for 60 s (the chaos settle timed out). A sync now says what the log holds
+    alone; each entry the degraded home sends after it marks the copy."""
+    services, _ = four()
+    services.pop("fe-a1"), services.pop("fe-a2")
+    view4(services, 0, dead=("fe-a1", "fe-a2"))
+    for name in ("fe-b1", "fe-b2"):
+        services[name].grant(0, "rt-w", 0, True, True, "b")
+    home_b = services["fe-b1"]
+    channel = next(f"ch{i}" for i in range(400) if home_b.home_of(f"ch{i}") == "fe-b1")
+    home_b._acquire(0, channel)  # acquired (an attach, say), nothing published yet
+    b2 = services["fe-b2"]
+    assert channel in home_b.homes and home_b.homes[channel].replica == "fe-b2"
+    assert channel in b2.replicas and not b2.replicas[channel].zone_only
+    assert not b2._holding_zone_only()  # nothing lives in zone b alone
+    home_b.publish(0, pub(channel, 0), lambda serials, err: None)
+    assert b2.replicas[channel].zone_only  # an entry committed on our copy alone
