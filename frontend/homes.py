@@ -314,7 +314,8 @@ class HomeSide(PersistedHomes, QuorumHomes, ReplicaSide):
 
         for item in home.pending:
             item.sent = True
-        snapshot = {**home.log.snapshot(), "zone_only": home.log.zone_only}  # what it committed alone
+        alone = home.log.zone_only or (home.degraded and home.log.last_seq > home.committed)  # or may
+        snapshot = {**home.log.snapshot(), "zone_only": alone}
         self.bus.request(replica, O.ReplicaSync(channel=channel, log=snapshot), on_reply, RPC_TIMEOUT_S)
 
     def _send_tail(self, channel: str, home: Home) -> None:

@@ -293,3 +293,27 @@ def test_a_degraded_homes_copy_holds_the_zones_place_only_once_it_got_an_entry()
     assert not b2._holding_zone_only()  # nothing lives in zone b alone
     home_b.publish(0, pub(channel, 0), lambda serials, err: None)
     assert b2.replicas[channel].zone_only  # an entry committed on our copy alone
+
+
+def test_a_sync_that_carries_entries_the_degraded_home_will_commit_marks_the_copy() -> None:
+    """The other half of the rule above: entries pending at the home travel in a sync and are
+    committed when it is answered, so such a sync marks the copy at once."""
+    services, _ = four()
+    services.pop("fe-a1"), services.pop("fe-a2")
+    view4(services, 0, dead=("fe-a1", "fe-a2"))
+    for name in ("fe-b1", "fe-b2"):
+        services[name].grant(0, "rt-w", 0, True, True, "b")
+    home_b = services["fe-b1"]
+    channel = next(f"ch{i}" for i in range(400) if home_b.home_of(f"ch{i}") == "fe-b1")
+    home_b._acquire(0, channel)
+    b2 = services["fe-b2"]
+    assert not b2.replicas[channel].zone_only
+    bus = home_b.bus
+    real_request = bus.request
+    bus.request = lambda peer, op, on_reply, timeout_s=3.0: None  # the entry's Replicate is lost
+    home_b.publish(0, pub(channel, 0), lambda serials, err: None)
+    state = home_b.homes[channel]
+    assert state.pending and state.committed == 0 and not b2.replicas[channel].zone_only
+    bus.request = real_request
+    home_b._sync_replica(0, channel, state)  # the whole log, the pending entry with it
+    assert state.committed == 1 and b2.replicas[channel].zone_only
