@@ -450,6 +450,9 @@ class Presence:
             self._reentering.discard(conn)
             if ok:
                 own.gone = False
+                for members in own.channels.values():  # the re-entry is each member's last event now:
+                    for m in members.values():  # our own leave, fanned out late, is older (seed 1189035642)
+                        m["timestamp"] = max(int(m.get("timestamp") or 0) + 1, now_ms)
                 self.node.ownership.replicate(s)
             elif not s.terminal:
                 heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, conn))

@@ -576,3 +576,24 @@ def test_the_clients_enter_during_the_servers_reentry_is_an_update():
     for now, conn, channel, msg_serial, events_, done in held:
         real_publish(now, conn, channel, msg_serial, events_, done)
     assert events(b.recv()) == [(ENTER, "alice"), (UPDATE, "alice")]
+
+
+def test_our_own_leave_fanned_out_after_the_reentry_is_not_answered_with_another_enter():
+    # Chaos seed 1189035642: fe-b1's linger leave of sub25 was numbered, the client resumed and the
+    # re-entry completed, and only then did the leave's fan-out reach fe-b1: taken for a stale leave
+    # of a live member (presence.stale_leave_reentered), it entered sub25 a second time.
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    node.transport_lost(100, a.session, a.outlet)
+    node.tick(100 + LINGER)
+    frames = b.recv()
+    [leave] = [p for f in frames if f.action is Action.PRESENCE for p in f.presence if p["action"] == LEAVE]
+    r = a.resume(100 + LINGER + 500)
+    assert events(b.recv()) == [(ENTER, "alice")]
+    node.presence.copy_watches.entry_seen(100 + LINGER + 600, "room", [dict(leave)])  # the late fan-out
+    assert events(b.recv()) == []
+    assert r.session.presence.channels["room"]["alice"]
