@@ -99,6 +99,8 @@ class ChannelService:
         self._lost = lost
         self._local_interest = local_interest
         self.on_change: Callable[[], None] = lambda: None
+        # The witness should be asked now (not at the next renewal): our zone's place there is done.
+        self.witness_poke: Callable[[], None] = lambda: None
         # The channel serials our local subscribers hold (None: not known), set by the node.
         self.local_serials: Callable[[str], list[str | None]] = lambda channel: []
         self.bus: Bus | None = None
@@ -122,9 +124,10 @@ class ChannelService:
         self._retries = Retries()
         self.now_ms = 0
         home_side = self.home_side = HomeSide(self, rng)  # acquiring, numbering, replicating homes
-        self.replica_side = ReplicaSide(self)  # serves Replicate and ReplicaSync into our copies
+        zone_quorum = self.zone_quorum = QuorumHomes(self, rng, home_side)  # the zone votes
+        # serves Replicate and ReplicaSync into our copies
+        self.replica_side = ReplicaSide(self, zone_quorum.release_if_done)
         self.persisted = PersistedHomes(self, home_side)  # write-through and store-continued epochs
-        self.zone_quorum = QuorumHomes(self, rng, home_side)  # the zone votes, what they let homes do
         self.publisher = Publisher(self, self._retries, home_side)  # our clients' publishes in flight
 
     # ------------------------------------------------------------------

@@ -78,6 +78,7 @@ class Cluster:
         self._settle_deadline = 0.0
         self._silent: set[str] = set()
         self.witness = WitnessClient(node, node.config.cluster_secret)
+        node.channels.witness_poke = self.witness.poke
 
     # -- running -------------------------------------------------------------
     async def run(

@@ -105,6 +105,9 @@ class QuorumHost(Protocol):
     @property
     def ready(self) -> bool: ...
 
+    @property
+    def witness_poke(self) -> Callable[[], None]: ...  # ask the witness now (the driver's)
+
 
 class QuorumHomeSide(Protocol):
     """What ``QuorumHomes`` calls on the home side (``homes.HomeSide``)."""
@@ -224,6 +227,7 @@ class QuorumHomes:
             # It knows it holds no majority (the witness refused it, or none is in reach): publishes
             # are refused with 50350 at once; else, while it waits for a grant, at the deadline.
             "minority_known": self.minority_known(),
+            "witness_place": self.witness_place(),
             "zones": sorted(state.votes),
             "witness_zones": sorted(state.witnesses),
             "zones_out_of_reach": sorted(state.missing),
@@ -398,33 +402,63 @@ class QuorumHomes:
 
     def synced_across_zones(self, channel: str, home: Home, synced: int) -> None:
         """The replica confirmed the whole log up to ``synced``: if it is in another zone, nothing
-        lives in one zone, and the other frontends of our zone are told so (``copy_released``), for
+        lives in one zone, and the other frontends are told so (``copy_released``), for
         the copies they took while this log was degraded, here or at an earlier home of this epoch
         (chaos seed 28473: fe-a1 kept the firehose's in-zone copy, and with it zone a's place at the
         witness, after the log had synced to zone b; zone a was then lost, zone b got no grant until
         fe-a1 restarted, which the witness took for the loss of zone a's data: 90003 on every channel
-        zone b re-homed, a new epoch within the TTL). Once per tenure (a log taken from another
-        node's copy does not carry that copy's mark), and after every degraded stretch."""
+        zone b re-homed, a new epoch within the TTL). Every frontend is told, not only our zone's:
+        a home that took a degraded zone's log at a heal is in the *other* zone, and the degraded
+        zone's copies its replica did not replace kept that zone's place (chaos seed 1930366970:
+        fe-b2's copy of chaos:1 held zone b's grant 25 s after the heal, until zone b was lost and
+        the witness reported its data lost: new epochs, 90003 within the TTL). Once per tenure (a
+        log taken from another node's copy does not carry that copy's mark), and after every
+        degraded stretch."""
         if home.replica is None or self.host.view.zone_of(home.replica) == self.host.config.zone:
             return
         tell = home.degraded or home.log.zone_only or not home.copies_released
         home.degraded = home.log.zone_only = False
+        self.release_if_done()
         if not tell or self.host.bus is None:
             return
         home.copies_released = True
         release = O.CopyReleased(channel=channel, epoch=home.log.epoch, last_seq=synced)
         for peer in self.host.view.frontends():
-            if peer.zone == self.host.config.zone and peer.node_id != self.host.node_id and peer.alive:
+            if peer.node_id in (self.host.node_id, home.replica) or not peer.alive:
+                continue
+            if peer.zone == self.host.config.zone or synced > 0:  # an empty log releases nothing there
                 self.host.bus.push(peer.node_id, release)
 
     def copy_released(self, src: str, op: O.CopyReleased) -> None:
-        """A home of our zone holds ``op.channel``'s log up to ``op.last_seq`` of ``op.epoch`` in
-        another zone: a copy of ours within that is held there too (one epoch, one history)."""
+        """A home holds ``op.channel``'s log up to ``op.last_seq`` of ``op.epoch`` in two zones: a
+        copy of ours within that is held there too (one epoch, one history). A home of *another*
+        zone releases our copy of its epoch whatever its length: it took the channel from the
+        copies it found (ours among them) and numbers every serial past ``op.last_seq`` itself, so
+        what our copy holds past it was never committed (chaos seed 675552696: fe-b1's copy of
+        chaos:0 got four in-doubt entries of zone b's demoted home after fe-a1 had fetched it, was
+        never released, and kept zone b's place at the witness until fe-b1 drained, 61 s)."""
         copy = self.host.replicas.get(op.channel)
-        if copy is None or not copy.zone_only or copy.epoch != op.epoch or copy.last_seq > op.last_seq:
+        if copy is None or not copy.zone_only or copy.epoch != op.epoch:
+            return
+        if copy.last_seq > op.last_seq and self.host.view.zone_of(src) == self.host.config.zone:
             return
         copy.zone_only = False
         log.info("channel.copy_released", channel=op.channel, home=src, last_seq=copy.last_seq)
+        self.release_if_done()
+
+    def release_if_done(self) -> None:
+        """Our zone's place at the witness is no longer needed: release it now, not at the next
+        renewal (up to RENEW_MS later). Chaos seed 1930366970 (t 100.1 s): zone b's last zone-only
+        copy was released 10 ms before zone b was lost, its release to the witness was still 1.6 s
+        away, and the witness took the restarted holders for the loss of zone b's data: new epochs
+        on every channel zone a re-homed, though zone a held every entry."""
+        if self._asked_grant and not self.holding_zone_only():
+            self.host.witness_poke()
+
+    def witness_place(self) -> bool:
+        """The witness may still keep our zone's place for us: we hold entries only our zone has,
+        or asked for (or hold) a grant and have not yet been answered a release."""
+        return self._asked_grant or self.holding_zone_only()
 
     def drop_blocked(self, now_ms: int) -> None:
         """Refuse, for certain, the appends a blocked home (no copy can be placed: replica_missing)

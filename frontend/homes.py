@@ -316,9 +316,9 @@ class HomeSide:
 
         for item in home.pending:
             item.sent = True
-        host.bus.request(
-            replica, O.ReplicaSync(channel=channel, log=home.log.snapshot()), on_reply, RPC_TIMEOUT_S
-        )
+        alone = home.log.zone_only or (home.degraded and home.log.last_seq > home.committed)  # or may
+        snapshot = {**home.log.snapshot(), "zone_only": alone}
+        host.bus.request(replica, O.ReplicaSync(channel=channel, log=snapshot), on_reply, RPC_TIMEOUT_S)
 
     def _send_tail(self, channel: str, home: Home) -> None:
         bus = self.host.bus

@@ -36,6 +36,7 @@ class Ownership:
         # re-written at least this often, whether or not its connection changed.
         self.refresh_ms = max(1, ttl // 3)
         self._next_refresh = 0
+        self._alive_before: frozenset[str] = frozenset()  # frontends alive in the previous map
 
     # -- owner side ---------------------------------------------------------
     def replicate(self, s: Session) -> None:
@@ -47,11 +48,21 @@ class Ownership:
         bus.push(s.secondary, O.SessionPut(state=s.to_wire()))
 
     def reassign_secondaries(self) -> None:
-        """After a map change: sessions whose secondary is gone get a live one, and a fresh copy."""
+        """After a map change: sessions whose secondary is gone get a live one, and a fresh copy;
+        those whose secondary is back in the map (restarted: it holds no copy) write it again.
+        Chaos seed 931193163: zone a lost and restarted, fe-b1's connections kept their secondary
+        (no other zone to move to) and nothing re-wrote it once it was back; fe-b1 killed 0.6 s
+        later left no copy anywhere (80008 within the TTL)."""
         node = self.node
         view = node.channels.view
+        alive = frozenset(p.node_id for p in view.frontends() if p.alive)
+        back, self._alive_before = alive - self._alive_before, alive
         for s in node.sessions.values():
-            if s.terminal or (s.secondary is not None and view.alive(s.secondary)):
+            if s.terminal:
+                continue
+            if s.secondary is not None and view.alive(s.secondary):
+                if s.secondary in back:
+                    self.replicate(s)
                 continue
             secondary = node.channels.placement.connection_secondary(s.connection_id, node.node_id)
             if secondary is not None and secondary != s.secondary:

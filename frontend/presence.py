@@ -86,6 +86,7 @@ class Presence:
         self._linger: list[tuple[int, str]] = []  # (due, connection id) for the owner's timers
         self.copy_watches = CopyWatches(node, self._emit)
         self._busy: set[str] = set()  # connections with server leaves or a re-entry being numbered
+        self._reentering: set[str] = set()  # connections whose server re-entry is being numbered
         self._rejoin: set[str] = set()  # ... and resumed meanwhile: re-entered once they are
         self._ids = itertools.count(1)
         self._sync_cache: OrderedDict[str, tuple[str, list[Encoded]]] = OrderedDict()
@@ -154,7 +155,11 @@ class Presence:
             return
         assert pm.channel is not None and pm.presence is not None
         channel, conn = pm.channel, s.connection_id
-        held = {} if s.presence.gone else s.presence.channels.get(channel, {})
+        # A member our re-entry is entering again counts as present: the SDK re-enters it too after
+        # a non-resumed attach, and two enters without a leave between were observed (chaos seed
+        # 607435835: a resume revived from the secondary's copy, 90003, ENTER 961 then ENTER 971).
+        back = not s.presence.gone or conn in self._reentering
+        held = s.presence.channels.get(channel, {}) if back else {}
         events = []
         for i, m in enumerate(pm.presence):
             out = {k: v for k, v in m.items() if v is not None and k not in ("connectionKey", "serial")}
@@ -442,13 +447,18 @@ class Presence:
 
         def then(ok: bool) -> None:
             self._busy.discard(conn)
+            self._reentering.discard(conn)
             if ok:
                 own.gone = False
+                for members in own.channels.values():  # the re-entry is each member's last event now:
+                    for m in members.values():  # our own leave, fanned out late, is older (seed 1189035642)
+                        m["timestamp"] = max(int(m.get("timestamp") or 0) + 1, now_ms)
                 self.node.ownership.replicate(s)
             elif not s.terminal:
                 heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, conn))
 
         log.info("presence.reenter", connection_id=conn, channels=len(own.channels))
+        self._reentering.add(conn)
         self._emit(now_ms, conn, PresenceAction.ENTER, own.channels, then)
 
     def _settled(self, s: Session) -> None:

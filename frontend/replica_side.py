@@ -46,8 +46,9 @@ class ReplicaHost(Protocol):
 class ReplicaSide:
     """Serving Replicate and ReplicaSync into the host's copies."""
 
-    def __init__(self, host: ReplicaHost) -> None:
+    def __init__(self, host: ReplicaHost, release_if_done: Callable[[], None]) -> None:
         self.host = host
+        self._release_if_done = release_if_done  # QuorumHomes: ask the witness now if our zone is done
 
     def serve_replicate(
         self, now_ms: int, src: str, op: O.Replicate, reply: Callable[[bool, Any], None]
@@ -69,6 +70,8 @@ class ReplicaSide:
             return
         if op.committed is not None:
             copy.learn_committed(op.committed)
+        if self.host.view.zone_of(src) == self.host.config.zone:
+            copy.zone_only = True  # a degraded home may commit this entry on our copy alone
         copy.advance_presence()
         reply(True, entry.last_seq)
 
@@ -102,9 +105,14 @@ class ReplicaSide:
             return
         lg.synced_from = src
         # A home of our own zone copies here only when it has no other zone (a degraded home): this
-        # copy may hold entries no other zone has, and keeps our zone's place at the witness.
-        # A copy a draining frontend leaves (``copies_to_leave``) says whether it held such entries.
+        # copy may hold entries no other zone has, and keeps our zone's place at the witness. The
+        # sync says whether the log already holds such entries (a home's, or a copy a draining
+        # frontend leaves: ``copies_to_leave``); each entry the home sends after makes it so.
+        # Chaos seed 1883094701: a sync of the idle firehose from zone b's degraded home, nothing
+        # committed alone, kept zone b's place for good after the heal, as nobody acquired it.
         own_zone = self.host.view.zone_of(src) == self.host.config.zone
         lg.zone_only = own_zone and bool(op.log.get("zone_only", True))
         self.host.replicas[channel] = lg
         reply(True, lg.last_seq)
+        if held is not None and held.zone_only and not lg.zone_only:
+            self._release_if_done()  # a copy in another zone's home's name replaced ours

@@ -140,6 +140,7 @@ class Driver:
         self.t0 = t0
         self.applied: list[dict[str, Any]] = []
         self.anomalies: list[dict[str, Any]] = []
+        self.unsettled = ""  # what the last settle check found unsettled
         self.down: list[dict[str, Any]] = []  # {"node", "from", "to"}: a process not running
         self.separations: list[dict[str, Any]] = []  # {"from", "to", "side"}: a partition
         self.locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)  # one per daemon (_down_for)
@@ -241,15 +242,20 @@ class Driver:
             rec["settle_s"] = await self.settle(f.index)
 
     async def settle(self, index: int | None) -> float | None:
-        """Wait until every running daemon sees every other alive and each channel in use has one home
-        and a replica in the other zone; returns the seconds it took (None: it never did)."""
+        """Wait until every running daemon sees every other alive, each channel in use has one home
+        and a replica in the other zone, and no frontend keeps its zone's place at the witness (a
+        zone that committed alone has told the witness its entries are held across zones again):
+        until then the cluster is still recovering, and losing that zone is a second fault inside
+        the first one's recovery. Returns the seconds it took (None: it never did)."""
         start = trio.current_time()
+        self.unsettled = "the map did not converge"
         try:
             await self.cluster.wait_converged(within=SETTLE_TIMEOUT_S)
             with trio.fail_after(SETTLE_TIMEOUT_S):
                 await wait_until_async(self._placed)
         except trio.TooSlowError:
-            self.anomalies.append({"fault": index, "what": "the cluster did not settle", "at": self.now()})
+            what = {"what": "the cluster did not settle", "at": self.now(), "why": self.unsettled}
+            self.anomalies.append({"fault": index, **what})
             return None
         return round(trio.current_time() - start, 2)
 
@@ -257,18 +263,24 @@ class Driver:
         homes: dict[str, list[str]] = defaultdict(list)
         replicas: dict[str, list[str]] = defaultdict(list)
         for fe in self.cluster.frontends:
+            self.unsettled = f"{fe.name} is not running or does not answer /cluster"
             if not fe.running:
                 return False
             try:
                 view = await fe.get_json("/cluster")
             except (OSError, AssertionError, ValueError, trio.BrokenResourceError):
                 return False
+            if view.get("write", {}).get("witness_place"):
+                self.unsettled = f"{fe.name} keeps its zone's place at the witness"
+                return False
             for ch in view["channels"]["home"]:
                 homes[ch].append(fe.zone)
             for ch in view["channels"]["replica"]:
                 replicas[ch].append(fe.zone)
         in_use = [ch for ch in (*CHANNELS, FIREHOSE) if ch in homes or ch in replicas]
-        return all(len(homes[ch]) == 1 and any(z != homes[ch][0] for z in replicas[ch]) for ch in in_use)
+        bad = [ch for ch in in_use if len(homes[ch]) != 1 or not any(z != homes[ch][0] for z in replicas[ch])]
+        self.unsettled = f"not placed: {[(ch, homes[ch], replicas[ch]) for ch in bad]}"
+        return not bad
 
 
 def outages(

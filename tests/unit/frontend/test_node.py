@@ -524,3 +524,31 @@ def test_a_reauth_that_keeps_presence_subscribe_keeps_the_session_registered():
     c.session.identity = dataclasses.replace(c.session.identity, capability={"ch": frozenset({"publish"})})
     node.channel_modes.apply_capability(2, c.session)
     assert "ch" not in node.subscribers
+
+
+def test_a_secondary_back_in_the_map_gets_every_copy_again():
+    # Chaos seed 931193163 (FAULTS=100): zone a was lost and restarted; fe-b1's connections had their
+    # copies on zone a's frontends, which came back empty. With no other zone while zone a was away,
+    # their secondary stayed the dead node, and once it was alive again nothing re-wrote the copy
+    # (only a secondary *not* alive got a fresh one), so fe-b1's kill 0.6 s later left no copy
+    # anywhere: 80008 and a new connectionId within the TTL (discontinuity_within_ttl 9).
+    from kernel.placement import ClusterView, Peer
+
+    node = make_node(node_id="fe-a1", zone="a")
+    bus = RecordingBus()
+    node.channels.bus = bus
+
+    def view(b1_alive: bool) -> ClusterView:
+        return ClusterView({
+            "fe-a1": Peer(node_id="fe-a1", role="frontend", zone="a"),
+            "fe-b1": Peer(node_id="fe-b1", role="frontend", zone="b", alive=b1_alive),
+        })
+
+    node.apply_view(0, view(True))
+    c = Client(node, 0)
+    c.session.secondary = "fe-b1"
+    c.attach(0, "ch")
+    node.apply_view(1, view(False))  # fe-b1 lost: no other zone to copy to
+    bus.pushes.clear()
+    node.apply_view(2, view(True))  # back, restarted with no copies
+    assert [p for p, op, _ in bus.pushes if op == "session_put"] == ["fe-b1"]

@@ -546,3 +546,54 @@ def test_a_draining_node_leaves_no_member_after_the_linger():
     node.presence.draining = False  # (a node that stays, e.g. a drain that was called off)
     node.tick(100 + 4 * LINGER + 2_000)
     assert events(b.recv()) == [(LEAVE, "alice")]
+
+
+def test_the_clients_enter_during_the_servers_reentry_is_an_update():
+    # Chaos seed 607435835: a connection came back (90003: its channels' serials were gone) while
+    # the server's re-entry of its member was still being numbered; the SDK re-entered the member
+    # after the non-resumed attach, and observers saw ENTER then ENTER with no leave between.
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    node.transport_lost(100, a.session, a.outlet)
+    node.tick(100 + LINGER)
+    node.tick(100 + 2 * LINGER)
+    assert events(b.recv()) == [(ENTER, "alice"), (LEAVE, "alice")]
+    held = []
+    real_publish = node.presence._publish
+
+    def holding(now, conn, channel, msg_serial, events_, done):
+        held.append((now, conn, channel, msg_serial, events_, done))
+
+    node.presence._publish = holding  # the home answers late
+    r = a.resume(100 + 3 * LINGER)
+    r.msg_serial = a.msg_serial
+    r.presence(100 + 3 * LINGER + 5, "room", ENTER)  # the SDK's own re-entry
+    node.presence._publish = real_publish
+    for now, conn, channel, msg_serial, events_, done in held:
+        real_publish(now, conn, channel, msg_serial, events_, done)
+    assert events(b.recv()) == [(ENTER, "alice"), (UPDATE, "alice")]
+
+
+def test_our_own_leave_fanned_out_after_the_reentry_is_not_answered_with_another_enter():
+    # Chaos seed 1189035642: fe-b1's linger leave of sub25 was numbered, the client resumed and the
+    # re-entry completed, and only then did the leave's fan-out reach fe-b1: taken for a stale leave
+    # of a live member (presence.stale_leave_reentered), it entered sub25 a second time.
+    node = make_node()
+    a, b = Client(node, clientId="alice"), Client(node, clientId="bob")
+    for c in (a, b):
+        c.attach(1, "room")
+        c.recv()
+    a.presence(2, "room", ENTER)
+    node.transport_lost(100, a.session, a.outlet)
+    node.tick(100 + LINGER)
+    frames = b.recv()
+    [leave] = [p for f in frames if f.action is Action.PRESENCE for p in f.presence if p["action"] == LEAVE]
+    r = a.resume(100 + LINGER + 500)
+    assert events(b.recv()) == [(ENTER, "alice")]
+    node.presence.copy_watches.entry_seen(100 + LINGER + 600, "room", [dict(leave)])  # the late fan-out
+    assert events(b.recv()) == []
+    assert r.session.presence.channels["room"]["alice"]
