@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import continuity as client  # noqa: E402
+from bench import failover_stages  # noqa: E402
 from kernel.placement import rendezvous_order  # noqa: E402
 from tests.support.cluster import LocalCluster, run_cluster  # noqa: E402
 from tests.support.procs import API_KEY  # noqa: E402
@@ -311,6 +312,39 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+Spy = tuple[str, subprocess.Popen[bytes], Path]
+
+
+def profile_start(args: argparse.Namespace, pids: dict[str, int]) -> list[Spy]:
+    """``--profile DIR``: ``py-spy record`` on every surviving process from just before the kill."""
+    if not args.profile:
+        return []
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for name, pid in pids.items():
+        raw = out / f"{name}.raw"
+        cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--duration"]
+        cmd += [str(args.profile_s), "--rate", "100", "--nonblocking", "--format", "raw"]
+        cmd += ["--output", str(raw)]
+        spies.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw))
+    return spies
+
+
+async def profile_stop(spies: list[Spy]) -> dict[str, str]:
+    """Wait for the profilers (they stop after ``--profile-s``); the raw stacks' paths."""
+    out = {}
+    for name, proc, raw in spies:
+        try:
+            await trio.to_thread.run_sync(lambda: proc.wait(timeout=60))  # noqa: B023
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if raw.exists():
+            out[name] = str(raw)
+    return out
+
+
 def choose_victim(owners: Counter[str], publisher_server: str, homes: dict[str, str], policy: str) -> str:
     """The frontend to kill: ``most`` owns the most subscribers (not the publisher's frontend if another
     owns any); ``most-not-home`` the same among frontends that are no channel's home (if any); ``home``
@@ -430,6 +464,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             zones_after_kill = sorted(
                 {fe.zone for fe in cluster.frontends if fe.running and fe.name != victim}
             )
+            spies = profile_start(args, {k: v for k, v in pids.items() if k != victim and k != "bench"})
+            cpu_kill = {k: cpu_seconds(pid) for k, pid in pids.items() if k != victim}
             kill_t = time.time()
             await cluster.kill(victim)
             note(f"killed {victim} (owner of {owners[victim]}); waiting for catch-up")
@@ -468,6 +504,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 max(0.0, remaining),
             )
             phases["failover_wait_s"] = round(time.time() - kill_t, 2)
+            span = phases["failover_wait_s"]
+            cpu_failover = {k: round((cpu_seconds(pids[k]) - c) / span, 2) for k, c in cpu_kill.items()}
+            profiles = await profile_stop(spies)
             note(f"catch-up wait over after {phases['failover_wait_s']} s; draining")
             await trio.sleep(args.tail)
             pub.stop.set()
@@ -509,8 +548,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "the machine is overloaded, and the failover figures include that backlog"
         )
     out["cpu_cores_busy_during_warmup"] = cpu_warmup | {"total": round(sum(cpu_warmup.values()), 2)}
+    out["cpu_cores_busy_kill_to_caught_up"] = cpu_failover | {"total": round(sum(cpu_failover.values()), 2)}
+    if profiles:
+        out["profiles"] = profiles
     out["kill_t"] = kill_t
     out["log_timeline_after_kill"] = log_timeline(workdir, kill_t, victim)
+    out |= failover_stages.stages(workdir, kill_t, victim, results)
     out["wall_s"] = round(time.monotonic() - wall0, 2)
     out["cpus"] = os.cpu_count()
     out["definition"] = DEFINITION
@@ -698,6 +741,10 @@ def main() -> None:
         help="frontend to kill: 'most' (default: the one owning most subscribers, not the publisher's), "
         "'most-not-home' (same, but no channel's home, if possible), 'home' (the channel home), or a name",
     )
+    p.add_argument(
+        "--profile", metavar="DIR", help="py-spy every surviving process from the kill; raw stacks in DIR"
+    )
+    p.add_argument("--profile-s", type=int, default=8, help="seconds of --profile sampling (default 8)")
     p.add_argument("--workdir", help="keep node logs here (default: a temp dir)")
     p.add_argument(
         "--keep",

@@ -38,6 +38,7 @@ from frontend.rest.history import LogHistory
 from frontend.rest.service import RestService
 from frontend.ticker import Ticker
 from frontend.websocket import run_websocket
+from kernel.accept import serve_listeners
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.http import Handover, forwarded, header, is_websocket, read_body, respond, serve_http
 from kernel.tls import wrap_listeners
@@ -317,7 +318,7 @@ async def serve(
         await nursery.start(door.outflow.run)
         if cluster is not None:
             await nursery.start(cluster.run, port, admin_port)
-        await nursery.start(partial(trio.serve_listeners, door.handle, wrap_listeners(listeners, tls)))
+        await nursery.start(partial(serve_listeners, door.handle, wrap_listeners(listeners, tls)))
         if cfg.port_file:
             # The client port, then the admin listener's port when there is one.
             ports = f"{port}\n" + (f"{admin_port}\n" if admin_port is not None else "")

@@ -29,6 +29,7 @@ import h11
 import structlog
 import trio
 
+from kernel.accept import serve_listeners
 from kernel.http import is_websocket, peer_of, read_body, serve_http
 from kernel.keys import KeySigner
 from kernel.quorum import MAC_HEADER, WITNESS_PATH
@@ -290,7 +291,7 @@ async def serve(router: Router, *, task_status: trio.TaskStatus[int] = trio.TASK
                 admin_listeners = await trio.open_tcp_listeners(cfg.admin_port, host=cfg.admin_host)
                 router.admin_port = admin_listeners[0].socket.getsockname()[1]
                 await nursery.start(partial(trio.serve_listeners, router.admin.handle, admin_listeners))
-            await nursery.start(partial(trio.serve_listeners, door.handle, wrap_listeners(listeners, tls)))
+            await nursery.start(partial(serve_listeners, door.handle, wrap_listeners(listeners, tls)))
             if cfg.port_file:
                 # The client port, then the admin listener's port when there is one.
                 ports = f"{port}\n" + (f"{router.admin_port}\n" if router.admin_port is not None else "")
