@@ -181,9 +181,16 @@ class Retries:
     def take_due(self, now_ms: int) -> list[Callable[[int], None]]:
         if self._next is None or self._next > now_ms:
             return []
-        due = [fn for at, fn in self._items if at <= now_ms]
-        self._items = [r for r in self._items if r[0] > now_ms]
-        self._next = min((r[0] for r in self._items), default=None)
+        due, keep, nxt = [], [], None
+        for item in self._items:  # one pass: the cores take due retries many times a second
+            at = item[0]
+            if at <= now_ms:
+                due.append(item[1])
+            else:
+                keep.append(item)
+                if nxt is None or at < nxt:
+                    nxt = at
+        self._items, self._next = keep, nxt
         return due
 
     def next_deadline(self) -> int | None:

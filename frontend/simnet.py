@@ -197,9 +197,6 @@ class SimBus:
     def heard_from(self, peer: str) -> None:
         self.addresses.add(peer)
 
-    def _clock(self) -> None:
-        self.node.channels.now_ms = self.net.sched.now
-
     def fail_pending(self, peer: str, reason: str) -> None:
         for req_id, p in list(self._pending.items()):
             if p.peer == peer and self._pending.pop(req_id, None) is not None:
@@ -209,7 +206,7 @@ class SimBus:
         """Run an input of this node (if its process still lives) with the clock set."""
         if self.net.buses.get(self.node_id) is not self:
             return
-        self._clock()
+        self.node.channels.now_ms = self.net.sched.now
         fn()
         self.net.after_input(self.node_id)
 
