@@ -261,6 +261,7 @@ class Cluster:
             remaining_homes=len(node.channels.homes),
             copies_lost=drain.copies_lost,
         )
+        await self.witness.leave()  # release our zone's witness place before we leave the map
         await member.leave()
 
 def _nothing() -> None:

@@ -16,7 +16,10 @@ truth in ``sim.py``), so that no router sends it new work and placement names ot
    (``SessionPut``) on its secondary, else on a live frontend of another zone, else of this zone.
    Every channel copy it holds goes to that channel's next home and replica (``ReplicaSync``,
    ``ChannelService.copies_to_leave``). ``finished()`` is called once each session copy was
-   acknowledged or every candidate refused it, and each channel copy was answered.
+   acknowledged or every candidate refused it, and each channel copy was answered. A copy another
+   zone acknowledged no longer lives in our zone alone; then the node asks for no grant any more
+   and releases its zone's place at the witness unless it still holds zone-only entries
+   (``QuorumHomes.leave``): the driver sends that release before it leaves the map.
 
 Pure, like ``takeover.py``: time comes in, peers are reached through the non-blocking ``Bus`` and a
 copy continues in its reply callback. The driver calls ``step(now)`` after every input that may end
@@ -141,13 +144,20 @@ class Drain:
             self._done()
 
     def _leave_log_copy(self, peer: str, op: O.ReplicaSync) -> None:
+        channels = self.node.channels
+
         def answered(ok: bool, res: Any) -> None:
             if not ok:  # refused by a home, or a holder of more: nothing to leave there
                 reason = res.reason if isinstance(res, O.Refused) else str(res)
                 log.info("channel.copy_not_left", channel=op.channel, peer=peer, reason=reason)
+            elif channels.view.zone_of(peer) != self.node.config.zone:
+                # Another zone holds what we sent: none of it lives in our zone alone any more.
+                copy = channels.replicas.get(op.channel)
+                if copy is not None and copy.epoch == op.log["epoch"] and copy.last_seq <= op.log["last_seq"]:
+                    copy.zone_only = False
             self._copied()
 
-        bus = self.node.channels.bus
+        bus = channels.bus
         assert bus is not None
         bus.request(peer, op, answered, COPY_RPC_TIMEOUT_S)
 
@@ -179,4 +189,5 @@ class Drain:
     def _done(self) -> None:
         if self.phase is not Phase.DONE:
             self.phase = Phase.DONE
+            self.node.channels.zone_quorum.leave()  # release our zone's witness place, if done with
             self.finished()

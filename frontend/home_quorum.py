@@ -146,6 +146,7 @@ class QuorumHomes:
         # last refused us (the request's send time) because another zone holds its grant.
         self._minority_since: int | None = None
         self._refused_ms: dict[str, int] = {}
+        self.leaving = False  # a drain is done: no grant is needed any more, only a release
 
     # -- reading the quorum ---------------------------------------------------------
     def remember_zones(self, view: ClusterView) -> None:
@@ -242,7 +243,7 @@ class QuorumHomes:
         commits with no copy at all (the only frontend of its zone left)."""
         state = self.quorum(now_ms)
         holding = self.holding_zone_only()
-        need = state.wants_grant
+        need = state.wants_grant and not self.leaving
         if not need and not holding:
             # About to release (or nothing to ask): stop counting our grants first, so that no
             # home goes on alone on a grant the witness is being told we no longer hold.
@@ -454,6 +455,16 @@ class QuorumHomes:
         on every channel zone a re-homed, though zone a held every entry."""
         if self._asked_grant and not self.holding_zone_only():
             self.host.witness_poke()
+
+    def leave(self) -> None:
+        """A drain is done (its homes handed over, its copies left): this process needs no grant any
+        more, and asks the witness now to release our zone's place unless it still holds entries
+        only our zone has. Chaos seed 666654006 (issue 18): fe-b2 drained holding zone b's place, the
+        witness forgot it as gone, and fe-b1, drained and restarted, was taken for a holder restart:
+        zone b's data reported lost, new epochs on every channel zone a re-homed (90003 within the
+        TTL). The driver sends this release before the process leaves the map (``cluster.py``)."""
+        self.leaving = True
+        self.host.witness_poke()
 
     def witness_place(self) -> bool:
         """The witness may still keep our zone's place for us: we hold entries only our zone has,

@@ -377,7 +377,7 @@ class World:
                         self._stop(n)
             case "drain":
                 if f.target in self.nodes and f.target not in self.draining:
-                    drain(self, f.target)
+                    drain(self, f.target, ask_witness if self.cfg.witness else None)
             case "tunnel_cut":
                 self.clients[int(f.target[1:])].cut()
             case "link_reset":

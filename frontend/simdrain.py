@@ -3,12 +3,14 @@
 The node is marked draining (its own map at once, the others' after their delay); then the same
 ``Drain`` that ``Cluster.drain`` runs hands its homes over, cuts its clients and leaves copies of
 what remains, stepped as an input of the node at its deadlines (and every ``POLL_MS``, for the homes
-and sessions going away); when it has finished, the process exits.
+and sessions going away); when it has finished, it releases its zone's witness place (with a
+witness) and the process exits.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from frontend.drain import Drain, Phase
 from frontend.simworld import SimWorld
@@ -36,7 +38,9 @@ class DrainWorld(SimWorld, Protocol):
     def _stop(self, node_id: str) -> None: ...
 
 
-def drain(world: DrainWorld, node_id: str) -> None:
+def drain(world: DrainWorld, node_id: str, last_word: Callable[[Any, str], None] | None = None) -> None:
+    """``last_word``: the driver's release to the witness once the drain is done (``ask_witness``,
+    as ``WitnessClient.leave``); the process leaves once its answer could have come (issue 18)."""
     node = world.nodes[node_id]
     world.draining.add(node_id)
     node.presence.draining = True
@@ -60,8 +64,15 @@ def drain(world: DrainWorld, node_id: str) -> None:
         later = world.sched.now + POLL_MS
         world.sched.at(later if due is None else min(due, later), poll)
 
+    def finished() -> None:
+        if last_word is None:
+            world._stop(node_id)
+            return
+        last_word(world, node_id)
+        world.sched.at(world.sched.now + 2 * world.client_latency_ms[1] + 1, lambda: world._stop(node_id))
+
     def start() -> None:
-        d = Drain(node, world.sched.now, propagate_ms=PROPAGATE_MS, finished=lambda: world._stop(node_id))
+        d = Drain(node, world.sched.now, propagate_ms=PROPAGATE_MS, finished=finished)
         started.append(d)
         schedule(d)
 

@@ -76,6 +76,7 @@ class WitnessClient:
         # Zone a was then lost, zone b was refused a grant until fe-a1 restarted, and that restart
         # was taken for the loss of zone a's data: 102 discontinuity_within_ttl.
         self.in_flight: set[str] = set()
+        self.settled = trio.Event()  # a request in flight was answered (or gave up)
 
     def poke(self) -> None:
         """The cluster map changed: look again now."""
@@ -96,11 +97,29 @@ class WitnessClient:
                     await self.changed.wait()
                 self.changed = trio.Event()
 
+    async def leave(self) -> None:
+        """A drain is done (``QuorumHomes.leave``): tell every witness router now, and wait for the
+        answers (bounded), before the process leaves the map; a release sent after it would never
+        come, and the witness would take our next process for a holder restart (issue 18)."""
+        with trio.move_on_after(2 * ASK_TIMEOUT_S + 0.5):
+            while self.in_flight:  # one request per router at a time: let the last one answer
+                self.settled = trio.Event()
+                await self.settled.wait()
+            ask = self.node.channels.witness_request(wall_ms())
+            if ask is None:
+                return
+            routers, need, holding, alone = ask
+            async with trio.open_nursery() as nursery:
+                for router in routers:
+                    self.in_flight.add(router)
+                    nursery.start_soon(self._ask, router, need, holding, alone)
+
     async def _ask(self, router: str, need: bool, holding: bool, alone: bool) -> None:
         try:
             await self._ask_once(router, need, holding, alone)
         finally:
             self.in_flight.discard(router)
+            self.settled.set()
 
     async def _ask_once(self, router: str, need: bool, holding: bool, alone: bool) -> None:
         channels = self.node.channels

@@ -32,6 +32,13 @@ class FakePlacement:
         return {"ch1": "fe-b1", "ch2": "fe-a1"}.get(name, "fe-a2")
 
 
+class FakeQuorum:
+    left = False
+
+    def leave(self) -> None:
+        self.left = True
+
+
 @dataclass
 class FakeChannels:
     bus: FakeBus
@@ -39,6 +46,8 @@ class FakeChannels:
     homes: dict[str, object] = field(default_factory=dict)
     placement: FakePlacement = field(default_factory=FakePlacement)
     log_copies: list[tuple[str, O.ReplicaSync]] = field(default_factory=list)
+    zone_quorum: FakeQuorum = field(default_factory=FakeQuorum)
+    replicas: dict[str, object] = field(default_factory=dict)
 
     def copies_to_leave(self) -> list[tuple[str, O.ReplicaSync]]:
         return list(self.log_copies)
@@ -124,6 +133,7 @@ def test_a_node_with_nothing_left_finishes_at_once() -> None:
     finished: list[int] = []
     Drain(node, 0, propagate_ms=0, finished=lambda: finished.append(1))
     assert finished == [1] and node.channels.bus.requests == []
+    assert node.channels.zone_quorum.left  # it asks the witness to release its zone's place
 
 
 def test_channel_copies_go_to_their_next_holders_and_the_drain_waits_for_each_answer() -> None:

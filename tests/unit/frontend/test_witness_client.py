@@ -153,3 +153,37 @@ async def test_a_witness_that_resets_the_connection_is_unreachable_and_the_clien
                 client.poke()
             nursery.cancel_scope.cancel()
     assert witness.resets >= 2 and not channels.applied
+
+
+async def test_a_drained_node_releases_before_it_leaves_after_the_request_in_flight() -> None:
+    # Issue 18 (chaos seed 666654006): a drained frontend left the map still holding its zone's place
+    # at the witness; its release would have come with the next renewal, after it had gone.
+    # ``WitnessClient.leave`` (the drain's driver awaits it) sends it now and waits for the answer.
+    witness = FakeWitness()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            serve = functools.partial(trio.serve_tcp, witness.serve, 0, host="127.0.0.1")
+            [listener] = await nursery.start(serve)
+            port = listener.socket.getsockname()[1]
+            channels = Channels(f"127.0.0.1:{port}")
+            node = SimpleNamespace(
+                channels=channels, config=SimpleNamespace(node_id="fe-b1", zone="b"), wake=lambda: None
+            )
+            client = WitnessClient(node, "secret")  # type: ignore[arg-type]
+            nursery.start_soon(client.run)
+            await witness.got.wait()  # a grant request in flight, its answer held
+            channels.need = False  # the drain is done: nothing needed any more
+            left = trio.Event()
+
+            async def leave() -> None:
+                await client.leave()
+                left.set()
+
+            nursery.start_soon(leave)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(witness.requests) == 1 and not left.is_set()  # it waits for the one in flight
+            witness.hold_first.set()
+            await left.wait()
+            assert [r["need"] for r in witness.requests[:2]] == [True, False]
+            assert channels.applied[:2] == [(True, True), (False, False)]  # answered before leaving
+            nursery.cancel_scope.cancel()
