@@ -65,6 +65,7 @@ ROUTERS = (("rt1", "a"), ("rt2", "b"))  # the clients' routers, and the router f
 WITNESS = ("rt-w", "w")
 ZONES = ["a", "b", WITNESS[1]]  # every zone: the frontends' and the witness's votes
 SETTLE_TIMEOUT_S = 60.0
+CLUSTER_GET_TIMEOUT_S = 2.0  # one /cluster answer; the settle asks again until SETTLE_TIMEOUT_S
 TAIL_S = 3.0
 ANSWER_TIMEOUT_S = 30.0
 CATCH_UP_TIMEOUT_S = 40.0
@@ -266,9 +267,14 @@ class Driver:
             self.unsettled = f"{fe.name} is not running or does not answer /cluster"
             if not fe.running:
                 return False
-            try:
-                view = await fe.get_json("/cluster")
-            except (OSError, AssertionError, ValueError, trio.BrokenResourceError):
+            view = None
+            with trio.move_on_after(CLUSTER_GET_TIMEOUT_S):  # a stalled daemon must not hang the settle
+                try:
+                    view = await fe.get_json("/cluster")
+                except (OSError, AssertionError, ValueError, trio.BrokenResourceError):
+                    return False
+            if view is None:
+                self.unsettled = f"{fe.name} did not answer /cluster within {CLUSTER_GET_TIMEOUT_S} s"
                 return False
             if view.get("write", {}).get("witness_place"):
                 self.unsettled = f"{fe.name} keeps its zone's place at the witness"
