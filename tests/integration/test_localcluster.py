@@ -6,7 +6,7 @@ developer's `.cluster/` nor with a running `make run`. Every wait is a deadline-
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 import tomllib
@@ -27,13 +27,12 @@ DEAD_WITHIN_S = 10.0
 ALL_NODES = {"rt1", "rt2", "fe-a1", "fe-a2", "fe-b1", "fe-b2"}
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("localcluster", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+def load_script(name: str = "localcluster") -> ModuleType:
+    """``deploy/<name>.py``, imported as the script imports its modules: by plain name, from deploy/
+    (a folder of scripts, not a package)."""
+    if str(SCRIPT.parent) not in sys.path:
+        sys.path.append(str(SCRIPT.parent))
+    return importlib.import_module(name)
 
 
 async def cli(state_dir: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
@@ -106,7 +105,7 @@ async def test_up_kill_start_down(tmp_path: Path) -> None:
 
 
 def test_configs_are_shifted_and_round_trip() -> None:
-    lc = load_script()
+    lc = load_script("localcluster_nodes")
     specs = {s.name: s for s in lc.topology(1000)}
     assert set(specs) == ALL_NODES
     fe = specs["fe-b2"]
@@ -117,7 +116,7 @@ def test_configs_are_shifted_and_round_trip() -> None:
 
 
 def test_convergence_problems_name_the_silent_and_the_unseen() -> None:
-    lc = load_script()
+    lc = load_script("localcluster_map")
     alive = [{"node_id": n, "status": "alive"} for n in ("a", "b")]
     assert lc.convergence_problems(["a", "b"], {"a": alive, "b": alive}) == []
     problems = lc.convergence_problems(
