@@ -25,22 +25,22 @@ every worker reported), or always with ``--keep``; a missed latency goal alone
 does not keep it.
 """
 
+# The run, its options and DEFINITION are here; the publisher and the subscriber workers are in
+# failover_load.py, the homes, the victim, CPU and profiles in failover_cluster.py, the figures and the
+# log timeline in failover_analysis.py, where the time goes (stages_s) in failover_stages.py.
+
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,20 +49,24 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import continuity as client  # noqa: E402
 from bench import failover_stages  # noqa: E402
-from kernel.placement import rendezvous_order  # noqa: E402
-from tests.support.cluster import LocalCluster, run_cluster  # noqa: E402
-from tests.support.procs import API_KEY  # noqa: E402
-from tests.support.streams import FAST_BACKOFF, parse_serial  # noqa: E402
+from bench.failover_analysis import analyse, log_timeline, percentiles  # noqa: E402
+from bench.failover_cluster import (  # noqa: E402
+    choose_victim,
+    cpu_seconds,
+    homes,
+    profile_start,
+    profile_stop,
+    settle_homes,
+)
+from bench.failover_load import Publish, Publisher, WorkerProc, start_workers, stop_workers  # noqa: E402
+from tests.support.cluster import run_cluster  # noqa: E402
+from tests.support.streams import parse_serial  # noqa: E402
 
-WORKER = Path(__file__).resolve().parent / "failover_worker.py"
 CHANNEL_PREFIX = "bench:failover:"  # as in failover_worker.py
-PUBLISH_WINDOW = 64  # publishes in flight at once
 READY_TIMEOUT = 180.0  # s for every subscriber to connect; plus READY_PER_CLIENT each beyond 1,000
 READY_PER_CLIENT = 0.15
 RESULT_TIMEOUT = 60.0
-GOAL_P99_S = 2.0
 # --frontends: name -> (frontends started with the cluster, spares started after the subscribers connected,
 # how many of the spares to start: "all", or "victim" for the one in the victim's zone).
 # - "4": two per zone from the start (an owner of N connections needs ~4N clients).
@@ -79,7 +83,6 @@ TOPOLOGIES: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], 
     "2+2": ((("fe-a1", "a"), ("fe-b1", "b")), SPARES, "all"),
 }
 HOMES_SETTLE_TIMEOUT = 30.0  # s for every channel's home to move where the map with the spares puts it
-LOG_EVENT_PREFIXES = ("connection.", "route.", "channel.", "member.suspect", "member.dead", "peer.link_lost")
 
 DEFINITION = " ".join(
     [
@@ -107,289 +110,6 @@ DEFINITION = " ".join(
 def note(msg: str) -> None:
     """A progress line on stderr (stdout carries the JSON)."""
     print(f"[{time.strftime('%H:%M:%S')}] failover: {msg}", file=sys.stderr, flush=True)
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    """Nearest-rank p50/p99/max, rounded to ms; ``inf`` entries (never caught up) come out as None."""
-    if not values:
-        return {"p50": None, "p99": None, "max": None}
-    ordered = sorted(values)
-
-    def rank(q: float) -> float | None:
-        v = ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-        return None if math.isinf(v) else round(v, 3)
-
-    return {"p50": rank(0.50), "p99": rank(0.99), "max": rank(1.0)}
-
-
-# ---------------------------------------------------------------------------------------------- publisher
-
-
-@dataclass
-class Publish:
-    n: int
-    channel: str
-    sent_t: float
-    ack_t: float | None = None
-    serial: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class Publisher:
-    """Publishes ``{"n": i}`` at ``rate``/s, message i on channel i % len(channels), a window in flight."""
-
-    channels: list[str]
-    rate: float
-    records: list[Publish] = field(default_factory=list)
-    stop: trio.Event = field(default_factory=trio.Event)
-    server: str = ""
-
-    async def run(self, url: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with client.connect(url, key=API_KEY, backoff=FAST_BACKOFF, echo=False) as conn:
-            self.server = str(conn.details.get("serverId", "")).removeprefix("continuity.")
-            chans = [conn.channel(c) for c in self.channels]
-            for ch in chans:
-                await ch.attach()
-            task_status.started()
-            window = trio.Semaphore(PUBLISH_WINDOW)
-            async with trio.open_nursery() as nursery:
-                start = trio.current_time()
-                n = 0
-                while not self.stop.is_set():
-                    with trio.move_on_at(start + n / self.rate):
-                        await self.stop.wait()
-                    if self.stop.is_set():
-                        break
-                    await window.acquire()
-                    rec = Publish(n=n, channel=self.channels[n % len(chans)], sent_t=time.time())
-                    self.records.append(rec)
-                    nursery.start_soon(self._one, chans[n % len(chans)], rec, window)
-                    n += 1
-
-    async def _one(self, ch: client.Channel, rec: Publish, window: trio.Semaphore) -> None:
-        try:
-            [serial] = await ch.publish("n", {"n": rec.n, "t": rec.sent_t})
-            rec.serial, rec.ack_t = serial, time.time()
-        except (client.ClientError, trio.TooSlowError) as exc:
-            rec.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            window.release()
-
-    def acked(self, channel: str) -> list[Publish]:
-        return [r for r in self.records if r.channel == channel and r.serial is not None]
-
-
-# ---------------------------------------------------------------------------------------------- workers
-
-
-class WorkerProc:
-    """A ``failover_worker.py`` subprocess: commands as JSON lines on stdin, reports on stdout."""
-
-    def __init__(self, proc: trio.Process) -> None:
-        self.proc = proc
-        self.ready: dict[str, Any] | None = None
-        self.result: dict[str, Any] | None = None
-        self.progress: dict[str, Any] | None = None
-        self.got_ready = trio.Event()
-        self.got_result = trio.Event()
-
-    async def read(self) -> None:
-        assert self.proc.stdout is not None
-        buf = b""
-        while chunk := await self.proc.stdout.receive_some(1 << 20):
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                msg = json.loads(line)
-                if msg["type"] == "ready":
-                    self.ready = msg
-                    self.got_ready.set()
-                elif msg["type"] == "progress":
-                    self.progress = msg
-                elif msg["type"] == "result":
-                    self.result = msg
-                    self.got_result.set()
-
-    async def send(self, obj: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        await self.proc.stdin.send_all(json.dumps(obj).encode() + b"\n")
-
-
-async def start_workers(
-    nursery: trio.Nursery, workdir: Path, url: str, args: argparse.Namespace
-) -> list[WorkerProc]:
-    base, extra = divmod(args.clients, args.procs)
-    per = [base + (1 if i < extra else 0) for i in range(args.procs)]
-    workers, first = [], 0
-    for i, count in enumerate(per):
-        if count == 0:
-            continue
-        err = open(workdir / f"worker{i}.err", "ab")  # noqa: ASYNC230 (handed to the child)
-        try:
-            proc = await trio.lowlevel.open_process(
-                [
-                    sys.executable,
-                    str(WORKER),
-                    "--url",
-                    url,
-                    "--count",
-                    str(count),
-                    "--first",
-                    str(first),
-                    "--channels",
-                    str(args.channels),
-                    "--drain",
-                    str(args.drain),
-                    "--seed",
-                    str(args.seed),
-                    *(["--dump-times"] if args.keep else []),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                cwd=str(ROOT),
-            )
-        finally:
-            err.close()
-        w = WorkerProc(proc)
-        workers.append(w)
-        nursery.start_soon(w.read)
-        first += count
-    return workers
-
-
-async def stop_workers(workers: list[WorkerProc]) -> None:
-    with trio.CancelScope(shield=True):
-        for w in workers:
-            if w.proc.returncode is None:
-                w.proc.kill()
-            with trio.move_on_after(5):
-                await w.proc.wait()
-
-
-# ---------------------------------------------------------------------------------------------- the run
-
-
-async def homes(cluster: LocalCluster) -> dict[str, str]:
-    """channel -> the running frontend that is its home."""
-    out = {}
-    for fe in cluster.frontends:
-        if fe.running:
-            for ch in (await fe.get_json("/cluster"))["channels"]["home"]:
-                out[ch] = fe.name
-    return out
-
-
-async def settle_homes(
-    cluster: LocalCluster, channels: list[str], within: float
-) -> tuple[dict[str, list[str]], bool]:
-    """Wait (at most ``within`` s) until each channel is home on exactly one running frontend, the first
-    of its rendezvous order over the running frontends (the placement every daemon computes once the
-    spares joined). Returns (channel -> the frontends claiming it at the end, whether that happened)."""
-    running = [fe.name for fe in cluster.frontends if fe.running]
-    want = {ch: rendezvous_order(ch, running)[0] for ch in channels}
-    claims: dict[str, list[str]] = {}
-    with trio.move_on_after(within):
-        while True:
-            claims = {ch: [] for ch in channels}
-            for fe in cluster.frontends:
-                if fe.running:
-                    for ch in (await fe.get_json("/cluster"))["channels"]["home"]:
-                        claims.setdefault(ch, []).append(fe.name)
-            if all(claims[ch] == [want[ch]] for ch in channels):
-                return claims, True
-            await trio.sleep(0.1)
-    return claims, False
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-Spy = tuple[str, subprocess.Popen[bytes], Path]
-
-
-def profile_start(args: argparse.Namespace, pids: dict[str, int]) -> list[Spy]:
-    """``--profile DIR``: ``py-spy record`` on every surviving process from just before the kill."""
-    if not args.profile:
-        return []
-    out = Path(args.profile)
-    out.mkdir(parents=True, exist_ok=True)
-    spies = []
-    for name, pid in pids.items():
-        raw = out / f"{name}.raw"
-        cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--duration"]
-        cmd += [str(args.profile_s), "--rate", "100", "--nonblocking", "--format", "raw"]
-        cmd += ["--output", str(raw)]
-        spies.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw))
-    return spies
-
-
-async def profile_stop(spies: list[Spy]) -> dict[str, str]:
-    """Wait for the profilers (they stop after ``--profile-s``); the raw stacks' paths."""
-    out = {}
-    for name, proc, raw in spies:
-        try:
-            await trio.to_thread.run_sync(lambda: proc.wait(timeout=60))  # noqa: B023
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if raw.exists():
-            out[name] = str(raw)
-    return out
-
-
-def choose_victim(owners: Counter[str], publisher_server: str, homes: dict[str, str], policy: str) -> str:
-    """The frontend to kill: ``most`` owns the most subscribers (not the publisher's frontend if another
-    owns any); ``most-not-home`` the same among frontends that are no channel's home (if any); ``home``
-    the home of the first channel; anything else is a node name."""
-    if policy not in ("most", "most-not-home", "home"):
-        return policy
-    if policy == "home":
-        return homes[min(homes)]
-    candidates = Counter({k: v for k, v in owners.items() if k and k != publisher_server}) or owners
-    if policy == "most-not-home":
-        candidates = Counter({k: v for k, v in candidates.items() if k not in homes.values()}) or candidates
-    return candidates.most_common(1)[0][0]
-
-
-def log_timeline(workdir: Path, kill_t: float, victim: str) -> dict[str, dict[str, Any]]:
-    """From the nodes' JSON logs: for each takeover/route/channel/membership event logged after kill_t,
-    how many there were and when the first and last came (s after kill_t), and on which nodes."""
-    spans: dict[str, dict[str, Any]] = {}
-    for path in sorted(workdir.glob("*.log")):
-        for line in path.read_text(errors="replace").splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                rec = json.loads(line)
-                event = rec["event"]
-                t = datetime.fromisoformat(rec["timestamp"].replace("Z", "+00:00")).timestamp()
-            except (ValueError, KeyError, TypeError):
-                continue
-            if t < kill_t or not event.startswith(LOG_EVENT_PREFIXES):
-                continue
-            if event.startswith("member.") and rec.get("name") != victim:
-                continue
-            if event == "route.decided":
-                event = f"route.decided:{rec.get('reason')}"
-            span = spans.setdefault(
-                event, {"count": 0, "first_s": t - kill_t, "last_s": t - kill_t, "nodes": []}
-            )
-            span["count"] += 1
-            span["first_s"] = min(span["first_s"], t - kill_t)
-            span["last_s"] = max(span["last_s"], t - kill_t)
-            if path.stem not in span["nodes"]:
-                span["nodes"].append(path.stem)
-    for span in spans.values():
-        span["first_s"], span["last_s"] = round(span["first_s"], 3), round(span["last_s"], 3)
-    return dict(sorted(spans.items(), key=lambda kv: kv[1]["first_s"]))
 
 
 async def wait_for(done: Callable[[], bool], within: float) -> bool:
@@ -568,116 +288,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         out["workdir"] = None
         shutil.rmtree(workdir, ignore_errors=True)
     return out
-
-
-def analyse(
-    args: argparse.Namespace,
-    pub: Publisher,
-    results: list[dict[str, Any]],
-    kill_t: float,
-    victim: str,
-    channel_homes: dict[str, str],
-    owners: Counter[str],
-    needed: dict[str, list[str]],
-) -> dict[str, Any]:
-    acked_by_channel = {ch: {r.serial for r in pub.acked(ch) if r.serial} for ch in pub.channels}
-    lost = dup = reordered = epoch_changes = unacked_received = 0
-    lost_samples: list[dict[str, Any]] = []
-    ids_changed = 0
-    failover: list[float] = []
-    reconnect: list[float] = []
-    others: list[float] = []
-    noticed: list[float] = []
-    affected = not_caught = not_reconnected = 0
-    for s in results:
-        received = {f"{ep}:{n}" for ep, runs in s["ranges"].items() for a, b in runs for n in range(a, b + 1)}
-        attach = parse_serial(s["attach"]) if s["attach"] else None
-        expected = {
-            x
-            for x in acked_by_channel[s["channel"]]
-            if attach is None or parse_serial(x)[0] != attach[0] or parse_serial(x)[1] > attach[1]
-        }
-        missing = expected - received
-        lost += len(missing)
-        if missing and len(lost_samples) < 5:
-            lost_samples.append(
-                {
-                    "client": s["i"],
-                    "id": s["first_id"],
-                    "server_at_kill": s.get("server_at_kill"),
-                    "lost": len(missing),
-                    "first": sorted(missing, key=parse_serial)[:5],
-                }
-            )
-        unacked_received += len(received - acked_by_channel[s["channel"]])
-        dup += s["dupes"]
-        reordered += s["reorders"]
-        epoch_changes += s["epoch_changes"]
-        changed = bool(s["first_id"]) and s["ids"] != [s["first_id"]]
-        ids_changed += changed
-        if s.get("server_at_kill") == victim:
-            affected += 1
-            noticed.append(math.inf if s.get("disconnected") is None else s["disconnected"] - kill_t)
-            ok_reconnect = s.get("reconnect_t") is not None and s.get("reconnect_id") == s["first_id"]
-            if ok_reconnect:
-                reconnect.append(s["reconnect_t"] - kill_t)
-            else:
-                not_reconnected += 1
-                reconnect.append(math.inf)
-            if ok_reconnect and not changed and s.get("caught_t") is not None:
-                failover.append(max(s["reconnect_t"], s["caught_t"]) - kill_t)
-            else:
-                not_caught += 1
-                failover.append(math.inf)
-        elif s.get("caught_t") is not None:
-            others.append(max(0.0, s["caught_t"] - kill_t))
-    fo = percentiles(failover)
-    nacks = [r for r in pub.records if r.error]
-    return {
-        "benchmark": "failover",
-        "frontends": args.frontends,
-        "clients": args.clients,
-        "clients_with_results": len(results),
-        "procs": args.procs,
-        "channels": args.channels,
-        "rate_per_s": args.rate,
-        "seed": args.seed,
-        "subscribers_per_frontend": dict(sorted(owners.items())),
-        "publisher_on": pub.server,
-        "channel_homes_at_kill": channel_homes,
-        "victim": victim,
-        "victim_was_home_of": sorted(ch for ch, fe in channel_homes.items() if fe == victim),
-        "affected_clients": affected,
-        "failover_to_caught_up_s": fo,
-        "reconnect_s": percentiles(reconnect),
-        "disconnect_noticed_s": percentiles(noticed),
-        "not_caught_up": not_caught,
-        "not_reconnected_same_id": not_reconnected,
-        "unaffected_caught_up_s": percentiles(others),
-        "needed_messages_per_channel": {ch: len(v) for ch, v in needed.items()},
-        "published": len(pub.records),
-        "acked": sum(1 for r in pub.records if r.serial),
-        "publish_failures": len(nacks),
-        "publish_failure_samples": [r.error for r in nacks[:3]],
-        "lost": lost,
-        "lost_samples": lost_samples,
-        "duplicated": dup,
-        "reordered": reordered,
-        "epoch_changes_seen": epoch_changes,
-        "received_but_not_acked": unacked_received,
-        "connection_ids_changed": ids_changed,
-        "goal": {
-            f"p99_s<={GOAL_P99_S:g}": fo["p99"] is not None and fo["p99"] <= GOAL_P99_S,
-            "lost==0": lost == 0,
-            "dup==0": dup == 0,
-        },
-        "correctness": {
-            "lost==0": lost == 0,
-            "duplicated==0": dup == 0,
-            "reordered==0": reordered == 0,
-            "connection_ids_changed==0": ids_changed == 0,
-        },
-    }
 
 
 async def run_until_signalled(args: argparse.Namespace) -> dict[str, Any]:
