@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.chaos import checker, nodelogs, tenures  # noqa: E402
-from bench.chaos.run import FRONTENDS, IDLE_MS, PRESENCE_LINGER_MS, TTL_MS  # noqa: E402
+from bench.chaos.config import FRONTENDS, IDLE_MS, PRESENCE_LINGER_MS, TTL_MS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,9 @@ that can explain the violations, and the command that replays just them). ``--wo
 daemons' logs and ``run.json`` (every publish and every receive log).
 """
 
+# Here: the run itself, the end-of-run checks (outages, catch-up) and the command line. The cluster's
+# shape, the clients and the fault targets are in config.py; applying the faults and settling in driver.py.
+
 from __future__ import annotations
 
 import argparse
@@ -40,253 +43,37 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.chaos import checker, nodelogs, schedule, tenures  # noqa: E402
-from bench.chaos.load import ChaosClient, ClientSpec  # noqa: E402
-from bench.chaos.net import ChaosNet, chaos_net  # noqa: E402
+from bench.chaos.config import (  # noqa: E402
+    DRAIN_TIMEOUT_S,
+    FRONTENDS,
+    IDLE_MS,
+    LONG_CUT_S,
+    OUTBOX_LIMIT,
+    PIPELINE,
+    PRESENCE_LINGER_MS,
+    ROUTERS,
+    TTL_MS,
+    WITNESS,
+    ZONES,
+    roster,
+    targets_for,
+)
+from bench.chaos.driver import Driver  # noqa: E402
+from bench.chaos.load import ChaosClient  # noqa: E402
+from bench.chaos.net import chaos_net  # noqa: E402
 from tests.support import netns  # noqa: E402
-from tests.support.cluster import LocalCluster, run_cluster  # noqa: E402
-from tests.support.streams import wait_until, wait_until_async  # noqa: E402
+from tests.support.cluster import run_cluster  # noqa: E402
+from tests.support.streams import wait_until  # noqa: E402
 from tests.support.tunnel import Tunnel  # noqa: E402
 
-# The chaos cluster's timing: a short TTL so that a cut longer than it is affordable.
-TTL_MS = 20_000  # the dedupe window (TTL + idle) must outlast a partition and its settling
-IDLE_MS = 1_000
-# Shorter than Ably's 15 s so that the faults exercise leaves and re-entries (cuts longer than it).
-PRESENCE_LINGER_MS = 5_000
-LONG_CUT_S = 23.0  # > TTL + idle (21 s): the server's connection state and channel retention expire
-OUTBOX_LIMIT = 32  # frames queued for a transport before it is cut as a slow consumer
-DRAIN_TIMEOUT_S = 6.0
-CHANNELS = ("chaos:0", "chaos:1", "chaos:2")
-FIREHOSE = "chaos:firehose"
-FRONTENDS = (("fe-b1", "b"), ("fe-a1", "a"), ("fe-a2", "a"), ("fe-b2", "b"))  # the first two are seeds
-ROUTERS = (("rt1", "a"), ("rt2", "b"))  # the clients' routers, and the router faults' targets
-# rt-w alone in zone w: the zone quorum's witness (kernel/quorum.py), so that a zone loss or a zone
-# partition leaves the other zone publishing (as deploy/local's rt2 in zone c). No client uses it and
-# no fault targets it, so a seed's schedule is what it was before the witness.
-WITNESS = ("rt-w", "w")
-ZONES = ["a", "b", WITNESS[1]]  # every zone: the frontends' and the witness's votes
-SETTLE_TIMEOUT_S = 60.0
-CLUSTER_GET_TIMEOUT_S = 2.0  # one /cluster answer; the settle asks again until SETTLE_TIMEOUT_S
 TAIL_S = 3.0
 ANSWER_TIMEOUT_S = 30.0
 CATCH_UP_TIMEOUT_S = 40.0
 ATTRIBUTE_GRACE_S = 5.0  # a disconnection starting this long after a fault ended is still its doing
-PIPELINE = 4  # publishes a "pub" client keeps in flight (the publisher-order check's subject)
 UNEXPLAINED_OUTAGE_S = 1.0  # a client outage this long that no fault explains fails the run
 # A bound on connecting and attaching every client, not a wait: at load 26 on the shared 2-core
 # machine 33 clients did not all attach within 120 s, which crashed a run before its first fault.
 CLIENTS_UP_TIMEOUT_S = 300.0
-
-
-def roster(clients: int, comet_share: float, pipeline: int = PIPELINE) -> list[ClientSpec]:
-    """The clients: publishers, subscribers and both, over CHANNELS, a mix of transports and formats;
-    plus ``slow`` (the slow consumer's target), ``fh-watch`` on its channel, and ``burst``."""
-    comet_every = round(1 / comet_share) if comet_share > 0 else 0
-    out = []
-    for i in range(clients):
-        comet = comet_every > 0 and i % comet_every == comet_every - 1
-        transport, fmt = ("comet", "json") if comet else ("web_socket", "json" if i % 2 else "msgpack")
-        role = ("pub", "sub", "both", "sub")[i % 4]
-        a, b, c = (CHANNELS[(i + k) % len(CHANNELS)] for k in range(3))
-        pubs = (a,) if role == "pub" else (b,) if role == "both" else ()
-        subs = () if role == "pub" else (b, c) if role == "both" else (a, b)
-        out.append(
-            ClientSpec(
-                name=f"{role}{i}",
-                transport=transport,
-                format=fmt,
-                publishes=pubs,
-                subscribes=subs,
-                router=i % 2,
-                pipeline=pipeline if role == "pub" else 1,
-            )
-        )
-    fh_transport = ("comet", "json") if comet_every else ("web_socket", "json")
-    out += [
-        ClientSpec(name="slow", transport="web_socket", format="msgpack", subscribes=(FIREHOSE, CHANNELS[0])),
-        ClientSpec(
-            name="fh-watch",
-            transport=fh_transport[0],
-            format=fh_transport[1],
-            subscribes=(FIREHOSE,),
-            router=1,
-        ),
-        ClientSpec(name="burst", transport="web_socket", format="msgpack", bursts=(FIREHOSE,)),
-    ]
-    return out
-
-
-def targets_for(specs: Sequence[ClientSpec], net: ChaosNet | None) -> schedule.Targets:
-    names = [s.name for s in specs]
-    return schedule.Targets(
-        frontends=[name for name, _ in FRONTENDS],
-        isolatable=["fe-b2"] if net is not None else [],
-        zone_partition=net is not None,
-        routers=[name for name, _ in ROUTERS],
-        clients=[n for n in names if n != "burst"],
-        slow=["slow"],
-        long_cut=[s.name for s in specs if s.publishes and s.subscribes] or names,
-        zones={z: [name for name, zone in FRONTENDS if zone == z] for z in sorted({z for _, z in FRONTENDS})},
-    )
-
-
-class Driver:
-    """Applies the faults to the cluster, the network and the clients' tunnels, and records when."""
-
-    def __init__(
-        self, cluster: LocalCluster, net: ChaosNet | None, clients: dict[str, ChaosClient], t0: float
-    ) -> None:
-        self.cluster = cluster
-        self.net = net
-        self.clients = clients
-        self.t0 = t0
-        self.applied: list[dict[str, Any]] = []
-        self.anomalies: list[dict[str, Any]] = []
-        self.unsettled = ""  # what the last settle check found unsettled
-        self.down: list[dict[str, Any]] = []  # {"node", "from", "to"}: a process not running
-        self.separations: list[dict[str, Any]] = []  # {"from", "to", "side"}: a partition
-        self.locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)  # one per daemon (_down_for)
-
-    async def _down_for(self, names: Sequence[str], seconds: float) -> None:
-        """Kill ``names`` together, keep them down ``seconds``, start them again. A process that another
-        group's fault holds down (a router_kill and a router kill while settling) is waited for, so
-        that one fault never kills a process another is restarting."""
-        locks = [self.locks[n] for n in sorted(names)]
-        for lock in locks:
-            await lock.acquire()
-        try:
-            await self._kill(names)
-            await trio.sleep(seconds)  # the planned downtime
-            await self._start(names)
-        finally:
-            for lock in reversed(locks):
-                lock.release()
-
-    async def _kill(self, names: Sequence[str], sig: int = signal.SIGKILL) -> list[int]:
-        """Stop ``names`` together (kill -9 by default); their down-time starts now."""
-        recs = [{"node": n, "from": self.now(), "to": None} for n in names]
-        self.down.extend(recs)
-        codes: list[int] = []
-        async with trio.open_nursery() as n:
-            for name in names:
-                n.start_soon(self._stop_one, name, sig, codes)
-        return codes
-
-    async def _stop_one(self, name: str, sig: int, codes: list[int]) -> None:
-        codes.append(await self.cluster.stop(name, sig))
-
-    async def _start(self, names: Sequence[str]) -> None:
-        async with trio.open_nursery() as n:
-            for name in names:
-                n.start_soon(self.cluster.start, name)
-        for rec in self.down:
-            if rec["node"] in names and rec["to"] is None:
-                rec["to"] = self.now()
-
-    def now(self) -> float:
-        return round(trio.current_time() - self.t0, 3)
-
-    async def run_group(self, faults: Sequence[schedule.Fault]) -> None:
-        for f in faults:
-            await trio.sleep_until(self.t0 + f.at)  # scheduling the fault, not waiting for a condition
-            await self.apply(f)
-
-    async def apply(self, f: schedule.Fault) -> None:
-        rec: dict[str, Any] = {**f.as_json(), "started": self.now(), "ended": None}
-        self.applied.append(rec)
-        match f.kind:
-            case "fe_kill" | "router_kill":
-                await self._down_for([f.target], f.duration)
-            case "zone_loss":
-                zone = [name for name, z in FRONTENDS if z == f.target]
-                rec["killed"] = zone
-                await self._down_for(zone, f.duration)
-            case "fe_drain":
-                # Down from the SIGTERM's answer: the drain hands its homes over before it exits.
-                rc = await self.cluster.stop(f.target, signal.SIGTERM)
-                self.down.append({"node": f.target, "from": self.now(), "to": None})
-                rec["exit_code"] = rc
-                if rc != 0:
-                    self.anomalies.append({"fault": f.index, "what": f"drain of {f.target} exited {rc}"})
-                await trio.sleep(f.duration)
-                await self._start([f.target])
-            case "partition_fe" | "partition_zone":
-                assert self.net is not None
-                host = self.net.lone if f.kind == "partition_fe" else self.net.zone
-                side = ["fe-b2"] if f.kind == "partition_fe" else [n for n, z in FRONTENDS if z == "a"]
-                cut = {"from": self.now(), "to": None, "side": side}
-                self.separations.append(cut)
-                host.cut()
-                try:
-                    await trio.sleep(f.duration)
-                finally:
-                    host.heal()
-                    cut["to"] = self.now()
-            case "tunnel_cut":
-                self.clients[f.target].tunnel.cut(f.duration)
-                await trio.sleep(f.duration)
-            case "slow_consumer":
-                tunnel = self.clients[f.target].tunnel
-                tunnel.hold()
-                try:
-                    rec["burst_messages"] = await self.clients["burst"].burst(
-                        FIREHOSE, self.now() + f.duration
-                    )
-                finally:
-                    tunnel.release()
-        if f.router is not None:
-            # The router pattern: the routers go while the cluster settles from this fault.
-            routers = [name for name, _ in ROUTERS] if f.router == "both" else [f.router]
-            rec["router_killed_at"] = self.now()
-            await self._down_for(routers, f.router_down)
-        rec["ended"] = self.now()
-        if f.group == "cluster":
-            rec["settle_s"] = await self.settle(f.index)
-
-    async def settle(self, index: int | None) -> float | None:
-        """Wait until every running daemon sees every other alive, each channel in use has one home
-        and a replica in the other zone, and no frontend keeps its zone's place at the witness (a
-        zone that committed alone has told the witness its entries are held across zones again):
-        until then the cluster is still recovering, and losing that zone is a second fault inside
-        the first one's recovery. Returns the seconds it took (None: it never did)."""
-        start = trio.current_time()
-        self.unsettled = "the map did not converge"
-        try:
-            await self.cluster.wait_converged(within=SETTLE_TIMEOUT_S)
-            with trio.fail_after(SETTLE_TIMEOUT_S):
-                await wait_until_async(self._placed)
-        except trio.TooSlowError:
-            what = {"what": "the cluster did not settle", "at": self.now(), "why": self.unsettled}
-            self.anomalies.append({"fault": index, **what})
-            return None
-        return round(trio.current_time() - start, 2)
-
-    async def _placed(self) -> bool:
-        homes: dict[str, list[str]] = defaultdict(list)
-        replicas: dict[str, list[str]] = defaultdict(list)
-        for fe in self.cluster.frontends:
-            self.unsettled = f"{fe.name} is not running or does not answer /cluster"
-            if not fe.running:
-                return False
-            view = None
-            with trio.move_on_after(CLUSTER_GET_TIMEOUT_S):  # a stalled daemon must not hang the settle
-                try:
-                    view = await fe.get_json("/cluster")
-                except (OSError, AssertionError, ValueError, trio.BrokenResourceError):
-                    return False
-            if view is None:
-                self.unsettled = f"{fe.name} did not answer /cluster within {CLUSTER_GET_TIMEOUT_S} s"
-                return False
-            if view.get("write", {}).get("witness_place"):
-                self.unsettled = f"{fe.name} keeps its zone's place at the witness"
-                return False
-            for ch in view["channels"]["home"]:
-                homes[ch].append(fe.zone)
-            for ch in view["channels"]["replica"]:
-                replicas[ch].append(fe.zone)
-        in_use = [ch for ch in (*CHANNELS, FIREHOSE) if ch in homes or ch in replicas]
-        bad = [ch for ch in in_use if len(homes[ch]) != 1 or not any(z != homes[ch][0] for z in replicas[ch])]
-        self.unsettled = f"not placed: {[(ch, homes[ch], replicas[ch]) for ch in bad]}"
-        return not bad
 
 
 def outages(
