@@ -51,6 +51,7 @@ from frontend.node import FrontendNode
 from frontend.simcheck import check_run, zone_loss_availability
 from frontend.simclient import SimClient, Transport
 from frontend.simdrain import drain
+from frontend.simloss import CopyLedger
 from frontend.simnet import Scheduler, SimBus, SimNet, SimRandom
 from frontend.simwitness import WITNESS, WITNESS_ZONE, ask_witness
 from kernel.keys import InvalidKey, KeySigner
@@ -147,6 +148,7 @@ class World:
         self.clients: list[SimClient] = []
         self.faults_applied: Counter[str] = Counter()
         self.needless: list[dict[str, Any]] = []  # resumes answered with a needless new connection
+        self.copies = CopyLedger()  # entries a double fault left no copy of (simloss.py)
         for node_id in self.zone:
             self._start(node_id)
         for obs in [*self.zone, *self.routers]:
@@ -184,9 +186,10 @@ class World:
         self._changed()
 
     def _stop(self, node_id: str) -> None:
-        node = self.nodes.pop(node_id, None)
-        if node is None:
+        if node_id not in self.nodes:
             return
+        self.copies.before_stop(self.nodes, node_id)
+        node = self.nodes.pop(node_id)
         self.net.nodes.pop(node_id, None)
         self.net.process_gone(node_id)
         self.draining.discard(node_id)
@@ -411,7 +414,7 @@ class World:
             crash = traceback.format_exc(limit=-6)
         publishes = [r for c in self.clients for r in c.records]
         logs = [log for c in self.clients for log in c.logs()]
-        verdict = check_run(publishes, logs)
+        verdict = check_run(publishes, logs, self.copies.destroyed)
         if self.needless:
             verdict["violations"]["needless_new_connection"] = len(self.needless)
             verdict["examples"].extend(self.needless[:3])
@@ -434,6 +437,7 @@ class World:
             "ok": not verdict["violations"],
             "violations": verdict["violations"],
             "examples": verdict["examples"],
+            "beyond_model": verdict["beyond_model"],  # judged apart: every copy lost (simloss.py)
             "faults": dict(self.faults_applied),
             "publishes": len(publishes),
             "acked": sum(1 for p in publishes if p["outcome"] == "ack"),
@@ -501,9 +505,11 @@ def run_seeds(seeds: list[int], cfg: SimConfig, procs: int = 1) -> dict[str, Any
     elapsed = time.perf_counter() - started
     faults: Counter[str] = Counter()
     violations: Counter[str] = Counter()
+    beyond: Counter[str] = Counter()
     for r in results:
         faults.update(r["faults"])
         violations.update(r["violations"])
+        beyond.update(r["beyond_model"])
     failing = sorted((r for r in results if not r["ok"]), key=lambda r: r["seed"])
     return {
         "seeds": len(results),
@@ -513,6 +519,9 @@ def run_seeds(seeds: list[int], cfg: SimConfig, procs: int = 1) -> dict[str, Any
         "events": sum(r["events"] for r in results),
         "violations_by_kind": dict(sorted(violations.items())),
         "failing_seeds": [r["seed"] for r in failing],
+        # a double fault destroyed every copy of an entry (simloss.py): announced, judged apart
+        "beyond_model_by_kind": dict(sorted(beyond.items())),
+        "beyond_model_seeds": [r["seed"] for r in results if r["beyond_model"]],
         "first_failure": failing[0] if failing else None,
         "seconds": round(elapsed, 1),
         "seeds_per_s": round(len(results) / elapsed, 1) if elapsed else None,

@@ -9,7 +9,7 @@ Pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bench.chaos.checker import VIOLATION_KINDS, check
@@ -17,10 +17,14 @@ from bench.chaos.checker import VIOLATION_KINDS, check
 KINDS = VIOLATION_KINDS
 
 
-def check_run(publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    verdict = check([_per_connection(p) for p in publishes], logs)
+def check_run(
+    publishes: Sequence[Mapping[str, Any]],
+    logs: Sequence[Mapping[str, Any]],
+    destroyed: Callable[[str, str], bool] | None = None,
+) -> dict[str, Any]:
+    verdict = check([_per_connection(p) for p in publishes], logs, destroyed=destroyed)
     violations = {k: v for k, v in verdict.counts.items() if v}
-    return {"violations": violations, "examples": verdict.examples[:10]}
+    return {"violations": violations, "examples": verdict.examples[:10], "beyond_model": verdict.beyond_model}
 
 
 AVAILABILITY_MS = 10_000  # every channel ACKs again within this long of a zone's loss (issue 11)

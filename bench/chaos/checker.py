@@ -49,6 +49,11 @@ Verdicts (DESIGN section 7):
    of a channel at once between nodes that can reach each other (``two_homes``), and never a home
    taken from a copy older than a serial already ACKed (``stale_home``).
 
+With ``destroyed`` (the simulation's record of entries whose every copy one double fault
+destroyed; frontend/simloss.py), a duplicate or a serial mismatch involving such an entry is
+counted in ``beyond_model`` instead: the retry of a publish whose numbering died with both
+copies is numbered again in the next epoch, after the break was announced.
+
 Pure: no I/O, no clock.
 """
 
@@ -56,7 +61,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +106,9 @@ class Verdict:
     examples: list[dict[str, Any]] = field(default_factory=list)  # the first violations, with context
     announced: list[dict[str, Any]] = field(default_factory=list)  # announced discontinuities
     announced_lost: int = 0  # ACKed publishes a subscriber missed inside an announced gap
+    # duplicates and serial mismatches of entries whose every copy a double fault destroyed (the
+    # simulation's ``destroyed``; frontend/simloss.py): reported, not violations
+    beyond_model: dict[str, int] = field(default_factory=dict)
     delivered: int = 0  # distinct (subscriber, serial) deliveries
     not_attached_at_end: list[str] = field(default_factory=list)
 
@@ -163,9 +171,11 @@ def check(
     ttl_s: float | None = None,
     cluster: tenures.ClusterRecord | None = None,
     presence_linger_s: float | None = None,
+    destroyed: Callable[[str, str], bool] | None = None,
 ) -> Verdict:
     """Judge one run (see the module docstring). ``faults`` are the applied faults (``kind``,
-    ``target``, ``started``, ``ended``), needed with ``ttl_s`` for check 7."""
+    ``target``, ``started``, ``ended``), needed with ``ttl_s`` for check 7. ``destroyed(channel,
+    serial)`` says a serial's every copy was lost at once (only the simulation knows)."""
     v = Verdict()
     order = EpochOrder(_sightings(publishes, logs))
     acked_by_channel: dict[str, list[tuple[Order, str, str]]] = defaultdict(list)
@@ -185,9 +195,8 @@ def check(
     send_order = {p["pid"]: _send_order(p) for p in publishes}
     _check_publisher_order(v, publishes, order, send_order)
     for log in logs:
-        _check_subscriber(
-            v, log, order, acked_by_channel.get(log["channel"], []), ack_serial, outcome, send_order
-        )
+        acked = acked_by_channel.get(log["channel"], [])
+        _check_subscriber(v, log, order, acked, ack_serial, outcome, send_order, destroyed)
     if ttl_s is not None:
         for log in logs:
             _check_discontinuities(v, log, faults, ttl_s)
@@ -347,8 +356,16 @@ def _check_subscriber(
     ack_serial: Mapping[str, str],
     outcome: Mapping[str, Mapping[str, Any]],
     send_order: Mapping[str, tuple[str, int] | None],
+    destroyed: Callable[[str, str], bool] | None = None,
 ) -> None:
     who, channel = log["client"], log["channel"]
+
+    def beyond_model(kind: str, *serials: str) -> bool:
+        if destroyed is None or not any(destroyed(channel, s) for s in serials):
+            return False
+        v.beyond_model[kind] = v.beyond_model.get(kind, 0) + 1
+        return True
+
     held: Order | None = None  # the highest serial this subscriber has held (message or ATTACHED)
     sent_top: dict[str, tuple[int, str]] = {}  # publisher stream -> (highest send index delivered, pid)
     started = False
@@ -412,10 +429,11 @@ def _check_subscriber(
             elif p is not None and p["outcome"] == "failed":
                 v.flag("failed_delivered", **where, pid=pid, code=p.get("code"))
             elif pid in ack_serial and ack_serial[pid] != serial:
-                v.flag("serial_mismatch", **where, pid=pid, acked=ack_serial[pid])
+                if not beyond_model("serial_mismatch", serial, ack_serial[pid]):
+                    v.flag("serial_mismatch", **where, pid=pid, acked=ack_serial[pid])
             pid_serials[pid].add(serial)
             received_pids.add(pid)
-            if len(pid_serials[pid]) == 2:
+            if len(pid_serials[pid]) == 2 and not beyond_model("duplicated", *pid_serials[pid]):
                 v.flag("duplicated", **where, pid=pid, serials=sorted(pid_serials[pid]))
         # 1: exactly once, in order.
         if serial in received:
