@@ -189,3 +189,26 @@ def _server_publish(conn, event):
     envelope = {"action": int(Action.PRESENCE), "channel": "room", "id": f"{conn}:-1", "connectionId": conn}
     return Publish(channel="room", connection_id=conn, msg_serial=-int(event["timestamp"]), messages=[event],
                    envelope={**envelope, "timestamp": event["timestamp"]})  # fmt: skip
+
+
+def test_a_stale_copy_of_a_connection_held_here_is_neither_kept_nor_served():
+    # Chaos seed 475497038: at the heal, the cut-off old owner fe-a1 wrote both18's old state (epoch
+    # 3) to fe-b2, its secondary, which had taken the connection over (epoch 4). A late resume with
+    # the old key at fe-a1 fetched that copy from fe-b2 and took the connection over a second time,
+    # beside fe-b2, re-entering both18: every observer saw it enter twice.
+    from frontend.peerops import SessionFetch
+
+    node = make_node()
+    a = Client(node, clientId="alice")
+    a.attach(0, "room")
+    a.presence(1, "room", ENTER)
+    stale = {**a.session.to_wire(), "epoch": a.session.epoch - 1}
+    replies = []
+    node.handle_peer_request(2, "fe-old", SessionPut(state=stale), lambda ok, res: replies.append(ok))
+    node.handle_peer_push(2, "fe-old", SessionPut(state=stale))
+    assert replies == [False] and node.ownership.copies.get(3, a.id) is None
+    node.ownership.copies.put(3, stale)  # and one held anyway is not served
+    fetched = []
+    fetch = SessionFetch(connection_id=a.id)
+    node.handle_peer_request(4, "fe-old", fetch, lambda ok, res: fetched.append(res))
+    assert fetched == [{"state": None, "held": a.session.epoch}]  # the taker asks for it back instead
