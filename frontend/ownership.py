@@ -160,7 +160,10 @@ class Ownership:
                 held = live.epoch if live is not None and not live.terminal else None
                 # ``held``: no copy here, but the connection itself, taken over (takeover.py asks
                 # for it back when the client's key is the one that takeover replaced).
-                reply(True, {"state": self.copies.get(now_ms, conn_id), "held": held})
+                copy = self.copies.get(now_ms, conn_id)
+                if copy is not None and held is not None and int(copy["epoch"]) < held:
+                    copy = None  # older than the connection held here: never revived beside it
+                reply(True, {"state": copy, "held": held})
             case O.Handover(connection_id=conn_id, epoch=epoch, key=key):
                 if key is not None and self.node.takeover.defer(
                     conn_id,
@@ -169,8 +172,7 @@ class Ownership:
                     return  # asked back while our takeover of it is still under way: answer after it
                 reply(True, self._hand_over(now_ms, src, conn_id, epoch, key))
             case O.SessionPut(state=state):
-                if self.copies.put(now_ms, dict(state)):
-                    self.node.presence.copy_put(now_ms, src, state)
+                if self._put(now_ms, src, dict(state)):
                     reply(True, None)
                 else:
                     reply(False, O.Refused(O.Refusal.STALE, "a newer copy is held"))
@@ -181,12 +183,25 @@ class Ownership:
     def handle_push(self, now_ms: int, src: str, op: O.SessionOp) -> None:
         match op:
             case O.SessionPut(state=state):
-                if self.copies.put(now_ms, state):
-                    self.node.presence.copy_put(now_ms, src, state)
+                self._put(now_ms, src, state)
             case O.Discard(connection_id=conn_id, epoch=epoch):
                 self._discard(now_ms, conn_id, epoch)
             case _:
                 log.warning("peer.unexpected_push", peer=src, op=op.OP)
+
+    def _put(self, now_ms: int, src: str, state: dict[str, Any]) -> bool:
+        """Keep ``src``'s copy of a connection, unless we hold the connection itself at a newer
+        epoch: its old owner, cut off when we took it over, wrote its stale state to us, its
+        secondary, at the heal. Kept, it was served to a late resume with the old key at the old
+        owner, which took the connection over a second time, beside us, and re-entered its member
+        (chaos seed 475497038: fe-a1's ENTER of both18 while fe-b2 held the connection)."""
+        live = self.node.sessions.get(str(state["id"]))
+        if live is not None and not live.terminal and live.epoch > int(state["epoch"]):
+            return False
+        if not self.copies.put(now_ms, state):
+            return False
+        self.node.presence.copy_put(now_ms, src, state)
+        return True
 
     def _hand_over(
         self, now_ms: int, src: str, conn_id: str, key_epoch: int, key: str | None = None

@@ -30,8 +30,10 @@ not empty, and the set follows the replay as SYNC pages whose channelSerial is a
 - nobody leaves them before every live frontend said it does not own the
   connection at a higher epoch (``presence_owner``, a pull: a lost push or
   discard cannot cause a spurious leave; an owner that learns it was taken
-  over drops its stale state); a takeover also pushes ``presence_owned`` to
-  every frontend, which ends older copies' watches at once;
+  over drops its stale state), nor while the frontend holding its copy is out
+  of the owner's sight (it may have served a takeover; at the TTL they leave);
+  a takeover also pushes ``presence_owned`` to every frontend, which ends
+  older copies' watches at once;
 - an enter of a member the connection already holds is an update (Ably's rule:
   an SDK's RTP17 re-entry on a resumed connection is no second enter);
 - a connection that resumes after that (within the TTL) has them re-entered by
@@ -490,6 +492,10 @@ class Presence:
 
         def retry() -> None:
             heapq.heappush(self._linger, (node.channels.now_ms + RETRY_MS, conn))
+
+        if self.copy_watches.copy_out_of_sight(s.secondary):
+            retry()  # a takeover from our copy there would go unheard (chaos seed 475497038)
+            return
 
         def confirmed(verdict: bool | None) -> None:
             # Only the session we asked for, still away: a resume meanwhile keeps the members.

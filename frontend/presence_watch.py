@@ -120,6 +120,16 @@ class CopyWatches:
         for peer in peers:
             bus.request(peer, ask, one, OWNER_QUERY_TIMEOUT_S)
 
+    def copy_out_of_sight(self, secondary: str | None) -> bool:
+        """Whether the frontend holding a connection's copy (its ``secondary``) is in our map and
+        out of sight. Our client's transport is gone and the client may be back there: a takeover
+        from that copy (the router's way to a cut-off owner's connection) would not hear our
+        question, nor we its discard. Chaos seed 475497038: zone a cut off, fe-a1's linger asked
+        fe-a2 alone and left both18, whose connection fe-b2 had taken over 3 s before (an owner
+        killed for good has its secondary reassigned to a live one, ``reassign_secondaries``)."""
+        view = self.node.channels.view
+        return secondary is not None and secondary in view.peers and not view.alive(secondary)
+
     # -- owner side: a stale leave of a live member -------------------------
     def entry_seen(self, now_ms: int, channel: str, events: list[Member]) -> None:
         """A presence entry of ``channel`` was fanned out here. A server leave (synthesized id) of

@@ -325,7 +325,44 @@ def zone_cut_off(seed: int) -> Outcome:
     return out
 
 
+def owner_cut_off_taken_over(seed: int) -> Outcome:
+    """Chaos seed 475497038 (issue 13): zone a (the member's frontend) is cut off from zone b; the
+    member's client loses its transport and resumes through zone b, where its secondary takes the
+    connection over from its copy, unheard by the old owner. The old owner's linger runs out during
+    the partition; the partition heals; a late resume with the old key (an attempt the client gave
+    up on) then reaches the old owner. The member never left: nobody sees anything but its enter."""
+    sc = Scenario(seed)
+    world = sc.world
+    member = sc.client("fe-a1", "member")
+    observers = [sc.client("fe-a2", "obs-a2"), sc.client("fe-b1", "obs-b1"), sc.client("fe-b2", "obs-b2")]
+    serial = member.presence(PresenceAction.ENTER, "here")
+    sc.run(lambda: serial in member.acked and all(o.actions() for o in observers), "the enter", 10_000)
+    old, taker = member.session, str(member.session.secondary)
+    world._apply(Fault(world.sched.now, "zone_partition", "a", 10**9))
+    sc.run(lambda: not world.views[taker].alive("fe-a1"), "fe-a1 out of the taker's sight", 10_000)
+    owner = world.nodes["fe-a1"]
+    world.input("fe-a1", lambda: owner.transport_lost(world.sched.now, old, owner.outlets[old.connection_id]))
+    member.resume(taker)  # the router reaches only zone b: the key's secondary takes it over
+    sc.clients.append(member)
+    sc.run(lambda: member.session is not old, "the takeover", 10_000)
+    sc.run_for(4 * LINGER_MS)  # the old owner's linger runs out, the partition still on
+    world._heal()
+    sc.run(lambda: old.connection_id not in owner.sessions, "the old owner fenced", 30_000)
+    late = MemoryOutlet("json")
+
+    def connect(p: Any) -> None:
+        s = owner.connect(world.sched.now, p, late)
+        if s is not None and owner.outlets.get(s.connection_id) is late:
+            owner.transport_lost(world.sched.now, s, late)  # the client had given up on it
+
+    params = {"v": "6", "resume": old.key}
+    world.input("fe-a1", lambda: owner.takeover.prepare(world.sched.now, params, connect))
+    sc.settle(observers, 90_000)
+    return sc.outcome(observers, [("enter", "member")], [("member", member.id)])
+
+
 SCENARIOS: dict[str, Callable[[int], Outcome]] = {
+    "owner_cut_off_taken_over": owner_cut_off_taken_over,
     "zone_cut_off": zone_cut_off,
     "copy_holder_cut_off": copy_holder_cut_off,
     "owner_dies_at_the_ack": owner_dies_at_the_ack,

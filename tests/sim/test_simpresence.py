@@ -52,6 +52,11 @@ async def _scenario(*args: str, bound_s: float = 300) -> tuple[int, list[dict[st
         # client connected) past the copy's life; the leave confirmed on zone b's side was numbered
         # at the heal (4/10 seeds): the owner now enters the member again when it sees that leave.
         "zone_cut_off",
+        # Issue 13, chaos seed 475497038: zone a cut off, the member's client back through zone b
+        # (its secondary took the connection over); the old owner's linger left it (10/10 seeds),
+        # and a late resume with the old key revived the old owner's stale copy beside the new
+        # owner and entered it again (5/10 seeds with the first fix alone).
+        "owner_cut_off_taken_over",
     ],
 )
 async def test_scenario_holds_on_every_seed(scenario: str) -> None:

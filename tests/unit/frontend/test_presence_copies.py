@@ -13,6 +13,8 @@ from tests.unit.frontend.test_presence import (
     COPY_TTL,
     ENTER,
     LEAVE,
+    LINGER,
+    TTL,
     AnsweringBus,
     Client,
     _copy_of_a_member,
@@ -189,3 +191,79 @@ def _server_publish(conn, event):
     envelope = {"action": int(Action.PRESENCE), "channel": "room", "id": f"{conn}:-1", "connectionId": conn}
     return Publish(channel="room", connection_id=conn, msg_serial=-int(event["timestamp"]), messages=[event],
                    envelope={**envelope, "timestamp": event["timestamp"]})  # fmt: skip
+
+
+def _owner_with_its_copy_holder(secondary_alive):
+    """alice entered on ``node`` (zone a), her copy on fe-sec (zone b); fe-a2 (zone a) in sight."""
+    from kernel.placement import ClusterView, Peer
+
+    node = make_node()
+    observer = Client(node, clientId="bob")
+    observer.attach(0, "room")
+    a = Client(node, clientId="alice")
+    a.attach(0, "room")
+    a.presence(1, "room", ENTER)
+    observer.recv()
+    a.session.secondary = "fe-sec"
+
+    def view(now, sec_alive):  # the others not active: the channel stays homed on the tested node
+        peers = [
+            Peer(node_id=node.node_id, role="frontend", zone="a"),
+            Peer(node_id="fe-a2", role="frontend", zone="a", active=False),
+            Peer(node_id="fe-sec", role="frontend", zone="b", active=False, alive=sec_alive),
+        ]
+        node.channels.set_view(now, ClusterView({p.node_id: p for p in peers}))
+
+    view(2, secondary_alive)
+    return node, observer, a, view
+
+
+def test_an_owner_whose_copy_holder_is_out_of_sight_leaves_nothing_it_may_have_been_taken_over():
+    # Chaos seed 475497038 (issue 13): zone a cut off from zone b; both18's client came back through
+    # zone b, where fe-b2, its secondary, took the connection over from its copy. fe-a1's linger
+    # asked fe-a2 alone ("not mine") and left both18: numbered at the heal, every observer saw a
+    # leave and an enter of a member whose client was connected.
+    node, observer, a, view = _owner_with_its_copy_holder(secondary_alive=False)
+    bus = node.channels.bus = AnsweringBus({"fe-a2": {"owned": False}, "fe-sec": {"owned": True}})
+    published = _recording_publishes(node)
+    node.transport_lost(3, a.session, a.outlet)
+    for t in range(3, 3 + TTL - 1000, 1000):  # the partition lasts: nothing is left
+        node.tick(t)
+    assert published == [] and events(observer.recv()) == [] and "fe-sec" not in bus.asked
+    view(TTL - 1000, True)  # the heal: fe-sec took it over, and says so
+    for t in range(TTL - 1000, TTL - 1000 + 3_000, 500):
+        node.tick(t)
+    assert published == [] and events(observer.recv()) == [] and a.id not in node.sessions
+
+
+def test_an_owner_whose_copy_holder_answers_leaves_after_the_linger():
+    node, _, a, _ = _owner_with_its_copy_holder(secondary_alive=True)
+    node.channels.bus = AnsweringBus({"fe-a2": {"owned": False}, "fe-sec": {"owned": False}})
+    published = _recording_publishes(node)
+    node.transport_lost(3, a.session, a.outlet)
+    for t in range(3, 3 + LINGER + 2_000, 500):
+        node.tick(t)
+    assert published == [(LEAVE, "alice")]
+
+
+def test_a_stale_copy_of_a_connection_held_here_is_neither_kept_nor_served():
+    # Chaos seed 475497038: at the heal, the cut-off old owner fe-a1 wrote both18's old state (epoch
+    # 3) to fe-b2, its secondary, which had taken the connection over (epoch 4). A late resume with
+    # the old key at fe-a1 fetched that copy from fe-b2 and took the connection over a second time,
+    # beside fe-b2, re-entering both18: every observer saw it enter twice.
+    from frontend.peerops import SessionFetch
+
+    node = make_node()
+    a = Client(node, clientId="alice")
+    a.attach(0, "room")
+    a.presence(1, "room", ENTER)
+    stale = {**a.session.to_wire(), "epoch": a.session.epoch - 1}
+    replies = []
+    node.handle_peer_request(2, "fe-old", SessionPut(state=stale), lambda ok, res: replies.append(ok))
+    node.handle_peer_push(2, "fe-old", SessionPut(state=stale))
+    assert replies == [False] and node.ownership.copies.get(3, a.id) is None
+    node.ownership.copies.put(3, stale)  # and one held anyway is not served
+    fetched = []
+    fetch = SessionFetch(connection_id=a.id)
+    node.handle_peer_request(4, "fe-old", fetch, lambda ok, res: fetched.append(res))
+    assert fetched == [{"state": None, "held": a.session.epoch}]  # the taker asks for it back instead
