@@ -146,6 +146,7 @@ class Driver:
         self.unsettled = "the map did not converge"
         try:
             await self.cluster.wait_converged(within=SETTLE_TIMEOUT_S)
+            self.unsettled = "no look at every frontend's /cluster finished"
             with trio.fail_after(SETTLE_TIMEOUT_S):
                 await wait_until_async(self._placed)
         except trio.TooSlowError:
@@ -155,29 +156,33 @@ class Driver:
         return round(trio.current_time() - start, 2)
 
     async def _placed(self) -> bool:
+        """One look at every frontend's /cluster; ``self.unsettled`` says why the last whole look
+        failed (set only once a look ends, so a settle cancelled mid-look reports a finished one)."""
+        why = await self._placement_problem()
+        if why is not None:
+            self.unsettled = why
+        return why is None
+
+    async def _placement_problem(self) -> str | None:
         homes: dict[str, list[str]] = defaultdict(list)
         replicas: dict[str, list[str]] = defaultdict(list)
         for fe in self.cluster.frontends:
-            self.unsettled = f"{fe.name} is not running or does not answer /cluster"
             if not fe.running:
-                return False
+                return f"{fe.name} is not running"
             view = None
             with trio.move_on_after(CLUSTER_GET_TIMEOUT_S):  # a stalled daemon must not hang the settle
                 try:
                     view = await fe.get_json("/cluster")
-                except (OSError, AssertionError, ValueError, trio.BrokenResourceError):
-                    return False
+                except (OSError, AssertionError, ValueError, trio.BrokenResourceError) as exc:
+                    return f"{fe.name} /cluster failed: {exc!r}"[:300]
             if view is None:
-                self.unsettled = f"{fe.name} did not answer /cluster within {CLUSTER_GET_TIMEOUT_S} s"
-                return False
+                return f"{fe.name} did not answer /cluster within {CLUSTER_GET_TIMEOUT_S} s"
             if view.get("write", {}).get("witness_place"):
-                self.unsettled = f"{fe.name} keeps its zone's place at the witness"
-                return False
+                return f"{fe.name} keeps its zone's place at the witness"
             for ch in view["channels"]["home"]:
                 homes[ch].append(fe.zone)
             for ch in view["channels"]["replica"]:
                 replicas[ch].append(fe.zone)
         in_use = [ch for ch in (*CHANNELS, FIREHOSE) if ch in homes or ch in replicas]
         bad = [ch for ch in in_use if len(homes[ch]) != 1 or not any(z != homes[ch][0] for z in replicas[ch])]
-        self.unsettled = f"not placed: {[(ch, homes[ch], replicas[ch]) for ch in bad]}"
-        return not bad
+        return f"not placed: {[(ch, homes[ch], replicas[ch]) for ch in bad]}" if bad else None
