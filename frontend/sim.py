@@ -50,7 +50,7 @@ import structlog
 from frontend.config import FrontendConfig
 from frontend.metrics import Metrics
 from frontend.node import FrontendNode
-from frontend.simcheck import check_run, zone_loss_availability
+from frontend.simcheck import check_run, summarize, zone_loss_availability
 from frontend.simclient import SimClient, Transport
 from frontend.simdrain import drain
 from frontend.simloss import CopyLedger
@@ -516,34 +516,7 @@ def run_seeds(seeds: list[int], cfg: SimConfig, procs: int = 1) -> dict[str, Any
     else:
         quiet_logs()
         results = _run_many((seeds, cfg))
-    elapsed = time.perf_counter() - started
-    faults: Counter[str] = Counter()
-    violations: Counter[str] = Counter()
-    beyond: Counter[str] = Counter()
-    for r in results:
-        faults.update(r["faults"])
-        violations.update(r["violations"])
-        beyond.update(r["beyond_model"])
-    failing = sorted((r for r in results if not r["ok"]), key=lambda r: r["seed"])
-    return {
-        "seeds": len(results),
-        "faults_by_kind": dict(sorted(faults.items())),
-        "publishes": sum(r["publishes"] for r in results),
-        "acked": sum(r["acked"] for r in results),
-        "events": sum(r["events"] for r in results),
-        "violations_by_kind": dict(sorted(violations.items())),
-        "failing_seeds": [r["seed"] for r in failing],
-        # a double fault destroyed every copy of an entry (simloss.py): announced, judged apart
-        "beyond_model_by_kind": dict(sorted(beyond.items())),
-        "beyond_model_seeds": [r["seed"] for r in results if r["beyond_model"]],
-        "first_failure": failing[0] if failing else None,
-        "seconds": round(elapsed, 1),
-        "seeds_per_s": round(len(results) / elapsed, 1) if elapsed else None,
-        # CPU time of the runs themselves (all processes): the figure to trust on a busy machine.
-        "cpu_seconds": round(sum(r["cpu_s"] for r in results), 1),
-        "procs": procs,
-        "ok": not failing,
-    }
+    return summarize(results, time.perf_counter() - started, procs)
 
 
 def _replay(seed: int, schedule: list[Any], cfg: SimConfig) -> str:

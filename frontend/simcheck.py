@@ -9,6 +9,7 @@ Pure.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,8 @@ def zone_loss_availability(
                 out.append({"kind": "zone_loss_unavailable", "channel": name, "zone": fault.target,
                             "lost_at_ms": start, "first_ack_ms": first, "nacks": nacks})  # fmt: skip
     return out
+
+
 def _per_connection(p: Mapping[str, Any]) -> Mapping[str, Any]:
     """Publisher order is a promise per connection (Ably's, and issue 10's definition): the checker
     orders a publisher's stream by (client, channel), so each connection of a client is made its own
@@ -70,3 +73,35 @@ def _per_connection(p: Mapping[str, Any]) -> Mapping[str, Any]:
     if not tail.isdigit() or not head or not p.get("conn"):
         return p
     return {**p, "client": f"{p['client']}@{p['conn']}", "seq": int(tail)}
+
+
+def summarize(results: Sequence[Mapping[str, Any]], elapsed: float, procs: int) -> dict[str, Any]:
+    """The figures ``make sim`` prints for the runs ``results`` (each ``World.run``'s, with its
+    ``cpu_s``), which took ``elapsed`` seconds of wall time over ``procs`` processes."""
+    faults: Counter[str] = Counter()
+    violations: Counter[str] = Counter()
+    beyond: Counter[str] = Counter()
+    for r in results:
+        faults.update(r["faults"])
+        violations.update(r["violations"])
+        beyond.update(r["beyond_model"])
+    failing = sorted((r for r in results if not r["ok"]), key=lambda r: r["seed"])
+    return {
+        "seeds": len(results),
+        "faults_by_kind": dict(sorted(faults.items())),
+        "publishes": sum(r["publishes"] for r in results),
+        "acked": sum(r["acked"] for r in results),
+        "events": sum(r["events"] for r in results),
+        "violations_by_kind": dict(sorted(violations.items())),
+        "failing_seeds": [r["seed"] for r in failing],
+        # a double fault destroyed every copy of an entry (simloss.py): announced, judged apart
+        "beyond_model_by_kind": dict(sorted(beyond.items())),
+        "beyond_model_seeds": [r["seed"] for r in results if r["beyond_model"]],
+        "first_failure": failing[0] if failing else None,
+        "seconds": round(elapsed, 1),
+        "seeds_per_s": round(len(results) / elapsed, 1) if elapsed else None,
+        # CPU time of the runs themselves (all processes): the figure to trust on a busy machine.
+        "cpu_seconds": round(sum(r["cpu_s"] for r in results), 1),
+        "procs": procs,
+        "ok": not failing,
+    }
