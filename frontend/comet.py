@@ -243,6 +243,7 @@ class CometRegistry:
         session = node.sessions.get(key.connection_id)
         if session is None or session.terminal or session.key != key_text:
             return ErrorInfo.of(ErrorCode.CONNECTION_EXPIRED, "connection key unknown or stale; resume")
+        session.key_confirmed = True  # a request naming the new key: its CONNECTED reached the client
         transport = self.transports.get(key.connection_id)
         if transport is None or (transport.closing and not transport.queued):
             self.forget(transport)

@@ -117,6 +117,18 @@ def test_lookup_accepts_only_the_current_key_of_a_live_comet_transport() -> None
     assert isinstance(gone, ErrorInfo) and gone.code == ErrorCode.CONNECTION_EXPIRED
 
 
+def test_a_request_naming_a_takeovers_new_key_confirms_it() -> None:
+    # A taker gives a connection back to a client resuming elsewhere with the key its takeover
+    # replaced only while the client never used the new key (ownership._hand_over, chaos seed
+    # 1851702012): a comet recv or send naming the new key proves the CONNECTED reached the client.
+    node = _node()
+    reg = CometRegistry(node)
+    t, s = reg.open(0, {"key": KEY})
+    assert s is not None
+    s.replaced_key, s.key_confirmed = "an older key", False
+    assert reg.lookup(s.key) is t and s.key_confirmed
+
+
 def test_no_recv_for_the_timeout_loses_the_transport_but_keeps_the_session() -> None:
     node = _node()
     reg = CometRegistry(node)
