@@ -209,7 +209,10 @@ class Ownership:
         """Hand ``conn_id``'s state to ``src`` and leave a tombstone naming it. With ``key`` (a
         reclaim), ``src`` handed it to us and the client came back to it with that older key: it is
         given back only if our takeover replaced exactly that key and the client never spoke with
-        the new one (its attempt here was abandoned before CONNECTED reached it)."""
+        the new one (its attempt here was abandoned before CONNECTED reached it). A transport still
+        attached does not stop it: the client's return with the replaced key proves that transport
+        an orphan, e.g. a comet connect the client had abandoned, which stays attached until its
+        'no recv' timeout (chaos seed 1851702012, issue 18: refused, the client got 80008)."""
         node = self.node
         stone = self.tombstones.get(now_ms, conn_id)
         if stone is not None and stone.new_owner is None:
@@ -220,12 +223,7 @@ class Ownership:
         s = node.sessions.get(conn_id)
         if s is None or s.terminal:
             return {"state": None}
-        if key_epoch < s.epoch and not (
-            key is not None
-            and s.replaced_key == key
-            and not s.key_confirmed
-            and s.state is SessionState.DETACHED
-        ):
+        if key_epoch < s.epoch and not (key is not None and s.replaced_key == key and not s.key_confirmed):
             return {"state": None, "stale": True}
         state = s.to_wire()
         node.drop_session(s)

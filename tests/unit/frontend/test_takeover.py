@@ -253,3 +253,51 @@ def test_a_restarted_owner_asks_back_the_connection_its_secondary_took_for_the_s
     msg = connected(outlet)
     assert back is not None and msg.connection_id == conn_id and msg.error is None
     assert conn_id not in b1.sessions  # handed back: one owner
+
+
+def test_a_taker_whose_client_never_used_its_key_gives_it_back_though_a_transport_is_attached() -> None:
+    # Chaos seed 1851702012 (t 13.7-17.8 s, issue 18): zone a partitioned; fh-watch's comet resume
+    # with fe-a1's key reached fe-b1, whose Handover request to fe-a1 timed out after 2 s, 5 ms after
+    # the client had given up on that attempt. fe-b1 then adopted its copy under a new key and
+    # opened a comet transport for the abandoned request (it lingers, attached, until its 25 s
+    # 'no recv'). The client's retry went to fe-a1, which still held the connection and served it;
+    # when the partition healed fe-b1's fencing discarded fe-a1's live connection, and the client's
+    # next resume at fe-a1 asked fe-b1 for it back: refused because a transport was attached, so
+    # 80008 and a new connectionId after 0.14 s away. The client never spoke with fe-b1's key and
+    # came back with the key fe-b1's takeover replaced: that transport is an orphan.
+    nodes, buses, clock = cluster()
+    conn_id, key = first_connection(nodes)
+    a1, b1 = nodes["fe-a1"], nodes["fe-b1"]
+    _, answered_b = resume_at(b1, key, 1_200)
+    _, lost, on_reply = buses["fe-b1"].take(O.Handover)  # the partition eats the request
+    assert isinstance(lost, O.Handover) and lost.key is None
+    # The client gives up and retries; the router sends it to fe-a1, which serves it.
+    first = MemoryOutlet()
+    _, answered_a = resume_at(a1, key, 3_100)
+    assert answered_a == [{"v": "6", "key": "k.id:secret", "resume": key}]
+    s = a1.connect(3_100, answered_a[0], first)
+    assert s is not None and connected(first).connection_id == conn_id
+    a1.handle(3_150, s, ProtocolMessage(action=Action.HEARTBEAT))
+    on_reply(False, O.Refused(O.Refusal.LOST, "request to fe-a1 timed out"))  # fe-b1 adopts its copy
+    assert answered_b and answered_b[0]["resume"] != key
+    orphan = MemoryOutlet()
+    taken = b1.connect(3_200, answered_b[0], orphan)  # for the request the client abandoned
+    assert taken is not None and taken.secondary == "fe-a1"
+    # The partition heals: fe-b1's copy and its fencing reach fe-a1, which drops its connection.
+    clock[0] = 5_000
+    while buses["fe-b1"].requests:
+        peer, op, reply = buses["fe-b1"].requests.pop(0)
+        nodes[peer].handle_peer_request(clock[0], "fe-b1", op, reply)
+    assert conn_id not in a1.sessions or a1.sessions[conn_id].terminal
+    # The client resumes at fe-a1 with the key it holds.
+    outlet, answered = resume_at(a1, key, 5_100)
+    for _ in range(4):
+        if answered or not buses["fe-a1"].requests:
+            break
+        peer, op, reply = buses["fe-a1"].requests.pop(0)
+        nodes[peer].handle_peer_request(clock[0], "fe-a1", op, reply)
+    assert answered and answered[0]["resume"] != key  # fe-b1 gave it back
+    back = a1.connect(5_200, answered[0], outlet)
+    msg = connected(outlet)
+    assert back is not None and msg.connection_id == conn_id and msg.error is None
+    assert conn_id not in b1.sessions  # handed back: one owner
