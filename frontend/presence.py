@@ -460,8 +460,8 @@ class Presence:
                 heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, conn))
 
         def enter(at_ms: int, absent: dict[str, dict[str, Member]] | None) -> None:
-            if absent is None:
-                then(False)  # a channel's home could not be read: tried again after RETRY_MS
+            if absent is None or s.terminal:  # a home not read (tried again), or handed over meanwhile
+                then(False)
                 return
             entering.update(absent)
             log.info("presence.reenter", connection_id=conn, channels=len(absent))
