@@ -37,9 +37,9 @@ not empty, and the set follows the replay as SYNC pages whose channelSerial is a
 - an enter of a member the connection already holds is an update (Ably's rule:
   an SDK's RTP17 re-entry on a resumed connection is no second enter);
 - a connection that resumes after that (within the TTL) has them re-entered by
-  its new or old owner, so it is present again, and the others see one leave
-  and one enter; after the TTL the SDK re-enters itself (RTP17) on its new
-  connection.
+  its new or old owner (a new owner: those absent from their channel's set,
+  presence_reentry.py), so the others see one leave and one enter; after the
+  TTL the SDK re-enters itself (RTP17) on its new connection.
 
 The server's own events carry *synthesized* ids (not prefixed by the
 connectionId), so SDKs order them by timestamp (RTP2b1); their timestamp is
@@ -61,6 +61,7 @@ from frontend.channel_log import Entry
 from frontend.channel_rules import channel_name_problem
 from frontend.channels import AttachResult
 from frontend.peerops import Publish, SessionPut
+from frontend.presence_reentry import still_absent
 from frontend.presence_set import CLIENT_ACTIONS, Member, PresenceAction, PresenceSet, sync_pages
 from frontend.presence_watch import CopyWatch, CopyWatches
 from frontend.session import Session, SessionState
@@ -432,12 +433,10 @@ class Presence:
             heapq.heappush(self._linger, (now_ms + self.linger_ms, s.connection_id))
 
     def bound(self, now_ms: int, s: Session) -> None:
-        """A transport took the session (resume or takeover): re-enter members left while away.
-
-        One server publish per connection at a time: a re-entry waits for the leaves still being
-        numbered (a home out of reach holds them), else the enter could be numbered first and
-        the leave after it (chaos seed 11: observers saw an enter of a present member, then it
-        leave while its client was connected)."""
+        """A transport took the session (resume or takeover): re-enter members left while away. One
+        server publish per connection at a time: a re-entry waits for the leaves still being numbered
+        (a home out of reach holds them), else the enter could be numbered first and the leave after
+        it (chaos seed 11: observers saw an enter of a present member, then it leave, client connected)."""
         own = s.presence
         if not own or not own.gone:
             return
@@ -446,22 +445,33 @@ class Presence:
             self._rejoin.add(conn)  # looked at again once the leaves are numbered (_settled)
             return
         self._busy.add(conn)
+        entering: dict[str, dict[str, Member]] = {}
 
         def then(ok: bool) -> None:
             self._busy.discard(conn)
             self._reentering.discard(conn)
             if ok:
-                own.gone = False
-                for members in own.channels.values():  # the re-entry is each member's last event now:
+                own.gone = own.hearsay = False
+                for members in entering.values():  # the re-entry is each member's last event now:
                     for m in members.values():  # our own leave, fanned out late, is older (seed 1189035642)
                         m["timestamp"] = max(int(m.get("timestamp") or 0) + 1, now_ms)
                 self.node.ownership.replicate(s)
             elif not s.terminal:
                 heapq.heappush(self._linger, (self.node.channels.now_ms + RETRY_MS, conn))
 
-        log.info("presence.reenter", connection_id=conn, channels=len(own.channels))
+        def enter(at_ms: int, absent: dict[str, dict[str, Member]] | None) -> None:
+            if absent is None or s.terminal:  # a home not read (tried again), or handed over meanwhile
+                then(False)
+                return
+            entering.update(absent)
+            log.info("presence.reenter", connection_id=conn, channels=len(absent))
+            self._emit(at_ms, conn, PresenceAction.ENTER, absent, then)
+
         self._reentering.add(conn)
-        self._emit(now_ms, conn, PresenceAction.ENTER, own.channels, then)
+        if own.hearsay:  # left by another frontend, which may have entered them again (seed 1688680051)
+            still_absent(self.node, now_ms, conn, own.channels, lambda a: enter(self.node.channels.now_ms, a))
+        else:
+            enter(now_ms, own.channels)
 
     def _settled(self, s: Session) -> None:
         """The connection's server leaves were numbered: a resume that came meanwhile re-enters now."""

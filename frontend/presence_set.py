@@ -164,13 +164,16 @@ class OwnMembers:
 
     ``gone`` says the server left them on the connection's behalf while it was away (the linger
     elapsed): a resume within the TTL then re-enters them, so the client stays present.
+    ``hearsay``: ``gone`` came in state another frontend wrote, which may have entered them again
+    since: the re-entry enters only those absent from their channel's set (presence_reentry.py).
     """
 
-    __slots__ = ("_channels", "_pending", "gone")
+    __slots__ = ("_channels", "_pending", "gone", "hearsay")
 
     def __init__(self) -> None:
         self._channels: dict[str, dict[str, Member]] | None = None  # made on first use (``channels``)
         self.gone = False
+        self.hearsay = False
         # Members being entered (sent to the channel's home, not yet numbered): the copy lists them
         # too, so a frontend holding it can leave them if this owner dies before its next write.
         self._pending: dict[str, dict[str, Member]] | None = None  # made on first use (``pending``)
@@ -267,5 +270,5 @@ class OwnMembers:
                     for ch, members in chans.items()
                     if isinstance(members, dict) and members
                 }
-            own.gone = bool(raw.get("gone"))
+            own.gone = own.hearsay = bool(raw.get("gone"))
         return own

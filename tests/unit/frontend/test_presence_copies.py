@@ -267,3 +267,81 @@ def test_a_stale_copy_of_a_connection_held_here_is_neither_kept_nor_served():
     fetch = SessionFetch(connection_id=a.id)
     node.handle_peer_request(4, "fe-old", fetch, lambda ok, res: fetched.append(res))
     assert fetched == [{"state": None, "held": a.session.epoch}]  # the taker asks for it back instead
+
+
+def _takeover_from_a_copy_saying_left(left_for_real):
+    """alice entered on ``node`` under a key naming fe-owner (zone b) as her owner; the copy
+    fe-owner wrote here says it left her (``gone``); fe-owner dies and her client resumes here:
+    the takeover adopts the copy. ``left_for_real``: whether the channel's set agrees (a server
+    leave of alice was numbered) or holds her present (fe-owner entered her again after that
+    write). Returns the node, the observer, alice's connection id and the events handed to the home."""
+    from frontend.testing import MemoryOutlet
+    from kernel.keys import ConnectionKey
+
+    node = make_node()
+    _with_owner(node, 0, alive=True)
+    observer = Client(node, clientId="bob")
+    observer.attach(0, "room")
+    a = Client(node, clientId="alice")
+    a.attach(0, "room")
+    a.presence(1, "room", ENTER, data="d")
+    conn = a.id
+    held = dict(a.session.presence.channels["room"]["alice"])
+    key = node.signer.sign(ConnectionKey(owner="fe-owner", secondary=None, connection_id=conn, epoch=3))
+    late = {**a.session.to_wire(), "epoch": 3}
+    late["presence"] = {**late["presence"], "gone": True}
+    node.drop_session(a.session)  # owned by fe-owner: no presence event here
+    leave = {**held, "action": LEAVE, "id": f"!{conn}:500:1", "timestamp": 500}  # fe-owner's linger
+    node.channels.publish(500, _server_publish(conn, leave), lambda serials, err: None)
+    if not left_for_real:  # the client resumed on fe-owner, which entered her again
+        enter = {**held, "action": ENTER, "id": f"!{conn}:700:2", "timestamp": 700}
+        node.channels.publish(700, _server_publish(conn, enter), lambda serials, err: None)
+    observer.recv()
+    node.handle_peer_push(800, "fe-owner", SessionPut(state=late))  # written before the enter, late
+    published = _recording_publishes(node)
+    _with_owner(node, 5_000, alive=False)  # fe-owner killed: its client resumes here
+    node.channels.bus = AnsweringBus({})
+    answered = []
+    node.takeover.prepare(5_000, {"v": "6", "resume": key}, answered.append)
+    node.channels.bus = None  # the takeover's peers were asked: the home numbers with no replica
+    [params] = answered
+    assert params["resume"] != key  # taken over from the copy held here
+    s = node.connect(5_000, params, MemoryOutlet("json"))
+    assert s is not None and s.connection_id == conn
+    for t in range(5_000, 5_000 + LINGER, 500):  # (the home numbers alone once its replica is given up)
+        node.tick(t)
+    return node, observer, conn, published
+
+
+def test_a_late_copy_saying_left_does_not_reenter_a_member_its_owner_entered_again():
+    # Chaos seed 1688680051 (issue 13, t 98-112 s): fe-b1's linger left sub7 (98.8 s); the client
+    # resumed there and fe-b1 re-entered it (100.9 s, numbered at 103.3 s once chaos:1 had a home).
+    # Meanwhile fe-a1, its secondary, dropped out of fe-b1's map (zone a cut off), and fe-b1 wrote
+    # sub7's copy (still "left", the re-entry unnumbered) to fe-a2; that write reached fe-a2 only
+    # at the heal (109.0 s), after fe-b1 had its copy on fe-a1 again. fe-b1 killed at 112.0 s: the
+    # router sent sub7 to fe-a2, whose takeover adopted that copy and re-entered sub7: 15
+    # observers saw an ENTER of a member present since 103.3 s.
+    node, observer, conn, published = _takeover_from_a_copy_saying_left(left_for_real=False)
+    assert published == [] and events(observer.recv()) == []
+    assert node.channels.homes["room"].log.presence.get(conn, "alice") is not None
+    s = node.sessions[conn]
+    assert not s.presence.gone and s.presence.channels["room"]["alice"]
+    # fe-owner's own leave fanned out here late (a stream's catch-up) is older than the entry that
+    # holds her: not answered. A newer server leave (a copy holder cut off) is, with an enter.
+    stale = {**_leave_of_alice(conn), "id": f"!{conn}:500:1", "timestamp": 500}
+    node.presence.copy_watches.entry_seen(5_000 + LINGER, "room", [stale])
+    assert published == [] and events(observer.recv()) == []
+    later = {**_leave_of_alice(conn), "id": f"!{conn}:30000:3", "timestamp": 30_000}
+    node.channels.publish(30_000, _server_publish(conn, later), lambda serials, err: None)
+    assert events(observer.recv()) == [(LEAVE, "alice"), (ENTER, "alice")] == published  # it, its answer
+
+
+def _leave_of_alice(conn):
+    return {"clientId": "alice", "connectionId": conn, "action": LEAVE, "data": "d"}
+
+
+def test_a_copy_saying_left_whose_members_were_left_reenters_them_on_a_takeover():
+    node, observer, conn, published = _takeover_from_a_copy_saying_left(left_for_real=True)
+    assert published == [(ENTER, "alice")] and events(observer.recv()) == [(ENTER, "alice")]
+    assert node.channels.homes["room"].log.presence.get(conn, "alice") is not None
+    assert not node.sessions[conn].presence.gone
