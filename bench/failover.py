@@ -54,7 +54,6 @@ from bench.failover_analysis import analyse, log_timeline, percentiles  # noqa: 
 from bench.failover_cluster import (  # noqa: E402
     choose_victim,
     cpu_seconds,
-    homes,
     profile_start,
     profile_stop,
     settle_homes,
@@ -158,7 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if which_spares == "victim":
                     # The spare must be in the victim's zone: choose the victim now (ownership does not
                     # move when a frontend joins, so "most" picks the same one at kill time).
-                    victim_policy = choose_victim(owners, pub.server, await homes(cluster), args.victim)
+                    victim_policy = choose_victim(owners, pub.server, await cluster.homes(), args.victim)
                     zone = cluster.nodes[victim_policy].zone
                     late = [name for name, z in spares if z == zone][:1]
                 else:
@@ -179,7 +178,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu_warmup = {k: round((cpu_seconds(pid) - cpu0[k]) / span, 2) for k, pid in pids.items()}
 
             load_at_kill = os.getloadavg()
-            channel_homes = await homes(cluster)
+            channel_homes = await cluster.homes()
             victim = choose_victim(owners, pub.server, channel_homes, victim_policy)
             zones_after_kill = sorted(
                 {fe.zone for fe in cluster.frontends if fe.running and fe.name != victim}

@@ -18,16 +18,6 @@ from kernel.placement import rendezvous_order
 from tests.support.cluster import LocalCluster
 
 
-async def homes(cluster: LocalCluster) -> dict[str, str]:
-    """channel -> the running frontend that is its home."""
-    out = {}
-    for fe in cluster.frontends:
-        if fe.running:
-            for ch in (await fe.get_json("/cluster"))["channels"]["home"]:
-                out[ch] = fe.name
-    return out
-
-
 async def settle_homes(
     cluster: LocalCluster, channels: list[str], within: float
 ) -> tuple[dict[str, list[str]], bool]:

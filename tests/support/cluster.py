@@ -170,6 +170,15 @@ class LocalCluster:
         members = body["members"] if isinstance(body, dict) else body
         return {m["node_id"]: m for m in members}
 
+    async def homes(self) -> dict[str, str]:
+        """channel -> the running frontend that is its home (each frontend's ``/cluster``)."""
+        out = {}
+        for fe in self.frontends:
+            if fe.running:
+                for ch in (await fe.get_json("/cluster"))["channels"]["home"]:
+                    out[ch] = fe.name
+        return out
+
     async def wait_converged(self, *, dead: Iterable[str] = (), within: float = CONVERGE_TIMEOUT) -> None:
         """Until every running node sees every running node alive and each of ``dead`` not alive."""
         dead = set(dead)

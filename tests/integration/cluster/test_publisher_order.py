@@ -21,7 +21,7 @@ import trio
 
 import continuity
 from tests.integration.cluster.streams import server_of
-from tests.support.cluster import LocalCluster, run_cluster
+from tests.support.cluster import run_cluster
 from tests.support.procs import API_KEY
 from tests.support.streams import FAST_BACKOFF, parse_serial, wait_until
 
@@ -78,15 +78,6 @@ class Pipelined:
         return out
 
 
-async def _homes(cluster: LocalCluster) -> dict[str, str]:
-    out = {}
-    for fe in cluster.frontends:
-        if fe.running:
-            for ch in (await fe.get_json("/cluster"))["channels"]["home"]:
-                out[ch] = fe.name
-    return out
-
-
 async def _subscribe(
     url: str, got: dict[str, list[tuple[int, str]]], task_status: trio.TaskStatus[None]
 ) -> None:
@@ -134,7 +125,7 @@ async def test_pipelined_publishes_keep_their_order_across_repeated_home_kills(t
             killed = []
             for _ in range(KILLS):
                 own = server_of(publisher[0])
-                homes = await _homes(cluster)
+                homes = await cluster.homes()
                 homed = Counter(fe for ch, fe in homes.items() if ch in CHANNELS and fe != own)
                 assert homed, f"every channel is homed on the publisher's frontend {own}: {homes}"
                 victim = homed.most_common(1)[0][0]  # the home of the most channels, never our own
