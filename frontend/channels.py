@@ -210,6 +210,7 @@ class ChannelService:
                 view = view.with_peer(dataclasses.replace(info, alive=False))
         self.view = view
         self.placement = Placement(view)
+        self.zone_quorum.remember_zones(view)  # first: what it notes judges the acquisitions below
         if revived and self.homes:
             # A member we saw dead is back: a partition healed (or a map lagged). Homes either side
             # held meanwhile may have been superseded, so none is trusted: each becomes a copy and
@@ -232,7 +233,6 @@ class ChannelService:
                     self._resubscribe_local(now_ms, name, stream)
                 else:
                     self._resync(now_ms, name, stream)
-        self.zone_quorum.remember_zones(view)
         self.zone_quorum.reassess(now_ms)
         # The map may be what tells us we are the minority (not the next sweep).
         self.zone_quorum.drop_blocked(now_ms)

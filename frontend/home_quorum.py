@@ -56,6 +56,9 @@ log = structlog.get_logger("continuity.frontend")
 
 RENEW_MS = DEFAULT_LEASE_MS // 3  # a held grant is renewed this often
 WITHHOLD_MAX_MS = 5_000  # a restarted node withholds its copies until a witness answered, at most this
+# After our map re-admits a frontend it had dead, while others are still dead in it, no new epoch
+# starts for this long: a healed cut shows its members one by one (``new_epoch_wait``).
+REJOIN_SETTLE_MS = 2_000
 
 
 def no_quorum(channel: str, state: QuorumState) -> ErrorInfo:
@@ -147,9 +150,15 @@ class QuorumHomes:
         self._minority_since: int | None = None
         self._refused_ms: dict[str, int] = {}
         self.leaving = False  # a drain is done: no grant is needed any more, only a release
+        self._dead_fronts: set[str] = set()  # frontends dead in our map, and when one last came back
+        self._revived_ms: int | None = None
 
     # -- reading the quorum ---------------------------------------------------------
     def remember_zones(self, view: ClusterView) -> None:
+        dead = {p.node_id for p in view.frontends() if not p.alive}
+        if any(view.alive(n) for n in self._dead_fronts - dead):
+            self._revived_ms = self.host.now_ms
+        self._dead_fronts = dead
         self._zones_remembered |= zones_seen(view)
         for zone, routers in witness_routers(view).items():
             self._witnesses_remembered.setdefault(zone, set()).update(routers)
@@ -514,6 +523,25 @@ class QuorumHomes:
         log.info("channel.acquire_deferred", channel=channel, reason=why, **detail)
         for cb in self.home_side.acquiring.pop(channel, []):
             cb(False)
+
+    def new_epoch_wait(self) -> str | None:
+        """Why an acquisition that found no copy must not start a new epoch yet, if it must not.
+
+        1. The other zone, where a copy of every ACKed message lives, is out of sight and we hold
+           no majority (frontend.sim seed 4; chaos seed 12313).
+        2. Our map re-admitted a frontend it had dead less than ``REJOIN_SETTLE_MS`` ago and still
+           lists others dead: a healed cut, whose members reappear one by one, and the frontends
+           not yet back may hold the channel's copies, or be its live home (chaos seed 1516076113:
+           fe-b2, partitioned alone, saw fe-a2 again 65 ms before fe-a1, the home, and fe-b1, its
+           replica; its own copy was superseded, fe-a2 had none, and the epoch it started won over
+           fe-a1's live log: 90003 for every subscriber).
+        """
+        if self.other_zone_out_of_reach() and not self.quorum().may_degrade:
+            return "no copy and no other zone in reach"
+        since = self._revived_ms
+        if since is not None and self._dead_fronts and self.host.now_ms - since < REJOIN_SETTLE_MS:
+            return "map still re-admitting frontends after a heal"
+        return None
 
     def other_zone_out_of_reach(self) -> bool:
         """The map knows a frontend in another zone, and none of them is alive in it."""

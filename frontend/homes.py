@@ -244,12 +244,12 @@ class HomeSide:
         if lg is None and not store_checked and self.host.persisted.acquire_from_store(channel, subs, source):
             return  # a persisted channel asks its store where its epoch stands first
         zq = self.host.zone_quorum
-        if lg is None and zq.other_zone_out_of_reach() and not zq.quorum().may_degrade:
-            # No copy in reach, and the other zone, where a copy of every ACKed message lives, is
-            # out of sight: a new epoch here would hide the channel's history from our subscribers
-            # (90003) and send them back to the old epoch when the cut heals (frontend.sim seed 4:
-            # fe-a1 partitioned alone; chaos seed 12313: fe-b2 during a zone-a partition). Wait.
-            self.host.zone_quorum.defer_new_epoch(channel, "no copy and no other zone in reach")
+        if lg is None and (why := zq.new_epoch_wait()) is not None:
+            # No copy in reach, and frontends that may hold one are out of sight (the other zone,
+            # or the rest of a cut that is healing): a new epoch here would hide the channel's
+            # history from our subscribers (90003) and, newest, win over the copies when they are
+            # back (frontend.sim seed 4; chaos seeds 12313, 1516076113). Wait.
+            self.host.zone_quorum.defer_new_epoch(channel, why)
             return
         if lg is None:
             lg = self.new_log(channel, now_ms, replaces=replaces)
