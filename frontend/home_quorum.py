@@ -152,12 +152,15 @@ class QuorumHomes:
         self.leaving = False  # a drain is done: no grant is needed any more, only a release
         self._dead_fronts: set[str] = set()  # frontends dead in our map, and when one last came back
         self._revived_ms: int | None = None
+        self._rejoined_ms: int | None = None
 
     # -- reading the quorum ---------------------------------------------------------
     def remember_zones(self, view: ClusterView) -> None:
         dead = {p.node_id for p in view.frontends() if not p.alive}
         if any(view.alive(n) for n in self._dead_fronts - dead):
             self._revived_ms = self.host.now_ms
+            if self._minority_since is not None:  # back from a side of a cut that held no majority
+                self._rejoined_ms = self.host.now_ms
         self._dead_fronts = dead
         self._zones_remembered |= zones_seen(view)
         for zone, routers in witness_routers(view).items():
@@ -541,6 +544,19 @@ class QuorumHomes:
         since = self._revived_ms
         if since is not None and self._dead_fronts and self.host.now_ms - since < REJOIN_SETTLE_MS:
             return "map still re-admitting frontends after a heal"
+        return None
+
+    def acquire_wait(self) -> str | None:
+        """Why no acquisition may start now, if none may (not even from a copy): the map is not yet
+        settled, or we are back from a side of a cut that held no majority (``_minority_since``), it
+        re-admitted a frontend less than ``REJOIN_SETTLE_MS`` ago and still lists others dead. Our
+        copies may be stale and the home that went on while we were cut off may be among those not
+        yet back: taking the home from the copies in sight would number its serials again."""
+        if not self.host.ready:
+            return "cluster map not yet settled"
+        since = self._rejoined_ms
+        if since is not None and self._dead_fronts and self.host.now_ms - since < REJOIN_SETTLE_MS:
+            return "back from a minority: map still re-admitting frontends"
         return None
 
     def other_zone_out_of_reach(self) -> bool:

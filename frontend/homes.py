@@ -155,8 +155,8 @@ class HomeSide:
         host = self.host
         defer = host.zone_quorum.defer_new_epoch
         peers = [p.node_id for p in host.view.frontends() if p.alive and p.node_id != host.node_id]
-        if not host.ready:
-            defer(channel, "cluster map not yet settled")
+        if (wait := host.zone_quorum.acquire_wait()) is not None:
+            defer(channel, wait)
             return
         if host.bus is None or not peers:
             own = host.replicas.get(channel)
