@@ -455,6 +455,7 @@ class ChannelService:
         self, now_ms: int, src: str, op: O.ChannelOp, reply: Callable[[bool, Any], None]
     ) -> None:
         self.now_ms = now_ms
+        self.zone_quorum.heard_from(src)
         if isinstance(op, (O.Attach, O.Publish, O.LogFetch)) and src not in self.view.peers:
             # Our map lags: let the caller retry.
             reply(False, O.Refused(O.Refusal.MAP_LAGS, f"{src} is not in this node's map yet"))
@@ -475,6 +476,7 @@ class ChannelService:
 
     def handle_push(self, now_ms: int, src: str, op: O.ChannelOp) -> None:
         self.now_ms = now_ms
+        self.zone_quorum.heard_from(src)
         match op:
             case O.Deliver(channel=channel, entry=entry):
                 self._on_deliver(now_ms, src, channel, entry)

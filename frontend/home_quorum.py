@@ -153,6 +153,7 @@ class QuorumHomes:
         self._dead_fronts: set[str] = set()  # frontends dead in our map, and when one last came back
         self._revived_ms: int | None = None
         self._rejoined_ms: int | None = None
+        self._heard_dead_ms: dict[str, int] = {}  # a frontend dead in our map spoke to us: first when
 
     # -- reading the quorum ---------------------------------------------------------
     def remember_zones(self, view: ClusterView) -> None:
@@ -162,6 +163,7 @@ class QuorumHomes:
             if self._minority_since is not None:  # back from a side of a cut that held no majority
                 self._rejoined_ms = self.host.now_ms
         self._dead_fronts = dead
+        self._heard_dead_ms = {n: t for n, t in self._heard_dead_ms.items() if n in dead}
         self._zones_remembered |= zones_seen(view)
         for zone, routers in witness_routers(view).items():
             self._witnesses_remembered.setdefault(zone, set()).update(routers)
@@ -546,17 +548,34 @@ class QuorumHomes:
             return "map still re-admitting frontends after a heal"
         return None
 
+    def heard_from(self, peer: str) -> None:
+        """A peer sent us a request or a push: if our map lists it dead, our map lags behind the
+        cluster (``acquire_wait``), from the first such word until the map shows it alive again."""
+        if peer in self._dead_fronts:
+            self._heard_dead_ms.setdefault(peer, self.host.now_ms)
+
+    def _map_lags(self) -> bool:
+        now = self.host.now_ms
+        return any(now - t < REJOIN_SETTLE_MS for t in self._heard_dead_ms.values())
+
     def acquire_wait(self) -> str | None:
         """Why no acquisition may start now, if none may (not even from a copy): the map is not yet
         settled, or we are back from a side of a cut that held no majority (``_minority_since``), it
         re-admitted a frontend less than ``REJOIN_SETTLE_MS`` ago and still lists others dead. Our
         copies may be stale and the home that went on while we were cut off may be among those not
-        yet back: taking the home from the copies in sight would number its serials again."""
+        yet back: taking the home from the copies in sight would number its serials again. Or a
+        frontend our map lists dead spoke to us less than ``REJOIN_SETTLE_MS`` ago."""
         if not self.host.ready:
             return "cluster map not yet settled"
         since = self._rejoined_ms
         if since is not None and self._dead_fronts and self.host.now_ms - since < REJOIN_SETTLE_MS:
             return "back from a minority: map still re-admitting frontends"
+        if self._map_lags():
+            # A frontend our map lists dead is talking to us (chaos seed 1516076113, second run:
+            # fe-a1, home while fe-b2 was cut off, attached at fe-b2 past fe-b2's copy 30 ms before
+            # fe-b2's map showed it; fe-b2 stepped down and, asking only fe-a2, started a new epoch).
+            # It may be the channel's live home: wait for the map, at most REJOIN_SETTLE_MS.
+            return "a frontend our map lists dead is talking to us"
         return None
 
     def other_zone_out_of_reach(self) -> bool:

@@ -142,3 +142,30 @@ def test_a_rejoining_frontend_takes_no_home_from_its_stale_copy_while_the_home_i
     b2.attach(clock[0], channel, f"{epoch}:4", got.append)
     assert got and got[-1].error is None and got[-1].last_serial.rpartition(":")[0] == epoch
     assert int(got[-1].last_serial.rpartition(":")[2]) >= 4
+
+
+def test_a_frontend_hearing_from_one_its_map_lists_dead_starts_no_new_epoch() -> None:
+    # Chaos seed 1516076113, run again with the two fixes above (t 43-44 s): fe-b2, cut off alone,
+    # still listed fe-a2 alive (suspect, never dead) and fe-a1, the home meanwhile, dead. At the heal
+    # fe-a1's map showed fe-b2 first: fe-a1 attached at fe-b2 past fe-b2's copy (423), 30 ms before
+    # fe-b2's map re-admitted anyone. fe-b2 stepped down, asked fe-a2 alone (no copy), found its own
+    # copy superseded and started a new epoch (source=lost): 90003 for every subscriber of chaos:2.
+    services, clock, cut, channel, epoch = partitioned_home()
+    b2 = services["fe-b2"]
+    clock[0] = 7_000
+    b2.set_view(clock[0], seen_by({"fe-b2", "fe-a2"}))  # fe-a2 merely suspect in fe-b2's map
+    clock[0] = 12_000  # long after: no heal of fe-b2's map is recent
+    cut.clear()
+    for name in EVERYONE - {"fe-b2"}:  # their maps show fe-b2 again; fe-a1 re-attaches there at 4
+        services[name].set_view(clock[0], seen_by(EVERYONE))
+    new_epochs = [h.log.epoch for h in b2.homes.values() if h.log.epoch != epoch]
+    new_epochs += [c.epoch for c in b2.replicas.values() if c.epoch != epoch]
+    assert not new_epochs, "fe-b2 started a new epoch while fe-a1, holding the channel, spoke to it"
+    kept = [r for r in b2.replicas.values() if r.epoch == epoch and r.last_seq == 1]
+    assert kept, "fe-b2 stepped down, keeping its copy"
+
+    clock[0] = 12_030  # fe-b2's map follows
+    b2.set_view(clock[0], seen_by(EVERYONE))
+    got: list[Any] = []
+    b2.attach(clock[0], channel, f"{epoch}:4", got.append)
+    assert got and got[-1].error is None and got[-1].last_serial == f"{epoch}:4", got
