@@ -100,6 +100,10 @@ class SimConfig:
     max_fault_ms: int = 6_000  # the longest partition, or downtime of a restart
     ttl_ms: int = 120_000  # connectionStateTtl; the dedupe window is this plus maxIdleInterval
     connected_lost: float = 0.0  # the share of resumes whose CONNECTED is lost with the transport
+    # A new connectionId or a 90003 while every fault is shorter than the TTL is a violation
+    # (``discontinuity_within_ttl``). Off by default: two overlapping state losses can destroy a
+    # connection's or a channel's every copy, and the judge does not yet tell those apart.
+    judge_ttl: bool = False
     presence_linger_ms: int = 15_000  # how long a member of a connection gone away lingers
 
 
@@ -416,7 +420,8 @@ class World:
             crash = traceback.format_exc(limit=-6)
         publishes = [r for c in self.clients for r in c.records]
         logs = [log for c in self.clients for log in c.logs()]
-        verdict = check_run(publishes, logs, self.copies.destroyed)
+        ttl_s = self.cfg.ttl_ms / 1000 if self.cfg.judge_ttl else None
+        verdict = check_run(publishes, logs, self.copies.destroyed, ttl_s=ttl_s)
         if self.needless:
             verdict["violations"]["needless_new_connection"] = len(self.needless)
             verdict["examples"].extend(self.needless[:3])
@@ -520,11 +525,15 @@ def run_seeds(seeds: list[int], cfg: SimConfig, procs: int = 1) -> dict[str, Any
 
 
 def _replay(seed: int, schedule: list[Any], cfg: SimConfig) -> str:
-    flags = "".join(
-        f" --{name.replace('_', '-')} {getattr(cfg, name)}"
-        for name in ("max_fault_ms", "ttl_ms", "connected_lost")
-        if getattr(cfg, name) != getattr(DEFAULT, name)
-    ) + (" --witness" if cfg.witness else "")
+    flags = (
+        "".join(
+            f" --{name.replace('_', '-')} {getattr(cfg, name)}"
+            for name in ("max_fault_ms", "ttl_ms", "connected_lost")
+            if getattr(cfg, name) != getattr(DEFAULT, name)
+        )
+        + (" --witness" if cfg.witness else "")
+        + (" --judge-ttl" if cfg.judge_ttl else "")
+    )
     return f"python -m frontend.sim --seed {seed}{flags} --schedule '{json.dumps(schedule)}'"
 
 
@@ -548,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", help="comma-separated fault kinds (default: all)")
     parser.add_argument("--witness", action="store_true",
                         help="a witness router in zone w (the zone quorum, kernel/quorum.py)")  # fmt: skip
+    parser.add_argument("--judge-ttl", action="store_true",
+                        help="judge every 90003 or new connectionId within the TTL a violation")  # fmt: skip
     args = parser.parse_args(argv)
     sim_process()
     kinds = tuple(args.kinds.split(",")) if args.kinds else FAULT_KINDS
@@ -556,7 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.connected_lost <= 1.0:
         parser.error("--connected-lost: a share between 0 and 1")
     cfg = SimConfig(faults=args.faults, max_fault_ms=args.max_fault_ms, ttl_ms=args.ttl_ms, kinds=kinds,
-                    connected_lost=args.connected_lost, witness=args.witness)  # fmt: skip
+                    connected_lost=args.connected_lost, witness=args.witness,
+                    judge_ttl=args.judge_ttl)  # fmt: skip
     if args.seed is not None:
         schedule = None
         if args.schedule:

@@ -22,8 +22,9 @@ def check_run(
     publishes: Sequence[Mapping[str, Any]],
     logs: Sequence[Mapping[str, Any]],
     destroyed: Callable[[str, str], bool] | None = None,
+    ttl_s: float | None = None,
 ) -> dict[str, Any]:
-    verdict = check([_per_connection(p) for p in publishes], logs, destroyed=destroyed)
+    verdict = check([_per_connection(p) for p in publishes], logs, destroyed=destroyed, ttl_s=ttl_s)
     violations = {k: v for k, v in verdict.counts.items() if v}
     return {"violations": violations, "examples": verdict.examples[:10], "beyond_model": verdict.beyond_model}
 

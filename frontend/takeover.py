@@ -224,9 +224,14 @@ class Takeover:
         node = self.node
         bus = node.channels.bus
         assert bus is not None
-        if new_owner is None or new_owner == node.node_id or not node.channels.view.alive(new_owner):
+        if new_owner is None or new_owner == node.node_id:
             done(None)
             return
+        # Asked even when our map lists it dead: the bus refuses at once without a link, and a taker
+        # that just asked us for the connection reached us while our map had not yet re-admitted it
+        # after a partition (frontend.sim seed 347 with --faults 2: zone b cut off, the client in a
+        # tunnel; fe-b2 took the connection from its copy, fe-a1 handed it over at the heal, and the
+        # client's resume at fe-a1 40 ms later got 80008 while fe-b2 still held it unconfirmed).
 
         def answered(ok: bool, res: Any) -> None:
             state = res.get("state") if ok and isinstance(res, dict) else None
