@@ -134,6 +134,15 @@ class Takeover:
         # fe-b2, the secondary holding its copy, whose tombstone answered 80008).
 
         def adopt(state: dict[str, Any] | None, source: str | None) -> None:
+            mine = node.ownership.copies.get(node.channels.now_ms, conn_id)
+            newer_copy = mine is not None and int(mine["epoch"]) > key_epoch
+            if state is not None and newer_copy and int(state["epoch"]) <= key_epoch:
+                # While we waited for that state, another frontend took the connection over for
+                # this key and made us its secondary: adopting beside it would make two owners at
+                # one epoch (chaos seed 1850085170: fe-b1's SessionFetch answered 2 s late, after
+                # the restarted fe-a1 had taken both connections over; fe-b1's copy of them later
+                # left their presence members: 30 spurious LEAVEs).
+                state = None
             if state is None or int(state["epoch"]) > key_epoch:
                 node.metrics.takeover_failures.inc()
                 log.info("connection.takeover_failed", connection_id=conn_id, owner=owner)

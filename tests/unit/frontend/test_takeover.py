@@ -13,6 +13,7 @@ connection, where nothing could deduplicate them (84 duplicated deliveries).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from typing import Any
@@ -301,3 +302,66 @@ def test_a_taker_whose_client_never_used_its_key_gives_it_back_though_a_transpor
     msg = connected(outlet)
     assert back is not None and msg.connection_id == conn_id and msg.error is None
     assert conn_id not in b1.sessions  # handed back: one owner
+
+
+def test_a_taker_whose_copy_went_newer_while_it_waited_adopts_nothing() -> None:
+    # Chaos seed 1850085170 (t 11.5-13.8 s, issue 18): fe-a1 killed and restarted. fe-b1 began a
+    # takeover of two of its connections (Handover to fe-a1: nothing; SessionFetch to fe-b2, the
+    # copy's holder); the clients meanwhile resumed at the restarted fe-a1, which took both over from
+    # fe-b2's copy (epoch 2) and wrote its new copy to fe-b1. fe-b2's answer to fe-b1 came 2 s late,
+    # and fe-b1 adopted that epoch-1 state too: two owners at epoch 2. fe-b1's, detached, later left
+    # the members its clients had entered: 30 spurious LEAVEs.
+    from kernel.placement import Placement
+
+    zones = {"fe-a1": "a", "fe-b1": "b", "fe-b2": "b"}
+    clock, signer = [1_000], KeySigner([SECRET])
+    full = ClusterView(
+        {n: Peer(node_id=n, role="frontend", zone=z, client_addr=n, peer_addr=n) for n, z in zones.items()}
+    )
+    without_b1 = ClusterView({n: dataclasses.replace(p, alive=n != "fe-b1") for n, p in full.peers.items()})
+    nodes: dict[str, FrontendNode] = {}
+    buses: dict[str, HandBus] = {}
+
+    def start(name: str, view: ClusterView) -> FrontendNode:
+        node = FrontendNode(FrontendConfig(node_id=name, zone=zones[name], dev=True, cluster_secret=SECRET),
+                            rng=random.Random(f"{name}{len(nodes)}"), signer=signer)  # fmt: skip
+        buses[name] = node.channels.bus = HandBus(nodes, name, clock)
+        nodes[name] = node
+        node.channels.ready = True
+        node.apply_view(clock[0], view)
+        return node
+
+    a1 = start("fe-a1", without_b1)  # its connection's copy goes to fe-b2
+    b1, b2 = start("fe-b1", full), start("fe-b2", full)
+    for _ in range(50):
+        outlet = MemoryOutlet()
+        s = a1.connect(clock[0], {"v": "6", "key": "k.id:secret"}, outlet)
+        assert s is not None and s.secondary == "fe-b2"
+        if Placement(full).connection_secondary(s.connection_id, "fe-a1") == "fe-b1":
+            break  # once fe-a1 sees fe-b1, the copy of this one goes there
+    conn_id, key = s.connection_id, s.key
+    a1.transport_lost(clock[0], s, outlet)
+    assert b2.ownership.copies.get(clock[0], conn_id) is not None
+    a1 = start("fe-a1", full)  # killed and restarted: nothing
+
+    _, b1_answered = resume_at(b1, key, 1_200)  # a resume reaches fe-b1 first
+    buses["fe-b1"].serve(O.Handover)  # the restarted owner has nothing to hand over
+    peer, fetch, late_reply = buses["fe-b1"].take(O.SessionFetch)
+    assert peer == "fe-b2"
+    held: list[tuple[bool, Any]] = []
+    b2.handle_peer_request(1_250, "fe-b1", fetch, lambda ok, res: held.append((ok, res)))  # answered late
+
+    live = MemoryOutlet()
+    _, a1_answered = resume_at(a1, key, 1_300)  # the client's retry, at the key's owner
+    buses["fe-a1"].serve(O.SessionFetch)
+    assert a1_answered and a1_answered[0]["resume"] != key
+    back = a1.connect(1_300, a1_answered[0], live)
+    assert back is not None and back.secondary == "fe-b1" and back.epoch == 2
+    assert connected(live).connection_id == conn_id
+    assert b1.ownership.copies.get(1_300, conn_id) is not None  # fe-a1's new copy, on fe-b1
+
+    clock[0] = 3_300
+    late_reply(*held[0])  # fe-b2's answer: its epoch-1 copy
+    assert b1_answered == [{"v": "6", "key": "k.id:secret", "resume": key}]  # unchanged: no takeover
+    assert conn_id not in b1.sessions, "fe-b1 adopted the connection beside fe-a1"
+    assert a1.sessions[conn_id].epoch == 2
