@@ -56,8 +56,9 @@ log = structlog.get_logger("continuity.frontend")
 
 RENEW_MS = DEFAULT_LEASE_MS // 3  # a held grant is renewed this often
 WITHHOLD_MAX_MS = 5_000  # a restarted node withholds its copies until a witness answered, at most this
-# After our map re-admits a frontend it had dead, while others are still dead in it, no new epoch
-# starts for this long: a healed cut shows its members one by one (``new_epoch_wait``).
+# While our map heals (it re-admitted a frontend and still lists others dead, or a frontend it lists
+# dead talks to us), acquisitions wait this long at most: a healed cut shows its members one by one
+# (``new_epoch_wait``, ``acquire_wait``).
 REJOIN_SETTLE_MS = 2_000
 
 
@@ -150,9 +151,9 @@ class QuorumHomes:
         self._minority_since: int | None = None
         self._refused_ms: dict[str, int] = {}
         self.leaving = False  # a drain is done: no grant is needed any more, only a release
-        self._dead_fronts: set[str] = set()  # frontends dead in our map, and when one last came back
-        self._revived_ms: int | None = None
-        self._rejoined_ms: int | None = None
+        self._dead_fronts: set[str] = set()  # frontends dead in our map
+        self._revived_ms: int | None = None  # when our map last re-admitted one of them
+        self._rejoined_ms: int | None = None  # the same, while we held no majority
         self._heard_dead_ms: dict[str, int] = {}  # a frontend dead in our map spoke to us: first when
 
     # -- reading the quorum ---------------------------------------------------------
@@ -543,8 +544,7 @@ class QuorumHomes:
         """
         if self.other_zone_out_of_reach() and not self.quorum().may_degrade:
             return "no copy and no other zone in reach"
-        since = self._revived_ms
-        if since is not None and self._dead_fronts and self.host.now_ms - since < REJOIN_SETTLE_MS:
+        if self._healing_since(self._revived_ms):
             return "map still re-admitting frontends after a heal"
         return None
 
@@ -554,9 +554,9 @@ class QuorumHomes:
         if peer in self._dead_fronts:
             self._heard_dead_ms.setdefault(peer, self.host.now_ms)
 
-    def _map_lags(self) -> bool:
-        now = self.host.now_ms
-        return any(now - t < REJOIN_SETTLE_MS for t in self._heard_dead_ms.values())
+    def _healing_since(self, since: int | None) -> bool:
+        """Our map still lists frontends dead, less than ``REJOIN_SETTLE_MS`` after ``since``."""
+        return since is not None and bool(self._dead_fronts) and self.host.now_ms - since < REJOIN_SETTLE_MS
 
     def acquire_wait(self) -> str | None:
         """Why no acquisition may start now, if none may (not even from a copy): the map is not yet
@@ -567,10 +567,9 @@ class QuorumHomes:
         frontend our map lists dead spoke to us less than ``REJOIN_SETTLE_MS`` ago."""
         if not self.host.ready:
             return "cluster map not yet settled"
-        since = self._rejoined_ms
-        if since is not None and self._dead_fronts and self.host.now_ms - since < REJOIN_SETTLE_MS:
+        if self._healing_since(self._rejoined_ms):
             return "back from a minority: map still re-admitting frontends"
-        if self._map_lags():
+        if any(self._healing_since(t) for t in self._heard_dead_ms.values()):
             # A frontend our map lists dead is talking to us (chaos seed 1516076113, second run:
             # fe-a1, home while fe-b2 was cut off, attached at fe-b2 past fe-b2's copy 30 ms before
             # fe-b2's map showed it; fe-b2 stepped down and, asking only fe-a2, started a new epoch).
