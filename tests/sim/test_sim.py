@@ -458,6 +458,19 @@ REGRESSIONS: dict[str, tuple[int, list[list[Any]], list[str]]] = {
         [[4345, "zone_partition", "b", 3277], [4714, "tunnel_cut", "c4", 5627]],
         ["--judge-ttl"],
     ),
+    # fe-a2, back from zone b's partition, deferred ch0's acquisition 2 s (fe-b1 dead, still listed
+    # dead); c-publisher's resume re-sent its unACKed publishes, appended to the unresolved list out
+    # of order, and msgSerial 14 named 11 (the last in the list), not 13: the home numbered 14
+    # before 12 and 13 (publisher_order 11). A publish names the nearest earlier one now.
+    "3217_after_names_the_nearest_earlier_publish": (
+        3217,
+        [
+            [2804, "kill", "fe-b1", 4693],
+            [6529, "zone_partition", "b", 4386],
+            [14712, "tunnel_cut", "c4", 4151],
+        ],
+        [],
+    ),
 }
 
 
