@@ -44,10 +44,20 @@ Slow consumers. A transport whose queue reaches ``outbox_limit`` frames is still
 with a resumable DISCONNECTED (error 80020, slow consumer). Pausing publishers could keep a stuck
 subscriber's queue from ever reaching that limit while it holds everyone up, so a second rule,
 with the same resumable cut: when the publishers have stayed paused for ``stall_s`` seconds, the
-transport holding the most unsent bytes is cut, and with it every transport that holds unsent
-bytes and has not written a byte during that pause; the rule applies again every ``stall_s``
-while the pause lasts. One stuck subscriber thus holds publishers up for at most about
-``stall_s``, and loses nothing: it resumes from the channel log.
+*stuck* transport holding the most unsent bytes is cut, and with it every stuck transport that has
+not written a byte during that pause; the rule applies again every ``stall_s`` while the pause
+lasts. One stuck subscriber thus holds publishers up for at most about twice ``stall_s``, and loses
+nothing: it resumes from the channel log.
+
+Stuck means the bytes wait on the client: the kernel refused part of a direct write (the client's
+receive window is full), its read receipts lag by more than the window, or its writer task has
+been in one write since the pause (or the previous check) began. A process that is itself behind
+(CPU-bound: 20,000 connections at one publish per channel per second, bench/many_channels.py) has
+every transport holding a few frames queued for a pass it has not run yet, none written "during
+the pause"; cutting them (2,413 at once in one run) cut healthy clients. Those are not stuck and
+are never cut; the pause itself bounds the backlog. And when this task runs the rule more than
+``stall_s / 2`` after it was due, the event loop is behind: only the largest stuck transport is
+cut, not every stuck one that could not write meanwhile.
 """
 
 from __future__ import annotations
@@ -67,6 +77,11 @@ class Flushable(Protocol):
     @property
     def unsent(self) -> int:
         """Bytes queued and not yet handed to the kernel."""
+        ...
+
+    def stuck(self, since: float) -> bool:
+        """Its unsent bytes wait on the client (refused by the kernel, unread past the window, or
+        in one write since ``since``), not on this process."""
         ...
 
     @property
@@ -97,6 +112,7 @@ class Outflow:
         self.backlog = 0
         self.paused = False
         self.pauses = 0
+        self.stalls_without_stuck = 0  # stall checks that found no stuck transport (nothing cut)
         self._resumed = trio.Event()
         self._resumed.set()
         self._paused_at = 0.0
@@ -155,21 +171,29 @@ class Outflow:
                 self._cut_stalled()
 
     def _cut_stalled(self) -> None:
-        holders = [t for t in self.transports if t.unsent > 0]
         since = self._paused_at
+        holders = [t for t in self.transports if t.unsent > 0 and t.stuck(since)]
         now = trio.current_time()
+        late_s = now - self._stall_at
         self._paused_at = now
         self._stall_at = now + self.stall_s
         if not holders:
+            self.stalls_without_stuck += 1
+            log.info("outflow.stalled_none_stuck", backlog=self.backlog, late_s=round(late_s, 3))
             return
         largest = max(holders, key=lambda t: t.unsent)
-        victims = [t for t in holders if t is largest or t.last_write < since]
+        if late_s > self.stall_s / 2:
+            victims = [largest]  # this loop is behind: "did not write meanwhile" says nothing
+        else:
+            victims = [t for t in holders if t is largest or t.last_write < since]
         log.info(
             "outflow.stalled",
             backlog=self.backlog,
             cut=len(victims),
+            stuck=len(holders),
             largest_unsent=largest.unsent,
             paused_s=round(now - since, 3),
+            late_s=round(late_s, 3),
         )
         self._on_stall(len(victims))
         for t in victims:

@@ -55,12 +55,14 @@ class WebSocketTransport:
         "_probes",
         "_pushed",
         "_queue",
+        "_refused",
         "_scheduled",
         "_send_scope",
         "_socket",
         "_unsent",
         "_wake",
         "_window",
+        "_write_began",
         "_written",
         "confirmed",
         "fmt",
@@ -103,7 +105,12 @@ class WebSocketTransport:
             stream.socket if outflow is not None and isinstance(stream, trio.SocketStream) else None
         )
         self.writing = False
+        self._write_began = 0.0  # trio time the writer task's current write began (``writing``)
         self._scheduled = False
+        # The kernel took less than a direct write offered (the client's receive window and our send
+        # buffer are full): the bytes wait on the client, not on this process. Cleared once the
+        # writer task has sent the rest.
+        self._refused = False
         self._unsent = 0  # bytes queued or held by the writer, not yet handed to the kernel
         self.last_write = trio.current_time()
         # Read receipts (frontend.outflow, "consumption window"): a Ping carrying the byte offset
@@ -184,6 +191,12 @@ class WebSocketTransport:
         self._written += n
         self._forget(n)
 
+    def stuck(self, since: float) -> bool:
+        """Its unsent bytes wait on the client: unread past the window, refused by the kernel, or
+        in a write of the writer task that began at ``since`` or before and has not ended. Bytes
+        merely queued for a pass this process has not run yet do not count (``frontend.outflow``)."""
+        return self.held or self._refused or (self.writing and self._write_began <= since)
+
     @property
     def held(self) -> bool:
         """True while a client that answers pings has more than ``window`` bytes written but unread."""
@@ -262,6 +275,7 @@ class WebSocketTransport:
         queue.clear()
         if n < len(data):
             queue.append(data[n:] if n else data)
+            self._refused = True
             self._wake.set()
         if n:
             self.last_write = now
@@ -291,6 +305,7 @@ class WebSocketTransport:
                     batch = b"".join(queue)
                     queue.clear()
                     self.writing = True
+                    self._write_began = trio.current_time()
                     with trio.CancelScope() as scope:
                         self._send_scope = scope
                         if self._closing:
@@ -301,6 +316,7 @@ class WebSocketTransport:
                     if scope.cancelled_caught:
                         return  # the peer stopped reading while we were closing
                     self.last_write = trio.current_time()
+                    self._refused = False
                     self._wrote(len(batch))
                 if self._closing and not queue:
                     with trio.move_on_after(close_timeout_s):

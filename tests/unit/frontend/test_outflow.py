@@ -216,3 +216,61 @@ async def test_stalled_publishers_cut_the_transport_holding_the_backlog() -> Non
         nursery.cancel_scope.cancel()
     await server.aclose()
     await client.aclose()
+
+
+class _Holder:
+    """A transport as the stall rule sees it: unsent bytes, whether they wait on the client."""
+
+    def __init__(self, unsent: int, *, stuck: bool, last_write: float = 0.0) -> None:
+        self.unsent, self.waits_on_client, self.last_write = unsent, stuck, last_write
+        self.cut = False
+
+    def stuck(self, since: float) -> bool:
+        return self.waits_on_client
+
+    def flush(self, now: float) -> None:
+        pass
+
+    def cut_slow(self) -> None:
+        self.cut = True
+
+
+async def test_a_process_that_is_behind_cuts_no_one_whose_bytes_merely_wait_for_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """bench/many_channels.py: with the process CPU-bound, every transport held a few frames queued
+    for a pass that had not run, none written during the pause, and the rule cut 2,413 healthy
+    clients at once. Only transports whose bytes wait on the client are cut now."""
+    outflow = Outflow(high=1_000, low=100, stall_s=2.0)
+    waiting = [_Holder(300, stuck=False) for _ in range(5)]
+    stuck = _Holder(200, stuck=True)
+    outflow.transports.update([*waiting, stuck])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        outflow.queued(1_500)
+        assert outflow.paused
+        with trio.fail_after(10):
+            await wait_until(lambda: stuck.cut)
+        assert not any(t.cut for t in waiting)  # the largest holders, but not stuck
+        outflow.transports.discard(stuck)
+        with trio.fail_after(10):
+            await wait_until(lambda: outflow.stalls_without_stuck > 0)
+        assert not any(t.cut for t in waiting)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_late_stall_check_cuts_only_the_largest_stuck_transport() -> None:
+    """The check ran a whole period late: the loop itself was behind, so "wrote nothing during the
+    pause" says nothing about a client; on time, every stuck one that did not write is cut."""
+    for late_s, expected in ((3.0, [True, False, False]), (0.0, [True, True, False])):
+        outflow = Outflow(high=1_000, low=100, stall_s=2.0)
+        holders = [
+            _Holder(900, stuck=True),
+            _Holder(100, stuck=True, last_write=-1.0),  # wrote nothing since the pause
+            _Holder(100, stuck=True, last_write=trio.current_time() + 1.0),  # wrote meanwhile
+        ]
+        outflow.transports.update(holders)
+        outflow.queued(1_500)
+        outflow._stall_at = trio.current_time() - late_s
+        outflow._cut_stalled()
+        assert [t.cut for t in holders] == expected, late_s
