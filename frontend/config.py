@@ -119,11 +119,16 @@ class FrontendConfig:
     # that publish are no longer read until the backlog is down to the low-water mark, in bytes.
     publish_backlog_high_bytes: int = 4 * 1024 * 1024
     publish_backlog_low_bytes: int = 1024 * 1024
-    # Read receipts: each WebSocket client is sent a Ping carrying the byte offset every quarter of
+    # Read receipts: each WebSocket client is sent a Ping carrying the byte offset every eighth of
     # this many bytes; a client that answers them (as RFC 6455 requires) is written at most this
     # many bytes past the last offset it confirmed, the rest waits in its queue (and so counts
     # towards the backlog above). Bounds what sits unread in kernel buffers. 0 turns it off.
     consumer_window_bytes: int = 128 * 1024
+    # The same bound over the whole process: each client's window is this budget shared by the
+    # process's WebSocket clients, between a quarter of ``consumer_window_bytes`` and all of it, so
+    # what sits unread (and with it the delay at max rate) does not grow with the number of
+    # clients. 0: every client gets the whole ``consumer_window_bytes``.
+    consumer_budget_bytes: int = 8 * 1024 * 1024
     # Seconds publishers may stay paused before the transport holding the most unsent bytes (and any
     # that made no progress meanwhile) is cut as a slow consumer (resumable), again every such period.
     slow_consumer_stall_s: float = 2.0
@@ -201,6 +206,7 @@ class FrontendConfig:
             self.publish_backlog_high_bytes - 1,
         )
         check_range("consumer_window_bytes", self.consumer_window_bytes, 0, 1 << 30)
+        check_range("consumer_budget_bytes", self.consumer_budget_bytes, 0, 1 << 40)
         if not 0.1 <= self.slow_consumer_stall_s <= 600:
             raise ConfigError(
                 f"slow_consumer_stall_s={self.slow_consumer_stall_s} is out of range [0.1, 600]"

@@ -82,6 +82,7 @@ class FrontDoor:
             high=cfg.publish_backlog_high_bytes,
             low=cfg.publish_backlog_low_bytes,
             stall_s=cfg.slow_consumer_stall_s,
+            budget=cfg.consumer_budget_bytes,
         )
         # History: persisted channels from their store, the others from the log at their home.
         self.rest = RestService(node, wall_ms, history=PersistedHistory(node, LogHistory(node, wall_ms)))

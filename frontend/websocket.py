@@ -116,7 +116,7 @@ class WebSocketTransport:
         # Read receipts (frontend.outflow, "consumption window"): a Ping carrying the byte offset
         # before it goes out every ``window // 4`` bytes; its Pong says the client has read that far.
         self._window = window
-        self._probe_every = max(window // 4, 1)
+        self._probe_every = max(window // 8, 1)  # below the smallest window (Outflow.window)
         self._pushed = 0  # bytes ever queued
         self._written = 0  # bytes ever handed to the kernel
         self._last_probe = 0
@@ -200,7 +200,10 @@ class WebSocketTransport:
     @property
     def held(self) -> bool:
         """True while a client that answers pings has more than ``window`` bytes written but unread."""
-        return self.ponging and not self.read_paused and self._written - self.confirmed > self._window
+        if not self.ponging or self.read_paused:
+            return False
+        window = self._outflow.window(self._window) if self._outflow is not None else self._window
+        return self._written - self.confirmed > window
 
     def _maybe_probe(self) -> None:
         """Queue a Ping carrying the current offset if ``window // 4`` bytes went by since the last."""

@@ -274,3 +274,56 @@ async def test_a_late_stall_check_cuts_only_the_largest_stuck_transport() -> Non
         outflow._stall_at = trio.current_time() - late_s
         outflow._cut_stalled()
         assert [t.cut for t in holders] == expected, late_s
+
+
+def test_the_window_is_a_share_of_the_process_budget() -> None:
+    outflow = Outflow(high=BIG, low=0, stall_s=2.0, budget=64 * 1024)
+    assert outflow.window(128 * 1024) == 64 * 1024  # no transport yet: the whole budget, capped
+    outflow.transports.update(_Holder(0, stuck=False) for _ in range(4))
+    assert outflow.window(128 * 1024) == 16 * 1024 * 2  # 64 KiB / 4, not below a quarter of the cap
+    outflow.transports.update(_Holder(0, stuck=False) for _ in range(60))
+    assert outflow.window(128 * 1024) == 32 * 1024  # 1 KiB each would be below cap // 4
+    assert Outflow(high=BIG, low=0, stall_s=2.0).window(128 * 1024) == 128 * 1024  # no budget
+
+
+async def test_a_client_reading_through_the_smallest_window_gets_everything_in_order() -> None:
+    """The window shrinks to a quarter of the cap with many clients: it holds the client back, and
+    its read receipts reopen it until everything has arrived, in order."""
+    outflow = Outflow(high=BIG, low=0, stall_s=2.0, budget=1)
+    outflow.transports.update(_Holder(0, stuck=False) for _ in range(50))  # other clients' share
+    server, client = _socket_pair()
+    transport = WebSocketTransport(server, _open_ws(), "json", 1_000_000, outflow, window=8192)
+    assert outflow.window(8192) == 2048
+    parser = FrameProtocol(client=True, extensions=[])
+    ids: list[str] = []
+    held_seen = False
+
+    async def read_and_answer() -> None:
+        nonlocal held_seen
+        part = ""
+        while len(ids) < 400:
+            parser.receive_bytes(await client.receive_some(4096))
+            for f in parser.received_frames():
+                if f.opcode is Opcode.PING:
+                    await client.send_all(parser.pong(bytes(f.payload)))
+                    continue
+                part += str(f.payload)
+                if f.frame_finished:
+                    ids.append(part.split('"id":"', 1)[1].split('"', 1)[0])
+                    part = ""
+            held_seen = held_seen or transport.held
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        nursery.start_soon(_read_pongs, server, transport)
+        nursery.start_soon(transport.write_loop, 60.0, 1.0)
+        for m in _messages(400):  # ~92 KB, 45 times the window
+            transport.send(m)
+            await trio.lowlevel.checkpoint()
+        with trio.fail_after(5):
+            await read_and_answer()
+        nursery.cancel_scope.cancel()
+    assert ids == [f"m{i}" for i in range(400)]
+    assert held_seen  # the 2 KiB window held it back, and each read receipt reopened it
+    await server.aclose()
+    await client.aclose()
