@@ -202,8 +202,10 @@ class WebSocketTransport:
         """True while a client that answers pings has more than ``window`` bytes written but unread."""
         if not self.ponging or self.read_paused:
             return False
-        window = self._outflow.window(self._window) if self._outflow is not None else self._window
-        return self._written - self.confirmed > window
+        unread = self._written - self.confirmed
+        if unread <= self._window >> 2:
+            return False  # within the smallest window: no need to ask for the share
+        return unread > (self._outflow.window(self._window) if self._outflow is not None else self._window)
 
     def _maybe_probe(self) -> None:
         """Queue a Ping carrying the current offset if ``window // 4`` bytes went by since the last."""
