@@ -360,25 +360,29 @@ def _json_dumps(obj: Any) -> bytes:
     return _json_encoder.encode(obj).encode("utf-8")
 
 
-def _json_safe_messages(messages: list[Message]) -> list[Message]:
-    """Base64 binary data for JSON readers, appending ``/base64`` to encoding (RSL4d)."""
-    out: list[Message] = []
-    for m in messages:
+def _json_safe_messages(messages: list[Message]) -> list[Message] | None:
+    """Base64 binary data for JSON readers, appending ``/base64`` to encoding (RSL4d); None when
+    no message carries binary data (the common case: the list is used as it is, not copied)."""
+    out: list[Message] | None = None
+    for i, m in enumerate(messages):
         data = m.get("data")
         if isinstance(data, (bytes, bytearray)):
+            if out is None:
+                out = list(messages[:i])
             m = dict(m)
             m["data"] = base64.b64encode(data).decode("ascii")
             enc = m.get("encoding")
             m["encoding"] = f"{enc}/base64" if enc else "base64"
-        out.append(m)
+        if out is not None:
+            out.append(m)
     return out
 
 
 def to_json_wire(wire: dict[str, Any]) -> dict[str, Any]:
     for key in ("messages", "presence"):
-        if key in wire:
+        if key in wire and (safe := _json_safe_messages(wire[key])) is not None:
             wire = dict(wire)
-            wire[key] = _json_safe_messages(wire[key])
+            wire[key] = safe
     return wire
 
 
