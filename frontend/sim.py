@@ -154,7 +154,8 @@ class World:
         self.clients: list[SimClient] = []
         self.faults_applied: Counter[str] = Counter()
         self.needless: list[dict[str, Any]] = []  # resumes answered with a needless new connection
-        self.copies = CopyLedger()  # entries a double fault left no copy of (simloss.py)
+        # entries a double fault (two stops within a detection and a re-copy) left no copy of
+        self.copies = CopyLedger(window_ms=DETECT_MS[1] + 1_000)  # (simloss.py)
         for node_id in self.zone:
             self._start(node_id)
         for obs in [*self.zone, *self.routers]:
@@ -194,7 +195,7 @@ class World:
     def _stop(self, node_id: str) -> None:
         if node_id not in self.nodes:
             return
-        self.copies.before_stop(self.nodes, node_id)
+        self.copies.before_stop(self.nodes, node_id, self.sched.now)
         node = self.nodes.pop(node_id)
         self.net.nodes.pop(node_id, None)
         self.net.process_gone(node_id)

@@ -49,10 +49,13 @@ Verdicts (DESIGN section 7):
    of a channel at once between nodes that can reach each other (``two_homes``), and never a home
    taken from a copy older than a serial already ACKed (``stale_home``).
 
-With ``destroyed`` (the simulation's record of entries whose every copy one double fault
-destroyed; frontend/simloss.py), a duplicate or a serial mismatch involving such an entry is
-counted in ``beyond_model`` instead: the retry of a publish whose numbering died with both
-copies is numbered again in the next epoch, after the break was announced.
+With ``destroyed`` (the simulation's record of entries whose every copy a double fault
+destroyed; frontend/simloss.py), these are counted in ``beyond_model`` instead of as violations:
+a duplicate or a serial mismatch involving such an entry (the retry of a publish whose numbering
+died with both copies is numbered again), a ``split_brain`` of two ACKed or delivered payloads at
+such a serial (the next home continued an older copy and numbered it again), and a ``lost`` ACKed
+serial that is such an entry (nothing held it any more). A message delivered while not
+CONNECTED is still a ``split_brain``.
 
 Pure: no I/O, no clock.
 """
@@ -106,8 +109,9 @@ class Verdict:
     examples: list[dict[str, Any]] = field(default_factory=list)  # the first violations, with context
     announced: list[dict[str, Any]] = field(default_factory=list)  # announced discontinuities
     announced_lost: int = 0  # ACKed publishes a subscriber missed inside an announced gap
-    # duplicates and serial mismatches of entries whose every copy a double fault destroyed (the
-    # simulation's ``destroyed``; frontend/simloss.py): reported, not violations
+    # duplicates, serial mismatches, two payloads at one serial and losses of entries whose every
+    # copy a double fault destroyed (the simulation's ``destroyed``; frontend/simloss.py): reported,
+    # not violations
     beyond_model: dict[str, int] = field(default_factory=dict)
     delivered: int = 0  # distinct (subscriber, serial) deliveries
     not_attached_at_end: list[str] = field(default_factory=list)
@@ -191,7 +195,7 @@ def check(
     for acked in acked_by_channel.values():
         acked.sort()
 
-    _check_owners(v, publishes, logs)
+    _check_owners(v, publishes, logs, destroyed)
     send_order = {p["pid"]: _send_order(p) for p in publishes}
     _check_publisher_order(v, publishes, order, send_order)
     for log in logs:
@@ -319,9 +323,13 @@ def _long_fault(faults: Sequence[Mapping[str, Any]], client: str, t: float, ttl_
 
 
 def _check_owners(
-    v: Verdict, publishes: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, Any]]
+    v: Verdict,
+    publishes: Sequence[Mapping[str, Any]],
+    logs: Sequence[Mapping[str, Any]],
+    destroyed: Callable[[str, str], bool] | None = None,
 ) -> None:
-    """3: one payload per (channel, serial) across every ACK and every delivery."""
+    """3: one payload per (channel, serial) across every ACK and every delivery (beyond the model
+    at a serial a double fault destroyed)."""
     named: dict[tuple[str, str], tuple[str, str]] = {}  # (channel, serial) -> (pid, first witness)
     witnesses: list[tuple[str, str, str | None, str]] = [
         (p["channel"], p["serial"], p["pid"], f"ack to {p['client']}")
@@ -336,7 +344,9 @@ def _check_owners(
         if pid is None:
             continue
         first = named.setdefault((channel, serial), (pid, witness))
-        if first[0] != pid:
+        if first[0] != pid and destroyed is not None and destroyed(channel, serial):
+            v.beyond_model["split_brain"] = v.beyond_model.get("split_brain", 0) + 1
+        elif first[0] != pid:
             v.flag(
                 "split_brain",
                 channel=channel,
@@ -506,5 +516,5 @@ def _check_subscriber(
             v.announced_lost += 1
         elif gap is None and (last is None or o > last) and tail_announced:
             v.announced_lost += 1
-        else:
+        elif not beyond_model("lost", serial):
             v.flag("lost", client=who, channel=channel, serial=serial, in_silent_gap=gap is not None)

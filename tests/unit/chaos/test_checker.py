@@ -195,6 +195,38 @@ def test_a_serial_reused_for_another_payload_does_not_hide_a_loss() -> None:
     assert v.counts["lost"] == 1 and v.counts["split_brain"] == 1
 
 
+# -- beyond the model: entries a double fault destroyed (frontend/simloss.py) ------------------------
+
+
+def destroyed_at(*serials: str) -> Any:
+    return lambda channel, serial: channel == "c" and serial in serials
+
+
+def test_two_payloads_at_a_destroyed_serial_are_beyond_the_model() -> None:
+    # Both copies of serial 3 died; the next home continued an older copy and numbered q:1 at 3.
+    entries_t = [conn(0, "C9"), attach(0.1, f"{E}:0"), msg(1), msg(2), msg(3, pid="q:1")]
+    logs = [sub(clean_log()[:5]), sub(entries_t, client="t")]
+    v = check([ack(n) for n in range(1, 4)], logs, destroyed=destroyed_at(f"{E}:3"))
+    # (t never got p:3, ACKed at the destroyed serial: a loss beyond the model too)
+    assert v.ok and v.beyond_model == {"split_brain": 1, "lost": 1}, (v.examples, v.beyond_model)
+    v = check([ack(n) for n in range(1, 4)], logs, destroyed=destroyed_at(f"{E}:2"))
+    assert v.counts["split_brain"] == 1 and v.counts["lost"] == 1 and not v.beyond_model
+
+
+def test_a_destroyed_acked_serial_never_delivered_is_beyond_the_model() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), msg(2, pid="q:7")]
+    v = check([ack(1), ack(2)], [sub(entries)], destroyed=destroyed_at(f"{E}:2"))
+    assert v.ok and v.beyond_model == {"lost": 1, "split_brain": 1}, (v.examples, v.beyond_model)
+    v = check([ack(n) for n in range(1, 6)], [sub(clean_log()[:5])], destroyed=destroyed_at(f"{E}:4"))
+    assert v.counts["lost"] == 1 and v.beyond_model == {"lost": 1}  # 4 excused, 5 not
+
+
+def test_a_message_while_not_connected_is_split_brain_even_at_a_destroyed_serial() -> None:
+    entries = [conn(0), attach(0.1, f"{E}:0"), msg(1), conn(1.6, state="disconnected"), msg(2)]
+    v = check([ack(1), ack(2)], [sub(entries)], destroyed=destroyed_at(f"{E}:2"))
+    assert only(v.counts, "split_brain") and not v.beyond_model
+
+
 # -- 5: a subscriber's serial never moves backwards ------------------------------------------------
 
 
