@@ -113,12 +113,18 @@ async def _copy_socket(src: trio.SocketStream, dst: trio.SocketStream) -> None:
             continue
         if not data:
             return
+        drained = len(data) < PIPE_BUFFER  # the kernel had no more: wait before the next read
         view = memoryview(data)
         while view:
             try:
                 view = view[os.write(dst_fd, view) :]
             except BlockingIOError:
                 await trio.lowlevel.wait_writable(dst_fd)
+        if drained:
+            # A read now would most often find nothing (one frame per wake-up when paced): skip
+            # that syscall and wait. EOF and resets show as readable too.
+            await trio.lowlevel.wait_readable(src_fd)
+            continue
         chunks += 1
         if chunks % PIPE_FAIR_CHUNKS == 0:
             await trio.lowlevel.checkpoint()
