@@ -89,6 +89,10 @@ class Flushable(Protocol):
         in one write since ``since``), not on this process."""
         ...
 
+    def heartbeat_if_idle(self, now: float) -> None:
+        """Queue the idle HEARTBEAT if nothing was written for the transport's idle interval."""
+        ...
+
     @property
     def last_write(self) -> float:
         """trio time of the last write that made progress."""
@@ -133,8 +137,21 @@ class Outflow:
         self._wake = trio.Event()
         self.transports: set[Flushable] = set()
         self._on_stall = on_stall or (lambda n: None)
+        # The idle HEARTBEAT of every transport (RTN23): one scan every ``_scan_s`` (a quarter of
+        # the shortest idle interval a transport runs with, at most 1 s) instead of a deadline per
+        # writer task. A HEARTBEAT is thus at most ``_scan_s`` late.
+        self._scan_s = 0.0
+        self._scan_at = float("inf")
 
     # -- called synchronously by transports --------------------------------
+    def watch_idle(self, idle_s: float) -> None:
+        """A transport's writer runs with ``idle_s``: scan often enough for it."""
+        scan_s = min(1.0, idle_s / 4)
+        if not self._scan_s or scan_s < self._scan_s:
+            self._scan_s = scan_s
+            self._scan_at = min(self._scan_at, trio.current_time() + scan_s)
+            self._wake.set()  # the task re-arms with the scan deadline
+
     def window(self, cap: int) -> int:
         """A client's window: its share of the budget, between ``cap // 4`` and ``cap``."""
         if not self.budget:
@@ -173,10 +190,7 @@ class Outflow:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            if self.paused:
-                with trio.move_on_at(self._stall_at):
-                    await self._wake.wait()
-            else:
+            with trio.move_on_at(min(self._stall_at, self._scan_at) if self.paused else self._scan_at):
                 await self._wake.wait()
             # Anything scheduled from here on sets the new event; what was scheduled before is taken now.
             self._wake = trio.Event()
@@ -187,6 +201,10 @@ class Outflow:
                     t.flush(now)
             if self.paused and trio.current_time() >= self._stall_at:
                 self._cut_stalled()
+            if (now := trio.current_time()) >= self._scan_at:
+                self._scan_at = now + self._scan_s
+                for t in list(self.transports):
+                    t.heartbeat_if_idle(now)
 
     def _cut_stalled(self) -> None:
         since = self._paused_at

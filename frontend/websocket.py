@@ -48,6 +48,7 @@ class WebSocketTransport:
         "_close_timeout_s",
         "_closed",
         "_closing",
+        "_idle_s",
         "_last_probe",
         "_limit",
         "_outflow",
@@ -106,6 +107,7 @@ class WebSocketTransport:
         )
         self.writing = False
         self._write_began = 0.0  # trio time the writer task's current write began (``writing``)
+        self._idle_s = 0.0  # a HEARTBEAT goes out after this long without a write (0: not yet running)
         self._scheduled = False
         # The kernel took less than a direct write offered (the client's receive window and our send
         # buffer are full): the bytes wait on the client, not on this process. Cleared once the
@@ -286,6 +288,12 @@ class WebSocketTransport:
             self.last_write = now
             self._wrote(n)
 
+    def heartbeat_if_idle(self, now: float) -> None:
+        """Outflow's scan: queue the idle HEARTBEAT (RTN23) if nothing was written for ``idle_s``."""
+        # An unsent queue (a HEARTBEAT already among it) is not idle: one HEARTBEAT per idle period.
+        if self._idle_s and now >= self.last_write + self._idle_s and not self._queue and not self._closing:
+            self._push(frame_for(_HEARTBEAT, self.fmt))
+
     def cut_slow(self) -> None:
         """Outflow: this transport held publishers up past the stall limit."""
         if not self._closing:
@@ -296,8 +304,17 @@ class WebSocketTransport:
         queue = self._queue
         self._close_timeout_s = close_timeout_s
         try:
+            if self._outflow is not None:
+                # The Outflow's scan sends the idle HEARTBEAT: a deadline per writer task cost a
+                # cancel scope and a wake-up per connection and idle period (20,000 connections:
+                # 6% of the process, bench/many_channels.py).
+                self._idle_s = idle_s
+                self._outflow.watch_idle(idle_s)
             while True:
-                if not queue and not self._closing:
+                if not queue and not self._closing and self._outflow is not None:
+                    self._wake = trio.Event()
+                    await self._wake.wait()
+                elif not queue and not self._closing:
                     self._wake = trio.Event()
                     with trio.move_on_at(self.last_write + idle_s):
                         await self._wake.wait()

@@ -327,3 +327,41 @@ async def test_a_client_reading_through_the_smallest_window_gets_everything_in_o
     assert held_seen  # the 2 KiB window held it back, and each read receipt reopened it
     await server.aclose()
     await client.aclose()
+
+
+async def test_one_scan_sends_every_idle_transport_its_heartbeat(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The Outflow's scan, not a deadline per writer task, sends the idle HEARTBEAT: one per idle
+    period on each transport, none while frames go out more often than that."""
+    outflow = Outflow(high=BIG, low=0, stall_s=2.0)
+    pairs = [_socket_pair() for _ in range(3)]
+    transports = [WebSocketTransport(s, _open_ws(), "json", 100, outflow) for s, _ in pairs]
+    heartbeats = [0, 0, 0]
+    messages = [0, 0, 0]
+
+    async def count(i: int, client: trio.SocketStream) -> None:
+        parser = FrameProtocol(client=True, extensions=[])
+        while data := await client.receive_some(65536):
+            parser.receive_bytes(data)
+            for f in parser.received_frames():
+                if str(f.payload) == '{"action":0}':
+                    heartbeats[i] += 1
+                else:
+                    messages[i] += 1
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outflow.run)
+        for i, ((_, client), transport) in enumerate(zip(pairs, transports, strict=True)):
+            nursery.start_soon(transport.write_loop, 2.0, 1.0)
+            nursery.start_soon(count, i, client)
+        for m in _messages(7):  # transport 0 gets a message every second for 7 s
+            transports[0].send(m)
+            await trio.sleep(1.0)  # virtual time: the interval the test is about
+        nursery.cancel_scope.cancel()
+    assert messages == [7, 0, 0]
+    assert heartbeats[0] == 0
+    assert heartbeats[1] == heartbeats[2] == 3  # at 2, 4 and 6 s (each at most a scan late)
+    for server, client in pairs:
+        await server.aclose()
+        await client.aclose()
