@@ -422,6 +422,28 @@ def _protocol_error(
     transport.close(Encoded.of(ProtocolMessage(action=Action.ERROR, error=info)))
 
 
+async def _read_socket(sock: trio.socket.SocketType, wait_first: bool) -> bytes:
+    """The next bytes from a plain socket, with a plain non-blocking read: trio's ``receive_some``
+    takes a scheduler pass even when the kernel has bytes, and tries a read first that, one frame
+    per wake-up, most often finds nothing. ``wait_first`` (the last read was short): wait, then
+    read; else yield once and read (fairness towards the other connections). The descriptor is
+    looked up for each read: the writer task may have closed the socket meanwhile."""
+    if wait_first:
+        await trio.lowlevel.wait_readable(sock)
+    else:
+        await trio.lowlevel.checkpoint()
+    while True:
+        fd = sock.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("the socket was closed")
+        try:
+            return os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(sock)
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+
+
 async def _read_loop(
     stream: trio.abc.Stream,
     ws: Connection,
@@ -486,7 +508,10 @@ async def _read_loop(
             await outflow.wait_resumed()
             transport.pause_reading(False)
         try:
-            data = bytes(await stream.receive_some(READ_CHUNK))
+            if isinstance(stream, trio.SocketStream):
+                data = await _read_socket(stream.socket, len(data) < READ_CHUNK)
+            else:
+                data = bytes(await stream.receive_some(READ_CHUNK))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         if not data:
