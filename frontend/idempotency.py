@@ -71,7 +71,10 @@ class IdIndex:
 
     def record(self, now_ms: int, timestamp_ms: int, messages: Iterable[Mapping[str, Any]]) -> None:
         """Remember the keys of a stored entry's ``messages`` (each stamped with its serial)."""
-        msgs = list(messages)
+        msgs = messages if isinstance(messages, list) else list(messages)
+        if not any(m.get("id") for m in msgs):
+            self.expire(now_ms)  # nothing to remember (most publishes carry no id)
+            return
         grouped: dict[str, list[str]] = {}
         for key, m in zip(publish_keys(msgs), msgs, strict=True):
             if key is not None:
