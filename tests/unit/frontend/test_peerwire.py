@@ -171,3 +171,51 @@ async def test_a_request_times_out_at_its_own_deadline() -> None:
             assert not ok and isinstance(res, O.Refused) and res.code is O.Refusal.LOST
             assert 0.3 <= after < 1.5 and "long" not in answers
             nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_closes_its_end_fails_the_requests_in_flight_at_once() -> None:
+    """A peer's process that dies closes our link's socket: the request it took is failed (LOST) as
+    soon as the close arrives, not at its deadline, and not only once a later write fails (a write
+    into a closed socket succeeds once; a failover waited 0.44 s for gossip's suspicion so)."""
+    from collections.abc import Callable
+
+    import trio
+
+    from frontend import peerops as O
+    from frontend.peer import PeerBus
+
+    took_request = trio.Event()
+
+    async def dies_after_a_request(stream: trio.SocketStream) -> None:
+        seen = 0
+        async for data in stream:  # the hello, then one request: the "process" dies
+            seen += len(data)
+            if seen > 200:
+                took_request.set()
+                await stream.aclose()
+                return
+
+    answers: list[tuple[bool, object, float]] = []
+    answered = trio.Event()
+    bus = PeerBus("fe-a1", ["s" * 32], on_request=lambda peer, op, reply: None, on_push=lambda peer, op: None)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            await nursery.start(trio.serve_listeners, dies_after_a_request, listeners)
+            await nursery.start(bus.serve, "127.0.0.1", 0)
+            bus.set_addresses({"fe-b1": ("127.0.0.1", port)})
+
+            def record(ok: bool, res: object) -> None:
+                answers.append((ok, res, trio.current_time() - start))
+                answered.set()
+
+            reply: Callable[[bool, object], None] = record
+            start = trio.current_time()
+            bus.request("fe-b1", O.LogFetch(channel="ch" * 100), reply, timeout_s=5.0)
+            await took_request.wait()
+            await answered.wait()
+            nursery.cancel_scope.cancel()
+    ((ok, res, after),) = answers
+    assert not ok and isinstance(res, O.Refused) and res.code is O.Refusal.LOST
+    assert after < 1.0  # the close, not the 5 s deadline
