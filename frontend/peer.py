@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -252,14 +252,17 @@ class PeerBus:
                 self._on_connected(link.peer)
                 self._on_input()
                 try:
-                    async with trio.open_nursery() as nursery:
-                        # Whichever ends first ends the link: a write that fails, or the peer's
-                        # close. The peer never writes on this connection (its answers come on its
-                        # own link to us), so a read only ever sees its FIN or reset: at once when
-                        # its process dies, where a write would succeed once more and the request
-                        # it carried wait for gossip's suspicion (0.44 s into a failover bench).
-                        nursery.start_soon(_until_done, self._send_loop(link, stream), nursery.cancel_scope)
-                        nursery.start_soon(_until_done, _until_closed(stream), nursery.cancel_scope)
+                    await stream.send_all(
+                        W.encode_hello(self._secrets[0], self.node_id, wall_ms(), os.urandom(12), self.port)
+                    )
+                    while True:
+                        if not link.queue:
+                            link.wake = trio.Event()
+                            await link.wake.wait()
+                        batch = b"".join(link.queue)
+                        link.queue.clear()
+                        await stream.send_all(batch)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     log.info("peer.link_lost", peer=link.peer)
                 finally:
                     link.connected = False
@@ -268,22 +271,6 @@ class PeerBus:
                 self._fail_pending(link.peer, f"link to {link.peer} lost")
                 link.queue.clear()
         self._links.pop(link.peer, None) if self._links.get(link.peer) is link else None
-
-    async def _send_loop(self, link: _Link, stream: trio.SocketStream) -> None:
-        """Say hello, then send ``link``'s queue as it fills; return when a write fails."""
-        try:
-            await stream.send_all(
-                W.encode_hello(self._secrets[0], self.node_id, wall_ms(), os.urandom(12), self.port)
-            )
-            while True:
-                if not link.queue:
-                    link.wake = trio.Event()
-                    await link.wake.wait()
-                batch = b"".join(link.queue)
-                link.queue.clear()
-                await stream.send_all(batch)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            return
 
     async def _accept(self, stream: trio.SocketStream) -> None:
         reader = W.FrameReader()
@@ -348,18 +335,3 @@ class PeerBus:
         self.bad_ops += 1
         self._on_bad_op(str(exc))
         log.warning("peer.bad_op", peer=peer, op=op[:40], reason=str(exc))
-
-
-async def _until_closed(stream: trio.SocketStream) -> None:
-    """Return when the peer closes or resets ``stream`` (anything it sends is not expected)."""
-    try:
-        while await stream.receive_some(4096):
-            pass
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        return
-
-
-async def _until_done(work: Awaitable[None], scope: trio.CancelScope) -> None:
-    """Await ``work``, then cancel ``scope`` (the first of two tasks to end ends both)."""
-    await work
-    scope.cancel()
