@@ -31,6 +31,7 @@ from frontend.session import Session
 from kernel import protocol as P
 from kernel.errors import ErrorCode, ErrorInfo, RemoteProtocolError
 from kernel.protocol import Action, Encoded, ProtocolMessage
+from kernel.sockread import read_ready
 from kernel.wsframe import frame_for
 
 log = structlog.get_logger("continuity.frontend")
@@ -423,25 +424,14 @@ def _protocol_error(
 
 
 async def _read_socket(sock: trio.socket.SocketType, wait_first: bool) -> bytes:
-    """The next bytes from a plain socket, with a plain non-blocking read: trio's ``receive_some``
-    takes a scheduler pass even when the kernel has bytes, and tries a read first that, one frame
-    per wake-up, most often finds nothing. ``wait_first`` (the last read was short): wait, then
-    read; else yield once and read (fairness towards the other connections). The descriptor is
-    looked up for each read: the writer task may have closed the socket meanwhile."""
+    """The next bytes from a plain socket (``kernel.sockread``). ``wait_first`` (the last read was
+    short, so a read now would most often find nothing): wait, then read; else yield once and read
+    (fairness towards the other connections)."""
     if wait_first:
         await trio.lowlevel.wait_readable(sock)
     else:
         await trio.lowlevel.checkpoint()
-    while True:
-        fd = sock.fileno()
-        if fd < 0:
-            raise trio.ClosedResourceError("the socket was closed")
-        try:
-            return os.read(fd, READ_CHUNK)
-        except BlockingIOError:
-            await trio.lowlevel.wait_readable(sock)
-        except OSError as exc:
-            raise trio.BrokenResourceError(str(exc)) from exc
+    return await read_ready(sock, READ_CHUNK)
 
 
 async def _read_loop(

@@ -29,6 +29,7 @@ import trio
 from kernel import http
 from kernel.errors import ErrorCode, ErrorInfo
 from kernel.protocol import Action, encode_wire
+from kernel.sockread import read_ready
 from kernel.wsframe import OPCODE_BINARY, OPCODE_TEXT, frame
 from router.pool import FrontendPool, Upstream
 
@@ -103,27 +104,22 @@ async def _copy_socket(src: trio.SocketStream, dst: trio.SocketStream) -> None:
     at max rate (issue 16: 0.78x direct). Here a chunk costs one wait, and only when there is
     nothing to read or the kernel will not take more; a pass every ``PIPE_FAIR_CHUNKS`` chunks keeps
     a busy pipe from starving the others. Only this task reads ``src`` and writes ``dst``."""
-    src_fd, dst_fd = src.socket.fileno(), dst.socket.fileno()
     chunks = 0
     while True:
-        try:
-            data = os.read(src_fd, PIPE_BUFFER)
-        except BlockingIOError:
-            await trio.lowlevel.wait_readable(src_fd)
-            continue
+        data = await read_ready(src.socket, PIPE_BUFFER)
         if not data:
             return
         drained = len(data) < PIPE_BUFFER  # the kernel had no more: wait before the next read
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(dst_fd, view) :]
+                view = view[os.write(dst.socket.fileno(), view) :]
             except BlockingIOError:
-                await trio.lowlevel.wait_writable(dst_fd)
+                await trio.lowlevel.wait_writable(dst.socket)
         if drained:
             # A read now would most often find nothing (one frame per wake-up when paced): skip
             # that syscall and wait. EOF and resets show as readable too.
-            await trio.lowlevel.wait_readable(src_fd)
+            await trio.lowlevel.wait_readable(src.socket)
             continue
         chunks += 1
         if chunks % PIPE_FAIR_CHUNKS == 0:
