@@ -77,7 +77,7 @@ class AttachResult:
 AttachDone = Callable[[AttachResult], None]
 FanOut = Callable[[int, str, Entry, str | None], None]
 # (now, channel, serial, the presence set at that serial): the history is gone (90003)
-Lost = Callable[[int, str, str, list[Message] | None], None]
+Lost = Callable[[int, str, str, list[Message] | None, str], None]  # ..., why (for the log)
 
 
 class ChannelService:
@@ -260,7 +260,7 @@ class ChannelService:
             at = parse_serial(res.last_serial)
             if res.replay is None:
                 if cursor is not None:
-                    self._lost(self.now_ms, name, res.last_serial, res.presence)
+                    self._lost(self.now_ms, name, res.last_serial, res.presence, f"no replay from {cursor}")
             else:
                 for e in res.replay:
                     self._fan_out(self.now_ms, name, e, None)
@@ -407,7 +407,7 @@ class ChannelService:
             if self._local_interest(channel) and behind is None:
                 # Local subscribers we cannot bring up to ``last`` exactly: say so, never skip silently.
                 log.warning("channel.stream_restarted", channel=channel, home=home)
-                self._lost(self.now_ms, channel, last, presence)
+                self._lost(self.now_ms, channel, last, presence, f"stream restarted at {home}")
             return
         if stream.home != home:
             return  # re-pointed elsewhere meanwhile; that home's answer will move it
@@ -423,7 +423,7 @@ class ChannelService:
             # The home cannot continue our stream from its cursor: the history is gone (90003).
             if (stream.epoch, stream.cursor) != parsed:
                 stream.epoch, stream.cursor = parsed
-                self._lost(self.now_ms, channel, last, presence)
+                self._lost(self.now_ms, channel, last, presence, f"{home} has no entries after {sent_from}")
             return
         for raw in stream_entries:
             entry = Entry.from_wire(raw)

@@ -342,7 +342,8 @@ class PubSub:
         )
 
     def notify_lost(
-        self, now_ms: int, channel: str, last_serial: str, presence: list[P.Message] | None = None
+        self, now_ms: int, channel: str, last_serial: str, presence: list[P.Message] | None = None,
+        why: str = "",
     ) -> None:
         """The channel's history is gone (both copies): tell every local subscriber (RTL12, 90003).
 
@@ -352,7 +353,10 @@ class PubSub:
             ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
         )
         sync = self.host.presence.sync_frames(channel, presence, last_serial)
-        for sub in list(self.host.subscribers.get(channel, {}).values()):
+        subs = list(self.host.subscribers.get(channel, {}).values())
+        log.warning("channel.continuity_lost", channel=channel, serial=last_serial, why=why,
+                    subscribers=len(subs))  # fmt: skip
+        for sub in subs:
             self._send_lost(now_ms, sub, channel, last_serial, error, sync)
 
     def _send_lost(
@@ -539,6 +543,8 @@ class PubSub:
                 lost = ErrorInfo.of(
                     ErrorCode.CONTINUITY_LOST, f"channel {channel} lost its history; continuity lost"
                 )
+                log.warning("channel.continuity_lost", channel=channel, serial=follows, subscribers=1,
+                            why=f"a new epoch reached {sub.connection_id} before its re-attach")  # fmt: skip
                 self._send_lost(now_ms, sub, channel, follows, lost, [])
             cur.serial = serial
             sub.dirty = True

@@ -71,6 +71,7 @@ ANSWER_TIMEOUT_S = 30.0
 CATCH_UP_TIMEOUT_S = 40.0
 ATTRIBUTE_GRACE_S = 5.0  # a disconnection starting this long after a fault ended is still its doing
 UNEXPLAINED_OUTAGE_S = 1.0  # a client outage this long that no fault explains fails the run
+NEAR_S = 3.0  # a failing run reports the frontends' warnings this close to its first violation
 # A bound on connecting and attaching every client, not a wait: at load 26 on the shared 2-core
 # machine 33 clients did not all attach within 120 s, which crashed a run before its first fault.
 CLIENTS_UP_TIMEOUT_S = 300.0
@@ -309,6 +310,9 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     summary["ok"] = ok
     if not ok:
         summary["examples"] = verdict.examples
+        first = next((ex["t"] for ex in verdict.examples if isinstance(ex.get("t"), (int, float))), None)
+        if first is not None:  # what the cluster logged around the first violation (CI keeps no workdir)
+            summary["cluster_log_near_first"] = nodelogs.around(log_paths, wall_t0, first, NEAR_S)
         summary["reproduction"] = reproduction(args, faults, driver.applied, verdict, publishes)
     if args.workdir or not ok:
         summary["workdir"] = str(workdir)

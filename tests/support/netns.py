@@ -54,11 +54,15 @@ class NetHost:
         _ip("link", "set", self.root_veth, "up")
 
 
+PREFIX = "ct-"  # every namespace of ours is named so (bench/chaos/net.py looks for other runs')
+
+
 @contextmanager
 def isolated_host() -> Iterator[NetHost]:
     tag = f"{os.getpid() % 10000}{random.randrange(100, 999)}"
-    netns, a, b = f"ct-{tag}", f"cta{tag}", f"ctb{tag}"
-    octet3, octet4 = random.randrange(0, 256), random.randrange(0, 63) * 4
+    netns, a, b = f"{PREFIX}{tag}", f"cta{tag}", f"ctb{tag}"
+    # 10.231.255.x is left to chaos_net's root address.
+    octet3, octet4 = random.randrange(0, 255), random.randrange(0, 63) * 4
     root_ip, host_ip = f"10.231.{octet3}.{octet4 + 1}", f"10.231.{octet3}.{octet4 + 2}"
     _ip("netns", "add", netns)
     try:

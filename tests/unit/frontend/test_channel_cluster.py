@@ -114,7 +114,7 @@ def test_a_dropped_stream_restarts_from_its_subscribers_serials_not_with_90003()
     fanned: list[tuple[int, int]] = []
     lost: list[str] = []
     follower._fan_out = lambda now, ch, entry, pub: fanned.append((entry.first_seq, entry.last_seq))
-    follower._lost = lambda now, ch, last, presence: lost.append(last)
+    follower._lost = lambda now, ch, last, presence, why: lost.append(last)
     follower.local_serials = lambda ch: [f"{epoch}:1", f"{epoch}:3"]  # two subscribers came back
     assert channel not in follower.streams
     got: list[Any] = []
@@ -131,7 +131,7 @@ def test_a_subscriber_in_another_epoch_still_gets_90003() -> None:
     services["fe-a1"].publish(0, pub(channel, 0, 0), lambda s, e: None)
     follower = services["fe-b1"]
     lost: list[str] = []
-    follower._lost = lambda now, ch, last, presence: lost.append(last)
+    follower._lost = lambda now, ch, last, presence, why: lost.append(last)
     follower.local_serials = lambda ch: ["gone-epoch:7"]
     follower.attach(0, channel, None, lambda res: None)
     assert len(lost) == 1
