@@ -171,3 +171,57 @@ async def test_a_request_times_out_at_its_own_deadline() -> None:
             assert not ok and isinstance(res, O.Refused) and res.code is O.Refusal.LOST
             assert 0.3 <= after < 1.5 and "long" not in answers
             nursery.cancel_scope.cancel()
+
+
+
+async def test_a_request_to_a_refused_peer_dials_again_at_once() -> None:
+    """A peer refused our connect (its process was gone) and the link backs off; a request then is
+    a probe: it dials at once (not at the end of the backoff), so a dead peer fails it at once and
+    one restarted meanwhile answers it (an acquirer asks such peers for their copies,
+    frontend/homes.py). The backoff here is 60 s: only a probe can answer within the test's bound."""
+    import socket
+
+    import trio
+
+    from frontend import peer as P
+    from frontend import peerops as O
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    held.close()  # nothing listens there now: connects are refused
+    refused: list[str] = []
+    connected: list[str] = []
+    answers: list[tuple[bool, object]] = []
+    answered = trio.Event()
+
+    def answer(ok: bool, res: object) -> None:
+        answers.append((ok, res))
+        answered.set()
+
+    caller = P.PeerBus("fe-a1", ["s" * 32], on_request=lambda peer, op, reply: None,
+                       on_push=lambda peer, op: None, on_refused=refused.append,
+                       on_connected=connected.append)  # fmt: skip
+    callee = P.PeerBus("fe-b1", ["s" * 32], on_request=lambda peer, op, reply: reply(True, {"log": None}),
+                       on_push=lambda peer, op: None)  # fmt: skip
+    old = P.RECONNECT_MIN_S
+    P.RECONNECT_MIN_S = 60.0
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(caller.serve, "127.0.0.1", 0)
+                caller.set_addresses({"fe-b1": ("127.0.0.1", port)})
+                for _ in range(2):  # the first dial, then a probe inside the 60 s backoff: both refused
+                    answered = trio.Event()
+                    caller.request("fe-b1", O.LogFetch(channel="ch"), answer)
+                    await answered.wait()
+                assert [ok for ok, _ in answers] == [False, False] and refused == ["fe-b1", "fe-b1"]
+                # The peer is back on its port: the next request dials at once and is answered.
+                await nursery.start(callee.serve, "127.0.0.1", port)
+                answered = trio.Event()
+                caller.request("fe-b1", O.LogFetch(channel="ch"), answer)
+                await answered.wait()
+                assert answers[-1] == (True, {"log": None}) and connected == ["fe-b1"]
+                nursery.cancel_scope.cancel()
+    finally:
+        P.RECONNECT_MIN_S = old
