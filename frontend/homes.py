@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from frontend.idempotency import PublishDone
 
 log = structlog.get_logger("continuity.frontend")
-ReplyFn = Callable[[bool, Any], None]  # a peer request's answer
 SETTLE_WAIT_MS = 2_000  # the longest an attach waits for a new home's entries in doubt (Home.settling)
 
 __all__ = ["OPERATION_DEADLINE_MS", "RPC_TIMEOUT_S", "Home", "HomeSide", "Stream", "unavailable"]
@@ -49,7 +48,6 @@ class HomesHost(Protocol):
     bus: Bus | None
     ready: bool
     view: ClusterView
-    down: set[str]  # marked down by a refused connect while gossip still lists them
     placement: Placement
     homes: dict[str, Home]
     replicas: dict[str, ChannelLog]
@@ -98,8 +96,9 @@ class HomeSide:
             self.host._follow(name, home.log.epoch, home.committed)
 
     def step_down(self, channel: str, why: str, serial: object = None) -> None:
-        """Our home of ``channel`` is stale (a peer holds more of its epoch than we committed, or a
-        client ``serial`` of a newer epoch): stop serving it; the next request re-acquires."""
+        """Evidence that our home of ``channel`` is stale (a peer holds more of its epoch than we
+        committed, or a client holds ``serial`` of a newer epoch): stop serving it; the next request
+        re-acquires from the best copy in the cluster."""
         home = self.host.homes.get(channel)
         if home is not None:
             log.warning("channel.home_stale", channel=channel, why=why)
@@ -179,8 +178,6 @@ class HomeSide:
             source = "fresh" if own is None else "replica"
             self.become_home(now_ms, channel, own, set(), source, replaces=gone)
             return
-        # Also peers only a refused connect marked down: one may be back, with the freshest copy.
-        fetch_from = peers + sorted(host.down - set(peers))
         replies: dict[str, Any] = {}
         refused = []
 
@@ -188,7 +185,7 @@ class HomeSide:
             replies[peer] = result if ok else None
             if ok and isinstance(result, dict) and result.get("home"):
                 refused.append(result["home"])
-            if len(replies) < len(fetch_from):
+            if len(replies) < len(peers):
                 return
             silent = [p for p, r in replies.items() if r is None and host.view.alive(p)]
             asked = {*replies, host.node_id}
@@ -237,7 +234,7 @@ class HomeSide:
         def replier(peer: str) -> Callable[[bool, Any], None]:
             return lambda ok, res: on_reply(peer, ok, res)
 
-        for peer in fetch_from:
+        for peer in peers:
             host.bus.request(peer, O.LogFetch(channel=channel), replier(peer), RPC_TIMEOUT_S)
 
     def become_home(
@@ -518,7 +515,9 @@ class HomeSide:
 
         self.with_home(now_ms, channel, then)
 
-    def serve_log_fetch(self, now_ms: int, src: str, channel: str, reply: ReplyFn) -> None:
+    def serve_log_fetch(
+        self, now_ms: int, src: str, channel: str, reply: Callable[[bool, Any], None]
+    ) -> None:
         home = self.host.homes.get(channel)
         if home is None:
             copy = self.host.replicas.get(channel)

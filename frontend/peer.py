@@ -37,7 +37,6 @@ PushHandler = Callable[[str, O.PeerOp], None]
 
 RECONNECT_MIN_S = 0.05
 RECONNECT_MAX_S = 1.0
-PROBE_GAP_S = 0.05  # a request dials a refused peer again at once, but never more often than this
 CONNECT_TIMEOUT_S = 2.0
 
 
@@ -245,7 +244,7 @@ class PeerBus:
                         self._on_refused(link.peer)
                     self._fail_pending(link.peer, f"cannot connect to {link.peer}")
                     link.queue.clear()
-                    await self._back_off(link, delay)
+                    await trio.sleep(delay)
                     delay = min(delay * 2, RECONNECT_MAX_S)
                     continue
                 delay = RECONNECT_MIN_S
@@ -272,19 +271,6 @@ class PeerBus:
                 self._fail_pending(link.peer, f"link to {link.peer} lost")
                 link.queue.clear()
         self._links.pop(link.peer, None) if self._links.get(link.peer) is link else None
-
-    @staticmethod
-    async def _back_off(link: _Link, delay: float) -> None:
-        """Wait ``delay`` before dialing again, or less when something is sent meanwhile (not sooner
-        than ``PROBE_GAP_S``): a request to a peer marked down by a refused connect is a probe.
-        A dead peer refuses it at once; one restarted since answers it, and the connect marks it up
-        (an acquirer asks such peers for their copies: frontend/homes.py, ``_acquire``)."""
-        gap = min(delay, PROBE_GAP_S)
-        await trio.sleep(gap)
-        link.wake = trio.Event()
-        if not link.queue:
-            with trio.move_on_after(delay - gap):
-                await link.wake.wait()
 
     async def _accept(self, stream: trio.SocketStream) -> None:
         reader = W.FrameReader()
